@@ -1,0 +1,1 @@
+"""One module per command group; ``roost.cli`` discovers them. Each defines ``register(subparsers)``."""

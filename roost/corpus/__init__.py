@@ -1,0 +1,1 @@
+"""The corpus stage: read posts as platforms export them, clean, deduplicate, scrub, thread."""

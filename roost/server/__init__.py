@@ -1,0 +1,1 @@
+"""The HTTP server: one FastAPI app, one router module per surface."""

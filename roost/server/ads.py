@@ -1,0 +1,9 @@
+"""The ads surface (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
+
+
+def load(state) -> None:
+    pass
