@@ -1,0 +1,181 @@
+"""Shared phrase banks: post and reply templates, other languages, names, spam.
+
+English templates fill the slots of a :class:`roost.sample.topics.TopicBank`:
+``{s}`` subject, ``{c}`` claim, ``{a}`` action, ``{o}`` opinion, ``{q}`` question.
+The other languages have small banks of their own: a few nouns per topic
+(``{t}``) and templates placed so the noun never needs a contracted article.
+"""
+
+from __future__ import annotations
+
+
+def _split(s: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in s.split("|"))
+
+
+# Root posts: statements, then questions (a question's replies start with an answer).
+STATEMENTS = _split(
+    "{s} {c}.|Honestly, {s} {c}.|Hot take: {s} {c}.|Just {a}. {o}|Today I {a}. {o}|Can't believe {s} {c}. {o}|"
+    "{o} {s} {c}.|Finally {a}!|Unpopular opinion: {s} {c}.|Not gonna lie, {s} {c}.|So {s} {c}... {o}|"
+    "Yesterday I {a} and {s} {c}.|{o}"
+)
+QUESTIONS = _split(
+    "{q}|Quick question: {q}|Anyone else think {s} {c}?|What do you all think about {s}?|"
+    "Is it just me or {s} {c}?|Just {a}. {q}"
+)
+
+# Replies, by speech act. "ask" replies are questions, so they get answered in turn.
+REPLIES: dict[str, tuple[str, ...]] = {
+    "agree": _split(
+        "Totally agree. {o}|100% this. {s} {c}.|Exactly! {s} {c}.|So true, {s} {c}.|Couldn't agree more. {o}|"
+        "Same here, I {a} too."
+    ),
+    "disagree": _split(
+        "Hard disagree. {s} {c}.|Not so sure about that. {o}|I see it differently: {s} {c}.|"
+        "Nah, {s} {c}.|Respectfully, no. {o}"
+    ),
+    "ask": _split(
+        "Wait, really? Why do you think {s} {c}?|Interesting. {q}|How did that go? I never {a}.|"
+        "Do you really think {s} {c}?|Hmm. {q}"
+    ),
+    "answer": _split(
+        "Good question! I think {s} {c}.|From my experience, {s} {c}.|Short answer: {s} {c}. {o}|"
+        "Honestly? {o} {s} {c}.|Last year I {a}, and {s} {c}."
+    ),
+}
+# What a reply to a statement is; a reply to a question is always an answer.
+REPLY_ACT_WEIGHTS = {"agree": 0.5, "disagree": 0.25, "ask": 0.25}
+
+LANGUAGES = ("en", "es", "fr", "de", "pt")
+LANGUAGE_WEIGHTS = (0.8, 0.07, 0.05, 0.04, 0.04)
+
+# Topic nouns per language, in topic order of roost.sample.topics.TOPICS.
+_FOREIGN_NOUNS = {
+    "es": "el partido,el fútbol,el gol|el baloncesto,la NBA,el partido de baloncesto|la receta,la cocina,la paella|"
+    "el viaje,las vacaciones,el vuelo|la película,el cine,la serie|el concierto,el disco nuevo,la canción|"
+    "el videojuego,la consola,la partida|el móvil nuevo,el portátil,la actualización|"
+    "la inteligencia artificial,el modelo de IA,el chatbot|la startup,la ronda de inversión,el emprendimiento|"
+    "el bitcoin,las criptomonedas,la cartera cripto|el gimnasio,el entrenamiento,la carrera|"
+    "la moda,la colección nueva,el look|las elecciones,el debate,el gobierno|"
+    "el cambio climático,la ola de calor,la energía solar|la ciencia,el estudio,el telescopio|"
+    "el libro,la novela,la lectura|mi perro,mi gato,la mascota|la fotografía,la cámara,la foto|"
+    "el coche,el coche eléctrico,la conducción",
+    "fr": "le match,le foot,le but|le basket,la NBA,le match de basket|la recette,la cuisine,la ratatouille|"
+    "le voyage,les vacances,le vol|le film,le cinéma,la série|le concert,le nouvel album,la chanson|"
+    "le jeu vidéo,la console,la partie|le nouveau téléphone,l'ordinateur portable,la mise à jour|"
+    "l'intelligence artificielle,le modèle d'IA,le chatbot|la startup,la levée de fonds,l'entrepreneuriat|"
+    "le bitcoin,les cryptos,le portefeuille crypto|la salle de sport,l'entraînement,la course à pied|"
+    "la mode,la nouvelle collection,la tenue|les élections,le débat,le gouvernement|"
+    "le climat,la canicule,l'énergie solaire|la science,l'étude,le télescope|le livre,le roman,la lecture|"
+    "mon chien,mon chat,l'animal de compagnie|la photographie,l'appareil photo,la photo|"
+    "la voiture,la voiture électrique,la conduite",
+    "de": "das Spiel,der Fußball,das Derby|der Basketball,die NBA,das Basketballspiel|das Rezept,das Kochen,der Kuchen|"
+    "die Reise,der Urlaub,der Flug|der Film,das Kino,die Serie|das Konzert,das neue Album,der Song|"
+    "das Videospiel,die Konsole,die Runde|das neue Handy,der Laptop,das Update|"
+    "die künstliche Intelligenz,das KI-Modell,der Chatbot|das Startup,die Finanzierungsrunde,die Gründung|"
+    "der Bitcoin,die Kryptowährung,das Krypto-Wallet|das Fitnessstudio,das Training,der Lauf|"
+    "die Mode,die neue Kollektion,das Outfit|die Wahl,die Debatte,die Regierung|"
+    "der Klimawandel,die Hitzewelle,die Solarenergie|die Wissenschaft,die Studie,das Teleskop|"
+    "das Buch,der Roman,das Lesen|mein Hund,meine Katze,das Haustier|die Fotografie,die Kamera,das Foto|"
+    "das Auto,das Elektroauto,die Fahrt",
+    "pt": "o jogo,o futebol,o gol|o basquete,a NBA,o jogo de basquete|a receita,a cozinha,a feijoada|"
+    "a viagem,as férias,o voo|o filme,o cinema,a série|o show,o álbum novo,a música|"
+    "o videogame,o console,a partida|o celular novo,o notebook,a atualização|"
+    "a inteligência artificial,o modelo de IA,o chatbot|a startup,a rodada de investimento,o empreendedorismo|"
+    "o bitcoin,as criptomoedas,a carteira cripto|a academia,o treino,a corrida|"
+    "a moda,a coleção nova,o look|as eleições,o debate,o governo|"
+    "a mudança climática,a onda de calor,a energia solar|a ciência,o estudo,o telescópio|"
+    "o livro,o romance,a leitura|meu cachorro,meu gato,o pet|a fotografia,a câmera,a foto|"
+    "o carro,o carro elétrico,a viagem de carro",
+}
+FOREIGN_NOUNS: dict[str, tuple[tuple[str, ...], ...]] = {
+    lang: tuple(tuple(group.split(",")) for group in s.split("|")) for lang, s in _FOREIGN_NOUNS.items()
+}
+
+# Per language: statements, questions, and replies by act; {t} is a topic noun.
+FOREIGN: dict[str, dict[str, tuple[str, ...]]] = {
+    "es": {
+        "statements": _split(
+            "Me encanta {t}.|Hoy toca hablar de {t}.|Sinceramente, {t} me sorprendió hoy.|"
+            "Opinión impopular: {t} no es para tanto.|No puedo dejar de pensar en {t}.|¡Qué día! Todo gira en torno a {t}."
+        ),
+        "questions": _split("¿Qué opináis de {t}?|¿Alguien más está siguiendo {t}?"),
+        "agree": _split("¡Totalmente de acuerdo! {t} es lo mejor.|Exacto, pienso lo mismo."),
+        "disagree": _split("No estoy de acuerdo, {t} está sobrevalorado.|Pues yo lo veo distinto."),
+        "ask": _split("¿En serio? ¿Por qué lo dices?|¿Y qué tal {t}?"),
+        "answer": _split("Buena pregunta. Para mí, {t} es lo mejor.|Yo diría que {t}, sin duda."),
+    },
+    "fr": {
+        "statements": _split(
+            "J'adore {t}.|Franchement, {t}, c'est incroyable.|Avis impopulaire : {t}, c'est surcoté.|"
+            "Ce soir, {t} était génial.|Encore une journée consacrée à {t}.|Je ne pense qu'à {t} aujourd'hui."
+        ),
+        "questions": _split("{t}, vous en pensez quoi ?|Qui suit {t} en ce moment ?"),
+        "agree": _split("Entièrement d'accord ! {t}, c'est top.|Exactement, je pense pareil."),
+        "disagree": _split("Pas d'accord, {t}, c'est surcoté.|Je ne suis pas convaincu."),
+        "ask": _split("Vraiment ? Pourquoi tu dis ça ?|Et {t}, alors ?"),
+        "answer": _split("Bonne question. Pour moi, {t}, c'est le meilleur.|Je dirais {t}, sans hésiter."),
+    },
+    "de": {
+        "statements": _split(
+            "{t} war heute unglaublich.|Ehrlich gesagt ist {t} überbewertet.|Ich liebe es: {t}!|"
+            "Unpopuläre Meinung: {t} wird gehypt.|Heute dreht sich alles um eins: {t}.|Endlich Wochenende und {t}."
+        ),
+        "questions": _split("{t}: was meint ihr?|Wer verfolgt gerade auch {t}?"),
+        "agree": _split("Stimmt total! {t} ist einfach top.|Genau, sehe ich auch so."),
+        "disagree": _split("Sehe ich anders, {t} ist überbewertet.|Da bin ich nicht sicher."),
+        "ask": _split("Echt jetzt? Warum?|Und wie war {t}?"),
+        "answer": _split("Gute Frage. Für mich ist {t} das Beste.|Ich würde sagen: {t}, ganz klar."),
+    },
+    "pt": {
+        "statements": _split(
+            "Eu amo {t}.|Sinceramente, {t} foi incrível hoje.|Opinião impopular: {t} não é tudo isso.|"
+            "Hoje só se fala de uma coisa: {t}.|Ainda pensando em tudo isso: {t}.|Que dia! {t} salvou a semana."
+        ),
+        "questions": _split("{t}: o que vocês acham?|Alguém mais acompanhando {t}?"),
+        "agree": _split("Concordo totalmente! {t} é demais.|Exatamente, penso igual."),
+        "disagree": _split("Discordo, {t} é superestimado.|Não tenho tanta certeza."),
+        "ask": _split("Sério? Por quê?|E {t}, como foi?"),
+        "answer": _split("Boa pergunta. Pra mim, {t} é o melhor.|Eu diria {t}, sem dúvida."),
+    },
+}
+
+FIRST_NAMES = {
+    "en": _split("James|Olivia|Liam|Emma|Noah|Ava|Ethan|Mia|Lucas|Chloe|Ryan|Grace|Daniel|Zoe|Sam|Priya|Omar|Mei"),
+    "es": _split("Sofía|Mateo|Lucía|Diego|Valentina|Javier|Carmen|Alejandro"),
+    "fr": _split("Camille|Louis|Chloé|Hugo|Léa|Antoine|Manon|Julien"),
+    "de": _split("Lukas|Anna|Felix|Lena|Jonas|Marie|Paul|Sophie"),
+    "pt": _split("João|Ana|Pedro|Beatriz|Gabriel|Mariana|Rafael|Larissa"),
+}
+LAST_NAMES = {
+    "en": _split("Smith|Johnson|Brown|Taylor|Wilson|Davies|Evans|Patel|Nguyen|Kim|Walker|Clarke|Hughes|Khan"),
+    "es": _split("García|Martínez|López|Sánchez|Romero|Torres|Ruiz|Navarro"),
+    "fr": _split("Martin|Bernard|Dubois|Lefèvre|Moreau|Laurent|Girard|Roux"),
+    "de": _split("Müller|Schmidt|Schneider|Fischer|Weber|Becker|Wagner|Hoffmann"),
+    "pt": _split("Silva|Santos|Oliveira|Souza|Pereira|Costa|Rodrigues|Almeida"),
+}
+
+# Dirt.
+SPAM_HOOKS = _split(
+    "FREE giveaway!!! Claim your prize now|Make $5000 a week from home, no experience needed|"
+    "100x gains guaranteed, join the signal group|You have been selected! Click to claim|"
+    "Hot singles in your area|Last chance: 90% OFF everything"
+)
+SPAM_TAGS = _split("win|free|giveaway|crypto|airdrop|money|followback|promo|deal|bitcoin|rich|sale")
+SPAM_DOMAINS = _split("bit.ly|tinyurl.com|free-prizes.example|win-big.example")
+EMAIL_DOMAINS = _split("example.com|example.org|mail.example.net")
+PII_TEMPLATES = _split(
+    "Email me at {email} for details.|DM me or write to {email}|Questions? Call {phone}|"
+    "Text me on {phone} if you want in.|Contact: {email} / {phone}"
+)
+# Numbers from ranges reserved for fiction (US 555-01xx, UK 07700 900xxx) or made up (DE).
+PHONE_FORMATS = _split("+1 (415) 555-01{d2}|555-01{d2}|+44 7700 900{d3}|+49 30 {d4}{d3}|(212) 555-01{d2}")
+# Words a near-duplicate swaps in or out; small edits keep it near, not exact.
+NEAR_DUP_WORDS = {
+    "en": _split("really|so|totally|just|honestly|literally|actually|seriously"),
+    "es": _split("muy|realmente|totalmente|sinceramente"),
+    "fr": _split("vraiment|trop|carrément|franchement"),
+    "de": _split("echt|total|wirklich|einfach"),
+    "pt": _split("muito|realmente|totalmente|mesmo"),
+}
+URL_SITES = _split("news.example.com|blog.example.org|www.example.net|media.example.com")
