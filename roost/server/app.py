@@ -8,6 +8,7 @@ come back in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import importlib
 from dataclasses import dataclass, field
@@ -112,11 +113,23 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(f"internal error: {type(e).__name__}: {e}", "server_error"), status_code=500)
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """On shutdown, close every service that has a ``close()`` (the engine stops its thread)."""
+    yield
+    for service in app.state.roost.services.values():
+        if hasattr(service, "close"):
+            service.close()
+
+
 def create_app(config: ServeConfig) -> FastAPI:
-    app = FastAPI(title="roost", version="0.1.0")
+    from roost.server import metrics
+
+    app = FastAPI(title="roost", version="0.1.0", lifespan=_lifespan)
     state = ServerState(config=config, workspace=Workspace(config.workspace))
     app.state.roost = state
     _install_error_handlers(app)
+    metrics.install(app)
 
     @app.get("/health")
     def health() -> dict:
