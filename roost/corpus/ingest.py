@@ -1,0 +1,247 @@
+"""``roost ingest``: sources -> workspace/corpus/ (posts, threads, users shards; rejects; manifest).
+
+The manifest is the commit point. Shards are renamed into place as they are
+sealed, but only the files the manifest lists belong to the corpus: a crashed
+run's shards are unlisted and removed by the next ingest, and its dedup state
+(``dedup-<run>.npz``) is never referenced. Accounting holds per run and in
+total: records read = kept + sum(dropped) + sum(malformed).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from roost.corpus.config import IngestConfig
+from roost.corpus.dedup import DUP_ID, DUP_TEXT, KEEP, NEAR_DUP, DedupState
+from roost.corpus.process import BatchProcessor, BatchResult, init_worker, run_batch
+from roost.corpus.schema import POSTS, USERS, read_table
+from roost.corpus.sources import Unit, expand_sources, read_units
+from roost.corpus.threads import build_threads
+from roost.corpus.writer import ShardWriter
+from roost.workspace import Workspace, file_hash
+
+DEDUP_REASONS = {DUP_ID: "duplicate_id", DUP_TEXT: "duplicate", NEAR_DUP: "near_duplicate"}
+
+
+@dataclass
+class IngestReport:
+    sources: list[str]
+    read: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    malformed: dict[str, int] = field(default_factory=dict)
+    pii_scrubbed: int = 0
+    users_added: int = 0
+    files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    total_posts: int = 0
+    threads: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.kept + sum(self.dropped.values()) + sum(self.malformed.values())
+
+    @property
+    def posts_per_s(self) -> float:
+        return self.read / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        lines = [(f"read {self.read:,} records from {len(self.sources)} source(s) in {self.seconds:.1f}s "
+                  f"({self.posts_per_s:,.0f}/s): kept {self.kept:,}")]
+        for title, counts in (("dropped", self.dropped), ("malformed", self.malformed)):
+            if counts:
+                lines.append(f"  {title}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+        lines.append(f"  corpus now: {self.total_posts:,} posts, {self.threads:,} threads; "
+                     f"{self.users_added:,} new users; {self.pii_scrubbed:,} PII spans scrubbed")
+        return "\n".join(lines)
+
+
+def _params(cfg: IngestConfig) -> dict:
+    """The settings stored dedup state depends on: changing them breaks dedup across ingests."""
+    return {"num_perm": cfg.num_perm, "threshold": cfg.near_dup_threshold, "shingle_words": cfg.shingle_words,
+            "seed": cfg.minhash_seed, "urls": cfg.urls, "mentions": cfg.mentions, "scrub_pii": cfg.scrub_pii}
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{folder}: another ingest is writing this corpus; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_unlisted(folder: Path, listed: set[str]) -> None:
+    """Drop what a crashed run left: shards and dedup state the manifest does not list, temp files."""
+    for p in folder.iterdir():
+        table_file = p.name.endswith(".parquet") and p.name.split("-", 1)[0] in ("posts", "threads", "users")
+        state_file = p.name.startswith("dedup-") and p.name.endswith(".npz")
+        if ((table_file or state_file) and p.name not in listed) or (p.name.startswith(".") and p.name.endswith(".tmp")):
+            p.unlink()
+
+
+def _batches(sources: list[Path], cfg: IngestConfig) -> Iterator[list[Unit]]:
+    batch: list[Unit] = []
+    weight = 0
+    for src in sources:
+        for u in read_units(src, cfg):
+            batch.append(u)
+            weight += u.payload[2] if u.kind == "lines" else 1
+            if weight >= cfg.batch_size:
+                yield batch
+                batch, weight = [], 0
+    if batch:
+        yield batch
+
+
+def _results(sources: list[Path], cfg: IngestConfig) -> Iterator[BatchResult]:
+    """Batch results in input order; with workers, at most 2 batches a worker in flight (bounded memory)."""
+    workers = cfg.workers or min(4, os.cpu_count() or 1)
+    if workers == 1:
+        proc = BatchProcessor(cfg)
+        yield from map(proc, _batches(sources, cfg))
+        return
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers, initializer=init_worker, initargs=(cfg,)) as pool:
+        pending: deque = deque()
+        for batch in _batches(sources, cfg):
+            pending.append(pool.apply_async(run_batch, (batch,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | None = None,
+           progress: bool = True) -> IngestReport:
+    """Read, clean, filter, deduplicate and thread ``sources`` into ``workspace/corpus/`` (appending)."""
+    from tqdm import tqdm
+
+    cfg = config or IngestConfig()
+    files = expand_sources(list(sources))
+    folder = workspace.corpus
+    t0 = time.time()
+    with _locked(folder):
+        old = workspace.read_manifest("corpus") or {}
+        old_files = old.get("files", {"posts": [], "threads": [], "users": []})
+        listed = {f for fs in old_files.values() for f in fs} | ({old["dedup_state"]} if old.get("dedup_state") else set())
+        _remove_unlisted(folder, listed)
+        state_file = old.get("dedup_state")
+        dedup = DedupState.load(folder / state_file, _params(cfg)) if state_file else DedupState(_params(cfg))
+        known_users = set(read_table(folder, "users", ["id"]).column("id").to_pylist())
+
+        run = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        report = IngestReport([str(f) for f in files])
+        dropped, malformed, rejects, users = Counter(), Counter(), [], []
+        posts_w = ShardWriter(folder, "posts", POSTS, run, cfg.rows_per_shard)
+        users_w = ShardWriter(folder, "users", USERS, run, cfg.rows_per_shard)
+        bar = tqdm(desc="ingest", unit=" posts", unit_scale=True, disable=not progress, smoothing=0.1)
+        try:
+            for r in _results(files, cfg):
+                report.read += r.read
+                dropped.update(r.dropped)
+                malformed.update(r.malformed)
+                report.pii_scrubbed += r.pii_scrubbed
+                rejects.extend({"run": run, **x} for x in r.rejects[: max(0, cfg.max_rejects_logged - len(rejects))])
+                for u in r.users:
+                    if u["id"] not in known_users:
+                        known_users.add(u["id"])
+                        users.append(u)
+                if len(users) >= cfg.batch_size:
+                    users_w.write(pa.Table.from_pylist(users, schema=USERS))
+                    report.users_added += len(users)
+                    users = []
+                if r.id_hash is not None and len(r.id_hash):
+                    verdict = dedup.judge(r.id_hash, r.text_hash, r.bands)
+                    for code, reason in DEDUP_REASONS.items():
+                        if n := int((verdict == code).sum()):
+                            dropped[reason] += n
+                    keep = verdict == KEEP
+                    posts_w.write(r.posts.filter(pa.array(keep)))
+                    report.kept += int(keep.sum())
+                bar.update(r.read)
+            users_w.write(pa.Table.from_pylist(users, schema=USERS))
+            report.users_added += len(users)
+        except BaseException:
+            posts_w.abort()
+            users_w.abort()
+            bar.close()
+            raise
+        bar.close()
+        new_posts, new_users = posts_w.close(), users_w.close()
+
+        cols = read_table(folder, "posts", ["id", "reply_to", "conversation_id"])
+        threads = build_threads(*(cols.column(c).combine_chunks() for c in cols.column_names))
+        threads_w = ShardWriter(folder, "threads", threads.schema, run, max(1, threads.num_rows))
+        threads_w.write(threads)
+        new_threads = threads_w.close()
+
+        dedup_name = f"dedup-{run}.npz"
+        dedup.save(folder / dedup_name)
+        _append_rejects(folder / "rejects.jsonl", rejects)
+
+        report.dropped, report.malformed = dict(dropped), dict(malformed)
+        report.files = new_posts + new_users + new_threads
+        report.total_posts = cols.num_rows
+        report.threads = len(pc.unique(threads.column("thread_id"))) if threads.num_rows else 0
+        report.seconds = time.time() - t0
+        assert report.balanced, f"ingest accounting does not add up: {asdict(report)}"
+        _commit(workspace, old, cfg, report, run, files,
+                {"posts": old_files["posts"] + new_posts, "users": old_files["users"] + new_users,
+                 "threads": new_threads}, dedup_name)
+        for name in old_files["threads"] + ([state_file] if state_file else []):
+            (folder / name).unlink(missing_ok=True)
+    return report
+
+
+def _append_rejects(path: Path, rejects: list[dict]) -> None:
+    if rejects:
+        with open(path, "a", encoding="utf-8") as f:
+            f.writelines(json.dumps(x, ensure_ascii=False) + "\n" for x in rejects)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _add(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in sorted(a.keys() | b.keys())}
+
+
+def _commit(ws: Workspace, old: dict, cfg: IngestConfig, rep: IngestReport, run: str, files: list[Path],
+            tables: dict[str, list[str]], dedup_name: str) -> None:
+    prev = old.get("counts", {})
+    run_counts = {"read": rep.read, "kept": rep.kept, "dropped": rep.dropped, "malformed": rep.malformed,
+                  "pii_scrubbed": rep.pii_scrubbed, "users_added": rep.users_added}
+    counts = {
+        "read": prev.get("read", 0) + rep.read,
+        "kept": prev.get("kept", 0) + rep.kept,
+        "dropped": _add(prev.get("dropped", {}), rep.dropped),
+        "malformed": _add(prev.get("malformed", {}), rep.malformed),
+        "pii_scrubbed": prev.get("pii_scrubbed", 0) + rep.pii_scrubbed,
+        "posts": rep.total_posts,
+        "threads": rep.threads,
+        "users": prev.get("users", 0) + rep.users_added,
+    }
+    inputs = dict(old.get("inputs", {}))
+    inputs.update({str(f): file_hash(f) for f in files})
+    runs = old.get("runs", []) + [{"run": run, "sources": [str(f) for f in files], "seconds": round(rep.seconds, 3),
+                                   "counts": run_counts}]
+    ws.write_manifest("corpus", inputs=inputs, counts=counts, files=tables, dedup_state=dedup_name,
+                      config=cfg.to_dict(), runs=runs)
