@@ -146,3 +146,11 @@ def test_pii_is_scrubbed_in_stored_posts(ws, tmp_path):
     text = read_table(ws.corpus, "posts").column("text")[0].as_py()
     assert text == f"write to {PLACEHOLDERS['email']} or call {PLACEHOLDERS['phone']} today"
     assert ws.read_manifest("corpus")["counts"]["pii_scrubbed"] == 2
+
+
+def test_empty_text_is_an_empty_post_not_a_malformed_record(ws, tmp_path):
+    src = write_jsonl(tmp_path / "e.jsonl", [v2(1, ""), v2(2, "a perfectly fine post about football"), {"id": "3"}])
+    rep = run(ws, src)
+    assert rep.dropped.get("empty") == 1
+    assert rep.malformed == {"missing_field": 1}  # the record with no text field at all
+    assert list(posts(ws)) == ["2"]

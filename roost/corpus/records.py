@@ -91,7 +91,10 @@ _US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc) - _EPOCH
 _MIN_US, _MAX_US = -62_135_596_800_000_000, 253_402_300_799_000_000
 
 
-def _str(v: Any, field: str, cfg: IngestConfig, required: bool = False, limit: int | None = None) -> str | None:
+def _str(v: Any, field: str, cfg: IngestConfig, required: bool = False, limit: int | None = None,
+         allow_empty: bool = False) -> str | None:
+    if allow_empty and v == "":  # an empty post is a record, dropped later by the "empty" filter
+        return v
     if v is None or v == "":
         if required:
             raise Malformed("missing_field", f"{field} is missing")
@@ -150,7 +153,8 @@ def tweet_record(obj: Any, cfg: IngestConfig) -> RawPost:
         obj = obj["tweet"]
         get = obj.get
     ext, note = _dict(get("extended_tweet"), "extended_tweet"), _dict(get("note_tweet"), "note_tweet")
-    text = _str(note.get("text") or ext.get("full_text") or get("full_text") or get("text"), "text", cfg, required=True)
+    text = _str(note.get("text") or ext.get("full_text") or get("full_text") or get("text"), "text", cfg,
+                required=True, allow_empty=True)
     tid = _id(get("id_str") or get("id"), "id", cfg, required=True)
     author = get("author_id")
     if author is None:
@@ -211,7 +215,7 @@ def user_record(obj: Any) -> dict | None:
 
 def row_record(row: dict, cfg: IngestConfig) -> RawPost:
     c = cfg.columns
-    text = _str(row.get(c.text), c.text, cfg, required=True)
+    text = _str(row.get(c.text), c.text, cfg, required=True, allow_empty=True)
     tid = _id(row.get(c.id), c.id, cfg, required=True)
     return RawPost(tid, text, _id(row.get(c.author), c.author, cfg), _time(row.get(c.created_at), c.created_at),
                    None, _id(row.get(c.reply_to), c.reply_to, cfg), _id(row.get(c.conversation), c.conversation, cfg),
