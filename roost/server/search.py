@@ -1,9 +1,123 @@
-"""The search surface (being written)."""
+"""The search surface: ``GET /search`` and the live post admin routes.
 
-from fastapi import APIRouter
+``POST /admin/posts`` adds posts (normalized and filtered like ingest) and
+``DELETE /admin/posts/{id}`` removes one; both take the admin key, and both are
+visible to the next query and durable when they return.
+"""
 
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from roost.search.docstore import Filters
+from roost.search.engine import SearchIndex, SearchRequest, parse_time
+from roost.search.live import PostPreparer
+from roost.server.app import APIError, ServerState, require_admin_key, require_api_key
+
+log = logging.getLogger(__name__)
 router = APIRouter()
+SERVICE = "search"
+MAX_POSTS_PER_REQUEST = 1000
 
 
-def load(state) -> None:
-    pass
+def load(state: ServerState) -> None:
+    """Open ``workspace/index`` (and the served model, for semantic search) when they exist."""
+    from roost.search.embed import load_embedder
+
+    manifest = state.workspace.read_manifest("index")
+    if manifest is None:
+        log.warning("search: no index in %s; run `roost index` to enable /search", state.workspace.root)
+        return
+    embed = None
+    if manifest.get("semantic"):
+        try:
+            embed = load_embedder(state.workspace.model)
+        except (FileNotFoundError, ValueError, ImportError) as e:
+            log.warning("search: semantic and hybrid modes disabled: cannot load the model: %s", e)
+    prepare = PostPreparer.for_workspace(state.workspace)
+    prepare.warm_up()
+    state.services[SERVICE] = SearchService(SearchIndex(state.workspace.index, embed), prepare)
+
+
+@dataclass
+class SearchService:
+    index: SearchIndex
+    prepare: PostPreparer  # normalizes and filters posts added live, like ingest
+
+    def close(self) -> None:  # called by the app on shutdown: releases the tantivy writer lock
+        self.index.close()
+
+
+def _service(request: Request) -> SearchService:
+    state: ServerState = request.app.state.roost
+    service = state.services.get(SERVICE)
+    if service is None:
+        raise APIError(503, f"search is not available: no index in {state.workspace.index}; "
+                            f"run `roost index --workspace {state.workspace.root}` and restart the server",
+                       type="service_unavailable", code="no_index")
+    return service
+
+
+def _bad(e: ValueError) -> APIError:
+    return APIError(400, str(e), param=getattr(e, "param", None))
+
+
+@router.get("/search", dependencies=[Depends(require_api_key)])
+def search(request: Request, q: str = "", k: int = 10, mode: str = "hybrid", author: str | None = None,
+           since: str | None = None, until: str | None = None, hashtag: str | None = None,
+           lang: str | None = None, explain: bool = False) -> dict:
+    index = _service(request).index
+    t0 = time.perf_counter()
+    try:
+        filters = Filters(author=author or None, since=parse_time(since, "since"), until=parse_time(until, "until"),
+                          hashtag=hashtag.lstrip("#").lower() if hashtag else None, lang=lang or None)
+        hits = index.search(SearchRequest(q=q, k=k, mode=mode, filters=filters))
+    except ValueError as e:
+        raise _bad(e) from None
+    return {"object": "list", "query": q, "mode": mode, "data": [h.to_dict(explain) for h in hits],
+            "took_ms": round((time.perf_counter() - t0) * 1000, 3)}
+
+
+class PostIn(BaseModel):
+    """A post as a client sends it; Twitter-like field names."""
+
+    id: str = Field(min_length=1, max_length=128)
+    text: str = Field(max_length=25_000)
+    author_id: str | None = None
+    created_at: datetime | None = None  # default: now
+    lang: str | None = None
+    hashtags: list[str] | None = None   # default: taken from the text
+    like_count: int = Field(0, ge=0)
+    retweet_count: int = Field(0, ge=0)
+    reply_count: int = Field(0, ge=0)
+
+
+class PostsIn(BaseModel):
+    posts: list[PostIn] = Field(min_length=1, max_length=MAX_POSTS_PER_REQUEST)
+
+
+@router.post("/admin/posts", dependencies=[Depends(require_admin_key)])
+def add_posts(request: Request, body: PostsIn) -> dict:
+    service = _service(request)
+    if service.index.vectors is not None and service.index.embed is None:
+        raise APIError(503, "posts cannot be added: the index has vectors but the model to embed them did not "
+                            "load (see the server log)", type="service_unavailable", code="no_model")
+    accepted, rejected = service.prepare([p.model_dump() for p in body.posts])
+    if accepted:
+        service.index.add(accepted)
+    return {"object": "list", "added": [p.id for p in accepted], "rejected": rejected}
+
+
+@router.delete("/admin/posts/{post_id}", dependencies=[Depends(require_admin_key)])
+def delete_post(request: Request, post_id: str) -> dict:
+    if not _service(request).index.delete(post_id):
+        raise APIError(404, f"no post with id {post_id!r} in the search index", type="not_found_error",
+                       param="post_id", code="post_not_found")
+    return {"id": post_id, "object": "post", "deleted": True}
+

@@ -1,0 +1,60 @@
+"""``roost index`` (build the search index) and ``roost train-retriever`` (its embedding head)."""
+
+from __future__ import annotations
+
+import argparse
+
+from roost.cli import add_workspace_arg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="build workspace/index/ (lexical + vector + doc store) from the corpus",
+                       description="Build the search index from workspace/corpus, embedding posts with "
+                                   "workspace/model (and its trained embedding head, if any).")
+    add_workspace_arg(p)
+    p.add_argument("--no-vectors", action="store_true", help="lexical search only: do not embed posts")
+    p.add_argument("--batch-size", type=int, default=2048, help="posts per indexing batch (default 2048)")
+    p.set_defaults(func=run_index)
+
+    t = sub.add_parser("train-retriever", help="train the embedding head for semantic search on the corpus",
+                       description="Fine-tune a projection head over the served model's pooled hidden states "
+                                   "with InfoNCE on pairs mined from the corpus (post/reply, post/its hashtags, "
+                                   "posts sharing a rare hashtag); writes workspace/model/embedding_head.safetensors.")
+    add_workspace_arg(t)
+    t.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
+    t.add_argument("--batch-size", type=int, default=128, help="pairs per step; the rest of the batch are negatives")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--dim", type=int, default=None, help="output size of the head (default: the model width, identity init)")
+    t.add_argument("--max-pairs", type=int, default=50_000, help="at most this many mined pairs (default 50000)")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=run_train_retriever)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from roost.search.build import BuildConfig, build_workspace_index
+    from roost.search.embed import load_embedder
+    from roost.workspace import Workspace, file_hash
+
+    ws = Workspace(args.workspace)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    embed = model_hash = None
+    if not args.no_vectors:
+        embed = load_embedder(ws.model)
+        model_hash = file_hash(ws.model)
+    m = build_workspace_index(ws, embed, model_hash=model_hash, config=BuildConfig(batch_size=args.batch_size))
+    c = m["counts"]
+    print(f"index: {c['posts']} posts, {c['vectors']} vectors (dim {c['dim']}) -> {ws.index}")
+    return 0
+
+
+def run_train_retriever(args: argparse.Namespace) -> int:
+    from roost.search.retriever import RetrieverConfig, train_workspace_retriever
+    from roost.workspace import Workspace
+
+    cfg = RetrieverConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, dim=args.dim,
+                          max_pairs=args.max_pairs, seed=args.seed)
+    report = train_workspace_retriever(Workspace(args.workspace), cfg)
+    print(f"train-retriever: {report['pairs']} pairs, loss {report['first_loss']:.3f} -> {report['last_loss']:.3f}; "
+          f"wrote {report['path']} (run `roost index` again to re-embed the posts)")
+    return 0

@@ -1,0 +1,202 @@
+"""The search index as one object: open it, query it, add and delete posts live.
+
+``workspace/index/`` holds ``docs.sqlite`` (the :class:`DocStore`, source of
+truth), ``lexical/`` (tantivy) and ``vectors.usearch`` (usearch; absent when the
+index was built without a model). Queries run in three modes: ``lexical``
+(BM25), ``semantic`` (cosine of model embeddings) and ``hybrid`` (RRF of both,
+then ranking features).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from roost.search.docstore import DocStore, Filters, Post
+from roost.search.lexical import LexicalIndex
+from roost.search.ranking import RankingConfig, Scored, features, final_score, rrf
+from roost.search.vector import VectorConfig, VectorIndex
+
+DOCS, LEXICAL, VECTORS = "docs.sqlite", "lexical", "vectors.usearch"
+MODES = ("lexical", "semantic", "hybrid")
+MAX_QUERY_CHARS = 1000
+MAX_K = 100
+
+EmbedFn = Callable[[list[str]], np.ndarray]
+
+
+class QueryError(ValueError):
+    """A bad search request; ``param`` names the offending parameter."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
+def parse_time(value: str | None, param: str) -> float | None:
+    """ISO 8601 date or datetime (naive means UTC) -> epoch seconds."""
+    if value is None or value == "":
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(param, f"{value!r} is not an ISO 8601 date or datetime (e.g. 2024-05-01 or 2024-05-01T12:00:00Z)") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+@dataclass
+class SearchRequest:
+    q: str
+    k: int = 10
+    mode: str = "hybrid"
+    filters: Filters = field(default_factory=Filters)
+
+    def validate(self) -> None:
+        if not self.q or not self.q.strip():
+            raise QueryError("q", "the query is empty; pass some words, e.g. ?q=football")
+        if len(self.q) > MAX_QUERY_CHARS:
+            raise QueryError("q", f"the query is {len(self.q)} characters long; the limit is {MAX_QUERY_CHARS}")
+        if not 1 <= self.k <= MAX_K:
+            raise QueryError("k", f"k must be between 1 and {MAX_K}, got {self.k}")
+        if self.mode not in MODES:
+            raise QueryError("mode", f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
+        f = self.filters
+        if f.since is not None and f.until is not None and f.since >= f.until:
+            raise QueryError("since", "since must be earlier than until")
+
+
+@dataclass
+class Hit:
+    post: Post
+    score: float
+    components: dict[str, float]
+
+    def to_dict(self, explain: bool = False) -> dict:
+        d = {"id": self.post.id, "text": self.post.text, "author": self.post.author_id,
+             "created_at": self.post.created_iso, "score": self.score}
+        if explain:
+            d["explain"] = self.components
+        return d
+
+
+class SearchIndex:
+    """An opened ``index/`` folder. Thread-safe: queries run concurrently, writes one at a time."""
+
+    def __init__(self, path: str | Path, embed: EmbedFn | None = None, *,
+                 ranking: RankingConfig | None = None, vector_config: VectorConfig | None = None):
+        self.path = Path(path)
+        self.embed = embed
+        self.ranking = ranking or RankingConfig()
+        self.docs = DocStore(self.path / DOCS)
+        self.lexical = LexicalIndex(self.path / LEXICAL)
+        vpath = self.path / VECTORS
+        self.vectors = VectorIndex.load(vpath, vector_config) if vpath.exists() else None
+        self._write_lock = threading.Lock()
+        if self.vectors is not None:
+            self._catch_up_vectors()
+
+    def _catch_up_vectors(self) -> None:
+        """Replay what happened since the vector file was saved: posts added live, posts deleted."""
+        keys, vecs = self.docs.pending_vectors()
+        new = [i for i, k in enumerate(keys) if not self.vectors.contains(k)]
+        if new:
+            self.vectors.add([keys[i] for i in new], vecs[new])
+        self.vectors.remove(self.docs.deleted_keys())
+
+    @property
+    def semantic_ready(self) -> bool:
+        return self.vectors is not None and self.embed is not None
+
+    def close(self) -> None:
+        self.lexical.close()
+        self.docs.close()
+
+    # ---- writes -------------------------------------------------------------------------
+    def add(self, posts: list[Post]) -> list[Post]:
+        """Add posts (replacing any live post with the same id); searchable when this returns."""
+        vecs = None
+        if self.vectors is not None:  # embed first: a failure here must not lose the posts being replaced
+            if self.embed is None:
+                raise RuntimeError("this index has vectors but no embedding model is loaded to embed new posts")
+            vecs = self.embed([p.text for p in posts])
+        with self._write_lock:
+            for p in posts:
+                self._delete_locked(p.id, commit=False)  # a repeated id replaces the old post
+            start = self.docs.next_key()
+            for i, p in enumerate(posts):
+                p.key = start + i
+            self.docs.add(posts, vecs)
+            self.lexical.add(posts)
+            self.lexical.commit()
+            if vecs is not None:
+                self.vectors.add([p.key for p in posts], vecs, threads=1)
+        return posts
+
+    def delete(self, post_id: str) -> bool:
+        """Remove a post from every mode; False when no live post has this id."""
+        with self._write_lock:
+            return self._delete_locked(post_id)
+
+    def _delete_locked(self, post_id: str, commit: bool = True) -> bool:
+        key = self.docs.delete(post_id)  # from here on the doc store refuses the key in every mode
+        if key is None:
+            return False
+        self.lexical.delete(key)
+        if commit:
+            self.lexical.commit()
+        if self.vectors is not None:
+            self.vectors.remove([key])
+        return True
+
+    # ---- queries ------------------------------------------------------------------------
+    def _semantic(self, qvec: np.ndarray, n: int, filters: Filters) -> list[tuple[int, float]]:
+        if not filters:
+            return self.vectors.search(qvec, n)
+        limit = self.vectors.config.exact_below
+        allowed = self.docs.matching_keys(filters, limit + 1)
+        if len(allowed) <= limit:
+            return self.vectors.search_among(qvec, allowed, n)
+        return self.vectors.search(qvec, n * 10)  # many posts pass: over-fetch, the filters run later
+
+    def search(self, req: SearchRequest) -> list[Hit]:
+        req.validate()
+        if req.mode != "lexical" and not self.semantic_ready:
+            why = "it was built without a model" if self.vectors is None else "no embedding model is loaded"
+            raise QueryError("mode", f"mode={req.mode} needs the vector index, but {why}; "
+                                     "use mode=lexical or rebuild with `roost index` after training a model")
+        cfg = self.ranking
+        n = max(cfg.candidates, req.k)
+        lists: dict[str, list[tuple[int, float]]] = {}
+        if req.mode in ("lexical", "hybrid"):
+            lists["bm25"] = self.lexical.search(req.q, n, req.filters)
+        if req.mode in ("semantic", "hybrid"):
+            qvec = self.embed([req.q])[0]
+            lists["vector"] = self._semantic(qvec, n, req.filters)
+        posts = self.docs.get(list({k for ranked in lists.values() for k, _ in ranked}))
+        # deleted posts and posts the filters refuse drop out here, whichever list they came from
+        lists = {name: [(k, s) for k, s in ranked if k in posts and req.filters.accepts(posts[k])][:n]
+                 for name, ranked in lists.items()}
+        fused = rrf(lists, cfg.rrf_k)
+        quality = self.docs.author_quality(posts[k].author_id for k in fused)
+        newest = self.docs.newest()
+        hits = []
+        for key, s in fused.items():
+            post = posts[key]
+            feats = features(post, quality.get(post.author_id, 0.0), newest, cfg)
+            s.components.update(feats)
+            hits.append(Hit(post, self._score(req.mode, s, feats), s.components))
+        hits.sort(key=lambda h: (-h.score, h.post.key))
+        return hits[:req.k]
+
+    def _score(self, mode: str, s: Scored, feats: dict[str, float]) -> float:
+        if mode == "lexical":
+            return s.components["bm25"]
+        if mode == "semantic":
+            return s.components["vector"]
+        return final_score(s.components["rrf"], feats, self.ranking)
+

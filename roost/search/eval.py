@@ -1,0 +1,148 @@
+"""Retrieval quality: NDCG@10, Recall@100 and MRR for the three search modes.
+
+Two tasks, both with relevance known without human labels:
+
+* ``topics``: the sample network's ground truth. The query is a topic's name
+  words; the relevant posts are the posts of that topic.
+* ``hashtags``: real tweets. Tweets carrying a (held-out) hashtag lose it from
+  their text; the query is the hashtag's words (camel case and compounds split),
+  and the relevant posts are the tweets that carried it. Hashtags are split in
+  two by a hash of their name: held-out ones make the queries, the others stay in
+  the text (so :mod:`roost.search.retriever` can mine training pairs from them
+  without ever seeing an evaluation query).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xxhash
+from tqdm import tqdm
+
+from roost.search.build import build_index
+from roost.search.docstore import Post
+from roost.search.engine import MAX_K, MODES, EmbedFn, SearchIndex, SearchRequest
+from roost.search.text import hashtag_words, word_counts
+
+
+@dataclass
+class Query:
+    text: str
+    relevant: set[str]  # post ids
+    name: str = ""
+
+
+@dataclass
+class EvalTask:
+    name: str
+    posts: list[Post]
+    queries: list[Query] = field(default_factory=list)
+
+
+# ---- metrics ------------------------------------------------------------------------------
+def ndcg_at(ranked: list[str], relevant: set[str], k: int = 10) -> float:
+    dcg = sum(1.0 / math.log2(i + 2) for i, pid in enumerate(ranked[:k]) if pid in relevant)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), k)))
+    return dcg / ideal if ideal else 0.0
+
+
+def recall_at(ranked: list[str], relevant: set[str], k: int = 100) -> float:
+    return len(relevant.intersection(ranked[:k])) / len(relevant) if relevant else 0.0
+
+
+def reciprocal_rank(ranked: list[str], relevant: set[str]) -> float:
+    return next((1.0 / (i + 1) for i, pid in enumerate(ranked) if pid in relevant), 0.0)
+
+
+def evaluate(index: SearchIndex, queries: list[Query], modes: tuple[str, ...] = MODES) -> dict[str, dict[str, float]]:
+    """Mean metrics per mode over the queries."""
+    if not queries:
+        raise ValueError("no queries to evaluate: none of the task's relevant posts are in the index")
+    results: dict[str, dict[str, float]] = {}
+    for mode in modes:
+        sums = Counter()
+        for q in tqdm(queries, desc=f"eval {mode}", unit="query", leave=False):
+            ranked = [h.post.id for h in index.search(SearchRequest(q=q.text, k=MAX_K, mode=mode))]
+            sums["ndcg@10"] += ndcg_at(ranked, q.relevant, 10)
+            sums["recall@100"] += recall_at(ranked, q.relevant, 100)
+            sums["mrr"] += reciprocal_rank(ranked, q.relevant)
+        results[mode] = {m: v / len(queries) for m, v in sums.items()}
+    return results
+
+
+def format_table(name: str, results: dict[str, dict[str, float]], n_queries: int) -> str:
+    lines = [f"{name} ({n_queries} queries)", f"{'mode':<10} {'NDCG@10':>8} {'Recall@100':>10} {'MRR':>8}"]
+    for mode, r in results.items():
+        lines.append(f"{mode:<10} {r['ndcg@10']:>8.4f} {r['recall@100']:>10.4f} {r['mrr']:>8.4f}")
+    return "\n".join(lines)
+
+
+# ---- hashtag task -------------------------------------------------------------------------
+_HASHTAG_RE = re.compile(r"#(\w+)")
+
+
+def is_heldout(tag: str, fraction: float = 0.5) -> bool:
+    return xxhash.xxh64_intdigest(tag.lower().encode()) % 1000 < fraction * 1000
+
+
+def hashtag_task(texts: list[str], *, min_posts: int = 5, max_queries: int = 300,
+                 heldout_fraction: float = 0.5) -> EvalTask:
+    """The hashtag retrieval task over raw tweet texts (deduplicated here)."""
+    texts = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+    tags_of = [[t.lower() for t in _HASHTAG_RE.findall(text)] for text in texts]
+    df = Counter(t for tags in tags_of for t in set(tags))
+    counts = word_counts(texts)
+    eval_tags = sorted(t for t, c in df.items() if c >= min_posts and is_heldout(t, heldout_fraction))
+    eval_tags = sorted(eval_tags, key=lambda t: (-df[t], t))[:max_queries]
+    held = set(eval_tags)
+    relevant: dict[str, set[str]] = {t: set() for t in eval_tags}
+    posts = []
+    for i, (text, tags) in enumerate(zip(texts, tags_of)):
+        pid = f"t{i}"
+        for t in set(tags) & held:
+            relevant[t].add(pid)
+        kept = _HASHTAG_RE.sub(lambda m: "" if m.group(1).lower() in held else m.group(0), text)
+        posts.append(Post(id=pid, text=" ".join(kept.split()), hashtags=sorted(set(tags) - held)))
+    queries = [Query(" ".join(hashtag_words(t, counts)), relevant[t], name=f"#{t}") for t in eval_tags]
+    return EvalTask("hashtags", posts, queries)
+
+
+def read_tweet_texts(path: str | Path) -> list[str]:
+    """Tweets from a text file (one per line) or a folder of ``*_text.txt`` files (TweetEval's layout)."""
+    path = Path(path)
+    files = sorted(path.rglob("*_text.txt")) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"{path}: no *_text.txt files (one tweet per line) found")
+    return [line for f in files for line in f.read_text(encoding="utf-8").splitlines()]
+
+
+def build_task_index(task: EvalTask, out: str | Path, embed: EmbedFn | None) -> SearchIndex:
+    """Index a task's posts into ``out`` (a scratch folder) and open it."""
+    build_index([task.posts], out, embed, total=len(task.posts))
+    return SearchIndex(out, embed)
+
+
+def topic_queries(truth: str | Path, live_ids: set[str]) -> list[Query]:
+    """The sample network's topics as queries (``truth/post_topics.jsonl``); relevant = indexed posts of each topic."""
+    truth = Path(truth)
+    path = truth / "post_topics.jsonl" if truth.is_dir() else truth
+    if truth.is_dir() and not path.exists():
+        path = truth / "truth" / "post_topics.jsonl"  # the sample folder itself was given
+    if not path.is_file():
+        raise FileNotFoundError(f"{truth}: no post_topics.jsonl (the sample network's truth/ folder)")
+    by_topic: dict[str, set[str]] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                row = json.loads(line)
+                pid, topic = str(row["id"]), row.get("topic")
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{lineno}: not a post topic line ({e})") from None
+            if topic and pid in live_ids:
+                by_topic.setdefault(topic, set()).add(pid)
+    return [Query(" ".join(re.split(r"[_\s]+", topic)), ids, name=topic) for topic, ids in sorted(by_topic.items())]

@@ -1,0 +1,69 @@
+"""``roost eval search``: the metrics, the hashtag task's construction, and the command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from roost.cli import main
+from roost.search.eval import hashtag_task, ndcg_at, recall_at, reciprocal_rank
+
+
+def test_metrics_by_hand():
+    ranked, rel = ["a", "x", "b", "y"], {"a", "b", "c"}
+    ideal = 1 + 1 / 1.5849625 + 0.5
+    assert ndcg_at(ranked, rel, 10) == pytest.approx((1 + 0.5) / ideal, rel=1e-6)
+    assert ndcg_at(["a", "b", "c"], rel) == pytest.approx(1.0)
+    assert recall_at(ranked, rel, 100) == pytest.approx(2 / 3) and recall_at(ranked, rel, 1) == pytest.approx(1 / 3)
+    assert reciprocal_rank(["x", "y", "b"], rel) == pytest.approx(1 / 3) and reciprocal_rank(["x"], rel) == 0
+
+
+def tweets() -> list[str]:
+    out = []
+    for i in range(8):
+        out.append(f"rain again in the city number {i} #GloomyWeather")
+        out.append(f"my cat ate breakfast {i} #catsofinstagram")
+        out.append(f"sunny beach day {i} #summer #fun")
+    return out + ["gloomy weather today", "cats of the world", "new on instagram", "duplicate", "duplicate"]
+
+
+def test_hashtag_task_holds_out_tags_and_keeps_the_rest():
+    task = hashtag_task(tweets(), min_posts=5, heldout_fraction=1.0)
+    assert len(task.posts) == 28  # deduplicated
+    q = {q.name: q for q in task.queries}
+    assert set(q) == {"#gloomyweather", "#catsofinstagram", "#summer", "#fun"}
+    assert q["#gloomyweather"].text == "gloomy weather" and q["#catsofinstagram"].text == "cats of instagram"
+    by_id = {p.id: p for p in task.posts}
+    assert len(q["#gloomyweather"].relevant) == 8
+    assert all("#" not in by_id[pid].text for pid in q["#gloomyweather"].relevant)
+    kept = hashtag_task(tweets(), min_posts=5, heldout_fraction=0.0)
+    assert kept.queries == [] and sum("#summer" in p.text for p in kept.posts) == 8
+    assert all(p.hashtags == ["fun", "summer"] for p in kept.posts if "#summer" in p.text)
+
+
+def test_eval_command_writes_a_table_and_json(tmp_path, capsys):
+    f = tmp_path / "tweets_text.txt"
+    f.write_text("\n".join(tweets()), encoding="utf-8")
+    out = tmp_path / "results.json"
+    assert main(["eval", "search", "-w", str(tmp_path / "ws"), "--tweets", str(f), "--no-vectors", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "NDCG@10" in printed and "lexical" in printed
+    res = json.loads(out.read_text())["results"]["hashtags"]
+    assert res["queries"] >= 1 and 0 <= res["metrics"]["lexical"]["ndcg@10"] <= 1
+    assert main(["eval", "search", "-w", str(tmp_path / "ws")]) == 2  # no task data: a clear error
+
+
+def test_topic_queries_from_sample_truth(tmp_path):
+    from roost.search.eval import topic_queries
+
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    lines = [{"id": "1", "topic": "football"}, {"id": "2", "topic": "football"}, {"id": "3", "topic": "ai"},
+             {"id": "4", "topic": None}, {"id": "5", "topic": "pets"}]
+    (truth / "post_topics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    qs = topic_queries(tmp_path, live_ids={"1", "2", "3", "4"})  # the sample folder or truth/ both work
+    assert [(q.text, q.relevant) for q in qs] == [("ai", {"3"}), ("football", {"1", "2"})]
+    (truth / "post_topics.jsonl").write_text('{"id": "1", "topic": "ai"}\nnot json\n')
+    with pytest.raises(ValueError, match="post_topics.jsonl:2"):
+        topic_queries(truth, live_ids={"1"})

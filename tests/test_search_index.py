@@ -1,0 +1,194 @@
+"""The search index itself: lexical tokens, filters, fusion, live adds/deletes, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_search_fixtures import START, bow_embed, make_posts, write_corpus
+
+from roost.search.build import build_workspace_index
+from roost.search.docstore import Filters, Post
+from roost.search.engine import (
+    MODES,
+    QueryError,
+    SearchIndex,
+    SearchRequest,
+    parse_time,
+)
+from roost.search.ranking import RankingConfig, rrf
+from roost.search.text import (
+    hashtag_words,
+    segment,
+    split_hashtag,
+    tokenize,
+    word_counts,
+)
+from roost.search.vector import VectorConfig, VectorIndex
+
+
+@pytest.fixture
+def index(ws):
+    write_corpus(ws, make_posts(60))
+    build_workspace_index(ws, bow_embed)
+    ix = SearchIndex(ws.index, bow_embed)
+    yield ix
+    ix.close()
+
+
+TOPIC_OF = {p["id"]: p["topic"] for p in make_posts(60)}
+
+
+def ids(hits):
+    return [h.post.id for h in hits]
+
+
+def test_tokenize_keeps_hashtags_mentions_emoji():
+    terms = tokenize("Loved the #WorldCup final with @Ana ⚽🔥 <|url|> don't")
+    assert {"#worldcup", "worldcup", "world", "cup", "@ana", "⚽", "🔥", "don't"} <= set(terms)
+    assert "url" not in terms and "<" not in terms  # placeholders are not words
+    assert split_hashtag("#HTTPServer_error2") == ["http", "server", "error", "2"]
+    counts = word_counts(["game of thrones tonight", "the game", "thrones"])
+    assert segment("gameofthrones", counts) == ["game", "of", "thrones"]
+    assert hashtag_words("#GameOfThrones", counts) == ["game", "of", "thrones"]
+
+
+def test_manifest_and_counts(ws, index):
+    m = ws.read_manifest("index")
+    assert m["counts"]["posts"] == 60 and m["counts"]["vectors"] == 60 and m["semantic"] is True
+    assert m["inputs"]["corpus"] == ws.stage_hash("corpus")
+
+
+def test_lexical_finds_hashtags_mentions_and_emoji(index):
+    hits = index.search(SearchRequest("#foodie", k=100, mode="lexical"))
+    assert hits and all("#foodie" in h.post.text for h in hits)
+    assert len(hits) == 10  # p0..p59, cooking every 3rd, hashtags on even ones: 10 posts
+    emoji = index.search(SearchRequest("🤖", k=100, mode="lexical"))
+    assert ids(emoji) and all("🤖" in h.post.text for h in emoji)
+    index.add([Post(id="m1", text="thanks @Ana for the tips", author_id="u9")])
+    assert ids(index.search(SearchRequest("@ana", mode="lexical"))) == ["m1"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_filters_hold_in_every_mode(index, mode):
+    cases = [
+        (Filters(author="u1"), lambda p: p.author_id == "u1"),
+        (Filters(lang="es"), lambda p: p.lang == "es"),
+        (Filters(hashtag="worldcup"), lambda p: "worldcup" in p.hashtags),
+        (Filters(since=(START.timestamp() + 10 * 86400), until=(START.timestamp() + 20 * 86400)),
+         lambda p: START.timestamp() + 10 * 86400 <= p.created_at < START.timestamp() + 20 * 86400),
+    ]
+    for f, ok in cases:
+        hits = index.search(SearchRequest("goal pasta model striker", k=50, mode=mode, filters=f))
+        assert hits, f
+        assert all(ok(h.post) for h in hits), (f, ids(hits))
+
+
+def test_semantic_and_hybrid_rank_topic_posts_first(index):
+    for mode in ("semantic", "hybrid"):
+        top = index.search(SearchRequest("striker penalty derby", k=5, mode=mode))
+        assert {TOPIC_OF[i] for i in ids(top)} == {"football"}, (mode, ids(top))
+
+
+def test_explain_has_every_component(index):
+    h = index.search(SearchRequest("pasta garlic", k=3, mode="hybrid"))[0]
+    d = h.to_dict(explain=True)
+    assert {"id", "text", "author", "created_at", "score", "explain"} <= set(d)
+    e = d["explain"]
+    assert {"bm25", "vector", "rrf_bm25", "rrf_vector", "rrf", "recency", "engagement", "author_quality"} <= set(e)
+    cfg = index.ranking
+    expect = (cfg.w_relevance * e["rrf"] + cfg.w_recency * e["recency"] + cfg.w_engagement * e["engagement"]
+              + cfg.w_author * e["author_quality"])
+    assert d["score"] == pytest.approx(expect)
+    assert 0 < e["author_quality"] < 1 and 0 <= e["recency"] <= 1
+
+
+def test_rrf_math():
+    fused = rrf({"bm25": [(1, 9.0), (2, 5.0)], "vector": [(2, 0.9), (3, 0.5)]}, k=60)
+    assert fused[2].components["rrf_bm25"] == pytest.approx(1 / 62)
+    assert fused[2].components["rrf_vector"] == pytest.approx(1 / 61)
+    assert fused[2].components["rrf"] == pytest.approx((1 / 62 + 1 / 61) / (2 / 61))
+    assert fused[2].components["rrf"] > fused[1].components["rrf"] > fused[3].components["rrf"]
+
+
+def test_ranking_weights_change_order(ws):
+    write_corpus(ws, make_posts(12))
+    build_workspace_index(ws, bow_embed)
+    old = SearchIndex(ws.index, bow_embed, ranking=RankingConfig(w_recency=0, w_engagement=0, w_author=0))
+    base = ids(old.search(SearchRequest("pasta recipe oven garlic", k=4)))
+    old.close()
+    new = SearchIndex(ws.index, bow_embed, ranking=RankingConfig(w_recency=5.0, recency_half_life_days=1))
+    boosted = new.search(SearchRequest("pasta recipe oven garlic", k=4))
+    assert ids(boosted) != base
+    assert [h.post.created_at for h in boosted] == sorted((h.post.created_at for h in boosted), reverse=True)
+    new.close()
+
+
+def test_live_add_delete_durable_across_restart(ws, index):
+    index.add([Post(id="live1", text="zeppelin airship over the harbour #blimp", author_id="u7",
+                    created_at=START.timestamp() + 100 * 86400, hashtags=["blimp"])])
+    for mode in MODES:  # searchable as soon as add returns
+        assert ids(index.search(SearchRequest("zeppelin airship", k=3, mode=mode)))[0] == "live1"
+    victim = ids(index.search(SearchRequest("pasta", k=1, mode="lexical")))[0]
+    assert index.delete(victim) and not index.delete(victim) and not index.delete("nope")
+    index.close()
+    again = SearchIndex(ws.index, bow_embed)  # restart: the vector file was never re-saved
+    for mode in MODES:
+        got = ids(again.search(SearchRequest("zeppelin airship pasta recipe oven garlic sauce", k=100, mode=mode)))
+        assert "live1" in got and victim not in got, mode
+    assert again.vectors.contains(again.docs.key_of("live1"))
+    # re-adding a deleted id works, and replacing a live id leaves one copy
+    again.add([Post(id=victim, text="back again pasta"), Post(id="live2", text="pasta one")])
+    again.add([Post(id="live2", text="pasta two")])
+    hits = again.search(SearchRequest("pasta", k=100, mode="lexical"))
+    assert ids(hits).count("live2") == 1 and victim in ids(hits)
+    assert next(h for h in hits if h.post.id == "live2").post.text == "pasta two"
+    again.close()
+
+
+def test_bad_requests_name_the_parameter(index):
+    bad = [(SearchRequest("  "), "q"), (SearchRequest("x" * 1001), "q"), (SearchRequest("a", k=0), "k"),
+           (SearchRequest("a", k=101), "k"), (SearchRequest("a", mode="fuzzy"), "mode"),
+           (SearchRequest("a", filters=Filters(since=2.0, until=1.0)), "since")]
+    for req, param in bad:
+        with pytest.raises(QueryError) as e:
+            index.search(req)
+        assert e.value.param == param
+    with pytest.raises(QueryError, match="until"):
+        parse_time("yesterday", "until")
+    assert parse_time("2024-01-02", "since") == START.timestamp() + 86400
+
+
+def test_lexical_only_index_refuses_semantic_clearly(ws):
+    write_corpus(ws, make_posts(9))
+    build_workspace_index(ws, None)
+    ix = SearchIndex(ws.index, None)
+    assert ids(ix.search(SearchRequest("pasta", mode="lexical")))
+    with pytest.raises(QueryError, match="built without a model"):
+        ix.search(SearchRequest("pasta", mode="hybrid"))
+    ix.close()
+
+
+def test_vector_index_exact_and_graph_agree(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    exact, graph = VectorIndex(32, VectorConfig(exact_below=10**9)), VectorIndex(32, VectorConfig(exact_below=0))
+    for v in (exact, graph):
+        v.add(np.arange(500), x)
+    truth = np.argsort(-(x @ x[7]))[:10]
+    assert [k for k, _ in exact.search(x[7], 10)] == truth.tolist()
+    assert len({k for k, _ in graph.search(x[7], 10)} & set(truth.tolist())) >= 9
+    graph.remove([7])
+    graph.save(tmp_path / "v.usearch")
+    loaded = VectorIndex.load(tmp_path / "v.usearch")
+    assert len(loaded) == 499 and 7 not in [k for k, _ in loaded.search(x[7], 10)]
+    assert [k for k, _ in loaded.search_among(x[7], [7, 3, int(truth[1])], 1)] == [int(truth[1])]
+
+
+def test_semantic_filters_past_the_exact_threshold(ws, index):
+    """Many posts pass the filter: the graph is searched with over-fetching, then the filter applies."""
+    index.close()
+    graph = SearchIndex(ws.index, bow_embed, vector_config=VectorConfig(exact_below=5))
+    hits = graph.search(SearchRequest("garlic sauce", k=5, mode="semantic", filters=Filters(lang="en")))
+    assert len(hits) == 5 and all(h.post.lang == "en" for h in hits)
+    graph.close()
