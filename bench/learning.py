@@ -1,0 +1,155 @@
+"""Learning at a fixed CPU time budget: AdamW against Muon on real tweets (TweetEval).
+
+    .venv/bin/python bench/learning.py --minutes 20 --depth 2
+
+Data: every TweetEval task's ``train_text.txt`` for training and ``val_text.txt``
+for validation (/work/shared/data/tweeteval; val tweets that also appear in
+train are dropped). The path is direct, not ``roost ingest``: the corpus stage
+picks validation posts by a hash of the post id, and this benchmark needs
+TweetEval's own train/val split. It trains roost's BPE tokenizer
+(``roost.tokenizer.train_bpe``) on the train tweets and writes the token shards
+with the tokens stage's own writer, then runs ``roost train --minutes M`` once
+per optimizer, all at the same time with one thread each, and prints the
+validation loss and bits per byte each reached, with both curves in one plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DATA = Path("/work/shared/data/tweeteval")
+
+
+def read_tweets(data: Path) -> tuple[list[str], list[str]]:
+    def lines(name: str) -> list[str]:
+        out = []
+        for f in sorted(data.rglob(name)):
+            out += [t.strip() for t in f.read_text(encoding="utf-8").splitlines() if t.strip()]
+        return out
+
+    train = lines("train_text.txt")
+    seen = set(train)
+    val = [t for t in dict.fromkeys(lines("val_text.txt")) if t not in seen]
+    return train, val
+
+
+def prepare(ws_root: Path, data: Path, vocab_size: int) -> None:
+    """Tokenizer and token shards in ``ws_root``, in the workspace format ``roost train`` reads."""
+    import numpy as np
+
+    from roost.tokenizer import RoostTokenizer, TokenizerConfig, bytes_per_token, train_bpe
+    from roost.tokens import _ShardWriter, token_dtype
+    from roost.workspace import Workspace
+
+    ws = Workspace(ws_root)
+    if ws.read_manifest("tokens") is not None:
+        return
+    train, val = read_tweets(data)
+    print(f"TweetEval: {len(train):,} train tweets, {len(val):,} val tweets (not in train)")
+    hf = train_bpe(train, TokenizerConfig(vocab_size=vocab_size), length=len(train))
+    ws.tokenizer.mkdir(parents=True, exist_ok=True)
+    hf.save(str(ws.tokenizer / "tokenizer.json"))
+    tok = RoostTokenizer(hf)
+    n_bytes, n_tokens = bytes_per_token(tok, val)
+    ws.write_manifest("tokenizer", {"tweeteval": str(data)}, {"train_posts": len(train)}, vocab_size=tok.vocab_size,
+                      bytes_per_token=n_bytes / n_tokens, special_tokens=tok.special_ids)
+    ws.tokens.mkdir(parents=True, exist_ok=True)
+    dtype = token_dtype(tok.vocab_size)
+    writers = {}
+    for split, texts in (("train", train), ("val", val)):
+        w = writers[split] = _ShardWriter(ws.tokens, split, dtype, 2**27)
+        w.write([np.asarray([tok.bos_id, *ids], dtype=dtype) for ids in tok.encode_batch(texts)])
+        w.close()
+    ws.write_manifest(
+        "tokens", {"tokenizer": ws.stage_hash("tokenizer")},
+        {f"{s}_{k}": getattr(w, f"num_{k}") for s, w in writers.items() for k in ("tokens", "docs")},
+        dtype=dtype.name, vocab_size=tok.vocab_size, bos_id=tok.bos_id, shards={s: w.names for s, w in writers.items()},
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=20.0, help="training time per optimizer (default: 20)")
+    p.add_argument("--optimizers", default="adamw,muon")
+    p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--device-batch", type=int, default=8)
+    p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--extra", default="", help="more `roost train` flags, e.g. '--schedule cosine'")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/roost-bench-learning"))
+    p.add_argument("--plot", type=Path, default=ROOT / "bench" / "learning_curves.png")
+    args = p.parse_args()
+
+    base = args.workdir / "data"
+    prepare(base, args.data, args.vocab_size)
+    procs = {}
+    for opt in args.optimizers.split(","):
+        ws = args.workdir / opt
+        shutil.rmtree(ws, ignore_errors=True)
+        shutil.copytree(base, ws)
+        cmd = [sys.executable, "-m", "roost", "train", "--workspace", str(ws), "--run", opt, "--optimizer", opt,
+               "--minutes", str(args.minutes), "--depth", str(args.depth), "--seq-len", str(args.seq_len),
+               "--max-seq-len", str(args.seq_len), "--device-batch", str(args.device_batch), "--device", "cpu",
+               "--eval-every", str(args.eval_every), "--ckpt-every", "1000000", *args.extra.split()]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+        log = open(args.workdir / f"{opt}.log", "w")
+        print("$", " ".join(cmd))
+        procs[opt] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+    for opt, (proc, log) in procs.items():
+        if proc.wait() != 0:
+            raise SystemExit(f"{opt} run failed (exit {proc.returncode}); see {args.workdir / f'{opt}.log'}")
+        log.close()
+
+    results = {}
+    for opt in procs:
+        records = [json.loads(line) for line in (args.workdir / opt / "runs" / opt / "metrics.jsonl").read_text().splitlines()]
+        results[opt] = records
+    report(results, args)
+
+
+def report(results: dict[str, list[dict]], args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tokens_per_step = args.device_batch * args.seq_len
+    print(f"\ndepth {args.depth}, seq_len {args.seq_len}, {tokens_per_step} tokens/step, vocab {args.vocab_size}, "
+          f"{args.minutes:g} min each, 1 thread each, both at once\n")
+    print("| optimizer | steps | train tokens | tokens/s | final val loss | final val bits/byte | best val loss |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for opt, records in results.items():
+        train = [r for r in records if "loss" in r]
+        val = [r for r in records if "val_loss" in r]
+        steps = train[-1]["step"]
+        seconds = train[-1]["seconds"]
+        print(f"| {opt} | {steps:,} | {steps * tokens_per_step:,} | {steps * tokens_per_step / seconds:,.0f} | "
+              f"{val[-1]['val_loss']:.4f} | {val[-1].get('val_bpb', float('nan')):.4f} | {min(r['val_loss'] for r in val):.4f} |")
+        secs = {r["step"]: r["seconds"] for r in train}
+        ax.plot([r["seconds"] / 60 for r in train], [r["loss"] for r in train], linewidth=0.6, alpha=0.5, label=f"{opt} train")
+        ax.plot([secs.get(r["step"], 0) / 60 for r in val], [r["val_loss"] for r in val], "o-", label=f"{opt} val")
+    ax.set_xlabel("training minutes (1 CPU thread)")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_ylim(top=min(8.5, ax.get_ylim()[1]))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"TweetEval, depth {args.depth}: AdamW vs Muon at equal CPU time")
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=120)
+    print(f"\ncurves: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""The pretraining loop. Read it top to bottom: set-up, then ``while`` one step at a time.
+
+Everything else lives beside it, one concern per module: the config
+(``config``), data (``data``), optimizers (``optim``), learning-rate schedule
+(``schedule``), checkpoints (``checkpoint``), evaluation (``evaluate``), metrics
+and plots (``metrics``) and process groups (``dist``). One process and N
+processes under torchrun run this same code; with one, the collectives are no-ops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from roost.model import GPT, GPTConfig, describe
+from roost.tokens import TokenShards
+from roost.train import checkpoint, dist
+from roost.train.config import FROZEN_ON_RESUME, TOKENS_PER_PARAM, TrainConfig
+from roost.train.data import PackedLoader
+from roost.train.evaluate import Evaluator
+from roost.train.metrics import MetricsLog, peak_flops, plot_losses
+from roost.train.optim import build_optimizers, set_lr
+from roost.train.schedule import lr_factor
+from roost.workspace import Workspace, atomic_write_json
+
+
+@dataclass
+class TrainResult:
+    step: int
+    train_loss: float | None
+    val_loss: float | None
+    val_bpb: float | None
+    checkpoint: Path | None
+    model_dir: Path | None
+    run_dir: Path
+
+
+def train(ws: Workspace, cfg: TrainConfig, *, resume: bool = False, fresh: bool = False) -> TrainResult:
+    """Pretrain (or, with ``resume``, continue) the model; returns where things were written."""
+    info = dist.init(cfg.device)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    if info.device.type == "cpu":  # CPU kernels are then bitwise repeatable at a fixed thread count
+        torch.use_deterministic_algorithms(True)
+    try:
+        return _train(ws, cfg, info, resume=resume, fresh=fresh)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        dist.shutdown()
+
+
+def saved_config(ws: Workspace) -> TrainConfig:
+    """The config of the newest checkpoint (what ``--resume`` continues)."""
+    ckpt = checkpoint.latest_checkpoint(ws.checkpoints)
+    if ckpt is None:
+        raise ValueError(f"--resume: no checkpoint in {ws.checkpoints}; start a run without --resume")
+    return TrainConfig.from_dict(checkpoint.read_meta(ckpt)["config"])
+
+
+def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool, fresh: bool) -> TrainResult:
+    # ---- check everything that can be wrong before doing any work
+    ws.require("tokens")
+    grad_accum = cfg.grad_accum(info.world_size)
+    step_tokens = cfg.step_tokens(info.world_size)
+    tokens_hash = ws.stage_hash("tokens")
+    train_data, val_data = TokenShards(ws.tokens, "train"), TokenShards(ws.tokens, "val")
+    ckpt = checkpoint.latest_checkpoint(ws.checkpoints)
+    if resume:
+        if ckpt is None:
+            raise ValueError(f"--resume: no checkpoint in {ws.checkpoints}; start a run without --resume")
+        meta = checkpoint.read_meta(ckpt)
+        TrainConfig.from_dict(meta["config"]).resumed_with({k: getattr(cfg, k) for k in FROZEN_ON_RESUME})
+        if meta["tokens_hash"] != tokens_hash:
+            raise ValueError(f"--resume: the token shards in {ws.tokens} changed since {ckpt}; start with --fresh")
+    elif ckpt is not None and not fresh:
+        raise ValueError(
+            f"{ws.checkpoints} already holds {ckpt.name}; pass --resume to continue that run, "
+            "or --fresh to delete its checkpoints and start over"
+        )
+    model_cfg = GPTConfig.from_depth(
+        cfg.depth, vocab_size=train_data.vocab_size, max_seq_len=cfg.max_seq_len, tie_embeddings=cfg.tie_embeddings
+    )
+    check_fits(model_cfg, cfg, info.device)
+    if fresh and info.is_main and ws.checkpoints.exists():
+        shutil.rmtree(ws.checkpoints)
+    dist.barrier()
+
+    # ---- model, optimizers, data
+    torch.manual_seed(cfg.seed)
+    model = GPT(model_cfg).to(info.device)
+    optimizers = build_optimizers(model, cfg.optimizer, model_cfg.n_embd, info.device, cfg.lr)
+    shard_args = {"rank": info.rank, "world_size": info.world_size, "device": info.device}
+    loader = PackedLoader(
+        train_data.shards, train_data.doc_starts, cfg.seq_len, cfg.device_batch, seed=cfg.seed, **shard_args
+    )
+    val_loader = PackedLoader(
+        val_data.shards, val_data.doc_starts, cfg.seq_len, cfg.device_batch, shuffle=False, name="val",
+        shrink_batch=True, **shard_args
+    )
+    autocast = autocast_for(info.device)
+    eval_batches = math.ceil(cfg.eval_tokens / (cfg.device_batch * cfg.seq_len * info.world_size))
+    evaluator = Evaluator(val_loader, eval_batches, ws.tokenizer, autocast)
+    step, train_seconds = 0, 0.0
+    if resume:
+        meta = checkpoint.load(ckpt, model, optimizers, info)
+        loader.load_state_dict(meta["loader"])
+        step, train_seconds = meta["step"], meta["train_seconds"]
+    total_steps = None if cfg.minutes else math.ceil((cfg.tokens or TOKENS_PER_PARAM * model.num_params()) / step_tokens)
+    if cfg.steps:
+        total_steps = cfg.steps
+    budget_s = cfg.minutes * 60 if cfg.minutes else None
+    ddp_model = dist.wrap_model(model, info)
+    forward = torch.compile(ddp_model) if cfg.compile else ddp_model
+
+    def progress(step: int, seconds: float) -> float:
+        return step / total_steps if total_steps else seconds / budget_s
+
+    # ---- reporting
+    run_dir = ws.run_dir(cfg.run)
+    flops_per_token = model_cfg.flops_per_token(cfg.seq_len)
+    peak = peak_flops(info.device)
+    log = MetricsLog(run_dir, resume_step=step if resume else None) if info.is_main else None
+    bar = None
+    if info.is_main:
+        from tqdm import tqdm
+
+        print(f"{describe(model_cfg)}\ntraining on {info.device} x {info.world_size}: {step_tokens:,} tokens/step "
+              f"({cfg.device_batch} x {cfg.seq_len} x {grad_accum} accum x {info.world_size} ranks), "
+              f"{cfg.optimizer}, {cfg.schedule} schedule, " + (f"{total_steps} steps" if total_steps else f"{cfg.minutes} min"))
+        bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.run}", unit="step", dynamic_ncols=True)
+
+    def save_checkpoint(step: int) -> Path:
+        meta = {"config": cfg.to_dict(), "model_config": model_cfg.to_dict(), "loader": loader.state_dict(),
+                "train_seconds": train_seconds, "tokens_hash": tokens_hash, "run": cfg.run}
+        path = checkpoint.save(ws.checkpoints, step, model, optimizers, meta, info, cfg.keep)
+        if info.is_main:
+            atomic_write_json(ws.checkpoints / "manifest.json", ws.manifest(
+                "checkpoints", {"tokens": tokens_hash}, {"step": step, "tokens": step * step_tokens}, latest=path.name))
+        return path
+
+    # ---- the loop: evaluate, step, log, checkpoint
+    train_loss = val = None
+    last_ckpt = ckpt if resume else None
+    while True:
+        done = progress(step, train_seconds) >= 1.0
+        if step % cfg.eval_every == 0 or done:
+            val = evaluator(model)
+            if log:
+                log.log({"step": step, **val})
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+        if done:
+            break
+
+        t0 = time.perf_counter()
+        lr_mult = lr_factor(step, progress(step, train_seconds), warmup=cfg.warmup, schedule=cfg.schedule,
+                            cooldown=cfg.cooldown, min_lr=cfg.min_lr)
+        set_lr(optimizers, lr_mult)
+        loss_sum = torch.zeros((), device=info.device)
+        for micro in range(grad_accum):
+            x, y = loader.next_batch()
+            if info.distributed:  # all-reduce gradients only on the last micro-batch
+                ddp_model.require_backward_grad_sync = micro == grad_accum - 1
+            with autocast():
+                _, loss = forward(x, y)
+            (loss / grad_accum).backward()
+            loss_sum += loss.detach()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
+        for opt in optimizers:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+        train_loss = (dist.all_reduce_sum(loss_sum) / (grad_accum * info.world_size)).item()
+        dt = time.perf_counter() - t0  # .item() above waited for the device
+        train_seconds += dt
+        step += 1
+
+        if log:
+            tokens_per_s = step_tokens / dt
+            matrix_lr = optimizers[-1].param_groups[-1]["lr"]  # the block matrices' group (see optim.py)
+            record = {"step": step, "loss": train_loss, "lr": matrix_lr, "lr_mult": lr_mult, "grad_norm": grad_norm.item(),
+                      "tokens_per_s": tokens_per_s, "seconds": train_seconds}
+            if peak:
+                record["mfu"] = flops_per_token * tokens_per_s / (peak * info.world_size)
+            log.log(record)
+            if total_steps is None:  # time budget: the step count is an estimate
+                bar.total = max(step, round(step / max(progress(step, train_seconds), 1e-9)))
+            bar.set_postfix(loss=f"{train_loss:.4f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+            bar.update(1)
+        if step % cfg.ckpt_every == 0 and progress(step, train_seconds) < 1.0:
+            last_ckpt = save_checkpoint(step)
+
+    # ---- the end: final checkpoint, plot, served model
+    if last_ckpt is None or checkpoint.read_meta(last_ckpt)["step"] != step:
+        last_ckpt = save_checkpoint(step)
+    model_dir = None
+    if info.is_main:
+        bar.close()
+        log.close()
+        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{cfg.run}: {describe_short(model_cfg, cfg)}")
+        model_dir = export_model(ws, model, model_cfg, tokens_hash, step, step * step_tokens)
+    return TrainResult(step, train_loss, val.get("val_loss") if val else None, val.get("val_bpb") if val else None,
+                       last_ckpt, model_dir, run_dir)
+
+
+def describe_short(model_cfg: GPTConfig, cfg: TrainConfig) -> str:
+    return f"depth {model_cfg.n_layer}, {model_cfg.num_params() / 1e6:.1f}M params, {cfg.optimizer}"
+
+
+def export_model(ws: Workspace, model: GPT, model_cfg: GPTConfig, tokens_hash: str, step: int, tokens: int) -> Path:
+    """The served model (``workspace/model/``), as a Hugging Face Llama folder."""
+    from roost.export import save_hf
+
+    has_tokenizer = ws.read_manifest("tokenizer") is not None
+    inputs = {"tokens": tokens_hash, **({"tokenizer": ws.stage_hash("tokenizer")} if has_tokenizer else {})}
+    manifest = ws.manifest("model", inputs, {"params": model.num_params(), "steps": step, "tokens": tokens},
+                           source="roost train", model_config=model_cfg.to_dict())
+    return save_hf(model, ws.model, ws.tokenizer if has_tokenizer else None, manifest=manifest)
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast (fp32 master weights) where the device does it well; plain fp32 elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return functools.partial(torch.autocast, "cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def check_fits(model_cfg: GPTConfig, cfg: TrainConfig, device: torch.device) -> None:
+    """Refuse a model whose training state clearly cannot fit the device's memory.
+
+    fp32 weights, gradients and two optimizer moments take 16 bytes a parameter;
+    activations for backward roughly 34 * width bytes per token per layer in
+    fp32 (Korthikanti et al.) plus the fp32 logits and their gradient.
+    """
+    total = _device_memory(device)
+    if total is None:
+        return
+    tokens = cfg.device_batch * cfg.seq_len
+    need = 16 * model_cfg.num_params() + tokens * (34 * model_cfg.n_embd * model_cfg.n_layer + 8 * model_cfg.vocab_size)
+    if need > 0.9 * total:
+        raise ValueError(
+            f"--depth {cfg.depth} ({model_cfg.num_params() / 1e6:.0f}M parameters) with --device-batch "
+            f"{cfg.device_batch} x --seq-len {cfg.seq_len} needs about {need / 2**30:.1f} GiB to train, but {device} "
+            f"has {total / 2**30:.1f} GiB; use a smaller --depth or --device-batch (raise --batch-tokens to keep the batch)"
+        )
+
+
+def _device_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if device.type == "cpu":
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return None

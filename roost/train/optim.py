@@ -1,0 +1,113 @@
+"""Optimizers and their learning rates, derived from the model's width as nanochat does.
+
+Parameters fall in four groups:
+
+* ``matrix``: the 2-D weights inside the transformer blocks (attention and MLP
+  projections). Muon (``torch.optim.Muon``: momentum, then Newton-Schulz
+  orthogonalisation of the update) with ``--optimizer muon``, AdamW otherwise.
+* ``embedding``: the token table; AdamW.
+* ``unembedding``: the lm_head (absent when tied to the embedding); AdamW.
+* ``norm``: the RMSNorm gains (1-D); AdamW.
+
+Learning rates follow nanochat (``scripts/base_train.py``): the AdamW groups are
+tuned at width 768 and scaled by ``(width / 768) ** -0.5``, since wider models
+need smaller Adam steps; Muon's rate needs no width scaling because its update
+is orthogonalised (RMS ~1 per matrix, corrected for aspect ratio by
+``adjust_lr_fn="original"``, Keller Jordan's ``sqrt(max(1, rows/cols))``).
+``--lr`` sets the matrix rate; the others keep theirs. Each param group keeps its
+peak rate in ``base_lr`` and the loop sets ``lr = base_lr * schedule factor``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+REFERENCE_WIDTH = 768
+
+# Peak rates at width 768 (nanochat's defaults, and for AdamW-on-matrices a rate that holds up at small widths).
+EMBEDDING_LR = 0.2
+UNEMBEDDING_LR = 0.004
+NORM_LR = 0.004
+MUON_MATRIX_LR = 0.02
+ADAMW_MATRIX_LR = 0.003
+ADAM_BETAS = (0.8, 0.95)
+ADAM_EPS = 1e-10
+ADAMW_MATRIX_WEIGHT_DECAY = 0.1
+MUON_MOMENTUM = 0.95
+
+
+@dataclass(frozen=True)
+class LearningRates:
+    embedding: float
+    unembedding: float
+    norm: float
+    matrix: float
+
+
+def derive_lrs(width: int, optimizer: str, matrix_lr: float | None = None) -> LearningRates:
+    scale = (width / REFERENCE_WIDTH) ** -0.5
+    default_matrix = MUON_MATRIX_LR if optimizer == "muon" else ADAMW_MATRIX_LR * scale
+    return LearningRates(
+        embedding=EMBEDDING_LR * scale,
+        unembedding=UNEMBEDDING_LR * scale,
+        norm=NORM_LR * scale,
+        matrix=matrix_lr if matrix_lr is not None else default_matrix,
+    )
+
+
+def param_groups(model: torch.nn.Module) -> dict[str, list[torch.nn.Parameter]]:
+    """Split parameters by role (see module docstring); a tied lm_head is the embedding."""
+    groups: dict[str, list[torch.nn.Parameter]] = {"embedding": [], "unembedding": [], "norm": [], "matrix": []}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("embed_tokens."):
+            groups["embedding"].append(p)
+        elif name.startswith("lm_head."):
+            groups["unembedding"].append(p)
+        elif p.ndim == 2:
+            groups["matrix"].append(p)
+        elif p.ndim == 1:
+            groups["norm"].append(p)
+        else:
+            raise ValueError(f"parameter {name} has shape {tuple(p.shape)}: no optimizer group for {p.ndim}-D tensors")
+    return groups
+
+
+def _adamw(groups: list[dict], device: torch.device) -> torch.optim.AdamW:
+    # Fused AdamW (one kernel for all tensors) exists on CUDA, CPU and MPS in current PyTorch.
+    fused = device.type in ("cuda", "cpu", "mps")
+    return torch.optim.AdamW(groups, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=0.0, fused=fused)
+
+
+def build_optimizers(
+    model: torch.nn.Module, optimizer: str, width: int, device: torch.device, matrix_lr: float | None = None
+) -> list[torch.optim.Optimizer]:
+    """One AdamW for the embedding, lm_head and norms (and the matrices under ``adamw``), plus Muon under ``muon``."""
+    lrs = derive_lrs(width, optimizer, matrix_lr)
+    params = param_groups(model)
+    adam_groups = [
+        {"params": params[name], "lr": getattr(lrs, name), "base_lr": getattr(lrs, name), "weight_decay": 0.0}
+        for name in ("embedding", "unembedding", "norm")
+        if params[name]
+    ]
+    if optimizer == "adamw":
+        adam_groups.append(
+            {"params": params["matrix"], "lr": lrs.matrix, "base_lr": lrs.matrix, "weight_decay": ADAMW_MATRIX_WEIGHT_DECAY}
+        )
+        return [_adamw(adam_groups, device)]
+    if optimizer != "muon":
+        raise ValueError(f"unknown optimizer {optimizer!r}; use adamw or muon")
+    muon = torch.optim.Muon(
+        [{"params": params["matrix"], "lr": lrs.matrix, "base_lr": lrs.matrix}],
+        lr=lrs.matrix, weight_decay=0.0, momentum=MUON_MOMENTUM, nesterov=True, adjust_lr_fn="original",
+    )
+    return [_adamw(adam_groups, device), muon]
+
+
+def set_lr(optimizers: list[torch.optim.Optimizer], factor: float) -> None:
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * factor
