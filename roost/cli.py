@@ -24,11 +24,19 @@ def add_workspace_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", "-w", default="workspace", help="workspace folder (default: ./workspace)")
 
 
+# Command modules in pipeline order, so `roost --help` reads top to bottom; others follow by name.
+PIPELINE_ORDER = ("sample", "corpus", "tokenizer", "train", "sft", "export", "index", "ads", "serve", "eval", "demo")
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (PIPELINE_ORDER.index(name) if name in PIPELINE_ORDER else len(PIPELINE_ORDER), name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roost", description="Train a language model on posts; chat, search, ads.")
     parser.add_argument("--version", action="version", version=f"roost {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: _order(m.name)):
         importlib.import_module(f"roost.commands.{info.name}").register(sub)
     return parser
 
