@@ -1,9 +1,130 @@
-"""The ads surface (being written)."""
+"""The ads surface: ``/ads/serve``, ``/ads/click`` and the admin ``/admin/campaigns``, ``/admin/reports``."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+import re
+import sys
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from roost.ads.campaign import (
+    CampaignPatch,
+    CampaignSpec,
+    check_landing_url,
+    from_micros,
+)
+from roost.ads.clicks import BadToken
+from roost.ads.service import AdRequest, AdService
+from roost.server.app import APIError, ServerState, require_admin_key, require_api_key
 
 router = APIRouter()
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def load(state) -> None:
-    pass
+class ServeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: str | None = Field(default=None, max_length=200)
+    query: str | None = Field(default=None, max_length=4000)
+    context_text: str | None = Field(default=None, max_length=20000)
+    context_post_ids: list[str] = Field(default_factory=list, max_length=100)
+    slots: int = Field(default=1, ge=1, le=10)
+    lang: str | None = Field(default=None, max_length=8)
+
+
+_load_error: str | None = None
+
+
+def load(state: ServerState) -> None:
+    """Open the ads service; a broken ads artifact turns off /ads and /admin/campaigns, not the whole server."""
+    global _load_error
+    from roost.ads.setup import open_service
+
+    _load_error = None
+    try:
+        state.services["ads"] = open_service(state.workspace)
+    except ValueError as e:
+        _load_error = str(e)
+        print(f"roost serve: ads are off: {e}", file=sys.stderr)
+
+
+def _service(request: Request) -> AdService:
+    service = request.app.state.roost.services.get("ads")
+    if service is None:
+        raise APIError(404, f"ads are not set up in this workspace: {_load_error or 'no ads service'}",
+                       type="not_found_error")
+    return service
+
+
+@router.post("/ads/serve", dependencies=[Depends(require_api_key)])
+def serve(body: ServeBody, request: Request) -> dict:
+    service = _service(request)
+    if not (body.query or body.context_text or body.context_post_ids or body.user_id):
+        raise APIError(400, "give at least one of query, context_text, context_post_ids or user_id", param="query")
+    try:
+        ads = service.serve(AdRequest(**body.model_dump()))
+    except ValueError as e:
+        raise APIError(400, str(e)) from None
+    base = str(request.base_url)
+    return {"ads": [{
+        "impression_id": ad.impression_id, "campaign_id": ad.campaign_id, "creative_id": ad.creative_id,
+        "text": ad.text, "landing_url": ad.landing_url, "click_url": f"{base}ads/click?t={ad.click_token}",
+        "price": from_micros(ad.price_micros), "position": ad.position, "why": ad.why,
+    } for ad in ads]}
+
+
+@router.get("/ads/click")
+def click(request: Request, t: str = Query(..., max_length=1000, description="signed click token")):
+    service = _service(request)
+    try:
+        recorded = service.click(t)
+    except BadToken as e:
+        raise APIError(403, str(e), param="t", code="invalid_click_token") from None
+    if recorded is None:
+        raise APIError(404, "the impression this click token names is not in the ads database", param="t",
+                       type="not_found_error")
+    return RedirectResponse(check_landing_url(recorded.landing_url), status_code=302)
+
+
+@router.post("/admin/campaigns", status_code=201, dependencies=[Depends(require_admin_key)])
+def create_campaign(spec: CampaignSpec, request: Request) -> dict:
+    service = _service(request)
+    try:
+        [cid] = service.store.add_campaigns([spec])
+    except ValueError as e:
+        raise APIError(409, str(e), param="id", code="campaign_exists") from None
+    service.refresh([cid])
+    return service.store.campaign_view(cid)
+
+
+@router.get("/admin/campaigns/{campaign_id}", dependencies=[Depends(require_admin_key)])
+def get_campaign(campaign_id: str, request: Request) -> dict:
+    view = _service(request).store.campaign_view(campaign_id)
+    if view is None:
+        raise APIError(404, f"no campaign {campaign_id!r}", type="not_found_error", param="campaign_id")
+    return view
+
+
+@router.patch("/admin/campaigns/{campaign_id}", dependencies=[Depends(require_admin_key)])
+def patch_campaign(campaign_id: str, patch: CampaignPatch, request: Request) -> dict:
+    service = _service(request)
+    try:
+        service.store.update_campaign(campaign_id, patch)
+    except KeyError:
+        raise APIError(404, f"no campaign {campaign_id!r}", type="not_found_error", param="campaign_id") from None
+    except ValueError as e:
+        raise APIError(400, str(e)) from None
+    service.refresh([campaign_id])
+    return service.store.campaign_view(campaign_id)
+
+
+@router.get("/admin/reports", dependencies=[Depends(require_admin_key)])
+def reports(request: Request, start: str | None = None, end: str | None = None,
+            campaign_id: str | None = None) -> dict:
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and not _DAY.match(value):
+            raise APIError(400, f"{name} must be a UTC day as YYYY-MM-DD, got {value!r}", param=name)
+    rows = _service(request).store.report(start, end, campaign_id)
+    return {"object": "list", "data": rows}
+

@@ -1,0 +1,121 @@
+"""The serving snapshot of campaigns: targeting, bids and creatives held in memory.
+
+What changes with every request (status, spend) is read from the database per
+decision; what changes only when an advertiser edits a campaign is kept here
+and refreshed by :meth:`Catalog.update`. Keyword and topic targeting terms are
+in an inverted index keyed by their first word, so matching a context costs a
+few dict lookups whatever the number of campaigns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from roost.ads.store import AdStore
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens; '#running' and 'running' are the same word."""
+    return _WORD.findall(text.lower())
+
+
+@dataclass
+class Creative:
+    id: int
+    campaign_id: str
+    text: str
+    landing_url: str
+
+
+@dataclass
+class CampaignInfo:
+    id: str
+    bid_type: str
+    bid_micros: int
+    max_bid_micros: int
+    terms: list[tuple[str, ...]]       # keywords and topics, each as a word tuple
+    languages: frozenset[str]
+    start: float | None
+    end: float | None
+    hours: frozenset[int] | None
+    frequency_cap: int | None
+    safety_threshold: float | None
+    creatives: list[Creative] = field(default_factory=list)
+
+
+def _ts(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def campaign_info(row, creatives: list[Creative]) -> CampaignInfo:
+    targeting = json.loads(row["targeting"])
+    schedule = json.loads(row["schedule"]) if row["schedule"] else {}
+    terms = {tuple(words(t)) for t in targeting.get("keywords", []) + targeting.get("topics", [])}
+    hours = schedule.get("hours")
+    return CampaignInfo(
+        id=row["id"], bid_type=row["bid_type"], bid_micros=row["bid_micros"], max_bid_micros=row["max_bid_micros"],
+        terms=sorted(t for t in terms if t),
+        languages=frozenset(lang.lower() for lang in targeting.get("languages", [])),
+        start=_ts(schedule.get("start")), end=_ts(schedule.get("end")),
+        hours=frozenset(hours) if hours is not None else None,
+        frequency_cap=row["frequency_cap"], safety_threshold=row["brand_safety_threshold"], creatives=creatives,
+    )
+
+
+class Catalog:
+    def __init__(self, store: AdStore):
+        self.store = store
+        self.campaigns: dict[str, CampaignInfo] = {}
+        self.creatives: dict[int, Creative] = {}
+        self._terms: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+        self.update(None)
+
+    def update(self, ids: list[str] | None) -> list[Creative]:
+        """Reload all campaigns (``None``) or the given ones; returns the creatives (re)loaded."""
+        by_campaign: dict[str, list[Creative]] = defaultdict(list)
+        loaded = [Creative(r["id"], r["campaign_id"], r["text"], r["landing_url"]) for r in self.store.creative_rows(ids)]
+        for c in loaded:
+            by_campaign[c.campaign_id].append(c)
+        rows = self.store.campaign_rows(ids)
+        if ids is None:
+            self.campaigns, self.creatives = {}, {}
+        for row in rows:
+            old = self.campaigns.get(row["id"])
+            for c in old.creatives if old else []:
+                self.creatives.pop(c.id, None)
+            info = campaign_info(row, by_campaign[row["id"]])
+            self.campaigns[info.id] = info
+            self.creatives.update((c.id, c) for c in info.creatives)
+        self._index_terms()
+        return loaded
+
+    def _index_terms(self) -> None:
+        """Posting lists per first word, highest bid first, so capped lookups keep the best."""
+        index: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+        for info in sorted(self.campaigns.values(), key=lambda c: -c.bid_micros):
+            for term in info.terms:
+                index[term[0]].append((term, info.id))
+        self._terms = index
+
+    @staticmethod
+    def targets(info: CampaignInfo, present: set[str]) -> bool:
+        """Does one of the campaign's keywords or topics occur in these context words?"""
+        return any(all(w in present for w in term) for term in info.terms)
+
+    def match_terms(self, context_words: list[str], limit: int) -> set[str]:
+        """Campaigns with a keyword or topic whose words all occur in the context (at most ``limit``)."""
+        present = set(context_words)
+        found: set[str] = set()
+        for word in present:
+            for term, cid in self._terms.get(word, ()):
+                if len(found) >= limit:
+                    return found
+                if cid not in found and all(w in present for w in term[1:]):
+                    found.add(cid)
+        return found

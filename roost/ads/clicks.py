@@ -1,0 +1,71 @@
+"""Signed click tokens: ``/ads/click?t=TOKEN`` carries the impression id and an expiry.
+
+The token is ``base64url(json payload) . base64url(HMAC-SHA256(secret, payload))``.
+The secret lives in the workspace (``ads/click_secret``, mode 0600), created on
+first use, so click URLs stay valid across server restarts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+from roost.workspace import atomic_write_bytes
+
+
+class BadToken(ValueError):
+    """A click token that is malformed, forged or expired."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def load_or_create_secret(path: str | Path) -> bytes:
+    """The workspace's click secret; made once (32 random bytes) and kept."""
+    path = Path(path)
+    if not path.exists():
+        atomic_write_bytes(path, secrets.token_bytes(32).hex().encode())
+        os.chmod(path, 0o600)
+    secret = bytes.fromhex(path.read_text().strip())
+    if len(secret) < 16:
+        raise ValueError(f"{path}: click secret is too short; delete it to make a new one")
+    return secret
+
+
+class ClickSigner:
+    def __init__(self, secret: bytes, ttl_s: float = 7 * 24 * 3600):
+        self.secret = secret
+        self.ttl_s = ttl_s
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self.secret, payload, hashlib.sha256).digest()
+
+    def sign(self, impression_id: str, now: float | None = None) -> str:
+        exp = int((time.time() if now is None else now) + self.ttl_s)
+        payload = json.dumps({"i": impression_id, "e": exp}, separators=(",", ":")).encode()
+        return f"{_b64(payload)}.{_b64(self._mac(payload))}"
+
+    def verify(self, token: str, now: float | None = None) -> str:
+        """The impression id in a valid token; BadToken says what is wrong otherwise."""
+        try:
+            head, sig = token.split(".")
+            payload, mac = _unb64(head), _unb64(sig)
+        except (ValueError, TypeError):
+            raise BadToken("click token is malformed") from None
+        if not hmac.compare_digest(mac, self._mac(payload)):
+            raise BadToken("click token signature does not match")
+        data = json.loads(payload)
+        if data["e"] < (time.time() if now is None else now):
+            raise BadToken("click token has expired")
+        return data["i"]

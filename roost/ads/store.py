@@ -1,0 +1,415 @@
+"""The ads database: campaigns, creatives, impressions, clicks and spend in one SQLite file.
+
+Why these choices:
+- WAL lets the serving threads read while one writes.
+- ``synchronous=FULL`` (the default here) fsyncs the WAL on every commit, so an
+  impression or click the server acknowledged survives not only a SIGKILL of the
+  server (NORMAL already does: the WAL write is in the OS page cache) but also an
+  OS crash or power cut, which NORMAL does not promise.
+- Every charge runs in ``BEGIN IMMEDIATE``: the budget check and the spend
+  update happen under the write lock, so concurrent requests cannot both see
+  the same remaining budget.
+- Money is integer micros in every column.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from roost.ads.campaign import CampaignPatch, CampaignSpec, from_micros, to_micros
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS advertisers (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS campaigns (
+  id TEXT PRIMARY KEY,
+  advertiser_id INTEGER NOT NULL REFERENCES advertisers(id),
+  name TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('active', 'paused')),
+  bid_type TEXT NOT NULL CHECK (bid_type IN ('cpc', 'cpm')),
+  bid_micros INTEGER NOT NULL CHECK (bid_micros > 0),
+  max_bid_micros INTEGER NOT NULL CHECK (max_bid_micros >= bid_micros),
+  budget_micros INTEGER NOT NULL CHECK (budget_micros > 0),
+  daily_budget_micros INTEGER CHECK (daily_budget_micros > 0),
+  spend_micros INTEGER NOT NULL DEFAULT 0 CHECK (spend_micros >= 0),
+  targeting TEXT NOT NULL,
+  schedule TEXT,
+  frequency_cap INTEGER,
+  brand_safety_threshold REAL,
+  created_at REAL NOT NULL,
+  updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS creatives (
+  id INTEGER PRIMARY KEY,
+  campaign_id TEXT NOT NULL REFERENCES campaigns(id),
+  text TEXT NOT NULL,
+  landing_url TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS creatives_campaign ON creatives(campaign_id);
+CREATE TABLE IF NOT EXISTS impressions (
+  id TEXT PRIMARY KEY,
+  campaign_id TEXT NOT NULL REFERENCES campaigns(id),
+  creative_id INTEGER NOT NULL REFERENCES creatives(id),
+  user_id TEXT,
+  ts REAL NOT NULL,
+  day TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  price_micros INTEGER NOT NULL,
+  charged_micros INTEGER NOT NULL,
+  pctr REAL,
+  features TEXT
+);
+CREATE INDEX IF NOT EXISTS impressions_user_day ON impressions(user_id, day);
+CREATE INDEX IF NOT EXISTS impressions_ts ON impressions(ts);
+CREATE TABLE IF NOT EXISTS clicks (
+  id INTEGER PRIMARY KEY,
+  impression_id TEXT NOT NULL UNIQUE REFERENCES impressions(id),
+  campaign_id TEXT NOT NULL,
+  ts REAL NOT NULL,
+  day TEXT NOT NULL,
+  charged_micros INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daily_stats (
+  campaign_id TEXT NOT NULL,
+  day TEXT NOT NULL,
+  impressions INTEGER NOT NULL DEFAULT 0,
+  clicks INTEGER NOT NULL DEFAULT 0,
+  spend_micros INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (campaign_id, day)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS daily_stats_day ON daily_stats(day);
+CREATE TABLE IF NOT EXISTS creative_embeddings (
+  creative_id INTEGER NOT NULL,
+  space TEXT NOT NULL,
+  vector BLOB NOT NULL,
+  PRIMARY KEY (creative_id, space)
+) WITHOUT ROWID;
+"""
+
+_BUMP_DAY = """
+INSERT INTO daily_stats (campaign_id, day, impressions, clicks, spend_micros) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (campaign_id, day) DO UPDATE SET
+  impressions = impressions + excluded.impressions,
+  clicks = clicks + excluded.clicks,
+  spend_micros = spend_micros + excluded.spend_micros
+"""
+
+
+def utc_day(ts: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+@dataclass
+class LiveState:
+    """What changes while serving: read fresh from the db for each decision."""
+
+    status: str
+    spend_micros: int
+    budget_micros: int
+    daily_budget_micros: int | None
+    day_spend_micros: int
+
+    def has_budget(self) -> bool:
+        if self.spend_micros >= self.budget_micros:
+            return False
+        return self.daily_budget_micros is None or self.day_spend_micros < self.daily_budget_micros
+
+
+@dataclass
+class Impression:
+    campaign_id: str
+    creative_id: int
+    user_id: str | None
+    position: int
+    price_micros: int  # CPC: per click; CPM: per 1000 impressions
+    pctr: float
+    features: dict[str, float]
+    ts: float
+    id: str = ""
+
+
+@dataclass
+class Click:
+    impression_id: str
+    campaign_id: str
+    landing_url: str
+    charged_micros: int
+    duplicate: bool
+
+
+class AdStore:
+    """Thread-safe access to ads.db: one connection per thread, explicit transactions."""
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL", busy_timeout_ms: int = 30_000):
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.synchronous = synchronous.upper()
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._conn().executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.synchronous}")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock up front, rolls back on error."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # --- campaigns -------------------------------------------------------------------------
+
+    def add_campaigns(self, specs: Iterable[CampaignSpec], now: float | None = None) -> list[str]:
+        """Insert campaigns (one transaction for all); returns their ids. Existing ids are an error."""
+        now = time.time() if now is None else now
+        ids = []
+        with self.transaction() as db:
+            for spec in specs:
+                cid = spec.id or f"cmp_{uuid.uuid4().hex[:16]}"
+                if db.execute("SELECT 1 FROM campaigns WHERE id = ?", (cid,)).fetchone():
+                    raise ValueError(f"campaign {cid!r} is already in {self.path}")
+                db.execute("INSERT OR IGNORE INTO advertisers (name) VALUES (?)", (spec.advertiser,))
+                adv = db.execute("SELECT id FROM advertisers WHERE name = ?", (spec.advertiser,)).fetchone()[0]
+                db.execute(
+                    "INSERT INTO campaigns (id, advertiser_id, name, status, bid_type, bid_micros, max_bid_micros,"
+                    " budget_micros, daily_budget_micros, targeting, schedule, frequency_cap, brand_safety_threshold,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (cid, adv, spec.name, spec.status, spec.bid_type, to_micros(spec.bid),
+                     to_micros(spec.max_bid or spec.bid), to_micros(spec.budget),
+                     to_micros(spec.daily_budget) if spec.daily_budget else None,
+                     spec.targeting.model_dump_json(), spec.schedule.model_dump_json() if spec.schedule else None,
+                     spec.frequency_cap, spec.brand_safety_threshold, now, now),
+                )
+                db.executemany(
+                    "INSERT INTO creatives (campaign_id, text, landing_url) VALUES (?, ?, ?)",
+                    [(cid, c.text, c.landing_url) for c in spec.creatives],
+                )
+                ids.append(cid)
+        return ids
+
+    def update_campaign(self, campaign_id: str, patch: CampaignPatch) -> None:
+        fields = patch.model_dump(exclude_unset=True)
+        sets: dict[str, object] = {}
+        for name, value in fields.items():
+            if name in ("budget", "daily_budget", "bid", "max_bid"):
+                sets[f"{name}_micros"] = to_micros(value) if value is not None else None
+            elif name in ("targeting", "schedule"):
+                sets[name] = getattr(patch, name).model_dump_json() if value is not None else None
+            else:
+                sets[name] = value
+        with self.transaction() as db:
+            row = db.execute("SELECT bid_micros, max_bid_micros, budget_micros FROM campaigns WHERE id = ?",
+                             (campaign_id,)).fetchone()
+            if row is None:
+                raise KeyError(campaign_id)
+            bid = sets.get("bid_micros", row["bid_micros"])
+            if "bid_micros" in sets and "max_bid_micros" not in sets and row["max_bid_micros"] < bid:
+                sets["max_bid_micros"] = bid  # raising the bid above the old cap moves the cap with it
+            if sets.get("max_bid_micros", row["max_bid_micros"]) < bid:
+                raise ValueError("max_bid: must be at least bid")
+            if sets.get("budget_micros") is None and "budget_micros" in sets:
+                raise ValueError("budget: cannot be removed")
+            daily = sets["daily_budget_micros"] if "daily_budget_micros" in sets else \
+                db.execute("SELECT daily_budget_micros FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()[0]
+            if daily is not None and daily > sets.get("budget_micros", row["budget_micros"]):
+                raise ValueError("daily_budget: must not exceed budget")
+            if not sets:
+                return
+            sets["updated_at"] = time.time()
+            cols = ", ".join(f"{k} = ?" for k in sets)
+            db.execute(f"UPDATE campaigns SET {cols} WHERE id = ?", (*sets.values(), campaign_id))
+
+    def campaign_rows(self, ids: list[str] | None = None) -> list[sqlite3.Row]:
+        """Campaign rows joined with their advertiser name (all, or the given ids)."""
+        sql = "SELECT c.*, a.name AS advertiser FROM campaigns c JOIN advertisers a ON a.id = c.advertiser_id"
+        if ids is None:
+            return self._conn().execute(sql + " ORDER BY c.rowid").fetchall()
+        return self._conn().execute(sql + f" WHERE c.id IN ({_marks(ids)})", ids).fetchall()
+
+    def creative_rows(self, campaign_ids: list[str] | None = None) -> list[sqlite3.Row]:
+        sql = "SELECT id, campaign_id, text, landing_url FROM creatives"
+        if campaign_ids is None:
+            return self._conn().execute(sql + " ORDER BY id").fetchall()
+        return self._conn().execute(sql + f" WHERE campaign_id IN ({_marks(campaign_ids)}) ORDER BY id",
+                                    campaign_ids).fetchall()
+
+    def campaign_view(self, campaign_id: str) -> dict | None:
+        """The admin API's view of one campaign: its settings, creatives, spend and totals."""
+        rows = self.campaign_rows([campaign_id])
+        if not rows:
+            return None
+        r = rows[0]
+        totals = self._conn().execute(
+            "SELECT COALESCE(SUM(impressions), 0), COALESCE(SUM(clicks), 0) FROM daily_stats WHERE campaign_id = ?",
+            (campaign_id,)).fetchone()
+        impressions, clicks = totals[0], totals[1]
+        return {
+            "id": r["id"], "advertiser": r["advertiser"], "name": r["name"], "status": r["status"],
+            "bid_type": r["bid_type"], "bid": from_micros(r["bid_micros"]), "max_bid": from_micros(r["max_bid_micros"]),
+            "budget": from_micros(r["budget_micros"]),
+            "daily_budget": from_micros(r["daily_budget_micros"]) if r["daily_budget_micros"] else None,
+            "targeting": json.loads(r["targeting"]),
+            "schedule": json.loads(r["schedule"]) if r["schedule"] else None,
+            "frequency_cap": r["frequency_cap"], "brand_safety_threshold": r["brand_safety_threshold"],
+            "creatives": [{"id": c["id"], "text": c["text"], "landing_url": c["landing_url"]}
+                          for c in self.creative_rows([campaign_id])],
+            "spend": from_micros(r["spend_micros"]), "spend_micros": r["spend_micros"],
+            "impressions": impressions, "clicks": clicks, "ctr": clicks / impressions if impressions else 0.0,
+        }
+
+    # --- serving ---------------------------------------------------------------------------
+
+    def live_states(self, ids: list[str], day: str) -> dict[str, LiveState]:
+        if not ids:
+            return {}
+        rows = self._conn().execute(
+            "SELECT c.id, c.status, c.spend_micros, c.budget_micros, c.daily_budget_micros,"
+            " COALESCE(d.spend_micros, 0) AS day_spend FROM campaigns c"
+            " LEFT JOIN daily_stats d ON d.campaign_id = c.id AND d.day = ?"
+            f" WHERE c.id IN ({_marks(ids)})", (day, *ids)).fetchall()
+        return {r[0]: LiveState(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    def user_impressions(self, user_id: str, day: str) -> dict[str, int]:
+        """Impressions per campaign this user saw on this day (for frequency caps)."""
+        rows = self._conn().execute(
+            "SELECT campaign_id, COUNT(*) FROM impressions WHERE user_id = ? AND day = ? GROUP BY campaign_id",
+            (user_id, day)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def record_impressions(self, impressions: list[Impression]) -> list[Impression]:
+        """Log served ads and charge CPM ones, re-checking budget under the write lock.
+
+        Returns the impressions that were recorded (with ids); an ad whose campaign
+        ran out of budget or was paused since the decision is dropped, not shown.
+        """
+        kept = []
+        with self.transaction() as db:
+            for imp in impressions:
+                day = utc_day(imp.ts)
+                state = self.live_states([imp.campaign_id], day).get(imp.campaign_id)
+                if state is None or state.status != "active" or not state.has_budget():
+                    continue
+                row = db.execute("SELECT bid_type FROM campaigns WHERE id = ?", (imp.campaign_id,)).fetchone()
+                charge = math.ceil(imp.price_micros / 1000) if row[0] == "cpm" else 0
+                imp.id = uuid.uuid4().hex
+                db.execute(
+                    "INSERT INTO impressions (id, campaign_id, creative_id, user_id, ts, day, position, price_micros,"
+                    " charged_micros, pctr, features) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (imp.id, imp.campaign_id, imp.creative_id, imp.user_id, imp.ts, day, imp.position,
+                     imp.price_micros, charge, imp.pctr, json.dumps(imp.features)))
+                if charge:
+                    db.execute("UPDATE campaigns SET spend_micros = spend_micros + ? WHERE id = ?",
+                               (charge, imp.campaign_id))
+                db.execute(_BUMP_DAY, (imp.campaign_id, day, 1, 0, charge))
+                kept.append(imp)
+        return kept
+
+    def record_click(self, impression_id: str, ts: float | None = None) -> Click | None:
+        """Record a click once and charge a CPC campaign its auction price.
+
+        None when the impression is unknown. A repeated click is recorded once and
+        charged once (``clicks.impression_id`` is UNIQUE). A click is charged only
+        while the campaign still has budget left, so spend stays below budget plus
+        one click price, which is at most ``max_bid``.
+        """
+        ts = time.time() if ts is None else ts
+        day = utc_day(ts)
+        with self.transaction() as db:
+            imp = db.execute(
+                "SELECT i.campaign_id, i.price_micros, c.bid_type, r.landing_url FROM impressions i"
+                " JOIN campaigns c ON c.id = i.campaign_id JOIN creatives r ON r.id = i.creative_id"
+                " WHERE i.id = ?", (impression_id,)).fetchone()
+            if imp is None:
+                return None
+            cid = imp["campaign_id"]
+            cur = db.execute(
+                "INSERT OR IGNORE INTO clicks (impression_id, campaign_id, ts, day, charged_micros) VALUES (?, ?, ?, ?, 0)",
+                (impression_id, cid, ts, day))
+            if cur.rowcount == 0:
+                return Click(impression_id, cid, imp["landing_url"], 0, duplicate=True)
+            state = self.live_states([cid], day)[cid]
+            charge = imp["price_micros"] if imp["bid_type"] == "cpc" and state.has_budget() else 0
+            if charge:
+                db.execute("UPDATE clicks SET charged_micros = ? WHERE impression_id = ?", (charge, impression_id))
+                db.execute("UPDATE campaigns SET spend_micros = spend_micros + ? WHERE id = ?", (charge, cid))
+            db.execute(_BUMP_DAY, (cid, day, 0, 1, charge))
+        return Click(impression_id, cid, imp["landing_url"], charge, duplicate=False)
+
+    # --- reports and training data ---------------------------------------------------------
+
+    def report(self, start: str | None = None, end: str | None = None, campaign_id: str | None = None) -> list[dict]:
+        """Impressions, clicks, CTR and spend per campaign and UTC day (days as YYYY-MM-DD, inclusive)."""
+        where, args = [], []
+        for cond, value in (("day >= ?", start), ("day <= ?", end), ("campaign_id = ?", campaign_id)):
+            if value is not None:
+                where.append(cond)
+                args.append(value)
+        sql = "SELECT campaign_id, day, impressions, clicks, spend_micros FROM daily_stats"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._conn().execute(sql + " ORDER BY day, campaign_id", args).fetchall()
+        return [{"campaign_id": r[0], "day": r[1], "impressions": r[2], "clicks": r[3],
+                 "ctr": r[3] / r[2] if r[2] else 0.0, "spend": from_micros(r[4]), "spend_micros": r[4]}
+                for r in rows]
+
+    def events(self) -> list[sqlite3.Row]:
+        """Every impression with its logged features and whether it was clicked, oldest first."""
+        return self._conn().execute(
+            "SELECT i.id, i.campaign_id, i.ts, i.position, i.pctr, i.features,"
+            " (c.id IS NOT NULL) AS clicked FROM impressions i LEFT JOIN clicks c ON c.impression_id = i.id"
+            " ORDER BY i.ts, i.rowid").fetchall()
+
+    def click_counts(self) -> dict[str, tuple[int, int]]:
+        """campaign id -> (impressions, clicks), all time."""
+        rows = self._conn().execute(
+            "SELECT campaign_id, SUM(impressions), SUM(clicks) FROM daily_stats GROUP BY campaign_id").fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    # --- creative embedding cache ----------------------------------------------------------
+
+    def cached_embeddings(self, space: str) -> dict[int, bytes]:
+        rows = self._conn().execute("SELECT creative_id, vector FROM creative_embeddings WHERE space = ?", (space,))
+        return {r[0]: r[1] for r in rows}
+
+    def save_embeddings(self, space: str, items: list[tuple[int, bytes]]) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO creative_embeddings (creative_id, space, vector) VALUES (?, ?, ?)",
+                           [(cid, space, vec) for cid, vec in items])
+
+
+def _marks(items: list) -> str:
+    return ", ".join("?" * len(items))

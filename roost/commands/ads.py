@@ -1,0 +1,164 @@
+"""``roost ads load|train-ctr|train-safety|simulate``: campaigns, click model, brand safety, offline A/B."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from roost.cli import UserError, add_workspace_arg
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("ads", help="ad serving: load campaigns, train models, simulate",
+                                   description="Ad serving: load campaigns, train the click and brand-safety models, "
+                                               "and simulate serving policies.")
+    sub = parser.add_subparsers(dest="ads_command", metavar="ADS_COMMAND", required=True)
+
+    p = sub.add_parser("load", help="import campaigns from a JSON file into workspace/ads.db")
+    p.add_argument("file", type=Path, help='JSON: {"campaigns": [...]} (the sample network\'s ads.json) or a list')
+    add_workspace_arg(p)
+    p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("train-ctr", help="train the click model from logged impressions and clicks")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="latest fraction of the log held out (default 0.2)")
+    add_workspace_arg(p)
+    p.set_defaults(func=cmd_train_ctr)
+
+    p = sub.add_parser("train-safety", help="train brand-safety probes on the model's embeddings",
+                       description="Train one logistic-regression probe per labelled set (TweetEval format: one text "
+                                   "per line, one integer label per line). Example: --train hate "
+                                   "tweeteval/hate/train_text.txt tweeteval/hate/train_labels.txt")
+    p.add_argument("--train", nargs=3, action="append", required=True, metavar=("NAME", "TEXTS", "LABELS"),
+                   help="a probe's name and its training files (repeat for more probes)")
+    p.add_argument("--val", nargs=3, action="append", default=[], metavar=("NAME", "TEXTS", "LABELS"),
+                   help="held-out files for a probe named in --train, to report AUC and macro-F1")
+    p.add_argument("--unsafe-labels", default="1", help="comma-separated labels that mean unsafe (default: 1)")
+    p.add_argument("--limit", type=int, default=None, help="use at most this many training examples per probe")
+    p.add_argument("--embedder", choices=("auto", "model", "hashing"), default="auto",
+                   help="embedding: the workspace model (auto when present) or a hashed bag of words")
+    add_workspace_arg(p)
+    p.set_defaults(func=cmd_train_safety)
+
+    p = sub.add_parser("simulate", help="serve the sample network's users and compare policies",
+                       description="Run the sample network's users through ad requests with their ground-truth "
+                                   "click model; report revenue, CTR, pCTR AUC and budget use for random, "
+                                   "keyword-only and model-matched + pCTR serving.")
+    p.add_argument("--sample", type=Path, required=True, help="the folder `roost sample` wrote (ads.json, truth/)")
+    p.add_argument("--requests", type=int, default=2000, help="ad requests per policy (default 2000)")
+    p.add_argument("--slots", type=int, default=2, help="ads per request (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--embedder", choices=("auto", "model", "hashing"), default="auto",
+                   help="embedding: the workspace model (auto when present) or a hashed bag of words")
+    add_workspace_arg(p)
+    p.set_defaults(func=cmd_simulate)
+
+
+def _workspace(args):
+    from roost.workspace import Workspace
+
+    return Workspace(args.workspace)
+
+
+def read_json(path: Path):
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from roost.ads.campaign import parse_campaigns
+    from roost.ads.setup import open_store
+
+    specs = parse_campaigns(read_json(args.file), str(args.file))
+    ws = _workspace(args)
+    ids = open_store(ws).add_campaigns(specs)
+    print(f"loaded {len(ids)} campaigns ({sum(len(s.creatives) for s in specs)} creatives) into {ws.ads_db}")
+    return 0
+
+
+def cmd_train_ctr(args: argparse.Namespace) -> int:
+    from roost.ads.pctr import events_to_arrays, train
+    from roost.ads.setup import ctr_path, open_store
+
+    ws = _workspace(args)
+    if not ws.ads_db.exists():
+        raise UserError(f"{ws.ads_db} does not exist: load campaigns and serve ads first")
+    model = train(*events_to_arrays(open_store(ws).events()), test_fraction=args.test_fraction)
+    model.save(ctr_path(ws))
+    test = model.metrics["test"]
+    print(f"click model: {test['n']} test impressions ({test['clicks']} clicks, later {args.test_fraction:.0%} "
+          f"of the log): AUC {test['auc']:.3f}  log loss {test['log_loss']:.4f}  RCE {test['rce']:.1f}%")
+    print(f"saved {ctr_path(ws)} (the server loads it on start)")
+    return 0
+
+
+def _parse_labels(text: str) -> set[int]:
+    try:
+        return {int(x) for x in text.split(",") if x.strip()}
+    except ValueError:
+        raise UserError(f"--unsafe-labels must be comma-separated integers, got {text!r}") from None
+
+
+def cmd_train_safety(args: argparse.Namespace) -> int:
+    from roost.ads.brand_safety import SafetyProbes, read_labelled
+    from roost.ads.embedder import resolve_embedder
+    from roost.ads.retrieval import embed_in_batches
+    from roost.ads.setup import safety_path
+
+    ws = _workspace(args)
+    unsafe = _parse_labels(args.unsafe_labels)
+    names = [name for name, _, _ in args.train]
+    for name, _, _ in args.val:
+        if name not in names:
+            raise UserError(f"--val {name}: no --train probe of that name (have {names})")
+    embed, space = resolve_embedder(ws, args.embedder)
+    probes = SafetyProbes(space=space)
+    for name, texts_file, labels_file in args.train:
+        texts, labels = read_labelled(texts_file, labels_file)
+        texts, labels = texts[:args.limit], labels[:args.limit]
+        probes.add(name, embed_in_batches(embed, texts, desc=f"embedding {name}"), labels, unsafe)
+    for name, texts_file, labels_file in args.val:
+        texts, labels = read_labelled(texts_file, labels_file)
+        m = probes.evaluate(name, embed_in_batches(embed, texts, desc=f"embedding {name} val"), labels, unsafe)
+        print(f"{name}: {m['n']} held-out examples: AUC {m['auc']:.3f}  macro-F1 {m['macro_f1']:.3f}")
+    probes.save(safety_path(ws))
+    print(f"saved {len(probes.names)} probes ({', '.join(probes.names)}) to {safety_path(ws)}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from roost.ads.campaign import parse_campaigns
+    from roost.ads.context import UserHistory
+    from roost.ads.embedder import resolve_embedder
+    from roost.ads.simulator import SimConfig, simulate
+
+    ws = _workspace(args)
+    ws.require("corpus")
+    if args.requests < 10 or args.slots < 1:
+        raise UserError("--requests must be at least 10 and --slots at least 1")
+    specs = parse_campaigns(read_json(args.sample / "ads.json"), str(args.sample / "ads.json"))
+    from roost.sample.truth import ClickModel
+
+    truth = ClickModel.load(args.sample)
+    embed, space = resolve_embedder(ws, args.embedder)
+    rows = simulate(specs, UserHistory.from_corpus(ws.corpus), truth, embed, space,
+                    SimConfig(requests=args.requests, slots=args.slots, seed=args.seed))
+    print(format_table(rows))
+    base = next(r for r in rows if r["policy"] == "keyword")
+    best = next(r for r in rows if r["policy"] == "model+pctr")
+    if base["rpm"]:
+        print(f"revenue per 1000 impressions, model+pctr / keyword: {best['rpm'] / base['rpm']:.2f}x")
+    return 0
+
+
+def format_table(rows: list[dict]) -> str:
+    cols = ["policy", "requests", "impressions", "clicks", "ctr", "revenue", "rpm", "pctr_auc", "budget_use"]
+    fmt = {"ctr": "{:.4f}", "revenue": "{:.2f}", "rpm": "{:.3f}", "pctr_auc": "{:.3f}", "budget_use": "{:.1%}"}
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt.get(c, "{}").format(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
