@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 $(BIN)/roost: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(BIN)/roost
 
