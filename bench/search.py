@@ -5,8 +5,9 @@
     # transformer on 2 cores would take hours); queries in a fresh process for a clean RSS
     .venv/bin/python bench/search.py latency --posts 1000000 [--model workspace/model]
 
-    # quality: the hashtag task on TweetEval; the retriever head is trained on the
-    # tweets themselves (held-out hashtags never seen), compared with no head and lexical
+    # quality: the hashtag task on TweetEval; the retriever is trained on the tweets
+    # themselves (held-out hashtags never seen), compared with its untrained start (the LM's
+    # input-token table), the LM's mean-pooled hidden states, and lexical
     .venv/bin/python bench/search.py quality --model workspace/model
 
 Prints tables; the peer is lexical (BM25) search in the same run.
@@ -188,85 +189,65 @@ def cmd_query(args) -> None:
     print(json.dumps(res))
 
 
-class CachedEmbed:
-    """Texts -> unit vectors from pooled features computed once (the head is linear, so applying it to the
-    unit-normalized pooled state gives what TextEmbedder gives with the head); new texts (queries) are embedded."""
-
-    def __init__(self, embedder, head, texts: list[str], feats: np.ndarray):
-        self.embedder, self.head = embedder, head
-        self.vecs = dict(zip(texts, self._project(feats)))
-
-    def _project(self, feats: np.ndarray) -> np.ndarray:
-        import torch
-        import torch.nn.functional as F
-
-        if self.head is None:
-            return feats
-        with torch.no_grad():
-            return F.normalize(self.head(torch.from_numpy(feats)), dim=-1).numpy()
-
-    def __call__(self, batch: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(batch) if t not in self.vecs]
-        if missing:
-            self.vecs.update(zip(missing, self._project(self.embedder.embed(missing))))
-        return np.stack([self.vecs[t] for t in batch])
-
-
 def cmd_quality(args) -> None:
     import torch
 
     from roost.embeddings import TextEmbedder
-    from roost.export import load_hf
     from roost.search import eval as ev
-    from roost.search.build import build_index
-    from roost.search.engine import SearchIndex
-    from roost.search.retriever import RetrieverConfig, mine_pairs, train_head
+    from roost.search.embed import Retriever, TokenBagEncoder
+    from roost.search.retriever import (
+        RetrieverConfig,
+        mine_pairs,
+        model_token_table,
+        train_retriever,
+    )
     from roost.tokenizer import load_tokenizer
 
     torch.set_num_threads(args.threads)
-    texts = ev.read_tweet_texts(args.tweets)
+    all_texts = ev.read_tweet_texts(args.tweets)
+    texts = all_texts
     if args.limit and args.limit < len(texts):  # a random subset: embedding every tweet on 2 cores takes long
         texts = random.Random(0).sample(texts, args.limit)
     task = ev.hashtag_task(texts, max_queries=args.max_queries)
     posts = task.posts
     print(f"hashtag task: {len(posts):,} tweets, {len(task.queries)} held-out hashtag queries, "
           f"{sum(len(q.relevant) for q in task.queries) / len(task.queries):.1f} relevant each", flush=True)
-    work = Path(tempfile.mkdtemp(prefix="roost-bench-quality-"))
-    # pairs mined exactly as `roost train-retriever` mines them from a corpus (tweets have no replies here)
-    cfg = RetrieverConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, max_pairs=args.max_pairs)
-    pairs = mine_pairs([p.id for p in posts], [p.text for p in posts], [None] * len(posts),
-                       [p.hashtags for p in posts], cfg)
-    print(f"mined pairs: {pairs.kinds}", flush=True)
+    # pairs mined as `roost train-retriever` mines them from a corpus (tweets have no replies): from the indexed
+    # tweets, or from every tweet with every tag that could be held out removed (ev.training_posts)
+    train_posts = posts if args.train_on == "indexed" else ev.training_posts(all_texts)
+    given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "temperature", "max_pairs")}
+    cfg = RetrieverConfig(**{k: v for k, v in given.items() if v is not None})
+    pairs = mine_pairs([p.id for p in train_posts], [p.text for p in train_posts], [None] * len(train_posts),
+                       [p.hashtags for p in train_posts], cfg)
+    print(f"mined pairs from {len(train_posts):,} {args.train_on} tweets: {pairs.kinds}", flush=True)
 
+    tokenizer, table = load_tokenizer(args.model), model_token_table(args.model)
     t0 = time.perf_counter()
-    embedder = TextEmbedder(load_hf(args.model), load_tokenizer(args.model), batch_size=64, max_len=args.max_len)
-    texts = list(dict.fromkeys([p.text for p in posts] + pairs.texts))
-    feats = embedder.embed(texts, show_progress=True)  # plain pooled states, unit length
-    row = {t: i for i, t in enumerate(texts)}
-    print(f"embedded {len(texts):,} texts in {time.perf_counter() - t0:.0f}s", flush=True)
+    retriever, report = train_retriever(table, tokenizer.encode_batch(pairs.texts), pairs, cfg)
+    print(f"retriever: {time.perf_counter() - t0:.0f}s, loss {report['first_loss']:.3f} -> {report['last_loss']:.3f}, "
+          f"held-out pair recall@1 {report['val_recall@1_before']:.3f} -> {report['val_recall@1_after']:.3f}", flush=True)
 
-    head, report = train_head(feats[[row[t] for t in pairs.texts]], pairs, cfg)
-    print(f"head: loss {report['first_loss']:.3f} -> {report['last_loss']:.3f}, held-out pair recall@1 "
-          f"{report['val_recall@1_before']:.3f} -> {report['val_recall@1_after']:.3f}", flush=True)
-
+    embedders = {"retriever": Retriever(tokenizer, retriever),
+                 "token table, untrained": Retriever(tokenizer, TokenBagEncoder(table, cfg.max_len))}
+    if not args.skip_hidden:
+        embedders["LM hidden states"] = TextEmbedder.from_dir(args.model, batch_size=64, max_len=args.max_len).embed
     results = {}
-    for name, use_head in (("no head", None), ("retriever head", head)):
-        embed = CachedEmbed(embedder, use_head, texts, feats)
-        d = work / name.replace(" ", "-")
-        build_index([posts], d, embed, total=len(posts))
-        index = SearchIndex(d, embed)
-        modes = ("lexical", "semantic", "hybrid") if use_head is not None else ("semantic", "hybrid")
-        results[name] = ev.evaluate(index, task.queries, modes)
-        index.close()
-    lexical = results["retriever head"]["lexical"]
+    with tempfile.TemporaryDirectory(prefix="roost-bench-quality-") as work:
+        for i, (name, embed) in enumerate(embedders.items()):
+            t0 = time.perf_counter()
+            index = ev.build_task_index(task, Path(work) / str(i), embed)
+            modes = ("lexical", "semantic", "hybrid") if i == 0 else ("semantic", "hybrid")
+            results[name] = ev.evaluate(index, task.queries, modes)
+            index.close()
+            print(f"{name}: indexed and evaluated in {time.perf_counter() - t0:.0f}s", flush=True)
+    lexical = results["retriever"]["lexical"]
     print(f"\nhashtag retrieval on TweetEval ({len(task.queries)} queries), model {args.model}")
-    print(f"{'mode':<26} {'NDCG@10':>8} {'Recall@100':>10} {'MRR':>8} {'NDCG vs lexical':>16}")
-    rows = [("lexical (BM25)", lexical)] + [(f"{m} ({name})", results[name][m]) for name in results
+    print(f"{'mode':<34} {'NDCG@10':>8} {'Recall@100':>10} {'MRR':>8} {'NDCG vs lexical':>16}")
+    rows = [("lexical (BM25)", lexical)] + [(f"{m} ({name})", results[name][m]) for name in reversed(results)
                                              for m in ("semantic", "hybrid")]
     for label, r in rows:
-        print(f"{label:<26} {r['ndcg@10']:>8.4f} {r['recall@100']:>10.4f} {r['mrr']:>8.4f} "
+        print(f"{label:<34} {r['ndcg@10']:>8.4f} {r['recall@100']:>10.4f} {r['mrr']:>8.4f} "
               f"{r['ndcg@10'] / max(lexical['ndcg@10'], 1e-9):>15.2f}x")
-    shutil.rmtree(work)
 
 
 def main() -> None:
@@ -297,11 +278,13 @@ def main() -> None:
     qual.add_argument("--model", type=Path, required=True)
     qual.add_argument("--tweets", type=Path, default=TWEETS)
     qual.add_argument("--max-queries", type=int, default=300)
-    qual.add_argument("--steps", type=int, default=1000)
-    qual.add_argument("--batch-size", type=int, default=256)
-    qual.add_argument("--lr", type=float, default=2e-3)
-    qual.add_argument("--max-pairs", type=int, default=100_000)
-    qual.add_argument("--max-len", type=int, default=64)
+    for flag, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--temperature", float),
+                       ("--max-pairs", int)):
+        qual.add_argument(flag, type=kind, default=None, help="default: RetrieverConfig's")
+    qual.add_argument("--train-on", choices=("indexed", "all"), default="indexed",
+                      help="mine training pairs from the indexed tweets or from all tweets (held-out tags removed)")
+    qual.add_argument("--max-len", type=int, default=64, help="tokens per tweet for the LM hidden-state baseline")
+    qual.add_argument("--skip-hidden", action="store_true", help="leave out the (slow) LM hidden-state baseline")
     qual.add_argument("--threads", type=int, default=1, help="torch threads (more than the free cores makes every call slow)")
     qual.add_argument("--limit", type=int, default=0, help="use a random subset of this many tweets (0: all)")
     qual.set_defaults(func=cmd_quality)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from roost.cli import main
 from roost.search.eval import hashtag_task, ndcg_at, recall_at, reciprocal_rank
+from roost.search.text import split_hashtag
 
 
 def test_metrics_by_hand():
@@ -67,3 +69,49 @@ def test_topic_queries_from_sample_truth(tmp_path):
     (truth / "post_topics.jsonl").write_text('{"id": "1", "topic": "ai"}\nnot json\n')
     with pytest.raises(ValueError, match="post_topics.jsonl:2"):
         topic_queries(truth, live_ids={"1"})
+
+
+def test_trained_retriever_finds_what_bm25_cannot(tmp_path):
+    """The hashtag task end to end, with the real index and the token-bag retriever: the query's words are
+    never in the relevant posts, only beside the topic's words in posts with a kept tag. Training on pairs
+    mined from the kept tags must teach that association, and hybrid fusion must bring it to the top."""
+    import torch
+
+    from roost.search.embed import Retriever, TokenBagEncoder
+    from roost.search.eval import build_task_index, evaluate, is_heldout
+    from roost.search.retriever import RetrieverConfig, mine_pairs, train_retriever
+    from roost.tokenizer import (
+        MIN_VOCAB_SIZE,
+        RoostTokenizer,
+        TokenizerConfig,
+        train_bpe,
+    )
+
+    topics = {("MatchNight", "GameDay"): "goal striker keeper derby penalty stadium",
+              ("ReadingList", "BookWorm"): "novel chapter author library poetry fiction",
+              ("AiWeek", "TechTalk"): "neural training gpu transformer dataset inference"}
+    rng = np.random.default_rng(0)
+    texts = []
+    for (held, kept), words in topics.items():
+        assert is_heldout(held.lower()) and not is_heldout(kept.lower())
+        words = words.split()
+        texts += [" ".join(rng.choice(words, 4, replace=False)) + f" #{held}" for _ in range(8)]
+        query = " ".join(split_hashtag(held))
+        texts += [f"{query} " + " ".join(rng.choice(words, 3, replace=False)) + f" #{kept}" for _ in range(5)]
+    task = hashtag_task(texts, min_posts=5)
+    assert sorted(q.text for q in task.queries) == ["ai week", "match night", "reading list"]
+    tok = RoostTokenizer(train_bpe([p.text for p in task.posts] * 3, TokenizerConfig(vocab_size=MIN_VOCAB_SIZE + 150)))
+    posts = task.posts
+    pairs = mine_pairs([p.id for p in posts], [p.text for p in posts], [None] * len(posts), [p.hashtags for p in posts],
+                       RetrieverConfig())
+    table = 0.1 * torch.randn(tok.vocab_size, 32, generator=torch.Generator().manual_seed(0))  # an LM's scale
+    encoder, _ = train_retriever(table, tok.encode_batch(pairs.texts), pairs,
+                                 RetrieverConfig(steps=150, batch_size=16))
+    ndcg = {}
+    for name, enc in (("trained", encoder), ("untrained", TokenBagEncoder(table))):
+        index = build_task_index(task, tmp_path / name, Retriever(tok, enc))
+        ndcg[name] = {m: r["ndcg@10"] for m, r in evaluate(index, task.queries).items()}
+        index.close()
+    assert ndcg["trained"]["lexical"] < 0.05  # BM25 only finds the kept-tag posts, none relevant
+    assert ndcg["trained"]["semantic"] > ndcg["untrained"]["semantic"] + 0.3
+    assert ndcg["trained"]["hybrid"] > ndcg["trained"]["lexical"] + 0.3

@@ -1,4 +1,4 @@
-"""``roost index`` (build the search index) and ``roost train-retriever`` (its embedding head)."""
+"""``roost index`` (build the search index) and ``roost train-retriever`` (its retriever)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,25 @@ from roost.cli import add_workspace_arg
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="build workspace/index/ (lexical + vector + doc store) from the corpus",
                        description="Build the search index from workspace/corpus, embedding posts with "
-                                   "workspace/model (and its trained embedding head, if any).")
+                                   "workspace/model's trained retriever (else the model's pooled hidden states).")
     add_workspace_arg(p)
     p.add_argument("--no-vectors", action="store_true", help="lexical search only: do not embed posts")
     p.add_argument("--batch-size", type=int, default=2048, help="posts per indexing batch (default 2048)")
     p.set_defaults(func=run_index)
 
-    t = sub.add_parser("train-retriever", help="train the embedding head for semantic search on the corpus",
-                       description="Fine-tune a projection head over the served model's pooled hidden states "
-                                   "with InfoNCE on pairs mined from the corpus (post/reply, post/its hashtags, "
-                                   "posts sharing a rare hashtag); writes workspace/model/embedding_head.safetensors.")
+    t = sub.add_parser("train-retriever", help="train the retriever for semantic search on the corpus",
+                       description="Fine-tune a bag-of-tokens retriever (started from the served model's input "
+                                   "embeddings) with InfoNCE on pairs mined from the corpus (post/reply, post/its "
+                                   "hashtags, posts sharing a rare hashtag); writes workspace/model/retriever.safetensors, "
+                                   "which `roost index` and the search server then embed with.")
     add_workspace_arg(t)
-    t.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
-    t.add_argument("--batch-size", type=int, default=128, help="pairs per step; the rest of the batch are negatives")
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--dim", type=int, default=None, help="output size of the head (default: the model width, identity init)")
-    t.add_argument("--max-pairs", type=int, default=50_000, help="at most this many mined pairs (default 50000)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--steps", type=int, default=None, help="optimizer steps (default 1500)")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="pairs per step; the rest of the batch are negatives (default 256)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-2)")
+    t.add_argument("--dim", type=int, default=None, help="vector size (default: the model width)")
+    t.add_argument("--max-pairs", type=int, default=None, help="at most this many mined pairs (default 100000)")
+    t.add_argument("--seed", type=int, default=None)
     t.set_defaults(func=run_train_retriever)
 
 
@@ -52,8 +54,8 @@ def run_train_retriever(args: argparse.Namespace) -> int:
     from roost.search.retriever import RetrieverConfig, train_workspace_retriever
     from roost.workspace import Workspace
 
-    cfg = RetrieverConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, dim=args.dim,
-                          max_pairs=args.max_pairs, seed=args.seed)
+    given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "dim", "max_pairs", "seed")}
+    cfg = RetrieverConfig(**{k: v for k, v in given.items() if v is not None})
     report = train_workspace_retriever(Workspace(args.workspace), cfg)
     print(f"train-retriever: {report['pairs']} pairs, loss {report['first_loss']:.3f} -> {report['last_loss']:.3f}; "
           f"wrote {report['path']} (run `roost index` again to re-embed the posts)")

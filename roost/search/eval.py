@@ -112,6 +112,19 @@ def hashtag_task(texts: list[str], *, min_posts: int = 5, max_queries: int = 300
     return EvalTask("hashtags", posts, queries)
 
 
+def training_posts(texts: list[str], heldout_fraction: float = 0.5) -> list[Post]:
+    """Tweets (deduplicated) to train a retriever on for the hashtag task: every hashtag that could be held
+    out (by :func:`is_heldout`, whatever its count) is removed, so no query's tag is ever seen in training."""
+    texts = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+    posts = []
+    for i, text in enumerate(texts):
+        tags = {t.lower() for t in _HASHTAG_RE.findall(text)}
+        kept = _HASHTAG_RE.sub(lambda m: "" if is_heldout(m.group(1).lower(), heldout_fraction) else m.group(0), text)
+        posts.append(Post(id=f"t{i}", text=" ".join(kept.split()),
+                          hashtags=sorted(t for t in tags if not is_heldout(t, heldout_fraction))))
+    return posts
+
+
 def read_tweet_texts(path: str | Path) -> list[str]:
     """Tweets from a text file (one per line) or a folder of ``*_text.txt`` files (TweetEval's layout)."""
     path = Path(path)
