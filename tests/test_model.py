@@ -195,3 +195,50 @@ def test_training_step_lowers_the_loss():
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 1.0
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("kw", [{}, {"tie_embeddings": True}, {"mlp": "relu2", "qk_norm": True}])
+def test_decode_layout_changes_strides_not_values(kw):
+    model = tiny(**kw)
+    idx = torch.randint(0, 97, (2, 10))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        before = model(idx)
+    assert not model.decode_ready and all(p.is_contiguous() for p in model.parameters())  # training layout
+    with torch.no_grad():
+        torch.testing.assert_close(decode_with_cache(model, idx, prefill=3), before, atol=1e-5, rtol=0)
+    assert model.decode_ready  # decoding with a cache applied the layout
+    assert model.decode_layout() is model.decode_layout()  # idempotent, returns the model
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.stride(0) == 1 for m in linears)  # column-major
+    attn = model.layers[0].self_attn
+    assert attn.q_proj.weight.data_ptr() == attn.qkv_weight.data_ptr()  # q, k, v are views into the fused weight
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx), before, atol=1e-5, rtol=0)
+    # still trainable (grads reach the separate weights), and the fused weights follow the in-place updates
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    _, loss = model(idx[:, :-1], idx[:, 1:])
+    loss.backward()
+    opt.step()
+    assert not any(torch.equal(model.state_dict()[k], state[k]) for k in state)
+    with torch.no_grad():
+        fused = model(idx)
+        with torch.enable_grad():
+            separate = model(idx)
+    torch.testing.assert_close(fused, separate, atol=1e-5, rtol=0)
+
+
+def test_decode_layout_falls_back_when_weights_are_replaced():
+    """``.to()`` makes new weight tensors; the stale fused copy must not be used."""
+    model = tiny().decode_layout()
+    idx = torch.randint(0, 97, (1, 6))
+    model = model.to(torch.float64)
+    with torch.no_grad():
+        for block in model.layers:
+            block.self_attn.q_proj.weight.add_(0.5)
+        out = model(idx)
+        with torch.enable_grad():
+            ref = model(idx)
+    torch.testing.assert_close(out, ref)

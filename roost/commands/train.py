@@ -1,8 +1,15 @@
-"""``roost train``: pretrain the model on the workspace's token shards (resumable; torchrun for many processes)."""
+"""``roost train``: pretrain the model on the workspace's token shards (resumable; torchrun for many processes).
+
+``--nproc N`` launches the same command under torchrun (``torch.distributed.run``)
+with N processes on this machine, or on each of ``--nnodes`` machines that meet
+at ``--rdzv-endpoint``; it is the same as running
+``torchrun --nproc-per-node N -m roost train ...`` yourself.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from roost.cli import add_workspace_arg
 
@@ -13,8 +20,8 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "max_seq_len": (int, "the model's context length (default: 1024)"),
     "seq_len": (int, "tokens per training sequence, at most --max-seq-len (default: 256)"),
     "device_batch": (int, "sequences per micro-batch on each device (default: 16)"),
-    "batch_tokens": (int, "tokens per optimizer step = device_batch x seq_len x grad_accum x world_size "
-                          "(default: one micro-batch per device)"),
+    "batch_tokens": (int, ("tokens per optimizer step = device_batch x seq_len x grad_accum x world_size "
+                           "(default: one micro-batch per device)")),
     "steps": (int, "optimizer steps to train"),
     "tokens": (int, "training tokens (rounded up to whole steps)"),
     "minutes": (float, "training time budget in minutes (the schedule follows the clock)"),
@@ -30,6 +37,8 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "ckpt_every": (int, "checkpoint every N steps; always at the end (default: 500)"),
     "keep": (int, "checkpoints kept on disk (default: 3)"),
     "device": (str, "auto, cpu, cuda or mps (default: auto)"),
+    "parallel": (str, ("with many processes: ddp (a replica per rank) or fsdp (FSDP2, parameters, gradients and "
+                       "optimizer state sharded across ranks) (default: ddp)")),
     "run": (str, "run name: metrics and plots go to workspace/runs/NAME (default: pretrain)"),
     "seed": (int, "seed of the weights and the data order (default: 1337)"),
 }
@@ -49,25 +58,98 @@ def register(subparsers) -> None:
     for name, (kind, text) in _FLAGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
     p.add_argument("--tie-embeddings", action="store_true", default=None, help="share the embedding and lm_head weights")
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile each transformer block")
+    p.add_argument("--activation-checkpointing", action="store_true", default=None,
+                   help="recompute each block's activations in backward: less memory, ~1/3 more compute")
     p.add_argument("--resume", action="store_true", help="continue from workspace/checkpoints/latest")
     p.add_argument("--fresh", action="store_true", help="delete existing checkpoints and start over")
+    launch = p.add_argument_group("launching many processes (torchrun)")
+    launch.add_argument("--nproc", type=int, default=None, help="processes on this machine (one per GPU)")
+    launch.add_argument("--nnodes", type=int, default=1, help="machines in the job, each running this command (default: 1)")
+    launch.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT where the machines meet (with --nnodes > 1)")
+    launch.add_argument("--rdzv-id", default="roost", help="job id shared by the machines of one job (default: roost)")
+    launch.add_argument("--max-restarts", type=int, default=0,
+                        help="restart the whole job this many times after a process fails; it resumes from the newest "
+                             "checkpoint (default: 0)")
     add_workspace_arg(p)
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+_LAUNCH_ONLY = ("nproc", "nnodes", "rdzv_endpoint", "rdzv_id", "max_restarts")
+
+
+def launch(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run ``roost train ARGV`` under torchrun (``torch.distributed.run``) with ``--nproc`` processes per machine."""
     from roost.cli import UserError
-    from roost.train import TrainConfig, train
-    from roost.train.loop import saved_config
-    from roost.workspace import Workspace
+
+    if args.nproc < 1:
+        raise UserError(f"--nproc must be at least 1, got {args.nproc}")
+    if "LOCAL_RANK" in os.environ:
+        raise UserError("--nproc launches torchrun itself; under torchrun, leave --nproc out")
+    if args.nnodes > 1 and not args.rdzv_endpoint:
+        raise UserError(f"--nnodes {args.nnodes} needs --rdzv-endpoint HOST:PORT (a machine all of them can reach)")
+    if args.max_restarts < 0:
+        raise UserError(f"--max-restarts must be >= 0, got {args.max_restarts}")
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun
+
+    where = (["--standalone"] if args.nnodes == 1 else
+             ["--nnodes", str(args.nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint,
+              "--rdzv-id", args.rdzv_id])
+    torchrun_args = get_args_parser().parse_args(
+        [*where, "--nproc-per-node", str(args.nproc), "--max-restarts", str(args.max_restarts), "-m", "roost"])
+    torchrun_args.training_script_args = ["train", *argv]  # set, not parsed: torchrun's parser would take --run
+    try:
+        torchrun(torchrun_args)
+    except ChildFailedError as e:  # its message names the rank that failed first, with that rank's error
+        raise UserError(f"training failed:\n{e}") from None
+    return 0
+
+
+def _forwarded_argv(args: argparse.Namespace) -> list[str]:
+    """The command line of this ``roost train``, less the launcher's flags, for each process to run."""
+    argv = ["--workspace", str(args.workspace)]
+    for name, value in vars(args).items():
+        if name in _LAUNCH_ONLY or name in ("workspace", "func", "command") or value is None or value is False:
+            continue
+        argv += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return argv
+
+
+def run(args: argparse.Namespace) -> int:
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    from roost.cli import UserError
 
     if args.resume and args.fresh:
         raise UserError("give --resume or --fresh, not both")
-    ws = Workspace(args.workspace)
-    given = {k: v for k, v in vars(args).items() if v is not None and k in (*_FLAGS, "tie_embeddings", "compile")}
-    cfg = saved_config(ws).resumed_with(given) if args.resume else TrainConfig(**given)
-    result = train(ws, cfg, resume=args.resume, fresh=args.fresh)
+    if args.nproc is not None:
+        _config(args).grad_accum(args.nproc * args.nnodes)  # a bad flag is reported once, before any process starts
+        return launch(args, _forwarded_argv(args))
+    if args.nnodes != 1 or args.rdzv_endpoint or args.max_restarts:
+        raise UserError("--nnodes, --rdzv-endpoint and --max-restarts go with --nproc (or give them to torchrun)")
+    if "TORCHELASTIC_ERROR_FILE" in os.environ:  # under torchrun: a rank's uncaught error goes where torchrun shows it
+        return record(_train)(args)
+    return _train(args)
+
+
+def _config(args: argparse.Namespace):
+    """The run's TrainConfig: the flags given, over the checkpoint's config with ``--resume``."""
+    from roost.train import TrainConfig
+    from roost.train.loop import saved_config
+    from roost.workspace import Workspace
+
+    bools = ("tie_embeddings", "compile", "activation_checkpointing")
+    given = {k: v for k, v in vars(args).items() if v is not None and k in (*_FLAGS, *bools)}
+    return saved_config(Workspace(args.workspace)).resumed_with(given) if args.resume else TrainConfig(**given)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from roost.train import train
+    from roost.workspace import Workspace
+
+    result = train(Workspace(args.workspace), _config(args), resume=args.resume, fresh=args.fresh)
     if result.model_dir is not None:  # rank 0
         val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
         bpb = f", {result.val_bpb:.4f} bits/byte" if result.val_bpb is not None else ""

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("cosine", "wsd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PARALLEL = ("ddp", "fsdp")  # roost.train.dist.wrap_model
 
 # Fields that fix the model and the data order: a resumed run may not change them.
 FROZEN_ON_RESUME = ("depth", "max_seq_len", "seq_len", "device_batch", "optimizer", "lr", "seed", "tie_embeddings")
@@ -51,6 +52,8 @@ class TrainConfig:
     run: str = "pretrain"
     # runtime
     device: str = "auto"
+    parallel: str = "ddp"  # with many processes: DistributedDataParallel or FSDP2 (roost.train.dist)
+    activation_checkpointing: bool = False  # recompute each block's activations in backward (less memory)
     compile: bool = False
     seed: int = 1337
 
@@ -74,7 +77,8 @@ class TrainConfig:
             raise ValueError(f"--min-lr must be a fraction of the peak in [0, 1], got {self.min_lr}")
         if self.grad_clip < 0:
             raise ValueError(f"--grad-clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
-        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES)):
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES),
+                              ("parallel", PARALLEL)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         given = [f"--{n}" for n in ("steps", "tokens", "minutes") if getattr(self, n) is not None]

@@ -7,8 +7,11 @@ after it, so a document longer than a sequence is cropped and no input token is
 seen twice in an epoch. Sequences are shuffled with a generator seeded by
 ``(seed, epoch)`` and cut into batches; rank r of a world of w takes batches r,
 r + w, r + 2w, ... of that global order, so with data parallelism no sequence is
-seen twice or skipped. The loader's whole state is ``(epoch, position)``, the
-index of the next global batch, which a checkpoint saves.
+seen twice or skipped. An epoch holds whole optimizer steps only (``accum``
+micro-batches on each of the ranks), so the same global batch size gives the
+same steps, epoch boundaries included, at any world size. The loader's whole
+state is ``(epoch, position)``, the index of the next global batch, which a
+checkpoint saves: it means the same thing at every world size.
 """
 
 from __future__ import annotations
@@ -53,11 +56,13 @@ class PackedLoader:
         shuffle: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        accum: int = 1,
         device: torch.device | str = "cpu",
         name: str = "train",
         shrink_batch: bool = False,
     ):
-        """``shrink_batch`` (for evaluation) lowers the batch size when the data holds less than one full batch."""
+        """``accum``: micro-batches per optimizer step on each rank. ``shrink_batch`` (for evaluation) lowers
+        the batch size when the data holds less than one full batch."""
         if len(shards) != len(doc_starts):
             raise ValueError(f"{name}: {len(shards)} shards but {len(doc_starts)} document-start arrays")
         self.shards, self.seq_len, self.batch_size = shards, seq_len, batch_size
@@ -68,12 +73,14 @@ class PackedLoader:
         self.seq_offset = np.concatenate(per_shard or [np.zeros(0, np.int64)])
         if shrink_batch:
             self.batch_size = batch_size = max(1, min(batch_size, len(self.seq_offset) // world_size))
-        # Whole rounds only, so every rank takes the same number of batches per epoch.
-        self.batches_per_epoch = len(self.seq_offset) // batch_size // world_size * world_size
+        # Whole steps only, so every rank takes the same number of batches per epoch, whatever the world size.
+        step_batches = world_size * accum
+        self.batches_per_epoch = len(self.seq_offset) // batch_size // step_batches * step_batches
         if self.batches_per_epoch == 0:
             raise ValueError(
                 f"{name}: {len(self.seq_offset)} sequences of {seq_len} tokens make no full batch of "
-                f"{batch_size} x {world_size} rank(s); add data or lower --seq-len / --device-batch"
+                f"{batch_size} for each of {accum} micro-batch(es) x {world_size} rank(s) in a step; add data or "
+                "lower --seq-len / --device-batch / --batch-tokens"
             )
         self.state = LoaderState()
         self._order_epoch, self._order = -1, np.zeros(0, np.int64)

@@ -3,8 +3,10 @@
 Everything else lives beside it, one concern per module: the config
 (``config``), data (``data``), optimizers (``optim``), learning-rate schedule
 (``schedule``), checkpoints (``checkpoint``), evaluation (``evaluate``), metrics
-and plots (``metrics``) and process groups (``dist``). One process and N
-processes under torchrun run this same code; with one, the collectives are no-ops.
+and plots (``metrics``) and process groups and data parallelism (``dist``). One
+process and N processes under torchrun (DDP or FSDP2) run this same code; with
+one, the collectives are no-ops. A step's loss is the mean over all its target
+tokens on all ranks, so it computes the same thing at any world size.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from roost.model import GPT, GPTConfig, describe
 from roost.tokens import TokenShards
 from roost.train import checkpoint, dist
 from roost.train.config import FROZEN_ON_RESUME, TOKENS_PER_PARAM, TrainConfig
-from roost.train.data import PackedLoader
+from roost.train.data import IGNORE_INDEX, PackedLoader
 from roost.train.evaluate import Evaluator
 from roost.train.metrics import MetricsLog, peak_flops, plot_losses
 from roost.train.optim import build_optimizers, set_lr
@@ -44,7 +46,13 @@ class TrainResult:
 
 
 def train(ws: Workspace, cfg: TrainConfig, *, resume: bool = False, fresh: bool = False) -> TrainResult:
-    """Pretrain (or, with ``resume``, continue) the model; returns where things were written."""
+    """Pretrain (or, with ``resume``, continue) the model; returns where things were written.
+
+    Under ``torchrun --max-restarts K``, a restarted job (TORCHELASTIC_RESTART_COUNT > 0)
+    resumes from the newest checkpoint by itself, whatever the first attempt was told.
+    """
+    if dist.elastic_restart() and checkpoint.latest_checkpoint(ws.checkpoints) is not None:
+        resume, fresh = True, False
     info = dist.init(cfg.device)
     deterministic = torch.are_deterministic_algorithms_enabled()
     if info.device.type == "cpu":  # CPU kernels are then bitwise repeatable at a fixed thread count
@@ -87,24 +95,32 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
     model_cfg = GPTConfig.from_depth(
         cfg.depth, vocab_size=train_data.vocab_size, max_seq_len=cfg.max_seq_len, tie_embeddings=cfg.tie_embeddings
     )
-    check_fits(model_cfg, cfg, info.device)
+    check_fits(model_cfg, cfg, info.device, shards=info.world_size if cfg.parallel == "fsdp" else 1)
     if fresh and info.is_main and ws.checkpoints.exists():
         shutil.rmtree(ws.checkpoints)
     dist.barrier()
 
-    # ---- model, optimizers, data
+    # ---- model (made whole on every rank, then wrapped or sharded), optimizers, data
     torch.manual_seed(cfg.seed)
     model = GPT(model_cfg).to(info.device)
+    if cfg.activation_checkpointing:
+        dist.apply_activation_checkpointing(model)
+    if cfg.compile:  # per block, as torchtitan does: works under DDP and FSDP alike
+        for block in model.layers:
+            block.compile()
+    wrapped = dist.wrap_model(model, info, cfg.parallel)  # FSDP shards `model` in place: build optimizers after
     optimizers = build_optimizers(model, cfg.optimizer, model_cfg.n_embd, info.device, cfg.lr)
     shard_args = {"rank": info.rank, "world_size": info.world_size, "device": info.device}
     loader = PackedLoader(
-        train_data.shards, train_data.doc_starts, cfg.seq_len, cfg.device_batch, seed=cfg.seed, **shard_args
+        train_data.shards, train_data.doc_starts, cfg.seq_len, cfg.device_batch, seed=cfg.seed, accum=grad_accum,
+        **shard_args
     )
     val_loader = PackedLoader(
         val_data.shards, val_data.doc_starts, cfg.seq_len, cfg.device_batch, shuffle=False, name="val",
         shrink_batch=True, **shard_args
     )
-    autocast = autocast_for(info.device)
+    # FSDP's MixedPrecisionPolicy already computes in bf16 on CUDA; autocast is for the unsharded model
+    autocast = contextlib.nullcontext if info.distributed and cfg.parallel == "fsdp" else autocast_for(info.device)
     eval_batches = math.ceil(cfg.eval_tokens / (cfg.device_batch * cfg.seq_len * info.world_size))
     evaluator = Evaluator(val_loader, eval_batches, ws.tokenizer, autocast)
     step, train_seconds = 0, 0.0
@@ -116,8 +132,6 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
     if cfg.steps:
         total_steps = cfg.steps
     budget_s = cfg.minutes * 60 if cfg.minutes else None
-    ddp_model = dist.wrap_model(model, info)
-    forward = torch.compile(ddp_model) if cfg.compile else ddp_model
 
     def progress(step: int, seconds: float) -> float:
         return step / total_steps if total_steps else seconds / budget_s
@@ -132,7 +146,8 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
         from tqdm import tqdm
 
         print(f"{describe(model_cfg)}\ntraining on {info.device} x {info.world_size}: {step_tokens:,} tokens/step "
-              f"({cfg.device_batch} x {cfg.seq_len} x {grad_accum} accum x {info.world_size} ranks), "
+              f"({cfg.device_batch} x {cfg.seq_len} x {grad_accum} accum x {info.world_size} ranks"
+              + (f", {cfg.parallel}" if info.distributed else "") + "), "
               f"{cfg.optimizer}, {cfg.schedule} schedule, " + (f"{total_steps} steps" if total_steps else f"{cfg.minutes} min"))
         bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.run}", unit="step", dynamic_ncols=True)
 
@@ -162,29 +177,20 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
         lr_mult = lr_factor(step, progress(step, train_seconds), warmup=cfg.warmup, schedule=cfg.schedule,
                             cooldown=cfg.cooldown, min_lr=cfg.min_lr)
         set_lr(optimizers, lr_mult)
-        loss_sum = torch.zeros((), device=info.device)
-        for micro in range(grad_accum):
-            x, y = loader.next_batch()
-            if info.distributed:  # all-reduce gradients only on the last micro-batch
-                ddp_model.require_backward_grad_sync = micro == grad_accum - 1
-            with autocast():
-                _, loss = forward(x, y)
-            (loss / grad_accum).backward()
-            loss_sum += loss.detach()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
-        for opt in optimizers:
-            opt.step()
-        model.zero_grad(set_to_none=True)
-        train_loss = (dist.all_reduce_sum(loss_sum) / (grad_accum * info.world_size)).item()
-        dt = time.perf_counter() - t0  # .item() above waited for the device
+        train_loss, grad_norm, rank_seconds = train_step(wrapped, model, optimizers, loader, grad_accum, cfg.grad_clip,
+                                                         autocast, info)
+        dt = time.perf_counter() - t0  # train_step's all_gather waited for every rank
         train_seconds += dt
         step += 1
 
         if log:
             tokens_per_s = step_tokens / dt
             matrix_lr = optimizers[-1].param_groups[-1]["lr"]  # the block matrices' group (see optim.py)
-            record = {"step": step, "loss": train_loss, "lr": matrix_lr, "lr_mult": lr_mult, "grad_norm": grad_norm.item(),
-                      "tokens_per_s": tokens_per_s, "seconds": train_seconds}
+            slowest = max(range(info.world_size), key=rank_seconds.__getitem__)
+            record = {"step": step, "loss": train_loss, "lr": matrix_lr, "lr_mult": lr_mult, "grad_norm": grad_norm,
+                      "tokens_per_s": tokens_per_s, "seconds": train_seconds,
+                      "rank_tokens_per_s": [step_tokens / info.world_size / t for t in rank_seconds],
+                      "slowest_rank": slowest, "slowest_rank_s": rank_seconds[slowest]}
             if peak:
                 record["mfu"] = flops_per_token * tokens_per_s / (peak * info.world_size)
             log.log(record)
@@ -199,13 +205,53 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
     if last_ckpt is None or checkpoint.read_meta(last_ckpt)["step"] != step:
         last_ckpt = save_checkpoint(step)
     model_dir = None
+    whole = dist.unsharded(model, lambda: GPT(model_cfg))  # a collective under FSDP: every rank takes part
     if info.is_main:
         bar.close()
         log.close()
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{cfg.run}: {describe_short(model_cfg, cfg)}")
-        model_dir = export_model(ws, model, model_cfg, tokens_hash, step, step * step_tokens)
+        model_dir = export_model(ws, whole, model_cfg, tokens_hash, step, step * step_tokens)
     return TrainResult(step, train_loss, val.get("val_loss") if val else None, val.get("val_bpb") if val else None,
                        last_ckpt, model_dir, run_dir)
+
+
+def train_step(
+    wrapped: torch.nn.Module,
+    model: torch.nn.Module,
+    optimizers: list[torch.optim.Optimizer],
+    loader: PackedLoader,
+    grad_accum: int,
+    grad_clip: float,
+    autocast,
+    info: dist.DistInfo,
+) -> tuple[float, float, list[float]]:
+    """One optimizer step over ``grad_accum`` micro-batches on every rank: ``(loss, grad norm, each rank's seconds)``.
+
+    The loss is the mean over every target token of the step on every rank.
+    Each rank backpropagates its token *sum* times ``world_size / global
+    tokens``: DDP and FSDP average gradients over ranks, which turns that into
+    the global mean even when ranks hold different numbers of real (not
+    padding) targets. Gradients are reduced once, in the last micro-batch's backward.
+    """
+    t0 = time.perf_counter()
+    batches = [loader.next_batch() for _ in range(grad_accum)]
+    global_tokens = dist.all_reduce_sum(sum((y != IGNORE_INDEX).sum() for _, y in batches).double())
+    scale = info.world_size / global_tokens.float()
+    loss_sum = torch.zeros((), device=info.device)
+    for micro, (x, y) in enumerate(batches):
+        dist.set_grad_sync(wrapped, micro == grad_accum - 1)
+        with autocast():
+            _, loss = wrapped(x, y, loss_reduction="sum")
+        (loss * scale).backward()
+        loss_sum += loss.detach()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)
+    for opt in optimizers:
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    mine = loss_sum.item()  # waits for this rank's device
+    gathered = dist.all_gather_floats([mine, time.perf_counter() - t0], info.device)
+    loss = sum(g[0] for g in gathered) / global_tokens.item()
+    return loss, dist.full_value(grad_norm).item(), [g[1] for g in gathered]
 
 
 def describe_short(model_cfg: GPTConfig, cfg: TrainConfig) -> str:
@@ -230,10 +276,11 @@ def autocast_for(device: torch.device):
     return contextlib.nullcontext
 
 
-def check_fits(model_cfg: GPTConfig, cfg: TrainConfig, device: torch.device) -> None:
+def check_fits(model_cfg: GPTConfig, cfg: TrainConfig, device: torch.device, shards: int = 1) -> None:
     """Refuse a model whose training state clearly cannot fit the device's memory.
 
-    fp32 weights, gradients and two optimizer moments take 16 bytes a parameter;
+    fp32 weights, gradients and two optimizer moments take 16 bytes a parameter
+    (split over ``shards`` ranks under FSDP);
     activations for backward roughly 34 * width bytes per token per layer in
     fp32 (Korthikanti et al.) plus the fp32 logits and their gradient.
     """
@@ -241,7 +288,7 @@ def check_fits(model_cfg: GPTConfig, cfg: TrainConfig, device: torch.device) -> 
     if total is None:
         return
     tokens = cfg.device_batch * cfg.seq_len
-    need = 16 * model_cfg.num_params() + tokens * (34 * model_cfg.n_embd * model_cfg.n_layer + 8 * model_cfg.vocab_size)
+    need = 16 * model_cfg.num_params() // shards + tokens * (34 * model_cfg.n_embd * model_cfg.n_layer + 8 * model_cfg.vocab_size)
     if need > 0.9 * total:
         raise ValueError(
             f"--depth {cfg.depth} ({model_cfg.num_params() / 1e6:.0f}M parameters) with --device-batch "
