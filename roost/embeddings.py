@@ -1,10 +1,8 @@
 """Text embeddings from the language model: mean-pooled final hidden states, L2-normalized.
 
-Search (semantic and hybrid retrieval), ads (context/creative matching, the
-brand-safety probe) and ``/v1/embeddings`` all embed text this one way. An
-optional :class:`EmbeddingHead`, trained by ``roost train-retriever`` and saved
-beside the served model as ``embedding_head.safetensors``, projects the pooled
-state into a space trained for retrieval.
+``/v1/embeddings``, ads (context/creative matching, the brand-safety probe) and
+the evaluation probes embed text this way. Search's retriever
+(``roost.search.embed``) is a separate encoder trained for retrieval.
 """
 
 from __future__ import annotations
@@ -13,41 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save
 
 from roost.model import GPT
-from roost.workspace import atomic_write_bytes
-
-HEAD_FILE = "embedding_head.safetensors"
-
-
-class EmbeddingHead(nn.Module):
-    """A linear projection of the pooled hidden state (file keys: ``proj.weight`` [out, in], optional ``proj.bias``)."""
-
-    def __init__(self, in_dim: int, out_dim: int, bias: bool = False):
-        super().__init__()
-        self.proj = nn.Linear(in_dim, out_dim, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the head as safetensors, atomically (a model folder's ``embedding_head.safetensors``)."""
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        return atomic_write_bytes(path, save(state, metadata={"format": "pt"}))
-
-    @classmethod
-    def load(cls, path: str | Path) -> EmbeddingHead:
-        state = load_file(str(path))
-        weight = state.get("proj.weight")
-        if weight is None or weight.ndim != 2 or set(state) - {"proj.weight", "proj.bias"}:
-            raise ValueError(f"{path}: not an embedding head (expected tensors proj.weight [out, in] and "
-                             f"optionally proj.bias; found {sorted(state)})")
-        head = cls(weight.shape[1], weight.shape[0], bias="proj.bias" in state)
-        head.load_state_dict(state)
-        return head.eval()
 
 
 class TextEmbedder:
@@ -62,41 +28,31 @@ class TextEmbedder:
     not depend on what it was batched with.
     """
 
-    def __init__(self, model: GPT, tokenizer, *, max_len: int = 128, batch_size: int = 32,
-                 head: nn.Module | None = None):
+    def __init__(self, model: GPT, tokenizer, *, max_len: int = 128, batch_size: int = 32):
         if not 2 <= max_len <= model.config.max_seq_len:
             raise ValueError(
                 f"max_len={max_len} must be between 2 and the model's max_seq_len={model.config.max_seq_len}"
             )
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
-        self.model, self.tokenizer, self.head = model.eval(), tokenizer, head
+        self.model, self.tokenizer = model.eval(), tokenizer
         self.max_len, self.batch_size = max_len, batch_size
         self.device = next(model.parameters()).device
-        with torch.inference_mode():
-            probe = torch.zeros(1, model.config.n_embd, device=self.device, dtype=self._head_dtype())
-            self._dim = head(probe).shape[-1] if head is not None else model.config.n_embd
-
-    def _head_dtype(self) -> torch.dtype:
-        return next(self.head.parameters()).dtype if self.head is not None else torch.float32
 
     @property
     def dim(self) -> int:
-        return self._dim
+        return self.model.config.n_embd
 
     @classmethod
     def from_dir(cls, model_dir: str | Path, *, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, **kwargs) -> TextEmbedder:
-        """The served model folder (HF format + tokenizer), with its embedding head if one was trained."""
+        """The served model folder (HF format + tokenizer)."""
         from roost.export import load_hf
         from roost.tokenizer import load_tokenizer
 
         model_dir = Path(model_dir)
         model = load_hf(model_dir, device=device, dtype=dtype)
-        head = None
-        if (model_dir / HEAD_FILE).is_file():
-            head = EmbeddingHead.load(model_dir / HEAD_FILE).to(device=device, dtype=dtype)
-        return cls(model, load_tokenizer(model_dir), head=head, **kwargs)
+        return cls(model, load_tokenizer(model_dir), **kwargs)
 
     def _token_ids(self, texts: list[str]) -> list[list[int]]:
         bos = self.tokenizer.bos_id
@@ -131,6 +87,4 @@ class TextEmbedder:
         hidden = self.model.forward_hidden(idx.to(self.device)).float()
         pool = pool.to(self.device)
         pooled = (hidden * pool).sum(1) / pool.sum(1)
-        if self.head is not None:
-            pooled = self.head(pooled.to(self._head_dtype())).float()
         return F.normalize(pooled, dim=-1)

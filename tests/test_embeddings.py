@@ -3,7 +3,7 @@ import pytest
 import torch
 from test_export import save_tiny_tokenizer
 
-from roost.embeddings import HEAD_FILE, EmbeddingHead, TextEmbedder
+from roost.embeddings import TextEmbedder
 from roost.export import save_hf
 from roost.model import GPT, GPTConfig
 
@@ -70,25 +70,8 @@ def test_bad_arguments_are_refused(embedder):
         TextEmbedder(embedder.model, embedder.tokenizer, max_len=4096)
 
 
-def test_from_dir_loads_the_served_model_and_its_head(tmp_path, tok_dir, embedder):
+def test_from_dir_loads_the_served_model(tmp_path, tok_dir, embedder):
     save_hf(embedder.model, tmp_path / "model", tok_dir)
-    plain = TextEmbedder.from_dir(tmp_path / "model", max_len=32)
-    np.testing.assert_allclose(plain.embed(TEXTS), embedder.embed(TEXTS), atol=1e-5)
-
-    torch.manual_seed(1)
-    head = EmbeddingHead(64, 16)
-    head.save(tmp_path / "model" / HEAD_FILE)
-    headed = TextEmbedder.from_dir(tmp_path / "model", max_len=32)
-    assert headed.dim == 16
-    vecs = headed.embed(TEXTS)
-    expected = TextEmbedder(embedder.model, embedder.tokenizer, max_len=32, head=head).embed(TEXTS)
-    np.testing.assert_allclose(vecs, expected, atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
-
-
-def test_a_foreign_head_file_is_refused(tmp_path):
-    from safetensors.torch import save_file
-
-    save_file({"weight": torch.zeros(4, 4)}, str(tmp_path / HEAD_FILE))
-    with pytest.raises(ValueError, match=r"not an embedding head .* found \['weight'\]"):
-        EmbeddingHead.load(tmp_path / HEAD_FILE)
+    loaded = TextEmbedder.from_dir(tmp_path / "model", max_len=32)
+    assert loaded.dim == 64
+    np.testing.assert_allclose(loaded.embed(TEXTS), embedder.embed(TEXTS), atol=1e-5)

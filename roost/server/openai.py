@@ -103,14 +103,13 @@ def load(state: ServerState) -> None:
     folder = state.workspace.model
     if not (folder / "config.json").is_file():
         return
-    from roost.embeddings import HEAD_FILE, EmbeddingHead, TextEmbedder
+    from roost.embeddings import TextEmbedder
     from roost.engine import Engine, EngineConfig
     from roost.export import load_hf
     from roost.tokenizer import load_tokenizer
 
     model, tokenizer = load_hf(folder), load_tokenizer(folder)
-    head = EmbeddingHead.load(folder / HEAD_FILE) if (folder / HEAD_FILE).is_file() else None
-    embedder = TextEmbedder(model, tokenizer, head=head)  # shares the engine's weights
+    embedder = TextEmbedder(model, tokenizer)  # shares the engine's weights
     engine = Engine(model, tokenizer, EngineConfig(slots=state.config.slots, queue=state.config.queue))
     state.services["openai"] = OpenAIService(engine, embedder, tokenizer, state.config.model_name)
 
