@@ -1,9 +1,221 @@
-"""The ui surface (being written)."""
+"""The ui surface: the web page at ``/`` and the small read-only routes it needs.
 
-from fastapi import APIRouter
+``GET /`` and ``/static/*`` serve the page (plain HTML/JS/CSS in ``static/``;
+nothing loads from the internet). ``GET /timeline`` lists recent posts from the
+search index's doc store, ``GET /ui/users`` the most active authors (to pick a
+timeline), and ``GET /ui/summary`` the dashboard: the training runs, the model,
+the index and the ad campaigns' spend. The summary is a read-only aggregate, so
+it needs no admin key, unlike ``/admin/reports``.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+
+from roost.server.app import APIError, ServerState, require_api_key
 
 router = APIRouter()
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {p.name for p in STATIC.iterdir() if p.is_file()} if STATIC.is_dir() else set()
+SERVICE = "ui_feed"
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+CURVE_POINTS = 200  # the dashboard's loss curve is downsampled to at most this many points
 
 
-def load(state) -> None:
-    pass
+class PostFeed:
+    """Recent posts from the search index's doc store (its source of truth, which sees live posts too).
+
+    The doc store answers "these keys"; which keys are the newest (by author or
+    not) is asked over a separate read-only connection to the same SQLite file
+    (WAL), so the timeline never holds the search service's lock for a scan.
+    """
+
+    def __init__(self, docs, usernames: dict[str, str] | None = None):
+        self.docs = docs
+        self.usernames = usernames or {}  # author id -> @handle, from the corpus's users table
+        self._db = sqlite3.connect(f"file:{docs.path}?mode=ro", uri=True, check_same_thread=False)
+        self._lock = threading.Lock()
+
+    def recent(self, author: str | None, n: int) -> list[dict]:
+        where, args = "deleted = 0", []
+        if author:
+            where += " AND author_id = ?"
+            args.append(author)
+        with self._lock:
+            keys = [r[0] for r in self._db.execute(
+                f"SELECT key FROM posts WHERE {where} ORDER BY created_at DESC, key DESC LIMIT ?", [*args, n])]
+        posts = self.docs.get(keys)
+        return [{"id": p.id, "text": p.text, "author": p.author_id, "username": self.usernames.get(p.author_id),
+                 "created_at": p.created_iso, "hashtags": p.hashtags, "engagement": p.engagement}
+                for p in (posts[k] for k in keys if k in posts)]
+
+    def authors(self, n: int) -> list[dict]:
+        sql = ("SELECT author_id, COUNT(*) AS posts FROM posts WHERE deleted = 0 AND author_id IS NOT NULL "
+               "GROUP BY author_id ORDER BY posts DESC, author_id LIMIT ?")
+        with self._lock:
+            rows = self._db.execute(sql, (n,)).fetchall()
+        return [{"id": r[0], "username": self.usernames.get(r[0]), "posts": r[1]} for r in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def load(state: ServerState) -> None:
+    search = state.services.get("search")  # roost.server.search.SearchService, loaded before this surface
+    if search is not None:
+        state.services[SERVICE] = PostFeed(search.index.docs, _usernames(state.workspace))
+
+
+def _usernames(ws) -> dict[str, str]:
+    from roost.corpus.schema import read_table
+
+    if ws.read_manifest("corpus") is None:
+        return {}
+    users = read_table(ws.corpus, "users", columns=["id", "username"]).to_pydict()
+    return {i: u for i, u in zip(users["id"], users["username"]) if u}
+
+
+def _feed(request: Request) -> PostFeed:
+    state: ServerState = request.app.state.roost
+    feed = state.services.get(SERVICE)
+    if feed is None:
+        raise APIError(503, f"the timeline needs the search index: none in {state.workspace.index}; "
+                            f"run `roost index --workspace {state.workspace.root}` and restart the server",
+                       type="service_unavailable", code="no_index")
+    return feed
+
+
+# ---- the page --------------------------------------------------------------------------------
+
+@router.get("/", include_in_schema=False)
+def index_page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+@router.get("/static/{name}", include_in_schema=False)
+def static_file(name: str) -> FileResponse:
+    if name not in STATIC_FILES:  # an allow-list: no path ever reaches the filesystem unchecked
+        raise APIError(404, f"no static file {name!r}", type="not_found_error", param="name")
+    return FileResponse(STATIC / name)
+
+
+# ---- timeline --------------------------------------------------------------------------------
+
+@router.get("/timeline", dependencies=[Depends(require_api_key)])
+def timeline(request: Request, user_id: str | None = Query(None, max_length=200),
+             n: int = Query(20, ge=1, le=100)) -> dict:
+    """The newest posts, or the newest posts of ``user_id``."""
+    feed = _feed(request)
+    posts = feed.recent(user_id or None, n)
+    if user_id and not posts:
+        raise APIError(404, f"no posts by user {user_id!r} in the index", type="not_found_error", param="user_id")
+    return {"object": "list", "user_id": user_id, "data": posts}
+
+
+@router.get("/ui/users", dependencies=[Depends(require_api_key)])
+def users(request: Request, n: int = Query(20, ge=1, le=200),
+          ids: str | None = Query(None, max_length=4000, description="comma-separated user ids to name")) -> dict:
+    """The most active authors (to pick whose timeline to show), or the handles of the users in ``ids``."""
+    feed = _feed(request)
+    if ids is not None:
+        return {"object": "list", "data": [{"id": i, "username": feed.usernames.get(i)}
+                                           for i in dict.fromkeys(x.strip() for x in ids.split(",")) if i]}
+    return {"object": "list", "data": feed.authors(n)}
+
+
+# ---- dashboard -------------------------------------------------------------------------------
+
+@dataclass
+class RunSummary:
+    name: str
+    steps: int | None
+    loss: float | None
+    val_loss: float | None
+    val_bpb: float | None
+    curve: list[tuple[int, float]]
+    val_curve: list[tuple[int, float]]
+    has_plot: bool
+
+
+def run_summary(run_dir: Path) -> RunSummary:
+    """The last figures and a downsampled loss curve of one run (runs/NAME/metrics.jsonl)."""
+    from roost.train.metrics import read_metrics
+
+    records = read_metrics(run_dir / "metrics.jsonl")
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    val = [r for r in records if "val_loss" in r]
+    stride = max(1, len(train) // CURVE_POINTS)
+    return RunSummary(
+        name=run_dir.name,
+        steps=max((r["step"] for r in records if "step" in r), default=None),
+        loss=train[-1][1] if train else None,
+        val_loss=val[-1]["val_loss"] if val else None,
+        val_bpb=val[-1].get("val_bpb") if val else None,
+        curve=train[::stride],
+        val_curve=[(r["step"], r["val_loss"]) for r in val],
+        has_plot=(run_dir / "loss.png").is_file(),
+    )
+
+
+def _folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+def ads_summary(service, top: int = 10) -> dict:
+    """Campaign count, total spend and budget, and the top campaigns by spend."""
+    from roost.ads.campaign import from_micros
+
+    rows = service.store.campaign_rows()
+    counts = service.store.click_counts()
+    campaigns = []
+    for r in rows:
+        imps, clicks = counts.get(r["id"], (0, 0))
+        campaigns.append({"id": r["id"], "name": r["name"], "advertiser": r["advertiser"], "status": r["status"],
+                          "spend": from_micros(r["spend_micros"]), "budget": from_micros(r["budget_micros"]),
+                          "impressions": imps, "clicks": clicks, "ctr": clicks / imps if imps else 0.0})
+    campaigns.sort(key=lambda c: (-c["spend"], -c["impressions"], c["id"]))
+    return {
+        "campaigns": len(rows), "active": sum(r["status"] == "active" for r in rows),
+        "spend": round(sum(c["spend"] for c in campaigns), 6), "budget": round(sum(c["budget"] for c in campaigns), 6),
+        "impressions": sum(c["impressions"] for c in campaigns), "clicks": sum(c["clicks"] for c in campaigns),
+        "top": campaigns[:top],
+    }
+
+
+@router.get("/ui/summary", dependencies=[Depends(require_api_key)])
+def summary(request: Request) -> dict:
+    state: ServerState = request.app.state.roost
+    ws = state.workspace
+    runs_dir = ws.root / "runs"
+    runs = [run_summary(d) for d in sorted(runs_dir.iterdir()) if (d / "metrics.jsonl").is_file()] \
+        if runs_dir.is_dir() else []
+    index = ws.read_manifest("index")
+    feed = state.services.get(SERVICE)
+    ads = state.services.get("ads")
+    model = ws.read_manifest("model")
+    corpus = ws.read_manifest("corpus")
+    return {
+        "corpus": corpus["counts"] if corpus else None,
+        "model": {**model["counts"], "source": model.get("source"), "created": model.get("created")} if model else None,
+        "runs": [r.__dict__ for r in runs],
+        "index": {**index["counts"], "live_posts": feed.docs.count() if feed else None,
+                  "size_bytes": _folder_bytes(ws.index), "semantic": bool(index.get("semantic"))} if index else None,
+        "ads": ads_summary(ads) if ads is not None else None,
+        "services": sorted(k for k in state.services if k != SERVICE),
+    }
+
+
+@router.get("/ui/runs/{name}/loss.png", include_in_schema=False)
+def loss_plot(name: str, request: Request) -> FileResponse:
+    state: ServerState = request.app.state.roost
+    path = state.workspace.root / "runs" / name / "loss.png"
+    if not _RUN_NAME.match(name) or not path.is_file():
+        raise APIError(404, f"no loss plot for run {name!r}", type="not_found_error", param="name")
+    return FileResponse(path, media_type="image/png")

@@ -1,0 +1,130 @@
+"""``roost eval [TARGET]``: quality reports.
+
+Targets: ``search`` (search quality), ``lm`` (validation loss, bits per byte),
+``tweeteval`` (classification: baseline, probe, fine-tune) and ``ads`` (policy
+simulation). With no target every part runs and ``report.html`` is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from roost.cli import add_workspace_arg
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate the model, search and ads; write report.html",
+                       description="Evaluate the pipeline. With no TARGET, run every part (lm, tweeteval, search, "
+                                   "ads) and write results.json and report.html into --report.")
+    add_report_args(p)
+    p.set_defaults(func=run_eval_report)
+    targets = p.add_subparsers(dest="target", metavar="TARGET")
+    for name, text in (("lm", "validation loss and bits per byte of the served model"),
+                       ("tweeteval", "TweetEval classification: TF-IDF baseline, embedding probe, fine-tune"),
+                       ("ads", "offline simulation of ad serving policies on the sample network")):
+        t = targets.add_parser(name, help=text, description=text.capitalize() + "; writes results.json and "
+                                                                               "report.html into --report.")
+        add_report_args(t)
+        t.set_defaults(func=run_eval_report, parts=(name,))
+
+    s = targets.add_parser(
+        "search", help="NDCG@10, Recall@100 and MRR of lexical, semantic and hybrid search",
+        description="Search quality on two tasks. topics: the workspace index against the sample network's "
+                    "ground-truth topics (--truth SAMPLE_DIR/truth). hashtags: tweets (--tweets FILE or folder of "
+                    "*_text.txt) with held-out hashtags removed from the text, queried by the hashtags' words; "
+                    "indexed in a scratch folder with the workspace model.")
+    add_workspace_arg(s)
+    s.add_argument("--task", choices=["topics", "hashtags"], action="append",
+                   help="task(s) to run (repeatable; default: those whose data is given)")
+    s.add_argument("--truth", type=Path, help="the sample network's truth/ folder (topics task)")
+    s.add_argument("--tweets", type=Path, help="tweets: a text file, one per line, or a folder of *_text.txt (hashtags task)")
+    s.add_argument("--max-queries", type=int, default=300, help="hashtags task: at most this many queries (default 300)")
+    s.add_argument("--no-vectors", action="store_true", help="lexical mode only (no model needed)")
+    s.add_argument("--out", type=Path, help="results JSON (default: WORKSPACE/runs/eval-search/results.json)")
+    s.set_defaults(func=run_eval_search)
+
+
+def run_eval_search(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from roost.cli import UserError
+    from roost.search import eval as ev
+    from roost.search.embed import load_embedder
+    from roost.search.engine import MODES, SearchIndex
+    from roost.workspace import Workspace, atomic_write_json
+
+    ws = Workspace(args.workspace)
+    tasks = args.task or [t for t, given in (("topics", args.truth), ("hashtags", args.tweets)) if given]
+    if not tasks:
+        raise UserError("nothing to evaluate: pass --truth SAMPLE_DIR/truth (topics task) and/or --tweets PATH (hashtags task)")
+    modes = ("lexical",) if args.no_vectors else MODES
+    embed = None if args.no_vectors else load_embedder(ws.model)
+    results: dict[str, dict] = {}
+    for task in tasks:
+        if task == "topics":
+            if args.truth is None:
+                raise UserError("the topics task needs --truth SAMPLE_DIR/truth")
+            ws.require("index")
+            index = SearchIndex(ws.index, embed)
+            queries = ev.topic_queries(args.truth, index.docs.live_ids())
+            metrics = ev.evaluate(index, queries, modes)
+            index.close()
+        else:
+            if args.tweets is None:
+                raise UserError("the hashtags task needs --tweets FILE_OR_FOLDER")
+            t = ev.hashtag_task(ev.read_tweet_texts(args.tweets), max_queries=args.max_queries)
+            queries = t.queries
+            with tempfile.TemporaryDirectory(prefix="roost-eval-") as tmp:
+                index = ev.build_task_index(t, tmp, embed)
+                metrics = ev.evaluate(index, queries, modes)
+                index.close()
+        results[task] = {"queries": len(queries), "metrics": metrics}
+        print(ev.format_table(task, metrics, len(queries)))
+    out = args.out or ws.run_dir("eval-search") / "results.json"
+    atomic_write_json(out, {"workspace": str(ws.root), "model": None if args.no_vectors else str(ws.model),
+                            "results": results})
+    print(f"results -> {out}")
+    return 0
+
+
+def add_report_args(p: argparse.ArgumentParser) -> None:
+    from roost.eval.suite import PARTS
+
+    add_workspace_arg(p)
+    p.set_defaults(parts=PARTS)
+    p.add_argument("--report", type=Path, default=None,
+                   help="folder for results.json, report.html and plots (default: WORKSPACE/runs/eval)")
+    p.add_argument("--tweeteval", type=Path, default=None,
+                   help="TweetEval folder: TASK/{train,val}_{text,labels}.txt and mapping.txt "
+                        "(default: ../shared/data/tweeteval when present, else that part is skipped)")
+    p.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                   help="TweetEval tasks to run (default: every task with a train split), e.g. hate irony stance")
+    p.add_argument("--max-train", type=int, default=None,
+                   help="training examples per task (default: roost.eval.classify.ClassifyConfig's, 5000)")
+    p.add_argument("--finetune-steps", type=int, default=None,
+                   help="fine-tuning steps per task; 0 skips (default: roost.eval.classify.ClassifyConfig's, 200)")
+    p.add_argument("--sample", type=Path, default=None,
+                   help="the sample network folder, for the search topics and the ads simulation "
+                        "(default: WORKSPACE/sample)")
+    p.add_argument("--ads-requests", type=int, default=1000, help="simulated ad requests per policy (default 1000)")
+
+
+def run_eval_report(args: argparse.Namespace) -> int:
+    from roost.eval.classify import ClassifyConfig
+    from roost.eval.report import write_report
+    from roost.eval.suite import EvalConfig, run_all
+    from roost.workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    if args.ads_requests < 10:
+        raise ValueError(f"--ads-requests must be at least 10, got {args.ads_requests}")
+    cfg = EvalConfig(parts=tuple(args.parts), tweeteval=args.tweeteval, tasks=args.tasks, sample=args.sample,
+                     ads_requests=args.ads_requests,
+                     classify=ClassifyConfig(**{k: v for k, v in (("max_train", args.max_train),
+                                                                  ("finetune_steps", args.finetune_steps)) if v is not None}))
+    out = args.report or ws.root / "runs" / "eval"
+    results = run_all(ws, cfg, out)
+    report = write_report(results, ws, out)
+    print(f"results -> {out / 'results.json'}\nreport -> {report}")
+    return 0

@@ -1,0 +1,3 @@
+"""Evaluation: the served model's validation loss and bits per byte (``lm``), TweetEval classification
+with the model next to a TF-IDF baseline (``tweeteval``, ``classify``), and the HTML report (``report``)
+that puts these beside the search and ads figures (``suite`` runs them all)."""

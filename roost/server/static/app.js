@@ -1,0 +1,354 @@
+// The roost web page: chat (streamed), search, a timeline with ads, a dashboard.
+// Plain JS, no build step, nothing loaded from the internet. Every text that comes
+// from the server goes into the page through textContent, never as HTML.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, attrs = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined) continue;
+    if (k === "text") node.textContent = v;
+    else if (k === "class") node.className = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of [].concat(children)) if (c) node.append(c);
+  return node;
+}
+
+// ---- API helpers -------------------------------------------------------------------------------
+
+const keyInput = $("#api-key");
+keyInput.value = localStorage.getItem("roost.apiKey") || "";
+keyInput.addEventListener("change", () => localStorage.setItem("roost.apiKey", keyInput.value.trim()));
+
+function headers(json = false) {
+  const h = {};
+  const key = keyInput.value.trim();
+  if (key) h["Authorization"] = "Bearer " + key;
+  if (json) h["Content-Type"] = "application/json";
+  return h;
+}
+
+async function errorOf(resp) {
+  try {
+    const body = await resp.json();
+    if (body && body.error) return new Error(body.error.message + (body.error.param ? ` (${body.error.param})` : ""));
+  } catch (_) { /* not JSON */ }
+  return new Error(`HTTP ${resp.status}`);
+}
+
+async function getJSON(path) {
+  const resp = await fetch(path, { headers: headers() });
+  if (!resp.ok) throw await errorOf(resp);
+  return resp.json();
+}
+
+async function postJSON(path, body) {
+  const resp = await fetch(path, { method: "POST", headers: headers(true), body: JSON.stringify(body) });
+  if (!resp.ok) throw await errorOf(resp);
+  return resp.json();
+}
+
+const fmt = {
+  num: (x, d = 0) => (x === null || x === undefined ? "–" : Number(x).toLocaleString(undefined, { maximumFractionDigits: d, minimumFractionDigits: d })),
+  money: (x) => (x === null || x === undefined ? "–" : "$" + Number(x).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 })),
+  pct: (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(2) + "%"),
+  bytes: (n) => {
+    if (!n) return "0 B";
+    const u = ["B", "KB", "MB", "GB"]; let i = 0;
+    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+    return n.toFixed(i ? 1 : 0) + " " + u[i];
+  },
+  date: (iso) => (iso ? iso.replace("T", " ").replace(/:\d\dZ$/, "") : ""),
+};
+
+// ---- tabs --------------------------------------------------------------------------------------
+
+const loaders = {};
+function showTab(name) {
+  for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
+  for (const p of document.querySelectorAll(".panel")) p.classList.toggle("active", p.id === name);
+  if (loaders[name]) { loaders[name](); }
+  history.replaceState(null, "", "#" + name);
+}
+for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
+
+// ---- chat --------------------------------------------------------------------------------------
+
+const chat = { history: [], model: null, busy: false };
+const HISTORY_TURNS = 6;  // messages sent with each request: a small model has a short context
+
+async function modelId() {
+  if (!chat.model) chat.model = (await getJSON("/v1/models")).data[0].id;
+  return chat.model;
+}
+
+function addMessage(role, text) {
+  const log = $("#chat-log");
+  const hint = log.querySelector(".hint");
+  if (hint) hint.remove();
+  const node = el("div", { class: "msg " + role, text });
+  log.append(node);
+  log.scrollTop = log.scrollHeight;
+  return node;
+}
+
+// Reads an OpenAI server-sent event stream, calling onDelta with each piece of content.
+async function streamChat(body, onDelta) {
+  const resp = await fetch("/v1/chat/completions", { method: "POST", headers: headers(true), body: JSON.stringify(body) });
+  if (!resp.ok) throw await errorOf(resp);
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "", finish = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const event = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      for (const line of event.split("\n")) {
+        if (!line.startsWith("data:")) continue;
+        const data = line.slice(5).trim();
+        if (data === "[DONE]") return finish;
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message);
+        for (const choice of chunk.choices || []) {
+          if (choice.delta && choice.delta.content) onDelta(choice.delta.content);
+          if (choice.finish_reason) finish = choice.finish_reason;
+        }
+      }
+    }
+  }
+  return finish;
+}
+
+$("#chat-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (chat.busy) return;
+  const input = $("#chat-input");
+  const text = input.value.trim();
+  if (!text) return;
+  input.value = "";
+  chat.busy = true;
+  $("#chat-send").disabled = true;
+  addMessage("user", text);
+  chat.history.push({ role: "user", content: text });
+  const bubble = addMessage("assistant streaming", "");
+  let reply = "";
+  const t0 = performance.now();
+  try {
+    const finish = await streamChat({
+      model: await modelId(), messages: chat.history.slice(-HISTORY_TURNS), stream: true,
+      temperature: Number($("#chat-temp").value), max_tokens: Number($("#chat-max").value),
+    }, (piece) => {
+      reply += piece;
+      bubble.dataset.chunks = String(Number(bubble.dataset.chunks || 0) + 1);
+      bubble.textContent = reply;
+      $("#chat-log").scrollTop = $("#chat-log").scrollHeight;
+    });
+    chat.history.push({ role: "assistant", content: reply });
+    bubble.append(el("span", { class: "meta", text: `${((performance.now() - t0) / 1000).toFixed(1)} s · ${finish || "done"}` }));
+  } catch (err) {
+    bubble.classList.add("error");
+    bubble.textContent = reply + (reply ? "\n" : "") + "Error: " + err.message;
+    chat.history.pop();
+  } finally {
+    bubble.classList.remove("streaming");
+    bubble.dataset.done = "1";
+    chat.busy = false;
+    $("#chat-send").disabled = false;
+  }
+});
+$("#chat-input").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("#chat-form").requestSubmit(); }
+});
+$("#chat-clear").addEventListener("click", () => {
+  chat.history = [];
+  $("#chat-log").replaceChildren(el("p", { class: "hint", text: "New conversation." }));
+});
+
+// ---- posts (search results and timeline) -------------------------------------------------------
+
+function postCard(p, extra = []) {
+  return el("div", { class: "post", "data-id": p.id }, [
+    el("div", { class: "head" }, [
+      el("span", { class: "author", text: p.username ? "@" + p.username : p.author || "unknown" }),
+      el("span", { text: fmt.date(p.created_at) }),
+      p.score !== undefined ? el("span", { class: "score", text: "score " + Number(p.score).toFixed(4) }) : null,
+    ]),
+    el("div", { class: "text", text: p.text }),
+    p.hashtags && p.hashtags.length ? el("div", { class: "tags", text: p.hashtags.map((t) => "#" + t).join(" ") }) : null,
+    ...extra,
+  ]);
+}
+
+function explainTable(components) {
+  const rows = Object.entries(components).map(([k, v]) =>
+    el("tr", {}, [el("td", { text: k }), el("td", { text: typeof v === "number" ? v.toFixed(4) : String(v) })]));
+  return el("table", { class: "explain" }, rows);
+}
+
+// ---- search ------------------------------------------------------------------------------------
+
+$("#search-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const params = new URLSearchParams({ q: $("#search-q").value, mode: $("#search-mode").value, k: $("#f-k").value });
+  for (const [name, id] of [["author", "#f-author"], ["hashtag", "#f-hashtag"], ["lang", "#f-lang"], ["since", "#f-since"], ["until", "#f-until"]]) {
+    const v = $(id).value.trim();
+    if (v) params.set(name, v);
+  }
+  const explain = $("#f-explain").checked;
+  if (explain) params.set("explain", "true");
+  const status = $("#search-status"), list = $("#search-results");
+  status.className = "status"; status.textContent = "Searching...";
+  list.replaceChildren();
+  try {
+    const res = await getJSON("/search?" + params);
+    const authors = [...new Set(res.data.map((h) => h.author).filter(Boolean))];
+    if (authors.length) {  // search returns author ids; name them as the timeline does
+      const named = await getJSON("/ui/users?" + new URLSearchParams({ ids: authors.join(",") })).catch(() => ({ data: [] }));
+      const handle = Object.fromEntries(named.data.map((u) => [u.id, u.username]));
+      for (const hit of res.data) hit.username = handle[hit.author];
+    }
+    status.textContent = `${res.data.length} result${res.data.length === 1 ? "" : "s"} · ${res.mode} · ${res.took_ms.toFixed(1)} ms`;
+    for (const hit of res.data) list.append(el("li", {}, postCard(hit, explain && hit.explain ? [explainTable(hit.explain)] : [])));
+  } catch (err) {
+    status.className = "status error"; status.textContent = err.message;
+  }
+});
+
+// ---- timeline with ads -------------------------------------------------------------------------
+
+const AD_EVERY = 4;  // an ad slot after every 4 posts, matched to those posts
+
+function adCard(ad) {
+  const why = ad.why || {};
+  const reasons = [];
+  if (why.matched_terms && why.matched_terms.length) reasons.push("targets " + why.matched_terms.map((t) => `“${t}”`).join(", ") + ", found in the posts around it");
+  if (why.similarity != null) reasons.push(`similarity of the ad to these posts: ${Number(why.similarity).toFixed(3)}`);
+  if (why.pctr != null) reasons.push(`predicted click rate: ${fmt.pct(why.pctr)}`);
+  reasons.push(`won the auction at ${fmt.money(ad.price)}`);
+  return el("div", { class: "post ad", "data-campaign": ad.campaign_id }, [
+    el("div", { class: "sponsored", text: "Sponsored" }),
+    el("div", { class: "text", text: ad.text }),
+    el("a", { class: "cta", href: ad.click_url, target: "_blank", rel: "noopener", text: new URL(ad.landing_url).host }),
+    el("details", {}, [el("summary", { text: "Why this ad?" }), el("ul", {}, reasons.map((r) => el("li", { text: r })))]),
+  ]);
+}
+
+async function loadUsers() {
+  const select = $("#tl-user");
+  if (select.options.length > 1) return;
+  try {
+    for (const u of (await getJSON("/ui/users?n=30")).data)
+      select.append(el("option", { value: u.id, text: `${u.username ? "@" + u.username : u.id} (${u.posts} posts)` }));
+  } catch (_) { /* the timeline call below reports the problem */ }
+}
+
+async function loadTimeline() {
+  const feed = $("#tl-feed"), status = $("#tl-status");
+  const user = $("#tl-user").value;
+  status.className = "status"; status.textContent = "Loading...";
+  try {
+    const posts = (await getJSON("/timeline?" + new URLSearchParams({ n: "16", ...(user ? { user_id: user } : {}) }))).data;
+    const groups = [];
+    for (let i = 0; i < posts.length; i += AD_EVERY) groups.push(posts.slice(i, i + AD_EVERY));
+    const ads = await Promise.all(groups.map((g) =>
+      postJSON("/ads/serve", { ...(user ? { user_id: user } : {}), context_post_ids: g.map((p) => p.id), slots: 1 })
+        .then((r) => r.ads[0] || null).catch(() => null)));
+    const nodes = [];
+    groups.forEach((g, i) => { for (const p of g) nodes.push(postCard(p)); if (ads[i]) nodes.push(adCard(ads[i])); });
+    feed.replaceChildren(...nodes);
+    const shown = ads.filter(Boolean).length;
+    status.textContent = `${posts.length} posts, ${shown} ad${shown === 1 ? "" : "s"}`;
+  } catch (err) {
+    status.className = "status error"; status.textContent = err.message;
+  }
+}
+$("#tl-reload").addEventListener("click", loadTimeline);
+$("#tl-user").addEventListener("change", loadTimeline);
+loaders.timeline = async () => { await loadUsers(); if (!$("#tl-feed").children.length) loadTimeline(); };
+
+// ---- dashboard ---------------------------------------------------------------------------------
+
+function card(label, value, sub) {
+  return el("div", { class: "card" }, [el("div", { class: "label", text: label }), el("div", { class: "value", text: value }), sub ? el("div", { class: "sub", text: sub }) : null]);
+}
+
+// A loss curve as inline SVG, for runs without a loss.png.
+function lossChart(curve, valCurve) {
+  const W = 420, H = 200, P = 30;
+  const pts = curve.concat(valCurve);
+  if (!pts.length) return el("p", { class: "status", text: "no steps logged yet" });
+  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs) || 1, y0 = Math.min(...ys), y1 = Math.max(...ys);
+  const sx = (x) => P + (W - 2 * P) * (x - x0) / Math.max(x1 - x0, 1e-9);
+  const sy = (y) => H - P - (H - 2 * P) * (y - y0) / Math.max(y1 - y0, 1e-9);
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  const line = (data, color, width) => {
+    const pl = document.createElementNS(ns, "polyline");
+    pl.setAttribute("points", data.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" "));
+    pl.setAttribute("fill", "none"); pl.setAttribute("stroke", color); pl.setAttribute("stroke-width", width);
+    svg.append(pl);
+  };
+  const label = (x, y, text) => { const t = document.createElementNS(ns, "text"); t.setAttribute("x", x); t.setAttribute("y", y); t.setAttribute("font-size", "10"); t.setAttribute("fill", "#66788a"); t.textContent = text; svg.append(t); };
+  line(curve, "#2f6fde", 1.2);
+  if (valCurve.length) line(valCurve, "#e8590c", 2);
+  label(2, P - 4, y1.toFixed(2)); label(2, H - P + 2, y0.toFixed(2)); label(W - P - 30, H - 8, "step " + x1);
+  return svg;
+}
+
+function runBox(run) {
+  const figures = `${fmt.num(run.steps)} steps · train loss ${fmt.num(run.loss, 3)} · val loss ${fmt.num(run.val_loss, 3)}` +
+    (run.val_bpb !== null ? ` · ${fmt.num(run.val_bpb, 3)} bits/byte` : "");
+  const chart = run.has_plot
+    ? el("img", { src: `/ui/runs/${encodeURIComponent(run.name)}/loss.png`, alt: `loss curve of ${run.name}` })
+    : lossChart(run.curve, run.val_curve);
+  return el("div", { class: "run" }, [el("h4", { text: run.name }), el("p", { class: "status", text: figures }), chart]);
+}
+
+function adsTable(ads) {
+  const maxSpend = Math.max(...ads.top.map((c) => c.spend), 1e-9);
+  const head = el("tr", {}, ["campaign", "advertiser", "impr.", "clicks", "spend", ""].map((h, i) => el("th", { class: i >= 2 && i <= 4 ? "num" : null, text: h })));
+  const rows = ads.top.map((c) => el("tr", {}, [
+    el("td", { text: c.name + (c.status === "paused" ? " (paused)" : "") }), el("td", { text: c.advertiser }),
+    el("td", { class: "num", text: fmt.num(c.impressions) }), el("td", { class: "num", text: fmt.num(c.clicks) }),
+    el("td", { class: "num", text: fmt.money(c.spend) }),
+    el("td", {}, el("div", { class: "bar" }, el("span", { style: `width:${(100 * c.spend / maxSpend).toFixed(0)}%` }))),
+  ]));
+  return el("table", { class: "data" }, [head, ...rows]);
+}
+
+async function loadDashboard() {
+  const cards = $("#dash-cards");
+  try {
+    const s = await getJSON("/ui/summary");
+    const run = s.runs.find((r) => r.name === "pretrain") || s.runs[0];
+    cards.replaceChildren(
+      card("posts in corpus", s.corpus ? fmt.num(s.corpus.posts ?? s.corpus.kept) : "–", s.corpus ? "after cleaning" : "no corpus"),
+      card("model", s.model ? fmt.num(s.model.params / 1e6, 1) + "M" : "–", s.model ? `${s.model.source || "?"}, ${fmt.num(s.model.steps)} steps` : "no model"),
+      card("val loss", run ? fmt.num(run.val_loss, 3) : "–", run && run.val_bpb !== null ? `${fmt.num(run.val_bpb, 3)} bits/byte` : ""),
+      card("search index", s.index ? fmt.num(s.index.live_posts ?? s.index.posts) : "–", s.index ? `${fmt.bytes(s.index.size_bytes)}${s.index.semantic ? ", with vectors" : ", lexical only"}` : "no index"),
+      card("ad spend", s.ads ? fmt.money(s.ads.spend) : "–", s.ads ? `of ${fmt.money(s.ads.budget)} · ${s.ads.active}/${s.ads.campaigns} active` : "no ads"),
+      card("ad clicks", s.ads ? fmt.num(s.ads.clicks) : "–", s.ads ? `${fmt.num(s.ads.impressions)} impressions` : ""),
+    );
+    $("#dash-runs").replaceChildren(...(s.runs.length ? s.runs.map(runBox) : [el("p", { class: "status", text: "no training runs yet" })]));
+    $("#dash-ads").replaceChildren(s.ads && s.ads.campaigns ? adsTable(s.ads) : el("p", { class: "status", text: "no campaigns loaded" }));
+  } catch (err) {
+    cards.replaceChildren(el("p", { class: "status error", text: err.message }));
+  }
+}
+loaders.dashboard = loadDashboard;
+
+// ---- start -------------------------------------------------------------------------------------
+
+const TABS = ["chat", "search", "timeline", "dashboard"];
+const tabOfHash = () => (TABS.includes(location.hash.slice(1)) ? location.hash.slice(1) : "chat");
+window.addEventListener("hashchange", () => showTab(tabOfHash()));
+showTab(tabOfHash());
