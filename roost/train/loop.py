@@ -1,4 +1,7 @@
-"""The pretraining loop. Read it top to bottom: set-up, then ``while`` one step at a time.
+"""The pretraining loop. Read it top to bottom: set-up (``_train``), then ``fit``: ``while`` one step at a time.
+
+``fit`` is the loop of every training stage: chat fine-tuning (``roost.train.sft``)
+runs it too, with its own set-up (data, starting weights, checkpoint folder).
 
 Everything else lives beside it, one concern per module: the config
 (``config``), data (``data``), optimizers (``optim``), learning-rate schedule
@@ -17,8 +20,10 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -45,6 +50,14 @@ class TrainResult:
     run_dir: Path
 
 
+class Batches(Protocol):
+    """What the loop needs of a loader: PackedLoader here, ``roost.train.sft.ChatLoader`` for SFT."""
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def state_dict(self) -> dict: ...
+
+
 def train(ws: Workspace, cfg: TrainConfig, *, resume: bool = False, fresh: bool = False) -> TrainResult:
     """Pretrain (or, with ``resume``, continue) the model; returns where things were written.
 
@@ -53,12 +66,19 @@ def train(ws: Workspace, cfg: TrainConfig, *, resume: bool = False, fresh: bool 
     """
     if dist.elastic_restart() and checkpoint.latest_checkpoint(ws.checkpoints) is not None:
         resume, fresh = True, False
-    info = dist.init(cfg.device)
+    with session(cfg.device) as info:
+        return _train(ws, cfg, info, resume=resume, fresh=fresh)
+
+
+@contextlib.contextmanager
+def session(device: str) -> Iterator[dist.DistInfo]:
+    """This process's place in a run (joining torchrun's process group), undone at the end."""
+    info = dist.init(device)
     deterministic = torch.are_deterministic_algorithms_enabled()
     if info.device.type == "cpu":  # CPU kernels are then bitwise repeatable at a fixed thread count
         torch.use_deterministic_algorithms(True)
     try:
-        return _train(ws, cfg, info, resume=resume, fresh=fresh)
+        yield info
     finally:
         torch.use_deterministic_algorithms(deterministic)
         dist.shutdown()
@@ -103,12 +123,7 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
     # ---- model (made whole on every rank, then wrapped or sharded), optimizers, data
     torch.manual_seed(cfg.seed)
     model = GPT(model_cfg).to(info.device)
-    if cfg.activation_checkpointing:
-        dist.apply_activation_checkpointing(model)
-    if cfg.compile:  # per block, as torchtitan does: works under DDP and FSDP alike
-        for block in model.layers:
-            block.compile()
-    wrapped = dist.wrap_model(model, info, cfg.parallel)  # FSDP shards `model` in place: build optimizers after
+    wrapped = prepare_model(model, cfg, info)  # FSDP shards `model` in place: build optimizers after
     optimizers = build_optimizers(model, cfg.optimizer, model_cfg.n_embd, info.device, cfg.lr)
     shard_args = {"rank": info.rank, "world_size": info.world_size, "device": info.device}
     loader = PackedLoader(
@@ -119,8 +134,7 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
         val_data.shards, val_data.doc_starts, cfg.seq_len, cfg.device_batch, shuffle=False, name="val",
         shrink_batch=True, **shard_args
     )
-    # FSDP's MixedPrecisionPolicy already computes in bf16 on CUDA; autocast is for the unsharded model
-    autocast = contextlib.nullcontext if info.distributed and cfg.parallel == "fsdp" else autocast_for(info.device)
+    autocast = training_autocast(cfg, info)
     eval_batches = math.ceil(cfg.eval_tokens / (cfg.device_batch * cfg.seq_len * info.world_size))
     evaluator = Evaluator(val_loader, eval_batches, ws.tokenizer, autocast)
     step, train_seconds = 0, 0.0
@@ -131,6 +145,66 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
     total_steps = None if cfg.minutes else math.ceil((cfg.tokens or TOKENS_PER_PARAM * model.num_params()) / step_tokens)
     if cfg.steps:
         total_steps = cfg.steps
+    result = fit(ws, Fit(
+        cfg=cfg, info=info, model=model, wrapped=wrapped, optimizers=optimizers, loader=loader, evaluator=evaluator,
+        autocast=autocast, total_steps=total_steps, ckpt_dir=ws.checkpoints, ckpt_meta={"tokens_hash": tokens_hash},
+        manifest_inputs={"tokens": tokens_hash}, step=step, train_seconds=train_seconds,
+        resumed_from=ckpt if resume else None,
+    ))
+    whole = dist.unsharded(model, lambda: GPT(model_cfg))  # a collective under FSDP: every rank takes part
+    if info.is_main:
+        result.model_dir = export_model(ws, whole, model_cfg, tokens_hash, result.step, result.step * step_tokens)
+    return result
+
+
+def prepare_model(model: GPT, cfg: TrainConfig, info: dist.DistInfo) -> torch.nn.Module:
+    """Activation checkpointing, per-block compile, then DDP or FSDP: the module the loop calls.
+
+    FSDP shards ``model`` in place, so optimizers are built after this.
+    """
+    if cfg.activation_checkpointing:
+        dist.apply_activation_checkpointing(model)
+    if cfg.compile:  # per block, as torchtitan does: works under DDP and FSDP alike
+        for block in model.layers:
+            block.compile()
+    return dist.wrap_model(model, info, cfg.parallel)
+
+
+def training_autocast(cfg: TrainConfig, info: dist.DistInfo):
+    """FSDP's MixedPrecisionPolicy already computes in bf16 on CUDA; autocast is for the unsharded model."""
+    return contextlib.nullcontext if info.distributed and cfg.parallel == "fsdp" else autocast_for(info.device)
+
+
+@dataclass
+class Fit:
+    """One run of the loop: what a stage (pretraining, ``roost.train.sft``) set up, and where its checkpoints go."""
+
+    cfg: TrainConfig
+    info: dist.DistInfo
+    model: GPT
+    wrapped: torch.nn.Module  # prepare_model(model, ...)
+    optimizers: list[torch.optim.Optimizer]
+    loader: Batches
+    evaluator: Evaluator
+    autocast: Callable
+    total_steps: int | None  # None: train for cfg.minutes
+    ckpt_dir: Path
+    ckpt_meta: dict  # saved in every checkpoint's meta, beside the step, config and loader position
+    manifest_inputs: dict[str, str]  # the checkpoints manifest's inputs
+    step: int = 0
+    train_seconds: float = 0.0
+    resumed_from: Path | None = None
+    title: str = "training"
+
+
+def fit(ws: Workspace, run: Fit) -> TrainResult:
+    """Evaluate, step, log and checkpoint to the run's end; then the final checkpoint and the loss plot.
+
+    The caller writes the served model (``TrainResult.model_dir`` is None here).
+    """
+    cfg, info, model, model_cfg, loader = run.cfg, run.info, run.model, run.model.config, run.loader
+    grad_accum, step_tokens = cfg.grad_accum(info.world_size), cfg.step_tokens(info.world_size)
+    total_steps, optimizers, step, train_seconds = run.total_steps, run.optimizers, run.step, run.train_seconds
     budget_s = cfg.minutes * 60 if cfg.minutes else None
 
     def progress(step: int, seconds: float) -> float:
@@ -140,33 +214,33 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
     run_dir = ws.run_dir(cfg.run)
     flops_per_token = model_cfg.flops_per_token(cfg.seq_len)
     peak = peak_flops(info.device)
-    log = MetricsLog(run_dir, resume_step=step if resume else None) if info.is_main else None
+    log = MetricsLog(run_dir, resume_step=step if run.resumed_from else None) if info.is_main else None
     bar = None
     if info.is_main:
         from tqdm import tqdm
 
-        print(f"{describe(model_cfg)}\ntraining on {info.device} x {info.world_size}: {step_tokens:,} tokens/step "
+        print(f"{describe(model_cfg)}\n{run.title} on {info.device} x {info.world_size}: {step_tokens:,} tokens/step "
               f"({cfg.device_batch} x {cfg.seq_len} x {grad_accum} accum x {info.world_size} ranks"
               + (f", {cfg.parallel}" if info.distributed else "") + "), "
               f"{cfg.optimizer}, {cfg.schedule} schedule, " + (f"{total_steps} steps" if total_steps else f"{cfg.minutes} min"))
-        bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.run}", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total_steps, initial=step, desc=cfg.run, unit="step", dynamic_ncols=True)
 
     def save_checkpoint(step: int) -> Path:
         meta = {"config": cfg.to_dict(), "model_config": model_cfg.to_dict(), "loader": loader.state_dict(),
-                "train_seconds": train_seconds, "tokens_hash": tokens_hash, "run": cfg.run}
-        path = checkpoint.save(ws.checkpoints, step, model, optimizers, meta, info, cfg.keep)
+                "train_seconds": train_seconds, "run": cfg.run, **run.ckpt_meta}
+        path = checkpoint.save(run.ckpt_dir, step, model, optimizers, meta, info, cfg.keep)
         if info.is_main:
-            atomic_write_json(ws.checkpoints / "manifest.json", ws.manifest(
-                "checkpoints", {"tokens": tokens_hash}, {"step": step, "tokens": step * step_tokens}, latest=path.name))
+            atomic_write_json(run.ckpt_dir / "manifest.json", ws.manifest(
+                "checkpoints", run.manifest_inputs, {"step": step, "tokens": step * step_tokens}, latest=path.name))
         return path
 
     # ---- the loop: evaluate, step, log, checkpoint
     train_loss = val = None
-    last_ckpt = ckpt if resume else None
+    last_ckpt = run.resumed_from
     while True:
         done = progress(step, train_seconds) >= 1.0
         if step % cfg.eval_every == 0 or done:
-            val = evaluator(model)
+            val = run.evaluator(model)
             if log:
                 log.log({"step": step, **val})
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
@@ -177,8 +251,8 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
         lr_mult = lr_factor(step, progress(step, train_seconds), warmup=cfg.warmup, schedule=cfg.schedule,
                             cooldown=cfg.cooldown, min_lr=cfg.min_lr)
         set_lr(optimizers, lr_mult)
-        train_loss, grad_norm, rank_seconds = train_step(wrapped, model, optimizers, loader, grad_accum, cfg.grad_clip,
-                                                         autocast, info)
+        train_loss, grad_norm, rank_seconds = train_step(run.wrapped, model, optimizers, loader, grad_accum,
+                                                         cfg.grad_clip, run.autocast, info)
         dt = time.perf_counter() - t0  # train_step's all_gather waited for every rank
         train_seconds += dt
         step += 1
@@ -201,25 +275,22 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
         if step % cfg.ckpt_every == 0 and progress(step, train_seconds) < 1.0:
             last_ckpt = save_checkpoint(step)
 
-    # ---- the end: final checkpoint, plot, served model
+    # ---- the end: final checkpoint and plot
     if last_ckpt is None or checkpoint.read_meta(last_ckpt)["step"] != step:
         last_ckpt = save_checkpoint(step)
-    model_dir = None
-    whole = dist.unsharded(model, lambda: GPT(model_cfg))  # a collective under FSDP: every rank takes part
     if info.is_main:
         bar.close()
         log.close()
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{cfg.run}: {describe_short(model_cfg, cfg)}")
-        model_dir = export_model(ws, whole, model_cfg, tokens_hash, step, step * step_tokens)
     return TrainResult(step, train_loss, val.get("val_loss") if val else None, val.get("val_bpb") if val else None,
-                       last_ckpt, model_dir, run_dir)
+                       last_ckpt, None, run_dir)
 
 
 def train_step(
     wrapped: torch.nn.Module,
     model: torch.nn.Module,
     optimizers: list[torch.optim.Optimizer],
-    loader: PackedLoader,
+    loader: Batches,
     grad_accum: int,
     grad_clip: float,
     autocast,

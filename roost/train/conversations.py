@@ -1,0 +1,185 @@
+"""Chat conversations mined from the corpus's reply threads: the data ``roost sft`` fine-tunes on.
+
+A reply thread is a tree (the corpus ``threads`` table); each root-to-leaf path
+is a candidate conversation, the root post a user turn and the replies
+alternating assistant, user, assistant, ... Posts in a row by the same author
+(a self-reply thread) are one turn, joined by a newline.
+
+Social threads are many-voiced, and a chat model should learn a *dialogue*: so
+by default (``two_party``) a path is kept only while the root's author and the
+first replier take turns, and cut where a third voice comes in. A path is also
+cut at a post with no text. A conversation must end with an assistant turn (a
+trailing user turn teaches nothing) and have at least a user and an assistant
+turn. The @handles a reply starts with are dropped: the platform puts them
+there, and a chat model should not answer "@someone ...". Paths that collapse
+to the same turns, or to a prefix of a kept conversation, are dropped, so no
+reply is trained on twice.
+
+The train/validation split is by thread (an xxh64 hash of the root id, as
+:class:`roost.tokenizer.ValSplit` does for posts): conversations of one
+thread share their first turns, so they must stay on one side.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from roost.corpus import schema
+from roost.tokenizer import ValSplit
+
+MIN_TURNS = 2  # a user turn and an assistant turn
+# The run of @handles (or ingest's mention placeholders) a reply starts with.
+LEADING_MENTIONS = re.compile(r"^(?:\s*(?:@\w+|" + re.escape(schema.PLACEHOLDERS["mention"]) + r"))+\s*")
+
+
+@dataclass
+class MiningConfig:
+    system_prompt: str | None = None  # a system turn put before every conversation; None for none
+    two_party: bool = True  # cut a path where someone other than the root's author and the first replier speaks
+    strip_reply_mentions: bool = True  # drop the @handles a reply starts with (the platform adds them, not the writer)
+    val_fraction: float = 0.05  # threads held out for validation (by hash of the root id)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.system_prompt is not None and not self.system_prompt.strip():
+            raise ValueError("--system-prompt is empty; leave it out for no system turn")
+
+
+@dataclass(frozen=True)
+class Conversation:
+    thread_id: str
+    post_ids: tuple[str, ...]  # the posts that make its turns, root first
+    messages: list[dict[str, str]] = field(hash=False, compare=False)  # {"role", "content"}, as encode_chat takes
+
+
+@dataclass
+class MinedConversations:
+    train: list[Conversation]
+    val: list[Conversation]
+    threads: int  # reply threads in the corpus
+    paths: int  # root-to-leaf paths looked at
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"threads": self.threads, "paths": self.paths, "train_conversations": len(self.train),
+                "val_conversations": len(self.val)}
+
+
+@dataclass
+class _Post:
+    text: str
+    author: str
+    order: str  # sorts replies in the order they were posted: time, then id
+
+
+def mine_conversations(corpus_dir: str | Path, cfg: MiningConfig | None = None, progress: bool = False) -> MinedConversations:
+    """Conversations from every reply thread of the corpus, split into train and validation."""
+    from tqdm import tqdm
+
+    cfg = cfg or MiningConfig()
+    corpus_dir = Path(corpus_dir)
+    threads = schema.read_table(corpus_dir, "threads", columns=["thread_id", "post_id", "parent_id"])
+    if threads.num_rows == 0:
+        raise ValueError(
+            f"corpus {corpus_dir} has no reply threads (its threads table is empty), so there are no "
+            "conversations to fine-tune on; run `roost ingest` on posts that include replies first"
+        )
+    posts = _thread_posts(corpus_dir, threads.column("post_id"))
+    children: dict[str, list[str]] = defaultdict(list)
+    for post_id, parent_id in zip(threads.column("post_id").to_pylist(), threads.column("parent_id").to_pylist()):
+        if parent_id is not None:
+            children[parent_id].append(post_id)
+    for kids in children.values():
+        kids.sort(key=lambda p: posts[p].order if p in posts else "")
+    roots = sorted(set(threads.column("thread_id").to_pylist()))
+    val_threads = set(_val_threads(roots, cfg.val_fraction))
+    train, val, n_paths = [], [], 0
+    for root in tqdm(roots, desc="sft: mining threads", unit="thread", disable=not progress):
+        paths = _root_to_leaf_paths(root, children)
+        n_paths += len(paths)
+        found = (_conversation(root, p, posts, cfg) for p in paths)
+        (val if root in val_threads else train).extend(_drop_repeats([c for c in found if c is not None]))
+    return MinedConversations(train, val, threads=len(roots), paths=n_paths)
+
+
+def _thread_posts(corpus_dir: Path, post_ids: pa.ChunkedArray) -> dict[str, _Post]:
+    """The posts in threads, by id, read with a filter pushed down to the Parquet scan."""
+    table = schema.dataset(corpus_dir, "posts").to_table(
+        columns=["id", "text", "author_id", "created_at"], filter=ds.field("id").isin(post_ids.combine_chunks())
+    )
+    times = pc.fill_null(pc.cast(table.column("created_at"), pa.int64()), 0).to_numpy(zero_copy_only=False)
+    columns = (table.column(name).to_pylist() for name in ("id", "text", "author_id"))
+    return {post_id: _Post(text or "", author or "", f"{int(t):020d}:{post_id}")
+            for post_id, text, author, t in zip(*columns, times)}
+
+
+def _val_threads(roots: list[str], fraction: float) -> list[str]:
+    """The roots held out: hash below the fraction's threshold; at least one when there are two or more threads."""
+    if fraction == 0 or len(roots) < 2:
+        return []
+    hashes = ValSplit.hashes(roots)
+    chosen = ValSplit(min(int(fraction * 2**64), 2**64 - 1)).is_val(roots)
+    if not chosen.any():
+        chosen[int(np.argmin(hashes))] = True
+    if chosen.all():
+        chosen[int(np.argmax(hashes))] = False
+    return [r for r, v in zip(roots, chosen) if v]
+
+
+def _root_to_leaf_paths(root: str, children: dict[str, list[str]]) -> list[list[str]]:
+    paths, stack = [], [[root]]
+    while stack:
+        path = stack.pop()
+        kids = children.get(path[-1])
+        if not kids:
+            paths.append(path)
+        else:
+            stack.extend(path + [k] for k in reversed(kids))  # reversed: the first reply's path comes out first
+    return paths
+
+
+def _conversation(root: str, path: list[str], posts: dict[str, _Post], cfg: MiningConfig) -> Conversation | None:
+    """The path as alternating user/assistant turns, cut as the module docstring says; None if under two turns."""
+    turns: list[tuple[str, list[str], list[str]]] = []  # (author, texts, post ids)
+    for post_id in path:
+        post = posts.get(post_id)
+        text = post.text if post is not None else ""
+        if turns and cfg.strip_reply_mentions:
+            text = LEADING_MENTIONS.sub("", text)
+        if not text.strip():
+            break
+        if turns and turns[-1][0] == post.author:
+            turns[-1][1].append(text)
+            turns[-1][2].append(post_id)
+            continue
+        if cfg.two_party and len(turns) >= 2 and post.author != turns[len(turns) % 2][0]:
+            break
+        turns.append((post.author, [text], [post_id]))
+    if len(turns) % 2:  # end on an assistant turn
+        turns.pop()
+    if len(turns) < MIN_TURNS:
+        return None
+    messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+    messages += [{"role": ("user", "assistant")[i % 2], "content": "\n".join(texts)} for i, (_, texts, _) in enumerate(turns)]
+    return Conversation(root, tuple(p for _, _, ids in turns for p in ids), messages)
+
+
+def _drop_repeats(conversations: list[Conversation]) -> list[Conversation]:
+    """Keep each distinct conversation once, and none that is a prefix of another (its replies would count twice)."""
+    seen: set[tuple[str, ...]] = set()
+    prefixes = {c.post_ids[:k] for c in conversations for k in range(1, len(c.post_ids))}
+    kept = []
+    for c in conversations:
+        if c.post_ids not in seen and c.post_ids not in prefixes:
+            seen.add(c.post_ids)
+            kept.append(c)
+    return kept
