@@ -89,7 +89,7 @@ def run_eval_search(args: argparse.Namespace) -> int:
 
 
 def add_report_args(p: argparse.ArgumentParser) -> None:
-    from roost.eval.suite import PARTS
+    from roost.eval import PARTS
 
     add_workspace_arg(p)
     p.set_defaults(parts=PARTS)

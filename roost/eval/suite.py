@@ -14,10 +14,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from roost.eval import PARTS
 from roost.eval.classify import ClassifyConfig
 from roost.workspace import Workspace
 
-PARTS = ("lm", "tweeteval", "search", "ads")
 DEFAULT_TWEETEVAL = Path("../shared/data/tweeteval")
 
 
