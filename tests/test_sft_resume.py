@@ -9,17 +9,15 @@ which also covers a kill inside a checkpoint write: SFT saves through the same
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from test_sft_fixtures import make_sft_workspace
-from test_train_resume import LAUNCHER
+from test_train_resume import LAUNCHER, logged_losses, run_killable
 
 from roost.train import checkpoint
 
@@ -29,16 +27,11 @@ ARGS = ["--seq-len", "48", "--device-batch", "4", "--batch-tokens", "384", "--st
 
 
 def _sft(launcher: Path, ws: Path, *extra: str, kill: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    if kill:
-        env["KILL"] = kill
-    cmd = [sys.executable, str(launcher), "sft", "--workspace", str(ws), *ARGS, *extra]
-    return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=120)
+    return run_killable(launcher, ["sft", *ARGS], ws, *extra, kill=kill)
 
 
 def _metrics(ws: Path) -> list[tuple[int, float]]:
-    lines = (ws / "runs/sft/metrics.jsonl").read_text().splitlines()
-    return [(r["step"], r.get("loss", r.get("val_loss"))) for r in map(json.loads, lines)]
+    return logged_losses(ws, "sft")
 
 
 def test_sigkill_and_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):

@@ -53,17 +53,27 @@ ARGS = ["--depth", "1", "--seq-len", "32", "--max-seq-len", "64", "--device-batc
         "--steps", "12", "--ckpt-every", "4", "--eval-every", "5", "--eval-tokens", "256", "--warmup", "3", "--keep", "2"]
 
 
-def _train(launcher: Path, ws: Path, *extra: str, kill: str | None = None) -> subprocess.CompletedProcess:
+def run_killable(launcher: Path, command: list[str], ws: Path, *extra: str,
+                 kill: str | None = None) -> subprocess.CompletedProcess:
+    """``roost COMMAND --workspace WS ...`` through the launcher, which SIGKILLs itself where ``kill`` says."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     if kill:
         env["KILL"] = kill
-    cmd = [sys.executable, str(launcher), "train", "--workspace", str(ws), *ARGS, *extra]
+    cmd = [sys.executable, str(launcher), command[0], "--workspace", str(ws), *command[1:], *extra]
     return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=120)
 
 
-def _losses(ws: Path) -> list[tuple[int, float]]:
-    lines = (ws / "runs/pretrain/metrics.jsonl").read_text().splitlines()
+def logged_losses(ws: Path, run: str) -> list[tuple[int, float]]:
+    lines = (ws / "runs" / run / "metrics.jsonl").read_text().splitlines()
     return [(r["step"], r.get("loss", r.get("val_loss"))) for r in map(json.loads, lines)]
+
+
+def _train(launcher: Path, ws: Path, *extra: str, kill: str | None = None) -> subprocess.CompletedProcess:
+    return run_killable(launcher, ["train", *ARGS], ws, *extra, kill=kill)
+
+
+def _losses(ws: Path) -> list[tuple[int, float]]:
+    return logged_losses(ws, "pretrain")
 
 
 def test_sigkill_and_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):

@@ -5,6 +5,12 @@ decision; what changes only when an advertiser edits a campaign is kept here
 and refreshed by :meth:`Catalog.update`. Keyword and topic targeting terms are
 in an inverted index keyed by their first word, so matching a context costs a
 few dict lookups whatever the number of campaigns.
+
+A topic's vocabulary is every keyword of every campaign that targets the topic:
+what advertisers in a topic say about it, pooled. A post on gaming that names
+"controller" is on a gaming campaign's topic even if that campaign's own
+keywords are "console" and "gaming pc"; matching posts against the pooled
+vocabulary estimates which topics a user posts about.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class CampaignInfo:
     bid_micros: int
     max_bid_micros: int
     terms: list[tuple[str, ...]]       # keywords and topics, each as a word tuple
+    topics: frozenset[str]             # targeted topics, lower-cased
     languages: frozenset[str]
     start: float | None
     end: float | None
@@ -61,6 +68,7 @@ def campaign_info(row, creatives: list[Creative]) -> CampaignInfo:
     return CampaignInfo(
         id=row["id"], bid_type=row["bid_type"], bid_micros=row["bid_micros"], max_bid_micros=row["max_bid_micros"],
         terms=sorted(t for t in terms if t),
+        topics=frozenset(t.lower() for t in targeting.get("topics", [])),
         languages=frozenset(lang.lower() for lang in targeting.get("languages", [])),
         start=_ts(schedule.get("start")), end=_ts(schedule.get("end")),
         hours=frozenset(hours) if hours is not None else None,
@@ -74,6 +82,8 @@ class Catalog:
         self.campaigns: dict[str, CampaignInfo] = {}
         self.creatives: dict[int, Creative] = {}
         self._terms: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+        self._topic_terms: dict[str, list[tuple[tuple[str, ...], str]]] = {}  # first word -> (term, topic)
+        self.by_topic: dict[str, list[str]] = {}                               # topic -> campaign ids, highest bid first
         self.update(None)
 
     def update(self, ids: list[str] | None) -> list[Creative]:
@@ -98,10 +108,25 @@ class Catalog:
     def _index_terms(self) -> None:
         """Posting lists per first word, highest bid first, so capped lookups keep the best."""
         index: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+        vocab: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+        by_topic: dict[str, list[str]] = defaultdict(list)
         for info in sorted(self.campaigns.values(), key=lambda c: -c.bid_micros):
             for term in info.terms:
                 index[term[0]].append((term, info.id))
+            for topic in info.topics:
+                vocab[topic].update(info.terms)
+                by_topic[topic].append(info.id)
         self._terms = index
+        topic_index: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+        for topic, terms in vocab.items():
+            for term in terms:
+                topic_index[term[0]].append((term, topic))
+        self._topic_terms, self.by_topic = dict(topic_index), dict(by_topic)
+
+    def match_topics(self, present: frozenset[str] | set[str]) -> set[str]:
+        """Topics with a vocabulary term whose words all occur in these words."""
+        return {topic for word in present for term, topic in self._topic_terms.get(word, ())
+                if all(w in present for w in term[1:])}
 
     @staticmethod
     def targets(info: CampaignInfo, present: set[str]) -> bool:

@@ -4,7 +4,10 @@ Features are logged with every impression at decision time (so training sees
 exactly what serving saw, with no leakage from later clicks):
 
 - ``similarity``: the model's cosine similarity between context and creative
-- ``keyword_match``: 1 when a keyword or topic of the campaign is in the context
+- ``interest_share``: how much of the context (a user's recent posts, each scored alone) is on the
+  campaign's topics (:mod:`roost.ads.topics`; a text naming one of its keywords counts fully): an
+  estimate of the user's interest in it. It replaced a 0/1 ``keyword_match``; files trained on that
+  are refused on load with a request to retrain
 - ``position``: the slot, 0 first
 - ``hist_ctr``: the campaign's smoothed historical CTR at decision time
 - ``user_activity``: the user's number of posts in the corpus
@@ -25,7 +28,7 @@ import numpy as np
 
 from roost.workspace import atomic_write_json
 
-FEATURES = ("similarity", "keyword_match", "position", "hist_ctr", "user_activity")
+FEATURES = ("similarity", "interest_share", "position", "hist_ctr", "user_activity")
 
 
 def smoothed_ctr(impressions: int, clicks: int, prior: float = 0.02, strength: float = 100.0) -> float:
@@ -42,9 +45,13 @@ def transform(raw: np.ndarray) -> np.ndarray:
 
 @dataclass
 class CTRModel:
-    """Weights over :func:`transform`'s inputs. The defaults are a prior for a fresh workspace."""
+    """Weights over :func:`transform`'s inputs. The defaults are a prior for a fresh workspace.
 
-    weights: list[float] = field(default_factory=lambda: [4.0, 0.7, -0.4, 1.0, 0.0])
+    The prior leans on the interest share (``interest_share``) as much as on similarity: users click what
+    they post about, and a small or lexical embedder's cosine is a weaker sign of that than the share.
+    """
+
+    weights: list[float] = field(default_factory=lambda: [2.0, 2.0, -0.4, 1.0, 0.0])
     bias: float = 0.0
     base_rate: float = 0.02
     metrics: dict = field(default_factory=dict)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,6 +28,7 @@ from roost.ads.pacing import PacingConfig, admit
 from roost.ads.pctr import FEATURES, CTRModel, smoothed_ctr
 from roost.ads.retrieval import CreativeIndex
 from roost.ads.store import AdStore, Click, Impression, utc_day
+from roost.ads.topics import TopicModel
 
 RETRIEVAL = ("model", "keyword", "random")
 
@@ -37,6 +39,7 @@ class AdsConfig:
     use_pctr: bool = True             # False: every ad gets the base rate (rank by bid)
     ann_candidates: int = 100         # creatives fetched from the ANN index
     term_candidates: int = 200        # campaigns fetched by keyword/topic match
+    min_topic_weight: float = 0.1     # topics the context is at least this much about bring their top bidders
     reserve_cpm_micros: int = 100_000  # least eCPM an ad must reach (0.10 per 1000 impressions)
     default_safety_threshold: float = 0.5
     max_slots: int = 10
@@ -77,7 +80,39 @@ class _Candidate:
     info: CampaignInfo
     creative: Creative
     similarity: float | None = None  # None until computed (stays None without an embedding)
-    term_match: bool = False
+    term_share: float = 0.0          # how much the context's texts are on its topics or name its terms (0..1)
+
+
+@dataclass
+class _Context:
+    """The request's context texts, each kept apart.
+
+    A user's recent posts are scored one by one and averaged: the share of them on
+    a campaign's topic estimates how much the user cares about it (the user's
+    interest), where one joined text only says whether the topic came up at all.
+    """
+
+    texts: list[str]
+    word_sets: list[frozenset[str]]
+    topic_mix: np.ndarray           # (texts, topics): each text's topic posterior (TopicModel)
+    topic_at: dict[str, int]        # topic -> column of topic_mix
+    present: set[str]               # every word of every text (candidate lookup)
+    vec: np.ndarray | None          # mean of the texts' unit vectors: its dot with a creative is the mean similarity
+    unsafe: float = 0.0             # the highest brand-safety score over the texts
+
+    def term_share(self, info: CampaignInfo) -> float:
+        """Mean over the texts of how much each is on the campaign's topics (1 when it names one of its terms)."""
+        if not self.word_sets:
+            return 0.0
+        cols = [self.topic_at[t] for t in info.topics if t in self.topic_at]
+        on_topic = self.topic_mix[:, cols].sum(axis=1) if cols else np.zeros(len(self.word_sets))
+        return float(np.mean([1.0 if Catalog.targets(info, ws) else min(1.0, float(p))
+                              for ws, p in zip(self.word_sets, on_topic)]))
+
+    def topic_weights(self) -> dict[str, float]:
+        """The context's topic mix: mean of its texts' posteriors."""
+        mean = self.topic_mix.mean(axis=0) if len(self.topic_mix) else np.zeros(len(self.topic_at))
+        return {t: float(mean[i]) for t, i in self.topic_at.items()}
 
 
 class AdService:
@@ -105,10 +140,26 @@ class AdService:
             self.index.save()  # the next start loads it instead of building the graph again
         self._campaign_ids = list(self.catalog.campaigns)
         self.counts = {cid: list(v) for cid, v in store.click_counts().items()}
-        self._embed_one = lru_cache(maxsize=4096)(self._embed_uncached)
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> embedding, oldest first
+        self._fit_topics()
 
-    def _embed_uncached(self, text: str) -> np.ndarray:
-        return np.asarray(self.embed([text]), dtype=np.float32)[0]
+    def _fit_topics(self) -> None:
+        """(Re)learn the topics' words; one attribute, swapped whole, so a decision never sees half of a refit."""
+        model = TopicModel.fit(([text for _, text in posts] for posts in self.history.recent.values()), self.catalog)
+        self._topics = (model, {t: i for i, t in enumerate(model.topics)}, lru_cache(maxsize=16384)(model.posterior))
+
+    def _embed_texts(self, texts: list[str], keep: int = 16_384) -> np.ndarray:
+        """Embeddings of ``texts``, the ones not seen lately in one batch (one forward for a user's posts)."""
+        with self._lock:
+            known = {t: self._vectors[t] for t in texts if t in self._vectors}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            known.update(zip(missing, np.asarray(self.embed(missing), dtype=np.float32)))
+            with self._lock:
+                self._vectors.update((t, known[t]) for t in missing)
+                while len(self._vectors) > keep:
+                    self._vectors.popitem(last=False)
+        return np.stack([known[t] for t in texts])
 
     def refresh(self, campaign_ids: list[str]) -> None:
         """Pick up campaigns created or edited since start (the admin API calls this)."""
@@ -117,51 +168,81 @@ class AdService:
             if self.index is not None:
                 self.index.add(loaded)
             self._campaign_ids = list(self.catalog.campaigns)
+            self._fit_topics()
 
     # --- the decision ----------------------------------------------------------------------
 
-    def context_text(self, req: AdRequest) -> str:
+    def context_texts(self, req: AdRequest) -> list[str]:
+        """The query; else the given text and posts; else the user's recent posts (one text each)."""
         if req.query:
-            return req.query
+            return [req.query]
         parts = [req.context_text] if req.context_text else []
         if req.context_post_ids:
             parts += self.history.post_texts(req.context_post_ids)
         if not parts and req.user_id:
-            parts.append(self.history.user_text(req.user_id))
-        return "\n".join(p for p in parts if p)
+            parts = [text for _, text in self.history.recent.get(req.user_id, [])]
+        return [p for p in parts if p and p.strip()]
 
-    def _random_candidates(self, present: set[str], vec: np.ndarray | None) -> dict[str, _Candidate]:
+    def context(self, req: AdRequest) -> _Context:
+        texts = self.context_texts(req)
+        word_sets = [frozenset(words(t)) for t in texts]
+        vec, unsafe = None, 0.0
+        if self.embed is not None and texts:
+            vecs = self._embed_texts(texts)
+            vec = vecs.mean(axis=0)
+            if self.safety is not None:
+                unsafe = float(self.safety.scores(vecs).max())
+        model, topic_at, posterior = self._topics
+        topic_mix = np.array([posterior(t) for t in texts]).reshape(len(texts), len(model.topics))
+        return _Context(texts, word_sets, topic_mix, topic_at, set().union(*word_sets), vec, unsafe)
+
+    def _random_candidates(self, ctx: _Context) -> dict[str, _Candidate]:
         """Run-of-network: a random sample of campaigns, each with a random creative."""
         cat = self.catalog
         ids = self.rng.sample(self._campaign_ids, min(self.config.term_candidates, len(self._campaign_ids)))
         found = {cid: _Candidate(cat.campaigns[cid], self.rng.choice(cat.campaigns[cid].creatives),
-                                 term_match=cat.targets(cat.campaigns[cid], present)) for cid in ids}
-        return self._with_similarity(found, vec)
+                                 term_share=ctx.term_share(cat.campaigns[cid])) for cid in ids}
+        return self._with_similarity(found, ctx.vec)
 
-    def _candidates(self, present: set[str], vec: np.ndarray | None) -> dict[str, _Candidate]:
-        """Candidate campaigns, each with one creative, its similarity and whether its terms match.
+    def _candidates(self, ctx: _Context) -> dict[str, _Candidate]:
+        """Candidate campaigns, each with one creative, its similarity and its term share.
 
         Both features are filled in whatever the retrieval, so every policy logs the same features.
         """
         cfg, cat = self.config, self.catalog
         if cfg.retrieval == "random":
-            return self._random_candidates(present, vec)
+            return self._random_candidates(ctx)
         found: dict[str, _Candidate] = {}
-        for cid in cat.match_terms(list(present), cfg.term_candidates):
+        for cid in cat.match_terms(list(ctx.present), cfg.term_candidates):
             info = cat.campaigns[cid]
-            found[cid] = _Candidate(info, info.creatives[0], term_match=True)
-        if vec is not None and cfg.retrieval == "model":
-            for creative_id, sim in self.index.search(vec, cfg.ann_candidates):
+            found[cid] = _Candidate(info, info.creatives[0], term_share=ctx.term_share(info))
+        if cfg.retrieval == "model":
+            self._topic_candidates(ctx, found)
+        if cfg.retrieval == "model" and ctx.vec is not None:
+            for creative_id, sim in self.index.search(ctx.vec, cfg.ann_candidates):
                 creative = cat.creatives.get(creative_id)
                 if creative is None:
                     continue
                 cand = found.get(creative.campaign_id)
                 if cand is None:
                     info = cat.campaigns[creative.campaign_id]
-                    found[info.id] = _Candidate(info, creative, sim, term_match=cat.targets(info, present))
+                    found[info.id] = _Candidate(info, creative, sim, term_share=ctx.term_share(info))
                 elif cand.similarity is None or sim > cand.similarity:
                     cand.creative, cand.similarity = creative, sim
-        return self._with_similarity(found, vec)
+        return self._with_similarity(found, ctx.vec)
+
+    def _topic_candidates(self, ctx: _Context, found: dict[str, _Candidate]) -> None:
+        """Add the highest bidders of the topics the context is most about (up to ``term_candidates`` in all)."""
+        cat, limit = self.catalog, self.config.term_candidates
+        weights = ctx.topic_weights()
+        for topic in sorted((t for t, w in weights.items() if w >= self.config.min_topic_weight),
+                            key=weights.get, reverse=True):
+            for cid in cat.by_topic.get(topic, ()):
+                if len(found) >= limit:
+                    return
+                if cid not in found:
+                    info = cat.campaigns[cid]
+                    found[cid] = _Candidate(info, info.creatives[0], term_share=ctx.term_share(info))
 
     def _with_similarity(self, found: dict[str, _Candidate], vec: np.ndarray | None) -> dict[str, _Candidate]:
         """Fill in similarity whatever the retrieval (one matrix product), so every policy logs the same features.
@@ -171,7 +252,7 @@ class AdService:
         todo = [c for c in found.values() if c.similarity is None]
         if vec is None or not todo:
             return found
-        options = [c.info.creatives if c.term_match else [c.creative] for c in todo]
+        options = [c.info.creatives if c.term_share else [c.creative] for c in todo]
         sims = self.index.similarity(vec, [cr.id for opts in options for cr in opts]).tolist()
         at = 0
         for cand, opts in zip(todo, options):
@@ -186,20 +267,18 @@ class AdService:
             raise ValueError(f"slots must be between 1 and {cfg.max_slots}, got {req.slots}")
         now = self.clock()
         day = utc_day(now)
-        text = self.context_text(req)
-        if not text.strip() and cfg.retrieval != "random":
+        context = self.context(req)
+        if not context.texts and cfg.retrieval != "random":
             return []
-        vec = self._embed_one(text) if self.embed is not None and text.strip() else None
-        unsafe = float(self.safety.scores(vec)[0]) if self.safety is not None and vec is not None else 0.0
-        ctx = RequestContext(now=now, user_id=req.user_id, unsafe_score=unsafe,
+        ctx = RequestContext(now=now, user_id=req.user_id, unsafe_score=context.unsafe,
                              lang=req.lang or (self.history.langs.get(req.user_id) if req.user_id else None),
                              seen_today=self.store.user_impressions(req.user_id, day) if req.user_id else {})
         activity = self.history.activity.get(req.user_id, 0) if req.user_id else 0
-        present = set(words(text))
-        cands = self._candidates(present, vec)
+        present = context.present
+        cands = self._candidates(context)
         placed = self._auction(cands, ctx, req.slots, 0, activity)
         if cfg.fill and len(placed) < req.slots:
-            extra = {cid: c for cid, c in self._random_candidates(present, vec).items() if cid not in cands}
+            extra = {cid: c for cid, c in self._random_candidates(context).items() if cid not in cands}
             placed += self._auction(extra, ctx, req.slots - len(placed), len(placed), activity)
         impressions = []
         for cand, position, price in placed:
@@ -239,7 +318,7 @@ class AdService:
 
     def _features(self, cand: _Candidate, position: int, activity: int) -> list[float]:
         imps, clicks = self.counts.get(cand.info.id, (0, 0))
-        return [cand.similarity or 0.0, float(cand.term_match), float(position), smoothed_ctr(imps, clicks), float(activity)]
+        return [cand.similarity or 0.0, cand.term_share, float(position), smoothed_ctr(imps, clicks), float(activity)]
 
     def click(self, token: str) -> Click | None:
         """Verify a click token (BadToken if forged or expired) and record the click once."""

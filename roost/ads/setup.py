@@ -3,10 +3,16 @@
 ``workspace/ads.db`` holds the campaigns and events; ``workspace/ads/`` holds
 the click secret, the trained click model, the brand-safety probes and the
 saved creative index.
+
+``ROOST_ADS_DURABILITY`` picks what an acknowledged impression or click must
+survive (see :mod:`roost.ads.store`): ``process`` (default; a crash or SIGKILL
+of the server) or ``power`` (also an OS crash or power cut, one fsync per decision).
 """
 
 from __future__ import annotations
 
+import gc
+import os
 from pathlib import Path
 
 from roost.ads.brand_safety import SafetyProbes
@@ -15,7 +21,7 @@ from roost.ads.context import UserHistory
 from roost.ads.embedder import resolve_embedder
 from roost.ads.pctr import CTRModel
 from roost.ads.service import AdsConfig, AdService
-from roost.ads.store import AdStore
+from roost.ads.store import AdStore, synchronous_for
 from roost.workspace import Workspace
 
 
@@ -31,8 +37,10 @@ def safety_path(ws: Workspace) -> Path:
     return ads_dir(ws) / "safety.json"
 
 
-def open_store(ws: Workspace, synchronous: str = "FULL") -> AdStore:
-    return AdStore(ws.ads_db, synchronous=synchronous)
+def open_store(ws: Workspace, durability: str | None = None) -> AdStore:
+    """The workspace's ads db; ``durability`` defaults to ``$ROOST_ADS_DURABILITY``, else "process"."""
+    durability = durability or os.environ.get("ROOST_ADS_DURABILITY", "process")
+    return AdStore(ws.ads_db, synchronous=synchronous_for(durability))
 
 
 def open_service(ws: Workspace, embedder: str = "auto", config: AdsConfig | None = None, **kwargs) -> AdService:
@@ -42,5 +50,18 @@ def open_service(ws: Workspace, embedder: str = "auto", config: AdsConfig | None
     ctr = CTRModel.load(ctr_path(ws)) if ctr_path(ws).exists() else None
     safety = SafetyProbes.load(safety_path(ws)) if safety_path(ws).exists() else None
     signer = ClickSigner(load_or_create_secret(ads_dir(ws) / "click_secret"))
-    return AdService(open_store(ws), signer, embed=embed, space=space, history=history, ctr=ctr, safety=safety,
-                     config=config, index_path=ads_dir(ws) / f"creatives-{space}.usearch", **kwargs)
+    service = AdService(open_store(ws), signer, embed=embed, space=space, history=history, ctr=ctr, safety=safety,
+                        config=config, index_path=ads_dir(ws) / f"creatives-{space}.usearch", **kwargs)
+    settle_heap()
+    return service
+
+
+def settle_heap() -> None:
+    """Move everything loaded so far out of the garbage collector's sight.
+
+    A catalog of 100k campaigns is millions of long-lived objects; every full
+    collection would walk them all, a pause of many milliseconds that lands on
+    some unlucky decision's latency. Frozen, they are never scanned again.
+    """
+    gc.collect()
+    gc.freeze()

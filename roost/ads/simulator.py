@@ -29,6 +29,7 @@ from roost.ads.context import UserHistory
 from roost.ads.embedder import EmbedFn
 from roost.ads.pacing import DAY_S
 from roost.ads.pctr import CTRModel, evaluate, events_to_arrays, train
+from roost.ads.retrieval import embed_in_batches
 from roost.ads.service import AdRequest, AdsConfig, AdService
 from roost.ads.store import AdStore
 
@@ -108,6 +109,9 @@ def simulate(campaigns: list[CampaignSpec], history: UserHistory, truth: ClickMo
     if any(c.id is None for c in campaigns):
         raise ValueError("simulated campaigns need ids: the truth model knows campaigns by id")
     embed = shared_cache(embed)
+    # every request's context is some user's recent posts: embed them all up front, in batches
+    embed_in_batches(embed, sorted({text for posts in history.recent.values() for _, text in posts}),
+                     batch_size=64, desc="embedding users' posts")
     rows, ctr = [], None
     with tempfile.TemporaryDirectory(prefix="roost-sim-") as tmp:
         for name in sorted(policies, key=lambda p: p != "random"):
