@@ -11,7 +11,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve the model (OpenAI API), search and ads over HTTP",
                        description="Serve workspace/model behind an OpenAI-compatible API (/v1/chat/completions, "
                                    "/v1/completions, /v1/embeddings, /v1/models), plus search, ads, /health and "
-                                   "/metrics (Prometheus). Generation uses continuous batching over --slots.")
+                                   "/metrics (Prometheus). Generation uses continuous batching over --slots.",
+                       epilog="Ad impressions and clicks are committed so they survive a SIGKILL of the server "
+                              "(SQLite WAL, synchronous=NORMAL); set ROOST_ADS_DURABILITY=power to also survive "
+                              "an OS crash or power cut (synchronous=FULL, one fsync per decision).")
     add_workspace_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
