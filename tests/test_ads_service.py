@@ -118,7 +118,7 @@ def test_users_recent_posts_are_the_context(tmp_path):
     write_posts(corpus, [("p1", "my sourdough bread finally rose", "alice", 1), ("p2", "new trail shoes today", "bob", 2),
                          ("p3", "baking bread all weekend", "alice", 3)])
     history = UserHistory.from_corpus(corpus, keep=1)
-    assert history.user_text("alice") == "baking bread all weekend" and history.activity["alice"] == 2
+    assert [t for _, t in history.recent["alice"]] == ["baking bread all weekend"] and history.activity["alice"] == 2
     assert history.post_texts(["p1", "zz"]) == ["my sourdough bread finally rose"]  # not kept: read from the corpus
     svc = service(tmp_path, [spec("bakery", "fresh bread from our bakery"), spec("shoes", "trail shoes sale")],
                   history=history)

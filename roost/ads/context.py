@@ -51,9 +51,6 @@ class UserHistory:
             corpus_dir=Path(corpus_dir),
         )
 
-    def user_text(self, user_id: str) -> str:
-        return "\n".join(text for _, text in self.recent.get(user_id, []))
-
     def post_texts(self, post_ids: list[str]) -> list[str]:
         """Texts of the given posts, from memory or else the corpus; unknown ids are skipped."""
         found = {p: self.posts[p] for p in post_ids if p in self.posts}
