@@ -79,6 +79,10 @@ def session(device: str) -> Iterator[dist.DistInfo]:
         torch.use_deterministic_algorithms(True)
     try:
         yield info
+        # Every rank waits here for the others (rank 0 may still be exporting the model): tearing the process
+        # group down while a peer still uses it aborts gloo ("terminate called without an active exception").
+        # Not on an error: the failed rank must exit at once so torchrun can stop the job.
+        dist.barrier()
     finally:
         torch.use_deterministic_algorithms(deterministic)
         dist.shutdown()
