@@ -19,6 +19,7 @@ Either way the wrapped model is the same ``GPT`` module object, so
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -196,4 +197,8 @@ def barrier() -> None:
 
 def shutdown() -> None:
     if dist.is_initialized():
+        # FSDP modules sit in reference cycles that hold gloo work objects (and their tensors); left to the
+        # interpreter's final teardown, freeing them takes the GIL from a C++ thread and aborts the process
+        # ("terminate called without an active exception"). Collect them now, while Python is fully alive.
+        gc.collect()
         dist.destroy_process_group()
