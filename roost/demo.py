@@ -27,14 +27,14 @@ PRETRAIN_RUN = "pretrain"
 class DemoConfig:
     workspace: Path = Path("workspace")
     # the sample network
-    users: int = 400
-    posts: int = 6_000
+    users: int = 2_000
+    posts: int = 50_000  # the sample network's own default: more text for the same training minutes
     campaigns: int = 200
     seed: int = 0
     ingest_workers: int = 0  # 0: one per core (roost.corpus.config.IngestConfig.workers)
     # tokenizer and model
     vocab_size: int = 4096
-    val_fraction: float = 0.05  # held-out posts: enough validation rows for a 10k-post network
+    val_fraction: float = 0.02  # held-out posts: about 900 of the 50k-post network
     depth: int = 4
     seq_len: int = 128
     device_batch: int = 16
