@@ -88,6 +88,13 @@ def _table(header: list[str], rows: list[list], best_cols: set[int] = frozenset(
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _absent(part: dict | None) -> str | None:
+    """The note for a part that was not run or was skipped, or None when it has results to show."""
+    if part is None:
+        return "<p class='muted'>not run</p>"
+    return _skip_note(part) if "skipped" in part else None
+
+
 def _skip_note(part: dict) -> str:
     return f"<p class='note'>Skipped: {html.escape(part['skipped'])}</p>"
 
@@ -105,10 +112,8 @@ def write_report(results: dict, ws: Workspace, out_dir: Path, run: str = "pretra
     parts.append("<h2>Language model</h2>")
     lm = results.get("lm")
     metrics = ws.root / "runs" / run / "metrics.jsonl"
-    if lm is None:
-        parts.append("<p class='muted'>not run</p>")
-    elif "skipped" in lm:
-        parts.append(_skip_note(lm))
+    if (note := _absent(lm)) is not None:
+        parts.append(note)
     else:
         parts.append(_table(["served model", "validation loss (nats/token)", "bits per byte", "tokens", "parameters"],
                             [[lm["source"], lm["val_loss"], lm.get("val_bpb", float("nan")), lm["tokens"], lm["params"]]]))
@@ -118,10 +123,8 @@ def write_report(results: dict, ws: Workspace, out_dir: Path, run: str = "pretra
 
     parts.append("<h2>TweetEval classification</h2>")
     tw = results.get("tweeteval")
-    if tw is None:
-        parts.append("<p class='muted'>not run</p>")
-    elif "skipped" in tw:
-        parts.append(_skip_note(tw))
+    if (note := _absent(tw)) is not None:
+        parts.append(note)
     elif tw["tasks"]:
         tasks = tw["tasks"]
         methods = [(k, label) for k, label in METHODS if any(k in r for r in tasks.values())]
@@ -142,10 +145,8 @@ def write_report(results: dict, ws: Workspace, out_dir: Path, run: str = "pretra
 
     parts.append("<h2>Search</h2>")
     search = results.get("search")
-    if search is None:
-        parts.append("<p class='muted'>not run</p>")
-    elif "skipped" in search:
-        parts.append(_skip_note(search))
+    if (note := _absent(search)) is not None:
+        parts.append(note)
     else:
         names = sorted({k for r in search.values() for m in r["metrics"].values() for k in m})
         rows = [[task, mode, r["queries"], *[m.get(k, float("nan")) for k in names]]
@@ -156,10 +157,8 @@ def write_report(results: dict, ws: Workspace, out_dir: Path, run: str = "pretra
 
     parts.append("<h2>Ads (offline simulation)</h2>")
     ads = results.get("ads")
-    if ads is None:
-        parts.append("<p class='muted'>not run</p>")
-    elif "skipped" in ads:
-        parts.append(_skip_note(ads))
+    if (note := _absent(ads)) is not None:
+        parts.append(note)
     else:
         cols = ["policy", "impressions", "clicks", "ctr", "revenue", "rpm", "pctr_auc", "budget_use"]
         parts.append(_table(cols, [[r[c] for c in cols] for r in ads["policies"]]))
