@@ -1,4 +1,4 @@
-"""Learning at a fixed CPU time budget: AdamW against Muon on real tweets (TweetEval).
+"""Learning at a fixed CPU time budget: AdamW against Muon (or bf16 against fp32) on real tweets (TweetEval).
 
     .venv/bin/python bench/learning.py --minutes 20 --depth 2
 
@@ -9,7 +9,7 @@ picks validation posts by a hash of the post id, and this benchmark needs
 TweetEval's own train/val split. It trains roost's BPE tokenizer
 (``roost.tokenizer.train_bpe``) on the train tweets and writes the token shards
 with the tokens stage's own writer, then runs ``roost train --minutes M`` once
-per optimizer, all at the same time with one thread each, and prints the
+per run (optimizer, optionally dtype), all at the same time with one thread each, and prints the
 validation loss and bits per byte each reached, with both curves in one plot.
 """
 
@@ -79,7 +79,8 @@ def prepare(ws_root: Path, data: Path, vocab_size: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=20.0, help="training time per optimizer (default: 20)")
-    p.add_argument("--optimizers", default="adamw,muon")
+    p.add_argument("--runs", default="adamw,muon",
+                   help="runs side by side, each OPTIMIZER or OPTIMIZER:DTYPE (e.g. muon:bfloat16,muon:float32)")
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--device-batch", type=int, default=8)
@@ -94,27 +95,30 @@ def main() -> None:
     base = args.workdir / "data"
     prepare(base, args.data, args.vocab_size)
     procs = {}
-    for opt in args.optimizers.split(","):
-        ws = args.workdir / opt
+    for spec in args.runs.split(","):
+        opt, _, dtype = spec.partition(":")
+        name = spec.replace(":", "-")
+        ws = args.workdir / name
         shutil.rmtree(ws, ignore_errors=True)
         shutil.copytree(base, ws)
-        cmd = [sys.executable, "-m", "roost", "train", "--workspace", str(ws), "--run", opt, "--optimizer", opt,
+        cmd = [sys.executable, "-m", "roost", "train", "--workspace", str(ws), "--run", name, "--optimizer", opt,
                "--minutes", str(args.minutes), "--depth", str(args.depth), "--seq-len", str(args.seq_len),
                "--max-seq-len", str(args.seq_len), "--device-batch", str(args.device_batch), "--device", "cpu",
-               "--eval-every", str(args.eval_every), "--ckpt-every", "1000000", *args.extra.split()]
+               "--eval-every", str(args.eval_every), "--ckpt-every", "1000000", *(["--dtype", dtype] if dtype else []),
+               *args.extra.split()]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-        log = open(args.workdir / f"{opt}.log", "w")
+        log = open(args.workdir / f"{name}.log", "w")
         print("$", " ".join(cmd))
-        procs[opt] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log)
-    for opt, (proc, log) in procs.items():
+        procs[name] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+    for name, (proc, log) in procs.items():
         if proc.wait() != 0:
-            raise SystemExit(f"{opt} run failed (exit {proc.returncode}); see {args.workdir / f'{opt}.log'}")
+            raise SystemExit(f"{name} run failed (exit {proc.returncode}); see {args.workdir / f'{name}.log'}")
         log.close()
 
     results = {}
-    for opt in procs:
-        records = [json.loads(line) for line in (args.workdir / opt / "runs" / opt / "metrics.jsonl").read_text().splitlines()]
-        results[opt] = records
+    for name in procs:
+        records = [json.loads(line) for line in (args.workdir / name / "runs" / name / "metrics.jsonl").read_text().splitlines()]
+        results[name] = records
     report(results, args)
 
 
@@ -126,8 +130,8 @@ def report(results: dict[str, list[dict]], args) -> None:
 
     tokens_per_step = args.device_batch * args.seq_len
     print(f"\ndepth {args.depth}, seq_len {args.seq_len}, {tokens_per_step} tokens/step, vocab {args.vocab_size}, "
-          f"{args.minutes:g} min each, 1 thread each, both at once\n")
-    print("| optimizer | steps | train tokens | tokens/s | final val loss | final val bits/byte | best val loss |")
+          f"{args.minutes:g} min each, 1 thread each, all at once\n")
+    print("| run | steps | train tokens | tokens/s | final val loss | final val bits/byte | best val loss |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for opt, records in results.items():
@@ -145,7 +149,7 @@ def report(results: dict[str, list[dict]], args) -> None:
     ax.set_ylim(top=min(8.5, ax.get_ylim()[1]))
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title(f"TweetEval, depth {args.depth}: AdamW vs Muon at equal CPU time")
+    ax.set_title(f"TweetEval, depth {args.depth}: {' vs '.join(results)} at equal CPU time")
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
     print(f"\ncurves: {args.plot}")

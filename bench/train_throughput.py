@@ -1,13 +1,17 @@
 """Training throughput: roost's GPT against Hugging Face ``LlamaForCausalLM`` of the same shape, side by side.
 
-    .venv/bin/python bench/train_throughput.py --depth 4 --seq-len 256 --batch 8 --threads 2
+    .venv/bin/python bench/train_throughput.py --depth 4 --seq-len 256 --batch 8 --threads 1 --dtype bf16
 
 Both models are built from one ``GPTConfig`` (HF's through roost.export's
 ``hf_config``, so shapes, RoPE and norms match), start from the same weights,
-and run the same step on the same batches: forward, fp32 cross-entropy on the
-logits, backward, grad-norm clipping, fused AdamW over all parameters, in fp32
-on CPU. Timing alternates between the two in rounds so they share the machine's
-noise; the table gives the median tokens/s of each and the ratio.
+and run the same step on the same batches: forward and loss, backward,
+grad-norm clipping, fused AdamW over all parameters. roost's loss is its
+training loss (the fused lm_head + cross-entropy of roost/loss.py); HF's is
+fp32 cross-entropy on its logits, as its ``ForCausalLMLoss`` computes it.
+``--dtype bf16`` runs both under CPU bf16 autocast (fp32 master weights), what
+``roost train --dtype auto`` does on CPUs with AVX512-BF16; ``fp32`` runs both
+without. Timing alternates between the two in rounds so they share the
+machine's noise; the table gives the median tokens/s of each and the ratio.
 """
 
 from __future__ import annotations
@@ -40,12 +44,13 @@ def build(args):
     return cfg, roost, hf
 
 
-def make_step(model, forward, args):
+def make_step(model, loss_fn, args):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bf16")
 
     def step(x, y):
-        logits = forward(x)
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
+        with autocast:
+            loss = loss_fn(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -53,6 +58,12 @@ def make_step(model, forward, args):
         return loss.item()
 
     return step
+
+
+def hf_loss(hf, x, y):
+    """How HF's own loss (``ForCausalLMLoss``) computes it: fp32 cross-entropy on the logits, mean over tokens."""
+    logits = hf(input_ids=x, use_cache=False).logits
+    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
 
 
 def main() -> None:
@@ -64,6 +75,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="timed steps per round and model")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: both under CPU bf16 autocast")
     p.add_argument("--hf-attn", default="sdpa", help="HF attention implementation (sdpa or eager)")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     args = p.parse_args()
@@ -74,11 +86,11 @@ def main() -> None:
     from roost.model import describe
 
     cfg, roost, hf = build(args)
-    roost_fwd = lambda x: roost(x)
-    hf_fwd = lambda x: hf(input_ids=x, use_cache=False).logits
+    roost_fn = lambda x, y: roost(x, y)[1]  # roost's training loss (roost/loss.py)
+    hf_fn = lambda x, y: hf_loss(hf, x, y)
     if args.compile:
-        roost_fwd, hf_fwd = torch.compile(roost_fwd), torch.compile(hf_fwd)
-    steps = {"roost GPT": make_step(roost, roost_fwd, args), "HF LlamaForCausalLM": make_step(hf, hf_fwd, args)}
+        roost_fn, hf_fn = torch.compile(roost_fn), torch.compile(hf_fn)
+    steps = {"roost GPT": make_step(roost, roost_fn, args), "HF LlamaForCausalLM": make_step(hf, hf_fn, args)}
     g = torch.Generator().manual_seed(0)
     data = torch.randint(0, args.vocab, (args.steps, args.batch, args.seq_len + 1), generator=g)
     batches = [(d[:, :-1].contiguous(), d[:, 1:].contiguous()) for d in data]
@@ -95,7 +107,7 @@ def main() -> None:
     tokens = args.steps * args.batch * args.seq_len
     rate = {name: tokens / statistics.median(ts) for name, ts in times.items()}
     print(f"\n{describe(cfg)}")
-    print(f"batch {args.batch} x {args.seq_len} tokens, fp32, fused AdamW, {args.threads} thread(s), "
+    print(f"batch {args.batch} x {args.seq_len} tokens, {args.dtype}, fused AdamW, {args.threads} thread(s), "
           f"HF attention: {args.hf_attn}{', torch.compile' if args.compile else ''}; "
           f"first-step loss roost {first['roost GPT']:.4f} / HF {first['HF LlamaForCausalLM']:.4f}\n")
     print(f"| model | tokens/s (median of {args.rounds} rounds) | step ms |")

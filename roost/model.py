@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from roost.loss import IGNORE_INDEX, linear_cross_entropy
+
 MLP_KINDS = ("swiglu", "relu2")
 
 
@@ -425,11 +427,16 @@ class GPT(nn.Module):
         The loss is cross-entropy in fp32 with ``ignore_index=-100`` (SFT masks
         prompt tokens that way); ``loss_reduction="none"`` gives per-token
         losses [B, T] (zero where ignored), for perplexity and evaluation.
+        Training (autograd on, a summed or mean loss) takes the fused path of
+        roost/loss.py, which never holds the logits: then ``logits`` is None.
         """
-        logits = self.lm_head(self.forward_hidden(idx, kv_cache=kv_cache, positions=positions))
+        hidden = self.forward_hidden(idx, kv_cache=kv_cache, positions=positions)
+        if targets is not None and loss_reduction != "none" and torch.is_grad_enabled():
+            return None, linear_cross_entropy(hidden, self.lm_head.weight, targets, loss_reduction)
+        logits = self.lm_head(hidden)
         if targets is None:
             return logits
         loss = F.cross_entropy(
-            logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction=loss_reduction
+            logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction=loss_reduction
         )
         return logits, loss.view(targets.shape) if loss_reduction == "none" else loss

@@ -139,6 +139,7 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest():
         (["--seq-len", "128"], "--seq-len 128 is above the model's context --max-seq-len 64"),
         (["--steps", "3", "--minutes", "1"], "at most one of --steps, --tokens, --minutes"),
         (["--optimizer", "sgd"], "--optimizer must be one of adamw, muon"),
+        (["--dtype", "float16"], "--dtype must be one of auto, bfloat16, float32"),
         (["--depth", "0"], "--depth must be a positive number"),
         (["--depth", "200"], "--depth 200 .* needs about .* GiB .* use a smaller --depth"),
     ],
@@ -250,3 +251,26 @@ def test_loss_falls_and_the_run_writes_metrics_plot_and_model(token_ws, tmp_path
         train(ws, TrainConfig(**TINY, steps=2))
     assert main(["train", "--workspace", str(ws.root), "--resume", "--depth", "2", "--steps", "50"]) == 2
     assert "--resume cannot change the model or data order: --depth 2 (checkpoint has 1)" in capsys.readouterr().err
+
+
+def test_dtype_auto_picks_bf16_where_the_cpu_has_it_and_bf16_training_follows_fp32(token_ws, tmp_path):
+    import shutil
+
+    from roost.export import load_hf
+    from roost.train.loop import compute_dtype
+
+    cpu = torch.device("cpu")
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert compute_dtype("auto", cpu) == (torch.bfloat16 if native else torch.float32)
+    assert compute_dtype("float32", cpu) == torch.float32 and compute_dtype("bfloat16", cpu) == torch.bfloat16
+    weights = {}
+    for dtype in ("float32", "bfloat16"):
+        ws = type(token_ws)(tmp_path / dtype)
+        shutil.copytree(token_ws.root, ws.root)
+        train(ws, TrainConfig(**TINY, steps=4, eval_every=4, ckpt_every=4, run="t", dtype=dtype))
+        weights[dtype] = load_hf(ws.model).state_dict()
+    for name, w32 in weights["float32"].items():
+        w16 = weights["bfloat16"][name]
+        assert w16.dtype == torch.float32  # master weights stay fp32 under autocast
+        assert (w16 - w32).norm() <= 0.05 * w32.norm(), name  # the same training, rounded differently
+    assert any(not torch.equal(weights["bfloat16"][k], w) for k, w in weights["float32"].items())  # autocast ran

@@ -37,6 +37,8 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "ckpt_every": (int, "checkpoint every N steps; always at the end (default: 500)"),
     "keep": (int, "checkpoints kept on disk (default: 3)"),
     "device": (str, "auto, cpu, cuda or mps (default: auto)"),
+    "dtype": (str, ("compute dtype: bfloat16 (autocast, fp32 master weights), float32, or auto: bfloat16 on CUDA "
+                    "GPUs with bf16 and on CPUs with AVX512-BF16 or AMX, float32 elsewhere (default: auto)")),
     "parallel": (str, ("with many processes: ddp (a replica per rank) or fsdp (FSDP2, parameters, gradients and "
                        "optimizer state sharded across ranks) (default: ddp)")),
     "run": (str, "run name: metrics and plots go to workspace/runs/NAME (default: pretrain)"),

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("cosine", "wsd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "bfloat16", "float32")  # roost.train.loop.compute_dtype
 PARALLEL = ("ddp", "fsdp")  # roost.train.dist.wrap_model
 
 # Fields that fix the model and the data order: a resumed run may not change them.
@@ -52,6 +53,7 @@ class TrainConfig:
     run: str = "pretrain"
     # runtime
     device: str = "auto"
+    dtype: str = "auto"  # matmuls in bf16 under autocast (fp32 master weights) or fp32; auto: bf16 where it is fast
     parallel: str = "ddp"  # with many processes: DistributedDataParallel or FSDP2 (roost.train.dist)
     activation_checkpointing: bool = False  # recompute each block's activations in backward (less memory)
     compile: bool = False
@@ -78,7 +80,7 @@ class TrainConfig:
         if self.grad_clip < 0:
             raise ValueError(f"--grad-clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES),
-                              ("parallel", PARALLEL)):
+                              ("dtype", DTYPES), ("parallel", PARALLEL)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         given = [f"--{n}" for n in ("steps", "tokens", "minutes") if getattr(self, n) is not None]

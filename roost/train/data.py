@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-IGNORE_INDEX = -100  # roost.model.GPT.forward ignores these targets
+from roost.loss import IGNORE_INDEX  # roost.model.GPT.forward ignores these targets
 
 
 def sequence_starts(doc_starts: np.ndarray, num_tokens: int, seq_len: int) -> np.ndarray:

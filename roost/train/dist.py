@@ -10,7 +10,7 @@ Two ways to spread the model over ranks, both PyTorch's own:
   all-reduced in buckets during backward.
 * ``fsdp``: FSDP2 (``fully_shard``), each block's parameters sharded across
   ranks and all-gathered just in time, then the root (embedding, final norm,
-  lm_head). On CUDA the gathered parameters are bf16 and gradients are reduced
+  lm_head). On CUDA with a bf16 --dtype the gathered parameters are bf16 and gradients are reduced
   in fp32 (``MixedPrecisionPolicy``); the sharded master weights stay fp32.
 
 Either way the wrapped model is the same ``GPT`` module object, so
@@ -88,7 +88,9 @@ def elastic_restart() -> int:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
-def wrap_model(model: torch.nn.Module, info: DistInfo, parallel: str = "ddp") -> torch.nn.Module:
+def wrap_model(
+    model: torch.nn.Module, info: DistInfo, parallel: str = "ddp", dtype: torch.dtype = torch.float32
+) -> torch.nn.Module:
     """``model`` made data parallel across ranks: a DDP wrapper, or (``fsdp``) the model itself, sharded in place.
 
     With one process it is returned as is: there is nothing to synchronise.
@@ -98,19 +100,24 @@ def wrap_model(model: torch.nn.Module, info: DistInfo, parallel: str = "ddp") ->
     if not info.distributed:
         return model
     if parallel == "fsdp":
-        return shard_model(model, info.device)
+        return shard_model(model, info.device, dtype)
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
 
 
-def shard_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """FSDP2: ``fully_shard`` each transformer block, then the root, as torchtitan does."""
+def shard_model(model: torch.nn.Module, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """FSDP2: ``fully_shard`` each transformer block, then the root, as torchtitan does.
+
+    On CUDA a bf16 ``dtype`` becomes the mixed-precision policy (bf16
+    parameters gathered, fp32 gradient reduction); elsewhere the loop's
+    autocast does the casting.
+    """
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     policy = MixedPrecisionPolicy()
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    if device.type == "cuda" and dtype != torch.float32:
+        policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
     blocks = list(model.layers)
     for i, block in enumerate(blocks):
         # The last block's parameters are needed again at once by backward: keep them gathered.

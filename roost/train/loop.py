@@ -171,12 +171,15 @@ def prepare_model(model: GPT, cfg: TrainConfig, info: dist.DistInfo) -> torch.nn
     if cfg.compile:  # per block, as torchtitan does: works under DDP and FSDP alike
         for block in model.layers:
             block.compile()
-    return dist.wrap_model(model, info, cfg.parallel)
+    return dist.wrap_model(model, info, cfg.parallel, compute_dtype(cfg.dtype, info.device))
 
 
 def training_autocast(cfg: TrainConfig, info: dist.DistInfo):
-    """FSDP's MixedPrecisionPolicy already computes in bf16 on CUDA; autocast is for the unsharded model."""
-    return contextlib.nullcontext if info.distributed and cfg.parallel == "fsdp" else autocast_for(info.device)
+    """FSDP's MixedPrecisionPolicy computes in bf16 on CUDA (roost.train.dist.shard_model); autocast elsewhere."""
+    dtype = compute_dtype(cfg.dtype, info.device)
+    if info.distributed and cfg.parallel == "fsdp" and info.device.type == "cuda":
+        return contextlib.nullcontext
+    return autocast_for(info.device, dtype)
 
 
 @dataclass
@@ -344,11 +347,28 @@ def export_model(ws: Workspace, model: GPT, model_cfg: GPTConfig, tokens_hash: s
     return save_hf(model, ws.model, ws.tokenizer if has_tokenizer else None, manifest=manifest)
 
 
-def autocast_for(device: torch.device):
-    """bf16 autocast (fp32 master weights) where the device does it well; plain fp32 elsewhere."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return functools.partial(torch.autocast, "cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext
+def compute_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """The dtype of the matmuls: bf16 where the hardware does it natively, as ``--dtype auto`` asks.
+
+    On a CPU with AVX512-BF16 (or AMX) a bf16 matmul runs about twice as fast
+    as fp32 (BENCHMARKS.md, "Training"); without it bf16 is emulated and slower.
+    """
+    if requested == "float32":
+        return torch.float32
+    if requested == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype = torch.float32):
+    """Autocast to ``dtype`` (fp32 master weights), or nothing for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, device.type, dtype=dtype)
 
 
 def check_fits(model_cfg: GPTConfig, cfg: TrainConfig, device: torch.device, shards: int = 1) -> None:
