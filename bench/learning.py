@@ -90,8 +90,20 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/roost-bench-learning"))
     p.add_argument("--plot", type=Path, default=ROOT / "bench" / "learning_curves.png")
+    p.add_argument("--report-only", action="store_true", help="report the runs already in --workdir, train nothing")
     args = p.parse_args()
 
+    names = [spec.replace(":", "-") for spec in args.runs.split(",")]
+    if not args.report_only:
+        train_all(args)
+    results = {}
+    for name in names:
+        metrics = args.workdir / name / "runs" / name / "metrics.jsonl"
+        results[name] = [json.loads(line) for line in metrics.read_text().splitlines()]
+    report(results, args)
+
+
+def train_all(args) -> None:
     base = args.workdir / "data"
     prepare(base, args.data, args.vocab_size)
     procs = {}
@@ -115,11 +127,16 @@ def main() -> None:
             raise SystemExit(f"{name} run failed (exit {proc.returncode}); see {args.workdir / f'{name}.log'}")
         log.close()
 
-    results = {}
-    for name in procs:
-        records = [json.loads(line) for line in (args.workdir / name / "runs" / name / "metrics.jsonl").read_text().splitlines()]
-        results[name] = records
-    report(results, args)
+
+def final_fp32_val_loss(ws_root: Path, args) -> float:
+    """The exported model's validation loss in fp32 over the whole val split, so bf16 and fp32 runs are judged alike."""
+    from roost.eval.lm import validation_loss
+    from roost.tokens import TokenShards
+    from roost.workspace import Workspace
+
+    ws = Workspace(ws_root)
+    every_token = TokenShards(ws.tokens, "val").num_tokens
+    return validation_loss(ws, max_tokens=every_token, seq_len=args.seq_len, batch_size=args.device_batch)["val_loss"]
 
 
 def report(results: dict[str, list[dict]], args) -> None:
@@ -131,19 +148,21 @@ def report(results: dict[str, list[dict]], args) -> None:
     tokens_per_step = args.device_batch * args.seq_len
     print(f"\ndepth {args.depth}, seq_len {args.seq_len}, {tokens_per_step} tokens/step, vocab {args.vocab_size}, "
           f"{args.minutes:g} min each, 1 thread each, all at once\n")
-    print("| run | steps | train tokens | tokens/s | final val loss | final val bits/byte | best val loss |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| run | steps | train tokens | tokens/s | final val loss | final val bits/byte | best val loss | "
+          "final model, fp32 val loss |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for opt, records in results.items():
+    for name, records in results.items():
         train = [r for r in records if "loss" in r]
         val = [r for r in records if "val_loss" in r]
         steps = train[-1]["step"]
         seconds = train[-1]["seconds"]
-        print(f"| {opt} | {steps:,} | {steps * tokens_per_step:,} | {steps * tokens_per_step / seconds:,.0f} | "
-              f"{val[-1]['val_loss']:.4f} | {val[-1].get('val_bpb', float('nan')):.4f} | {min(r['val_loss'] for r in val):.4f} |")
+        print(f"| {name} | {steps:,} | {steps * tokens_per_step:,} | {steps * tokens_per_step / seconds:,.0f} | "
+              f"{val[-1]['val_loss']:.4f} | {val[-1].get('val_bpb', float('nan')):.4f} | {min(r['val_loss'] for r in val):.4f} | "
+              f"{final_fp32_val_loss(args.workdir / name, args):.4f} |")
         secs = {r["step"]: r["seconds"] for r in train}
-        ax.plot([r["seconds"] / 60 for r in train], [r["loss"] for r in train], linewidth=0.6, alpha=0.5, label=f"{opt} train")
-        ax.plot([secs.get(r["step"], 0) / 60 for r in val], [r["val_loss"] for r in val], "o-", label=f"{opt} val")
+        ax.plot([r["seconds"] / 60 for r in train], [r["loss"] for r in train], linewidth=0.6, alpha=0.5, label=f"{name} train")
+        ax.plot([secs.get(r["step"], 0) / 60 for r in val], [r["val_loss"] for r in val], "o-", label=f"{name} val")
     ax.set_xlabel("training minutes (1 CPU thread)")
     ax.set_ylabel("loss (nats/token)")
     ax.set_ylim(top=min(8.5, ax.get_ylim()[1]))

@@ -197,3 +197,12 @@ def test_cli_ingest_and_stats(tmp_path, capsys):
     assert "unknown key(s) colour" in capsys.readouterr().err
     assert cli(["corpus", "stats", "--workspace", str(tmp_path / "empty")]) == 2
     assert "roost ingest" in capsys.readouterr().err
+
+
+def test_a_sample_network_folder_ingests_its_posts_and_nothing_else(tmp_path):
+    from roost.sample import generate
+
+    summary = generate(tmp_path / "sample", users=30, posts=300, seed=3, campaigns=10)
+    rep = run(Workspace(tmp_path / "ws"), tmp_path / "sample")
+    assert rep.malformed == {}  # users.jsonl, ads.json and truth/ are not read as posts
+    assert rep.read == summary.posts and accounting(rep) == rep.read

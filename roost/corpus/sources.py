@@ -329,13 +329,29 @@ def _parquet_units(path: Path, name: str, cfg: IngestConfig) -> Iterator[Unit]:
                 yield Unit(name, row_no, "row", row)
 
 
+def sample_network_posts(folder: Path) -> Path | None:
+    """The posts file of a sample network's folder (``roost sample``), else None.
+
+    Beside the posts such a folder holds users, ads and ground truth, which are
+    not posts: read as a corpus they would all count as malformed records.
+    """
+    try:
+        stage = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("stage")
+    except (OSError, ValueError, AttributeError):
+        return None
+    posts = folder / "posts.jsonl"
+    return posts if stage == "sample" and posts.is_file() else None
+
+
 def expand_sources(sources: list[Path]) -> list[Path]:
-    """Files named, and the files under folders named (sorted, hidden ones skipped)."""
+    """Files named, and the files under folders named (sorted, hidden ones skipped); a sample network's posts."""
     out: list[Path] = []
     for s in map(Path, sources):
         if not s.exists():
             raise FileNotFoundError(f"source {s} does not exist")
-        if s.is_dir():
+        if s.is_dir() and (posts := sample_network_posts(s)) is not None:
+            out.append(posts)
+        elif s.is_dir():
             out.extend(p for p in sorted(s.rglob("*")) if p.is_file() and not any(x.startswith(".") for x in p.relative_to(s).parts))
         else:
             out.append(s)

@@ -377,13 +377,14 @@ def check_fits(model_cfg: GPTConfig, cfg: TrainConfig, device: torch.device, sha
     fp32 weights, gradients and two optimizer moments take 16 bytes a parameter
     (split over ``shards`` ranks under FSDP);
     activations for backward roughly 34 * width bytes per token per layer in
-    fp32 (Korthikanti et al.) plus the fp32 logits and their gradient.
+    fp32 (Korthikanti et al.), plus one fp32 [tokens, vocab] tensor: the fused
+    loss (roost/loss.py) writes the logits' gradient over the logits.
     """
     total = _device_memory(device)
     if total is None:
         return
     tokens = cfg.device_batch * cfg.seq_len
-    need = 16 * model_cfg.num_params() // shards + tokens * (34 * model_cfg.n_embd * model_cfg.n_layer + 8 * model_cfg.vocab_size)
+    need = 16 * model_cfg.num_params() // shards + tokens * (34 * model_cfg.n_embd * model_cfg.n_layer + 4 * model_cfg.vocab_size)
     if need > 0.9 * total:
         raise ValueError(
             f"--depth {cfg.depth} ({model_cfg.num_params() / 1e6:.0f}M parameters) with --device-batch "
