@@ -8,10 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from roost.loss import ROWS_PER_CHUNK, linear_cross_entropy
+from roost.loss import linear_cross_entropy, rows_per_chunk
 from roost.model import GPT, GPTConfig
 
-ROWS = 3 * ROWS_PER_CHUNK + 5  # several chunks and a ragged last one
+VOCAB = 300
+CHUNK = rows_per_chunk(torch.device("cpu"), VOCAB)
+ROWS = 3 * CHUNK + 5  # several chunks and a ragged last one
 
 
 def _reference(hidden, weight, targets, reduction):
@@ -32,10 +34,10 @@ def _loss_and_grads(fn, hidden, weight, targets, reduction, dtype):
 def test_fused_loss_and_gradients_equal_linear_then_cross_entropy(dtype, reduction):
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(ROWS, 32, generator=g)
-    weight = torch.randn(300, 32, generator=g)
-    targets = torch.randint(0, 300, (ROWS,), generator=g)
+    weight = torch.randn(VOCAB, 32, generator=g)
+    targets = torch.randint(0, VOCAB, (ROWS,), generator=g)
     targets[:7] = -100  # ignored rows (prompt tokens in SFT, padding)
-    targets[ROWS_PER_CHUNK : 2 * ROWS_PER_CHUNK] = -100  # and a whole chunk of them
+    targets[CHUNK : 2 * CHUNK] = -100  # and a whole chunk of them
     got = _loss_and_grads(linear_cross_entropy, hidden, weight, targets, reduction, dtype)
     want = _loss_and_grads(_reference, hidden, weight, targets, reduction, dtype)
     torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
