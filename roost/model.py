@@ -428,7 +428,7 @@ class GPT(nn.Module):
         prompt tokens that way); ``loss_reduction="none"`` gives per-token
         losses [B, T] (zero where ignored), for perplexity and evaluation.
         Training (autograd on, a summed or mean loss) takes the fused path of
-        roost/loss.py, which never holds the logits: then ``logits`` is None.
+        roost/loss.py, which returns no logits: then ``logits`` is None.
         """
         hidden = self.forward_hidden(idx, kv_cache=kv_cache, positions=positions)
         if targets is not None and loss_reduction != "none" and torch.is_grad_enabled():
