@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from test_demo_fixtures import build_tiny
 
 from roost.cli import main
 from roost.eval.classify import ClassifyConfig, finetune, tfidf_baseline
 from roost.eval.lm import validation_loss
 from roost.eval.tweeteval import find_tasks
+from roost.train.loop import compute_dtype
 from roost.workspace import Workspace
 
 WORDS = {0: "delicious tasty yummy", 1: "awful bland soggy", 2: "cheap pricey costly"}
@@ -83,8 +85,10 @@ def test_baseline_and_finetune_learn_a_keyword_task(tweeteval, tiny_ws):
 def test_validation_loss_matches_what_training_measured(tiny_ws):
     metrics = [json.loads(line) for line in (tiny_ws.root / "runs" / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     last = [m for m in metrics if "val_loss" in m][-1]
-    # the same slice training evaluated (seq_len 64, batch 4, eval_tokens 1024), on the exported model
-    got = validation_loss(tiny_ws, max_tokens=1024, seq_len=64, batch_size=4)
+    # the same slice training evaluated (seq_len 64, batch 4, eval_tokens 1024), on the exported model, in the
+    # dtype training computed in (--dtype auto: bf16 autocast on CPUs with AVX512-BF16)
+    dtype = compute_dtype("auto", torch.device("cpu"))
+    got = validation_loss(tiny_ws, max_tokens=1024, seq_len=64, batch_size=4, dtype=dtype)
     assert got["val_loss"] == pytest.approx(last["val_loss"], rel=1e-5)
     assert got["val_bpb"] == pytest.approx(last["val_bpb"], rel=1e-5)
     assert got["tokens"] == 1024 and got["params"] > 0

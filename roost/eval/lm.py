@@ -13,12 +13,20 @@ import torch
 from roost.workspace import Workspace
 
 
-def validation_loss(ws: Workspace, *, max_tokens: int = 262_144, seq_len: int = 256, batch_size: int = 8) -> dict:
-    """``{"val_loss", "val_bpb", "tokens", "params", "source"}`` over up to ``max_tokens`` validation tokens."""
+def validation_loss(
+    ws: Workspace, *, max_tokens: int = 262_144, seq_len: int = 256, batch_size: int = 8,
+    dtype: torch.dtype = torch.float32,
+) -> dict:
+    """``{"val_loss", "val_bpb", "tokens", "params", "source"}`` over up to ``max_tokens`` validation tokens.
+
+    In fp32 by default, whatever dtype trained the model; ``dtype=torch.bfloat16``
+    computes under bf16 autocast, as ``roost train --dtype auto`` evaluates on CPUs with bf16.
+    """
     from roost.export import load_hf
     from roost.tokens import TokenShards
     from roost.train.data import PackedLoader
     from roost.train.evaluate import Evaluator
+    from roost.train.loop import autocast_for
 
     ws.require("tokens")
     if not (ws.model / "config.json").is_file():
@@ -37,7 +45,8 @@ def validation_loss(ws: Workspace, *, max_tokens: int = 262_144, seq_len: int = 
     loader = PackedLoader(val.shards, val.doc_starts, seq_len, batch_size, shuffle=False, name="val",
                           device=torch.device("cpu"))
     batches = max(1, math.ceil(max_tokens / (batch_size * seq_len)))
-    evaluator = Evaluator(loader, batches, ws.model)  # the model folder carries the tokenizer
+    autocast = autocast_for(torch.device("cpu"), dtype)
+    evaluator = Evaluator(loader, batches, ws.model, autocast)  # the model folder carries the tokenizer
     out = evaluator(model)
     source = (ws.read_manifest("model") or {}).get("source", "unknown")
     out.update(tokens=evaluator.num_batches * batch_size * seq_len, params=model.num_params(), source=source)
