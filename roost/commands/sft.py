@@ -11,7 +11,7 @@ from roost.commands.train import _FLAGS as TRAIN_FLAGS
 _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
     name: TRAIN_FLAGS[name]
     for name in ("seq_len", "device_batch", "batch_tokens", "steps", "tokens", "minutes", "optimizer", "schedule",
-                 "min_lr", "grad_clip", "eval_tokens", "keep", "device", "parallel", "seed")
+                 "min_lr", "grad_clip", "eval_tokens", "keep", "device", "dtype", "parallel", "seed")
 }
 # ... with the defaults roost.train.sft.SFT_TRAIN_DEFAULTS changes for fine-tuning.
 _TRAIN_FLAGS.update({
