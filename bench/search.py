@@ -145,6 +145,9 @@ def cmd_latency(args) -> None:
         e = res["embed"]
         print(f"query embedding with {args.model} ({e['params']:,} params): p50 {e['p50']:.2f} ms, p99 {e['p99']:.2f} ms; "
               f"hybrid end to end ~ p99 {res['latency']['hybrid']['p99'] + e['p99']:.2f} ms")
+    f = res["fresh"]
+    print(f"post -> found by a lexical query (add + commit + search, one post at a time, 30 posts): "
+          f"p50 {f['p50']:.1f} ms, p99 {f['p99']:.1f} ms, max {f['max']:.1f} ms")
     print(f"RSS: {res['rss_open_mib']:,.0f} MiB after opening the index (process baseline "
           f"{res['rss_base_mib']:,.0f} MiB), {res['rss_end_mib']:,.0f} MiB after the queries")
     if not args.keep:
@@ -159,8 +162,9 @@ def cmd_query(args) -> None:
     torch.set_num_threads(1)
     base = rss_mib()
     qs = queries(args.queries, args.seed)
-    qvec = dict(zip(qs, RandomEmbed(args.dim, args.seed + 7)(qs)))
-    index = SearchIndex(args.index, lambda texts: np.stack([qvec[t] for t in texts]))
+    random_embed = RandomEmbed(args.dim, args.seed + 7)
+    qvec = dict(zip(qs, random_embed(qs)))
+    index = SearchIndex(args.index, lambda texts: np.stack([qvec[t] if t in qvec else random_embed([t])[0] for t in texts]))
     opened = rss_mib()
     latency = {}
     for mode in ("lexical", "semantic", "hybrid"):
@@ -174,7 +178,8 @@ def cmd_query(args) -> None:
             cpu.append((time.process_time() - c0) * 1000)
         latency[mode] = {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)),
                          "cpu_p50": float(np.percentile(cpu, 50)), "cpu_p99": float(np.percentile(cpu, 99))}
-    res = {"latency": latency, "rss_base_mib": base, "rss_open_mib": opened, "rss_end_mib": rss_mib()}
+    res = {"latency": latency, "rss_base_mib": base, "rss_open_mib": opened, "rss_end_mib": rss_mib(),
+           "fresh": freshness(index)}
     if args.model:
         from roost.embeddings import TextEmbedder
 
@@ -187,6 +192,24 @@ def cmd_query(args) -> None:
         res["embed"] = {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)),
                         "params": sum(p.numel() for p in emb.model.parameters())}
     print(json.dumps(res))
+
+
+def freshness(index, posts: int = 30) -> dict:
+    """Milliseconds from posting one new post (``SearchIndex.add``, as ``POST /admin/posts`` calls it) until a
+    lexical query finds it, and the query alone: the live-index path, measured on the built index."""
+    from roost.search.docstore import Post
+    from roost.search.engine import SearchRequest
+
+    times = []
+    for i in range(posts):
+        word = f"freshword{i}x"
+        t0 = time.perf_counter()
+        index.add([Post(id=f"fresh-{i}", text=f"{word} just posted", created_at=time.time())])
+        hits = index.search(SearchRequest(q=word, k=1, mode="lexical"))
+        times.append((time.perf_counter() - t0) * 1000)
+        if not hits or hits[0].post.id != f"fresh-{i}":
+            raise SystemExit(f"post fresh-{i} was not found right after it was added")
+    return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)), "max": max(times)}
 
 
 def cmd_quality(args) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 from test_engine_fixtures import live_server, model_workspace, tiny_model, tokenizer  # noqa: F401
@@ -65,12 +63,11 @@ def test_admin_add_and_delete_are_live_and_durable(served_ws):
     with live_server(served_ws, admin_key="admin-secret") as (base, _):
         r = httpx.post(f"{base}/admin/posts", json={"posts": [post]}, timeout=30)
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_admin_key"
-        t0 = time.monotonic()
         spam = " ".join(f"#tag{i}" for i in range(12))
         r = httpx.post(f"{base}/admin/posts", headers=ADMIN, timeout=30, json={"posts": [
             post, {"id": "n2", "text": "   "}, {"id": "n3", "text": spam}, {"id": "n1", "text": "again"}]})
-        first = search(base, q="zeppelin airship", mode="lexical").json()["data"]  # no refresh wait, no retry
-        assert time.monotonic() - t0 < 1.0  # posted and found within a second
+        # searchable when the POST returns: no refresh wait, no retry (how fast: bench/search.py latency, "post -> found")
+        first = search(base, q="zeppelin airship", mode="lexical").json()["data"]
         assert r.status_code == 200, r.text
         assert first[0]["id"] == "n1"
         assert r.json()["added"] == ["n1"]
