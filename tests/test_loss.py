@@ -57,14 +57,21 @@ def test_a_mean_over_no_targets_is_nan_as_in_cross_entropy():
         linear_cross_entropy(hidden, weight, targets, "none")
 
 
-def test_the_model_trains_through_the_fused_loss_and_evaluates_through_the_logits():
+@pytest.mark.parametrize("tie", [False, True], ids=["untied", "tied-embeddings"])
+def test_the_model_trains_through_the_fused_loss_and_evaluates_through_the_logits(tie):
     torch.manual_seed(0)
-    model = GPT(GPTConfig.tiny(vocab_size=97))
+    model = GPT(GPTConfig.tiny(vocab_size=97, tie_embeddings=tie))
     idx = torch.randint(0, 97, (2, 16))
     targets = idx.roll(-1, dims=1)
     logits, loss = model(idx, targets)
     assert logits is None and loss.grad_fn is not None  # training: no [B, T, V] logits kept
+    loss.backward()
+    fused = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
     with torch.no_grad():
         logits, eval_loss = model(idx, targets)
     assert logits.shape == (2, 16, 97)
     torch.testing.assert_close(loss.detach(), eval_loss)
+    _reference(model.forward_hidden(idx), model.lm_head.weight, targets, "mean").backward()
+    for name, p in model.named_parameters():  # with tied embeddings the table gets both gradients, summed
+        torch.testing.assert_close(fused[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
