@@ -436,7 +436,6 @@ class GPT(nn.Module):
         logits = self.lm_head(hidden)
         if targets is None:
             return logits
-        loss = F.cross_entropy(
-            logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction=loss_reduction
-        )
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
+                               ignore_index=IGNORE_INDEX, reduction=loss_reduction)
         return logits, loss.view(targets.shape) if loss_reduction == "none" else loss
