@@ -93,14 +93,18 @@ def main() -> None:
     p.add_argument("--report-only", action="store_true", help="report the runs already in --workdir, train nothing")
     args = p.parse_args()
 
-    names = [spec.replace(":", "-") for spec in args.runs.split(",")]
     if not args.report_only:
         train_all(args)
     results = {}
-    for name in names:
+    for name in map(run_name, args.runs.split(",")):
         metrics = args.workdir / name / "runs" / name / "metrics.jsonl"
         results[name] = [json.loads(line) for line in metrics.read_text().splitlines()]
     report(results, args)
+
+
+def run_name(spec: str) -> str:
+    """A run's folder and label: ``muon:bfloat16`` -> ``muon-bfloat16``."""
+    return spec.replace(":", "-")
 
 
 def train_all(args) -> None:
@@ -109,7 +113,7 @@ def train_all(args) -> None:
     procs = {}
     for spec in args.runs.split(","):
         opt, _, dtype = spec.partition(":")
-        name = spec.replace(":", "-")
+        name = run_name(spec)
         ws = args.workdir / name
         shutil.rmtree(ws, ignore_errors=True)
         shutil.copytree(base, ws)

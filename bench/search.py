@@ -195,8 +195,8 @@ def cmd_query(args) -> None:
 
 
 def freshness(index, posts: int = 30) -> dict:
-    """Milliseconds from posting one new post (``SearchIndex.add``, as ``POST /admin/posts`` calls it) until a
-    lexical query finds it, and the query alone: the live-index path, measured on the built index."""
+    """Milliseconds from adding one post (``SearchIndex.add``, what ``POST /admin/posts`` calls) until a lexical
+    query returns it, one post at a time on the built index: p50, p99 and max."""
     from roost.search.docstore import Post
     from roost.search.engine import SearchRequest
 

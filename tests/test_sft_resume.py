@@ -9,7 +9,6 @@ which also covers a kill inside a checkpoint write: SFT saves through the same
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from test_sft_fixtures import make_sft_workspace
-from test_train_resume import LAUNCHER, logged_losses, run_killable
+from test_train_resume import logged_losses, run_killable, two_copies
 
 from roost.train import checkpoint
 
@@ -35,12 +34,7 @@ def _metrics(ws: Path) -> list[tuple[int, float]]:
 
 
 def test_sigkill_and_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
-    launcher = tmp_path / "launch.py"
-    launcher.write_text(LAUNCHER)
-    template = make_sft_workspace(tmp_path / "template").root
-    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    shutil.copytree(template, straight)
-    shutil.copytree(template, interrupted)
+    launcher, template, straight, interrupted = two_copies(tmp_path, make_sft_workspace)
 
     done = _sft(launcher, straight)
     assert done.returncode == 0, done.stderr

@@ -68,6 +68,17 @@ def logged_losses(ws: Path, run: str) -> list[tuple[int, float]]:
     return [(r["step"], r.get("loss", r.get("val_loss"))) for r in map(json.loads, lines)]
 
 
+def two_copies(tmp_path: Path, make_workspace) -> tuple[Path, Path, Path, Path]:
+    """``(launcher, template, straight, interrupted)``: the launcher script and two copies of one workspace."""
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(LAUNCHER)
+    template = make_workspace(tmp_path / "template").root
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    shutil.copytree(template, straight)
+    shutil.copytree(template, interrupted)
+    return launcher, template, straight, interrupted
+
+
 def _train(launcher: Path, ws: Path, *extra: str, kill: str | None = None) -> subprocess.CompletedProcess:
     return run_killable(launcher, ["train", *ARGS], ws, *extra, kill=kill)
 
@@ -77,12 +88,7 @@ def _losses(ws: Path) -> list[tuple[int, float]]:
 
 
 def test_sigkill_and_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
-    launcher = tmp_path / "launch.py"
-    launcher.write_text(LAUNCHER)
-    template = make_token_workspace(tmp_path / "template").root
-    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    shutil.copytree(template, straight)
-    shutil.copytree(template, interrupted)
+    launcher, _, straight, interrupted = two_copies(tmp_path, make_token_workspace)
 
     done = _train(launcher, straight)
     assert done.returncode == 0, done.stderr

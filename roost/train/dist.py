@@ -10,8 +10,9 @@ Two ways to spread the model over ranks, both PyTorch's own:
   all-reduced in buckets during backward.
 * ``fsdp``: FSDP2 (``fully_shard``), each block's parameters sharded across
   ranks and all-gathered just in time, then the root (embedding, final norm,
-  lm_head). On CUDA with a bf16 --dtype the gathered parameters are bf16 and gradients are reduced
-  in fp32 (``MixedPrecisionPolicy``); the sharded master weights stay fp32.
+  lm_head). On CUDA with a bf16 ``--dtype`` the gathered parameters are bf16
+  and gradients are reduced in fp32 (``MixedPrecisionPolicy``); the sharded
+  master weights stay fp32.
 
 Either way the wrapped model is the same ``GPT`` module object, so
 ``get_state_dict`` keys, optimizers and evaluation see the same names.
