@@ -10,8 +10,14 @@ training loss (the fused lm_head + cross-entropy of roost/loss.py); HF's is
 fp32 cross-entropy on its logits, as its ``ForCausalLMLoss`` computes it.
 ``--dtype bf16`` runs both under CPU bf16 autocast (fp32 master weights), what
 ``roost train --dtype auto`` does on CPUs with AVX512-BF16; ``fp32`` runs both
-without. Timing alternates between the two in rounds so they share the
-machine's noise; the table gives the median tokens/s of each and the ratio.
+without. ``--malloc tuned`` (the default) first tunes glibc's malloc as
+``roost train`` does on CPU (roost/train/allocator.py), for both models: it is
+one process, and HF's step gains the most from it, since its loss allocates
+the biggest tensors; ``--malloc default`` leaves glibc as it is. Timing
+alternates between the two in rounds so they share the machine's noise; the
+table gives the median tokens/s of each and the ratio. ``--loss-only`` times
+the lm_head + loss alone instead: roost's fused loss against ``F.linear`` then
+``F.cross_entropy`` on float logits, forward and backward.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 import torch.nn.functional as F
+
+from roost.train.allocator import keep_freed_memory
 
 
 def build(args):
@@ -66,6 +74,29 @@ def hf_loss(hf, x, y):
     return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.reshape(-1))
 
 
+def loss_steps(cfg, args) -> dict:
+    """The lm_head + loss alone, forward and backward: roost's fused loss against ``F.linear`` + fp32 cross-entropy."""
+    from roost.loss import linear_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(args.batch * args.seq_len, cfg.n_embd, generator=g).requires_grad_()
+    weight = (0.02 * torch.randn(cfg.vocab_size, cfg.n_embd, generator=g)).requires_grad_()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bf16")
+
+    def make(loss_fn):
+        def step(x, y):
+            with autocast:
+                loss = loss_fn(hidden, weight, y.reshape(-1))
+            loss.backward()
+            hidden.grad = weight.grad = None
+            return loss.item()
+
+        return step
+
+    plain = lambda h, w, y: F.cross_entropy(F.linear(h, w).float(), y)
+    return {"roost fused lm_head + loss": make(linear_cross_entropy), "F.linear + F.cross_entropy": make(plain)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--depth", type=int, default=4)
@@ -78,8 +109,14 @@ def main() -> None:
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: both under CPU bf16 autocast")
     p.add_argument("--hf-attn", default="sdpa", help="HF attention implementation (sdpa or eager)")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
+    p.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                   help="tuned: glibc malloc keeps freed memory, as roost train sets it on CPU")
+    p.add_argument("--loss-only", action="store_true",
+                   help="time the lm_head + loss alone (forward and backward) instead of the whole step")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.malloc == "tuned" and not keep_freed_memory():
+        sys.exit("--malloc tuned: could not tune this platform's malloc (not glibc, or MALLOC_* / LD_PRELOAD set)")
 
     from tqdm import tqdm
 
@@ -90,12 +127,16 @@ def main() -> None:
     hf_fn = lambda x, y: hf_loss(hf, x, y)
     if args.compile:
         roost_fn, hf_fn = torch.compile(roost_fn), torch.compile(hf_fn)
-    steps = {"roost GPT": make_step(roost, roost_fn, args), "HF LlamaForCausalLM": make_step(hf, hf_fn, args)}
+    if args.loss_only:
+        steps = loss_steps(cfg, args)
+    else:
+        steps = {"roost GPT": make_step(roost, roost_fn, args), "HF LlamaForCausalLM": make_step(hf, hf_fn, args)}
+    ours, theirs = steps
     g = torch.Generator().manual_seed(0)
     data = torch.randint(0, args.vocab, (args.steps, args.batch, args.seq_len + 1), generator=g)
     batches = [(d[:, :-1].contiguous(), d[:, 1:].contiguous()) for d in data]
     # one untimed step each (allocator warm-up, compilation) and a check that they compute the same loss
-    first = {name: step(*batches[0]) for name, step in steps.items()}
+    first = [step(*batches[0]) for step in steps.values()]
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in tqdm(range(args.rounds), desc="rounds"):
         for name, step in steps.items():
@@ -108,13 +149,13 @@ def main() -> None:
     rate = {name: tokens / statistics.median(ts) for name, ts in times.items()}
     print(f"\n{describe(cfg)}")
     print(f"batch {args.batch} x {args.seq_len} tokens, {args.dtype}, fused AdamW, {args.threads} thread(s), "
-          f"HF attention: {args.hf_attn}{', torch.compile' if args.compile else ''}; "
-          f"first-step loss roost {first['roost GPT']:.4f} / HF {first['HF LlamaForCausalLM']:.4f}\n")
-    print(f"| model | tokens/s (median of {args.rounds} rounds) | step ms |")
+          f"HF attention: {args.hf_attn}, malloc {args.malloc}{', torch.compile' if args.compile else ''}; "
+          f"first-step loss {first[0]:.4f} / {first[1]:.4f}\n")
+    print(f"| {'part' if args.loss_only else 'model'} | tokens/s (median of {args.rounds} rounds) | step ms |")
     print("|---|---:|---:|")
     for name, r in rate.items():
         print(f"| {name} | {r:,.0f} | {1000 * args.batch * args.seq_len / r:.1f} |")
-    print(f"\nroost / HF = {rate['roost GPT'] / rate['HF LlamaForCausalLM']:.2f}x")
+    print(f"\n{ours} / {theirs} = {rate[ours] / rate[theirs]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import torch
 
 from roost.model import GPT, GPTConfig, describe
 from roost.tokens import TokenShards
-from roost.train import checkpoint, dist
+from roost.train import allocator, checkpoint, dist
 from roost.train.config import FROZEN_ON_RESUME, TOKENS_PER_PARAM, TrainConfig
 from roost.train.data import IGNORE_INDEX, PackedLoader
 from roost.train.evaluate import Evaluator
@@ -77,6 +77,7 @@ def session(device: str) -> Iterator[dist.DistInfo]:
     deterministic = torch.are_deterministic_algorithms_enabled()
     if info.device.type == "cpu":  # CPU kernels are then bitwise repeatable at a fixed thread count
         torch.use_deterministic_algorithms(True)
+        allocator.keep_freed_memory()  # no page faults on each step's big tensors (roost/train/allocator.py)
     try:
         yield info
         # Every rank waits here for the others (rank 0 may still be exporting the model): tearing the process
