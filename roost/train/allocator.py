@@ -6,10 +6,13 @@ trims the top of the heap once more than twice that is free. A CPU training
 step allocates and frees tensors of that size every step (activations, their
 gradients, the bf16 copies autocast makes), so each step the kernel page-faults
 and zero-fills them anew. Raising both thresholds keeps that memory in the
-process for the next step, which is what jemalloc or tcmalloc would do: a
-depth-4 step of ``roost train`` (16 x 256 tokens, bf16) takes 1028 instead of
-1118 ms (BENCHMARKS.md, "Training"). The price is that the process keeps its
-peak memory until it exits, which a training run reaches every step anyway.
+process for the next step, which is what jemalloc or tcmalloc would do:
+``roost train`` on the sample network (depth 4, 16 x 256 tokens, bf16, Muon)
+makes 4,153 instead of 3,985 tokens/s (+4%). In bench/train_throughput.py a
+bare step of roost's takes 1-10% less time, and HF Llama's, whose loss
+allocates bigger tensors, 6-45% less (BENCHMARKS.md, "Training"). The price is
+that the process keeps its peak memory until it exits, which a training run
+reaches every step anyway.
 
 A user who already chose (``MALLOC_*`` variables, or jemalloc or tcmalloc in
 ``LD_PRELOAD``) is left alone, as is any platform without glibc's ``mallopt``.
