@@ -17,13 +17,15 @@ the biggest tensors; ``--malloc default`` leaves glibc as it is. Timing
 alternates between the two in rounds so they share the machine's noise; the
 table gives the median tokens/s of each and the ratio. ``--loss-only`` times
 the lm_head + loss alone instead: roost's fused loss against ``F.linear`` then
-``F.cross_entropy`` on float logits, forward and backward.
+``F.cross_entropy`` on float logits, forward and backward. Last, each side's
+peak memory over one step is measured in a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -113,6 +115,7 @@ def main() -> None:
                    help="tuned: glibc malloc keeps freed memory, as roost train sets it on CPU")
     p.add_argument("--loss-only", action="store_true",
                    help="time the lm_head + loss alone (forward and backward) instead of the whole step")
+    p.add_argument("--peak-of", type=int, help=argparse.SUPPRESS)  # internal: see peak_memory_mib
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.malloc == "tuned" and not keep_freed_memory():
@@ -135,6 +138,12 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     data = torch.randint(0, args.vocab, (args.steps, args.batch, args.seq_len + 1), generator=g)
     batches = [(d[:, :-1].contiguous(), d[:, 1:].contiguous()) for d in data]
+    if args.peak_of is not None:
+        before = rss_kib("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # the high-water mark starts again from here (Linux)
+        list(steps.values())[args.peak_of](*batches[0])
+        print((rss_kib("VmHWM") - before) / 1024)
+        return
     # one untimed step each (allocator warm-up, compilation) and a check that they compute the same loss
     first = [step(*batches[0]) for step in steps.values()]
     times: dict[str, list[float]] = {name: [] for name in steps}
@@ -156,6 +165,25 @@ def main() -> None:
     for name, r in rate.items():
         print(f"| {name} | {r:,.0f} | {1000 * args.batch * args.seq_len / r:.1f} |")
     print(f"\n{ours} / {theirs} = {rate[ours] / rate[theirs]:.2f}x")
+    print("\n| peak memory of one step, fresh process | MiB |\n|---|---:|")
+    for i, name in enumerate(steps):
+        print(f"| {name} | {peak_memory_mib(i):.0f} |")
+
+
+def rss_kib(field: str) -> int:
+    """VmRSS (resident now) or VmHWM (its high-water mark) of this process, in KiB."""
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+def peak_memory_mib(index: int) -> float:
+    """How far resident memory rises above where it was during one step of the ``index``-th side (Linux).
+
+    Measured in a fresh process, where the step's memory has not been allocated before and kept by malloc.
+    """
+    out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--peak-of", str(index)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
 
 
 if __name__ == "__main__":

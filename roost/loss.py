@@ -3,11 +3,11 @@
 Why: the usual path (``F.linear`` then ``F.cross_entropy(logits.float())``)
 keeps the [tokens, vocab] logits three times over (the logits, a float copy,
 the log-softmax that backward needs) and backward makes two more of that size:
-198 MiB at 2048 tokens x 8192 classes in bf16. Here forward computes the logits
+232 MiB at 2048 tokens x 8192 classes in bf16. Here forward computes the logits
 with one matmul and then, a few rows at a time while they sit in cache, the
 loss and the gradient of the logits (``softmax - one_hot``), written over the
 logits in place; backward is the two matmuls that remain. The same arithmetic
-in 48 MiB, and 7% faster (1.8x faster where glibc's malloc page-faults each of
+in 47 MiB, and 4-9% faster (1.8x faster where glibc's malloc page-faults each of
 the usual path's fresh tensors in, which ``roost train`` avoids: see
 roost/train/allocator.py and BENCHMARKS.md, "Training").
 
