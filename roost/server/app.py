@@ -56,6 +56,13 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
+def no_index_error(state: ServerState, what: str) -> APIError:
+    """The 503 of a surface that needs the search index when the workspace has none, with the remedy."""
+    return APIError(503, f"{what}: no search index in {state.workspace.index}; "
+                         f"run `roost index --workspace {state.workspace.root}` and restart the server",
+                    type="service_unavailable", code="no_index")
+
+
 def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from roost.search.docstore import Filters
 from roost.search.engine import SearchIndex, SearchRequest, parse_time
 from roost.search.live import PostPreparer
-from roost.server.app import APIError, ServerState, require_admin_key, require_api_key
+from roost.server.app import APIError, ServerState, no_index_error, require_admin_key, require_api_key
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -58,9 +58,7 @@ def _service(request: Request) -> SearchService:
     state: ServerState = request.app.state.roost
     service = state.services.get(SERVICE)
     if service is None:
-        raise APIError(503, f"search is not available: no index in {state.workspace.index}; "
-                            f"run `roost index --workspace {state.workspace.root}` and restart the server",
-                       type="service_unavailable", code="no_index")
+        raise no_index_error(state, "search is not available")
     return service
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
-from roost.server.app import APIError, ServerState, require_api_key
+from roost.server.app import APIError, ServerState, no_index_error, require_api_key
 
 router = APIRouter()
 STATIC = Path(__file__).parent / "static"
@@ -86,9 +86,7 @@ def _feed(request: Request) -> PostFeed:
     state: ServerState = request.app.state.roost
     feed = state.services.get(SERVICE)
     if feed is None:
-        raise APIError(503, f"the timeline needs the search index: none in {state.workspace.index}; "
-                            f"run `roost index --workspace {state.workspace.root}` and restart the server",
-                       type="service_unavailable", code="no_index")
+        raise no_index_error(state, "the timeline needs the search index")
     return feed
 
 
