@@ -140,14 +140,16 @@ def write_roost_tokenizer(tokenizer_dir: Path, folder: Path, model_max_length: i
     """HF tokenizer files for a roost tokenizer, and generation_config.json; returns config.json's token ids.
 
     Generation stops at ``<|eos|>`` or at ``<|end|>`` (the end of a chat turn),
-    so ``model.generate`` in transformers behaves like roost's engine.
+    so ``model.generate`` in transformers behaves like roost's engine, and
+    ``suppress_tokens`` bans ingest's placeholders there as the engine does.
     """
     from roost.tokenizer import hf_tokenizer_files, load_tokenizer
 
     tok = load_tokenizer(tokenizer_dir)
     hf_tokenizer_files(tokenizer_dir, folder, model_max_length=model_max_length)
     ids = {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id, "pad_token_id": tok.pad_id}
-    atomic_write_json(folder / "generation_config.json", {**ids, "eos_token_id": [tok.eos_id, tok.end_id]})
+    atomic_write_json(folder / "generation_config.json", {**ids, "eos_token_id": [tok.eos_id, tok.end_id],
+                                                          "suppress_tokens": tok.placeholder_ids})
     return ids
 
 

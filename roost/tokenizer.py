@@ -30,7 +30,8 @@ TOKENIZER_FILE = "tokenizer.json"
 
 BOS, EOS, PAD, END = "<|bos|>", "<|eos|>", "<|pad|>", "<|end|>"
 ROLES = ("system", "user", "assistant")
-SPECIAL_TOKENS: list[str] = [BOS, EOS, PAD, *(f"<|{r}|>" for r in ROLES), END, *schema.PLACEHOLDERS.values()]
+PLACEHOLDER_TOKENS: list[str] = list(schema.PLACEHOLDERS.values())
+SPECIAL_TOKENS: list[str] = [BOS, EOS, PAD, *(f"<|{r}|>" for r in ROLES), END, *PLACEHOLDER_TOKENS]
 NUM_BYTE_TOKENS = 256
 MIN_VOCAB_SIZE = NUM_BYTE_TOKENS + len(SPECIAL_TOKENS) + 1  # at least one merge
 
@@ -189,6 +190,9 @@ class RoostTokenizer:
         self.special_ids: dict[str, int] = ids
         self.bos_id, self.eos_id, self.pad_id, self.end_id = ids[BOS], ids[EOS], ids[PAD], ids[END]
         self.role_ids = {r: ids[f"<|{r}|>"] for r in ROLES}
+        # Ingest's stand-ins for scrubbed spans: context the model reads, never text it may write.
+        # Training ignores them as targets and the engine never samples them.
+        self.placeholder_ids: list[int] = [ids[t] for t in PLACEHOLDER_TOKENS]
 
     @property
     def vocab_size(self) -> int:
@@ -208,7 +212,8 @@ class RoostTokenizer:
         """Token ids of ``render_chat(messages, ...)`` and a 0/1 mask of the tokens SFT trains on.
 
         The mask is 1 on each assistant message's content and its ``<|end|>``:
-        what the model must learn to write, and to stop. Segments are encoded
+        what the model must learn to write, and to stop; placeholder tokens in
+        that content stay 0, since the model must never write one. Segments are encoded
         separately; that equals encoding the rendered string because text is
         split at special tokens before BPE.
         """
@@ -217,7 +222,7 @@ class RoostTokenizer:
             train = int(msg["role"] == "assistant")
             content = self.encode(msg["content"])
             ids += [self.role_ids[msg["role"]], *content, self.end_id]
-            mask += [0, *[train] * len(content), train]
+            mask += [0, *(int(train and t not in self.placeholder_ids) for t in content), train]
         if add_generation_prompt:
             ids.append(self.role_ids["assistant"])
             mask.append(0)
@@ -251,6 +256,14 @@ def load_tokenizer(tok_dir: str | Path) -> RoostTokenizer:
     if not path.exists():
         raise FileNotFoundError(f"no tokenizer at {path}; run `roost tokenizer` first")
     return RoostTokenizer(Tokenizer.from_file(str(path)))
+
+
+def placeholder_ids(tok_dir: str | Path) -> list[int]:
+    """The placeholder token ids of the tokenizer in ``tok_dir``; none when the folder has no tokenizer
+    (a workspace made without the tokenizer stage trains on every target)."""
+    if not (Path(tok_dir) / TOKENIZER_FILE).exists():
+        return []
+    return load_tokenizer(tok_dir).placeholder_ids
 
 
 def bytes_per_token(tok: RoostTokenizer, texts: Iterable[str], batch_size: int = 1024) -> tuple[int, int]:

@@ -7,6 +7,7 @@ else shares the decode step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 
@@ -62,8 +63,11 @@ class TokenLogprob:
 class Sampler:
     """Picks a sequence's next tokens; keeps the counts the penalties need."""
 
-    def __init__(self, params: SamplingParams, vocab_size: int, seed: int | None):
+    def __init__(self, params: SamplingParams, vocab_size: int, seed: int | None, banned: Sequence[int] = ()):
+        """``banned``: token ids never chosen, whatever the logits (ingest's placeholders, which stand
+        for scrubbed text and must never appear in output); logprobs are those of the distribution without them."""
         self.params = params
+        self.banned = torch.tensor(sorted(banned), dtype=torch.long)
         self.generator = torch.Generator()
         if seed is None:
             self.generator.seed()
@@ -75,6 +79,8 @@ class Sampler:
         """Choose a token from one row of float logits [V]."""
         p = self.params
         lp = None
+        if len(self.banned):
+            logits = logits.index_fill(0, self.banned, float("-inf"))
         if p.logprobs is not None:
             logprobs = torch.log_softmax(logits, dim=-1)
         x = logits

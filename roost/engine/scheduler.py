@@ -284,7 +284,7 @@ class Engine:
                 if i:
                     self.cache.copy_slot(slots[0], slot, lengths[row])
                 seed = None if p.seed is None else p.seed + i
-                seq = _Sequence(request, i, slot, Sampler(p, self.vocab_size, seed),
+                seq = _Sequence(request, i, slot, Sampler(p, self.vocab_size, seed, self.tokenizer.placeholder_ids),
                                 TextStream(self.tokenizer.decode, p.stop), length=lengths[row])
                 self._running.append(seq)
                 self._accept(seq, *seq.sampler(logits[row]))

@@ -23,6 +23,7 @@ def validation_loss(
     computes under bf16 autocast, as ``roost train --dtype auto`` evaluates on CPUs with bf16.
     """
     from roost.export import load_hf
+    from roost.tokenizer import placeholder_ids
     from roost.tokens import TokenShards
     from roost.train.data import PackedLoader
     from roost.train.evaluate import Evaluator
@@ -43,7 +44,7 @@ def validation_loss(
     while seq_len > 16 and val.num_tokens < batch_size * (seq_len + 1):
         seq_len //= 2
     loader = PackedLoader(val.shards, val.doc_starts, seq_len, batch_size, shuffle=False, name="val",
-                          device=torch.device("cpu"))
+                          device=torch.device("cpu"), ignore_targets=placeholder_ids(ws.model))  # as training
     batches = max(1, math.ceil(max_tokens / (batch_size * seq_len)))
     autocast = autocast_for(torch.device("cpu"), dtype)
     evaluator = Evaluator(loader, batches, ws.model, autocast)  # the model folder carries the tokenizer

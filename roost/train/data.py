@@ -17,6 +17,7 @@ checkpoint saves: it means the same thing at every world size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -60,14 +61,17 @@ class PackedLoader:
         device: torch.device | str = "cpu",
         name: str = "train",
         shrink_batch: bool = False,
+        ignore_targets: Sequence[int] = (),
     ):
         """``accum``: micro-batches per optimizer step on each rank. ``shrink_batch`` (for evaluation) lowers
-        the batch size when the data holds less than one full batch."""
+        the batch size when the data holds less than one full batch. ``ignore_targets``: token ids that are
+        inputs but never targets (ingest's placeholders: the model reads them and must not learn to write them)."""
         if len(shards) != len(doc_starts):
             raise ValueError(f"{name}: {len(shards)} shards but {len(doc_starts)} document-start arrays")
         self.shards, self.seq_len, self.batch_size = shards, seq_len, batch_size
         self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
         self.device = torch.device(device)
+        self.ignore_targets = torch.tensor(sorted(ignore_targets), dtype=torch.long)
         per_shard = [sequence_starts(d, len(s), seq_len) for s, d in zip(shards, doc_starts)]
         self.seq_shard = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(per_shard)] or [np.zeros(0, np.int64)])
         self.seq_offset = np.concatenate(per_shard or [np.zeros(0, np.int64)])
@@ -123,6 +127,8 @@ class PackedLoader:
         rows = torch.from_numpy(np.stack([self._sequence(int(i)) for i in ids]))
         x, y = rows[:, :-1].clone(), rows[:, 1:].clone()
         x[x == IGNORE_INDEX] = 0  # padded inputs: any id will do, their targets are ignored
+        if len(self.ignore_targets):
+            y[torch.isin(y, self.ignore_targets)] = IGNORE_INDEX
         if self.device.type == "cuda":
             return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
         return x.to(self.device), y.to(self.device)

@@ -28,6 +28,7 @@ from typing import Protocol
 import torch
 
 from roost.model import GPT, GPTConfig, describe
+from roost.tokenizer import placeholder_ids
 from roost.tokens import TokenShards
 from roost.train import allocator, checkpoint, dist
 from roost.train.config import FROZEN_ON_RESUME, TOKENS_PER_PARAM, TrainConfig
@@ -130,7 +131,9 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
     model = GPT(model_cfg).to(info.device)
     wrapped = prepare_model(model, cfg, info)  # FSDP shards `model` in place: build optimizers after
     optimizers = build_optimizers(model, cfg.optimizer, model_cfg.n_embd, info.device, cfg.lr)
-    shard_args = {"rank": info.rank, "world_size": info.world_size, "device": info.device}
+    # ingest's placeholders are never targets, in training or in its validation loss
+    shard_args = {"rank": info.rank, "world_size": info.world_size, "device": info.device,
+                  "ignore_targets": placeholder_ids(ws.tokenizer)}
     loader = PackedLoader(
         train_data.shards, train_data.doc_starts, cfg.seq_len, cfg.device_batch, seed=cfg.seed, accum=grad_accum,
         **shard_args
