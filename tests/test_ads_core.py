@@ -120,7 +120,7 @@ def test_store_uses_wal_and_full_sync(tmp_path):
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
-def test_clicks_charge_once_and_stop_at_budget_plus_one_click(tmp_path):
+def test_clicks_charge_once_and_never_past_the_budget(tmp_path):
     store = AdStore(tmp_path / "ads.db")
     store.add_campaigns([CampaignSpec.model_validate(campaign(budget=1, bid=0.4))])
     imps = store.record_impressions([impression() for _ in range(5)])
@@ -130,22 +130,24 @@ def test_clicks_charge_once_and_stop_at_budget_plus_one_click(tmp_path):
     again = store.record_click(imps[0].id)
     assert again.duplicate and again.charged_micros == 0
     charges = [store.record_click(i.id).charged_micros for i in imps[1:]]
-    assert charges == [400_000, 400_000, 0, 0]  # 1.2 spent >= budget 1: the rest are free
+    assert charges == [400_000, 200_000, 0, 0]  # the third pays the remainder; spent out, the rest are free
     view = store.campaign_view("c1")
-    assert view["spend_micros"] == 1_200_000 and view["clicks"] == 5 and view["impressions"] == 5
+    assert view["spend_micros"] == 1_000_000 and view["clicks"] == 5 and view["impressions"] == 5
     assert store.record_impressions([impression()]) == []  # no budget: not shown
     assert store.record_click("no-such-impression") is None
 
 
-def test_cpm_impressions_are_charged_per_mille(tmp_path):
+def test_cpm_impressions_are_charged_per_mille_and_never_past_the_budget(tmp_path):
     store = AdStore(tmp_path / "ads.db")
-    store.add_campaigns([CampaignSpec.model_validate(campaign(bid_type="cpm", bid=2, budget="0.01"))])
-    kept = store.record_impressions([impression(price=1_500_000) for _ in range(10)])
-    assert len(kept) == 7                       # 1500 micros each; stops once 10000 is reached
-    assert store.campaign_view("c1")["spend_micros"] == 10_500
+    store.add_campaigns([CampaignSpec.model_validate(campaign(bid_type="cpm", bid=2, budget=2))])
+    kept = store.record_impressions([impression(price=1_500_000) for _ in range(1400)])
+    assert len(kept) == 1334                    # 1500 micros each; the 1334th pays the 500 left of 2,000,000
+    assert store.campaign_view("c1")["spend_micros"] == 2_000_000
+    charged = store._conn().execute("SELECT charged_micros FROM impressions ORDER BY rowid DESC LIMIT 2").fetchall()
+    assert [r[0] for r in charged] == [500, 1500]
     rows = store.report()
-    assert rows == [{"campaign_id": "c1", "day": "2026-01-01", "impressions": 7, "clicks": 0, "ctr": 0.0,
-                     "spend": 0.0105, "spend_micros": 10_500}]
+    assert rows == [{"campaign_id": "c1", "day": "2026-01-01", "impressions": 1334, "clicks": 0, "ctr": 0.0,
+                     "spend": 2.0, "spend_micros": 2_000_000}]
 
 
 def test_concurrent_clicks_never_overspend(tmp_path):
@@ -166,6 +168,6 @@ def test_concurrent_clicks_never_overspend(tmp_path):
         t.join()
     view = store.campaign_view("c1")
     assert view["clicks"] == 40
-    assert 2_000_000 <= view["spend_micros"] <= 2_000_000 + 300_000
+    assert view["spend_micros"] == 2_000_000  # spent to the micro, never past it
     charged = store._conn().execute("SELECT SUM(charged_micros) FROM clicks").fetchone()[0]
     assert charged == view["spend_micros"]

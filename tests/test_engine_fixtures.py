@@ -79,9 +79,9 @@ def model_workspace(root: Path, tokenizer: RoostTokenizer, model: GPT) -> Path:
 @contextlib.contextmanager
 def live_server(workspace: Path, **config) -> Iterator[tuple[str, FastAPI]]:
     """A real uvicorn server for ``workspace`` on a free loopback port, in a thread; yields (base URL, app)."""
-    app = create_app(ServeConfig(workspace=workspace, **config))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    app = create_app(ServeConfig(workspace=workspace, port=sock.getsockname()[1], **config))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -22,9 +22,11 @@ from pydantic import (
     model_validator,
 )
 
-MICROS = 1_000_000
+from roost.ads.money import MICROS, check_campaign_money
 
 Money = Annotated[Decimal, Field(gt=0, decimal_places=6, max_digits=18)]
+# impressions per user per UTC day; bounded so it fits SQLite's 64-bit INTEGER
+FrequencyCap = Annotated[int, Field(ge=1, le=1_000_000, description="impressions per user per UTC day")]
 
 
 def to_micros(amount: Decimal | int | str) -> int:
@@ -95,21 +97,25 @@ class CampaignSpec(BaseModel):
     max_bid: Money | None = None  # the most one charge may ever be; defaults to bid
     targeting: Targeting = Field(default_factory=Targeting)
     schedule: Schedule | None = None
-    frequency_cap: int | None = Field(default=None, ge=1, description="impressions per user per UTC day")
+    frequency_cap: FrequencyCap | None = None
     brand_safety_threshold: float | None = Field(default=None, gt=0, le=1)
     creatives: list[Creative] = Field(min_length=1, max_length=100)
 
     @model_validator(mode="after")
     def _money(self) -> CampaignSpec:
-        if self.max_bid is not None and self.max_bid < self.bid:
-            raise ValueError(f"max_bid ({self.max_bid}) must be at least bid ({self.bid})")
-        if self.daily_budget is not None and self.daily_budget > self.budget:
-            raise ValueError(f"daily_budget ({self.daily_budget}) must not exceed budget ({self.budget})")
+        bid = to_micros(self.bid)
+        check_campaign_money(bid=bid, max_bid=to_micros(self.max_bid) if self.max_bid else bid,
+                             budget=to_micros(self.budget),
+                             daily_budget=to_micros(self.daily_budget) if self.daily_budget else None)
         return self
 
 
 class CampaignPatch(BaseModel):
-    """``PATCH /admin/campaigns/{id}``: any subset of the mutable fields."""
+    """``PATCH /admin/campaigns/{id}``: any subset of the mutable fields.
+
+    ``null`` removes an optional setting (daily budget, schedule, frequency cap,
+    safety threshold); the others cannot be removed, so ``null`` there is a 400.
+    """
 
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -120,8 +126,18 @@ class CampaignPatch(BaseModel):
     max_bid: Money | None = None
     targeting: Targeting | None = None
     schedule: Schedule | None = None
-    frequency_cap: int | None = Field(default=None, ge=1)
+    frequency_cap: FrequencyCap | None = None
     brand_safety_threshold: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _required_stay(self) -> CampaignPatch:
+        for name in REQUIRED_IN_PATCH:
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name}: cannot be removed (null); give a value or leave it out")
+        return self
+
+
+REQUIRED_IN_PATCH = ("name", "status", "budget", "bid", "max_bid", "targeting")
 
 
 def describe_error(e: ValidationError) -> str:

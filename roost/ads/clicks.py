@@ -3,6 +3,12 @@
 The token is ``base64url(json payload) . base64url(HMAC-SHA256(secret, payload))``.
 The secret lives in the workspace (``ads/click_secret``, mode 0600), created on
 first use, so click URLs stay valid across server restarts.
+
+Verification is strict: each part must be canonical unpadded base64url (one
+token, one spelling), and even a correctly signed payload must be the shape
+``sign`` writes (an object with a string ``i`` and an integer ``e``), so a
+leaked or rotated secret, or a bug, can never turn into a 500 or a token
+that never expires (``e: NaN``).
 """
 
 from __future__ import annotations
@@ -28,7 +34,11 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Decode canonical unpadded base64url; ValueError for anything else (padding, other characters, stray bits)."""
+    data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if _b64(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 def load_or_create_secret(path: str | Path) -> bytes:
@@ -65,7 +75,17 @@ class ClickSigner:
             raise BadToken("click token is malformed") from None
         if not hmac.compare_digest(mac, self._mac(payload)):
             raise BadToken("click token signature does not match")
-        data = json.loads(payload)
+        try:
+            data = json.loads(payload, parse_constant=_refuse_constant)
+        except ValueError:
+            data = None
+        if not (isinstance(data, dict) and isinstance(data.get("i"), str) and data["i"].isascii() and type(data.get("e")) is int):
+            raise BadToken("click token payload is not an impression id and an expiry")
         if data["e"] < (time.time() if now is None else now):
             raise BadToken("click token has expired")
         return data["i"]
+
+
+def _refuse_constant(name: str) -> None:
+    """NaN and Infinity are not JSON: a payload holding them is malformed."""
+    raise ValueError(f"{name} is not allowed in a click token")

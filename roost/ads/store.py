@@ -11,7 +11,8 @@ Why these choices:
   (``ROOST_ADS_DURABILITY=power``). This class keeps ``FULL`` as its default.
 - Every charge runs in ``BEGIN IMMEDIATE``: the budget check and the spend
   update happen under the write lock, so concurrent requests cannot both see
-  the same remaining budget.
+  the same remaining budget. What a charge may be is :mod:`roost.ads.money`'s
+  rule: never more than what is left, so spend never exceeds the budget.
 - Money is integer micros in every column.
 """
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roost.ads.campaign import CampaignPatch, CampaignSpec, from_micros, to_micros
+from roost.ads.money import capped_charge, check_campaign_money, remaining_micros
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS advertisers (
@@ -135,10 +137,19 @@ class LiveState:
     day_spend_micros: int
     bid_type: str = "cpc"
 
+    def remaining(self) -> int:
+        """Micros that may still be charged now (``roost.ads.money``)."""
+        return remaining_micros(self.spend_micros, self.budget_micros, self.day_spend_micros, self.daily_budget_micros)
+
     def has_budget(self) -> bool:
-        if self.spend_micros >= self.budget_micros:
-            return False
-        return self.daily_budget_micros is None or self.day_spend_micros < self.daily_budget_micros
+        return self.remaining() > 0
+
+    def charge(self, price_micros: int) -> int:
+        """Apply a charge of at most ``price_micros``, capped at what is left; returns the amount charged."""
+        amount = capped_charge(price_micros, self.remaining())
+        self.spend_micros += amount
+        self.day_spend_micros += amount
+        return amount
 
 
 @dataclass
@@ -236,35 +247,33 @@ class AdStore:
                 ids.append(cid)
         return ids
 
-    def update_campaign(self, campaign_id: str, patch: CampaignPatch) -> None:
-        fields = patch.model_dump(exclude_unset=True)
+    def update_campaign(self, campaign_id: str, patch: CampaignPatch, now: float | None = None) -> None:
+        """Apply a patch; KeyError for an unknown campaign, ValueError when the result breaks a money rule."""
         sets: dict[str, object] = {}
-        for name, value in fields.items():
+        for name, value in patch.model_dump(exclude_unset=True).items():
             if name in ("budget", "daily_budget", "bid", "max_bid"):
                 sets[f"{name}_micros"] = to_micros(value) if value is not None else None
             elif name in ("targeting", "schedule"):
                 sets[name] = getattr(patch, name).model_dump_json() if value is not None else None
             else:
                 sets[name] = value
+        now = time.time() if now is None else now
         with self.transaction() as db:
-            row = db.execute("SELECT bid_micros, max_bid_micros, budget_micros FROM campaigns WHERE id = ?",
-                             (campaign_id,)).fetchone()
-            if row is None:
+            state = self.live_states([campaign_id], utc_day(now)).get(campaign_id)
+            if state is None:
                 raise KeyError(campaign_id)
+            row = db.execute("SELECT bid_micros, max_bid_micros FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
             bid = sets.get("bid_micros", row["bid_micros"])
             if "bid_micros" in sets and "max_bid_micros" not in sets and row["max_bid_micros"] < bid:
                 sets["max_bid_micros"] = bid  # raising the bid above the old cap moves the cap with it
-            if sets.get("max_bid_micros", row["max_bid_micros"]) < bid:
-                raise ValueError("max_bid: must be at least bid")
-            if sets.get("budget_micros") is None and "budget_micros" in sets:
-                raise ValueError("budget: cannot be removed")
-            daily = sets["daily_budget_micros"] if "daily_budget_micros" in sets else \
-                db.execute("SELECT daily_budget_micros FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()[0]
-            if daily is not None and daily > sets.get("budget_micros", row["budget_micros"]):
-                raise ValueError("daily_budget: must not exceed budget")
+            check_campaign_money(
+                bid=bid, max_bid=sets.get("max_bid_micros", row["max_bid_micros"]),
+                budget=sets.get("budget_micros", state.budget_micros),
+                daily_budget=sets.get("daily_budget_micros", state.daily_budget_micros),
+                spend=state.spend_micros, day_spend=state.day_spend_micros)
             if not sets:
                 return
-            sets["updated_at"] = time.time()
+            sets["updated_at"] = now
             cols = ", ".join(f"{k} = ?" for k in sets)
             db.execute(f"UPDATE campaigns SET {cols} WHERE id = ?", (*sets.values(), campaign_id))
 
@@ -343,9 +352,7 @@ class AdStore:
                 state = states[day].get(imp.campaign_id)
                 if state is None or state.status != "active" or not state.has_budget():
                     continue
-                charge = math.ceil(imp.price_micros / 1000) if state.bid_type == "cpm" else 0
-                state.spend_micros += charge
-                state.day_spend_micros += charge
+                charge = state.charge(math.ceil(imp.price_micros / 1000)) if state.bid_type == "cpm" else 0
                 imp.id = uuid.uuid4().hex
                 db.execute(
                     "INSERT INTO impressions (id, campaign_id, creative_id, user_id, ts, day, position, price_micros,"
@@ -363,9 +370,9 @@ class AdStore:
         """Record a click once and charge a CPC campaign its auction price.
 
         None when the impression is unknown. A repeated click is recorded once and
-        charged once (``clicks.impression_id`` is UNIQUE). A click is charged only
-        while the campaign still has budget left, so spend stays below budget plus
-        one click price, which is at most ``max_bid``.
+        charged once (``clicks.impression_id`` is UNIQUE). The charge is capped at
+        what is left of the budget and of today's budget (``roost.ads.money``), so
+        spend never exceeds either.
         """
         ts = time.time() if ts is None else ts
         day = utc_day(ts)
@@ -383,7 +390,7 @@ class AdStore:
             if cur.rowcount == 0:
                 return Click(impression_id, cid, imp["landing_url"], 0, duplicate=True)
             state = self.live_states([cid], day)[cid]
-            charge = imp["price_micros"] if imp["bid_type"] == "cpc" and state.has_budget() else 0
+            charge = state.charge(imp["price_micros"]) if imp["bid_type"] == "cpc" else 0
             if charge:
                 db.execute("UPDATE clicks SET charged_micros = ? WHERE impression_id = ?", (charge, impression_id))
                 db.execute("UPDATE campaigns SET spend_micros = spend_micros + ? WHERE id = ?", (charge, cid))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from roost.cli import UserError, add_workspace_arg
+from roost.server.limits import Limits
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,11 +26,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue", type=int, default=64,
                    help="requests that may wait for a slot; more get 429 with Retry-After (default 64)")
     p.add_argument("--model-name", default="roost", help="the model id clients ask for (default roost)")
+    p.add_argument("--public-url", default=None, metavar="URL",
+                   help="base URL clients reach this server at, used in the click links it hands out "
+                        "(default http://HOST:PORT; never taken from a request's Host header)")
+    limits = Limits()
+    g = p.add_argument_group("limits", "what one request or one client may ask; past them: 413, 400 or 429 with "
+                                       "Retry-After (a client is its API key, else its address)")
+    g.add_argument("--max-body-bytes", type=int, default=limits.max_body_bytes,
+                   help=f"largest request body (default {limits.max_body_bytes})")
+    g.add_argument("--max-prompt-chars", type=int, default=limits.max_prompt_chars,
+                   help="longest prompt, conversation or embedding input, checked before tokenizing "
+                        f"(default {limits.max_prompt_chars})")
+    g.add_argument("--max-embedding-inputs", type=int, default=limits.max_embedding_inputs,
+                   help=f"texts per /v1/embeddings request (default {limits.max_embedding_inputs})")
+    g.add_argument("--max-concurrency", type=int, default=limits.concurrency,
+                   help=f"requests in flight per client (default {limits.concurrency})")
+    g.add_argument("--rate-limit", type=float, default=limits.rate,
+                   help=f"requests per second per client, sustained; 0 turns it off (default {limits.rate:g})")
+    g.add_argument("--rate-burst", type=int, default=limits.burst,
+                   help=f"requests a client may send at once (default {limits.burst})")
     p.set_defaults(func=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
+    from urllib.parse import urlsplit
 
     import uvicorn
 
@@ -43,8 +64,17 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UserError(f"--port must be in 1..65535, got {args.port}")
     if any(not k for k in args.api_key):
         raise UserError("--api-key must not be empty")
+    if args.public_url is not None and urlsplit(args.public_url).scheme not in ("http", "https"):
+        raise UserError(f"--public-url must be an http or https URL, got {args.public_url!r}")
+    try:
+        limits = Limits(max_body_bytes=args.max_body_bytes, max_prompt_chars=args.max_prompt_chars,
+                        max_embedding_inputs=args.max_embedding_inputs, concurrency=args.max_concurrency,
+                        rate=args.rate_limit, burst=args.rate_burst)
+    except ValueError as e:
+        raise UserError(f"limits: {e}") from None
     config = ServeConfig(workspace=Path(args.workspace), host=args.host, port=args.port, api_keys=list(args.api_key),
-                         admin_key=args.admin_key, slots=args.slots, queue=args.queue, model_name=args.model_name)
+                         admin_key=args.admin_key, slots=args.slots, queue=args.queue, model_name=args.model_name,
+                         public_url=args.public_url, limits=limits)
     app = create_app(config)
     if "openai" not in app.state.roost.services:
         print(f"roost serve: no model at {config.workspace / 'model'}; the /v1 routes answer 404 until one exists")

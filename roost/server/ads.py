@@ -66,10 +66,10 @@ def serve(body: ServeBody, request: Request) -> dict:
         ads = service.serve(AdRequest(**body.model_dump()))
     except ValueError as e:
         raise APIError(400, str(e)) from None
-    base = str(request.base_url)
+    base = request.app.state.roost.config.base_url()  # configured (--public-url), never the request's Host header
     return {"ads": [{
         "impression_id": ad.impression_id, "campaign_id": ad.campaign_id, "creative_id": ad.creative_id,
-        "text": ad.text, "landing_url": ad.landing_url, "click_url": f"{base}ads/click?t={ad.click_token}",
+        "text": ad.text, "landing_url": ad.landing_url, "click_url": f"{base}/ads/click?t={ad.click_token}",
         "price": from_micros(ad.price_micros), "position": ad.position, "why": ad.why,
     } for ad in ads]}
 

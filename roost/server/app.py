@@ -3,26 +3,37 @@
 Each surface (openai, search, ads, ui) is a module in this package with a
 ``router`` and a ``load(state)`` that loads its service from the workspace into
 ``state`` (and leaves it unset when its artifact is missing). Errors everywhere
-come back in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
+come back in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``,
+and the OpenAPI schema says so for every route. A 500 never carries the
+exception's text (it can hold SQL, paths or data); the server log does. A full
+disk is a 507 that says so. ``roost.server.limits`` guards the event loop
+(body size, rate and concurrency per client) in front of every route.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hmac
 import importlib
+import logging
+import re
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from roost.server.limits import GuardMiddleware, Limits, error_body
 from roost.workspace import Workspace
 
 SURFACES = ("openai", "search", "ads", "ui")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +46,12 @@ class ServeConfig:
     slots: int = 8
     queue: int = 64
     model_name: str = "roost"
+    public_url: str | None = None  # base of links handed out (click URLs); None: http://HOST:PORT
+    limits: Limits = field(default_factory=Limits)
+
+    def base_url(self) -> str:
+        """Where clients reach this server, from configuration only: never from a request's Host header."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
 @dataclass
@@ -61,10 +78,6 @@ def no_index_error(state: ServerState, what: str) -> APIError:
     return APIError(503, f"{what}: no search index in {state.workspace.index}; "
                          f"run `roost index --workspace {state.workspace.root}` and restart the server",
                     type="service_unavailable", code="no_index")
-
-
-def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
 def keys_match(given: str | None, allowed: list[str]) -> bool:
@@ -97,6 +110,9 @@ def require_admin_key(request: Request) -> None:
                        type="authentication_error", code="invalid_admin_key")
 
 
+_FIELD_FIRST = re.compile(r"^([A-Za-z_][\w.]*): ")
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, e: APIError):
@@ -107,8 +123,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         first = e.errors()[0] if e.errors() else {}
         loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path")]
         param = ".".join(loc) or None
-        msg = f"{param}: {first.get('msg', 'invalid value')}" if param else first.get("msg", "invalid request")
-        return JSONResponse(error_body(msg, "invalid_request_error", param), status_code=400)
+        msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        named = _FIELD_FIRST.match(msg) if param is None else None  # a model-level check that names its field
+        if named:
+            param = named.group(1)
+        text = f"{param}: {msg}" if param and not named else msg
+        return JSONResponse(error_body(text, "invalid_request_error", param), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException):
@@ -116,8 +136,55 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(str(e.detail), kind), status_code=e.status_code)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, e: Exception):  # last resort: still an OpenAI-shaped body
-        return JSONResponse(error_body(f"internal error: {type(e).__name__}: {e}", "server_error"), status_code=500)
+    async def _unexpected(request: Request, e: Exception):
+        """Last resort: an OpenAI-shaped body that says nothing of the exception (the log has it)."""
+        if disk_full(e):
+            log.error("%s %s: disk full: %s", request.method, request.url.path, e)
+            return JSONResponse(error_body("the server's disk is full: nothing was recorded; try again later",
+                                           "server_error", code="disk_full"),
+                                status_code=507, headers={"Retry-After": "60"})
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse(error_body("internal server error; the server log has the details", "server_error",
+                                       code="internal_error"), status_code=500)
+
+
+def disk_full(e: BaseException) -> bool:
+    """An OS write refused for space (ENOSPC, EDQUOT) or SQLite's SQLITE_FULL."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e)
+
+
+ERROR_SCHEMA = {
+    "type": "object", "required": ["error"], "additionalProperties": False,
+    "properties": {"error": {
+        "type": "object", "required": ["message", "type", "param", "code"], "additionalProperties": False,
+        "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                       "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}},
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI schema say what the server does: every 4xx/5xx has ERROR_SCHEMA's shape, and a bad
+    body is a 400, not FastAPI's default 422 (which this server never sends)."""
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            schemas["Error"] = ERROR_SCHEMA
+            error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            for operations in schema.get("paths", {}).values():
+                for op in operations.values():
+                    op["responses"].pop("422", None)
+                    op["responses"]["4XX"] = {"description": "Bad request, in OpenAI's error shape", **error}
+                    op["responses"]["5XX"] = {"description": "Server-side failure (never the exception's text)",
+                                              **error}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 @contextlib.asynccontextmanager
@@ -136,7 +203,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     state = ServerState(config=config, workspace=Workspace(config.workspace))
     app.state.roost = state
     _install_error_handlers(app)
-    metrics.install(app)
+    _document_errors(app)
+    app.add_middleware(GuardMiddleware, limits=config.limits)
+    metrics.install(app)  # added last, so outermost: it counts the guard's 413s and 429s too
 
     @app.get("/health")
     def health() -> dict:

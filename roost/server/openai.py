@@ -5,6 +5,11 @@ goes through the engine's background thread; embeddings through
 roost.embeddings.TextEmbedder. Streams are server-sent events ending in
 ``data: [DONE]``. A client that goes away cancels its request, which frees its
 slots before the engine's next step.
+
+Tokenizing and embedding run in the threadpool, never on the event loop, and
+only after the text's length is checked against ``Limits.max_prompt_chars``
+(and the input count against ``Limits.max_embedding_inputs``): one client's
+megabyte prompt must not stall every other route.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from roost.server.app import APIError, ServerState, require_api_key
+from roost.server.limits import Limits
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -143,6 +149,18 @@ def _model_card(service: OpenAIService) -> dict:
 
 # ---- generation --------------------------------------------------------------------------------
 
+def _limits(request: Request) -> Limits:
+    return request.app.state.roost.config.limits
+
+
+def _check_length(size: int, limits: Limits, param: str, what: str = "the prompt") -> None:
+    """Refuse text too long to tokenize here before anything reads it (a token is at least one character)."""
+    if size > limits.max_prompt_chars:
+        raise APIError(400, f"{param}: {what} is {size} characters (or token ids) long; this server takes at most "
+                            f"{limits.max_prompt_chars} (--max-prompt-chars)", param=param,
+                       code="context_length_exceeded")
+
+
 def _sampling(body: _SamplingBody, max_tokens: int, logprobs: int | None):
     from roost.engine import SamplingParams
 
@@ -157,12 +175,20 @@ def _sampling(body: _SamplingBody, max_tokens: int, logprobs: int | None):
                           ignore_eos=body.ignore_eos)
 
 
-def _chat_prompt(service: OpenAIService, body: ChatRequest) -> list[int]:
+def _chat_texts(body: ChatRequest, limits: Limits) -> list[str]:
+    """Each message's text; the messages' length together checked against the limit."""
+    texts = [m.content if isinstance(m.content, str) else "".join(p.text for p in m.content or [])
+             for m in body.messages]
+    _check_length(sum(map(len, texts)), limits, "messages", "the conversation")
+    return texts
+
+
+def _chat_prompt(service: OpenAIService, body: ChatRequest, texts: list[str]) -> list[int]:
+    """The chat template's token ids (in the threadpool: tokenizing is CPU work)."""
     from roost.tokenizer import SPECIAL_TOKENS
 
     messages = []
-    for i, m in enumerate(body.messages):
-        content = m.content if isinstance(m.content, str) else "".join(p.text for p in m.content or [])
+    for i, (m, content) in enumerate(zip(body.messages, texts)):
         bad = next((t for t in SPECIAL_TOKENS if t in content), None)
         if bad:
             raise APIError(400, f"messages[{i}].content contains the reserved token {bad!r}",
@@ -171,7 +197,8 @@ def _chat_prompt(service: OpenAIService, body: ChatRequest) -> list[int]:
     return service.tokenizer.encode_chat(messages, add_generation_prompt=True)[0]
 
 
-def _completion_prompt(service: OpenAIService, body: CompletionRequest) -> list[int]:
+def _completion_input(body: CompletionRequest, limits: Limits) -> str | list[int]:
+    """The one prompt of the request, its length checked."""
     prompt = body.prompt
     if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
         if len(prompt) != 1:
@@ -179,6 +206,12 @@ def _completion_prompt(service: OpenAIService, body: CompletionRequest) -> list[
         prompt = prompt[0]
     if body.echo or body.suffix:
         raise APIError(400, "echo and suffix are not supported", param="echo" if body.echo else "suffix")
+    _check_length(len(prompt), limits, "prompt")
+    return prompt
+
+
+def _completion_prompt(service: OpenAIService, prompt: str | list[int]) -> list[int]:
+    """Token ids of the prompt (in the threadpool when it is text)."""
     if isinstance(prompt, str):
         return [service.tokenizer.bos_id, *service.tokenizer.encode(prompt)]
     return list(prompt)
@@ -298,7 +331,7 @@ def _byte_table() -> dict[str, int]:
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatRequest, request: Request):
     service = _service(request, body.model)
-    prompt = _chat_prompt(service, body)
+    prompt = await run_in_threadpool(_chat_prompt, service, body, _chat_texts(body, _limits(request)))
     max_tokens = body.max_completion_tokens or body.max_tokens or max(1, service.engine.max_len - len(prompt))
     top = body.top_logprobs or 0
     if body.top_logprobs is not None and not body.logprobs:
@@ -339,7 +372,7 @@ async def chat_completions(body: ChatRequest, request: Request):
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request):
     service = _service(request, body.model)
-    prompt = _completion_prompt(service, body)
+    prompt = await run_in_threadpool(_completion_prompt, service, _completion_input(body, _limits(request)))
     job = _submit(service, prompt, _sampling(body, body.max_tokens or 16, body.logprobs), "prompt")
     rid, created, lp = f"cmpl-{uuid.uuid4().hex}", int(time.time()), _Logprobs(service.tokenizer)
     head = {"id": rid, "object": "text_completion", "created": created, "model": service.model_name,
@@ -376,24 +409,22 @@ async def completions(body: CompletionRequest, request: Request):
 
 @router.post("/v1/embeddings")
 async def embeddings(body: EmbeddingRequest, request: Request) -> dict:
-    import numpy as np
-
-    service = _service(request, body.model)
+    service, limits = _service(request, body.model), _limits(request)
     raw = body.input
     if isinstance(raw, str) or (raw and isinstance(raw[0], int)):
         raw = [raw]
     if not raw:
         raise APIError(400, "input: give at least one text", param="input")
+    if len(raw) > limits.max_embedding_inputs:
+        raise APIError(400, f"input: {len(raw)} inputs; this server embeds at most {limits.max_embedding_inputs} "
+                            "per request (--max-embedding-inputs)", param="input")
+    for i, x in enumerate(raw):
+        _check_length(len(x), limits, "input", f"input[{i}]")
     vocab = service.tokenizer.vocab_size
     bad = next((i for i, x in enumerate(raw) if isinstance(x, list) and any(not 0 <= t < vocab for t in x)), None)
     if bad is not None:
         raise APIError(400, f"input[{bad}]: token ids must be in [0, {vocab})", param="input")
-    texts = [x if isinstance(x, str) else service.tokenizer.decode(x) for x in raw]
-    for i, t in enumerate(texts):
-        if not t.strip():
-            raise APIError(400, f"input[{i}]: the text is empty", param="input")
-    vectors = np.asarray(await run_in_threadpool(service.embedder.embed, texts), dtype="<f4")
-    n_tokens = sum(len(x) if isinstance(x, list) else len(service.tokenizer.encode(x)) for x in raw)
+    vectors, n_tokens = await run_in_threadpool(_embed, service, raw)
 
     def encode(v):
         return base64.b64encode(v.tobytes()).decode() if body.encoding_format == "base64" else v.tolist()
@@ -401,3 +432,15 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict:
     return {"object": "list", "model": service.model_name,
             "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
             "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
+
+
+def _embed(service: OpenAIService, raw: list[str] | list[list[int]]) -> tuple[np.ndarray, int]:
+    """Vectors (little-endian float32) and the prompt token count of ``raw`` (in the threadpool)."""
+    import numpy as np
+
+    texts = [x if isinstance(x, str) else service.tokenizer.decode(x) for x in raw]
+    for i, t in enumerate(texts):
+        if not t.strip():
+            raise APIError(400, f"input[{i}]: the text is empty", param="input")
+    vectors = np.asarray(service.embedder.embed(texts), dtype="<f4")
+    return vectors, sum(len(x) if isinstance(x, list) else len(service.tokenizer.encode(x)) for x in raw)

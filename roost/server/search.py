@@ -112,7 +112,8 @@ def add_posts(request: Request, body: PostsIn) -> dict:
     return {"object": "list", "added": [p.id for p in accepted], "rejected": rejected}
 
 
-@router.delete("/admin/posts/{post_id}", dependencies=[Depends(require_admin_key)])
+# ":path": a post id may hold "/" (POST /admin/posts accepts it), so it must be deletable too
+@router.delete("/admin/posts/{post_id:path}", dependencies=[Depends(require_admin_key)])
 def delete_post(request: Request, post_id: str) -> dict:
     if not _service(request).index.delete(post_id):
         raise APIError(404, f"no post with id {post_id!r} in the search index", type="not_found_error",
