@@ -109,6 +109,8 @@ class GuardMiddleware:
         try:
             if refusal is None and scope["method"] in ("POST", "PUT", "PATCH"):
                 body, refusal = await self._read_body(scope, receive)
+                if body is None:
+                    return  # the client left before sending its body: no one to answer
                 if refusal is None:
                     receive = _replay(body, receive)
             if refusal is not None:
@@ -148,8 +150,8 @@ class GuardMiddleware:
         for key in [k for k, b in self.clients.items() if not b.in_flight and now - b.stamp >= full_after]:
             del self.clients[key]
 
-    async def _read_body(self, scope, receive) -> tuple[bytes, JSONResponse | None]:
-        """The whole body, or a 413 as soon as it is known to be too big (a 400 for a lone surrogate)."""
+    async def _read_body(self, scope, receive) -> tuple[bytes | None, JSONResponse | None]:
+        """The whole body (None if the client left), or a 413 as soon as it is too big (400: a lone surrogate)."""
         limit = self.limits.max_body_bytes
         stated = dict(scope["headers"]).get(b"content-length")
         if stated is not None and stated.isdigit() and int(stated) > limit:
@@ -158,7 +160,7 @@ class GuardMiddleware:
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                return None, None
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
