@@ -97,3 +97,27 @@ def test_no_index_is_a_clear_error(tmp_path):
     with live_server(tmp_path / "empty") as (base, _):
         r = search(base, q="hello")
         assert r.status_code == 503 and "roost index" in r.json()["error"]["message"]
+
+
+def test_author_filter_takes_handles_as_well_as_ids(tmp_path, tokenizer):  # noqa: F811
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_search_fixtures import START
+
+    from roost.corpus import schema
+
+    root = model_workspace(tmp_path, tokenizer, tiny_model(tokenizer))
+    ws = Workspace(root)
+    write_corpus(ws, make_posts(30))
+    ids = ["u0", "u1", "u2", "u3"]
+    users = {"id": ids, "username": ["Alice", "bob", "carol", "dave"], "name": ids, "created_at": [START] * 4,
+             "followers_count": [1, 2, 3, 4]}
+    pq.write_table(pa.table(users, schema=schema.USERS), ws.corpus / "users-00000.parquet")
+    assert main(["index", "--workspace", str(root)]) == 0
+    with live_server(root) as (base, _):
+        by_id = search(base, q="pasta garlic", mode="lexical", k=100, author="u0").json()["data"]
+        assert by_id and {d["author"] for d in by_id} == {"u0"} and by_id[0]["username"] == "Alice"
+        for author in ("@Alice", "@alice", "alice", " Alice "):
+            hits = search(base, q="pasta garlic", mode="lexical", k=100, author=author).json()["data"]
+            assert [d["id"] for d in hits] == [d["id"] for d in by_id], author
+        assert search(base, q="pasta garlic", mode="lexical", author="@nobody").json()["data"] == []

@@ -54,6 +54,7 @@ class Post:
     hashtags: list[str] = field(default_factory=list)
     engagement: float = 0.0
     key: int = -1
+    expansion: list[str] = field(default_factory=list)  # index terms the model predicts for the post (not stored)
 
     @property
     def created_iso(self) -> str:
@@ -167,6 +168,11 @@ class DocStore:
         with self._lock:
             row = self._db.execute("SELECT key FROM posts WHERE id = ? AND deleted = 0", (post_id,)).fetchone()
         return None if row is None else row[0]
+
+    def has_author(self, author_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM posts WHERE author_id = ? AND deleted = 0 LIMIT 1",
+                                    (author_id,)).fetchone() is not None
 
     def matching_keys(self, f: Filters, limit: int) -> list[int]:
         """Keys of live posts passing the filters, at most ``limit`` of them."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
@@ -42,13 +42,37 @@ def load(state: ServerState) -> None:
             log.warning("search: semantic and hybrid modes disabled: cannot load the model: %s", e)
     prepare = PostPreparer.for_workspace(state.workspace)
     prepare.warm_up()
-    state.services[SERVICE] = SearchService(SearchIndex(state.workspace.index, embed), prepare)
+    state.services[SERVICE] = SearchService(SearchIndex(state.workspace.index, embed), prepare,
+                                            read_usernames(state.workspace))
+
+
+def read_usernames(ws) -> dict[str, str]:
+    """Author id -> handle (without '@'), from the corpus's users table."""
+    from roost.corpus.schema import read_table
+
+    if ws.read_manifest("corpus") is None:
+        return {}
+    users = read_table(ws.corpus, "users", columns=["id", "username"]).to_pydict()
+    return {i: u for i, u in zip(users["id"], users["username"]) if u}
 
 
 @dataclass
 class SearchService:
     index: SearchIndex
     prepare: PostPreparer  # normalizes and filters posts added live, like ingest
+    usernames: dict[str, str] = field(default_factory=dict)  # author id -> handle
+
+    def __post_init__(self) -> None:
+        self._by_handle = {u.lower(): i for i, u in self.usernames.items()}
+
+    def author_id(self, value: str) -> str:
+        """An ``author`` filter as given: ``@name`` is a handle, ``name`` an author id or else a handle."""
+        value = value.strip()
+        if value.startswith("@"):
+            return self._by_handle.get(value[1:].lower(), value)  # an unknown handle matches no post
+        if self.index.docs.has_author(value):
+            return value
+        return self._by_handle.get(value.lower(), value)
 
     def close(self) -> None:  # called by the app on shutdown: releases the tantivy writer lock
         self.index.close()
@@ -70,15 +94,16 @@ def _bad(e: ValueError) -> APIError:
 def search(request: Request, q: str = "", k: int = 10, mode: str = "hybrid", author: str | None = None,
            since: str | None = None, until: str | None = None, hashtag: str | None = None,
            lang: str | None = None, explain: bool = False) -> dict:
-    index = _service(request).index
+    service = _service(request)
     t0 = time.perf_counter()
     try:
-        filters = Filters(author=author or None, since=parse_time(since, "since"), until=parse_time(until, "until"),
+        filters = Filters(author=service.author_id(author) if author and author.strip() else None, since=parse_time(since, "since"), until=parse_time(until, "until"),
                           hashtag=hashtag.lstrip("#").lower() if hashtag else None, lang=lang or None)
-        hits = index.search(SearchRequest(q=q, k=k, mode=mode, filters=filters))
+        hits = service.index.search(SearchRequest(q=q, k=k, mode=mode, filters=filters))
     except ValueError as e:
         raise _bad(e) from None
-    return {"object": "list", "query": q, "mode": mode, "data": [h.to_dict(explain) for h in hits],
+    data = [{**h.to_dict(explain), "username": service.usernames.get(h.post.author_id)} for h in hits]
+    return {"object": "list", "query": q, "mode": mode, "data": data,
             "took_ms": round((time.perf_counter() - t0) * 1000, 3)}
 
 

@@ -70,16 +70,7 @@ class PostFeed:
 def load(state: ServerState) -> None:
     search = state.services.get("search")  # roost.server.search.SearchService, loaded before this surface
     if search is not None:
-        state.services[SERVICE] = PostFeed(search.index.docs, _usernames(state.workspace))
-
-
-def _usernames(ws) -> dict[str, str]:
-    from roost.corpus.schema import read_table
-
-    if ws.read_manifest("corpus") is None:
-        return {}
-    users = read_table(ws.corpus, "users", columns=["id", "username"]).to_pydict()
-    return {i: u for i, u in zip(users["id"], users["username"]) if u}
+        state.services[SERVICE] = PostFeed(search.index.docs, search.usernames)
 
 
 def _feed(request: Request) -> PostFeed:

@@ -208,13 +208,9 @@ $("#search-form").addEventListener("submit", async (e) => {
   list.replaceChildren();
   try {
     const res = await getJSON("/search?" + params);
-    const authors = [...new Set(res.data.map((h) => h.author).filter(Boolean))];
-    if (authors.length) {  // search returns author ids; name them as the timeline does
-      const named = await getJSON("/ui/users?" + new URLSearchParams({ ids: authors.join(",") })).catch(() => ({ data: [] }));
-      const handle = Object.fromEntries(named.data.map((u) => [u.id, u.username]));
-      for (const hit of res.data) hit.username = handle[hit.author];
-    }
-    status.textContent = `${res.data.length} result${res.data.length === 1 ? "" : "s"} · ${res.mode} · ${res.took_ms.toFixed(1)} ms`;
+    status.textContent = res.data.length
+      ? `${res.data.length} result${res.data.length === 1 ? "" : "s"} · ${res.mode} · ${res.took_ms.toFixed(1)} ms`
+      : `No posts match “${$("#search-q").value.trim()}” (${res.mode}).`;
     for (const hit of res.data) list.append(el("li", {}, postCard(hit, explain && hit.explain ? [explainTable(hit.explain)] : [])));
   } catch (err) {
     status.className = "status error"; status.textContent = err.message;
