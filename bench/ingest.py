@@ -107,7 +107,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000, help="posts to generate (default 100,000)")
     ap.add_argument("--workers", type=int, default=0, help="ingest workers (0: one per core)")
     ap.add_argument("--lang-source", default="auto", choices=["auto", "detect", "off"])
-    ap.add_argument("--lang-candidates", help="comma-separated ISO 639-1 codes lingua chooses among (default: all)")
+    ap.add_argument("--lang-model", default="fasttext", choices=["fasttext", "lingua"])
+    ap.add_argument("--lang-candidates", help="comma-separated ISO 639-1 codes the identifier chooses among (default: all)")
     ap.add_argument("--peer-n", type=int, default=20_000, help="posts for the datasketch comparison (0: skip)")
     ap.add_argument("--data-dir", default=str(Path(tempfile.gettempdir()) / "roost-bench"))
     args = ap.parse_args()
@@ -127,7 +128,8 @@ def main() -> None:
     shutil.rmtree(ws.root, ignore_errors=True)
 
     candidates = args.lang_candidates.split(",") if args.lang_candidates else None
-    cfg = IngestConfig(workers=args.workers, lang_source=args.lang_source, lang_candidates=candidates)
+    cfg = IngestConfig(workers=args.workers, lang_source=args.lang_source, lang_candidates=candidates,
+                       lang_model=args.lang_model)
     cpu0 = _cpu()
     rep = ingest([src], ws, cfg, progress=True)
     cpu_main, cpu_children = (b - a for a, b in zip(cpu0, _cpu()))
@@ -137,10 +139,10 @@ def main() -> None:
     projected = rep.read / max(cpu_main, (cpu_main + cpu_children) / 2)
     print(rep.summary())
     print()
-    print("| posts | workers | lang_source | wall s | posts/s | CPU s main + workers | CPU us/post | "
+    print("| posts | workers | lang_source, model | wall s | posts/s | CPU s main + workers | CPU us/post | "
           "posts/s on 2 free cores (from CPU time) | peak RSS main (MiB) | peak RSS largest child (MiB) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {rep.read:,} | {args.workers or 'auto'} | {args.lang_source} | {rep.seconds:.1f} | "
+    print(f"| {rep.read:,} | {args.workers or 'auto'} | {args.lang_source}, {args.lang_model} | {rep.seconds:.1f} | "
           f"{rep.posts_per_s:,.0f} | {cpu_main:.1f} + {cpu_children:.1f} | "
           f"{(cpu_main + cpu_children) / rep.read * 1e6:.1f} | {projected:,.0f} | {rss_self:.0f} | {rss_child:.0f} |")
     print(f"load average during the run (other users of the machine): {os.getloadavg()}")

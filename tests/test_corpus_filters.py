@@ -71,22 +71,34 @@ def test_filters_can_be_switched_off(ws, tmp_path):
     assert rep.kept == 4 and rep.dropped == {}
 
 
-def test_language_filter_uses_lingua_when_the_record_has_no_tag(ws, tmp_path):
+@pytest.mark.parametrize("model", ["fasttext", "lingua"])
+def test_language_filter_identifies_posts_without_a_tag(ws, tmp_path, model):
     rows = [{k: v for k, v in v2(i, t).items() if k != "lang"} for i, t in enumerate([
         "The weather is lovely today and I am going for a long walk in the park",
         "El tiempo es precioso hoy y voy a dar un largo paseo por el parque",
         "Das Wetter ist heute herrlich und ich mache einen langen Spaziergang im Park",
     ])]
     rows.append(v2(9, "tagged by the platform as english, trusted as such"))
-    rep = run(ws, write_jsonl(tmp_path / "f.jsonl", rows), languages=["en", "es"])
+    rep = run(ws, write_jsonl(tmp_path / "f.jsonl", rows), languages=["en", "es"], lang_model=model)
     assert rep.dropped == {"language": 1}
     assert {p["lang"] for p in posts(ws).values()} == {"en", "es"}
     rep2 = run(ws, write_jsonl(tmp_path / "g.jsonl", [{**v2(20, "Je suis très content de vous voir ici ce soir"),
                                                        "lang": "en"}]), lang_source="detect", languages=["en"],
-               lang_candidates=["en", "fr"])
+               lang_candidates=["en", "fr"], lang_model=model)
     assert rep2.dropped == {"language": 1}  # "detect" ignores the record's own tag
-    with pytest.raises(ValueError, match="lingua does not know xx"):
-        IngestConfig(lang_candidates=["en", "xx"])
+    with pytest.raises(ValueError, match=f"{model} does not know xx"):
+        IngestConfig(lang_candidates=["en", "xx"], lang_model=model)
+
+
+def test_fasttext_answers_und_without_letters_and_keeps_to_candidates():
+    from roost.corpus.filters import detect_languages
+
+    texts = ["", "👍 #tbt @someone https://t.co/x 123", "Bonjour à tous, quelle belle journée aujourd'hui",
+             "I LOVE THIS SONG SO MUCH, BEST ONE OF THE YEAR"]
+    assert detect_languages(texts) == ["und", "und", "fr", "en"]
+    # restricted to en/de, French text gets the likelier of the two, or und when neither is near the top
+    assert detect_languages(texts[2:3], candidates=["en", "de"])[0] in ("en", "de", "und")
+    assert detect_languages(texts[2:3], candidates=["fr", "en"]) == ["fr"]
 
 
 def test_near_duplicate_threshold_is_configurable(ws, tmp_path):

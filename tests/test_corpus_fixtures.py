@@ -12,7 +12,7 @@ import zstandard
 from roost.corpus import IngestConfig, ingest
 from roost.corpus.schema import read_table
 
-# lang_source="auto" with a `lang` on every tweet keeps lingua out of tests that do not test it
+# lang_source="auto" with a `lang` on every tweet keeps the language identifier out of tests that do not test it
 FAST = {"workers": 1, "batch_size": 64}
 
 

@@ -123,12 +123,14 @@ class BatchProcessor:
         return None
 
     def _columns(self, posts: list, r: BatchResult) -> dict[str, list]:
-        """The candidates as columns, with languages (the record's own tag or lingua's) checked."""
+        """The candidates as columns, with languages (the record's own tag or the identifier's) checked."""
         cfg = self.cfg
         langs = [source_lang(rec.lang) if cfg.lang_source == "auto" else None for rec, _, _ in posts]
         if cfg.lang_source != "off":
             todo = [i for i, lang in enumerate(langs) if lang is None]
-            for i, lang in zip(todo, detect_languages([posts[i][2].text for i in todo], cfg.lang_accuracy, cfg.lang_candidates)):
+            found = detect_languages([posts[i][2].text for i in todo], cfg.lang_accuracy, cfg.lang_candidates,
+                                     cfg.lang_model)
+            for i, lang in zip(todo, found):
                 langs[i] = lang
         langs = [lang or "und" for lang in langs]
         if cfg.languages is not None:
