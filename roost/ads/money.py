@@ -29,6 +29,14 @@ from decimal import Decimal
 MICROS = 1_000_000
 
 
+class MoneyError(ValueError):
+    """A campaign's amounts would break a money rule; ``param`` names the field to fix."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
 def remaining_micros(spend: int, budget: int, day_spend: int, daily_budget: int | None) -> int:
     """What may still be charged now: the least of the budget's and today's remainders (never negative)."""
     left = budget - spend
@@ -44,21 +52,21 @@ def capped_charge(price_micros: int, remaining: int) -> int:
 
 def check_campaign_money(*, bid: int, max_bid: int, budget: int, daily_budget: int | None,
                          spend: int = 0, day_spend: int = 0) -> None:
-    """Raise ValueError naming the field when a campaign's amounts break invariant 2."""
+    """Raise MoneyError naming the field when a campaign's amounts break invariant 2."""
     if max_bid < bid:
-        raise ValueError(f"max_bid: {_units(max_bid)} is less than bid {_units(bid)}")
+        raise MoneyError("max_bid", f"{_units(max_bid)} is less than bid {_units(bid)}")
     if max_bid > budget:
         field = "max_bid" if max_bid != bid else "bid"
-        raise ValueError(f"{field}: {_units(max_bid)} is more than the budget {_units(budget)}; "
-                         "one charge may never exceed the budget")
+        raise MoneyError(field, f"{_units(max_bid)} is more than the budget {_units(budget)}; "
+                                "one charge may never exceed the budget")
     if daily_budget is not None and daily_budget > budget:
-        raise ValueError(f"daily_budget: {_units(daily_budget)} is more than the budget {_units(budget)}")
+        raise MoneyError("daily_budget", f"{_units(daily_budget)} is more than the budget {_units(budget)}")
     if budget < spend:
-        raise ValueError(f"budget: {_units(budget)} is less than the {_units(spend)} already spent; "
-                         "pause the campaign to stop it")
+        raise MoneyError("budget", f"{_units(budget)} is less than the {_units(spend)} already spent; "
+                                   "pause the campaign to stop it")
     if daily_budget is not None and daily_budget < day_spend:
-        raise ValueError(f"daily_budget: {_units(daily_budget)} is less than the {_units(day_spend)} spent today; "
-                         "pause the campaign to stop it")
+        raise MoneyError("daily_budget", f"{_units(daily_budget)} is less than the {_units(day_spend)} spent "
+                                         "today; pause the campaign to stop it")
 
 
 def _units(micros: int) -> str:

@@ -113,8 +113,8 @@ def patch_campaign(campaign_id: str, patch: CampaignPatch, request: Request) -> 
         service.store.update_campaign(campaign_id, patch)
     except KeyError:
         raise APIError(404, f"no campaign {campaign_id!r}", type="not_found_error", param="campaign_id") from None
-    except ValueError as e:
-        raise APIError(400, str(e)) from None
+    except ValueError as e:  # a money rule (MoneyError names the field)
+        raise APIError(400, str(e), param=getattr(e, "param", None)) from None
     service.refresh([campaign_id])
     return service.store.campaign_view(campaign_id)
 
