@@ -74,7 +74,8 @@ def serve(body: ServeBody, request: Request) -> dict:
     } for ad in ads]}
 
 
-@router.get("/ads/click")
+@router.get("/ads/click", status_code=302, response_class=RedirectResponse,
+            responses={302: {"description": "to the ad's landing page"}})
 def click(request: Request, t: str = Query(..., max_length=1000, description="signed click token")):
     service = _service(request)
     try:
