@@ -39,6 +39,8 @@ class IngestConfig:
     spam_max_hashtags: int = 10
     spam_max_mentions: int = 10
     spam_max_urls: int = 4
+    spam_learned: bool = True                             # also the learned filter (roost.corpus.spam) at run end
+    spam_model: str | None = None                         # its model JSON; None: the one roost ships
     languages: list[str] | None = None                    # ISO 639-1 codes to keep; None keeps all
     # language identification: "auto" trusts a record's own `lang` field (Twitter's identifier)
     # and identifies the rest; "detect" always identifies

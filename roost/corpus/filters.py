@@ -13,6 +13,7 @@ from roost.corpus.config import IngestConfig
 from roost.corpus.normalize import HASHTAG_RE, MENTION_RE, URL_RE, Normalized
 
 _PLACEHOLDER_RE = re.compile(r"<\|\w+\|>")
+_LEADING_MENTIONS = re.compile(r"(?:\s*(?:@\w+|<\|mention\|>))*")
 _ENTITY_STARTS = ("#", "@", "http://", "https://", "www.", "<|")
 _ENTITY_RES = ((URL_RE, ("://", "ww.", "WW.", "Ww.", "wW.")), (_PLACEHOLDER_RE, ("<|",)), (MENTION_RE, ("@",)),
                (HASHTAG_RE, ("#",)))  # each regex with substrings one of which any match holds (URL_RE ignores case)
@@ -30,14 +31,24 @@ def strip_entities(text: str) -> str:
 
 
 def is_spam(n: Normalized, cfg: IngestConfig) -> bool:
-    """Tag or link stuffing, or a post that is nothing but tags, mentions and links."""
-    if (len(n.hashtags) > cfg.spam_max_hashtags or len(n.mentions) > cfg.spam_max_mentions
+    """Tag or link stuffing, or a post that is nothing but tags, mentions and links.
+
+    The @handles a reply starts with are its conversation's participants, which the platform writes (real
+    threads reach dozens), so only the mentions after them count toward ``spam_max_mentions``.
+    """
+    if (len(n.hashtags) > cfg.spam_max_hashtags or _mentions_in_body(n.text) > cfg.spam_max_mentions
             or len(n.urls) > cfg.spam_max_urls):
         return True
     if n.hashtags or n.mentions or n.urls:
         words = (w for w in n.text.split() if not w.startswith(_ENTITY_STARTS))
         return not any(c.isalpha() for w in words for c in w)
     return False
+
+
+def _mentions_in_body(text: str) -> int:
+    if "@" not in text:
+        return 0
+    return len(MENTION_RE.findall(text, _LEADING_MENTIONS.match(text).end()))
 
 
 def source_lang(tag: str | None) -> str | None:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -28,6 +29,7 @@ from roost.corpus.dedup import DUP_ID, DUP_TEXT, KEEP, NEAR_DUP, DedupState
 from roost.corpus.process import BatchProcessor, BatchResult, init_worker, run_batch
 from roost.corpus.schema import POSTS, USERS, read_table
 from roost.corpus.sources import Unit, expand_sources, read_units
+from roost.corpus.spam import SpamModel, accounts, accounts_per_skeleton, author_keys, drop_learned_spam
 from roost.corpus.threads import build_threads
 from roost.corpus.writer import ShardWriter
 from roost.workspace import Workspace, file_hash
@@ -151,6 +153,8 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
         run = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         report = IngestReport([str(f) for f in files])
         dropped, malformed, rejects, users = Counter(), Counter(), [], []
+        spam_log: list[dict] = []
+        skeletons, authors = [], []  # the learned spam filter's "same text from many accounts", before dedup
         posts_w = ShardWriter(folder, "posts", POSTS, run, cfg.rows_per_shard)
         users_w = ShardWriter(folder, "users", USERS, run, cfg.rows_per_shard)
         bar = tqdm(desc="ingest", unit=" posts", unit_scale=True, disable=not progress, smoothing=0.1)
@@ -161,6 +165,10 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
                 malformed.update(r.malformed)
                 report.pii_scrubbed += r.pii_scrubbed
                 rejects.extend({"run": run, **x} for x in r.rejects[: max(0, cfg.max_rejects_logged - len(rejects))])
+                spam_log.extend(r.spam[: max(0, cfg.max_rejects_logged - len(spam_log))])
+                if r.skeletons is not None:
+                    skeletons.append(r.skeletons)
+                    authors.append(author_keys(r.posts.column("author_id").to_pylist(), r.posts.column("id").to_pylist()))
                 for u in r.users:
                     if u["id"] not in known_users:
                         known_users.add(u["id"])
@@ -187,6 +195,14 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
             raise
         bar.close()
         new_posts, new_users = posts_w.close(), users_w.close()
+        if skeletons:
+            n, learned = drop_learned_spam(folder, new_posts, SpamModel.load(cfg.spam_model),
+                                           accounts(read_table(folder, "users")),
+                                           accounts_per_skeleton(np.concatenate(skeletons), np.concatenate(authors)))
+            if n:
+                dropped["spam_learned"] += n
+                report.kept -= n
+            spam_log.extend(learned[: max(0, cfg.max_rejects_logged - len(spam_log))])
 
         cols = read_table(folder, "posts", ["id", "reply_to", "conversation_id"])
         threads = build_threads(*(cols.column(c).combine_chunks() for c in cols.column_names))
@@ -197,6 +213,7 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
         dedup_name = f"dedup-{run}.npz"
         dedup.save(folder / dedup_name)
         _append_rejects(folder / "rejects.jsonl", rejects)
+        _append_rejects(folder / "spam.jsonl", [{"run": run, **x} for x in spam_log])
 
         report.dropped, report.malformed = dict(dropped), dict(malformed)
         report.files = new_posts + new_users + new_threads

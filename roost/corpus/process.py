@@ -24,6 +24,7 @@ from roost.corpus.normalize import normalize_post
 from roost.corpus.records import Malformed, RawPost, unit_records
 from roost.corpus.schema import POSTS
 from roost.corpus.sources import Unit, split_lines
+from roost.corpus.spam import skeleton_key
 
 POST_FIELDS = ("id", "text", "author_id", "created_at", "lang", "reply_to", "conversation_id",
                "hashtags", "mentions", "urls", "like_count", "retweet_count", "reply_count", "source")
@@ -41,6 +42,8 @@ class BatchResult:
     rejects: list[dict] = field(default_factory=list)
     users: list[dict] = field(default_factory=list)
     pii_scrubbed: int = 0
+    skeletons: np.ndarray | None = None  # per candidate: roost.corpus.spam.skeleton_key (learned spam filter)
+    spam: list[dict] = field(default_factory=list)  # posts the spam rules dropped, for corpus/spam.jsonl
 
 
 def _sample(u: Unit) -> str:
@@ -117,6 +120,8 @@ class BatchProcessor:
         if len(n.text) < cfg.min_chars:
             return "too_short"
         if cfg.drop_spam and is_spam(n, cfg):
+            if len(r.spam) < cfg.max_rejects_logged:
+                r.spam.append({"id": rec.id, "author_id": rec.author_id, "text": n.text, "by": "rules"})
             return "spam"
         r.pii_scrubbed += n.pii
         posts.append((rec, source, n))
@@ -153,6 +158,8 @@ class BatchProcessor:
             r.text_hash = np.fromiter((xxhash.xxh3_64_intdigest(t.encode()) for t in texts), np.uint64, len(texts))
         if self.cfg.dedup_near:
             r.bands = self.hasher.band_keys(self.hasher.signatures(texts))
+        if self.cfg.drop_spam and self.cfg.spam_learned:
+            r.skeletons = np.fromiter(map(skeleton_key, texts), np.uint64, len(texts))
 
 
 _worker: BatchProcessor | None = None

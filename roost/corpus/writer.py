@@ -34,9 +34,7 @@ class ShardWriter:
         while batch.num_rows:
             if self._writer is None:
                 self._tmp = self.folder / f".{self._final().name}.tmp"
-                # dictionary-encode only the columns with few distinct values (ids and texts gain nothing)
-                dict_cols = [c for c in ("lang", "source", "author_id") if c in self.schema.names]
-                self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd", use_dictionary=dict_cols)
+                self._writer = _parquet_writer(self._tmp, self.schema)
             take = min(batch.num_rows, self.rows_per_shard - self._rows)
             self._writer.write(batch.slice(0, take))
             self._rows += take
@@ -68,3 +66,19 @@ class ShardWriter:
             self._tmp.unlink(missing_ok=True)
             self._writer = None
 
+
+
+def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    # dictionary-encode only the columns with few distinct values (ids and texts gain nothing)
+    dict_cols = [c for c in ("lang", "source", "author_id") if c in schema.names]
+    return pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=dict_cols)
+
+
+def rewrite_shard(path: Path, table: pa.Table) -> None:
+    """Replace a sealed shard's rows with ``table`` (same schema), atomically: readers see the old or the new."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with _parquet_writer(tmp, table.schema) as w:
+        w.write_table(table)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -99,7 +99,9 @@ def make_users(rng: random.Random, n: int, start_ms: int) -> list[User]:
                 username=username,
                 name=name,
                 lang=lang,
-                created_ms=start_ms - rng.randrange(30, 5000) * 86_400_000 - rng.randrange(86_400_000),
+                # spam accounts are young: platforms suspend them within weeks
+                created_ms=start_ms - rng.randrange(*((1, 60) if spam else (30, 5000))) * 86_400_000
+                - rng.randrange(86_400_000),
                 interests=interests,
                 fame=0.05 if spam else rng.paretovariate(1.3),
                 activity=3.0 if spam else rng.paretovariate(1.8),

@@ -161,6 +161,12 @@ SPAM_HOOKS = _split(
     "100x gains guaranteed, join the signal group|You have been selected! Click to claim|"
     "Hot singles in your area|Last chance: 90% OFF everything"
 )
+# Reply spam: a bot answers an organic post with a pitch and one link.
+SPAM_REPLY_HOOKS = _split(
+    "Great post! I made $3,000 this week with this|Love this! DM me for a paid collab|"
+    "So true. Check the link in my bio for free crypto|This changed my life, trust me|"
+    "Nice! Claim your free gift card before it ends"
+)
 SPAM_TAGS = _split("win|free|giveaway|crypto|airdrop|money|followback|promo|deal|bitcoin|rich|sale")
 SPAM_DOMAINS = _split("bit.ly|tinyurl.com|free-prizes.example|win-big.example")
 EMAIL_DOMAINS = _split("example.com|example.org|mail.example.net")

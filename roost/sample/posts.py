@@ -28,6 +28,7 @@ from roost.sample.phrases import (
     REPLY_ACT_WEIGHTS,
     SPAM_DOMAINS,
     SPAM_HOOKS,
+    SPAM_REPLY_HOOKS,
     SPAM_TAGS,
     STATEMENTS,
     URL_SITES,
@@ -40,6 +41,7 @@ FOREIGN_IN_OWN_LANGUAGE = 0.85
 EXTRA_RATES = {"retweet": 0.05, "quote": 0.01, "duplicate": 0.02, "near_duplicate": 0.02, "spam": 0.02, "empty": 0.01}
 MODIFIED_RATES = {"pii": 0.02, "html_entities": 0.02, "mojibake": 0.02}
 MIN_POSTS_FOR_ALL_DIRT = 50
+SPAM_STYLES = {"stuffing": 0.4, "campaign": 0.35, "reply": 0.25}  # share of spam posts (see PostMaker._spam)
 
 _CAPITALIZE = re.compile(r"(^|[.!?]\s+)([¡¿]?)([^\W\d_])")
 _ALNUM = string.ascii_letters + string.digits
@@ -290,13 +292,25 @@ class PostMaker:
             text = f"{src.text} {r.choice(fillers)}"
         return self._copy(src, src_idx, "near_duplicate", text)
 
+    def _spam_link(self) -> str:
+        return f"https://{self.rng.choice(SPAM_DOMAINS)}/{''.join(self.rng.choices(_ALNUM, k=7))}"
+
     def _spam(self, src: Post, src_idx: int) -> Post:
+        """Three kinds, as on real platforms: link and tag stuffing; one pitch posted by many bot accounts
+        with a single link and a tag or none; and a pitch posted as a reply under an organic post."""
         r = self.rng
-        links = [f"https://{r.choice(SPAM_DOMAINS)}/{''.join(r.choices(_ALNUM, k=7))}" for _ in range(r.randint(2, 4))]
-        tags = r.sample(SPAM_TAGS, r.randint(5, 9)) + list(BANKS[src.topic].hashtags[:2])
-        text = f"{r.choice(SPAM_HOOKS)} {' '.join(links)} {' '.join('#' + t for t in tags)}"
-        ms = self.start_ms + r.randrange(self.span_ms)
-        return Post(r.choice(self.spammers), ms, text, "en", None, "spam")
+        style = r.choices(list(SPAM_STYLES), weights=list(SPAM_STYLES.values()))[0]
+        if style == "reply":
+            text = f"@{self.users[src.author].username} {r.choice(SPAM_REPLY_HOOKS)} {self._spam_link()}"
+            return Post(r.choice(self.spammers), self._later(src.ms), text, "en", None, "spam", parent=src_idx,
+                        root=src_idx, depth=1)
+        if style == "stuffing":
+            links = " ".join(self._spam_link() for _ in range(r.randint(2, 4)))
+            tags = r.sample(SPAM_TAGS, r.randint(5, 9)) + list(BANKS[src.topic].hashtags[:2])
+        else:  # campaign
+            links, tags = self._spam_link(), r.sample(SPAM_TAGS, r.choice((0, 0, 1, 2)))
+        text = " ".join([r.choice(SPAM_HOOKS), links, *("#" + t for t in tags)])
+        return Post(r.choice(self.spammers), self.start_ms + r.randrange(self.span_ms), text, "en", None, "spam")
 
     def _empty(self, src: Post, src_idx: int) -> Post:
         ms = self.start_ms + self.rng.randrange(self.span_ms)
