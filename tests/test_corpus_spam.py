@@ -84,3 +84,20 @@ def test_ingest_drops_a_campaign_from_young_accounts_and_lists_it(ws, tmp_path):
 
     off = run(ws.__class__(tmp_path / "off"), src, spam_learned=False, dedup_near=False)
     assert off.kept == 12 and off.dropped == {}
+
+
+def test_stats_show_handles_and_flag_spam_tags_that_dominate(ws, tmp_path):
+    from roost.corpus.stats import corpus_stats, format_stats
+
+    rows = [_users(["bot1", "human0"], "2015-01-01T00:00:00.000Z", 10)]
+    rows += [v2(i, f"{ORGANIC[i % 6]} #followback #giveaway #win", author_id="bot1") for i in range(8)]
+    rows += [v2(50 + i, f"{ORGANIC[i]} #cooking", author_id="human0") for i in range(3)]
+    run(ws, write_jsonl(tmp_path / "f.jsonl", rows), drop_spam=False, dedup_near=False, dedup_exact=False)
+    out = format_stats(corpus_stats(ws))
+    assert "#followback  (spam-like)" in out and "#cooking  (spam-like)" not in out
+    assert "WARNING: spam-like tags are 3 of the top 4 hashtags" in out
+    assert "@bot1 (bot1)" in out and "@human0 (human0)" in out
+
+    clean = ws.__class__(tmp_path / "clean")
+    run(clean, write_jsonl(tmp_path / "g.jsonl", rows[:1] + rows[-3:]))
+    assert "WARNING" not in format_stats(corpus_stats(clean))
