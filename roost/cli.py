@@ -13,7 +13,7 @@ import pkgutil
 import sys
 
 from roost import __version__, commands
-from roost.workspace import StageMissing
+from roost.workspace import StageMissing, disk_full
 
 
 class UserError(Exception):
@@ -50,10 +50,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (UserError, StageMissing, ValueError, FileNotFoundError) as e:
+        if full := disk_full(e, getattr(args, "workspace", None)):
+            return _disk_full(args, full)
         print(f"roost {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BaseException as e:  # BaseException: torch.distributed.checkpoint's CheckpointException is one
+        full = None if isinstance(e, SystemExit) else disk_full(e, getattr(args, "workspace", None))
+        if full is None:
+            raise
+        return _disk_full(args, full)
+
+
+def _disk_full(args: argparse.Namespace, cause: BaseException) -> int:
+    """One clear line for a full disk; every artifact is written aside and swapped in whole, so nothing is lost."""
+    where = getattr(args, "workspace", None)
+    print(f"roost {args.command}: error: the disk is full{f' (workspace {where})' if where else ''}: {cause}. "
+          "Nothing was replaced: the previous artifacts are intact. Free some space and run it again.",
+          file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

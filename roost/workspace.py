@@ -9,6 +9,7 @@ between stages: any stage can be rerun, replaced or run on another machine.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -100,6 +101,50 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# Below this many free bytes, an I/O error is taken for a full disk: SQLite reports some ENOSPC as "disk I/O error".
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def disk_full(e: BaseException, where: str | Path | None = None) -> BaseException | None:
+    """The error in ``e`` (or wrapped by it) that shows a write was refused for lack of space, else None.
+
+    That is ENOSPC or EDQUOT, SQLite's "database or disk is full", and any OS,
+    SQLite or runtime error while the disk holding ``where`` has (almost) nothing
+    free: SQLite and torch's writers report some refused writes without ENOSPC.
+    Errors are unwrapped through ``__cause__``/``__context__`` and through
+    torch.distributed.checkpoint's per-rank ``failures``.
+    """
+    import sqlite3
+
+    stack, seen = [e], set()
+    while stack:
+        x = stack.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT):
+            return x
+        if isinstance(x, sqlite3.OperationalError) and "disk is full" in str(x):
+            return x
+        if isinstance(x, (OSError, RuntimeError, sqlite3.Error)) and where is not None and _nearly_full(where):
+            return x  # RuntimeError: torch.save's zip writer reports a short write as "unexpected pos"
+        failures = getattr(x, "failures", None)  # CheckpointException: rank -> (error, traceback)
+        if isinstance(failures, dict):
+            stack += [f[0] if isinstance(f, tuple) else f for f in failures.values()]
+        stack += [x.__cause__, x.__context__]
+    return None
+
+
+def _nearly_full(where: str | Path) -> bool:
+    path = Path(where).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
 
 
 def file_hash(path: str | Path) -> str:

@@ -13,7 +13,6 @@ disk is a 507 that says so. ``roost.server.limits`` guards the event loop
 from __future__ import annotations
 
 import contextlib
-import errno
 import hmac
 import importlib
 import logging
@@ -30,7 +29,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from roost.server.limits import GuardMiddleware, Limits, error_body
-from roost.workspace import Workspace
+from roost.workspace import Workspace, disk_full
 
 SURFACES = ("openai", "search", "ads", "ui")
 log = logging.getLogger(__name__)
@@ -135,24 +134,24 @@ def _install_error_handlers(app: FastAPI) -> None:
         kind = "not_found_error" if e.status_code == 404 else "invalid_request_error"
         return JSONResponse(error_body(str(e.detail), kind), status_code=e.status_code)
 
+    @app.exception_handler(OSError)
+    @app.exception_handler(RuntimeError)
+    @app.exception_handler(sqlite3.Error)
+    async def _storage(request: Request, e: Exception):
+        """A full disk is a 507 that says so (and keeps the connection); any other such error goes on to the 500."""
+        cause = disk_full(e, request.app.state.roost.workspace.root)
+        if cause is None:
+            raise e
+        log.error("%s %s: disk full: %s", request.method, request.url.path, cause)
+        return JSONResponse(error_body("the server's disk is full: this request failed; retry it once space "
+                                       "is freed", "server_error", code="disk_full"),
+                            status_code=507, headers={"Retry-After": "60"})
+
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, e: Exception):
-        """Last resort: an OpenAI-shaped body that says nothing of the exception (the log has it)."""
-        if disk_full(e):
-            log.error("%s %s: disk full: %s", request.method, request.url.path, e)
-            return JSONResponse(error_body("the server's disk is full: nothing was recorded; try again later",
-                                           "server_error", code="disk_full"),
-                                status_code=507, headers={"Retry-After": "60"})
-        log.exception("%s %s failed", request.method, request.url.path)
+    async def _unexpected(_: Request, e: Exception):
+        """Last resort: an OpenAI-shaped body that says nothing of the exception (uvicorn logs its traceback)."""
         return JSONResponse(error_body("internal server error; the server log has the details", "server_error",
                                        code="internal_error"), status_code=500)
-
-
-def disk_full(e: BaseException) -> bool:
-    """An OS write refused for space (ENOSPC, EDQUOT) or SQLite's SQLITE_FULL."""
-    if isinstance(e, OSError):
-        return e.errno in (errno.ENOSPC, errno.EDQUOT)
-    return isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e)
 
 
 ERROR_SCHEMA = {
