@@ -1,4 +1,4 @@
-"""The ads surface over real HTTP: admin API, serving, signed clicks, money safety, durability."""
+"""The ads surface over real HTTP: admin API, serving, signed clicks, money safety, durability (of live posts too)."""
 
 import concurrent.futures
 import os
@@ -14,8 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from test_engine_fixtures import live_server
+from test_search_fixtures import make_posts, write_corpus
 
+from roost.cli import main
+from roost.search.engine import SearchIndex, SearchRequest
 from roost.server.limits import Limits
+from roost.workspace import Workspace
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 
@@ -133,8 +137,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_acknowledged_impressions_and_clicks_survive_sigkill(tmp_path):
+def test_acknowledged_ad_events_and_posts_survive_sigkill(tmp_path):
     ws = tmp_path / "workspace"
+    write_corpus(Workspace(ws), make_posts(30))
+    assert main(["index", "--workspace", str(ws), "--no-vectors"]) == 0
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "roost", "serve", "--workspace", str(ws), "--port", str(port),
@@ -160,6 +166,10 @@ def test_acknowledged_impressions_and_clicks_survive_sigkill(tmp_path):
                 if i % 2 == 0:
                     assert http.get(ads[0]["click_url"]).status_code == 302
                     clicked.append(ads[0]["impression_id"])
+            posts = [{"id": f"zep{i}", "text": f"zeppelin number {i} over the harbour"} for i in range(5)]
+            assert http.post("/admin/posts", json={"posts": posts}, headers=ADMIN).json()["added"] == \
+                [p["id"] for p in posts]
+            assert http.delete("/admin/posts/zep0", headers=ADMIN).status_code == 200
         proc.send_signal(signal.SIGKILL)  # the instant after the last acknowledgement
         proc.wait(timeout=30)
     finally:
@@ -171,3 +181,9 @@ def test_acknowledged_impressions_and_clicks_survive_sigkill(tmp_path):
     assert {r[0] for r in db.execute("SELECT impression_id FROM clicks")} == set(clicked)
     spend = db.execute("SELECT SUM(spend_micros) FROM campaigns").fetchone()[0]
     assert spend == db.execute("SELECT SUM(charged_micros) FROM clicks").fetchone()[0] > 0
+    index = SearchIndex(Workspace(ws).index)
+    try:
+        found = [h.post.id for h in index.search(SearchRequest(q="zeppelin harbour", k=20, mode="lexical"))]
+    finally:
+        index.close()
+    assert sorted(found) == ["zep1", "zep2", "zep3", "zep4"]  # the adds and the delete, all kept
