@@ -158,3 +158,15 @@ def test_a_500_carries_no_exception_text(server):
     error = assert_error(r, 500, code="internal_error")
     assert error["type"] == "server_error"
     assert "constraint" not in r.text and "secret" not in r.text and "RuntimeError" not in r.text
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-body-bytes", "0"], "max_body_bytes must be at least 1"),
+    (["--rate-limit", "-1"], "rate must be 0 (off) or more"),
+    (["--public-url", "evil.example"], "--public-url must be an http or https URL"),
+])
+def test_serve_refuses_bad_limit_flags(capsys, tmp_path, flags, message):
+    from roost.cli import main
+
+    assert main(["serve", "--workspace", str(tmp_path), *flags]) == 2
+    assert message in capsys.readouterr().err
