@@ -141,6 +141,8 @@ def _render(posts: list[Post], users: list[User], user_ids: list[str], bar: tqdm
         line: dict[str, Any] = {"id": pid, "topic": p.topic, "kind": p.kind, "lang": p.lang}
         if p.act:
             line["act"] = p.act
+        if p.subject:
+            line["subject"] = p.subject
         if p.question:
             line["question"] = True
         if p.dirt:

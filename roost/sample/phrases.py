@@ -21,26 +21,55 @@ STATEMENTS = _split(
 )
 QUESTIONS = _split(
     "{q}|Quick question: {q}|Anyone else think {s} {c}?|What do you all think about {s}?|"
-    "Is it just me or {s} {c}?|Just {a}. {q}"
+    "Is it just me or {s} {c}?|Just {a}. {q}|Is {s} worth it?|Has anyone tried {s}?|"
+    "Thoughts on {s}?|Be honest: {s}, yes or no?"
 )
 
+# Glue that multiplies the templates into a network that does not repeat itself: a statement may open
+# with a lead-in, go on with a second sentence and close with a tail; none of it carries the topic.
+LEAD_INS = _split(
+    "Honestly,|Hot take:|Not gonna lie,|Unpopular opinion:|Real talk:|Okay so|Fun fact:|Can confirm:|"
+    "Small update:|Controversial, but|Reminder:|PSA:|Late to this, but|For the record,|No joke,|Confession:|"
+    "Update:|Plot twist:|Serious question aside,|After all this time,"
+)
+FOLLOW_UPS = _split(
+    "{o2}|Also, {s2} {c2}.|Meanwhile {s2} {c2}.|And yes, I {a2}.|On top of that, {s2} {c2}.|"
+    "Still can't believe I {a2}.|Next up: {s2}.|Related: {s2} {c2}."
+)
+TAILS = _split(
+    "No regrets.|Still thinking about it.|Change my mind.|That's it, that's the post.|More on this later.|"
+    "What a week.|Anyway.|Worth it.|Not sure how I feel about it.|Wild times.|Would do it again.|"
+    "Mark my words.|Tell me I'm wrong.|Long story.|Big if true.|Noted for next time.|Learned a lot.|"
+    "Can't stop smiling.|Deep breath.|Back to work now.|Happy with that.|Ask me anything.|Not even joking.|"
+    "Weekend sorted.|Sleep can wait."
+)
+# Reply openers by speech act, put before the body; the body names the parent's subject.
+REPLY_OPENERS: dict[str, tuple[str, ...]] = {
+    "agree": _split("Totally agree.|100% this.|Exactly!|So true.|Couldn't agree more.|Same here.|This, all of this.|"
+                    "Yes!|Spot on.|Said it better than me.|Facts.|Right there with you."),
+    "disagree": _split("Hard disagree.|Not so sure about that.|I see it differently.|Nah.|Respectfully, no.|"
+                       "Hmm, not really.|Counterpoint:|I'd push back on that.|Have to disagree.|Strong no from me."),
+    "ask": _split("Wait, really?|Interesting.|Hmm.|Huh.|Curious:|Genuine question:|Okay but|Hold on,"),
+    "answer": _split("Good question!|From my experience:|Short answer:|Honestly?|Easy one.|My two cents:|"
+                     "Depends, but|Been there.|Speaking from experience,|If you ask me,"),
+}
+
 # Replies, by speech act. "ask" replies are questions, so they get answered in turn.
+# {s} is the parent's subject when it has one, so a reply talks about what its parent said.
 REPLIES: dict[str, tuple[str, ...]] = {
     "agree": _split(
-        "Totally agree. {o}|100% this. {s} {c}.|Exactly! {s} {c}.|So true, {s} {c}.|Couldn't agree more. {o}|"
-        "Same here, I {a} too."
+        "{o}|{s} {c}.|{s} {c}. {o}|I {a} too, and {s} {c}.|Same with {s}: it {c}.|{s} {c}, no doubt."
     ),
     "disagree": _split(
-        "Hard disagree. {s} {c}.|Not so sure about that. {o}|I see it differently: {s} {c}.|"
-        "Nah, {s} {c}.|Respectfully, no. {o}"
+        "{s} {c}, if anything.|{o}|I think {s} {c} instead.|{s}? It {c}, sorry.|Last time I {a}, {s} {c}."
     ),
     "ask": _split(
-        "Wait, really? Why do you think {s} {c}?|Interesting. {q}|How did that go? I never {a}.|"
-        "Do you really think {s} {c}?|Hmm. {q}"
+        "Why do you think {s} {c}?|{q}|How did that go? I never {a}.|Do you really think {s} {c}?|"
+        "What makes {s} different?|Have you tried {s} yet?"
     ),
     "answer": _split(
-        "Good question! I think {s} {c}.|From my experience, {s} {c}.|Short answer: {s} {c}. {o}|"
-        "Honestly? {o} {s} {c}.|Last year I {a}, and {s} {c}."
+        "I think {s} {c}.|{s} {c}.|{s} {c}. {o}|{o} {s} {c}.|Last year I {a}, and {s} {c}.|"
+        "Go with {s}: it {c}."
     ),
 }
 # What a reply to a statement is; a reply to a question is always an answer.
@@ -138,6 +167,18 @@ FOREIGN: dict[str, dict[str, tuple[str, ...]]] = {
         "ask": _split("Sério? Por quê?|E {t}, como foi?"),
         "answer": _split("Boa pergunta. Pra mim, {t} é o melhor.|Eu diria {t}, sem dúvida."),
     },
+}
+
+# Per language: tails that close a post or reply, as TAILS does in English.
+FOREIGN_TAILS = {
+    "es": _split("Sin duda.|Qué semana.|Lo repetiría.|Ya os contaré.|Ni de broma.|Vaya día.|Me lo apunto.|"
+                 "Y punto.|Sin arrepentimientos.|Qué ganas."),
+    "fr": _split("Sans regret.|Quelle semaine.|Je recommence quand vous voulez.|À suivre.|Sans rire.|"
+                 "Quelle journée.|Je note.|Point final.|Trop hâte.|Voilà."),
+    "de": _split("Ohne Reue.|Was für eine Woche.|Gerne wieder.|Mehr dazu später.|Kein Witz.|Was für ein Tag.|"
+                 "Notiert.|Punkt.|Ich freu mich.|Na ja."),
+    "pt": _split("Sem arrependimentos.|Que semana.|Faria de novo.|Depois conto mais.|Sem brincadeira.|"
+                 "Que dia.|Anotado.|E pronto.|Que vontade.|Enfim."),
 }
 
 FIRST_NAMES = {

@@ -18,19 +18,24 @@ from dataclasses import dataclass, field
 from roost.sample.network import Sampler, User, ascii_slug, topic_samplers
 from roost.sample.phrases import (
     EMAIL_DOMAINS,
+    FOLLOW_UPS,
     FOREIGN,
     FOREIGN_NOUNS,
+    FOREIGN_TAILS,
+    LEAD_INS,
     NEAR_DUP_WORDS,
     PHONE_FORMATS,
     PII_TEMPLATES,
     QUESTIONS,
     REPLIES,
     REPLY_ACT_WEIGHTS,
+    REPLY_OPENERS,
     SPAM_DOMAINS,
     SPAM_HOOKS,
     SPAM_REPLY_HOOKS,
     SPAM_TAGS,
     STATEMENTS,
+    TAILS,
     URL_SITES,
 )
 from roost.sample.topics import BANKS, TOPICS
@@ -41,6 +46,7 @@ FOREIGN_IN_OWN_LANGUAGE = 0.85
 EXTRA_RATES = {"retweet": 0.05, "quote": 0.01, "duplicate": 0.02, "near_duplicate": 0.02, "spam": 0.02, "empty": 0.01}
 MODIFIED_RATES = {"pii": 0.02, "html_entities": 0.02, "mojibake": 0.02}
 MIN_POSTS_FOR_ALL_DIRT = 50
+NEAR_DUP_MIN_WORDS = 16
 SPAM_STYLES = {"stuffing": 0.4, "campaign": 0.35, "reply": 0.25}  # share of spam posts (see PostMaker._spam)
 
 _CAPITALIZE = re.compile(r"(^|[.!?]\s+)([¡¿]?)([^\W\d_])")
@@ -73,6 +79,7 @@ class Post:
     ref: int | None = None  # index of the retweeted / quoted / copied post
     depth: int = 0
     act: str | None = None  # a reply's speech act: agree | disagree | ask | answer
+    subject: str | None = None  # what an English post is about (a TopicBank subject); its replies take it up
     question: bool = False
     dirt: list[str] = field(default_factory=list)
     urls: dict[str, str | None] = field(default_factory=dict)  # t.co -> target; None: the quoted tweet
@@ -102,15 +109,34 @@ class PostMaker:
             return user.lang
         return "en"
 
-    def _fill(self, templates: tuple[str, ...], topic: str, lang: str) -> str:
+    def _slots(self, topic: str, lang: str, subject: str | None) -> dict[str, str]:
+        """Template slots; ``subject`` (the parent's, for a reply) stands in for a fresh one."""
         r = self.rng
-        if lang == "en":
-            b = BANKS[topic]
-            slots = {"s": r.choice(b.subjects), "c": r.choice(b.claims), "a": r.choice(b.actions),
-                     "o": r.choice(b.opinions), "q": r.choice(b.questions)}
-        else:
-            slots = {"t": r.choice(FOREIGN_NOUNS[lang][TOPICS.index(topic)])}
-        return _capitalize(r.choice(templates).format(**slots))
+        if lang != "en":
+            return {"t": r.choice(FOREIGN_NOUNS[lang][TOPICS.index(topic)])}
+        b = BANKS[topic]
+        return {"s": subject or r.choice(b.subjects), "c": r.choice(b.claims), "a": r.choice(b.actions),
+                "o": r.choice(b.opinions), "q": r.choice(b.questions), "s2": r.choice(b.subjects),
+                "c2": r.choice(b.claims), "a2": r.choice(b.actions), "o2": r.choice(b.opinions)}
+
+    def _fill(self, templates: tuple[str, ...], topic: str, lang: str, subject: str | None = None,
+              opener: str | None = None) -> tuple[str, str | None]:
+        """A text from one of ``templates`` with glue around it (a lead-in or reply opener, a second
+        sentence, a tail: see phrases.LEAD_INS), so that organic posts seldom repeat; and its subject."""
+        r = self.rng
+        slots = self._slots(topic, lang, subject)
+        parts = [opener] if opener else []
+        if lang == "en" and not opener and r.random() < 0.35:
+            parts.append(r.choice(LEAD_INS))
+        parts.append(r.choice(templates).format(**slots))
+        if r.random() < 0.7:
+            if lang == "en":
+                parts.append(r.choice(FOLLOW_UPS).format(**slots))
+            else:
+                parts.append(r.choice(FOREIGN[lang]["statements"]).format(**self._slots(topic, lang, None)))
+        if r.random() < 0.8:
+            parts.append(r.choice(TAILS if lang == "en" else FOREIGN_TAILS[lang]))
+        return _capitalize(" ".join(parts)), slots.get("s")
 
     def _tco(self) -> str:
         return "https://t.co/" + "".join(self.rng.choices(_ALNUM, k=10))
@@ -137,22 +163,25 @@ class PostMaker:
         lang = self._lang(user)
         question = self.rng.random() < 0.25
         if lang == "en":
-            body = self._fill(QUESTIONS if question else STATEMENTS, topic, lang)
+            body, subject = self._fill(QUESTIONS if question else STATEMENTS, topic, lang)
         else:
-            body = self._fill(FOREIGN[lang]["questions" if question else "statements"], topic, lang)
+            body, subject = self._fill(FOREIGN[lang]["questions" if question else "statements"], topic, lang)
         text, urls = self._decorate(body, user, topic)
-        return Post(user.idx, ms, text, lang, topic, "post", question=question, urls=urls)
+        return Post(user.idx, ms, text, lang, topic, "post", question=question, urls=urls, subject=subject)
 
     def reply(self, user: User, parent: Post, parent_idx: int, root_idx: int, act: str) -> Post:
         lang = self._lang(user)
-        templates = REPLIES[act] if lang == "en" else FOREIGN[lang][act]
-        body = self._fill(templates, parent.topic, lang)
+        if lang == "en":  # an English reply names its parent's subject (when the parent is English too)
+            body, subject = self._fill(REPLIES[act], parent.topic, lang, parent.subject,
+                                       self.rng.choice(REPLY_OPENERS[act]))
+        else:
+            body, subject = self._fill(FOREIGN[lang][act], parent.topic, lang)
         if self.rng.random() < 0.15:
             body += " " + self.rng.choice(BANKS[parent.topic].emoji)
         ms = parent.ms + 30_000 + int(self.rng.expovariate(1 / 3_600_000))
         text = f"@{self.users[parent.author].username} {body}"
         return Post(user.idx, ms, text, lang, parent.topic, "reply", parent=parent_idx, root=root_idx,
-                    depth=parent.depth + 1, act=act, question=act == "ask")
+                    depth=parent.depth + 1, act=act, question=act == "ask", subject=subject)
 
     # --- threads --------------------------------------------------------------
 
@@ -240,9 +269,11 @@ class PostMaker:
         roots = [i for i, p in enumerate(organic) if p.kind == "post"]
         if not roots:
             return out
+        # a word or two changed in a short post is a different post by ingest's measure (word-shingle Jaccard)
+        long_roots = [i for i in roots if len(organic[i].text.split()) >= NEAR_DUP_MIN_WORDS] or roots
         for kind, rate in EXTRA_RATES.items():
             for _ in range(_count(n_total, rate)):
-                src_idx = r.choice(roots)
+                src_idx = r.choice(long_roots if kind == "near_duplicate" else roots)
                 out.append(getattr(self, f"_{kind}")(organic[src_idx], src_idx))
         return out
 
@@ -260,7 +291,8 @@ class PostMaker:
 
     def _quote(self, src: Post, src_idx: int) -> Post:
         quoter = self.users[self._someone_else(src.author)]
-        body = self._fill(REPLIES[self.rng.choice(("agree", "disagree"))], src.topic, "en")
+        act = self.rng.choice(("agree", "disagree"))
+        body, _ = self._fill(REPLIES[act], src.topic, "en", src.subject, self.rng.choice(REPLY_OPENERS[act]))
         tco = self._tco()
         return Post(quoter.idx, self._later(src.ms), f"{body} {tco}", "en", src.topic, "quote", ref=src_idx,
                     urls={tco: None})
@@ -275,22 +307,14 @@ class PostMaker:
         return self._copy(src, src_idx, "duplicate", src.text)
 
     def _near_duplicate(self, src: Post, src_idx: int) -> Post:
-        """Change a word or two: swap in, drop or insert a filler word."""
+        """Add a filler word or two at the end, or swap the last word for one: an edit that touches one or two
+        word shingles, so the copy is near by ingest's measure (Jaccard >= 0.8 of 3-word shingles)."""
         r, words, fillers = self.rng, src.text.split(" "), NEAR_DUP_WORDS[src.lang]
-        for _ in range(r.choice((1, 2))):
-            plain = [i for i, w in enumerate(words) if w.isalpha()]
-            i = r.choice(plain) if plain else len(words)
-            op = r.random()
-            if op < 0.4 and words[i:i + 1] and words[i] in fillers and len(words) > 2:
-                del words[i]
-            elif op < 0.7 and words[i:i + 1]:
-                words[i] = r.choice(fillers)
-            else:
-                words.insert(i, r.choice(fillers))
-        text = " ".join(words)
-        if text == src.text:
-            text = f"{src.text} {r.choice(fillers)}"
-        return self._copy(src, src_idx, "near_duplicate", text)
+        if r.random() < 0.3 and len(words) > 2:
+            words[-1] = r.choice([f for f in fillers if f != words[-1]])
+        else:
+            words += r.sample(fillers, r.choice((1, 1, 2)))
+        return self._copy(src, src_idx, "near_duplicate", " ".join(words))
 
     def _spam_link(self) -> str:
         return f"https://{self.rng.choice(SPAM_DOMAINS)}/{''.join(self.rng.choices(_ALNUM, k=7))}"
