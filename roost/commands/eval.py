@@ -15,12 +15,13 @@ from roost.cli import add_workspace_arg
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate the model, search and ads; write report.html",
-                       description="Evaluate the pipeline. With no TARGET, run every part (lm, tweeteval, search, "
+                       description="Evaluate the pipeline. With no TARGET, run every part (lm, chat, tweeteval, search, "
                                    "ads) and write results.json and report.html into --report.")
     add_report_args(p)
     p.set_defaults(func=run_eval_report)
     targets = p.add_subparsers(dest="target", metavar="TARGET")
     for name, text in (("lm", "validation loss and bits per byte of the served model"),
+                       ("chat", "held-out questions in the sample's topics: on-topic, reply and repetition shares"),
                        ("tweeteval", "TweetEval classification: TF-IDF baseline, embedding probe, fine-tune"),
                        ("ads", "offline simulation of ad serving policies on the sample network")):
         t = targets.add_parser(name, help=text, description=text.capitalize() + "; writes results.json and "

@@ -121,6 +121,18 @@ def write_report(results: dict, ws: Workspace, out_dir: Path, run: str = "pretra
         plot_losses(metrics, out_dir / "loss.png", title=f"training run {run}")
         parts.append("<img src='loss.png' alt='loss curve'>")
 
+    parts.append("<h2>Chat: held-out questions</h2>")
+    chat = results.get("chat")
+    if (note := _absent(chat)) is not None:
+        parts.append(note)
+    else:
+        parts.append(_table(["questions", "on topic", "a reply, not a new post", "repeats another answer",
+                             "a corpus post verbatim"],
+                            [[chat["questions"], chat["on_topic"], chat["reply_share"], chat["repetition"],
+                              chat["echo_corpus"]]]))
+        parts.append(_table(["question", "topic", "answer"], [[e["question"], e["topic"], e["answer"]]
+                                                              for e in chat["examples"]]))
+
     parts.append("<h2>TweetEval classification</h2>")
     tw = results.get("tweeteval")
     if (note := _absent(tw)) is not None:

@@ -1,6 +1,7 @@
 """Every evaluation in one run, each part skipped with a note when what it needs is absent.
 
-Parts: ``lm`` (validation loss, bits per byte), ``tweeteval`` (classification:
+Parts: ``lm`` (validation loss, bits per byte), ``chat`` (held-out questions: on topic, a reply or a new
+post, repetition; roost.eval.chat), ``tweeteval`` (classification:
 TF-IDF baseline, embedding probe, fine-tune), ``search`` (``roost eval search``'s
 topic task on the sample network's ground truth) and ``ads`` (the ads
 simulator's policies on the sample network's click model).
@@ -48,6 +49,17 @@ def eval_lm(ws: Workspace, cfg: EvalConfig) -> dict:
     if ws.read_manifest("tokens") is None or not (ws.model / "config.json").is_file():
         return skipped(f"needs token shards and a served model in {ws.root} (roost tokenizer, roost train)")
     return validation_loss(ws, max_tokens=cfg.lm_tokens)
+
+
+def eval_chat(ws: Workspace, cfg: EvalConfig) -> dict:
+    from roost.eval.chat import eval_chat as run
+
+    truth = (cfg.sample or ws.root / "sample") / "truth"
+    if not (ws.model / "config.json").is_file():
+        return skipped(f"no served model in {ws.model}; run `roost train` and `roost sft` first")
+    if not truth.is_dir() or ws.read_manifest("corpus") is None:
+        return skipped(f"needs the sample network's truth at {truth} and its corpus (the judges learn from them)")
+    return run(ws, truth)
 
 
 def eval_tweeteval(ws: Workspace, cfg: EvalConfig) -> dict:
@@ -116,7 +128,7 @@ def eval_ads(ws: Workspace, cfg: EvalConfig) -> dict:
 def run_all(ws: Workspace, cfg: EvalConfig, out_dir: Path) -> dict:
     """Run the configured parts; returns ``{part: figures or {"skipped": why}, "seconds": {...}}``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    steps = {"lm": lambda: eval_lm(ws, cfg), "tweeteval": lambda: eval_tweeteval(ws, cfg),
+    steps = {"lm": lambda: eval_lm(ws, cfg), "chat": lambda: eval_chat(ws, cfg), "tweeteval": lambda: eval_tweeteval(ws, cfg),
              "search": lambda: eval_search(ws, cfg, out_dir), "ads": lambda: eval_ads(ws, cfg)}
     results: dict = {"workspace": str(ws.root), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "seconds": {}}
