@@ -133,14 +133,18 @@ def test_per_client_rate_and_concurrency_limits_answer_429_with_retry_after(ws):
 
         third = {"Authorization": f"Bearer {THIRD}"}
         held = [_hold(url, THIRD), _hold(url, THIRD)]
-        deadline = time.monotonic() + 5
-        while (r := http.get("/v1/models", headers=third)).status_code != 429:  # until both are in
-            assert time.monotonic() < deadline, "two requests in flight did not block a third"
-            time.sleep(0.05)
-        assert_error(r, 429, code="rate_limit_exceeded")
-        assert "in flight" in r.json()["error"]["message"] and r.headers["retry-after"] == "1"
-        for sock in held:
-            sock.close()
+        try:
+            time.sleep(1.0)  # both reach the server first (a request sent meanwhile would be in flight too)
+            for sock in held:
+                sock.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    sock.recv(1)  # no answer yet: both are in flight, neither was refused
+            r = http.get("/v1/models", headers=third)
+            assert_error(r, 429, code="rate_limit_exceeded")
+            assert "in flight" in r.json()["error"]["message"] and r.headers["retry-after"] == "1"
+        finally:
+            for sock in held:
+                sock.close()
         deadline = time.monotonic() + 5
         while http.get("/v1/models", headers=third).status_code != 200:
             assert time.monotonic() < deadline, "the held requests were never released"
