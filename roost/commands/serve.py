@@ -76,6 +76,9 @@ def run_serve(args: argparse.Namespace) -> int:
                          admin_key=args.admin_key, slots=args.slots, queue=args.queue, model_name=args.model_name,
                          public_url=args.public_url, limits=limits)
     app = create_app(config)
+    if args.public_url is None and args.host in ("0.0.0.0", "::", ""):
+        print(f"roost serve: click links will point at {config.base_url()}, which clients cannot reach; "
+              "pass --public-url with the address they use")
     if "openai" not in app.state.roost.services:
         print(f"roost serve: no model at {config.workspace / 'model'}; the /v1 routes answer 404 until one exists")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
