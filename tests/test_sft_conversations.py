@@ -43,8 +43,8 @@ THREAD = [
 
 
 def _mine(ws, **kw):
-    write_corpus(ws, THREAD)
-    return mine_conversations(ws.corpus, MiningConfig(val_fraction=0.0, **kw))
+    write_corpus(ws, THREAD)  # its turns share no words: the answering filter is tested on its own below
+    return mine_conversations(ws.corpus, MiningConfig(**{"val_fraction": 0.0, "min_shared_words": 0, **kw}))
 
 
 def _turns(conversation):
@@ -86,6 +86,21 @@ def test_split_is_by_thread_and_deterministic(ws):
     assert a.threads == 200 and len(a.train) + len(a.val) == 200  # one full-length conversation per thread
     assert 5 <= len(a.val) <= 40
     assert not {c.thread_id for c in a.train} & {c.thread_id for c in a.val}
+
+
+def test_a_conversation_is_cut_at_the_first_reply_that_does_not_answer(ws):
+    write_corpus(ws, [("q", "ann", "Is the derby worth the tickets?", None),
+                      ("a1", "bob", "@ann The derby was a masterclass, worth every penny", "q"),
+                      ("q2", "ann", "@bob And the away kit?", "a1"),
+                      ("a2", "bob", "@ann lol 😂", "q2"),
+                      ("x", "cat", "Any good ramen recipes?", None),
+                      ("x1", "dan", "@cat Me encanta el fútbol.", "x")])
+    mined = mine_conversations(ws.corpus, MiningConfig(val_fraction=0.0))
+    assert [_turns(c) for c in mined.train] == [[("user", "Is the derby worth the tickets?"),
+                                                 ("assistant", "The derby was a masterclass, worth every penny")]]
+    assert len(mine_conversations(ws.corpus, MiningConfig(val_fraction=0.0, min_shared_words=0)).train) == 2
+    with pytest.raises(ValueError, match="--min-shared-words must be >= 0"):
+        MiningConfig(min_shared_words=-1)
 
 
 def test_no_threads_names_the_command_to_run(ws):

@@ -25,6 +25,8 @@ _TRAIN_FLAGS.update({
 _MINING_FLAGS: dict[str, tuple[type, str]] = {
     "system_prompt": (str, "a system turn put before every conversation (default: none)"),
     "val_fraction": (float, "fraction of threads held out for validation (default: 0.05)"),
+    "min_shared_words": (int, "cut a conversation at the first reply that shares fewer content words with the "
+                              "turn it answers (default: 1; 0 keeps every reply)"),
 }
 _SFT_FLAGS: dict[str, tuple[type, str]] = {
     "lr_frac": (float, "every learning rate is pretraining's times this (default: 1.0)"),

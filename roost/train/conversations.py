@@ -15,6 +15,13 @@ there, and a chat model should not answer "@someone ...". Paths that collapse
 to the same turns, or to a prefix of a kept conversation, are dropped, so no
 reply is trained on twice.
 
+A chat model should answer what it is asked, and a social reply often does not
+(a new aside, a switch of language, an emoji): so by default a conversation is
+also cut at the first assistant turn that shares fewer than ``min_shared_words``
+content words (3+ letters, not a stopword, case-folded) with the user turn it
+replies to. On the sample network this keeps the replies that take up their
+parent's subject.
+
 The train/validation split is by thread (an xxh64 hash of the root id, as
 :class:`roost.tokenizer.ValSplit` does for posts): conversations of one
 thread share their first turns, so they must stay on one side.
@@ -36,6 +43,14 @@ from roost.corpus import schema
 from roost.tokenizer import ValSplit
 
 MIN_TURNS = 2  # a user turn and an assistant turn
+_CONTENT_WORD = re.compile(r"[^\W\d_]{3,}")
+_STOPWORDS = frozenset(
+    "the and for are but not you all any can had her was one our out has his how its may now see who did get got "
+    "let say she too yes yet lol omg why him off own few "
+    "that this with have just what your about really think from they them there their been were would could should "
+    "like dont when then than into some more most much very will also only even does here want know make made being "
+    "because still over after before other which while where these those".split()
+)
 # The run of @handles (or ingest's mention placeholders) a reply starts with.
 LEADING_MENTIONS = re.compile(r"^(?:\s*(?:@\w+|" + re.escape(schema.PLACEHOLDERS["mention"]) + r"))+\s*")
 
@@ -46,8 +61,11 @@ class MiningConfig:
     two_party: bool = True  # cut a path where someone other than the root's author and the first replier speaks
     strip_reply_mentions: bool = True  # drop the @handles a reply starts with (the platform adds them, not the writer)
     val_fraction: float = 0.05  # threads held out for validation (by hash of the root id)
+    min_shared_words: int = 1  # cut at the first reply sharing fewer content words with its user turn; 0: never
 
     def __post_init__(self) -> None:
+        if self.min_shared_words < 0:
+            raise ValueError(f"--min-shared-words must be >= 0, got {self.min_shared_words}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.system_prompt is not None and not self.system_prompt.strip():
@@ -164,6 +182,8 @@ def _conversation(root: str, path: list[str], posts: dict[str, _Post], cfg: Mini
         if cfg.two_party and len(turns) >= 2 and post.author != turns[len(turns) % 2][0]:
             break
         turns.append((post.author, [text], [post_id]))
+    if cfg.min_shared_words:
+        turns = _answering_prefix(turns, cfg.min_shared_words)
     if len(turns) % 2:  # end on an assistant turn
         turns.pop()
     if len(turns) < MIN_TURNS:
@@ -171,6 +191,19 @@ def _conversation(root: str, path: list[str], posts: dict[str, _Post], cfg: Mini
     messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
     messages += [{"role": ("user", "assistant")[i % 2], "content": "\n".join(texts)} for i, (_, texts, _) in enumerate(turns)]
     return Conversation(root, tuple(p for _, _, ids in turns for p in ids), messages)
+
+
+def _content_words(texts: list[str]) -> set[str]:
+    return {w for t in texts for w in _CONTENT_WORD.findall(t.lower())} - _STOPWORDS
+
+
+def _answering_prefix(turns: list, min_shared: int) -> list:
+    """The turns up to (not including) the first assistant turn that shares under ``min_shared`` content
+    words with the user turn before it."""
+    for i in range(1, len(turns), 2):
+        if len(_content_words(turns[i][1]) & _content_words(turns[i - 1][1])) < min_shared:
+            return turns[:i]
+    return turns
 
 
 def _drop_repeats(conversations: list[Conversation]) -> list[Conversation]:
