@@ -215,12 +215,12 @@ class Demo:
 
     def index(self) -> tuple[bool, str]:
         from roost.search.build import build_workspace_index
-        from roost.search.embed import load_embedder
+        from roost.search.embed import load_search_model
 
         ws = self.ws
         model_hash = file_hash(ws.model)
         ran = not ws.up_to_date("index", {"corpus": ws.stage_hash("corpus"), "model": model_hash})
-        m = build_workspace_index(ws, load_embedder(ws.model), model_hash=model_hash) if ran else ws.read_manifest("index")
+        m = build_workspace_index(ws, load_search_model(ws.model), model_hash=model_hash) if ran else ws.read_manifest("index")
         c = m["counts"]
         return ran, f"{c['posts']:,} posts, {c['vectors']:,} vectors"
 

@@ -31,16 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = targets.add_parser(
         "search", help="NDCG@10, Recall@100 and MRR of lexical, semantic and hybrid search",
-        description="Search quality on two tasks. topics: the workspace index against the sample network's "
+        description="Search quality on three tasks. topics: the workspace index against the sample network's "
                     "ground-truth topics (--truth SAMPLE_DIR/truth). hashtags: tweets (--tweets FILE or folder of "
                     "*_text.txt) with held-out hashtags removed from the text, queried by the hashtags' words; "
-                    "indexed in a scratch folder with the workspace model.")
+                    "indexed in a scratch folder with the workspace model. unseen: posts the pipeline never saw "
+                    "(--unseen FILE, one post a line) added live to a scratch index through the index API, queried "
+                    "by their hashtags' words (the hashtags removed from them), with an ablation table that turns "
+                    "each of the model's techniques off in turn.")
     add_workspace_arg(s)
-    s.add_argument("--task", choices=["topics", "hashtags"], action="append",
+    s.add_argument("--task", choices=["topics", "hashtags", "unseen"], action="append",
                    help="task(s) to run (repeatable; default: those whose data is given)")
     s.add_argument("--truth", type=Path, help="the sample network's truth/ folder (topics task)")
     s.add_argument("--tweets", type=Path, help="tweets: a text file, one per line, or a folder of *_text.txt (hashtags task)")
-    s.add_argument("--max-queries", type=int, default=300, help="hashtags task: at most this many queries (default 300)")
+    s.add_argument("--unseen", type=Path, help="posts the model never saw: a text file, one post a line, or a folder "
+                                               "of them (unseen task)")
+    s.add_argument("--max-queries", type=int, default=300, help="hashtags and unseen tasks: at most this many queries "
+                                                                "(default 300)")
     s.add_argument("--no-vectors", action="store_true", help="lexical mode only (no model needed)")
     s.add_argument("--out", type=Path, help="results JSON (default: WORKSPACE/runs/eval-search/results.json)")
     s.set_defaults(func=run_eval_search)
@@ -51,18 +57,30 @@ def run_eval_search(args: argparse.Namespace) -> int:
 
     from roost.cli import UserError
     from roost.search import eval as ev
-    from roost.search.embed import load_embedder
+    from roost.search.embed import load_search_model
     from roost.search.engine import MODES, SearchIndex
     from roost.workspace import Workspace, atomic_write_json
 
     ws = Workspace(args.workspace)
-    tasks = args.task or [t for t, given in (("topics", args.truth), ("hashtags", args.tweets)) if given]
+    tasks = args.task or [t for t, given in (("topics", args.truth), ("hashtags", args.tweets),
+                                             ("unseen", args.unseen)) if given]
     if not tasks:
-        raise UserError("nothing to evaluate: pass --truth SAMPLE_DIR/truth (topics task) and/or --tweets PATH (hashtags task)")
+        raise UserError("nothing to evaluate: pass --truth SAMPLE_DIR/truth (topics task), --tweets PATH (hashtags "
+                        "task) and/or --unseen FILE (unseen task)")
     modes = ("lexical",) if args.no_vectors else MODES
-    embed = None if args.no_vectors else load_embedder(ws.model)
+    embed = None if args.no_vectors else load_search_model(ws.model)
     results: dict[str, dict] = {}
     for task in tasks:
+        if task == "unseen":
+            if args.unseen is None or args.no_vectors:
+                raise UserError("the unseen task needs --unseen FILE and the model (not --no-vectors)")
+            from roost.search.unseen import UnseenConfig, evaluate_unseen, format_ablation, read_post_texts
+
+            ws.require("corpus")
+            r = evaluate_unseen(ws, read_post_texts(args.unseen), UnseenConfig(max_queries=args.max_queries), embed)
+            results[task] = r
+            print(format_ablation(r))
+            continue
         if task == "topics":
             if args.truth is None:
                 raise UserError("the topics task needs --truth SAMPLE_DIR/truth")

@@ -17,12 +17,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_index)
 
     t = sub.add_parser("train-retriever", help="train the retriever for semantic search on the corpus",
-                       description="Fine-tune a bag-of-tokens retriever (started from the served model's input "
-                                   "embeddings) with InfoNCE on pairs mined from the corpus (post/reply, post/its "
-                                   "hashtags, posts sharing a rare hashtag); writes workspace/model/retriever.safetensors, "
-                                   "which `roost index` and the search server then embed with.")
+                       description="Train search's retriever on the corpus, less a held-out share: a post encoder "
+                                   "(a bag of tokens started from the served model's input embeddings) and a query "
+                                   "encoder (the served model, fine-tuned) with InfoNCE on pairs mined from the posts "
+                                   "(post/reply, post/its hashtags, posts sharing a rare hashtag); the hashtags it "
+                                   "predicts per post (document expansion); then tune the fusion weights, the expansion "
+                                   "weight and the no-match threshold on the held-out posts. Writes "
+                                   "workspace/model/retriever.safetensors, which `roost index` and the server use.")
     add_workspace_arg(t)
-    t.add_argument("--steps", type=int, default=None, help="optimizer steps (default 1500)")
+    t.add_argument("--steps", type=int, default=None, help="optimizer steps of the post encoder (default 1500)")
+    t.add_argument("--query-steps", type=int, default=None,
+                   help="optimizer steps of the query encoder (the fine-tuned model); 0: queries use the post "
+                        "encoder (default 300)")
+    t.add_argument("--holdout", type=float, default=None, dest="holdout_fraction",
+                   help="share of the posts held out to tune search on (default 0.1)")
     t.add_argument("--batch-size", type=int, default=None,
                    help="pairs per step; the rest of the batch are negatives (default 256)")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-2)")
@@ -34,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_index(args: argparse.Namespace) -> int:
     from roost.search.build import BuildConfig, build_workspace_index
-    from roost.search.embed import load_embedder
+    from roost.search.embed import load_search_model
     from roost.workspace import Workspace, file_hash
 
     ws = Workspace(args.workspace)
@@ -42,7 +50,7 @@ def run_index(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     embed = model_hash = None
     if not args.no_vectors:
-        embed = load_embedder(ws.model)
+        embed = load_search_model(ws.model)
         model_hash = file_hash(ws.model)
     m = build_workspace_index(ws, embed, model_hash=model_hash, config=BuildConfig(batch_size=args.batch_size))
     c = m["counts"]
@@ -54,9 +62,12 @@ def run_train_retriever(args: argparse.Namespace) -> int:
     from roost.search.retriever import RetrieverConfig, train_workspace_retriever
     from roost.workspace import Workspace
 
-    given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "dim", "max_pairs", "seed")}
+    given = {k: getattr(args, k) for k in ("steps", "query_steps", "holdout_fraction", "batch_size", "lr", "dim",
+                                          "max_pairs", "seed")}
     cfg = RetrieverConfig(**{k: v for k, v in given.items() if v is not None})
     report = train_workspace_retriever(Workspace(args.workspace), cfg)
     print(f"train-retriever: {report['pairs']} pairs, loss {report['first_loss']:.3f} -> {report['last_loss']:.3f}; "
           f"wrote {report['path']} (run `roost index` again to re-embed the posts)")
+    tuning = report["tuning"]
+    print(f"tuned on {report['held_out_posts']} held-out posts: {tuning.get('skipped') or tuning['chosen']}")
     return 0

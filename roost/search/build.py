@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from roost.corpus import schema
 from roost.search.docstore import DocStore, Post, saturate
-from roost.search.engine import DOCS, LEXICAL, VECTORS, EmbedFn
+from roost.search.engine import DOCS, LEXICAL, VECTORS, EmbedFn, SearchModel
 from roost.search.lexical import LexicalIndex
 from roost.search.vector import VectorConfig, VectorIndex
 from roost.workspace import Workspace, atomic_dir
@@ -43,11 +43,13 @@ def batch_posts(batch: pa.RecordBatch) -> list[Post]:
             for i in range(batch.num_rows)]
 
 
-def build_index(posts: Iterable[list[Post]], out: str | Path, embed: EmbedFn | None, *, total: int | None = None,
+def build_index(posts: Iterable[list[Post]], out: str | Path, embed: SearchModel | EmbedFn | None, *,
+                total: int | None = None,
                 author_quality: dict[str, float] | None = None, config: BuildConfig | None = None,
                 vector_config: VectorConfig | None = None) -> dict:
     """Write a complete index folder at ``out`` from batches of posts; returns counts."""
     cfg = config or BuildConfig()
+    model = SearchModel.of(embed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     docs = DocStore(out / DOCS)
@@ -66,10 +68,13 @@ def build_index(posts: Iterable[list[Post]], out: str | Path, embed: EmbedFn | N
                 p.key = n + len(fresh)
                 fresh.append(p)
             if fresh:
+                vecs = model.embed([p.text for p in fresh]) if model is not None else None
+                if model is not None:
+                    for p, terms in zip(fresh, model.expansions(vecs, len(fresh))):
+                        p.expansion = terms
                 docs.add(fresh)
                 lexical.add(fresh)
-                if embed is not None:
-                    vecs = embed([p.text for p in fresh])
+                if vecs is not None:
                     if vectors is None:
                         vectors = VectorIndex(vecs.shape[1], vector_config)
                     vectors.add([p.key for p in fresh], vecs, threads=cfg.threads)
@@ -95,7 +100,7 @@ def author_quality_from_users(corpus: Path, half: float) -> dict[str, float]:
     return {u: saturate(f or 0, half) for u, f in zip(users["id"], users["followers_count"])}
 
 
-def build_workspace_index(ws: Workspace, embed: EmbedFn | None, *, model_hash: str | None = None,
+def build_workspace_index(ws: Workspace, embed: SearchModel | EmbedFn | None, *, model_hash: str | None = None,
                           config: BuildConfig | None = None, vector_config: VectorConfig | None = None) -> dict:
     """Build ``ws.index`` atomically from ``ws.corpus``; writes and returns its manifest."""
     cfg = config or BuildConfig()

@@ -1,19 +1,26 @@
-"""The embedding function search uses: the trained retriever if there is one, else the served model.
+"""The encoders search uses: the trained retriever if there is one, else the served model.
 
-The retriever (``roost train-retriever``, saved as ``workspace/model/retriever.safetensors``)
-is a bag of tokens: a text's vector is the mean of its tokens' rows in a table that
-starts as the language model's own input-embedding table and is fine-tuned with
-InfoNCE on pairs mined from the corpus. Why not the model's contextual states: on
-the TweetEval hashtag task (BENCHMARKS.md, "Search") the mean-pooled hidden states
-of a small LM score a fifth of BM25, the untrained input-token table already twice
-that, and the fine-tuned table beats BM25 on its own, since every token's row gets
-its own gradient where a head over pooled states only gets one linear map. It is
-also the cheapest encoder there is: no transformer forward, so posts embed at
-tokenizer speed and a query in well under a millisecond.
+The retriever (``roost train-retriever``, saved in ``workspace/model/retriever.safetensors``)
+is asymmetric, as posts and queries are:
+
+* **posts** are embedded by a bag of tokens: the mean of the tokens' rows in a table
+  that starts as the language model's input-embedding table and is fine-tuned with
+  InfoNCE on pairs mined from the corpus. No transformer forward, so posts embed at
+  tokenizer speed (an index of a million posts builds on a CPU) and a new post is
+  searchable at once.
+* **queries** are short, so they can afford the transformer: a query's vector is its
+  token bag plus a learned map of the fine-tuned language model's mean-pooled hidden
+  states. The map starts at zero, so training starts from the bag and the transformer
+  adds what context gives (word order, phrases, words the bag saw rarely).
+
+Why not the transformer on posts too: on 2 CPU cores it embeds ~180 tweets/s against
+~20,000 for the bag, and fine-tuning it as a symmetric bi-encoder ran 9 s a step;
+figures in BENCHMARKS.md, "Search".
 """
 
 from __future__ import annotations
 
+import json
 from itertools import accumulate
 from pathlib import Path
 
@@ -22,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from roost.search.engine import EmbedFn
+from roost.model import GPT
+from roost.search.engine import SearchModel
+from roost.search.ranking import RankingConfig
 from roost.workspace import atomic_write_bytes
 
 RETRIEVER_FILE = "retriever.safetensors"
@@ -42,69 +51,147 @@ class TokenBagEncoder(nn.Module):
     def dim(self) -> int:
         return self.bag.embedding_dim
 
-    def forward(self, ids: list[list[int]]) -> torch.Tensor:
+    def raw(self, ids: list[list[int]]) -> torch.Tensor:
+        """The mean of the tokens' rows, not normalized [B, dim]."""
         ids = [x[: self.max_len] for x in ids]
         flat = torch.tensor([t for x in ids for t in x], dtype=torch.long)
         offsets = torch.tensor([0, *accumulate(map(len, ids))][:-1], dtype=torch.long)
-        return F.normalize(self.bag(flat, offsets), dim=-1)  # an empty text is the zero vector
+        return self.bag(flat, offsets)
 
-    def save(self, path: str | Path) -> Path:
-        from safetensors.torch import save
+    def forward(self, ids: list[list[int]]) -> torch.Tensor:
+        return F.normalize(self.raw(ids), dim=-1)  # an empty text is the zero vector
 
-        state = {"table": self.bag.weight.detach().contiguous().cpu()}
-        return atomic_write_bytes(path, save(state, metadata={"format": "pt", "max_len": str(self.max_len)}))
 
-    @classmethod
-    def load(cls, path: str | Path) -> TokenBagEncoder:
-        from safetensors import safe_open
+class QueryEncoder(nn.Module):
+    """Token ids -> unit vectors: the token bag plus a learned map of the LM's mean-pooled hidden states."""
 
-        with safe_open(str(path), framework="pt") as f:
-            keys, meta = set(f.keys()), f.metadata() or {}
-            if keys != {"table"}:
-                raise ValueError(f"{path}: not a retriever (expected one tensor 'table' [vocab, dim]; found {sorted(keys)})")
-            table = f.get_tensor("table")
-        return cls(table, int(meta.get("max_len", 128))).eval()
+    def __init__(self, bag: TokenBagEncoder, model: GPT, bos_id: int, pad_id: int, max_len: int = 32):
+        super().__init__()
+        self.bag, self.model, self.bos_id, self.pad_id, self.max_len = bag, model, bos_id, pad_id, max_len
+        self.proj = nn.Linear(model.config.n_embd, bag.dim, bias=False)
+        nn.init.zeros_(self.proj.weight)  # start as the bag alone
+
+    def forward(self, ids: list[list[int]]) -> torch.Tensor:
+        ids = [x[: self.max_len - 1] for x in ids]
+        T = 1 + max(map(len, ids), default=0)
+        idx = torch.full((len(ids), T), self.pad_id, dtype=torch.long)
+        pool = torch.zeros(len(ids), T, 1)
+        for row, x in enumerate(ids):
+            idx[row, : 1 + len(x)] = torch.tensor([self.bos_id, *x])
+            pool[row, 1 if x else 0 : 1 + len(x)] = 1.0  # BOS only for an empty text; right pads never seen (causal)
+        hidden = self.model.forward_hidden(idx)
+        pooled = (hidden * pool).sum(1) / pool.sum(1)
+        return F.normalize(self.bag.raw(ids) + self.proj(pooled), dim=-1)
 
 
 class Retriever:
-    """An :data:`EmbedFn`: texts -> float32 [N, dim] unit vectors, via the model's tokenizer and a token bag."""
+    """Posts by the token bag, queries by :class:`QueryEncoder`; both give float32 [N, dim] unit vectors."""
 
-    def __init__(self, tokenizer, encoder: TokenBagEncoder, batch_size: int = 4096):
+    def __init__(self, tokenizer, encoder: TokenBagEncoder, query_encoder: QueryEncoder | None = None,
+                 batch_size: int = 4096):
         self.tokenizer, self.encoder, self.batch_size = tokenizer, encoder.eval(), batch_size
-
-    @classmethod
-    def from_dir(cls, model_dir: str | Path) -> Retriever:
-        from roost.tokenizer import load_tokenizer
-
-        model_dir = Path(model_dir)
-        encoder = TokenBagEncoder.load(model_dir / RETRIEVER_FILE)
-        tokenizer = load_tokenizer(model_dir)
-        if tokenizer.vocab_size > encoder.bag.num_embeddings:
-            raise ValueError(f"{model_dir / RETRIEVER_FILE} has {encoder.bag.num_embeddings} token rows but the "
-                             f"tokenizer has {tokenizer.vocab_size} tokens; run `roost train-retriever` again")
-        return cls(tokenizer, encoder)
+        self.query_encoder = query_encoder.eval() if query_encoder is not None else None
 
     @property
     def dim(self) -> int:
         return self.encoder.dim
 
     def __call__(self, texts: list[str]) -> np.ndarray:
+        """Post vectors."""
+        return self._encode(self.encoder, texts, self.batch_size)
+
+    def queries(self, texts: list[str]) -> np.ndarray:
+        """Query vectors (the post encoder when no query encoder was trained)."""
+        if self.query_encoder is None:
+            return self(texts)
+        return self._encode(self.query_encoder, texts, 64)
+
+    def _encode(self, encoder: nn.Module, texts: list[str], batch_size: int) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            for s in range(0, len(texts), self.batch_size):
-                ids = self.tokenizer.encode_batch(list(texts[s : s + self.batch_size]))
-                out[s : s + len(ids)] = self.encoder(ids).numpy()
+            for s in range(0, len(texts), batch_size):
+                ids = self.tokenizer.encode_batch(list(texts[s : s + batch_size]))
+                out[s : s + len(ids)] = encoder(ids).numpy()
         return out
 
 
-def load_embedder(model_dir: str | Path) -> EmbedFn:
-    """``texts -> unit vectors`` from ``workspace/model``: its trained retriever, else the model's pooled states."""
+def save_retriever(path: str | Path, bag: TokenBagEncoder, query: QueryEncoder | None, settings: dict,
+                   expansion: np.ndarray | None = None) -> Path:
+    """One safetensors file: the bag's table, the query encoder's weights (``query.*``), the expansion tags'
+    vectors, and in its metadata the query encoder's model config and ``settings`` (the ranking, the
+    expansion's tags and config, tuned for this retriever)."""
+    from safetensors.torch import save
+
+    state = {"table": bag.bag.weight.detach().contiguous().cpu()}
+    if expansion is not None:
+        state["expansion"] = torch.from_numpy(np.ascontiguousarray(expansion, dtype=np.float32))
+    meta = {"format": "pt", "max_len": str(bag.max_len), "settings": json.dumps(settings)}
+    if query is not None:
+        state.update({f"query.{k}": v.detach().contiguous().cpu() for k, v in query.state_dict().items()
+                      if not k.startswith(("bag.", "model.lm_head")) and "rope" not in k})
+        meta.update(query_config=json.dumps(query.model.config.to_dict()), query_max_len=str(query.max_len))
+    return atomic_write_bytes(path, save(state, metadata=meta))
+
+
+def load_retriever(path: str | Path, tokenizer) -> tuple[TokenBagEncoder, QueryEncoder | None, dict]:
+    """(post encoder, query encoder or None, settings) from :func:`save_retriever`'s file; the expansion
+    vectors, if any, are ``settings["expansion_vectors"]``."""
+    from safetensors import safe_open
+
+    from roost.model import GPTConfig
+
+    with safe_open(str(path), framework="pt") as f:
+        keys, meta = set(f.keys()), f.metadata() or {}
+        if "table" not in keys or any(k not in ("table", "expansion") and not k.startswith("query.") for k in keys):
+            raise ValueError(f"{path}: not a retriever (expected a tensor 'table' [vocab, dim] and 'query.*' "
+                             f"weights; found {sorted(keys)[:5]})")
+        tensors = {k: f.get_tensor(k) for k in keys}
+    bag = TokenBagEncoder(tensors.pop("table"), int(meta.get("max_len", 128))).eval()
+    settings = json.loads(meta.get("settings", "{}"))
+    if "expansion" in tensors:
+        settings["expansion_vectors"] = tensors.pop("expansion").numpy()
+    query = None
+    if "query_config" in meta:
+        with torch.device("meta"):
+            model = GPT(GPTConfig.from_dict(json.loads(meta["query_config"])))
+        model.to_empty(device="cpu")
+        model.tie_weights()
+        model.reset_rope_tables()
+        query = QueryEncoder(bag, model, tokenizer.bos_id, tokenizer.pad_id, int(meta["query_max_len"]))
+        state = {k.removeprefix("query."): v for k, v in tensors.items()}
+        missing, unexpected = query.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(("bag.", "model.lm_head")) and "rope" not in k]
+        if missing or unexpected:
+            raise ValueError(f"{path}: query encoder weights do not match its config: missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}")
+        query.eval()
+    return bag, query, settings
+
+
+def load_search_model(model_dir: str | Path) -> SearchModel:
+    """What search uses from ``workspace/model``: its trained retriever (post and query encoders, tuned
+    ranking, tag expansion), else the model's pooled hidden states with the default ranking."""
+    from roost.search.expand import ExpansionConfig, TagExpander
+    from roost.tokenizer import load_tokenizer
+
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"no served model in {model_dir} (config.json missing); "
                                 "run `roost train` and `roost export` first, or build with --no-vectors")
-    if (model_dir / RETRIEVER_FILE).is_file():
-        return Retriever.from_dir(model_dir)
-    from roost.embeddings import TextEmbedder
+    path = model_dir / RETRIEVER_FILE
+    if not path.is_file():
+        from roost.embeddings import TextEmbedder
 
-    return TextEmbedder.from_dir(model_dir).embed
+        return SearchModel(TextEmbedder.from_dir(model_dir).embed)
+    tokenizer = load_tokenizer(model_dir)
+    bag, query, settings = load_retriever(path, tokenizer)
+    if tokenizer.vocab_size > bag.bag.num_embeddings:
+        raise ValueError(f"{path} has {bag.bag.num_embeddings} token rows but the tokenizer has "
+                         f"{tokenizer.vocab_size} tokens; run `roost train-retriever` again")
+    retriever = Retriever(tokenizer, bag, query)
+    ranking = RankingConfig(**settings.get("ranking", {}))
+    expand = None
+    if "expansion_vectors" in settings:
+        e = settings["expansion"]
+        expand = TagExpander(e["tags"], e["words"], settings["expansion_vectors"], ExpansionConfig(**e["config"]))
+    return SearchModel(retriever, retriever.queries, ranking, expand)

@@ -28,6 +28,28 @@ MAX_QUERY_CHARS = 1000
 MAX_K = 100
 
 EmbedFn = Callable[[list[str]], np.ndarray]
+ExpandFn = Callable[[np.ndarray], list[list[str]]]  # post vectors -> index terms predicted for each post
+
+
+@dataclass
+class SearchModel:
+    """What search takes from a trained model: a post encoder, a query encoder (default: the same), the
+    ranking tuned for them, and the index terms it predicts for each post (document expansion)."""
+
+    embed: EmbedFn
+    embed_queries: EmbedFn | None = None
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+    expand: ExpandFn | None = None
+
+    @classmethod
+    def of(cls, model: SearchModel | EmbedFn | None) -> SearchModel | None:
+        return model if model is None or isinstance(model, SearchModel) else cls(model)
+
+    def queries(self, texts: list[str]) -> np.ndarray:
+        return (self.embed_queries or self.embed)(texts)
+
+    def expansions(self, vecs: np.ndarray | None, n: int) -> list[list[str]]:
+        return self.expand(vecs) if self.expand is not None and vecs is not None else [[] for _ in range(n)]
 
 
 class QueryError(ValueError):
@@ -87,11 +109,11 @@ class Hit:
 class SearchIndex:
     """An opened ``index/`` folder. Thread-safe: queries run concurrently, writes one at a time."""
 
-    def __init__(self, path: str | Path, embed: EmbedFn | None = None, *,
+    def __init__(self, path: str | Path, model: SearchModel | EmbedFn | None = None, *,
                  ranking: RankingConfig | None = None, vector_config: VectorConfig | None = None):
         self.path = Path(path)
-        self.embed = embed
-        self.ranking = ranking or RankingConfig()
+        self.model = SearchModel.of(model)
+        self.ranking = ranking or (self.model.ranking if self.model is not None else RankingConfig())
         self.docs = DocStore(self.path / DOCS)
         self.lexical = LexicalIndex(self.path / LEXICAL)
         vpath = self.path / VECTORS
@@ -109,8 +131,12 @@ class SearchIndex:
         self.vectors.remove(self.docs.deleted_keys())
 
     @property
+    def embed(self) -> EmbedFn | None:
+        return self.model.embed if self.model is not None else None
+
+    @property
     def semantic_ready(self) -> bool:
-        return self.vectors is not None and self.embed is not None
+        return self.vectors is not None and self.model is not None
 
     def close(self) -> None:
         self.lexical.close()
@@ -121,9 +147,11 @@ class SearchIndex:
         """Add posts (replacing any live post with the same id); searchable when this returns."""
         vecs = None
         if self.vectors is not None:  # embed first: a failure here must not lose the posts being replaced
-            if self.embed is None:
+            if self.model is None:
                 raise RuntimeError("this index has vectors but no embedding model is loaded to embed new posts")
-            vecs = self.embed([p.text for p in posts])
+            vecs = self.model.embed([p.text for p in posts])
+            for p, terms in zip(posts, self.model.expansions(vecs, len(posts))):
+                p.expansion = terms
         with self._write_lock:
             for p in posts:
                 self._delete_locked(p.id, commit=False)  # a repeated id replaces the old post
@@ -173,15 +201,15 @@ class SearchIndex:
         n = max(cfg.candidates, req.k)
         lists: dict[str, list[tuple[int, float]]] = {}
         if req.mode in ("lexical", "hybrid"):
-            lists["bm25"] = self.lexical.search(req.q, n, req.filters)
+            lists["bm25"] = self.lexical.search(req.q, n, req.filters, cfg.w_expansion)
         if req.mode in ("semantic", "hybrid"):
-            qvec = self.embed([req.q])[0]
-            lists["vector"] = self._semantic(qvec, n, req.filters)
+            qvec = self.model.queries([req.q])[0]
+            lists["vector"] = [(k, s) for k, s in self._semantic(qvec, n, req.filters) if s >= cfg.min_similarity]
         posts = self.docs.get(list({k for ranked in lists.values() for k, _ in ranked}))
         # deleted posts and posts the filters refuse drop out here, whichever list they came from
         lists = {name: [(k, s) for k, s in ranked if k in posts and req.filters.accepts(posts[k])][:n]
                  for name, ranked in lists.items()}
-        fused = rrf(lists, cfg.rrf_k)
+        fused = rrf(lists, cfg.rrf_k, {"bm25": cfg.w_lexical, "vector": cfg.w_vector})
         quality = self.docs.author_quality(posts[k].author_id for k in fused)
         newest = self.docs.newest()
         hits = []

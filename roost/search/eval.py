@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from roost.search.build import build_index
 from roost.search.docstore import Post
-from roost.search.engine import MAX_K, MODES, EmbedFn, SearchIndex, SearchRequest
+from roost.search.engine import MAX_K, MODES, EmbedFn, SearchIndex, SearchModel, SearchRequest
 from roost.search.text import hashtag_words, word_counts
 
 
@@ -134,7 +134,7 @@ def read_tweet_texts(path: str | Path) -> list[str]:
     return [line for f in files for line in f.read_text(encoding="utf-8").splitlines()]
 
 
-def build_task_index(task: EvalTask, out: str | Path, embed: EmbedFn | None) -> SearchIndex:
+def build_task_index(task: EvalTask, out: str | Path, embed: SearchModel | EmbedFn | None) -> SearchIndex:
     """Index a task's posts into ``out`` (a scratch folder) and open it."""
     build_index([task.posts], out, embed, total=len(task.posts))
     return SearchIndex(out, embed)

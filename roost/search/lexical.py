@@ -23,6 +23,7 @@ def _schema() -> tantivy.Schema:
     sb = tantivy.SchemaBuilder()
     sb.add_unsigned_field("key", stored=True, indexed=True, fast=True)
     sb.add_text_field("body", tokenizer_name="whitespace", index_option="freq")
+    sb.add_text_field("expansion", tokenizer_name="whitespace", index_option="freq")
     sb.add_text_field("author", tokenizer_name="raw", index_option="basic")
     sb.add_text_field("lang", tokenizer_name="raw", index_option="basic")
     sb.add_text_field("tag", tokenizer_name="raw", index_option="basic")
@@ -58,6 +59,8 @@ class LexicalIndex:
                 doc = tantivy.Document()
                 doc.add_unsigned("key", p.key)
                 doc.add_text("body", " ".join(tokenize(p.text)))
+                if p.expansion:
+                    doc.add_text("expansion", " ".join(p.expansion))
                 if p.author_id is not None:
                     doc.add_text("author", p.author_id)
                 if p.lang is not None:
@@ -100,13 +103,20 @@ class LexicalIndex:
                                                 include_lower=True, include_upper=False))
         return [tantivy.Query.const_score_query(q, 0.0) for q in qs]
 
-    def search(self, text: str, k: int, filters: Filters | None = None) -> list[tuple[int, float]]:
-        """Top ``k`` (key, bm25) for the query's terms (any of them), restricted by ``filters``."""
+    def search(self, text: str, k: int, filters: Filters | None = None,
+               expansion_weight: float = 0.0) -> list[tuple[int, float]]:
+        """Top ``k`` (key, bm25) for the query's terms (any of them), restricted by ``filters``.
+
+        With ``expansion_weight`` > 0 the terms also match the posts' expansion field (terms the
+        model predicted for the post), their BM25 scaled by that weight."""
         terms = list(dict.fromkeys(tokenize(text)))[:MAX_QUERY_TERMS]
         if not terms:
             return []
-        body = tantivy.Query.boolean_query(
-            [(tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "body", t)) for t in terms])
+        should = [tantivy.Query.term_query(self.schema, "body", t) for t in terms]
+        if expansion_weight > 0:
+            should += [tantivy.Query.boost_query(tantivy.Query.term_query(self.schema, "expansion", t), expansion_weight)
+                       for t in terms]
+        body = tantivy.Query.boolean_query([(tantivy.Occur.Should, q) for q in should])
         must = self._filter_query(filters) if filters else []
         query = tantivy.Query.boolean_query([(tantivy.Occur.Must, q) for q in [body, *must]]) if must else body
         searcher = self._searcher

@@ -1,10 +1,12 @@
-"""Fusion and ranking: reciprocal rank fusion of the lexical and vector lists, then
-post-level features (recency, engagement, author quality) with tunable weights.
+"""Fusion and ranking: weighted reciprocal rank fusion of the lexical and vector lists,
+then post-level features (recency, engagement, author quality) with tunable weights.
 
 RRF (Cormack et al. 2009) needs no score calibration between BM25 and cosine:
-each list contributes ``1 / (k + rank)``. The fused score is scaled to [0, 1]
-(dividing by its maximum, a first place in both lists) so the feature weights
-below read as fractions of a perfect relevance score.
+each list contributes ``weight / (k + rank)``. The weights, and the similarity
+below which a vector hit is no match at all, are tuned per retriever on held-out
+posts of the training corpus (``roost train-retriever``). The fused score is
+scaled to [0, 1] (dividing by its maximum, a first place in every list) so the
+feature weights below read as fractions of a perfect relevance score.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from roost.search.docstore import Post, saturate
 class RankingConfig:
     rrf_k: int = 60
     candidates: int = 50             # how many each retriever contributes to the fusion (at least k)
+    w_lexical: float = 1.0           # RRF weight of the BM25 list
+    w_vector: float = 1.0            # RRF weight of the vector list
+    min_similarity: float = -1.0     # vector hits below this cosine are no match (-1: keep all)
+    w_expansion: float = 0.0         # BM25 weight of the terms the model predicted for a post (0: off)
     w_relevance: float = 1.0
     w_recency: float = 0.05
     w_engagement: float = 0.05
@@ -36,15 +42,17 @@ class Scored:
     components: dict[str, float] = field(default_factory=dict)
 
 
-def rrf(lists: dict[str, list[tuple[int, float]]], k: int = 60) -> dict[int, Scored]:
-    """Reciprocal rank fusion of named ranked lists of (key, score)."""
+def rrf(lists: dict[str, list[tuple[int, float]]], k: int = 60,
+        weights: dict[str, float] | None = None) -> dict[int, Scored]:
+    """Weighted reciprocal rank fusion of named ranked lists of (key, score); a list's weight defaults to 1."""
+    weights = {name: (weights or {}).get(name, 1.0) for name in lists}
     fused: dict[int, Scored] = {}
     for name, ranked in lists.items():
         for rank, (key, score) in enumerate(ranked, start=1):
             s = fused.setdefault(key, Scored(key))
             s.components[name] = score
-            s.components[f"rrf_{name}"] = 1.0 / (k + rank)
-    top = len(lists) / (k + 1)
+            s.components[f"rrf_{name}"] = weights[name] / (k + rank)
+    top = max(sum(weights.values()), 1e-9) / (k + 1)
     for s in fused.values():
         s.components["rrf"] = sum(v for n, v in s.components.items() if n.startswith("rrf_")) / top
     return fused

@@ -16,17 +16,22 @@ from __future__ import annotations
 import random
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from roost.corpus import schema
+from roost.search.expand import ExpansionConfig
 from roost.search.text import hashtag_words, word_counts
 from roost.workspace import Workspace, atomic_write_json
+
+if TYPE_CHECKING:
+    from roost.search.embed import QueryEncoder
 
 
 @dataclass
@@ -40,6 +45,14 @@ class RetrieverConfig:
     max_len: int = 128          # tokens of a text that count
     max_pairs: int = 100_000
     rare_max_posts: int = 20    # a hashtag on at most this many posts counts as rare
+    query_steps: int = 300      # steps of the query encoder (the fine-tuned LM); 0: queries use the bag
+    query_batch_size: int = 256
+    query_lr: float = 3e-4      # the LM's weights
+    query_proj_lr: float = 1e-3  # the map from its pooled states into the bag's space
+    query_max_len: int = 32
+    holdout_fraction: float = 0.1  # posts kept out of training to tune fusion, expansion and the threshold on
+    tune_min_posts: int = 3        # a held-out hashtag on this many posts becomes a tuning query
+    expansion: ExpansionConfig = field(default_factory=ExpansionConfig)
     val_fraction: float = 0.05
     seed: int = 0
 
@@ -97,12 +110,16 @@ def info_nce(a: torch.Tensor, p: torch.Tensor, a_idx: torch.Tensor, p_idx: torch
 
 
 @torch.no_grad()
-def recall_at_1(encoder, ids: list[list[int]], anchor: torch.Tensor, positive: torch.Tensor, batch: int = 256) -> float:
-    """Share of anchors whose own positive is the nearest among a batch of candidates (duplicate texts excluded)."""
+def recall_at_1(encoder, ids: list[list[int]], anchor: torch.Tensor, positive: torch.Tensor, batch: int = 256,
+                docs: torch.Tensor | None = None) -> float:
+    """Share of anchors whose own positive is the nearest among a batch of candidates (duplicate texts excluded).
+
+    ``docs`` (the positives' vectors, unnormalized, indexed like ``ids``) stands in for encoding the positives."""
     hits = total = 0
     for s in range(0, len(anchor), batch):
         ai, pi = anchor[s:s + batch], positive[s:s + batch]
-        sims = encoder([ids[i] for i in ai.tolist()]) @ encoder([ids[i] for i in pi.tolist()]).T
+        p = F.normalize(docs[pi], dim=-1) if docs is not None else encoder([ids[i] for i in pi.tolist()])
+        sims = encoder([ids[i] for i in ai.tolist()]) @ p.T
         same = (pi[:, None] == pi[None, :]) | (ai[:, None] == ai[None, :])
         same.fill_diagonal_(False)
         hits += (sims.masked_fill(same, float("-inf")).argmax(1) == torch.arange(len(ai))).sum().item()
@@ -158,6 +175,47 @@ def train_retriever(table: torch.Tensor, ids: list[list[int]], pairs: Pairs, cfg
     return encoder, report
 
 
+def train_query_encoder(query: QueryEncoder, ids: list[list[int]], pairs: Pairs, cfg: RetrieverConfig) -> dict:
+    """Fine-tune the LM (and its map) of ``query`` so queries find their posts' bag vectors; the bag stays fixed."""
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    query.bag.requires_grad_(False)
+    with torch.no_grad():
+        docs = query.bag.raw(ids)  # every text's post vector, fixed from here on
+    anchor, positive = torch.from_numpy(pairs.anchor), torch.from_numpy(pairs.positive)
+    n_val = max(1, int(len(anchor) * cfg.val_fraction)) if len(anchor) > 20 else 0
+    (va, vp), (anchor, positive) = (anchor[:n_val], positive[:n_val]), (anchor[n_val:], positive[n_val:])
+
+    @torch.no_grad()
+    def val_recall() -> float | None:
+        if not n_val:
+            return None
+        query.eval()
+        return recall_at_1(query, ids, va, vp, docs=docs)
+
+    before = val_recall()
+    query.train()
+    body = [p for n, p in query.model.named_parameters() if p.requires_grad and not n.startswith("lm_head")]
+    opt = torch.optim.AdamW([{"params": body, "lr": cfg.query_lr},
+                             {"params": query.proj.parameters(), "lr": cfg.query_proj_lr}], weight_decay=0.0)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    losses = []
+    for _ in tqdm(range(cfg.query_steps), desc="train-retriever queries", unit="step"):
+        b = torch.randint(len(anchor), (min(cfg.query_batch_size, len(anchor)),), generator=g)
+        ai, pi = anchor[b], positive[b]
+        loss = info_nce(query([ids[i] for i in ai.tolist()]), F.normalize(docs[pi], dim=-1), ai, pi, cfg.temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    query.eval()
+    k = max(1, len(losses) // 10)
+    return {"first_loss": float(np.mean(losses[:k])) if losses else None,
+            "last_loss": float(np.mean(losses[-k:])) if losses else None,
+            "val_recall@1_before": before, "val_recall@1_after": val_recall()}
+
+
 def model_token_table(model_dir: Path) -> torch.Tensor:
     """The served model's input-embedding table [vocab, C], read from its safetensors without building the model."""
     from safetensors import safe_open
@@ -172,20 +230,46 @@ def model_token_table(model_dir: Path) -> torch.Tensor:
 
 
 def train_workspace_retriever(ws: Workspace, cfg: RetrieverConfig) -> dict:
-    """Mine pairs from ``ws.corpus``, train from ``ws.model``'s token table, save the retriever into ``ws.model``."""
-    from roost.search.embed import RETRIEVER_FILE
+    """Train on ``ws.corpus`` less a held-out share, tune search on that share, save into ``ws.model``.
+
+    Steps: mine pairs from the training posts; train the post encoder (token bag); train the query
+    encoder (the LM, fine-tuned); predict tags for expansion; tune fusion, expansion weight and the
+    no-match threshold on the held-out posts (:mod:`roost.search.tune`)."""
+    from roost.export import load_hf
+    from roost.search.embed import RETRIEVER_FILE, QueryEncoder, Retriever, save_retriever
+    from roost.search.engine import SearchModel
+    from roost.search.expand import TagExpander, tag_vocabulary
+    from roost.search.tune import holdout, tune_ranking
+    from roost.search.unseen import UnseenConfig, unseen_task
     from roost.tokenizer import load_tokenizer
 
     ws.require("corpus")
     if not (ws.model / "config.json").exists():
         raise FileNotFoundError(f"no served model in {ws.model}; run `roost train` and `roost export` first")
     t = schema.read_table(ws.corpus, "posts", columns=["id", "text", "reply_to", "hashtags"]).to_pydict()
-    pairs = mine_pairs(t["id"], t["text"], t["reply_to"], t["hashtags"], cfg)
+    held = holdout(t["text"], cfg.holdout_fraction, cfg.seed)
+    train = {k: [v for v, h in zip(col, held) if not h] for k, col in t.items()}
+    pairs = mine_pairs(train["id"], train["text"], train["reply_to"], train["hashtags"], cfg)
     if len(pairs.anchor) == 0:
         raise ValueError(f"{ws.corpus}: no training pairs (no replies and no hashtags in the posts)")
-    ids = load_tokenizer(ws.model).encode_batch(pairs.texts)
-    encoder, report = train_retriever(model_token_table(ws.model), ids, pairs, cfg)
-    path = encoder.save(ws.model / RETRIEVER_FILE)
-    report.update(path=str(path), config=asdict(cfg))
+    tokenizer = load_tokenizer(ws.model)
+    ids = tokenizer.encode_batch(pairs.texts)
+    bag, report = train_retriever(model_token_table(ws.model), ids, pairs, cfg)
+    query = None
+    if cfg.query_steps > 0:
+        query = QueryEncoder(bag, load_hf(ws.model).train(), tokenizer.bos_id, tokenizer.pad_id, cfg.query_max_len)
+        report["query"] = train_query_encoder(query, ids, pairs, cfg)
+    retriever = Retriever(tokenizer, bag, query)
+    tags, words = tag_vocabulary(train["hashtags"], train["text"], cfg.expansion)
+    expander = TagExpander.build(tags, words, retriever.queries, cfg.expansion)
+    model = SearchModel(retriever, retriever.queries, expand=expander)
+    held_texts = [x for x, h in zip(t["text"], held) if h]
+    task = unseen_task(held_texts, UnseenConfig(min_posts=cfg.tune_min_posts), word_counts(train["text"]))
+    calibration = held_texts or train["text"][: cfg.batch_size]
+    ranking, report["tuning"] = tune_ranking(model, task, calibration[:5000])
+    settings = {"ranking": {k: getattr(ranking, k) for k in ("w_lexical", "w_vector", "w_expansion", "min_similarity")},
+                "expansion": {"tags": tags, "words": words, "config": asdict(cfg.expansion)}}
+    path = save_retriever(ws.model / RETRIEVER_FILE, bag, query, settings, expander.vectors)
+    report.update(path=str(path), config=asdict(cfg), expansion_tags=len(tags), held_out_posts=int(held.sum()))
     atomic_write_json(ws.run_dir("retriever") / "report.json", report)
     return report

@@ -28,7 +28,7 @@ MAX_POSTS_PER_REQUEST = 1000
 
 def load(state: ServerState) -> None:
     """Open ``workspace/index`` (and the served model, for semantic search) when they exist."""
-    from roost.search.embed import load_embedder
+    from roost.search.embed import load_search_model
 
     manifest = state.workspace.read_manifest("index")
     if manifest is None:
@@ -37,7 +37,7 @@ def load(state: ServerState) -> None:
     embed = None
     if manifest.get("semantic"):
         try:
-            embed = load_embedder(state.workspace.model)
+            embed = load_search_model(state.workspace.model)
         except (FileNotFoundError, ValueError, ImportError) as e:
             log.warning("search: semantic and hybrid modes disabled: cannot load the model: %s", e)
     prepare = PostPreparer.for_workspace(state.workspace)

@@ -1,0 +1,89 @@
+"""Tune search to a retriever on posts it did not train on, so fusion never loses to its parts.
+
+``roost train-retriever`` holds out a share of the corpus (:func:`holdout`), trains on
+the rest, then runs the unseen-posts protocol (:mod:`roost.search.unseen`) on the
+held-out posts through the real index code, and picks:
+
+* the RRF weights of the lexical and vector lists, from a grid that includes each
+  list alone, so the chosen fusion is at least as good as either part on these posts;
+* the BM25 weight of the expansion terms (0 when they do not help);
+* ``min_similarity``, the cosine below which a vector hit is no match: the highest
+  similarity that nonsense queries (random letter strings) reach among the held-out
+  posts, so a query that matches nothing returns nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import tempfile
+from dataclasses import asdict, replace
+
+import numpy as np
+import xxhash
+
+from roost.search.build import build_index
+from roost.search.engine import SearchIndex, SearchModel
+from roost.search.eval import EvalTask, evaluate
+from roost.search.ranking import RankingConfig
+
+VECTOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)   # 0: lexical alone; with w_lexical=0 below: vector alone
+EXPANSION_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+MIN_QUERIES = 10
+
+
+def holdout(texts: list[str], fraction: float, seed: int = 0) -> np.ndarray:
+    """A boolean mask of posts held out from training, by a seeded hash of the text (repeats go together)."""
+    cut = fraction * 1_000_000
+    return np.array([xxhash.xxh64_intdigest(t.encode(), seed=seed) % 1_000_000 < cut for t in texts], dtype=bool)
+
+
+def nonsense_queries(n: int, seed: int = 0) -> list[str]:
+    """Random lower-case letter strings of 8-16 characters: queries no post should match."""
+    rng = random.Random(seed)
+    return ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(8, 16))) for _ in range(n)]
+
+
+def calibrate_min_similarity(model: SearchModel, post_vecs: np.ndarray, n: int = 200) -> float:
+    """The highest cosine any nonsense query reaches among ``post_vecs`` [N, dim]."""
+    sims = model.queries(nonsense_queries(n)) @ post_vecs.T
+    return float(sims.max()) if sims.size else -1.0
+
+
+def tune_ranking(model: SearchModel, task: EvalTask, calibration_texts: list[str]) -> tuple[RankingConfig, dict]:
+    """The ranking for ``model``, tuned on ``task`` (held-out posts and their hashtag queries); with a report.
+
+    The no-match threshold is calibrated on ``calibration_texts`` (posts) whatever the task's size; the
+    weights only when the task has at least :data:`MIN_QUERIES` queries (else the defaults stay)."""
+    min_sim = calibrate_min_similarity(model, model.embed(calibration_texts))
+    base = RankingConfig(min_similarity=min_sim)
+    if len(task.queries) < MIN_QUERIES:
+        return base, {"chosen": {"min_similarity": min_sim},
+                      "skipped": f"{len(task.queries)} held-out queries (fewer than {MIN_QUERIES}): default weights"}
+    with tempfile.TemporaryDirectory(prefix="roost-tune-") as tmp:
+        build_index([task.posts], tmp, model, total=len(task.posts))
+        index = SearchIndex(tmp, model, ranking=base)
+        try:
+            lexical = evaluate(index, task.queries, ("lexical",))["lexical"]
+            semantic = evaluate(index, task.queries, ("semantic",))["semantic"]
+            best_exp, best_lex = 0.0, lexical
+            for w in EXPANSION_WEIGHTS[1:]:
+                index.ranking = replace(base, w_expansion=w)
+                r = evaluate(index, task.queries, ("lexical",))["lexical"]
+                if r["ndcg@10"] > best_lex["ndcg@10"]:
+                    best_exp, best_lex = w, r
+            grid = [(1.0, w) for w in VECTOR_WEIGHTS] + [(0.0, 1.0)]
+            results = []
+            for w_lex, w_vec in grid:
+                cfg = replace(base, w_expansion=best_exp, w_lexical=w_lex, w_vector=w_vec)
+                index.ranking = cfg
+                results.append((evaluate(index, task.queries, ("hybrid",))["hybrid"], cfg))
+        finally:
+            index.close()
+    best, cfg = max(results, key=lambda r: (r[0]["ndcg@10"] + r[0]["mrr"], -r[1].w_vector))
+    report = {"queries": len(task.queries), "posts": len(task.posts), "lexical": lexical,
+              "lexical_expanded": best_lex, "semantic": semantic, "hybrid": best,
+              "grid": [{"w_lexical": c.w_lexical, "w_vector": c.w_vector, **r} for r, c in results],
+              "chosen": {k: v for k, v in asdict(cfg).items()
+                         if k in ("w_lexical", "w_vector", "w_expansion", "min_similarity")}}
+    return cfg, report
