@@ -50,7 +50,7 @@ def train(root: Path, seed: int, posts: int) -> spam.SpamModel:
     texts, ids, authors = (table.column(c).to_pylist() for c in ("text", "id", "author_id"))
     keys = np.fromiter(map(spam.skeleton_key, texts), np.uint64, len(texts))
     copies = spam.accounts_per_skeleton(keys, spam.author_keys(authors, ids))
-    x = spam.features(table, spam.accounts(read_table(ws.corpus, "users")), copies)
+    x = spam.table_features(table, spam.accounts(read_table(ws.corpus, "users")), copies)
     y = np.array([truth[i] == "spam" for i in ids], dtype=int)
     model = spam.SpamModel.fit(x, y, trained_on=f"sample network seed {seed}, {posts:,} posts ({int(y.sum())} spam)")
     print(f"trained on {len(y):,} posts ({int(y.sum())} spam)")

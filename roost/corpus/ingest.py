@@ -29,7 +29,15 @@ from roost.corpus.dedup import DUP_ID, DUP_TEXT, KEEP, NEAR_DUP, DedupState
 from roost.corpus.process import BatchProcessor, BatchResult, init_worker, run_batch
 from roost.corpus.schema import POSTS, USERS, read_table
 from roost.corpus.sources import Unit, expand_sources, read_units
-from roost.corpus.spam import SpamModel, accounts, accounts_per_skeleton, author_keys, drop_learned_spam
+from roost.corpus.spam import (
+    FEATURES,
+    SpamModel,
+    accounts,
+    accounts_per_skeleton,
+    author_keys,
+    drop_learned_spam,
+    features,
+)
 from roost.corpus.threads import build_threads
 from roost.corpus.writer import ShardWriter
 from roost.workspace import Workspace, file_hash
@@ -155,6 +163,7 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
         dropped, malformed, rejects, users = Counter(), Counter(), [], []
         spam_log: list[dict] = []
         skeletons, authors = [], []  # the learned spam filter's "same text from many accounts", before dedup
+        learned = _KeptSignals()  # and the kept posts' signals, in the order they are written
         posts_w = ShardWriter(folder, "posts", POSTS, run, cfg.rows_per_shard)
         users_w = ShardWriter(folder, "users", USERS, run, cfg.rows_per_shard)
         bar = tqdm(desc="ingest", unit=" posts", unit_scale=True, disable=not progress, smoothing=0.1)
@@ -184,6 +193,8 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
                             dropped[reason] += n
                     keep = verdict == KEEP
                     posts_w.write(r.posts.filter(pa.array(keep)))
+                    if r.spam_signals is not None:
+                        learned.add(r, keep)
                     report.kept += int(keep.sum())
                 bar.update(r.read)
             users_w.write(pa.Table.from_pylist(users, schema=USERS))
@@ -196,13 +207,13 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
         bar.close()
         new_posts, new_users = posts_w.close(), users_w.close()
         if skeletons:
-            n, learned = drop_learned_spam(folder, new_posts, SpamModel.load(cfg.spam_model),
-                                           accounts(read_table(folder, "users")),
-                                           accounts_per_skeleton(np.concatenate(skeletons), np.concatenate(authors)))
+            copies = accounts_per_skeleton(np.concatenate(skeletons), np.concatenate(authors))
+            n, log = drop_learned_spam(folder, new_posts, SpamModel.load(cfg.spam_model),
+                                       learned.features(copies, accounts(read_table(folder, "users"))))
             if n:
                 dropped["spam_learned"] += n
                 report.kept -= n
-            spam_log.extend(learned[: max(0, cfg.max_rejects_logged - len(spam_log))])
+            spam_log.extend(log[: max(0, cfg.max_rejects_logged - len(spam_log))])
 
         cols = read_table(folder, "posts", ["id", "reply_to", "conversation_id"])
         threads = build_threads(*(cols.column(c).combine_chunks() for c in cols.column_names))
@@ -227,6 +238,29 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
         for name in old_files["threads"] + ([state_file] if state_file else []):
             (folder / name).unlink(missing_ok=True)
     return report
+
+
+@dataclass
+class _KeptSignals:
+    """The learned spam filter's per-post signals of the posts written this run, in writing order."""
+
+    signals: list = field(default_factory=list)
+    keys: list = field(default_factory=list)
+    authors: list = field(default_factory=list)
+    times: list = field(default_factory=list)
+
+    def add(self, r: BatchResult, keep: np.ndarray) -> None:
+        self.signals.append(r.spam_signals[keep])
+        self.keys.append(r.skeletons[keep])
+        kept = r.posts.filter(pa.array(keep))
+        self.authors += kept.column("author_id").to_pylist()
+        self.times += [t.timestamp() if t is not None else None for t in kept.column("created_at").to_pylist()]
+
+    def features(self, copies: dict[int, int], users: dict) -> np.ndarray:
+        if not self.signals:
+            return np.zeros((0, len(FEATURES)))
+        return features(np.concatenate(self.signals), np.concatenate(self.keys), copies, self.authors, self.times,
+                        users)
 
 
 def _append_rejects(path: Path, rejects: list[dict]) -> None:

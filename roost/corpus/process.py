@@ -24,7 +24,7 @@ from roost.corpus.normalize import normalize_post
 from roost.corpus.records import Malformed, RawPost, unit_records
 from roost.corpus.schema import POSTS
 from roost.corpus.sources import Unit, split_lines
-from roost.corpus.spam import skeleton_key
+from roost.corpus.spam import post_signals
 
 POST_FIELDS = ("id", "text", "author_id", "created_at", "lang", "reply_to", "conversation_id",
                "hashtags", "mentions", "urls", "like_count", "retweet_count", "reply_count", "source")
@@ -42,7 +42,8 @@ class BatchResult:
     rejects: list[dict] = field(default_factory=list)
     users: list[dict] = field(default_factory=list)
     pii_scrubbed: int = 0
-    skeletons: np.ndarray | None = None  # per candidate: roost.corpus.spam.skeleton_key (learned spam filter)
+    skeletons: np.ndarray | None = None  # per candidate, for the learned spam filter: skeleton keys
+    spam_signals: np.ndarray | None = None  # and its per-post features (roost.corpus.spam.post_signals)
     spam: list[dict] = field(default_factory=list)  # posts the spam rules dropped, for corpus/spam.jsonl
 
 
@@ -159,7 +160,7 @@ class BatchProcessor:
         if self.cfg.dedup_near:
             r.bands = self.hasher.band_keys(self.hasher.signatures(texts))
         if self.cfg.drop_spam and self.cfg.spam_learned:
-            r.skeletons = np.fromiter(map(skeleton_key, texts), np.uint64, len(texts))
+            r.skeletons, r.spam_signals = post_signals(texts, p["urls"], p["hashtags"], p["mentions"], p["reply_to"])
 
 
 _worker: BatchProcessor | None = None

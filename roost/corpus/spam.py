@@ -80,27 +80,45 @@ def accounts(users: pa.Table) -> dict[str, Account]:
             for i, c, f in zip(d["id"], d["created_at"], d["followers_count"])}
 
 
-def features(posts: pa.Table, users: dict[str, Account], copies: dict[int, int]) -> np.ndarray:
-    """One row of FEATURES per post of ``posts`` (columns of the corpus posts table)."""
-    d = posts.select(["id", "text", "author_id", "created_at", "reply_to", "hashtags", "mentions", "urls"]).to_pydict()
-    out = np.zeros((len(d["id"]), len(FEATURES)), dtype=np.float64)
-    for i, text in enumerate(d["text"]):
-        urls, tags, mentions = d["urls"][i] or [], d["hashtags"][i] or [], d["mentions"][i] or []
-        n_words = max(1, len(text.split()))
-        shorteners = sum((urlsplit(u).hostname or "").removeprefix("www.") in SHORTENERS for u in urls)
-        others = max(0, copies.get(skeleton_key(text), 1) - 1)
-        acct = users.get(d["author_id"][i]) if d["author_id"][i] is not None else None
-        row = [math.log1p(len(urls)), math.log1p(len(tags)), math.log1p(len(mentions)),
-               min(1.0, (len(urls) + len(tags) + len(mentions)) / n_words), shorteners, math.log1p(others),
-               float(d["reply_to"][i] is not None and bool(urls)), math.log1p(len(_PITCH.findall(text)))]
-        if acct is not None and acct.created_at is not None and d["created_at"][i] is not None:
-            age = max(0.0, (d["created_at"][i].timestamp() - acct.created_at) / 86_400)
+def post_signals(texts: list[str], urls: list, hashtags: list, mentions: list, reply_to: list) -> tuple[np.ndarray,
+                                                                                                      np.ndarray]:
+    """(skeleton keys, TEXT_FEATURES rows with ``other_accounts_same_text`` left 0) of a batch of posts: the part
+    that needs only the post, computed in ingest's workers; :func:`features` completes the rows at run end."""
+    keys = np.fromiter(map(skeleton_key, texts), np.uint64, len(texts))
+    out = np.zeros((len(texts), len(TEXT_FEATURES)), dtype=np.float32)
+    for i, text in enumerate(texts):
+        u, t, m = urls[i] or [], hashtags[i] or [], mentions[i] or []
+        shorteners = sum((urlsplit(x).hostname or "").removeprefix("www.") in SHORTENERS for x in u)
+        out[i] = (math.log1p(len(u)), math.log1p(len(t)), math.log1p(len(m)),
+                  min(1.0, (len(u) + len(t) + len(m)) / max(1, len(text.split()))), shorteners, 0.0,
+                  float(reply_to[i] is not None and bool(u)), math.log1p(len(_PITCH.findall(text))))
+    return keys, out
+
+
+def features(signals: np.ndarray, keys: np.ndarray, copies: dict[int, int], authors: list[str | None],
+             times: list[float | None], users: dict[str, Account]) -> np.ndarray:
+    """FEATURES rows: ``signals`` from :func:`post_signals` with the run-wide copy counts filled in and each
+    post's account (NaN where the export has none), from its author and posting time (epoch seconds)."""
+    out = np.full((len(signals), len(FEATURES)), np.nan)
+    out[:, :len(TEXT_FEATURES)] = signals
+    col = TEXT_FEATURES.index("other_accounts_same_text")
+    out[:, col] = np.log1p([max(0, copies.get(int(k), 1) - 1) for k in keys])
+    for i, (author, t) in enumerate(zip(authors, times)):
+        acct = users.get(author) if author is not None else None
+        if acct is not None and acct.created_at is not None and t is not None:
+            age = max(0.0, (t - acct.created_at) / 86_400)
             followers = acct.followers or 0
-            row += [math.log1p(age), math.log1p(followers), math.log1p(followers / max(age / 365, 1 / 12))]
-        else:
-            row += [math.nan] * len(ACCOUNT_FEATURES)
-        out[i] = row
+            out[i, len(TEXT_FEATURES):] = (math.log1p(age), math.log1p(followers),
+                                           math.log1p(followers / max(age / 365, 1 / 12)))
     return out
+
+
+def table_features(posts: pa.Table, users: dict[str, Account], copies: dict[int, int]) -> np.ndarray:
+    """FEATURES of every post of a corpus posts table (for training: ingest computes them as it goes)."""
+    d = posts.select(["text", "author_id", "created_at", "reply_to", "hashtags", "mentions", "urls"]).to_pydict()
+    keys, signals = post_signals(d["text"], d["urls"], d["hashtags"], d["mentions"], d["reply_to"])
+    times = [c.timestamp() if c is not None else None for c in d["created_at"]]
+    return features(signals, keys, copies, d["author_id"], times, users)
 
 
 @dataclass
@@ -173,25 +191,25 @@ class SpamModel:
                              f"({list(FEATURES)}); retrain it (bench/spam.py --write)")
         return model
 
-def drop_learned_spam(folder: Path, shards: list[str], model: SpamModel, users: dict[str, Account],
-                      copies: dict[int, int]) -> tuple[int, list[dict]]:
-    """Score the run's new post shards and rewrite them without the posts at or above the threshold.
-
-    Returns how many were dropped and, for ``spam.jsonl``, each one with its score.
-    """
+def drop_learned_spam(folder: Path, shards: list[str], model: SpamModel, x: np.ndarray) -> tuple[int, list[dict]]:
+    """Rewrite the run's new post shards without the posts ``model`` calls spam; ``x`` holds their FEATURES rows
+    in the order the shards hold them. Returns how many were dropped and, for ``spam.jsonl``, each with its score."""
     import pyarrow.parquet as pq
 
     from roost.corpus.writer import rewrite_shard
 
-    n, log = 0, []
+    scores, spam = model.decide(x)
+    n, log, start = 0, [], 0
     for name in shards:
-        table = pq.read_table(folder / name)
-        if not table.num_rows:
-            continue
-        scores, spam = model.decide(features(table, users, copies))
-        if spam.any():
-            gone = table.filter(pa.array(spam)).select(["id", "author_id", "text"]).to_pylist()
-            log += [{**row, "by": "model", "score": round(float(s), 4)} for row, s in zip(gone, scores[spam])]
-            rewrite_shard(folder / name, table.filter(pa.array(~spam)))
-            n += int(spam.sum())
+        rows = pq.read_metadata(folder / name).num_rows
+        mine, mine_scores = spam[start:start + rows], scores[start:start + rows]
+        start += rows
+        if mine.any():
+            table = pq.read_table(folder / name)
+            gone = table.filter(pa.array(mine)).select(["id", "author_id", "text"]).to_pylist()
+            log += [{**row, "by": "model", "score": round(float(s), 4)} for row, s in zip(gone, mine_scores[mine])]
+            rewrite_shard(folder / name, table.filter(pa.array(~mine)))
+            n += int(mine.sum())
+    if start != len(x):
+        raise AssertionError(f"spam features for {len(x)} posts but the run's shards hold {start}")
     return n, log
