@@ -118,11 +118,12 @@ def disk_full(e: BaseException, where: str | Path | None = None) -> BaseExceptio
     """
     import sqlite3
 
-    stack, seen = [e], set()
+    stack: list[object] = [e]
+    seen: set[int] = set()
     while stack:
         x = stack.pop()
-        if x is None or id(x) in seen:
-            continue
+        if not isinstance(x, BaseException) or id(x) in seen:
+            continue  # torchrun's ChildFailedError.failures holds ProcessFailure records, not exceptions
         seen.add(id(x))
         if isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT):
             return x

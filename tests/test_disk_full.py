@@ -6,6 +6,7 @@ Mounting a tmpfs needs root (as CI and the project's machines run); elsewhere th
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -125,3 +126,19 @@ def test_the_server_on_a_full_disk_answers_507_and_keeps_what_it_acknowledged(sm
         assert http.get("/ads/click", params={"t": other["click_url"].split("t=")[1]}).status_code == 302
         assert http.post("/admin/posts", json={"posts": [{"id": "new", "text": "goal keeper"}]},
                          headers=ADMIN).status_code == 200
+
+
+def test_disk_full_reads_through_wrapped_errors_and_nothing_else():
+    class Wrapper(Exception):  # the shape of DCP's CheckpointException and torchrun's ChildFailedError
+        def __init__(self, failures: dict):
+            super().__init__("wrapped")
+            self.failures = failures
+
+    enospc = OSError(errno.ENOSPC, "No space left on device")
+    assert disk_full(Wrapper({0: (enospc, "traceback")})) is enospc
+    try:
+        raise ValueError("could not save") from enospc
+    except ValueError as e:
+        assert disk_full(e) is enospc
+    assert disk_full(Wrapper({0: object()})) is None  # records that are not exceptions (torchrun's ProcessFailure)
+    assert disk_full(ValueError("a bad flag")) is None
