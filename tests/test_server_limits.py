@@ -94,6 +94,8 @@ def test_bodies_prompts_and_inputs_past_the_limits_are_refused_before_any_work(s
     ("/admin/posts", '{"posts": [{"id": "p1", "text": "hello", "author_id": "\\ud800"}]}', "posts.0.author_id"),
     ("/admin/campaigns", '{"advertiser": "A", "name": "\\udc00", "budget": 1, "bid_type": "cpc", "bid": 0.1,'
                          ' "creatives": [{"text": "t", "landing_url": "https://a.example"}]}', "name"),
+    ("/v1/completions", b'{"model": "roost", "prompt": "raw \xed\xa0\x80 bytes"}', "prompt"),  # Python's json takes it
+    ("/v1/completions", '{"model": "roost", "prompt": "x", "\\ud800": 1}', "(a key)"),
 ])
 def test_a_lone_surrogate_is_a_400_naming_the_field(server, path, body, param):
     url, _ = server

@@ -7,9 +7,9 @@ request, at the cost of a dictionary lookup:
 
 - the body is read up to ``max_body_bytes`` and refused with 413 past it
   (a stated Content-Length is refused before a byte is read);
-- a JSON body that escapes a lone UTF-16 surrogate (``"\\ud800"``) is refused
-  with 400: such a string is not Unicode, and every layer under the app
-  (tokenizer, SQLite, tantivy) would fail on it in its own way;
+- a JSON body holding a lone UTF-16 surrogate (``"\\ud800"``, or its bytes
+  raw) is refused with 400: such a string is not Unicode, and every layer
+  under the app (tokenizer, SQLite, tantivy) would fail on it in its own way;
 - each client (its bearer key, else its address) gets a token bucket of
   ``rate`` requests per second with bursts of ``burst``, and at most
   ``concurrency`` requests in flight; past either it gets 429 with
@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -77,7 +78,7 @@ def lone_surrogate(obj: object, path: str = "") -> str | None:
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
     for key, value in items:
         if isinstance(key, str) and lone_surrogate(key) is not None:
-            return f"{path}.{key}".strip(".") if path else "(a key)"
+            return f"{path}.(a key)" if path else "(a key)"  # never echo the bad key: it cannot be encoded
         found = lone_surrogate(value, f"{path}.{key}" if path else str(key))
         if found is not None:
             return found
@@ -207,9 +208,13 @@ def _too_large(size: int, limit: int, at_least: bool = False) -> JSONResponse:
                           code="request_too_large")
 
 
+# A surrogate escape (\uD800-\uDFFF), or one encoded raw (ED A0-BF ..), which Python's json accepts too.
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
 def _surrogate_refusal(body: bytes) -> JSONResponse | None:
-    """400 when a JSON body escapes a lone surrogate; only bodies with a ``\\ud`` escape are parsed here."""
-    if b"\\ud" not in body and b"\\uD" not in body:
+    """400 when a JSON body holds a lone surrogate; only bodies that may hold one are parsed here."""
+    if not _SURROGATE_HINT.search(body):
         return None
     try:
         obj = json.loads(body)
