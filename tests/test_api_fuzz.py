@@ -41,7 +41,7 @@ def full_server(tmp_path_factory, tokenizer):  # noqa: F811
         campaign = {"advertiser": "Acme", "name": "Boots", "budget": 50, "bid_type": "cpc", "bid": 0.5,
                     "targeting": {"keywords": ["goal", "pasta", "model"]},
                     "creatives": [{"text": "boots for the match", "landing_url": "https://acme.example/"}]}
-        r = httpx.post(url + "/admin/campaigns", json=campaign, headers=KEYS["admin"])
+        r = httpx.post(url + "/admin/campaigns", json=campaign, headers=KEYS["admin"]).raise_for_status()
         [ad] = httpx.post(url + "/ads/serve", json={"query": "goal"}, headers=KEYS["user"]).json()["ads"]
         assert {"ads", "openai", "search"} <= set(app.state.roost.services)
         things = {"model": "roost", "campaign_id": r.json()["id"], "post_id": "p3",
@@ -65,7 +65,7 @@ def error_shape(ctx, response, case) -> None:
     assert error["code"] is None or isinstance(error["code"], str)
 
 
-def steer(case, known: dict[str, str]):
+def steer(case, known: dict[str, object]):
     """Put the names of things that exist (the model, a campaign, a post, a click token, a valid landing URL)
     and settings that fit together (money that obeys the rules, max_tokens within the tiny context) into the
     generated request, so the fuzzer gets past 'not found' and 'invalid' into the routes' real work."""
