@@ -69,7 +69,8 @@ class Traffic:
         self.service, self.n = service, n_campaigns
         self.lock = threading.Lock()
         self.served: list[tuple[str, str]] = []  # (impression id, click token)
-        self.clicked: set[str] = set()
+        self.clicked: set[str] = set()           # impressions clicked at least once
+        self.recorded: list[str] = []            # tokens whose click has been recorded
 
     def run(self, program: list[tuple]) -> None:
         for op in program:
@@ -86,9 +87,18 @@ class Traffic:
                 return
             impression_id, token = self.served[k % len(self.served)]
             self.clicked.add(impression_id)
-        assert self.service.click(token) is not None
+        assert self.service.click(token) is not None  # a first click, or a replay when another got there first
+        with self.lock:
+            self.recorded.append(token)
 
-    replay = click  # the same ad again: a replay when it was clicked before
+    def replay(self, k: int) -> None:
+        """A click already recorded, again: it must be known as a duplicate and charged nothing."""
+        with self.lock:
+            if not self.recorded:
+                return
+            token = self.recorded[k % len(self.recorded)]
+        again = self.service.click(token)
+        assert again.duplicate and again.charged_micros == 0, again
 
     def status(self, c: int, value: str) -> None:
         self._patch(c, {"status": value})
