@@ -45,8 +45,9 @@ class DemoConfig:
     sft_minutes: float | None = 1.0
     sft_steps: int | None = None  # a step count instead of the time budget (tests)
     eval_tokens: int = 16_384
-    # the retrieval head for semantic search; 0 steps skips it
+    # search's retriever: post encoder steps (0 skips the retriever), query encoder steps, pairs mined
     retriever_steps: int = 200
+    retriever_query_steps: int = 40
     retriever_pairs: int = 1_000
     # serving
     host: str = "127.0.0.1"
@@ -208,6 +209,7 @@ class Demo:
             return False, f"retriever in {self.ws.model / RETRIEVER_FILE}"
         try:
             r = train_workspace_retriever(self.ws, RetrieverConfig(steps=self.cfg.retriever_steps,
+                                                                   query_steps=self.cfg.retriever_query_steps,
                                                                    max_pairs=self.cfg.retriever_pairs))
         except ValueError as e:  # e.g. no pairs to mine in a tiny corpus
             return False, f"skipped: {e}"

@@ -13,7 +13,8 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "depth": (int, "transformer layers; width = 64 x depth (default: 4)"),
     "posts": (int, "posts in the sample network (default: 6000)"),
     "users": (int, "users in the sample network (default: 400)"),
-    "retriever_steps": (int, "steps of the semantic-search head; 0 skips it (default: 200)"),
+    "retriever_steps": (int, "steps of search's post encoder; 0 skips the retriever (default: 200)"),
+    "retriever_query_steps": (int, "steps of search's query encoder (the fine-tuned model) (default: 40)"),
     "host": (str, "address to serve on (default: 127.0.0.1)"),
     "port": (int, "port to serve on (default: 8000)"),
 }

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--steps", type=int, default=None, help="optimizer steps of the post encoder (default 1500)")
     t.add_argument("--query-steps", type=int, default=None,
                    help="optimizer steps of the query encoder (the fine-tuned model); 0: queries use the post "
-                        "encoder (default 300)")
+                        "encoder (default 100)")
     t.add_argument("--holdout", type=float, default=None, dest="holdout_fraction",
                    help="share of the posts held out to tune search on (default 0.1)")
     t.add_argument("--batch-size", type=int, default=None,

@@ -2,12 +2,19 @@
 
 No labels: pairs are mined from the posts (a post and its reply; the words of a
 post's hashtag and the post without it; two posts sharing a rare hashtag, both
-without it) and a :class:`~roost.search.embed.TokenBagEncoder` (the mean of a
-token table's rows, the table initialized from the language model's input
-embeddings) is trained on them with InfoNCE (in-batch negatives, symmetric).
-In-batch pairs whose anchors or positives are the same text (e.g. two posts with
-the same hashtag) are masked out of the negatives, since they are not negatives
-at all. Why a token bag and not a head over the model's pooled hidden states:
+without it). Two encoders are trained on them with InfoNCE (in-batch negatives;
+pairs whose anchors or positives are the same text are masked out of the
+negatives, since they are not negatives at all):
+
+1. the post encoder, a :class:`~roost.search.embed.TokenBagEncoder` (the mean of a
+   token table's rows, the table initialized from the language model's input
+   embeddings), symmetric on both sides of each pair;
+2. the query encoder, :class:`~roost.search.embed.QueryEncoder`: the language model
+   itself, fine-tuned so its pooled states (through a map that starts at zero) move
+   a query's bag vector toward its posts' fixed bag vectors.
+
+Then search is tuned to them on posts held out of the mining
+(:mod:`roost.search.tune`). Why this split of work between bag and transformer:
 see :mod:`roost.search.embed`; the figures are in BENCHMARKS.md.
 """
 
@@ -45,11 +52,11 @@ class RetrieverConfig:
     max_len: int = 128          # tokens of a text that count
     max_pairs: int = 100_000
     rare_max_posts: int = 20    # a hashtag on at most this many posts counts as rare
-    query_steps: int = 300      # steps of the query encoder (the fine-tuned LM); 0: queries use the bag
-    query_batch_size: int = 256
+    query_steps: int = 100      # steps of the query encoder (the fine-tuned LM); 0: queries use the bag
+    query_batch_size: int = 128
     query_lr: float = 3e-4      # the LM's weights
     query_proj_lr: float = 1e-3  # the map from its pooled states into the bag's space
-    query_max_len: int = 32
+    query_max_len: int = 16    # tokens of a query; pairs with longer anchors do not train the query encoder
     holdout_fraction: float = 0.1  # posts kept out of training to tune fusion, expansion and the threshold on
     tune_min_posts: int = 3        # a held-out hashtag on this many posts becomes a tuning query
     expansion: ExpansionConfig = field(default_factory=ExpansionConfig)
@@ -183,9 +190,14 @@ def train_query_encoder(query: QueryEncoder, ids: list[list[int]], pairs: Pairs,
     query.bag.requires_grad_(False)
     with torch.no_grad():
         docs = query.bag.raw(ids)  # every text's post vector, fixed from here on
-    anchor, positive = torch.from_numpy(pairs.anchor), torch.from_numpy(pairs.positive)
+    # queries are short: train on the pairs whose anchor is query-sized (a hashtag's words, a short post);
+    # a batch of long anchors would cost a post-length forward each and teach what queries never look like
+    short = np.array([len(ids[a]) < cfg.query_max_len for a in pairs.anchor], dtype=bool)
+    anchor, positive = torch.from_numpy(pairs.anchor[short]), torch.from_numpy(pairs.positive[short])
     n_val = max(1, int(len(anchor) * cfg.val_fraction)) if len(anchor) > 20 else 0
     (va, vp), (anchor, positive) = (anchor[:n_val], positive[:n_val]), (anchor[n_val:], positive[n_val:])
+    if len(anchor) < 2:
+        raise ValueError(f"only {len(anchor)} query-sized training pairs (anchors under {cfg.query_max_len} tokens)")
 
     @torch.no_grad()
     def val_recall() -> float | None:
@@ -211,7 +223,7 @@ def train_query_encoder(query: QueryEncoder, ids: list[list[int]], pairs: Pairs,
         losses.append(loss.item())
     query.eval()
     k = max(1, len(losses) // 10)
-    return {"first_loss": float(np.mean(losses[:k])) if losses else None,
+    return {"pairs": int(len(anchor) + n_val), "first_loss": float(np.mean(losses[:k])) if losses else None,
             "last_loss": float(np.mean(losses[-k:])) if losses else None,
             "val_recall@1_before": before, "val_recall@1_after": val_recall()}
 
