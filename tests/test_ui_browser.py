@@ -121,6 +121,8 @@ def test_timeline_shows_ads_with_reasons(server, browser):
     ads = wait_for(browser, "#tl-feed .ad")
     posts = browser.find_elements(By.CSS_SELECTOR, "#tl-feed .post:not(.ad)")
     assert len(posts) == 16
+    campaigns = [a.get_attribute("data-campaign") for a in ads]
+    assert len(set(campaigns)) == len(campaigns), campaigns  # no campaign twice on one page
     first = ads[0]
     assert "sponsored" in first.text.lower() and first.find_element(By.CSS_SELECTOR, "a.cta").get_attribute("href") \
         .startswith(server + "/ads/click?t=")

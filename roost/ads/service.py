@@ -22,7 +22,7 @@ from roost.ads.brand_safety import SafetyProbes
 from roost.ads.catalog import CampaignInfo, Catalog, Creative, words
 from roost.ads.clicks import ClickSigner
 from roost.ads.context import UserHistory
-from roost.ads.eligibility import RequestContext, ineligible_reason
+from roost.ads.eligibility import RequestContext, frequency_cap, ineligible_reason
 from roost.ads.embedder import EmbedFn
 from roost.ads.pacing import PacingConfig, admit
 from roost.ads.pctr import FEATURES, CTRModel, smoothed_ctr
@@ -42,6 +42,9 @@ class AdsConfig:
     min_topic_weight: float = 0.1     # topics the context is at least this much about bring their top bidders
     reserve_cpm_micros: int = 100_000  # least eCPM an ad must reach (0.10 per 1000 impressions)
     default_safety_threshold: float = 0.5
+    # impressions of one campaign per user per UTC day, for campaigns that set no frequency_cap of their own
+    # (None: uncapped); counted from ads.db's impressions, so it holds across server restarts
+    default_frequency_cap: int | None = 3
     max_slots: int = 10
     fill: bool = False                # fill slots targeting left empty with random eligible ads (run-of-network)
     pacing: PacingConfig = field(default_factory=PacingConfig)
@@ -49,6 +52,8 @@ class AdsConfig:
     def __post_init__(self):
         if self.retrieval not in RETRIEVAL:
             raise ValueError(f"retrieval must be one of {RETRIEVAL}, got {self.retrieval!r}")
+        if self.default_frequency_cap is not None and self.default_frequency_cap < 1:
+            raise ValueError(f"default_frequency_cap must be at least 1 or None, got {self.default_frequency_cap}")
 
 
 @dataclass
@@ -59,6 +64,8 @@ class AdRequest:
     context_post_ids: list[str] = field(default_factory=list)
     slots: int = 1
     lang: str | None = None
+    # campaigns already shown on this page (a timeline asks once per ad slot): none of them is served again
+    exclude_campaign_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -272,7 +279,8 @@ class AdService:
             return []
         ctx = RequestContext(now=now, user_id=req.user_id, unsafe_score=context.unsafe,
                              lang=req.lang or (self.history.langs.get(req.user_id) if req.user_id else None),
-                             seen_today=self.store.user_impressions(req.user_id, day) if req.user_id else {})
+                             seen_today=self.store.user_impressions(req.user_id, day) if req.user_id else {},
+                             exclude=frozenset(req.exclude_campaign_ids))
         activity = self.history.activity.get(req.user_id, 0) if req.user_id else 0
         present = context.present
         cands = self._candidates(context)
@@ -285,7 +293,8 @@ class AdService:
             feats = self._features(cand, position, activity)
             p = float(self.ctr.predict(np.array(feats))[0]) if cfg.use_pctr else self.ctr.base_rate
             impressions.append(Impression(
-                cand.info.id, cand.creative.id, req.user_id, position, price, p, dict(zip(FEATURES, feats)), now))
+                cand.info.id, cand.creative.id, req.user_id, position, price, p, dict(zip(FEATURES, feats)), now,
+                frequency_cap=frequency_cap(cand.info, cfg.default_frequency_cap)))
         kept = self.store.record_impressions(impressions)
         with self._lock:
             for imp in kept:
@@ -305,7 +314,8 @@ class AdService:
         live = []
         for cid, cand in cands.items():
             state = states.get(cid)
-            if ineligible_reason(cand.info, state, ctx, cfg.default_safety_threshold) is None and \
+            if ineligible_reason(cand.info, state, ctx, cfg.default_safety_threshold,
+                                 cfg.default_frequency_cap) is None and \
                     admit(state.day_spend_micros, state.daily_budget_micros, ctx.now, self.rng, cfg.pacing):
                 live.append(cand)
         if not live:

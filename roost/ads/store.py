@@ -163,6 +163,7 @@ class Impression:
     features: dict[str, float]
     ts: float
     id: str = ""
+    frequency_cap: int | None = None  # this user's impressions of the campaign per UTC day, checked again on write
 
 
 @dataclass
@@ -338,7 +339,11 @@ class AdStore:
         """Log served ads and charge CPM ones, re-checking budget under the write lock.
 
         Returns the impressions that were recorded (with ids); an ad whose campaign
-        ran out of budget or was paused since the decision is dropped, not shown.
+        ran out of budget or was paused since the decision is dropped, not shown,
+        and so is one that would take its user past the campaign's frequency cap:
+        two decisions for the same user at once both read the count before either
+        wrote, so the cap is settled here, under the write lock, from the
+        impressions table (which is why it holds across restarts too).
         """
         kept = []
         with self.transaction() as db:
@@ -351,6 +356,10 @@ class AdStore:
                     states[day] = self.live_states(ids, day)
                 state = states[day].get(imp.campaign_id)
                 if state is None or state.status != "active" or not state.has_budget():
+                    continue
+                if imp.frequency_cap is not None and imp.user_id is not None and db.execute(
+                        "SELECT COUNT(*) FROM impressions WHERE user_id = ? AND day = ? AND campaign_id = ?",
+                        (imp.user_id, day, imp.campaign_id)).fetchone()[0] >= imp.frequency_cap:
                     continue
                 charge = state.charge(math.ceil(imp.price_micros / 1000)) if state.bid_type == "cpm" else 0
                 imp.id = uuid.uuid4().hex

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse
@@ -31,6 +32,9 @@ class ServeBody(BaseModel):
     context_post_ids: list[str] = Field(default_factory=list, max_length=100)
     slots: int = Field(default=1, ge=1, le=10)
     lang: str | None = Field(default=None, max_length=8)
+    exclude_campaign_ids: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=100,
+        description="campaigns already on this page: a timeline asks once per ad slot and passes what it has shown")
 
 
 _load_error: str | None = None

@@ -253,9 +253,14 @@ async function loadTimeline() {
     const posts = (await getJSON("/timeline?" + new URLSearchParams({ n: "16", ...(user ? { user_id: user } : {}) }))).data;
     const groups = [];
     for (let i = 0; i < posts.length; i += AD_EVERY) groups.push(posts.slice(i, i + AD_EVERY));
-    const ads = await Promise.all(groups.map((g) =>
-      postJSON("/ads/serve", { ...(user ? { user_id: user } : {}), context_post_ids: g.map((p) => p.id), slots: 1 })
-        .then((r) => r.ads[0] || null).catch(() => null)));
+    // One slot at a time, each told the campaigns already on the page: no campaign shows twice.
+    const ads = [];
+    for (const g of groups) {
+      const shown = ads.filter(Boolean).map((a) => a.campaign_id);
+      ads.push(await postJSON("/ads/serve", {
+        ...(user ? { user_id: user } : {}), context_post_ids: g.map((p) => p.id), slots: 1, exclude_campaign_ids: shown,
+      }).then((r) => r.ads[0] || null).catch(() => null));
+    }
     const nodes = [];
     groups.forEach((g, i) => { for (const p of g) nodes.push(postCard(p)); if (ads[i]) nodes.push(adCard(ads[i])); });
     feed.replaceChildren(...nodes);
