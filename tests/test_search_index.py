@@ -192,3 +192,28 @@ def test_semantic_filters_past_the_exact_threshold(ws, index):
     hits = graph.search(SearchRequest("garlic sauce", k=5, mode="semantic", filters=Filters(lang="en")))
     assert len(hits) == 5 and all(h.post.lang == "en" for h in hits)
     graph.close()
+
+
+def test_no_match_threshold_applies_only_when_no_word_matches(index):
+    from dataclasses import replace
+
+    index.ranking = replace(index.ranking, min_similarity=0.99)
+    for mode in ("semantic", "hybrid"):
+        # no word of "zeppelin blimp" is in any post: every vector hit is below 0.99, so nothing comes back
+        assert index.search(SearchRequest("zeppelin blimp", k=10, mode=mode)) == [], mode
+        # "pasta" is a word of some posts: the vector list keeps its hits, however low
+        hits = index.search(SearchRequest("pasta zeppelin", k=10, mode=mode))
+        assert len(hits) == 10 and min(h.components["vector"] for h in hits if "vector" in h.components) < 0.99
+    index.ranking = replace(index.ranking, min_similarity=-1.0)
+    assert len(index.search(SearchRequest("zeppelin blimp", k=10, mode="semantic"))) == 10
+
+
+def test_weighted_fusion_follows_the_weights(index):
+    from dataclasses import replace
+
+    q = SearchRequest("striker penalty #foodie", k=20, mode="hybrid")
+    index.ranking = replace(index.ranking, w_recency=0.0, w_engagement=0.0, w_author=0.0)  # relevance alone
+    for w_lexical, w_vector, follows in ((1.0, 0.0, "rrf_bm25"), (0.0, 1.0, "rrf_vector")):
+        index.ranking = replace(index.ranking, w_lexical=w_lexical, w_vector=w_vector)
+        part = [h.components.get(follows, 0.0) for h in index.search(q)]
+        assert part[0] > 0 and part == sorted(part, reverse=True), (follows, part)  # that list's order alone

@@ -204,7 +204,10 @@ class SearchIndex:
             lists["bm25"] = self.lexical.search(req.q, n, req.filters, cfg.w_expansion)
         if req.mode in ("semantic", "hybrid"):
             qvec = self.model.queries([req.q])[0]
-            lists["vector"] = [(k, s) for k, s in self._semantic(qvec, n, req.filters) if s >= cfg.min_similarity]
+            vector = self._semantic(qvec, n, req.filters)
+            if not self._matches_lexically(req, lists):  # nothing matches by words: only confident vector hits
+                vector = [(k, s) for k, s in vector if s >= cfg.min_similarity]
+            lists["vector"] = vector
         posts = self.docs.get(list({k for ranked in lists.values() for k, _ in ranked}))
         # deleted posts and posts the filters refuse drop out here, whichever list they came from
         lists = {name: [(k, s) for k, s in ranked if k in posts and req.filters.accepts(posts[k])][:n]
@@ -220,6 +223,16 @@ class SearchIndex:
             hits.append(Hit(post, self._score(req.mode, s, feats), s.components))
         hits.sort(key=lambda h: (-h.score, h.post.key))
         return hits[:req.k]
+
+    def _matches_lexically(self, req: SearchRequest, lists: dict[str, list[tuple[int, float]]]) -> bool:
+        """Whether any post matches the query's words (or its predicted tags' words) under the filters.
+
+        A query that matches no word anywhere, e.g. a string of letters that is no word, gets vector hits only
+        above the retriever's calibrated ``min_similarity``, so it returns nothing rather than the nearest
+        posts of nothing; a query with word matches keeps every vector hit, ranked."""
+        if "bm25" in lists:
+            return bool(lists["bm25"])
+        return bool(self.lexical.search(req.q, 1, req.filters, self.ranking.w_expansion))
 
     def _score(self, mode: str, s: Scored, feats: dict[str, float]) -> float:
         if mode == "lexical":

@@ -23,7 +23,7 @@ class RankingConfig:
     candidates: int = 50             # how many each retriever contributes to the fusion (at least k)
     w_lexical: float = 1.0           # RRF weight of the BM25 list
     w_vector: float = 1.0            # RRF weight of the vector list
-    min_similarity: float = -1.0     # vector hits below this cosine are no match (-1: keep all)
+    min_similarity: float = -1.0     # when no word matches, vector hits below this cosine are none (-1: keep all)
     w_expansion: float = 0.0         # BM25 weight of the terms the model predicted for a post (0: off)
     w_relevance: float = 1.0
     w_recency: float = 0.05

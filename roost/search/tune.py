@@ -7,9 +7,10 @@ held-out posts through the real index code, and picks:
 * the RRF weights of the lexical and vector lists, from a grid that includes each
   list alone, so the chosen fusion is at least as good as either part on these posts;
 * the BM25 weight of the expansion terms (0 when they do not help);
-* ``min_similarity``, the cosine below which a vector hit is no match: the highest
-  similarity that nonsense queries (random letter strings) reach among the held-out
-  posts, so a query that matches nothing returns nothing.
+* ``min_similarity``, the cosine below which a vector hit is no match when no word of
+  the query matches: the highest similarity that nonsense queries (random letter
+  strings) reach among the held-out posts, so a query that matches nothing returns
+  nothing.
 """
 
 from __future__ import annotations
@@ -32,10 +33,14 @@ EXPANSION_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 MIN_QUERIES = 10
 
 
+HOLDOUT_SALT = 0x5EED  # so the held-out share is independent of other splits by a hash of the text (e.g. unseen.py's)
+
+
 def holdout(texts: list[str], fraction: float, seed: int = 0) -> np.ndarray:
     """A boolean mask of posts held out from training, by a seeded hash of the text (repeats go together)."""
     cut = fraction * 1_000_000
-    return np.array([xxhash.xxh64_intdigest(t.encode(), seed=seed) % 1_000_000 < cut for t in texts], dtype=bool)
+    return np.array([xxhash.xxh64_intdigest(t.encode(), seed=seed + HOLDOUT_SALT) % 1_000_000 < cut for t in texts],
+                    dtype=bool)
 
 
 def nonsense_queries(n: int, seed: int = 0) -> list[str]:
