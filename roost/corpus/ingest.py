@@ -36,6 +36,7 @@ from roost.corpus.spam import (
     accounts_per_skeleton,
     author_keys,
     drop_learned_spam,
+    epoch_seconds,
     features,
 )
 from roost.corpus.threads import build_threads
@@ -254,13 +255,13 @@ class _KeptSignals:
         self.keys.append(r.skeletons[keep])
         kept = r.posts.filter(pa.array(keep))
         self.authors += kept.column("author_id").to_pylist()
-        self.times += [t.timestamp() if t is not None else None for t in kept.column("created_at").to_pylist()]
+        self.times.append(epoch_seconds(kept.column("created_at")))
 
     def features(self, copies: dict[int, int], users: dict) -> np.ndarray:
         if not self.signals:
             return np.zeros((0, len(FEATURES)))
-        return features(np.concatenate(self.signals), np.concatenate(self.keys), copies, self.authors, self.times,
-                        users)
+        return features(np.concatenate(self.signals), np.concatenate(self.keys), copies, self.authors,
+                        np.concatenate(self.times), users)
 
 
 def _append_rejects(path: Path, rejects: list[dict]) -> None:
