@@ -103,13 +103,23 @@ def test_search_returns_results_with_explanations(server, browser):
     assert browser.find_elements(By.CSS_SELECTOR, "#search-results .explain")
     assert "hybrid" in browser.find_element(By.ID, "search-status").text
 
+    handle = results[0].find_element(By.CSS_SELECTOR, ".author").text  # "@name": the author filter takes it as shown
+    browser.find_element(By.ID, "f-author").send_keys(handle)
+    browser.find_element(By.CSS_SELECTOR, "#search-form button[type=submit]").click()
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline and not all(
+            r.find_element(By.CSS_SELECTOR, ".author").text == handle for r in wait_for(browser, "#search-results li")):
+        time.sleep(0.1)
+    assert all(r.find_element(By.CSS_SELECTOR, ".author").text == handle
+               for r in browser.find_elements(By.CSS_SELECTOR, "#search-results li"))
+
     since = browser.find_element(By.ID, "f-since")
     browser.execute_script("arguments[0].value = '2030-01-01'", since)  # no post that late: no results, no error
     browser.find_element(By.CSS_SELECTOR, "#search-form button[type=submit]").click()
     deadline = time.monotonic() + WAIT_S
     while browser.find_element(By.ID, "search-status").text == "Searching..." and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert browser.find_element(By.ID, "search-status").text.startswith("0 results")
+    assert browser.find_element(By.ID, "search-status").text.startswith("No posts match")
 
 
 def test_timeline_shows_ads_with_reasons(server, browser):
@@ -128,7 +138,7 @@ def test_timeline_shows_ads_with_reasons(server, browser):
         .startswith(server + "/ads/click?t=")
     first.find_element(By.CSS_SELECTOR, "details summary").click()
     reasons = first.find_element(By.CSS_SELECTOR, "details ul").text
-    assert "predicted click rate" in reasons and "won the auction" in reasons
+    assert "predicted click rate" in reasons and "per click, second price" in reasons
     after = httpx.get(server + "/ui/summary").json()["ads"]["impressions"]
     assert after >= before + len(ads)  # each ad shown is a logged impression
 
@@ -148,3 +158,47 @@ def test_dashboard_shows_training_index_and_spend(server, browser):
     loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
     WebDriverWait(browser, WAIT_S).until(lambda d: all(d.execute_script(loaded, img) for img in imgs))
     assert len(browser.find_elements(By.CSS_SELECTOR, "#dash-ads table tr")) > 1
+
+
+def test_dashboard_lists_every_campaign_a_page_at_a_time_sorted_by_any_column(server, browser):
+    from selenium.webdriver.common.by import By
+
+    total = httpx.get(server + "/ui/campaigns?limit=1").json()["total"]
+    browser.get(server + "/")
+    tab(browser, "dashboard")
+    wait_for(browser, "#dash-ads table.campaigns tr[data-id]")
+    heads = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#dash-ads th")]
+    assert all(h.strip() for h in heads), heads  # every column headed
+    assert {"spend ▼", "remaining", "pacing", "impressions", "clicks", "CTR", "predicted CTR"} <= set(heads), heads
+
+    def rows(what: str) -> list[str]:  # read in one script: the table is replaced whole on every page
+        return browser.execute_script(
+            f"return [...document.querySelectorAll('#dash-ads tr[data-id]')].map(r => {what});")
+
+    def ids() -> list[str]:
+        return rows("r.dataset.id")
+
+    def wait_change(before: list[str]) -> list[str]:
+        deadline = time.monotonic() + WAIT_S
+        while ids() == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return ids()
+
+    from selenium.webdriver.support.ui import Select
+
+    before = ids()
+    Select(browser.find_element(By.CSS_SELECTOR, "#dash-ads .pager select")).select_by_value("10")
+    seen = wait_change(before)
+    assert len(seen) == 10 < total  # more than one page
+    while browser.find_elements(By.CSS_SELECTOR, "#dash-ads .pager .next:not([disabled])"):
+        before = ids()
+        browser.find_element(By.CSS_SELECTOR, "#dash-ads .pager .next").click()
+        seen += wait_change(before)
+    assert len(seen) == len(set(seen)) == total  # all campaigns, each once
+    assert browser.find_element(By.CSS_SELECTOR, "#dash-ads .pager .range").text.endswith(f"of {total}")
+
+    browser.find_element(By.CSS_SELECTOR, "#dash-ads th[data-sort=name]").click()
+    wait_change(ids())
+    names = rows("r.cells[0].textContent")
+    expected = [c["name"] for c in httpx.get(server + "/ui/campaigns?sort=name&order=desc&limit=10").json()["data"]]
+    assert [n.removesuffix(" (paused)") for n in names] == expected

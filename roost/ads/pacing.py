@@ -37,3 +37,23 @@ def admit(day_spend_micros: int, daily_budget_micros: int | None, now: float, rn
           config: PacingConfig | None = None) -> bool:
     p = participation(day_spend_micros, daily_budget_micros, now, config)
     return p >= 1.0 or rng.random() < p
+
+
+def pacing_state(status: str, spend_micros: int, budget_micros: int, day_spend_micros: int,
+                 daily_budget_micros: int | None, now: float, config: PacingConfig | None = None) -> dict:
+    """What a marketer needs to know about delivery now: a state and the share of auctions the campaign enters.
+
+    States: ``paused``, ``budget_spent``, ``daily_budget_spent``, ``unpaced`` (no daily budget: it enters
+    every auction it qualifies for), ``on_pace`` and ``ahead`` (spent more of the day's budget than of the
+    day has passed, so it is let into only ``participation`` of its auctions).
+    """
+    if status != "active":
+        return {"state": "paused", "participation": 0.0}
+    if spend_micros >= budget_micros:
+        return {"state": "budget_spent", "participation": 0.0}
+    if daily_budget_micros is None:
+        return {"state": "unpaced", "participation": 1.0}
+    if day_spend_micros >= daily_budget_micros:
+        return {"state": "daily_budget_spent", "participation": 0.0}
+    p = participation(day_spend_micros, daily_budget_micros, now, config)
+    return {"state": "on_pace" if p >= 1.0 else "ahead", "participation": round(p, 4)}

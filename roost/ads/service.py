@@ -80,6 +80,7 @@ class ServedAd:
     position: int
     pctr: float
     why: dict = field(default_factory=dict)  # "why this ad": the logged features and the targeting terms matched
+    bid_type: str = "cpc"                    # what price_micros buys: a click (cpc) or 1,000 impressions (cpm)
 
 
 @dataclass
@@ -303,7 +304,8 @@ class AdService:
                          self.catalog.creatives[imp.creative_id].landing_url, self.signer.sign(imp.id, now),
                          imp.price_micros, imp.position, imp.pctr,
                          why={**imp.features, "pctr": imp.pctr, "matched_terms": [
-                             " ".join(t) for t in self.catalog.campaigns[imp.campaign_id].terms if present.issuperset(t)]})
+                             " ".join(t) for t in self.catalog.campaigns[imp.campaign_id].terms if present.issuperset(t)]},
+                         bid_type=self.catalog.campaigns[imp.campaign_id].bid_type)
                 for imp in kept]
 
     def _auction(self, cands: dict[str, _Candidate], ctx: RequestContext, slots: int, first_position: int,

@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS daily_stats (
   impressions INTEGER NOT NULL DEFAULT 0,
   clicks INTEGER NOT NULL DEFAULT 0,
   spend_micros INTEGER NOT NULL DEFAULT 0,
+  pctr_sum REAL NOT NULL DEFAULT 0,
   PRIMARY KEY (campaign_id, day)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS daily_stats_day ON daily_stats(day);
@@ -103,12 +104,21 @@ CREATE TABLE IF NOT EXISTS creative_embeddings (
 """
 
 _BUMP_DAY = """
-INSERT INTO daily_stats (campaign_id, day, impressions, clicks, spend_micros) VALUES (?, ?, ?, ?, ?)
+INSERT INTO daily_stats (campaign_id, day, impressions, clicks, spend_micros, pctr_sum) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (campaign_id, day) DO UPDATE SET
   impressions = impressions + excluded.impressions,
   clicks = clicks + excluded.clicks,
-  spend_micros = spend_micros + excluded.spend_micros
+  spend_micros = spend_micros + excluded.spend_micros,
+  pctr_sum = pctr_sum + excluded.pctr_sum
 """
+
+# daily_stats.pctr_sum (predicted clicks, to set next to the observed ones) came after the first ads.db files:
+# add it to an older file and fill it from the impressions it logged
+_ADD_PCTR_SUM = (
+    "ALTER TABLE daily_stats ADD COLUMN pctr_sum REAL NOT NULL DEFAULT 0",
+    "UPDATE daily_stats SET pctr_sum = (SELECT COALESCE(SUM(i.pctr), 0) FROM impressions i"
+    " WHERE i.campaign_id = daily_stats.campaign_id AND i.day = daily_stats.day)",
+)
 
 
 # what must survive -> SQLite synchronous mode
@@ -186,7 +196,13 @@ class AdStore:
         self.synchronous = synchronous.upper()
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
-        self._conn().executescript(SCHEMA)
+        db = self._conn()
+        db.executescript(SCHEMA)
+        if "pctr_sum" not in {r[1] for r in db.execute("PRAGMA table_info(daily_stats)")}:
+            with self.transaction():  # looked at again under the lock: another process may have just added it
+                if "pctr_sum" not in {r[1] for r in db.execute("PRAGMA table_info(daily_stats)")}:
+                    for statement in _ADD_PCTR_SUM:
+                        db.execute(statement)
 
     def _conn(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -211,6 +227,10 @@ class AdStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's connection, for read-only queries that live outside this module (roost.ads.listing)."""
+        return self._conn()
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -371,7 +391,7 @@ class AdStore:
                 if charge:
                     db.execute("UPDATE campaigns SET spend_micros = spend_micros + ? WHERE id = ?",
                                (charge, imp.campaign_id))
-                db.execute(_BUMP_DAY, (imp.campaign_id, day, 1, 0, charge))
+                db.execute(_BUMP_DAY, (imp.campaign_id, day, 1, 0, charge, imp.pctr))
                 kept.append(imp)
         return kept
 
@@ -403,7 +423,7 @@ class AdStore:
             if charge:
                 db.execute("UPDATE clicks SET charged_micros = ? WHERE impression_id = ?", (charge, impression_id))
                 db.execute("UPDATE campaigns SET spend_micros = spend_micros + ? WHERE id = ?", (charge, cid))
-            db.execute(_BUMP_DAY, (cid, day, 0, 1, charge))
+            db.execute(_BUMP_DAY, (cid, day, 0, 1, charge, 0.0))
         return Click(impression_id, cid, imp["landing_url"], charge, duplicate=False)
 
     # --- reports and training data ---------------------------------------------------------

@@ -1,10 +1,15 @@
-"""The ads surface: ``/ads/serve``, ``/ads/click`` and the admin ``/admin/campaigns``, ``/admin/reports``."""
+"""The ads surface: ``/ads/serve``, ``/ads/click`` and the admin ``/admin/campaigns``, ``/admin/reports``.
+
+Prices in answers are in currency units: per click for CPC campaigns, per 1,000
+impressions for CPM ones (``price_unit`` says which), and always the second
+price of the auction, never more than the bid.
+"""
 
 from __future__ import annotations
 
 import re
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse
@@ -17,6 +22,7 @@ from roost.ads.campaign import (
     from_micros,
 )
 from roost.ads.clicks import BadToken
+from roost.ads.listing import PRICE_UNIT, SORTS, ListQuery, campaign_money, list_campaigns
 from roost.ads.service import AdRequest, AdService
 from roost.server.app import APIError, ServerState, require_admin_key, require_api_key
 
@@ -74,7 +80,8 @@ def serve(body: ServeBody, request: Request) -> dict:
     return {"ads": [{
         "impression_id": ad.impression_id, "campaign_id": ad.campaign_id, "creative_id": ad.creative_id,
         "text": ad.text, "landing_url": ad.landing_url, "click_url": f"{base}/ads/click?t={ad.click_token}",
-        "price": from_micros(ad.price_micros), "position": ad.position, "why": ad.why,
+        "price": from_micros(ad.price_micros), "bid_type": ad.bid_type, "price_unit": PRICE_UNIT[ad.bid_type],
+        "position": ad.position, "why": ad.why,
     } for ad in ads]}
 
 
@@ -100,12 +107,34 @@ def create_campaign(spec: CampaignSpec, request: Request) -> dict:
     except ValueError as e:
         raise APIError(409, str(e), param="id", code="campaign_exists") from None
     service.refresh([cid])
-    return service.store.campaign_view(cid)
+    return campaign_view(service, cid)
+
+
+def campaign_view(service: AdService, campaign_id: str) -> dict | None:
+    """Settings and creatives (the store's view) with the money a marketer reads (the listing's row)."""
+    view = service.store.campaign_view(campaign_id)
+    if view is None:
+        return None
+    return {**view, **campaign_money(service.store, campaign_id, pacing=service.config.pacing)}
+
+
+SortKey = Literal[tuple(SORTS)]  # type: ignore[valid-type]
+
+
+def campaign_page(service: AdService, sort: str, order: str, limit: int, offset: int) -> dict:
+    return list_campaigns(service.store, ListQuery(sort, order, limit, offset), pacing=service.config.pacing)
+
+
+@router.get("/admin/campaigns", dependencies=[Depends(require_admin_key)])
+def campaigns(request: Request, sort: SortKey = "spend", order: Literal["asc", "desc"] = "desc",
+              limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=2**53)) -> dict:
+    """Every campaign, a page at a time: spend, remaining budget, pacing, impressions, clicks, CTR."""
+    return campaign_page(_service(request), sort, order, limit, offset)
 
 
 @router.get("/admin/campaigns/{campaign_id}", dependencies=[Depends(require_admin_key)])
 def get_campaign(campaign_id: str, request: Request) -> dict:
-    view = _service(request).store.campaign_view(campaign_id)
+    view = campaign_view(_service(request), campaign_id)
     if view is None:
         raise APIError(404, f"no campaign {campaign_id!r}", type="not_found_error", param="campaign_id")
     return view
@@ -121,7 +150,7 @@ def patch_campaign(campaign_id: str, patch: CampaignPatch, request: Request) -> 
     except ValueError as e:  # a money rule (MoneyError names the field)
         raise APIError(400, str(e), param=getattr(e, "param", None)) from None
     service.refresh([campaign_id])
-    return service.store.campaign_view(campaign_id)
+    return campaign_view(service, campaign_id)
 
 
 @router.get("/admin/reports", dependencies=[Depends(require_admin_key)])

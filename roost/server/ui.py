@@ -4,8 +4,10 @@
 nothing loads from the internet). ``GET /timeline`` lists recent posts from the
 search index's doc store, ``GET /ui/users`` the most active authors (to pick a
 timeline), and ``GET /ui/summary`` the dashboard: the training runs, the model,
-the index and the ad campaigns' spend. The summary is a read-only aggregate, so
-it needs no admin key, unlike ``/admin/reports``.
+the index and the ad campaigns' spend, and ``GET /ui/campaigns`` every campaign a
+page at a time (the same listing as ``/admin/campaigns``). These are read-only
+aggregates, so they need no admin key, unlike ``/admin/reports`` and the admin
+campaign routes that change things.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
+from roost.server.ads import SortKey, campaign_page
 from roost.server.app import APIError, ServerState, no_index_error, require_api_key
 
 router = APIRouter()
@@ -158,23 +162,17 @@ def _folder_bytes(path: Path) -> int:
 
 
 def ads_summary(service, top: int = 10) -> dict:
-    """Campaign count, total spend and budget, and the top campaigns by spend."""
-    from roost.ads.campaign import from_micros
+    """Campaign count, total spend and budget, and the top campaigns by spend (the listing's first page)."""
+    from roost.ads.listing import ListQuery, list_campaigns
 
-    rows = service.store.campaign_rows()
-    counts = service.store.click_counts()
-    campaigns = []
-    for r in rows:
-        imps, clicks = counts.get(r["id"], (0, 0))
-        campaigns.append({"id": r["id"], "name": r["name"], "advertiser": r["advertiser"], "status": r["status"],
-                          "spend": from_micros(r["spend_micros"]), "budget": from_micros(r["budget_micros"]),
-                          "impressions": imps, "clicks": clicks, "ctr": clicks / imps if imps else 0.0})
-    campaigns.sort(key=lambda c: (-c["spend"], -c["impressions"], c["id"]))
+    totals = service.store.reader().execute(
+        "SELECT COUNT(*), COALESCE(SUM(status = 'active'), 0), COALESCE(SUM(spend_micros), 0),"
+        " COALESCE(SUM(budget_micros), 0) FROM campaigns").fetchone()
+    counts = service.store.click_counts().values()
     return {
-        "campaigns": len(rows), "active": sum(r["status"] == "active" for r in rows),
-        "spend": round(sum(c["spend"] for c in campaigns), 6), "budget": round(sum(c["budget"] for c in campaigns), 6),
-        "impressions": sum(c["impressions"] for c in campaigns), "clicks": sum(c["clicks"] for c in campaigns),
-        "top": campaigns[:top],
+        "campaigns": totals[0], "active": totals[1], "spend": totals[2] / 1e6, "budget": totals[3] / 1e6,
+        "impressions": sum(i for i, _ in counts), "clicks": sum(c for _, c in counts),
+        "top": list_campaigns(service.store, ListQuery(limit=top), pacing=service.config.pacing)["data"],
     }
 
 
@@ -199,6 +197,16 @@ def summary(request: Request) -> dict:
         "ads": ads_summary(ads) if ads is not None else None,
         "services": sorted(k for k in state.services if k != SERVICE),
     }
+
+
+@router.get("/ui/campaigns", dependencies=[Depends(require_api_key)])
+def campaigns(request: Request, sort: SortKey = "spend", order: Literal["asc", "desc"] = "desc",
+              limit: int = Query(20, ge=1, le=500), offset: int = Query(0, ge=0, le=2**53)) -> dict:
+    """The dashboard's campaign table: ``GET /admin/campaigns``'s listing, read-only like the summary."""
+    ads = request.app.state.roost.services.get("ads")
+    if ads is None:
+        raise APIError(404, "ads are not set up in this workspace", type="not_found_error")
+    return campaign_page(ads, sort, order, limit, offset)
 
 
 @router.get("/ui/runs/{name}/loss.png", include_in_schema=False)

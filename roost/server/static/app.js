@@ -227,7 +227,8 @@ function adCard(ad) {
   if (why.matched_terms && why.matched_terms.length) reasons.push("targets " + why.matched_terms.map((t) => `“${t}”`).join(", ") + ", found in the posts around it");
   if (why.similarity != null) reasons.push(`similarity of the ad to these posts: ${Number(why.similarity).toFixed(3)}`);
   if (why.pctr != null) reasons.push(`predicted click rate: ${fmt.pct(why.pctr)}`);
-  reasons.push(`won the auction at ${fmt.money(ad.price)}`);
+  reasons.push(`won the auction at ${fmt.money(ad.price)} ${ad.price_unit || "per click"}, second price ` +
+    "(what it takes to beat the next ad, never more than the bid)");
   return el("div", { class: "post ad", "data-campaign": ad.campaign_id }, [
     el("div", { class: "sponsored", text: "Sponsored" }),
     el("div", { class: "text", text: ad.text }),
@@ -314,16 +315,65 @@ function runBox(run) {
   return el("div", { class: "run" }, [el("h4", { text: run.name }), el("p", { class: "status", text: figures }), chart]);
 }
 
-function adsTable(ads) {
-  const maxSpend = Math.max(...ads.top.map((c) => c.spend), 1e-9);
-  const head = el("tr", {}, ["campaign", "advertiser", "impr.", "clicks", "spend", ""].map((h, i) => el("th", { class: i >= 2 && i <= 4 ? "num" : null, text: h })));
-  const rows = ads.top.map((c) => el("tr", {}, [
-    el("td", { text: c.name + (c.status === "paused" ? " (paused)" : "") }), el("td", { text: c.advertiser }),
-    el("td", { class: "num", text: fmt.num(c.impressions) }), el("td", { class: "num", text: fmt.num(c.clicks) }),
-    el("td", { class: "num", text: fmt.money(c.spend) }),
-    el("td", {}, el("div", { class: "bar" }, el("span", { style: `width:${(100 * c.spend / maxSpend).toFixed(0)}%` }))),
-  ]));
-  return el("table", { class: "data" }, [head, ...rows]);
+// The campaign table: every campaign, a page at a time, sorted by the column whose header was clicked.
+const PACING = {
+  paused: "paused", budget_spent: "budget spent", daily_budget_spent: "today's budget spent",
+  unpaced: "no daily budget", on_pace: "on pace",
+};
+const pacingText = (p) => (p.state === "ahead" ? `ahead, in ${fmt.pct(p.participation)} of auctions` : PACING[p.state] || p.state);
+const CAMPAIGN_COLUMNS = [  // [header, sort key or null, cell]
+  ["campaign", "name", (c) => c.name],
+  ["advertiser", "advertiser", (c) => c.advertiser],
+  ["bid", "bid", (c) => `${fmt.money(c.bid)} ${c.price_unit}`],
+  ["budget", "budget", (c) => fmt.money(c.budget)],
+  ["spend", "spend", (c) => fmt.money(c.spend)],
+  ["remaining", "remaining", (c) => fmt.money(c.remaining)],
+  ["pacing", null, (c) => pacingText(c.pacing)],
+  ["impressions", "impressions", (c) => fmt.num(c.impressions)],
+  ["clicks", "clicks", (c) => fmt.num(c.clicks)],
+  ["CTR", "ctr", (c) => fmt.pct(c.ctr)],
+  ["predicted CTR", "predicted_ctr", (c) => fmt.pct(c.predicted_ctr)],
+];
+const PAGE_SIZES = [10, 20, 50, 100];
+const campaignView = { sort: "spend", order: "desc", offset: 0, limit: 20 };
+
+async function loadCampaigns() {
+  const box = $("#dash-ads");
+  const v = campaignView;
+  let page;
+  try {
+    page = await getJSON("/ui/campaigns?" + new URLSearchParams({ sort: v.sort, order: v.order, offset: v.offset, limit: v.limit }));
+  } catch (err) {
+    box.replaceChildren(el("p", { class: "status error", text: err.message }));
+    return;
+  }
+  if (!page.total) { box.replaceChildren(el("p", { class: "status", text: "no campaigns loaded" })); return; }
+  const head = el("tr", {}, CAMPAIGN_COLUMNS.map(([title, key], i) => {
+    const th = el("th", { class: i >= 2 ? "num" : null, text: title + (key === v.sort ? (v.order === "asc" ? " ▲" : " ▼") : "") });
+    if (key) {
+      th.classList.add("sortable");
+      th.dataset.sort = key;
+      th.addEventListener("click", () => {
+        v.order = v.sort === key && v.order === "desc" ? "asc" : "desc";
+        v.sort = key; v.offset = 0; loadCampaigns();
+      });
+    }
+    return th;
+  }));
+  const rows = page.data.map((c) => el("tr", { "data-id": c.id }, CAMPAIGN_COLUMNS.map(([, , cell], i) =>
+    el("td", { class: i >= 2 ? "num" : null, text: cell(c) + (i === 0 && c.status === "paused" ? " (paused)" : "") }))));
+  const pager = el("div", { class: "pager" }, [
+    el("button", { type: "button", class: "secondary prev", ...(v.offset ? {} : { disabled: "" }), text: "‹ previous" }),
+    el("span", { class: "range", text: `${fmt.num(v.offset + 1)}–${fmt.num(v.offset + page.data.length)} of ${fmt.num(page.total)}` }),
+    el("button", { type: "button", class: "secondary next", ...(page.has_more ? {} : { disabled: "" }), text: "next ›" }),
+    el("label", {}, ["per page ", el("select", {}, PAGE_SIZES.map((n) =>
+      el("option", { value: n, text: String(n), ...(n === v.limit ? { selected: "" } : {}) })))]),
+  ]);
+  pager.querySelector("select").addEventListener("change", (e) => { v.limit = Number(e.target.value); v.offset = 0; loadCampaigns(); });
+  pager.querySelector(".prev").addEventListener("click", () => { v.offset = Math.max(0, v.offset - v.limit); loadCampaigns(); });
+  pager.querySelector(".next").addEventListener("click", () => { v.offset += v.limit; loadCampaigns(); });
+  box.replaceChildren(el("table", { class: "data campaigns" }, [head, ...rows]), pager,
+    el("p", { class: "status", text: "Prices are second prices: a click (or 1,000 impressions) costs what it takes to beat the next ad, never more than the bid." }));
 }
 
 async function loadDashboard() {
@@ -340,7 +390,8 @@ async function loadDashboard() {
       card("ad clicks", s.ads ? fmt.num(s.ads.clicks) : "–", s.ads ? `${fmt.num(s.ads.impressions)} impressions` : ""),
     );
     $("#dash-runs").replaceChildren(...(s.runs.length ? s.runs.map(runBox) : [el("p", { class: "status", text: "no training runs yet" })]));
-    $("#dash-ads").replaceChildren(s.ads && s.ads.campaigns ? adsTable(s.ads) : el("p", { class: "status", text: "no campaigns loaded" }));
+    if (s.ads) await loadCampaigns();
+    else $("#dash-ads").replaceChildren(el("p", { class: "status", text: "no campaigns loaded" }));
   } catch (err) {
     cards.replaceChildren(el("p", { class: "status error", text: err.message }));
   }
