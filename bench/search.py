@@ -291,7 +291,8 @@ def main() -> None:
     lat.add_argument("--vector-dtype", default="f16")
     lat.add_argument("--connectivity", type=int, default=16)
     lat.add_argument("--expansion-add", type=int, default=64)
-    lat.add_argument("--model", type=Path, help="also time query embedding with this model folder")
+    lat.add_argument("--model", type=Path, help="embed, expand and query with this model folder's retriever "
+                                               "(default: random vectors)")
     lat.add_argument("--workdir", type=Path)
     lat.add_argument("--keep", action="store_true")
     lat.add_argument("--seed", type=int, default=0)

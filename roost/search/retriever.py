@@ -251,7 +251,7 @@ def train_workspace_retriever(ws: Workspace, cfg: RetrieverConfig) -> dict:
     from roost.search.embed import RETRIEVER_FILE, QueryEncoder, Retriever, save_retriever
     from roost.search.engine import SearchModel
     from roost.search.expand import TagExpander, tag_vocabulary
-    from roost.search.tune import holdout, tune_ranking
+    from roost.search.tune import MIN_QUERIES, holdout, semantic_quality, tune_ranking
     from roost.search.unseen import UnseenConfig, unseen_task
     from roost.tokenizer import load_tokenizer
 
@@ -271,12 +271,20 @@ def train_workspace_retriever(ws: Workspace, cfg: RetrieverConfig) -> dict:
     if cfg.query_steps > 0:
         query = QueryEncoder(bag, load_hf(ws.model).train(), tokenizer.bos_id, tokenizer.pad_id, cfg.query_max_len)
         report["query"] = train_query_encoder(query, ids, pairs, cfg)
+    held_texts = [x for x, h in zip(t["text"], held) if h]
+    task = unseen_task(held_texts, UnseenConfig(min_posts=cfg.tune_min_posts), word_counts(train["text"]))
+    if query is not None and len(task.queries) >= MIN_QUERIES:  # keep the transformer for queries only if it helps
+        bag_only = Retriever(tokenizer, bag)
+        q = semantic_quality({"query_encoder": SearchModel(bag_only, Retriever(tokenizer, bag, query).queries),
+                              "bag": SearchModel(bag_only)}, task)
+        report["query"]["held_out_semantic"] = q
+        if sum(q["bag"].values()) > sum(q["query_encoder"].values()):
+            query = None
+    report["query_encoder_used"] = query is not None
     retriever = Retriever(tokenizer, bag, query)
     tags, words = tag_vocabulary(train["hashtags"], train["text"], cfg.expansion)
     expander = TagExpander.build(tags, words, retriever.queries, cfg.expansion)
     model = SearchModel(retriever, retriever.queries, expand=expander)
-    held_texts = [x for x, h in zip(t["text"], held) if h]
-    task = unseen_task(held_texts, UnseenConfig(min_posts=cfg.tune_min_posts), word_counts(train["text"]))
     calibration = held_texts or train["text"][: cfg.batch_size]
     ranking, report["tuning"] = tune_ranking(model, task, calibration[:5000])
     settings = {"ranking": {k: getattr(ranking, k) for k in ("w_lexical", "w_vector", "w_expansion", "min_similarity")},

@@ -55,6 +55,22 @@ def calibrate_min_similarity(model: SearchModel, post_vecs: np.ndarray, n: int =
     return float(sims.max()) if sims.size else -1.0
 
 
+def semantic_quality(models: dict[str, SearchModel], task: EvalTask) -> dict[str, dict[str, float]]:
+    """Semantic-mode metrics of each model (same post encoder, different query encoders) on ``task``'s posts."""
+    first = next(iter(models.values()))
+    with tempfile.TemporaryDirectory(prefix="roost-tune-") as tmp:
+        build_index([task.posts], tmp, replace(first, expand=None), total=len(task.posts))
+        index = SearchIndex(tmp, first)
+        try:
+            out = {}
+            for name, model in models.items():
+                index.model = model
+                out[name] = evaluate(index, task.queries, ("semantic",))["semantic"]
+        finally:
+            index.close()
+    return out
+
+
 def tune_ranking(model: SearchModel, task: EvalTask, calibration_texts: list[str]) -> tuple[RankingConfig, dict]:
     """The ranking for ``model``, tuned on ``task`` (held-out posts and their hashtag queries); with a report.
 
