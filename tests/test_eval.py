@@ -99,7 +99,8 @@ def test_roost_eval_writes_results_and_report(tiny_ws, tweeteval, tmp_path):
     assert main(["eval", "-w", str(tiny_ws.root), "--report", str(out), "--tweeteval", str(tweeteval),
                  "--finetune-steps", "10", "--ads-requests", "30"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert set(results["seconds"]) == {"lm", "tweeteval", "search", "ads"}
+    assert set(results["seconds"]) == {"lm", "chat", "tweeteval", "search", "ads"}
+    assert results["chat"]["questions"] == 200 and 0 <= results["chat"]["on_topic"] <= 1
     assert np.isfinite(results["lm"]["val_loss"]) and results["lm"]["val_bpb"] > 0
     tasks = results["tweeteval"]["tasks"]
     assert set(tasks) == {"food", "stance/price"} and results["tweeteval"]["notes"] == ["noval: no train split, left out"]
@@ -109,7 +110,7 @@ def test_roost_eval_writes_results_and_report(tiny_ws, tweeteval, tmp_path):
     page = (out / "report.html").read_text()
     for png in ("loss.png", "tweeteval_f1.png", "tweeteval_accuracy.png", "search.png"):
         assert f"src='{png}'" in page and (out / png).read_bytes().startswith(b"\x89PNG")
-    assert "stance/price" in page and "model+pctr" in page
+    assert "stance/price" in page and "model+pctr" in page and "Chat: held-out questions" in page
 
 
 def test_single_targets_and_missing_data(tiny_ws, tmp_path, capsys):

@@ -43,8 +43,8 @@ THREAD = [
 
 
 def _mine(ws, **kw):
-    write_corpus(ws, THREAD)  # its turns share no words: the answering filter is tested on its own below
-    return mine_conversations(ws.corpus, MiningConfig(**{"val_fraction": 0.0, "min_shared_words": 0, **kw}))
+    write_corpus(ws, THREAD)
+    return mine_conversations(ws.corpus, MiningConfig(val_fraction=0.0, **kw))
 
 
 def _turns(conversation):
@@ -95,7 +95,7 @@ def test_a_conversation_is_cut_at_the_first_reply_that_does_not_answer(ws):
                       ("a2", "bob", "@ann lol 😂", "q2"),
                       ("x", "cat", "Any good ramen recipes?", None),
                       ("x1", "dan", "@cat Me encanta el fútbol.", "x")])
-    mined = mine_conversations(ws.corpus, MiningConfig(val_fraction=0.0))
+    mined = mine_conversations(ws.corpus, MiningConfig(val_fraction=0.0, min_shared_words=1))
     assert [_turns(c) for c in mined.train] == [[("user", "Is the derby worth the tickets?"),
                                                  ("assistant", "The derby was a masterclass, worth every penny")]]
     assert len(mine_conversations(ws.corpus, MiningConfig(val_fraction=0.0, min_shared_words=0)).train) == 2

@@ -26,7 +26,7 @@ _MINING_FLAGS: dict[str, tuple[type, str]] = {
     "system_prompt": (str, "a system turn put before every conversation (default: none)"),
     "val_fraction": (float, "fraction of threads held out for validation (default: 0.05)"),
     "min_shared_words": (int, "cut a conversation at the first reply that shares fewer content words with the "
-                              "turn it answers (default: 1; 0 keeps every reply)"),
+                              "turn it answers (default: 0, every reply kept; 1 keeps replies that take up the question)"),
 }
 _SFT_FLAGS: dict[str, tuple[type, str]] = {
     "lr_frac": (float, "every learning rate is pretraining's times this (default: 1.0)"),

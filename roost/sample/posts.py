@@ -122,13 +122,15 @@ class PostMaker:
     def _fill(self, templates: tuple[str, ...], topic: str, lang: str, subject: str | None = None,
               opener: str | None = None) -> tuple[str, str | None]:
         """A text from one of ``templates`` with glue around it (a lead-in or reply opener, a second
-        sentence, a tail: see phrases.LEAD_INS), so that organic posts seldom repeat; and its subject."""
+        sentence, a tail: see phrases.LEAD_INS), so that organic posts seldom repeat; and the subject its
+        template names, if any."""
         r = self.rng
         slots = self._slots(topic, lang, subject)
         parts = [opener] if opener else []
         if lang == "en" and not opener and r.random() < 0.35:
             parts.append(r.choice(LEAD_INS))
-        parts.append(r.choice(templates).format(**slots))
+        template = r.choice(templates)
+        parts.append(template.format(**slots))
         if r.random() < 0.7:
             if lang == "en":
                 parts.append(r.choice(FOLLOW_UPS).format(**slots))
@@ -136,7 +138,7 @@ class PostMaker:
                 parts.append(r.choice(FOREIGN[lang]["statements"]).format(**self._slots(topic, lang, None)))
         if r.random() < 0.8:
             parts.append(r.choice(TAILS if lang == "en" else FOREIGN_TAILS[lang]))
-        return _capitalize(" ".join(parts)), slots.get("s")
+        return _capitalize(" ".join(parts)), slots["s"] if "{s}" in template else None  # only a subject it names
 
     def _tco(self) -> str:
         return "https://t.co/" + "".join(self.rng.choices(_ALNUM, k=10))
