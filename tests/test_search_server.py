@@ -121,3 +121,26 @@ def test_author_filter_takes_handles_as_well_as_ids(tmp_path, tokenizer):  # noq
             hits = search(base, q="pasta garlic", mode="lexical", k=100, author=author).json()["data"]
             assert [d["id"] for d in hits] == [d["id"] for d in by_id], author
         assert search(base, q="pasta garlic", mode="lexical", author="@nobody").json()["data"] == []
+
+
+def test_a_model_or_index_that_fails_to_load_is_a_503_with_a_remedy(served_ws):
+    from roost.search.embed import RETRIEVER_FILE
+
+    model = Workspace(served_ws).model
+    (model / RETRIEVER_FILE).write_bytes(b"not a safetensors file")  # a damaged retriever: the model cannot load
+    with live_server(served_ws) as (base, _):
+        assert search(base, q="pasta", mode="lexical").status_code == 200
+        for mode in ("semantic", "hybrid"):
+            r = search(base, q="pasta", mode=mode)
+            err = r.json()["error"]
+            assert r.status_code == 503 and err["code"] == "model_unavailable" and "train-retriever" in err["message"]
+        assert any("semantic and hybrid modes disabled" in w for w in httpx.get(f"{base}/health").json()["warnings"])
+    (model / RETRIEVER_FILE).unlink()
+    docs = Workspace(served_ws).index / "docs.sqlite"
+    docs.unlink()
+    docs.mkdir()  # a doc store SQLite cannot open
+    with live_server(served_ws) as (base, _):
+        r = search(base, q="pasta", mode="lexical")
+        err = r.json()["error"]
+        assert r.status_code == 503 and err["code"] == "index_unavailable" and "roost index" in err["message"]
+        assert httpx.get(f"{base}/health").status_code == 200  # the other surfaces still serve

@@ -136,16 +136,19 @@ def save_retriever(path: str | Path, bag: TokenBagEncoder, query: QueryEncoder |
 def load_retriever(path: str | Path, tokenizer) -> tuple[TokenBagEncoder, QueryEncoder | None, dict]:
     """(post encoder, query encoder or None, settings) from :func:`save_retriever`'s file; the expansion
     vectors, if any, are ``settings["expansion_vectors"]``."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     from roost.model import GPTConfig
 
-    with safe_open(str(path), framework="pt") as f:
-        keys, meta = set(f.keys()), f.metadata() or {}
-        if "table" not in keys or any(k not in ("table", "expansion") and not k.startswith("query.") for k in keys):
-            raise ValueError(f"{path}: not a retriever (expected a tensor 'table' [vocab, dim] and 'query.*' "
-                             f"weights; found {sorted(keys)[:5]})")
-        tensors = {k: f.get_tensor(k) for k in keys}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys, meta = set(f.keys()), f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in keys}
+    except SafetensorError as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e}); run `roost train-retriever` again") from None
+    if "table" not in keys or any(k not in ("table", "expansion") and not k.startswith("query.") for k in keys):
+        raise ValueError(f"{path}: not a retriever (expected a tensor 'table' [vocab, dim] and 'query.*' "
+                         f"weights; found {sorted(keys)[:5]})")
     bag = TokenBagEncoder(tensors.pop("table"), int(meta.get("max_len", 128))).eval()
     settings = json.loads(meta.get("settings", "{}"))
     if "expansion" in tensors:

@@ -34,16 +34,32 @@ def load(state: ServerState) -> None:
     if manifest is None:
         log.warning("search: no index in %s; run `roost index` to enable /search", state.workspace.root)
         return
-    embed = None
+    embed, model_error = None, None
     if manifest.get("semantic"):
         try:
             embed = load_search_model(state.workspace.model)
-        except (FileNotFoundError, ValueError, ImportError) as e:
-            log.warning("search: semantic and hybrid modes disabled: cannot load the model: %s", e)
+        except (FileNotFoundError, ValueError, ImportError, OSError) as e:
+            model_error = f"the model did not load ({e})"
+            log.warning("search: semantic and hybrid modes disabled: %s", model_error)
+            state.warnings.append(f"search: semantic and hybrid modes disabled: {model_error}")
+    try:
+        index = SearchIndex(state.workspace.index, embed)
+    except Exception as e:  # a damaged index must not take the other surfaces down; /search says why
+        log.exception("search: cannot open the index in %s", state.workspace.index)
+        state.warnings.append(f"search: cannot open the index: {type(e).__name__}: {e}")
+        state.services[SERVICE] = Unavailable(f"the search index in {state.workspace.index} cannot be opened "
+                                              f"({type(e).__name__}: {e})")
+        return
     prepare = PostPreparer.for_workspace(state.workspace)
     prepare.warm_up()
-    state.services[SERVICE] = SearchService(SearchIndex(state.workspace.index, embed), prepare,
-                                            read_usernames(state.workspace))
+    state.services[SERVICE] = SearchService(index, prepare, read_usernames(state.workspace), model_error)
+
+
+@dataclass
+class Unavailable:
+    """What the search surface holds when its index exists but cannot be opened: the reason, for the 503."""
+
+    reason: str
 
 
 def read_usernames(ws) -> dict[str, str]:
@@ -61,6 +77,7 @@ class SearchService:
     index: SearchIndex
     prepare: PostPreparer  # normalizes and filters posts added live, like ingest
     usernames: dict[str, str] = field(default_factory=dict)  # author id -> handle
+    model_error: str | None = None  # why semantic and hybrid search are off, when the model did not load
 
     def __post_init__(self) -> None:
         self._by_handle = {u.lower(): i for i, u in self.usernames.items()}
@@ -83,6 +100,10 @@ def _service(request: Request) -> SearchService:
     service = state.services.get(SERVICE)
     if service is None:
         raise no_index_error(state, "search is not available")
+    if isinstance(service, Unavailable):
+        raise APIError(503, f"search is not available: {service.reason}; rebuild it with `roost index --workspace "
+                            f"{state.workspace.root}` and restart the server", type="service_unavailable",
+                       code="index_unavailable")
     return service
 
 
@@ -95,6 +116,11 @@ def search(request: Request, q: str = "", k: int = 10, mode: str = "hybrid", aut
            since: str | None = None, until: str | None = None, hashtag: str | None = None,
            lang: str | None = None, explain: bool = False) -> dict:
     service = _service(request)
+    if mode != "lexical" and service.model_error:
+        state: ServerState = request.app.state.roost
+        raise APIError(503, f"mode={mode} is not available: {service.model_error}; use mode=lexical, or run "
+                            f"`roost train-retriever --workspace {state.workspace.root}` (or `roost export`) and "
+                            "restart the server", type="service_unavailable", code="model_unavailable")
     t0 = time.perf_counter()
     try:
         filters = Filters(author=service.author_id(author) if author and author.strip() else None, since=parse_time(since, "since"), until=parse_time(until, "until"),

@@ -72,8 +72,10 @@ class PostFeed:
 
 
 def load(state: ServerState) -> None:
-    search = state.services.get("search")  # roost.server.search.SearchService, loaded before this surface
-    if search is not None:
+    from roost.server.search import SearchService
+
+    search = state.services.get("search")  # loaded before this surface
+    if isinstance(search, SearchService):
         state.services[SERVICE] = PostFeed(search.index.docs, search.usernames)
 
 
