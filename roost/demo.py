@@ -94,7 +94,8 @@ class Demo:
     def build(self) -> list[StageResult]:
         for name, stage in (("sample", self.sample), ("ingest", self.ingest), ("tokenizer", self.tokenizer),
                             ("tokens", self.tokens), ("train", self.train), ("sft", self.sft),
-                            ("retriever", self.retriever), ("index", self.index), ("ads", self.ads)):
+                            ("retriever", self.retriever), ("index", self.index), ("ads", self.ads),
+                            ("safety", self.safety)):
             self.say(f"== {name}")
             t0 = time.perf_counter()
             ran, detail = stage()
@@ -248,6 +249,28 @@ class Demo:
         finally:
             store.close()
         return bool(new), f"{len(new)} campaigns added, {total} in {ws.ads_db}"
+
+    def safety(self) -> tuple[bool, str]:
+        """Brand safety from the corpus's own moderation signals (roost ads train-safety), redone when they change."""
+        from roost.ads.brand_safety import SafetyProbes, train_from_signals
+        from roost.ads.embedder import resolve_embedder
+        from roost.ads.setup import safety_path
+
+        ws, path = self.ws, safety_path(self.ws)
+        embed, space = resolve_embedder(ws, "auto")
+        inputs = {"corpus": ws.stage_hash("corpus")}
+        old = SafetyProbes.load(path) if path.is_file() else None
+        if old is not None and old.space == space and old.inputs == inputs:
+            return False, f"probes {', '.join(old.names)} in {path}"
+        try:
+            probes = train_from_signals(ws.corpus, embed, space)
+        except ValueError as e:  # a corpus without moderation signals: serve without, and say so
+            return False, f"skipped: {e}"
+        probes.inputs = inputs
+        probes.save(path)
+        m = probes.metrics.get("moderation", {})
+        held = f", held-out AUC {m['auc']:.3f} against the signals" if m else ""
+        return True, f"'moderation' probe from {m.get('flagged', '?')} flagged posts{held}"
 
     # ---- the end ------------------------------------------------------------------------------
 

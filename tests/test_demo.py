@@ -14,7 +14,7 @@ from roost.cli import main
 from roost.demo import Demo
 from roost.workspace import Workspace, file_hash
 
-STAGES = ["sample", "ingest", "tokenizer", "tokens", "train", "sft", "retriever", "index", "ads"]
+STAGES = ["sample", "ingest", "tokenizer", "tokens", "train", "sft", "retriever", "index", "ads", "safety"]
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,7 @@ def test_ui_routes_over_the_built_workspace(built):
             r = httpx.get(url + "/timeline", params=params)
             assert r.status_code == status and r.json()["error"]["param"] == param
 
+        assert httpx.get(url + "/health").json()["warnings"] == []  # brand safety is on: the demo trained it
         s = httpx.get(url + "/ui/summary").json()
         run, chat = s["runs"]
         assert run["name"] == "pretrain" and run["steps"] == 10 and run["has_plot"] and len(run["curve"]) == 10
@@ -97,7 +98,7 @@ def test_changed_training_reruns_only_what_depends_on_it(built):
     ws = Workspace(root)
     corpus, tokens = ws.read_manifest("corpus"), ws.read_manifest("tokens")
     demo = build_tiny(root, train_steps=12)
-    assert [r.name for r in demo.results if r.ran] == ["train", "sft", "retriever", "index"]
+    assert [r.name for r in demo.results if r.ran] == ["train", "sft", "retriever", "index", "safety"]
     assert ws.read_manifest("corpus") == corpus and ws.read_manifest("tokens") == tokens
     assert ws.read_manifest("checkpoints")["counts"]["step"] == 12
     assert ws.read_manifest("index")["inputs"]["model"] == file_hash(ws.model)

@@ -26,11 +26,14 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_train_ctr)
 
     p = sub.add_parser("train-safety", help="train brand-safety probes on the model's embeddings",
-                       description="Train one logistic-regression probe per labelled set (TweetEval format: one text "
-                                   "per line, one integer label per line). Example: --train hate "
-                                   "tweeteval/hate/train_text.txt tweeteval/hate/train_labels.txt")
-    p.add_argument("--train", nargs=3, action="append", required=True, metavar=("NAME", "TEXTS", "LABELS"),
-                   help="a probe's name and its training files (repeat for more probes)")
+                       description="Without --train: one probe, 'moderation', learned from the corpus's own "
+                                   "moderation signals (posts removed, withheld or marked sensitive against the "
+                                   "rest; 20%% held out to report). With --train: one logistic-regression probe per "
+                                   "labelled set (TweetEval format: one text per line, one integer label per line). "
+                                   "Example: --train hate tweeteval/hate/train_text.txt tweeteval/hate/train_labels.txt")
+    p.add_argument("--train", nargs=3, action="append", default=[], metavar=("NAME", "TEXTS", "LABELS"),
+                   help="a probe's name and its training files (repeat for more probes); "
+                        "default: the corpus's moderation signals")
     p.add_argument("--val", nargs=3, action="append", default=[], metavar=("NAME", "TEXTS", "LABELS"),
                    help="held-out files for a probe named in --train, to report AUC and macro-F1")
     p.add_argument("--unsafe-labels", default="1", help="comma-separated labels that mean unsafe (default: 1)")
@@ -104,7 +107,7 @@ def _parse_labels(text: str) -> set[int]:
 
 
 def cmd_train_safety(args: argparse.Namespace) -> int:
-    from roost.ads.brand_safety import SafetyProbes, read_labelled
+    from roost.ads.brand_safety import SafetyProbes, read_labelled, train_from_signals
     from roost.ads.embedder import resolve_embedder
     from roost.ads.retrieval import embed_in_batches
     from roost.ads.setup import safety_path
@@ -117,6 +120,17 @@ def cmd_train_safety(args: argparse.Namespace) -> int:
             raise UserError(f"--val {name}: no --train probe of that name (have {names})")
     embed, space = resolve_embedder(ws, args.embedder)
     probes = SafetyProbes(space=space)
+    if not args.train:
+        if not ws.read_manifest("corpus"):
+            raise UserError(f"no corpus in {ws.root}: run `roost ingest` first, or give labelled files with --train")
+        try:
+            probes = train_from_signals(ws.corpus, embed, space, limit=args.limit)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        m = probes.metrics.get("moderation")
+        if m:
+            print(f"moderation: {m['flagged']} flagged posts of {m['examples']}; {m['n']} held out: AUC {m['auc']:.3f}"
+                  f"  macro-F1 {m['macro_f1']:.3f} (against the platform's signals)")
     for name, texts_file, labels_file in args.train:
         texts, labels = read_labelled(texts_file, labels_file)
         texts, labels = texts[:args.limit], labels[:args.limit]

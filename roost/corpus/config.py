@@ -24,6 +24,7 @@ class ColumnMap:
     created_at: str = "created_at"
     reply_to: str = "reply_to"
     conversation: str = "conversation_id"
+    moderation: str = "moderation"  # the platform's action on the post (removed, withheld, sensitive; empty: none)
 
 
 @dataclass

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from roost.corpus.config import IngestConfig
 from roost.corpus.dedup import DUP_ID, DUP_TEXT, KEEP, NEAR_DUP, DedupState
 from roost.corpus.process import BatchProcessor, BatchResult, init_worker, run_batch
-from roost.corpus.schema import POSTS, USERS, read_table
+from roost.corpus.schema import MODERATION_LOG, POSTS, USERS, read_table
 from roost.corpus.sources import Unit, expand_sources, read_units
 from roost.corpus.spam import (
     FEATURES,
@@ -163,6 +163,7 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
         report = IngestReport([str(f) for f in files])
         dropped, malformed, rejects, users = Counter(), Counter(), [], []
         spam_log: list[dict] = []
+        moderated: list[dict] = []  # the platform's own signals, for brand safety (roost ads train-safety)
         skeletons, authors = [], []  # the learned spam filter's "same text from many accounts", before dedup
         learned = _KeptSignals()  # and the kept posts' signals, in the order they are written
         posts_w = ShardWriter(folder, "posts", POSTS, run, cfg.rows_per_shard)
@@ -176,6 +177,7 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
                 report.pii_scrubbed += r.pii_scrubbed
                 rejects.extend({"run": run, **x} for x in r.rejects[: max(0, cfg.max_rejects_logged - len(rejects))])
                 spam_log.extend(r.spam[: max(0, cfg.max_rejects_logged - len(spam_log))])
+                moderated.extend(r.moderation)
                 if r.skeletons is not None:
                     skeletons.append(r.skeletons)
                     authors.append(author_keys(r.posts.column("author_id").to_pylist(), r.posts.column("id").to_pylist()))
@@ -226,6 +228,7 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
         dedup.save(folder / dedup_name)
         _append_rejects(folder / "rejects.jsonl", rejects)
         _append_rejects(folder / "spam.jsonl", [{"run": run, **x} for x in spam_log])
+        _append_rejects(folder / MODERATION_LOG, [{"run": run, **x} for x in moderated])
 
         report.dropped, report.malformed = dict(dropped), dict(malformed)
         report.files = new_posts + new_users + new_threads

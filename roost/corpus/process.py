@@ -45,6 +45,7 @@ class BatchResult:
     skeletons: np.ndarray | None = None  # per candidate, for the learned spam filter: skeleton keys
     spam_signals: np.ndarray | None = None  # and its per-post features (roost.corpus.spam.post_signals)
     spam: list[dict] = field(default_factory=list)  # posts the spam rules dropped, for corpus/spam.jsonl
+    moderation: list[dict] = field(default_factory=list)  # {"id", "label"} of candidates the platform acted on
 
 
 def _sample(u: Unit) -> str:
@@ -126,6 +127,8 @@ class BatchProcessor:
             return "spam"
         r.pii_scrubbed += n.pii
         posts.append((rec, source, n))
+        if rec.moderation:
+            r.moderation.append({"id": rec.id, "label": rec.moderation})
         return None
 
     def _columns(self, posts: list, r: BatchResult) -> dict[str, list]:

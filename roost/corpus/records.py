@@ -45,6 +45,7 @@ class RawPost(NamedTuple):
     retweet_count: int | None
     reply_count: int | None
     entity_urls: list[str] | None  # expanded URLs from the record's entities
+    moderation: str | None = None  # what the platform did to it (removed, withheld, sensitive, ...), if anything
 
 
 def parse_time(v: Any, field: str = "created_at") -> int | None:
@@ -178,6 +179,7 @@ def tweet_record(obj: Any, cfg: IngestConfig) -> RawPost:
         if isinstance(ent_urls, list):
             urls = [u["expanded_url"] for u in ent_urls if isinstance(u, dict) and isinstance(u.get("expanded_url"), str)]
     lang = get("lang")
+    own = get("moderation")  # the network's own export; API v2 has withheld and possibly_sensitive
     return RawPost(
         id=tid, text=text, author_id=author,
         created_at=_time(get("created_at")),
@@ -189,7 +191,17 @@ def tweet_record(obj: Any, cfg: IngestConfig) -> RawPost:
         retweet_count=_count(metrics.get("retweet_count", get("retweet_count")), "retweet_count"),
         reply_count=_count(metrics.get("reply_count", get("reply_count")), "reply_count"),
         entity_urls=urls or None,
+        moderation=moderation_label(own) or ("withheld" if get("withheld") else None)
+        or ("sensitive" if get("possibly_sensitive") is True else None),
     )
+
+
+def moderation_label(v: Any) -> str | None:
+    """A moderation column's value as a label: a non-empty word, lower-cased; empty, 0, false, no and none are None."""
+    if v is None or isinstance(v, bool) or not isinstance(v, (str, int)):
+        return "flagged" if v is True else None
+    text = str(v).strip().lower()[:40]
+    return None if text in ("", "0", "false", "no", "none", "null") else text
 
 
 def user_record(obj: Any) -> dict | None:
@@ -219,7 +231,7 @@ def row_record(row: dict, cfg: IngestConfig) -> RawPost:
     tid = _id(row.get(c.id), c.id, cfg, required=True)
     return RawPost(tid, text, _id(row.get(c.author), c.author, cfg), _time(row.get(c.created_at), c.created_at),
                    None, _id(row.get(c.reply_to), c.reply_to, cfg), _id(row.get(c.conversation), c.conversation, cfg),
-                   False, None, None, None, None)
+                   False, None, None, None, None, moderation_label(row.get(c.moderation)))
 
 
 def text_record(line: bytes, file: str, lineno: int, cfg: IngestConfig) -> RawPost:

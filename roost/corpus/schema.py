@@ -56,6 +56,12 @@ USERS = pa.schema(
 
 TABLES = {"posts": POSTS, "threads": THREADS, "users": USERS}
 
+# What the platform did to posts (API v2 ``withheld``/``possibly_sensitive``, a CSV/Parquet ``moderation``
+# column, the network's own ``moderation`` field): one ``{"run", "id", "label"}`` a line, appended by each
+# ingest run. Brand safety learns from it (``roost ads train-safety``); a label whose post is not in the
+# posts table (a duplicate dropped later) has no text and is skipped.
+MODERATION_LOG = "moderation.jsonl"
+
 
 def table_files(corpus_dir: str | Path, table: str) -> list[Path]:
     return sorted(Path(corpus_dir).glob(f"{table}-*.parquet"))

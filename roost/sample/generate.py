@@ -27,6 +27,7 @@ from typing import Any
 from tqdm import tqdm
 
 from roost import __version__
+from roost.sample import moderation
 from roost.sample.ads import make_campaigns
 from roost.sample.network import User, make_follows, make_users
 from roost.sample.posts import Post, PostMaker, engagement, n_extras
@@ -79,6 +80,7 @@ class SampleSummary:
     campaigns: int
     kinds: dict[str, int] = field(default_factory=dict)  # posts by kind (post, reply, retweet, spam, ...)
     dirt: dict[str, int] = field(default_factory=dict)   # rewritten posts by kind (pii, mojibake, ...)
+    moderation: dict[str, int] = field(default_factory=dict)  # unsafe posts by category, flags by action
     files: list[str] = field(default_factory=list)
 
 
@@ -99,8 +101,9 @@ def _user_json(u: User, uid: str, n_tweets: int) -> dict[str, Any]:
     }
 
 
-def _render(posts: list[Post], users: list[User], user_ids: list[str], bar: tqdm) -> tuple[list[dict], list[dict]]:
-    """Tweets in time order with snowflake ids, and their truth lines."""
+def _render(posts: list[Post], users: list[User], user_ids: list[str], flags: dict[int, moderation.Flag],
+            bar: tqdm) -> tuple[list[dict], list[dict]]:
+    """Tweets in time order with snowflake ids, and their truth lines (``flags``: moderation, by post index)."""
     order = sorted(range(len(posts)), key=lambda i: (posts[i].ms, i))
     ids: list[str] = [""] * len(posts)
     last = 0
@@ -149,6 +152,7 @@ def _render(posts: list[Post], users: list[User], user_ids: list[str], bar: tqdm
             line["dirt"] = p.dirt
         if p.ref is not None:
             line["copy_of" if p.kind in ("duplicate", "near_duplicate") else "ref"] = ids[p.ref]
+        moderation.annotate(t, line, flags.get(i))
         truth.append(line)
         bar.update(1)
     return tweets, truth
@@ -185,9 +189,10 @@ def generate(
         maker.modify(all_posts)
         all_posts += maker.extras(all_posts, cfg.posts)
         engagement(cfg.rng("engagement"), all_posts, people)
+        flags = moderation.plant(cfg.rng("moderation"), all_posts)
         bar.update(cfg.posts - bar.n)
         user_ids = [str(snowflake(u.created_ms, u.idx)) for u in people]
-        tweets, truth_lines = _render(all_posts, people, user_ids, bar)
+        tweets, truth_lines = _render(all_posts, people, user_ids, flags, bar)
     n_tweets = Counter(p.author for p in all_posts)
     user_objs = [_user_json(u, user_ids[u.idx], n_tweets[u.idx]) for u in people]
     ads = make_campaigns(cfg.rng("ads"), cfg.campaigns)
@@ -226,6 +231,8 @@ def generate(
         campaigns=len(ads),
         kinds=dict(Counter(p.kind for p in all_posts)),
         dirt=dict(Counter(d for p in all_posts for d in p.dirt if p.kind in ("post", "reply"))),
+        moderation={**Counter(f"unsafe_{f.unsafe}" for f in flags.values() if f.unsafe),
+                    **Counter(f"flag_{f.action}" for f in flags.values() if f.action)},
         files=sorted([*files, *(f"{TRUTH_DIR}/{n}" for n in truth_json), "manifest.json"]),
     )
     manifest = {
@@ -233,7 +240,8 @@ def generate(
         "roost_version": __version__,
         "config": asdict(cfg),
         "counts": {"users": summary.users, "follows": summary.follows, "posts": summary.posts,
-                   "campaigns": summary.campaigns, "kinds": summary.kinds, "dirt": summary.dirt},
+                   "campaigns": summary.campaigns, "kinds": summary.kinds, "dirt": summary.dirt,
+                   "moderation": summary.moderation},
     }
     atomic_write_json(out / "manifest.json", manifest)
     return summary

@@ -6,7 +6,9 @@
 - ``post_topics.jsonl``: one line per post, ``{"id", "topic", "kind", ...}`` (``topic`` is null for
   spam and empty posts; ``kind`` names the dirt of extra posts; ``dirt`` lists rewrites such as
   mojibake; ``act`` is a reply's speech act; ``subject`` what an English post is about, which its English
-  replies take up; ``copy_of`` points a duplicate or retweet at its source);
+  replies take up; ``copy_of`` points a duplicate or retweet at its source; ``unsafe`` the category of an
+  unsafe post, null for a safe one the platform flagged, and ``moderation`` what the platform did to either,
+  see :mod:`roost.sample.moderation`);
 - ``user_interests.json``: user id -> {topic: weight}, weights summing to 1;
 - ``campaign_topics.json``: campaign id (the ``"id"`` in ads.json) -> topics;
 - ``click_model.json``: the parameters of :class:`ClickModel`.

@@ -53,10 +53,16 @@ def load(state: ServerState) -> None:
 
     _load_error = None
     try:
-        state.services["ads"] = open_service(state.workspace)
+        service = state.services["ads"] = open_service(state.workspace)
     except ValueError as e:
         _load_error = str(e)
         print(f"roost serve: ads are off: {e}", file=sys.stderr)
+        return
+    if service.safety is None:
+        warning = ("brand safety is off: no safety model in this workspace, so ads may run next to unsafe posts; "
+                   "train one with `roost ads train-safety` (it learns from the corpus's moderation signals)")
+        state.warnings.append(warning)
+        print(f"roost serve: {warning}", file=sys.stderr)
 
 
 def _service(request: Request) -> AdService:

@@ -60,6 +60,8 @@ class ServerState:
     config: ServeConfig
     workspace: Workspace
     services: dict[str, Any] = field(default_factory=dict)
+    # what a surface runs without (e.g. brand safety with no safety model): printed at start, listed in /health
+    warnings: list[str] = field(default_factory=list)
 
 
 class APIError(Exception):
@@ -208,7 +210,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "services": sorted(state.services)}
+        return {"status": "ok", "services": sorted(state.services), "warnings": state.warnings}
 
     for name in SURFACES:
         module = importlib.import_module(f"roost.server.{name}")
