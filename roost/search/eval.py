@@ -99,17 +99,24 @@ def hashtag_task(texts: list[str], *, min_posts: int = 5, max_queries: int = 300
     counts = word_counts(texts)
     eval_tags = sorted(t for t, c in df.items() if c >= min_posts and is_heldout(t, heldout_fraction))
     eval_tags = sorted(eval_tags, key=lambda t: (-df[t], t))[:max_queries]
-    held = set(eval_tags)
-    relevant: dict[str, set[str]] = {t: set() for t in eval_tags}
+    return tag_query_task("hashtags", texts, tags_of, eval_tags, counts, "t")
+
+
+def tag_query_task(name: str, texts: list[str], tags_of: list[list[str]], query_tags: list[str], counts: Counter,
+                   id_prefix: str) -> EvalTask:
+    """Posts with every ``query_tags`` hashtag removed from their text; a query per tag (its words, split by
+    ``counts``) whose relevant posts are those that carried it. ``tags_of``: each text's lower-cased tags."""
+    held = set(query_tags)
+    relevant: dict[str, set[str]] = {t: set() for t in query_tags}
     posts = []
     for i, (text, tags) in enumerate(zip(texts, tags_of)):
-        pid = f"t{i}"
+        pid = f"{id_prefix}{i}"
         for t in set(tags) & held:
             relevant[t].add(pid)
         kept = _HASHTAG_RE.sub(lambda m: "" if m.group(1).lower() in held else m.group(0), text)
         posts.append(Post(id=pid, text=" ".join(kept.split()), hashtags=sorted(set(tags) - held)))
-    queries = [Query(" ".join(hashtag_words(t, counts)), relevant[t], name=f"#{t}") for t in eval_tags]
-    return EvalTask("hashtags", posts, queries)
+    queries = [Query(" ".join(hashtag_words(t, counts)), relevant[t], name=f"#{t}") for t in query_tags]
+    return EvalTask(name, posts, [q for q in queries if q.text.strip()])
 
 
 def training_posts(texts: list[str], heldout_fraction: float = 0.5) -> list[Post]:

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import xxhash
 
-from roost.search.docstore import Post
-from roost.search.eval import EvalTask, Query
-from roost.search.text import hashtag_words, word_counts
+from roost.search.eval import EvalTask, Query, tag_query_task
+from roost.search.text import word_counts
 
 _HASHTAG_RE = re.compile(r"#(\w+)")
 
@@ -55,17 +54,7 @@ def unseen_task(eval_texts: list[str], cfg: UnseenConfig, counts: Counter | None
     df = Counter(t for tags in tags_of for t in set(tags))
     query_tags = sorted((t for t, c in df.items() if c >= cfg.min_posts and not t.isdigit()),
                         key=lambda t: (-df[t], t))[: cfg.max_queries]
-    held = set(query_tags)
-    relevant: dict[str, set[str]] = {t: set() for t in query_tags}
-    posts = []
-    for i, (text, tags) in enumerate(zip(eval_texts, tags_of)):
-        pid = f"u{i}"
-        for t in set(tags) & held:
-            relevant[t].add(pid)
-        kept = _HASHTAG_RE.sub(lambda m: "" if m.group(1).lower() in held else m.group(0), text)
-        posts.append(Post(id=pid, text=" ".join(kept.split()), hashtags=sorted(set(tags) - held)))
-    queries = [Query(" ".join(hashtag_words(t, counts)), relevant[t], name=f"#{t}") for t in query_tags]
-    return EvalTask("unseen", posts, [q for q in queries if q.text.strip()])
+    return tag_query_task("unseen", eval_texts, tags_of, query_tags, counts, "u")
 
 
 def write_split(texts: list[str], out: str | Path, cfg: UnseenConfig) -> tuple[Path, Path]:
