@@ -107,6 +107,7 @@ def test_roost_eval_writes_results_and_report(tiny_ws, tweeteval, tmp_path):
     assert {"tfidf", "probe", "finetune"} <= set(tasks["food"]) and tasks["food"]["n_val"] == 30
     assert set(results["search"]["topics"]["metrics"]) == {"lexical", "semantic", "hybrid"}
     assert {r["policy"] for r in results["ads"]["policies"]} == {"random", "keyword", "model+pctr"}
+    assert (out / "calibration.png").is_file() and "calibration.png" in (out / "report.html").read_text()
     page = (out / "report.html").read_text()
     for png in ("loss.png", "tweeteval_f1.png", "tweeteval_accuracy.png", "search.png"):
         assert f"src='{png}'" in page and (out / png).read_bytes().startswith(b"\x89PNG")

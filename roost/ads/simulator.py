@@ -28,7 +28,7 @@ from roost.ads.clicks import ClickSigner
 from roost.ads.context import UserHistory
 from roost.ads.embedder import EmbedFn
 from roost.ads.pacing import DAY_S
-from roost.ads.pctr import CTRModel, evaluate, events_to_arrays, train
+from roost.ads.pctr import CTRModel, calibration, evaluate, events_to_arrays, train
 from roost.ads.retrieval import embed_in_batches
 from roost.ads.service import AdRequest, AdsConfig, AdService
 from roost.ads.store import AdStore
@@ -44,6 +44,10 @@ class SimConfig:
     slots: int = 2
     seed: int = 0
     start: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the simulated day
+    # a policy with a click model recalibrates it on its own served impressions after this share of the
+    # requests (``recalibrate``), and the calibration table is measured on the requests after it either way
+    recalibrate_after: float = 0.5
+    recalibrate: bool = False  # Platt on half a simulated day did not help (BENCHMARKS.md, Ads): off
 
 
 # Every policy fills empty slots run-of-network, so all deliver the same impressions.
@@ -77,11 +81,18 @@ def run_policy(name: str, campaigns: list[CampaignSpec], history: UserHistory, t
     now = [cfg.start]
     service = AdService(store, ClickSigner(b"simulator-secret-0123456789abcdef"), embed=embed, space=space,
                         history=history, ctr=ctr, config=POLICIES[name], clock=_clock(now), seed=cfg.seed)
+    calibrated_from = 0  # the calibration table is measured on the events from here on
     users = sorted(u for u in history.recent if history.recent[u])
     if not users:
         raise ValueError("the corpus has no users with posts to simulate")
     pick, clicks_rng = random.Random(cfg.seed), random.Random(cfg.seed + 1)
+    switch = int(cfg.requests * cfg.recalibrate_after) if ctr is not None and cfg.recalibrate_after > 0 else 0
     for i in tqdm(range(cfg.requests), desc=f"simulating {name}", unit="req"):
+        if i == switch > 0:
+            raw, y = events_to_arrays(store.events())
+            calibrated_from = len(y)
+            if cfg.recalibrate and 0 < y.sum() < len(y):  # a fit needs clicks and non-clicks
+                service.ctr = ctr.calibrated(raw, y)
         now[0] = cfg.start + DAY_S * i / cfg.requests
         user = pick.choice(users)
         for ad in service.serve(AdRequest(user_id=user, slots=cfg.slots)):
@@ -99,6 +110,7 @@ def run_policy(name: str, campaigns: list[CampaignSpec], history: UserHistory, t
         "revenue": from_micros(spend), "rpm": from_micros(spend) * 1000 / impressions if impressions else 0.0,
         "pctr_auc": evaluate(y, p, float(y.mean()) if len(y) else 0.0)["auc"] if len(set(y)) == 2 else float("nan"),
         "budget_use": spend / budget,
+        "calibration": calibration(y[calibrated_from:], p[calibrated_from:]) if len(y) > calibrated_from else None,
     }
 
 

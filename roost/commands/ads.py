@@ -166,7 +166,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     best = next(r for r in rows if r["policy"] == "model+pctr")
     if base["rpm"]:
         print(f"revenue per 1000 impressions, model+pctr / keyword: {best['rpm'] / base['rpm']:.2f}x")
+    if best["calibration"]:
+        print(format_calibration(best["calibration"]))
     return 0
+
+
+def format_calibration(cal: dict) -> str:
+    """model+pctr's predicted against observed CTR per decile of the prediction."""
+    lines = ["pCTR calibration (model+pctr): decile | impressions | predicted | observed"]
+    lines += [f"{i + 1:>2} | {d['n']:>5} | {d['predicted']:.4f} | {d['observed']:.4f}" for i, d in enumerate(cal["deciles"])]
+    lines.append(f"largest relative error over deciles with clicks: {cal['max_rel_error']:.1%} (target: within 20%)")
+    return "\n".join(lines)
 
 
 def format_table(rows: list[dict]) -> str:

@@ -74,6 +74,28 @@ def plot_search(search: dict, out: Path) -> Path:
     return out
 
 
+def plot_calibration(cal: dict, out: Path) -> Path:
+    """Predicted against observed click rate per decile of the prediction; calibrated points lie on the diagonal."""
+    plt = _plt()
+    pred = [d["predicted"] for d in cal["deciles"]]
+    seen = [d["observed"] for d in cal["deciles"]]
+    top = max(pred + seen + [1e-3]) * 1.1
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0, top], [0, top], color="#999", lw=1, ls="--", label="calibrated")
+    ax.fill_between([0, top], [0, top / 1.2], [0, top * 1.2], color="#ddd", alpha=0.5, label="within 20%")
+    ax.plot(pred, seen, "o-", color=COLORS[0], label="model+pctr")
+    ax.set_xlabel("predicted CTR (decile mean)")
+    ax.set_ylabel("observed CTR")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.legend(fontsize=8)
+    ax.set_title(f"pCTR calibration (largest error {cal['max_rel_error']:.0%})")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def _table(header: list[str], rows: list[list], best_cols: set[int] = frozenset()) -> str:
     def cell(i: int, v, row) -> str:
         if isinstance(v, float):
@@ -174,6 +196,10 @@ def write_report(results: dict, ws: Workspace, out_dir: Path, run: str = "pretra
     else:
         cols = ["policy", "impressions", "clicks", "ctr", "revenue", "rpm", "pctr_auc", "budget_use"]
         parts.append(_table(cols, [[r[c] for c in cols] for r in ads["policies"]]))
+        cal = next((r.get("calibration") for r in ads["policies"] if r["policy"] == "model+pctr"), None)
+        if cal:
+            plot_calibration(cal, out_dir / "calibration.png")
+            parts.append("<img src='calibration.png' alt='predicted against observed CTR per decile'>")
 
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>roost evaluation</title>"
             f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")
