@@ -3,6 +3,8 @@
 ``roost tokenizer`` trains it (:func:`train_tokenizer_stage`) and writes
 ``workspace/tokenizer/tokenizer.json`` in Hugging Face ``tokenizers`` format, so
 the same file serves the training loader, the engine and an exported HF model.
+``roost tokenizer --from-model`` takes an imported model's tokenizer instead
+(:func:`adopt_model_tokenizer_stage`), for continued pretraining in its vocabulary.
 
 Special tokens: text is split on special tokens *before* BPE, so a ``<|...|>``
 string in text always encodes to its single special id. That is intended: ingest
@@ -24,7 +26,7 @@ import numpy as np
 import xxhash
 
 from roost.corpus import schema
-from roost.workspace import Workspace, atomic_dir, atomic_write_json
+from roost.workspace import Workspace, atomic_dir, atomic_write_json, file_hash
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -300,16 +302,50 @@ def train_tokenizer_stage(ws: Workspace, cfg: TokenizerConfig, force: bool = Fal
     split, n_posts, n_val = ValSplit.from_corpus(ws.corpus, cfg.val_fraction)
     texts = tqdm(iter_split_texts(ws.corpus, split, want_val=False), total=n_posts - n_val, desc="tokenizer: training", unit="post")
     hf = train_bpe(texts, cfg, length=n_posts - n_val)
+    return _write_tokenizer_stage(ws, hf, split, n_posts, n_val, inputs, asdict(cfg))
+
+
+def adopt_model_tokenizer_stage(ws: Workspace, val_fraction: float = TokenizerConfig.val_fraction,
+                                force: bool = False) -> dict:
+    """Make the tokenizer stage the tokenizer of ``workspace/model/`` (an imported model), trained on nothing.
+
+    Continued pretraining of an open model must read tokens in that model's own
+    vocabulary: its embeddings mean nothing under another. So instead of BPE on
+    the corpus, the model's ``tokenizer.json`` is copied as it is; the split and
+    the compression figures are made as for a trained one, and the token shards
+    then follow from it as usual. Skipped when already made from this corpus and
+    this model's tokenizer, unless ``force``.
+    """
+    source = ws.model / TOKENIZER_FILE
+    if not source.is_file():
+        raise FileNotFoundError(f"no tokenizer at {source}; `roost import --from DIR` a Hugging Face model first")
+    inputs = {"corpus": ws.stage_hash("corpus"), "model_tokenizer": file_hash(source)}
+    config = {"from_model": True, "val_fraction": val_fraction}
+    old = ws.read_manifest("tokenizer")
+    if not force and old and old.get("inputs") == inputs and old.get("config") == config:
+        return old
+    tok = load_tokenizer(ws.model)  # refuses a tokenizer without roost's special tokens
+    split, n_posts, n_val = ValSplit.from_corpus(ws.corpus, val_fraction)
+    return _write_tokenizer_stage(ws, tok.hf, split, n_posts, n_val, inputs, config, copy_of=source)
+
+
+def _write_tokenizer_stage(ws: Workspace, hf, split: ValSplit, n_posts: int, n_val: int, inputs: dict,
+                           config: dict, copy_of: Path | None = None) -> dict:
+    """``workspace/tokenizer/``: ``hf`` (or the file it was read from, byte for byte) and its compression on the
+    held-out posts in the manifest."""
     tok = RoostTokenizer(hf)
     n_bytes, n_tokens = bytes_per_token(tok, iter_split_texts(ws.corpus, split, want_val=True))
     with atomic_dir(ws.tokenizer) as tmp:
-        hf.save(str(tmp / TOKENIZER_FILE))
+        if copy_of is not None:  # byte for byte: the hash `roost train --init model` compares stays the model's
+            shutil.copyfile(copy_of, tmp / TOKENIZER_FILE)
+        else:
+            hf.save(str(tmp / TOKENIZER_FILE))
         return ws.write_manifest(
             "tokenizer",
             inputs,
             counts={"train_posts": n_posts - n_val, "val_posts": n_val, "val_bytes": n_bytes, "val_tokens": n_tokens},
             folder=tmp,
-            config=asdict(cfg),
+            config=config,
             vocab_size=tok.vocab_size,
             bytes_per_token=n_bytes / max(n_tokens, 1),
             val_threshold=split.threshold,

@@ -16,6 +16,9 @@ from roost.cli import add_workspace_arg
 # flag -> (type, help); every default lives in roost.train.config.TrainConfig, so argparse defaults are None
 # and only the flags a user gives override it (which is also what --resume needs).
 _FLAGS: dict[str, tuple[type, str]] = {
+    "init": (str, ("scratch (random weights) or model: continue pretraining workspace/model/, e.g. a Hugging Face "
+                   "Llama brought in by `roost import`, on token shards made by `roost tokenizer --from-model`; "
+                   "its shape fixes --depth, --max-seq-len and --tie-embeddings (default: scratch)")),
     "depth": (int, "transformer layers; width = 64 x depth (default: 4)"),
     "max_seq_len": (int, "the model's context length (default: 1024)"),
     "seq_len": (int, "tokens per training sequence, at most --max-seq-len (default: 256)"),
@@ -54,7 +57,8 @@ def register(subparsers) -> None:
             "Pretrain a GPT on workspace/tokens/ with BOS-aligned packed sequences. Checkpoints go to "
             "workspace/checkpoints/ (--resume continues the newest exactly), metrics and loss.png to "
             "workspace/runs/NAME/, and the trained model to workspace/model/ (Hugging Face Llama format). "
-            "For many processes: torchrun --nproc-per-node N -m roost train ..."
+            "With --init model it continues pretraining workspace/model/ (e.g. from `roost import`) instead of "
+            "random weights. For many processes: torchrun --nproc-per-node N -m roost train ..."
         ),
     )
     for name, (kind, text) in _FLAGS.items():
@@ -138,12 +142,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace):
     """The run's TrainConfig: the flags given, over the checkpoint's config with ``--resume``."""
+    from roost.cli import UserError
     from roost.train import TrainConfig
+    from roost.train.config import MODEL_FIXED, flag
     from roost.train.loop import saved_config
     from roost.workspace import Workspace
 
     bools = ("tie_embeddings", "compile", "activation_checkpointing")
     given = {k: v for k, v in vars(args).items() if v is not None and k in (*_FLAGS, *bools)}
+    fixed = [f"--{flag(k)}" for k in MODEL_FIXED if k in given]
+    if given.get("init") == "model" and fixed:
+        raise UserError(f"{', '.join(fixed)} cannot go with --init model: the model in workspace/model/ fixes its shape")
     return saved_config(Workspace(args.workspace)).resumed_with(given) if args.resume else TrainConfig(**given)
 
 

@@ -15,9 +15,14 @@ SCHEDULES = ("cosine", "wsd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "bfloat16", "float32")  # roost.train.loop.compute_dtype
 PARALLEL = ("ddp", "fsdp")  # roost.train.dist.wrap_model
+INITS = ("scratch", "model")  # random weights, or workspace/model/ (roost.train.loop.initial_model)
 
 # Fields that fix the model and the data order: a resumed run may not change them.
-FROZEN_ON_RESUME = ("depth", "max_seq_len", "seq_len", "device_batch", "optimizer", "lr", "seed", "tie_embeddings")
+FROZEN_ON_RESUME = (
+    "depth", "max_seq_len", "seq_len", "device_batch", "optimizer", "lr", "seed", "tie_embeddings", "init",
+)
+# What the model in workspace/model/ fixes when training starts from it (--init model).
+MODEL_FIXED = ("depth", "max_seq_len", "tie_embeddings")
 
 # With no --steps/--tokens/--minutes, train on this many tokens per parameter (Chinchilla, as nanochat does).
 TOKENS_PER_PARAM = 20
@@ -29,6 +34,9 @@ class TrainConfig:
     depth: int = 4
     max_seq_len: int = 1024  # the model's context; training sequences may be shorter
     tie_embeddings: bool = False
+    # scratch: random weights of the shape above; model: continue pretraining workspace/model/ (e.g. `roost import`ed),
+    # whose shape then replaces depth, max_seq_len and tie_embeddings
+    init: str = "scratch"
     # batch: batch_tokens = device_batch * seq_len * grad_accum * world_size
     seq_len: int = 256
     device_batch: int = 16
@@ -80,7 +88,7 @@ class TrainConfig:
         if self.grad_clip < 0:
             raise ValueError(f"--grad-clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES),
-                              ("dtype", DTYPES), ("parallel", PARALLEL)):
+                              ("dtype", DTYPES), ("parallel", PARALLEL), ("init", INITS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         given = [f"--{n}" for n in ("steps", "tokens", "minutes") if getattr(self, n) is not None]

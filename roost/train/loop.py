@@ -15,6 +15,7 @@ tokens on all ranks, so it computes the same thing at any world size.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import os
@@ -28,7 +29,7 @@ from typing import Protocol
 import torch
 
 from roost.model import GPT, GPTConfig, describe
-from roost.tokenizer import placeholder_ids
+from roost.tokenizer import TOKENIZER_FILE, placeholder_ids
 from roost.tokens import TokenShards
 from roost.train import allocator, checkpoint, dist
 from roost.train.config import FROZEN_ON_RESUME, TOKENS_PER_PARAM, TrainConfig
@@ -37,7 +38,7 @@ from roost.train.evaluate import Evaluator
 from roost.train.metrics import MetricsLog, peak_flops, plot_losses
 from roost.train.optim import build_optimizers, set_lr
 from roost.train.schedule import lr_factor
-from roost.workspace import Workspace, atomic_write_json
+from roost.workspace import Workspace, atomic_write_json, file_hash
 
 
 @dataclass
@@ -106,6 +107,7 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
     tokens_hash = ws.stage_hash("tokens")
     train_data, val_data = TokenShards(ws.tokens, "train"), TokenShards(ws.tokens, "val")
     ckpt = checkpoint.latest_checkpoint(ws.checkpoints)
+    start, init_hash = None, None  # with --init model: the weights to continue from, and their file's hash
     if resume:
         if ckpt is None:
             raise ValueError(f"--resume: no checkpoint in {ws.checkpoints}; start a run without --resume")
@@ -113,14 +115,19 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
         TrainConfig.from_dict(meta["config"]).resumed_with({k: getattr(cfg, k) for k in FROZEN_ON_RESUME})
         if meta["tokens_hash"] != tokens_hash:
             raise ValueError(f"--resume: the token shards in {ws.tokens} changed since {ckpt}; start with --fresh")
-    elif ckpt is not None and not fresh:
-        raise ValueError(
-            f"{ws.checkpoints} already holds {ckpt.name}; pass --resume to continue that run, "
-            "or --fresh to delete its checkpoints and start over"
+        model_cfg, init_hash = GPTConfig.from_dict(meta["model_config"]), meta.get("init_hash")
+    else:
+        if ckpt is not None and not fresh:
+            raise ValueError(
+                f"{ws.checkpoints} already holds {ckpt.name}; pass --resume to continue that run, "
+                "or --fresh to delete its checkpoints and start over"
+            )
+        if cfg.init == "model":
+            start, init_hash = initial_model(ws, train_data.vocab_size)
+            cfg = fixed_by_model(cfg, start.config)
+        model_cfg = start.config if start is not None else GPTConfig.from_depth(
+            cfg.depth, vocab_size=train_data.vocab_size, max_seq_len=cfg.max_seq_len, tie_embeddings=cfg.tie_embeddings
         )
-    model_cfg = GPTConfig.from_depth(
-        cfg.depth, vocab_size=train_data.vocab_size, max_seq_len=cfg.max_seq_len, tie_embeddings=cfg.tie_embeddings
-    )
     check_fits(model_cfg, cfg, info.device, shards=info.world_size if cfg.parallel == "fsdp" else 1)
     if fresh and info.is_main and ws.checkpoints.exists():
         shutil.rmtree(ws.checkpoints)
@@ -128,7 +135,7 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
 
     # ---- model (made whole on every rank, then wrapped or sharded), optimizers, data
     torch.manual_seed(cfg.seed)
-    model = GPT(model_cfg).to(info.device)
+    model = (start if start is not None else GPT(model_cfg)).to(info.device).train()
     wrapped = prepare_model(model, cfg, info)  # FSDP shards `model` in place: build optimizers after
     optimizers = build_optimizers(model, cfg.optimizer, model_cfg.n_embd, info.device, cfg.lr)
     # ingest's placeholders are never targets, in training or in its validation loss
@@ -155,14 +162,51 @@ def _train(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool
         total_steps = cfg.steps
     result = fit(ws, Fit(
         cfg=cfg, info=info, model=model, wrapped=wrapped, optimizers=optimizers, loader=loader, evaluator=evaluator,
-        autocast=autocast, total_steps=total_steps, ckpt_dir=ws.checkpoints, ckpt_meta={"tokens_hash": tokens_hash},
-        manifest_inputs={"tokens": tokens_hash}, step=step, train_seconds=train_seconds,
-        resumed_from=ckpt if resume else None,
+        autocast=autocast, total_steps=total_steps, ckpt_dir=ws.checkpoints,
+        ckpt_meta={"tokens_hash": tokens_hash, **({"init_hash": init_hash} if init_hash else {})},
+        manifest_inputs={"tokens": tokens_hash, **({"init": init_hash} if init_hash else {})}, step=step,
+        train_seconds=train_seconds, resumed_from=ckpt if resume else None,
     ))
     whole = dist.unsharded(model, lambda: GPT(model_cfg))  # a collective under FSDP: every rank takes part
     if info.is_main:
-        result.model_dir = export_model(ws, whole, model_cfg, tokens_hash, result.step, result.step * step_tokens)
+        result.model_dir = export_model(ws, whole, model_cfg, tokens_hash, result.step, result.step * step_tokens,
+                                        init_hash)
     return result
+
+
+def initial_model(ws: Workspace, tokens_vocab: int) -> tuple[GPT, str]:
+    """``workspace/model/`` to continue pretraining (``--init model``) and its weights file's hash, once the token
+    shards are known to be in its vocabulary: made by ``roost tokenizer --from-model`` from this model's tokenizer.
+
+    An imported model's embeddings are indexed by its own tokenizer's ids; shards
+    of a tokenizer trained on the corpus would feed it meaningless ids, and a
+    loss falling from there would be training from scratch in disguise.
+    """
+    from roost.export import CONFIG, WEIGHTS, load_hf
+
+    if not (ws.model / CONFIG).is_file():
+        raise ValueError(f"--init model: no model in {ws.model}; bring one in with `roost import --from DIR`")
+    model_tokenizer = ws.model / TOKENIZER_FILE
+    made_from = ws.require("tokenizer").get("inputs", {}).get("model_tokenizer")
+    if not model_tokenizer.is_file() or made_from != file_hash(model_tokenizer):
+        raise ValueError(f"--init model: {ws.tokenizer} is not {ws.model}'s tokenizer; run "
+                         f"`roost tokenizer --from-model --workspace {ws.root}` to take it and re-make the token shards")
+    if ws.require("tokens").get("inputs", {}).get("tokenizer") != ws.stage_hash("tokenizer"):
+        raise ValueError(f"--init model: the token shards in {ws.tokens} were not made with {ws.tokenizer}; "
+                         f"run `roost tokenizer --from-model --workspace {ws.root}`")
+    model = load_hf(ws.model)
+    if tokens_vocab > model.config.vocab_size:
+        raise ValueError(f"--init model: the token shards have {tokens_vocab} ids, more than {ws.model}'s "
+                         f"vocab_size {model.config.vocab_size}")
+    return model, file_hash(ws.model / WEIGHTS)
+
+
+def fixed_by_model(cfg: TrainConfig, model_cfg: GPTConfig) -> TrainConfig:
+    """``cfg`` with the shape fields the starting model fixes, so checkpoints record (and resume checks) the truth."""
+    if cfg.seq_len > model_cfg.max_seq_len:
+        raise ValueError(f"--seq-len {cfg.seq_len} is above the model's context {model_cfg.max_seq_len}; lower --seq-len")
+    return dataclasses.replace(cfg, depth=model_cfg.n_layer, max_seq_len=model_cfg.max_seq_len,
+                               tie_embeddings=model_cfg.tie_embeddings)
 
 
 def prepare_model(model: GPT, cfg: TrainConfig, info: dist.DistInfo) -> torch.nn.Module:
@@ -340,12 +384,15 @@ def describe_short(model_cfg: GPTConfig, cfg: TrainConfig) -> str:
     return f"depth {model_cfg.n_layer}, {model_cfg.num_params() / 1e6:.1f}M params, {cfg.optimizer}"
 
 
-def export_model(ws: Workspace, model: GPT, model_cfg: GPTConfig, tokens_hash: str, step: int, tokens: int) -> Path:
-    """The served model (``workspace/model/``), as a Hugging Face Llama folder."""
+def export_model(ws: Workspace, model: GPT, model_cfg: GPTConfig, tokens_hash: str, step: int, tokens: int,
+                 init_hash: str | None = None) -> Path:
+    """The served model (``workspace/model/``), as a Hugging Face Llama folder; ``init_hash``: the weights file
+    training started from (``--init model``)."""
     from roost.export import save_hf
 
     has_tokenizer = ws.read_manifest("tokenizer") is not None
-    inputs = {"tokens": tokens_hash, **({"tokenizer": ws.stage_hash("tokenizer")} if has_tokenizer else {})}
+    inputs = {"tokens": tokens_hash, **({"tokenizer": ws.stage_hash("tokenizer")} if has_tokenizer else {}),
+              **({"init": init_hash} if init_hash else {})}
     manifest = ws.manifest("model", inputs, {"params": model.num_params(), "steps": step, "tokens": tokens},
                            source="roost train", model_config=model_cfg.to_dict())
     return save_hf(model, ws.model, ws.tokenizer if has_tokenizer else None, manifest=manifest)
