@@ -1,0 +1,82 @@
+"""Context matching: the share of free-text ad requests whose top ad is on the context's topic.
+
+Contexts are posts the sample generator writes with another seed (so the corpus
+never saw them; texts that are in the corpus are left out), English root posts
+only, each with its ground-truth topic. Each is sent as ``context_text`` to
+``AdService.serve`` (1 slot, no user); a hit is a top ad whose campaign's
+ground-truth topics (``truth/campaign_topics.json``) include the context's,
+counted over the contexts whose topic some campaign targets (an ad-less answer
+is a miss there). For the others the right answer is no targeted ad: the share
+that got none is reported too.
+
+    .venv/bin/python bench/ads_context.py --workspace WS --sample WS/sample [--embedder hashing] [--contexts 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+from pathlib import Path
+
+
+def unseen_contexts(sample: Path, corpus_texts: set[str], n: int, seed: int = 12345) -> list[tuple[str, str]]:
+    """(text, topic) for ``n`` English root posts the generator writes with ``seed``, none in the corpus."""
+    from roost.sample.network import make_users
+    from roost.sample.posts import PostMaker
+
+    manifest = json.loads((sample / "manifest.json").read_text())
+    users = make_users(random.Random(seed), manifest["config"]["users"], 0)
+    posts = PostMaker(random.Random(seed + 1), users, 0, 86_400_000).organic(n * 6)
+    out = [(p.text, p.topic) for p in posts
+           if p.parent is None and p.lang == "en" and p.topic and p.text not in corpus_texts]
+    return out[:n]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workspace", type=Path, required=True)
+    ap.add_argument("--sample", type=Path, required=True)
+    ap.add_argument("--embedder", default="auto", choices=("auto", "model", "hashing"))
+    ap.add_argument("--contexts", type=int, default=500)
+    args = ap.parse_args()
+
+    from roost.ads.campaign import parse_campaigns
+    from roost.ads.clicks import ClickSigner
+    from roost.ads.context import UserHistory
+    from roost.ads.embedder import resolve_embedder
+    from roost.ads.service import AdRequest, AdsConfig, AdService
+    from roost.ads.store import AdStore
+    from roost.corpus.schema import read_table
+    from roost.workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    texts = set(read_table(ws.corpus, "posts", ["text"]).column("text").to_pylist())
+    contexts = unseen_contexts(args.sample, texts, args.contexts)
+    topics = json.loads((args.sample / "truth" / "campaign_topics.json").read_text())
+    specs = parse_campaigns(json.loads((args.sample / "ads.json").read_text()), "ads.json")
+    embed, space = resolve_embedder(ws, args.embedder)
+    history = UserHistory.from_corpus(ws.corpus)  # as the server has it: the topic model learns from it
+    with tempfile.TemporaryDirectory() as tmp:
+        store = AdStore(Path(tmp) / "ads.db", synchronous="NORMAL")
+        store.add_campaigns(specs)
+        for retrieval in ("keyword", "model"):
+            svc = AdService(store, ClickSigner(b"bench-secret-0123456789abcdef0123"), embed=embed, space=space,
+                            history=history, config=AdsConfig(retrieval=retrieval, default_frequency_cap=None), seed=0)
+            covered = {t for ts in topics.values() for t in ts}
+            hits = abstained = 0
+            for text, topic in contexts:
+                ads = svc.serve(AdRequest(context_text=text))
+                if topic in covered:
+                    hits += bool(ads) and topic in topics.get(ads[0].campaign_id, [])
+                else:
+                    abstained += not ads
+            n_cov = sum(t in covered for _, t in contexts)
+            print(f"{retrieval:<8} contexts {len(contexts)} ({n_cov} on a targeted topic)  "
+                  f"top ad on topic {hits / max(n_cov, 1):.1%}  "
+                  f"no ad where no campaign fits {abstained / max(len(contexts) - n_cov, 1):.1%}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
