@@ -125,3 +125,16 @@ def test_ads_stage_replaces_another_samples_campaigns(built):
     store.close()
     assert len(rows) == 20 and rows[doc["campaigns"][0]["id"]] == "Renamed by another sample"
     assert demo.ads()[0] is False
+
+
+def test_demo_help_states_the_config_defaults(capsys):
+    from dataclasses import fields
+
+    from roost.demo import DemoConfig
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    defaults = {f.name: f.default for f in fields(DemoConfig)}
+    for name in ("posts", "users", "train_minutes", "retriever_steps"):
+        assert f"(default: {defaults[name]})" in text, name

@@ -6,17 +6,18 @@ import argparse
 
 from roost.cli import add_workspace_arg
 
-# flag -> help; each default is roost.demo.DemoConfig's (argparse defaults are None, so only given flags override it)
+# flag -> help; each default is roost.demo.DemoConfig's, read from it for the help text (argparse defaults are
+# None, so only given flags override the config)
 _FLAGS: dict[str, tuple[type, str]] = {
-    "train_minutes": (float, "pretraining time budget in minutes (default: 3)"),
-    "sft_minutes": (float, "chat fine-tuning time budget in minutes (default: 1)"),
-    "depth": (int, "transformer layers; width = 64 x depth (default: 4)"),
-    "posts": (int, "posts in the sample network (default: 6000)"),
-    "users": (int, "users in the sample network (default: 400)"),
-    "retriever_steps": (int, "steps of search's post encoder; 0 skips the retriever (default: 200)"),
-    "retriever_query_steps": (int, "steps of search's query encoder (the fine-tuned model) (default: 40)"),
-    "host": (str, "address to serve on (default: 127.0.0.1)"),
-    "port": (int, "port to serve on (default: 8000)"),
+    "train_minutes": (float, "pretraining time budget in minutes"),
+    "sft_minutes": (float, "chat fine-tuning time budget in minutes"),
+    "depth": (int, "transformer layers; width = 64 x depth"),
+    "posts": (int, "posts in the sample network"),
+    "users": (int, "users in the sample network"),
+    "retriever_steps": (int, "steps of search's post encoder; 0 skips the retriever"),
+    "retriever_query_steps": (int, "steps of search's query encoder (the fine-tuned model)"),
+    "host": (str, "address to serve on"),
+    "port": (int, "port to serve on"),
 }
 
 
@@ -26,9 +27,14 @@ def register(subparsers) -> None:
         description="sample -> ingest -> tokenizer -> train -> sft -> retriever -> index -> ads -> serve. Each stage "
                     "is skipped when its artifact is up to date, so a second run starts serving in seconds. "
                     "The defaults fit the first run in about 10 minutes on 2 idle CPU cores.")
+    from dataclasses import fields
+
+    from roost.demo import DemoConfig
+
     add_workspace_arg(p)
+    defaults = {f.name: f.default for f in fields(DemoConfig)}
     for name, (kind, text) in _FLAGS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"{text} (default: {defaults[name]})")
     p.add_argument("--no-serve", action="store_true", help="build the stages and stop")
     p.set_defaults(func=run)
 
