@@ -217,3 +217,20 @@ def test_weighted_fusion_follows_the_weights(index):
         index.ranking = replace(index.ranking, w_lexical=w_lexical, w_vector=w_vector)
         part = [h.components.get(follows, 0.0) for h in index.search(q)]
         assert part[0] > 0 and part == sorted(part, reverse=True), (follows, part)  # that list's order alone
+
+
+def test_rerank_reorders_the_top_of_hybrid_only(index):
+    from dataclasses import replace
+
+    q = SearchRequest("striker penalty", k=10, mode="hybrid")
+    before = index.search(q)
+    favourite = before[4].post.id  # the re-ranker prefers the fifth post, and nothing else
+    index.model = replace(index.model, rerank=lambda query, texts: np.array(
+        [1.0 if t == before[4].post.text else 0.0 for t in texts]))
+    index.ranking = replace(index.ranking, rerank_top=5)
+    after = index.search(q)
+    assert after[0].post.id == favourite and ids(after)[1:5] == [i for i in ids(before)[:5] if i != favourite]
+    assert ids(after)[5:] == ids(before)[5:]                       # below the re-ranked top nothing moves
+    assert [h.score for h in after] == [h.score for h in before]   # positions keep their scores: still sorted
+    assert after[0].components["rerank"] == 1.0 and "rerank" not in after[5].components
+    assert all("rerank" not in h.components for h in index.search(replace(q, mode="semantic")))

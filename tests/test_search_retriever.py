@@ -185,3 +185,20 @@ def test_cli_refuses_a_corpus_without_pairs(tmp_path, tokenizer, capsys):  # noq
     write_corpus(Workspace(root), posts)
     assert main(["train-retriever", "--workspace", str(root)]) == 2
     assert "no training pairs" in capsys.readouterr().err
+
+
+def test_query_likelihood_is_the_mean_log_prob_of_the_query_after_the_post(tokenizer):  # noqa: F811
+    from roost.search.rerank import QueryLikelihood
+
+    model = tiny_model(tokenizer).eval()
+    rerank = QueryLikelihood(model, tokenizer)
+    posts = ["pasta with garlic tonight", "the striker scored"]
+    scores = rerank("garlic pasta", posts)
+    q = tokenizer.encode(" garlic pasta")
+    for post, score in zip(posts, scores):
+        ids = [tokenizer.bos_id, *tokenizer.encode(post)]
+        with torch.no_grad():
+            logp = F.log_softmax(model(torch.tensor([ids + q])).float(), dim=-1)[0]
+        expected = np.mean([logp[len(ids) - 1 + j, t].item() for j, t in enumerate(q)])
+        assert score == pytest.approx(expected, abs=1e-4)  # batching and right padding change nothing
+    assert scores[0] != scores[1] and rerank("", posts).tolist() == [0.0, 0.0]

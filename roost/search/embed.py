@@ -171,9 +171,21 @@ def load_retriever(path: str | Path, tokenizer) -> tuple[TokenBagEncoder, QueryE
     return bag, query, settings
 
 
-def load_search_model(model_dir: str | Path) -> SearchModel:
+def load_search_model(model_dir: str | Path, *, rerank: bool = False) -> SearchModel:
     """What search uses from ``workspace/model``: its trained retriever (post and query encoders, tuned
-    ranking, tag expansion), else the model's pooled hidden states with the default ranking."""
+    ranking, tag expansion), else the model's pooled hidden states with the default ranking; with ``rerank``,
+    also the language model's query-likelihood re-ranker (:mod:`roost.search.rerank`)."""
+    model = _load_search_model(Path(model_dir))
+    if rerank:
+        from roost.export import load_hf
+        from roost.search.rerank import QueryLikelihood
+        from roost.tokenizer import load_tokenizer
+
+        model.rerank = QueryLikelihood(load_hf(model_dir), load_tokenizer(model_dir))
+    return model
+
+
+def _load_search_model(model_dir: Path) -> SearchModel:
     from roost.search.expand import ExpansionConfig, TagExpander
     from roost.tokenizer import load_tokenizer
 

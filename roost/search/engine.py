@@ -29,17 +29,20 @@ MAX_K = 100
 
 EmbedFn = Callable[[list[str]], np.ndarray]
 ExpandFn = Callable[[np.ndarray], list[list[str]]]  # post vectors -> index terms predicted for each post
+RerankFn = Callable[[str, list[str]], np.ndarray]   # (query, post texts) -> scores, higher is better
 
 
 @dataclass
 class SearchModel:
     """What search takes from a trained model: a post encoder, a query encoder (default: the same), the
-    ranking tuned for them, and the index terms it predicts for each post (document expansion)."""
+    ranking tuned for them, the index terms it predicts for each post (document expansion), and a
+    re-ranker of fused candidates (used when ``RankingConfig.rerank_top`` > 0)."""
 
     embed: EmbedFn
     embed_queries: EmbedFn | None = None
     ranking: RankingConfig = field(default_factory=RankingConfig)
     expand: ExpandFn | None = None
+    rerank: RerankFn | None = None
 
     @classmethod
     def of(cls, model: SearchModel | EmbedFn | None) -> SearchModel | None:
@@ -222,7 +225,21 @@ class SearchIndex:
             s.components.update(feats)
             hits.append(Hit(post, self._score(req.mode, s, feats), s.components))
         hits.sort(key=lambda h: (-h.score, h.post.key))
+        if req.mode == "hybrid" and cfg.rerank_top > 0 and self.model is not None and self.model.rerank is not None:
+            hits[: cfg.rerank_top] = self._rerank(req.q, hits[: cfg.rerank_top])
         return hits[:req.k]
+
+    def _rerank(self, q: str, top: list[Hit]) -> list[Hit]:
+        """``top`` reordered by the model's re-ranker; the positions keep their scores, so the list stays sorted
+        by score, and each hit's ``rerank`` component says what moved it."""
+        scores = self.model.rerank(q, [h.post.text for h in top])
+        slots = [h.score for h in top]
+        order = sorted(range(len(top)), key=lambda i: -scores[i])  # stable: ties keep the fused order
+        reranked = [top[i] for i in order]
+        for h, i, slot in zip(reranked, order, slots):
+            h.components["rerank"] = float(scores[i])
+            h.score = slot
+        return reranked
 
     def _matches_lexically(self, req: SearchRequest, lists: dict[str, list[tuple[int, float]]]) -> bool:
         """Whether any post matches the query's words (or its predicted tags' words) under the filters.

@@ -25,6 +25,7 @@ class RankingConfig:
     w_vector: float = 1.0            # RRF weight of the vector list
     min_similarity: float = -1.0     # when no word matches, vector hits below this cosine are none (-1: keep all)
     w_expansion: float = 0.0         # BM25 weight of the terms the model predicted for a post (0: off)
+    rerank_top: int = 0              # hybrid: re-rank this many fused candidates by the model (0: off; rerank.py)
     w_relevance: float = 1.0
     w_recency: float = 0.05
     w_engagement: float = 0.05

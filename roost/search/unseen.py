@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import xxhash
 
+from roost.search.engine import SearchIndex, SearchModel
 from roost.search.eval import EvalTask, Query, tag_query_task
 from roost.search.text import word_counts
 
@@ -87,27 +88,27 @@ ABLATIONS = [
     ("hybrid, RRF equal weights, no expansion", "hybrid", {"w_lexical": 1.0, "w_vector": 1.0, "w_expansion": 0.0}, True),
     ("hybrid, tuned weights, no expansion", "hybrid", {"w_expansion": 0.0}, True),
     ("hybrid (default)", "hybrid", {}, True),
+    ("hybrid + query-likelihood re-ranking of the top 10", "hybrid", {"rerank_top": 10}, True),
 ]
 
 
-def evaluate_unseen(ws, texts: list[str], cfg: UnseenConfig, model=None, *, seed_posts: int = 100,
-                    batch: int = 1000) -> dict:
+def evaluate_unseen(ws, texts: list[str], cfg: UnseenConfig, model: SearchModel | None = None, *,
+                    seed_posts: int = 100, batch: int = 1000) -> dict:
     """The protocol on ``ws``'s model: an index seeded with a few corpus posts, ``texts`` added live
     through :meth:`SearchIndex.add` after ingest's filters (as ``POST /admin/posts`` does), then every row
     of :data:`ABLATIONS`. Returns {"queries", "posts", "rows": [{name, mode, metrics}]}."""
     import tempfile
-    from dataclasses import replace
 
     from tqdm import tqdm
 
     from roost.corpus import schema
     from roost.search.build import POST_COLUMNS, batch_posts, build_index
     from roost.search.embed import load_search_model
-    from roost.search.engine import SearchIndex
     from roost.search.eval import evaluate
     from roost.search.live import PostPreparer
 
-    model = model if model is not None else load_search_model(ws.model)
+    if model is None or model.rerank is None:  # the re-ranking row needs it; the others keep rerank_top = 0
+        model = load_search_model(ws.model, rerank=True)
     train_texts = schema.read_table(ws.corpus, "posts", columns=["text"]).column("text").to_pylist()
     task = unseen_task(texts, cfg, word_counts(train_texts))
     prepare = PostPreparer.for_workspace(ws)
