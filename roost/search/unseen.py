@@ -88,7 +88,7 @@ ABLATIONS = [
     ("hybrid, RRF equal weights, no expansion", "hybrid", {"w_lexical": 1.0, "w_vector": 1.0, "w_expansion": 0.0}, True),
     ("hybrid, tuned weights, no expansion", "hybrid", {"w_expansion": 0.0}, True),
     ("hybrid (default)", "hybrid", {}, True),
-    ("hybrid + query-likelihood re-ranking of the top 10", "hybrid", {"rerank_top": 10}, True),
+    ("hybrid + LM query-likelihood re-rank, top 10", "hybrid", {"rerank_top": 10}, True),
 ]
 
 
