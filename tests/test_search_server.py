@@ -144,3 +144,13 @@ def test_a_model_or_index_that_fails_to_load_is_a_503_with_a_remedy(served_ws):
         err = r.json()["error"]
         assert r.status_code == 503 and err["code"] == "index_unavailable" and "roost index" in err["message"]
         assert httpx.get(f"{base}/health").status_code == 200  # the other surfaces still serve
+
+
+def test_search_rerank_flag_reranks_hybrid_over_http(served_ws):
+    with live_server(served_ws, search_rerank=5) as (base, _):
+        hits = search(base, q="pasta garlic", mode="hybrid", k=10, explain="true").json()["data"]
+        assert [("rerank" in h["explain"]) for h in hits] == [True] * 5 + [False] * (len(hits) - 5)
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+        assert all("rerank" not in h["explain"] for h in
+                   search(base, q="pasta garlic", mode="semantic", explain="true").json()["data"])
+    assert main(["serve", "--workspace", str(served_ws), "--search-rerank", "-1"]) == 2

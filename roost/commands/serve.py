@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public-url", default=None, metavar="URL",
                    help="base URL clients reach this server at, used in the click links it hands out "
                         "(default http://HOST:PORT; never taken from a request's Host header)")
+    p.add_argument("--search-rerank", type=int, default=0, metavar="N",
+                   help="hybrid search re-ranks its top N posts by the model's query likelihood: slower, and on "
+                        "the figures in BENCHMARKS.md not better (default 0: off)")
     limits = Limits()
     g = p.add_argument_group("limits", "what one request or one client may ask; past them: 413, 400 or 429 with "
                                        "Retry-After (a client is its API key, else its address)")
@@ -60,6 +63,8 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UserError(f"--slots must be at least 1, got {args.slots}")
     if args.queue < 0:
         raise UserError(f"--queue must be 0 or more, got {args.queue}")
+    if not 0 <= args.search_rerank <= 100:
+        raise UserError(f"--search-rerank must be between 0 and 100, got {args.search_rerank}")
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be in 1..65535, got {args.port}")
     if any(not k for k in args.api_key):
@@ -74,7 +79,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UserError(f"limits: {e}") from None
     config = ServeConfig(workspace=Path(args.workspace), host=args.host, port=args.port, api_keys=list(args.api_key),
                          admin_key=args.admin_key, slots=args.slots, queue=args.queue, model_name=args.model_name,
-                         public_url=args.public_url, limits=limits)
+                         public_url=args.public_url, limits=limits, search_rerank=args.search_rerank)
     app = create_app(config)
     if args.public_url is None and args.host in ("0.0.0.0", "::", ""):
         print(f"roost serve: click links will point at {config.base_url()}, which clients cannot reach; "

@@ -47,6 +47,7 @@ class ServeConfig:
     model_name: str = "roost"
     public_url: str | None = None  # base of links handed out (click URLs); None: http://HOST:PORT
     limits: Limits = field(default_factory=Limits)
+    search_rerank: int = 0  # hybrid search re-ranks this many fused posts by the model's query likelihood (0: off)
 
     def base_url(self) -> str:
         """Where clients reach this server, from configuration only: never from a request's Host header."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
@@ -37,7 +37,8 @@ def load(state: ServerState) -> None:
     embed, model_error = None, None
     if manifest.get("semantic"):
         try:
-            embed = load_search_model(state.workspace.model)
+            embed = load_search_model(state.workspace.model, rerank=state.config.search_rerank > 0)
+            embed.ranking = replace(embed.ranking, rerank_top=state.config.search_rerank)
         except (FileNotFoundError, ValueError, ImportError, OSError) as e:
             model_error = f"the model did not load ({e})"
             log.warning("search: semantic and hybrid modes disabled: %s", model_error)
