@@ -46,6 +46,11 @@ class AdsConfig:
     # (None: uncapped); counted from ads.db's impressions, so it holds across server restarts
     default_frequency_cap: int | None = 3
     max_slots: int = 10
+    # a candidate neither on the context's topics (min_topic_weight) nor naming its terms must be more similar
+    # to the context than this share of creative pairs on disjoint topics are to each other (calibrated on the
+    # catalog at start): a context that matches nothing gets no targeted ad (an empty list; run-of-network
+    # only with ``fill``). None: no threshold
+    no_match_quantile: float | None = 0.99
     fill: bool = False                # fill slots targeting left empty with random eligible ads (run-of-network)
     pacing: PacingConfig = field(default_factory=PacingConfig)
 
@@ -147,6 +152,7 @@ class AdService:
         if self.index is not None and self.index.add(list(self.catalog.creatives.values())):
             self.index.save()  # the next start loads it instead of building the graph again
         self._campaign_ids = list(self.catalog.campaigns)
+        self._min_similarity = self._calibrate_similarity()
         self.counts = {cid: list(v) for cid, v in store.click_counts().items()}
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> embedding, oldest first
         self._fit_topics()
@@ -155,6 +161,27 @@ class AdService:
         """(Re)learn the topics' words; one attribute, swapped whole, so a decision never sees half of a refit."""
         model = TopicModel.fit(([text for _, text in posts] for posts in self.history.recent.values()), self.catalog)
         self._topics = (model, {t: i for i, t in enumerate(model.topics)}, lru_cache(maxsize=16384)(model.posterior))
+
+    def _calibrate_similarity(self, sample: int = 400) -> float | None:
+        """The similarity a match needs: the ``no_match_quantile`` of creative pairs on disjoint topics.
+
+        Why the catalog: every embedding space has its own floor (a small model's
+        vectors are all alike, cosines of 0.6 between anything), and pairs of
+        creatives that target different topics show what unrelated texts score in
+        this space. None (no threshold) without an index or two topics to compare.
+        """
+        q = self.config.no_match_quantile
+        if q is None or self.index is None:
+            return None
+        rng = random.Random(0)
+        cands = [c for c in self.catalog.creatives.values()
+                 if self.catalog.campaigns[c.campaign_id].topics and c.id in self.index.rows]
+        cands = rng.sample(cands, min(sample, len(cands)))
+        topics = [self.catalog.campaigns[c.campaign_id].topics for c in cands]
+        vecs = self.index.matrix[[self.index.rows[c.id] for c in cands]]
+        sims = vecs @ vecs.T
+        off = [sims[i, j] for i in range(len(cands)) for j in range(i + 1, len(cands)) if not topics[i] & topics[j]]
+        return float(np.quantile(off, q)) if len(off) >= 20 else None
 
     def _embed_texts(self, texts: list[str], keep: int = 16_384) -> np.ndarray:
         """Embeddings of ``texts``, the ones not seen lately in one batch (one forward for a user's posts)."""
@@ -176,6 +203,7 @@ class AdService:
             if self.index is not None:
                 self.index.add(loaded)
             self._campaign_ids = list(self.catalog.campaigns)
+            self._min_similarity = self._calibrate_similarity()
             self._fit_topics()
 
     # --- the decision ----------------------------------------------------------------------
@@ -237,7 +265,12 @@ class AdService:
                     found[info.id] = _Candidate(info, creative, sim, term_share=ctx.term_share(info))
                 elif cand.similarity is None or sim > cand.similarity:
                     cand.creative, cand.similarity = creative, sim
-        return self._with_similarity(found, ctx.vec)
+        found = self._with_similarity(found, ctx.vec)
+        floor = self._min_similarity
+        if cfg.retrieval == "model" and floor is not None:
+            found = {cid: c for cid, c in found.items()
+                     if c.term_share >= cfg.min_topic_weight or (c.similarity or 0.0) >= floor}
+        return found
 
     def _topic_candidates(self, ctx: _Context, found: dict[str, _Candidate]) -> None:
         """Add the highest bidders of the topics the context is most about (up to ``term_candidates`` in all)."""
