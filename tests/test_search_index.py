@@ -234,3 +234,20 @@ def test_rerank_reorders_the_top_of_hybrid_only(index):
     assert [h.score for h in after] == [h.score for h in before]   # positions keep their scores: still sorted
     assert after[0].components["rerank"] == 1.0 and "rerank" not in after[5].components
     assert all("rerank" not in h.components for h in index.search(replace(q, mode="semantic")))
+
+
+def test_posts_the_doc_store_kept_but_tantivy_lost_are_indexed_on_open(ws, index):
+    from roost.search.docstore import Post
+
+    # a crash between the doc store's write and tantivy's commit: the post is only in the doc store
+    key = index.docs.next_key()
+    index.docs.add([Post(id="lost", text="zeppelin over the harbour", key=key)], bow_embed(["zeppelin over the harbour"]))
+    assert index.search(SearchRequest("zeppelin", mode="lexical")) == []
+    index.close()
+    reopened = SearchIndex(ws.index, bow_embed)
+    try:
+        for mode in ("lexical", "semantic", "hybrid"):
+            assert ids(reopened.search(SearchRequest("zeppelin", k=3, mode=mode)))[0] == "lost", mode
+        assert reopened.lexical.max_key() == key
+    finally:
+        reopened.close()

@@ -169,6 +169,11 @@ class DocStore:
             row = self._db.execute("SELECT key FROM posts WHERE id = ? AND deleted = 0", (post_id,)).fetchone()
         return None if row is None else row[0]
 
+    def live_keys_above(self, key: int) -> list[int]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT key FROM posts WHERE deleted = 0 AND key > ? ORDER BY key",
+                                                   (key,))]
+
     def has_author(self, author_id: str) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM posts WHERE author_id = ? AND deleted = 0 LIMIT 1",

@@ -122,8 +122,24 @@ class SearchIndex:
         vpath = self.path / VECTORS
         self.vectors = VectorIndex.load(vpath, vector_config) if vpath.exists() else None
         self._write_lock = threading.Lock()
+        self._catch_up_lexical()
         if self.vectors is not None:
             self._catch_up_vectors()
+
+    def _catch_up_lexical(self) -> None:
+        """Index the posts the doc store holds above tantivy's highest key: a crash or a full disk between
+        the doc store's write and tantivy's commit leaves them there, never acknowledged but kept."""
+        posts = self.docs.get(self.docs.live_keys_above(self.lexical.max_key()))
+        if not posts:
+            return
+        keys, vecs = self.docs.pending_vectors()
+        if self.model is not None and vecs is not None:  # their predicted tags, from the vectors kept with them
+            row = {k: i for i, k in enumerate(keys)}
+            have = [k for k in posts if k in row]
+            for k, terms in zip(have, self.model.expansions(vecs[[row[k] for k in have]], len(have))):
+                posts[k].expansion = terms
+        self.lexical.add(list(posts.values()))
+        self.lexical.commit()
 
     def _catch_up_vectors(self) -> None:
         """Replay what happened since the vector file was saved: posts added live, posts deleted."""

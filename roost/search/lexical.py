@@ -91,6 +91,11 @@ class LexicalIndex:
     def num_docs(self) -> int:
         return self._searcher.num_docs
 
+    def max_key(self) -> int:
+        """The highest post key indexed (-1 when none): what the doc store holds above it was never committed."""
+        hits = self._searcher.search(tantivy.Query.all_query(), 1, count=False, order_by_field="key").hits
+        return int(hits[0][0]) if hits else -1
+
     def _filter_query(self, f: Filters) -> list[tantivy.Query]:
         qs = []
         for field, value in (("author", f.author), ("lang", f.lang), ("tag", f.hashtag)):
