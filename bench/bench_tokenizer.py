@@ -35,7 +35,9 @@ from roost.tokenizer import (
 from roost.tokens import tokenize_corpus
 from roost.workspace import Workspace
 
-DATA = Path("/work/shared/data/tweeteval")
+from paths import TWEETEVAL  # noqa: E402  (bench/paths.py: ../shared beside the repository)
+
+DATA = TWEETEVAL
 TAG = re.compile(r"(?<![\w#@])[#@]\w+")
 
 

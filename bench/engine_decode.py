@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-TWEETS = Path("/work/shared/data/tweeteval/sentiment/train_text.txt")
+from paths import TWEETEVAL  # noqa: E402  (bench/paths.py: ../shared beside the repository)
+
+TWEETS = TWEETEVAL / "sentiment" / "train_text.txt"
 
 
 def make_model_dir(out: Path, depth: int, vocab: int, max_seq_len: int) -> Path:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/learning.py --minutes 20 --depth 2
 
 Data: every TweetEval task's ``train_text.txt`` for training and ``val_text.txt``
-for validation (/work/shared/data/tweeteval; val tweets that also appear in
+for validation (../shared/data/tweeteval; val tweets that also appear in
 train are dropped). The path is direct, not ``roost ingest``: the corpus stage
 picks validation posts by a hash of the post id, and this benchmark needs
 TweetEval's own train/val split. It trains roost's BPE tokenizer
@@ -26,7 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DATA = Path("/work/shared/data/tweeteval")
+from paths import TWEETEVAL  # noqa: E402  (bench/paths.py: ../shared beside the repository)
+
+DATA = TWEETEVAL
 
 
 def read_tweets(data: Path) -> tuple[list[str], list[str]]:

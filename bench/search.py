@@ -30,7 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-TWEETS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tweeteval"  # ../shared beside the repo
+from paths import TWEETEVAL  # noqa: E402  (bench/paths.py: ../shared beside the repository)
+
+TWEETS = TWEETEVAL
 
 
 def rss_mib() -> float:

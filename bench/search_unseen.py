@@ -26,7 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-TWEETS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tweeteval"
+from paths import TWEETEVAL  # noqa: E402  (bench/paths.py: ../shared beside the repository)
+
+TWEETS = TWEETEVAL
 
 
 def roost(*args: str) -> float:

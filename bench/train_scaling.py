@@ -4,7 +4,7 @@
 
 Each configuration is a real run of ``roost train`` (one process, or
 ``roost train --nproc N`` which launches torchrun) on TweetEval token shards
-(/work/shared/data/tweeteval, prepared as bench/learning.py does), with the
+(../shared/data/tweeteval, prepared as bench/learning.py does), with the
 global batch fixed by ``--batch-tokens``: one process accumulates N
 micro-batches where N processes take one each. Throughput is the median of
 each run's per-step ``tokens_per_s`` (metrics.jsonl, after ``--skip`` warm-up
