@@ -103,9 +103,10 @@ def hashtag_task(texts: list[str], *, min_posts: int = 5, max_queries: int = 300
 
 
 def tag_query_task(name: str, texts: list[str], tags_of: list[list[str]], query_tags: list[str], counts: Counter,
-                   id_prefix: str) -> EvalTask:
-    """Posts with every ``query_tags`` hashtag removed from their text; a query per tag (its words, split by
-    ``counts``) whose relevant posts are those that carried it. ``tags_of``: each text's lower-cased tags."""
+                   id_prefix: str, keep_tags: bool = False) -> EvalTask:
+    """Posts with every ``query_tags`` hashtag removed from their text (left in with ``keep_tags``); a query
+    per tag (its words, split by ``counts``) whose relevant posts are those that carried it. ``tags_of``: each
+    text's lower-cased tags."""
     held = set(query_tags)
     relevant: dict[str, set[str]] = {t: set() for t in query_tags}
     posts = []
@@ -113,6 +114,9 @@ def tag_query_task(name: str, texts: list[str], tags_of: list[list[str]], query_
         pid = f"{id_prefix}{i}"
         for t in set(tags) & held:
             relevant[t].add(pid)
+        if keep_tags:
+            posts.append(Post(id=pid, text=text, hashtags=sorted(set(tags))))
+            continue
         kept = _HASHTAG_RE.sub(lambda m: "" if m.group(1).lower() in held else m.group(0), text)
         posts.append(Post(id=pid, text=" ".join(kept.split()), hashtags=sorted(set(tags) - held)))
     queries = [Query(" ".join(hashtag_words(t, counts)), relevant[t], name=f"#{t}") for t in query_tags]

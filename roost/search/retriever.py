@@ -285,8 +285,10 @@ def train_workspace_retriever(ws: Workspace, cfg: RetrieverConfig) -> dict:
     tags, words = tag_vocabulary(train["hashtags"], train["text"], cfg.expansion)
     expander = TagExpander.build(tags, words, retriever.queries, cfg.expansion)
     model = SearchModel(retriever, retriever.queries, expand=expander)
+    kept = unseen_task(held_texts, UnseenConfig(min_posts=cfg.tune_min_posts), word_counts(train["text"]),
+                       keep_tags=True)
     calibration = held_texts or train["text"][: cfg.batch_size]
-    ranking, report["tuning"] = tune_ranking(model, task, calibration[:5000])
+    ranking, report["tuning"] = tune_ranking(model, task, calibration[:5000], kept)
     settings = {"ranking": {k: getattr(ranking, k) for k in ("w_lexical", "w_vector", "w_expansion", "min_similarity")},
                 "expansion": {"tags": tags, "words": words, "config": asdict(cfg.expansion)}}
     path = save_retriever(ws.model / RETRIEVER_FILE, bag, query, settings, expander.vectors)

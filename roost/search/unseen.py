@@ -46,8 +46,10 @@ def split_texts(texts: list[str], cfg: UnseenConfig) -> tuple[list[str], list[st
     return train, held
 
 
-def unseen_task(eval_texts: list[str], cfg: UnseenConfig, counts: Counter | None = None) -> EvalTask:
-    """Queries from the eval posts' hashtags (on >= ``min_posts`` posts), removed from the posts' text.
+def unseen_task(eval_texts: list[str], cfg: UnseenConfig, counts: Counter | None = None,
+                keep_tags: bool = False) -> EvalTask:
+    """Queries from the eval posts' hashtags (on >= ``min_posts`` posts), removed from the posts' text
+    (left in with ``keep_tags``: the same queries over words the posts contain).
 
     ``counts`` (word counts, e.g. of the train part) split run-together hashtags into words."""
     counts = counts if counts is not None else word_counts(eval_texts)
@@ -55,7 +57,7 @@ def unseen_task(eval_texts: list[str], cfg: UnseenConfig, counts: Counter | None
     df = Counter(t for tags in tags_of for t in set(tags))
     query_tags = sorted((t for t, c in df.items() if c >= cfg.min_posts and not t.isdigit()),
                         key=lambda t: (-df[t], t))[: cfg.max_queries]
-    return tag_query_task("unseen", eval_texts, tags_of, query_tags, counts, "u")
+    return tag_query_task("unseen", eval_texts, tags_of, query_tags, counts, "u", keep_tags)
 
 
 def write_split(texts: list[str], out: str | Path, cfg: UnseenConfig) -> tuple[Path, Path]:
