@@ -46,9 +46,9 @@ class DemoConfig:
     sft_steps: int | None = None  # a step count instead of the time budget (tests)
     eval_tokens: int = 16_384
     # search's retriever: post encoder steps (0 skips the retriever), query encoder steps, pairs mined
-    retriever_steps: int = 200
+    retriever_steps: int = 600
     retriever_query_steps: int = 40
-    retriever_pairs: int = 1_000
+    retriever_pairs: int = 20_000  # 1,000 left most words untrained: hybrid NDCG@10 0.067 -> 0.15 on held-out posts
     # serving
     host: str = "127.0.0.1"
     port: int = 8000
