@@ -24,6 +24,14 @@ img { max-width: 100%; border: 1px solid #e1e6ec; border-radius: 6px; }
 """
 
 
+def _save(fig, out: Path) -> Path:
+    """Write a report figure as PNG and free it."""
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    _plt().close(fig)
+    return out
+
+
 def _plt():
     import matplotlib
 
@@ -50,10 +58,7 @@ def plot_tweeteval(tasks: dict, metric: str, out: Path) -> Path:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"TweetEval validation {metric.replace('_', '-')}")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_search(search: dict, out: Path) -> Path:
@@ -68,10 +73,7 @@ def plot_search(search: dict, out: Path) -> Path:
         ax.set_title(metric)
         ax.set_ylim(0, 1)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_calibration(cal: dict, out: Path) -> Path:
@@ -90,10 +92,7 @@ def plot_calibration(cal: dict, out: Path) -> Path:
     ax.set_ylim(0, top)
     ax.legend(fontsize=8)
     ax.set_title(f"pCTR calibration (largest error {cal['max_rel_error']:.0%})")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def _table(header: list[str], rows: list[list], best_cols: set[int] = frozenset()) -> str:

@@ -189,7 +189,6 @@ def _load_search_model(model_dir: Path) -> SearchModel:
     from roost.search.expand import ExpansionConfig, TagExpander
     from roost.tokenizer import load_tokenizer
 
-    model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"no served model in {model_dir} (config.json missing); "
                                 "run `roost train` and `roost export` first, or build with --no-vectors")

@@ -28,13 +28,11 @@ class ExpansionConfig:
     min_similarity: float = 0.5   # ... each at least this close to the post (measured: 0.5-0.6 alike, BENCHMARKS.md)
 
 
-def tag_vocabulary(hashtags: list[list[str]], texts: list[str], cfg: ExpansionConfig) -> tuple[list[str], list[str]]:
-    """(tags, their words) of the corpus: tags on at least ``min_posts`` posts, the most used first."""
-    from roost.search.text import word_counts
-
+def tag_vocabulary(hashtags: list[list[str]], counts: Counter, cfg: ExpansionConfig) -> tuple[list[str], list[str]]:
+    """(tags, their words) of the corpus: tags on at least ``min_posts`` posts, the most used first; ``counts``
+    (the corpus's word counts) split run-together tags into words."""
     df = Counter(t.lower() for tags in hashtags for t in set(tags or []))
     tags = [t for t, c in df.most_common(cfg.max_tags) if c >= cfg.min_posts and not t.isdigit()]
-    counts = word_counts(texts)
     return tags, [" ".join(hashtag_words(t, counts)) for t in tags]
 
 

@@ -272,21 +272,20 @@ def train_workspace_retriever(ws: Workspace, cfg: RetrieverConfig) -> dict:
         query = QueryEncoder(bag, load_hf(ws.model).train(), tokenizer.bos_id, tokenizer.pad_id, cfg.query_max_len)
         report["query"] = train_query_encoder(query, ids, pairs, cfg)
     held_texts = [x for x, h in zip(t["text"], held) if h]
-    task = unseen_task(held_texts, UnseenConfig(min_posts=cfg.tune_min_posts), word_counts(train["text"]))
+    counts = word_counts(train["text"])
+    task = unseen_task(held_texts, UnseenConfig(min_posts=cfg.tune_min_posts), counts)
+    kept = unseen_task(held_texts, UnseenConfig(min_posts=cfg.tune_min_posts), counts, keep_tags=True)
+    retriever = Retriever(tokenizer, bag, query)
     if query is not None and len(task.queries) >= MIN_QUERIES:  # keep the transformer for queries only if it helps
-        bag_only = Retriever(tokenizer, bag)
-        q = semantic_quality({"query_encoder": SearchModel(bag_only, Retriever(tokenizer, bag, query).queries),
-                              "bag": SearchModel(bag_only)}, task)
+        q = semantic_quality({"query_encoder": SearchModel(retriever, retriever.queries),
+                              "bag": SearchModel(retriever)}, task)
         report["query"]["held_out_semantic"] = q
         if sum(q["bag"].values()) > sum(q["query_encoder"].values()):
-            query = None
+            query = retriever.query_encoder = None
     report["query_encoder_used"] = query is not None
-    retriever = Retriever(tokenizer, bag, query)
-    tags, words = tag_vocabulary(train["hashtags"], train["text"], cfg.expansion)
+    tags, words = tag_vocabulary(train["hashtags"], counts, cfg.expansion)
     expander = TagExpander.build(tags, words, retriever.queries, cfg.expansion)
     model = SearchModel(retriever, retriever.queries, expand=expander)
-    kept = unseen_task(held_texts, UnseenConfig(min_posts=cfg.tune_min_posts), word_counts(train["text"]),
-                       keep_tags=True)
     calibration = held_texts or train["text"][: cfg.batch_size]
     ranking, report["tuning"] = tune_ranking(model, task, calibration[:5000], kept)
     settings = {"ranking": {k: getattr(ranking, k) for k in ("w_lexical", "w_vector", "w_expansion", "min_similarity")},

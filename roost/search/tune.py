@@ -33,8 +33,6 @@ from roost.search.ranking import RankingConfig
 VECTOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)   # 0: lexical alone; with w_lexical=0 below: vector alone
 EXPANSION_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 MIN_QUERIES = 10
-
-
 HOLDOUT_SALT = 0x5EED  # so the held-out share is independent of other splits by a hash of the text (e.g. unseen.py's)
 
 
