@@ -78,6 +78,8 @@ def test_chat_streams_a_reply(server, browser):
     tab(browser, "chat")
     browser.find_element(By.ID, "chat-max").clear()
     browser.find_element(By.ID, "chat-max").send_keys("24")
+    browser.find_element(By.ID, "chat-temp").clear()  # greedy: sampled, the tiny model may stop after one token
+    browser.find_element(By.ID, "chat-temp").send_keys("0")
     browser.find_element(By.ID, "chat-input").send_keys("what are you cooking tonight?")
     browser.find_element(By.ID, "chat-send").click()
     [bubble] = wait_for(browser, ".msg.assistant[data-done]")
