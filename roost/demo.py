@@ -152,7 +152,7 @@ class Demo:
         return m != before, f"train {c['train_tokens']:,} tokens, val {c['val_tokens']:,} tokens"
 
     def train_config(self):
-        from roost.train import TrainConfig
+        from roost.train.config import TrainConfig
 
         c = self.cfg
         return TrainConfig(depth=c.depth, seq_len=c.seq_len, device_batch=c.device_batch, minutes=c.train_minutes,
@@ -160,7 +160,7 @@ class Demo:
                            run=PRETRAIN_RUN, warmup=min(20, c.train_steps or 20))
 
     def train(self) -> tuple[bool, str]:
-        from roost.train import train
+        from roost.train.loop import train
         from roost.train.loop import saved_config
 
         ws, cfg = self.ws, self.train_config()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import torch
@@ -257,17 +256,3 @@ def import_hf(src: str | Path, out_dir: str | Path, *, manifest: dict | None = N
         if manifest is not None:
             atomic_write_json(tmp / "manifest.json", manifest)
     return model
-
-
-def load_checkpoint_model(path: str | Path) -> tuple[GPT, dict]:
-    """The model weights of a training checkpoint folder (``checkpoints/step-NNNNNN``) and its meta."""
-    from roost.train import checkpoint
-
-    meta = checkpoint.read_meta(path)
-    if "model_config" not in meta:
-        raise ValueError(f"{Path(path) / checkpoint.META}: no model_config; not a roost training checkpoint")
-    model = GPT(GPTConfig.from_dict(meta["model_config"]))
-    with warnings.catch_warnings():  # DCP warns that one process reads it: that is what export means
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
-        checkpoint.load_model(path, model)
-    return model.eval(), meta

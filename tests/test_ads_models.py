@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from test_ads_service import write_posts
 
-from roost.ads.brand_safety import read_labelled
 from roost.ads.campaign import CampaignSpec
 from roost.ads.context import UserHistory
 from roost.ads.embedder import HashingEmbedder
 from roost.ads.pctr import CTRModel, train
 from roost.ads.simulator import SimConfig, simulate
 from roost.cli import main
+from roost.labelled import read_labelled
 
 TOPICS = {  # common words, then three rare product words (the campaigns' keywords)
     "coffee": "espresso latte beans roast barista grinder moka aeropress",

@@ -26,7 +26,8 @@ from safetensors.torch import load_file
 from test_train_fixtures import make_token_workspace
 
 from roost.cli import main
-from roost.train import TrainConfig, train
+from roost.train.config import TrainConfig
+from roost.train.loop import train
 from roost.train.data import PackedLoader
 from roost.workspace import Workspace
 

@@ -15,7 +15,7 @@ from roost.cli import main
 from roost.eval.classify import ClassifyConfig, finetune, tfidf_baseline
 from roost.eval.lm import validation_loss
 from roost.eval.tweeteval import find_tasks
-from roost.train.loop import compute_dtype
+from roost.precision import compute_dtype
 from roost.workspace import Workspace
 
 WORDS = {0: "delicious tasty yummy", 1: "awful bland soggy", 2: "cheap pricey costly"}

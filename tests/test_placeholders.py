@@ -20,7 +20,8 @@ from roost.engine import Engine, EngineConfig, SamplingParams
 from roost.engine.sampling import Sampler
 from roost.export import load_hf
 from roost.tokenizer import PLACEHOLDER_TOKENS, RoostTokenizer, TokenizerConfig, load_tokenizer, train_bpe
-from roost.train import TrainConfig, train
+from roost.train.config import TrainConfig
+from roost.train.loop import train
 from roost.train.data import IGNORE_INDEX, PackedLoader
 from roost.workspace import Workspace
 

@@ -13,7 +13,9 @@ from test_train_fixtures import make_token_workspace
 from roost.cli import main
 from roost.model import GPT, GPTConfig
 from roost.tokens import TokenShards
-from roost.train import TrainConfig, checkpoint, train
+from roost.train import checkpoint
+from roost.train.config import TrainConfig
+from roost.train.loop import train
 from roost.train.data import IGNORE_INDEX, PackedLoader, sequence_starts
 from roost.train.dist import DistInfo
 from roost.train.optim import build_optimizers, derive_lrs, param_groups
@@ -257,7 +259,7 @@ def test_dtype_auto_picks_bf16_where_the_cpu_has_it_and_bf16_training_follows_fp
     import shutil
 
     from roost.export import load_hf
-    from roost.train.loop import compute_dtype
+    from roost.precision import compute_dtype
 
     cpu = torch.device("cpu")
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()

@@ -107,10 +107,11 @@ def _parse_labels(text: str) -> set[int]:
 
 
 def cmd_train_safety(args: argparse.Namespace) -> int:
-    from roost.ads.brand_safety import SafetyProbes, read_labelled, train_from_signals
+    from roost.ads.brand_safety import SafetyProbes, train_from_signals
     from roost.ads.embedder import resolve_embedder
     from roost.ads.retrieval import embed_in_batches
     from roost.ads.setup import safety_path
+    from roost.labelled import read_labelled
 
     ws = _workspace(args)
     unsafe = _parse_labels(args.unsafe_labels)

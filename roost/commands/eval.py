@@ -53,53 +53,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_eval_search(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from roost.cli import UserError
-    from roost.search import eval as ev
-    from roost.search.embed import load_search_model
-    from roost.search.engine import MODES, SearchIndex
+    from roost.search.eval import WorkspaceEval, evaluate_workspace, format_table
+    from roost.search.unseen import format_ablation
     from roost.workspace import Workspace, atomic_write_json
 
     ws = Workspace(args.workspace)
-    tasks = args.task or [t for t, given in (("topics", args.truth), ("hashtags", args.tweets),
-                                             ("unseen", args.unseen)) if given]
-    if not tasks:
-        raise UserError("nothing to evaluate: pass --truth SAMPLE_DIR/truth (topics task), --tweets PATH (hashtags "
-                        "task) and/or --unseen FILE (unseen task)")
-    modes = ("lexical",) if args.no_vectors else MODES
-    embed = None if args.no_vectors else load_search_model(ws.model)
-    results: dict[str, dict] = {}
-    for task in tasks:
-        if task == "unseen":
-            if args.unseen is None or args.no_vectors:
-                raise UserError("the unseen task needs --unseen FILE and the model (not --no-vectors)")
-            from roost.search.unseen import UnseenConfig, evaluate_unseen, format_ablation, read_post_texts
-
-            ws.require("corpus")
-            r = evaluate_unseen(ws, read_post_texts(args.unseen), UnseenConfig(max_queries=args.max_queries), embed)
-            results[task] = r
-            print(format_ablation(r))
-            continue
-        if task == "topics":
-            if args.truth is None:
-                raise UserError("the topics task needs --truth SAMPLE_DIR/truth")
-            ws.require("index")
-            index = SearchIndex(ws.index, embed)
-            queries = ev.topic_queries(args.truth, index.docs.live_ids())
-            metrics = ev.evaluate(index, queries, modes)
-            index.close()
-        else:
-            if args.tweets is None:
-                raise UserError("the hashtags task needs --tweets FILE_OR_FOLDER")
-            t = ev.hashtag_task(ev.read_tweet_texts(args.tweets), max_queries=args.max_queries)
-            queries = t.queries
-            with tempfile.TemporaryDirectory(prefix="roost-eval-") as tmp:
-                index = ev.build_task_index(t, tmp, embed)
-                metrics = ev.evaluate(index, queries, modes)
-                index.close()
-        results[task] = {"queries": len(queries), "metrics": metrics}
-        print(ev.format_table(task, metrics, len(queries)))
+    results = evaluate_workspace(ws, WorkspaceEval(args.task, args.truth, args.tweets, args.unseen, args.max_queries,
+                                                   vectors=not args.no_vectors))
+    for task, r in results.items():
+        print(format_ablation(r) if task == "unseen" else format_table(task, r["metrics"], r["queries"]))
     out = args.out or ws.run_dir("eval-search") / "results.json"
     atomic_write_json(out, {"workspace": str(ws.root), "model": None if args.no_vectors else str(ws.model),
                             "results": results})

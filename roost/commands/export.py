@@ -54,13 +54,14 @@ def _checkpoint_folder(ws, given: Path | None) -> Path:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from roost.export import load_checkpoint_model, save_hf
+    from roost.export import save_hf
     from roost.model import describe
+    from roost.train.checkpoint import read_model
     from roost.workspace import Workspace, file_hash
 
     ws = Workspace(args.workspace)
     ckpt = _checkpoint_folder(ws, args.checkpoint)
-    model, meta = load_checkpoint_model(ckpt)
+    model, meta = read_model(ckpt)
     tokenizer = ws.tokenizer if (ws.tokenizer / "tokenizer.json").is_file() else None
     inputs = {"checkpoint": file_hash(ckpt / "meta.json")}
     if tokenizer is not None:

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace):
     """The run's TrainConfig: the flags given, over the checkpoint's config with ``--resume``."""
     from roost.cli import UserError
-    from roost.train import TrainConfig
+    from roost.train.config import TrainConfig
     from roost.train.config import MODEL_FIXED, flag
     from roost.train.loop import saved_config
     from roost.workspace import Workspace
@@ -157,7 +157,7 @@ def _config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from roost.train import train
+    from roost.train.loop import train
     from roost.workspace import Workspace
 
     result = train(Workspace(args.workspace), _config(args), resume=args.resume, fresh=args.fresh)

@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from roost.precision import autocast_for
 from roost.workspace import Workspace
 
 
@@ -27,7 +28,6 @@ def validation_loss(
     from roost.tokens import TokenShards
     from roost.train.data import PackedLoader
     from roost.train.evaluate import Evaluator
-    from roost.train.loop import autocast_for
 
     ws.require("tokens")
     if not (ws.model / "config.json").is_file():

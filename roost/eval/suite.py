@@ -9,7 +9,6 @@ simulator's policies on the sample network's click model).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -90,20 +89,18 @@ def eval_tweeteval(ws: Workspace, cfg: EvalConfig) -> dict:
     return out
 
 
-def eval_search(ws: Workspace, cfg: EvalConfig, out_dir: Path) -> dict:
-    """``roost eval search``'s topic task, through its own command function."""
-    from roost.commands.eval import run_eval_search
+def eval_search(ws: Workspace, cfg: EvalConfig) -> dict:
+    """``roost eval search``'s topic task on the sample network's ground truth."""
+    from roost.search.eval import WorkspaceEval, evaluate_workspace
 
     truth = (cfg.sample or ws.root / "sample") / "truth"
-    if ws.read_manifest("index") is None:
+    manifest = ws.read_manifest("index")
+    if manifest is None:
         return skipped(f"no search index in {ws.index}; run `roost index` first")
     if not truth.is_dir():
         return skipped(f"no sample ground truth at {truth} (the topic task needs the sample network's truth/)")
-    no_vectors = not (ws.read_manifest("index") or {}).get("semantic")
-    path = out_dir / "search.json"
-    run_eval_search(argparse.Namespace(workspace=str(ws.root), task=["topics"], truth=truth, tweets=None,
-                                       max_queries=cfg.search_max_queries, no_vectors=no_vectors, out=path))
-    return json.loads(path.read_text())["results"]
+    return evaluate_workspace(ws, WorkspaceEval(["topics"], truth, max_queries=cfg.search_max_queries,
+                                                vectors=bool(manifest.get("semantic"))))
 
 
 def eval_ads(ws: Workspace, cfg: EvalConfig) -> dict:
@@ -129,7 +126,7 @@ def run_all(ws: Workspace, cfg: EvalConfig, out_dir: Path) -> dict:
     """Run the configured parts; returns ``{part: figures or {"skipped": why}, "seconds": {...}}``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     steps = {"lm": lambda: eval_lm(ws, cfg), "chat": lambda: eval_chat(ws, cfg), "tweeteval": lambda: eval_tweeteval(ws, cfg),
-             "search": lambda: eval_search(ws, cfg, out_dir), "ads": lambda: eval_ads(ws, cfg)}
+             "search": lambda: eval_search(ws, cfg), "ads": lambda: eval_ads(ws, cfg)}
     results: dict = {"workspace": str(ws.root), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "seconds": {}}
     for part in cfg.parts:

@@ -1,6 +1,6 @@
 """TweetEval tasks on disk: TASK/{train,val}_text.txt, TASK/{train,val}_labels.txt, mapping.txt.
 
-One text per line and one integer label per line (``roost.ads.brand_safety.read_labelled``
+One text per line and one integer label per line (``roost.labelled.read_labelled``
 reads and checks them); ``mapping.txt`` holds ``id<TAB>name`` lines, in the task's
 folder or its parent (stance/ keeps one mapping for its five targets). A task is
 any folder under the root with a ``val_text.txt``; its name is the relative path
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roost.ads.brand_safety import read_labelled
+from roost.labelled import read_labelled
 
 
 @dataclass

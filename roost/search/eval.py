@@ -170,3 +170,62 @@ def topic_queries(truth: str | Path, live_ids: set[str]) -> list[Query]:
             if topic and pid in live_ids:
                 by_topic.setdefault(topic, set()).add(pid)
     return [Query(" ".join(re.split(r"[_\s]+", topic)), ids, name=topic) for topic, ids in sorted(by_topic.items())]
+
+
+@dataclass
+class WorkspaceEval:
+    """What ``roost eval search`` (and the evaluation suite's search part) measures; ``tasks`` None means
+    every task whose data is given."""
+
+    tasks: list[str] | None = None
+    truth: Path | None = None    # the sample network's truth/ folder (topics task)
+    tweets: Path | None = None   # a text file or folder of *_text.txt (hashtags task)
+    unseen: Path | None = None   # posts the pipeline never saw, one a line (unseen task)
+    max_queries: int = 300
+    vectors: bool = True         # False: lexical mode only, no model needed
+
+
+def evaluate_workspace(ws, cfg: WorkspaceEval) -> dict[str, dict]:
+    """Each task's results: ``{"queries", "metrics"}`` (topics, hashtags) or the unseen task's ablation."""
+    import tempfile
+
+    from roost.errors import UserError
+    from roost.search.embed import load_search_model
+
+    tasks = cfg.tasks or [t for t, given in (("topics", cfg.truth), ("hashtags", cfg.tweets),
+                                             ("unseen", cfg.unseen)) if given]
+    if not tasks:
+        raise UserError("nothing to evaluate: pass --truth SAMPLE_DIR/truth (topics task), --tweets PATH (hashtags "
+                        "task) and/or --unseen FILE (unseen task)")
+    modes = MODES if cfg.vectors else ("lexical",)
+    embed = load_search_model(ws.model) if cfg.vectors else None
+    results: dict[str, dict] = {}
+    for task in tasks:
+        if task == "unseen":
+            if cfg.unseen is None or not cfg.vectors:
+                raise UserError("the unseen task needs --unseen FILE and the model (not --no-vectors)")
+            from roost.search.unseen import UnseenConfig, evaluate_unseen, read_post_texts
+
+            ws.require("corpus")
+            results[task] = evaluate_unseen(ws, read_post_texts(cfg.unseen), UnseenConfig(max_queries=cfg.max_queries),
+                                            embed)
+            continue
+        if task == "topics":
+            if cfg.truth is None:
+                raise UserError("the topics task needs --truth SAMPLE_DIR/truth")
+            ws.require("index")
+            index = SearchIndex(ws.index, embed)
+            queries = topic_queries(cfg.truth, index.docs.live_ids())
+            metrics = evaluate(index, queries, modes)
+            index.close()
+        else:
+            if cfg.tweets is None:
+                raise UserError("the hashtags task needs --tweets FILE_OR_FOLDER")
+            t = hashtag_task(read_tweet_texts(cfg.tweets), max_queries=cfg.max_queries)
+            queries = t.queries
+            with tempfile.TemporaryDirectory(prefix="roost-eval-") as tmp:
+                index = build_task_index(t, tmp, embed)
+                metrics = evaluate(index, queries, modes)
+                index.close()
+        results[task] = {"queries": len(queries), "metrics": metrics}
+    return results

@@ -1,6 +1,5 @@
-"""Resumable pretraining: ``roost.train.train(workspace, TrainConfig(...))`` (the loop is in ``loop.py``)."""
+"""Training stages: pretraining (``roost.train.loop.train``) and chat fine-tuning (``roost.train.sft.sft``).
 
-from roost.train.config import TrainConfig
-from roost.train.loop import TrainResult, train
-
-__all__ = ["TrainConfig", "TrainResult", "train"]
+This file imports nothing, so ``from roost.train import dist`` (or any other
+submodule) loads just that module, whatever was imported before.
+"""

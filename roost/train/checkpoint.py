@@ -28,6 +28,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+from roost.model import GPT, GPTConfig
 from roost.train import dist
 from roost.workspace import atomic_dir, atomic_write_text
 
@@ -155,3 +156,13 @@ def load_model(path: Path, model: torch.nn.Module) -> None:
     with _quiet_single_process():
         dcp.load(state, checkpoint_id=Path(path), no_dist=True)
     model.load_state_dict(state["model"])
+
+
+def read_model(path: str | Path) -> tuple[GPT, dict]:
+    """The model weights of a checkpoint folder (``checkpoints/step-NNNNNN``) and its meta, in eval mode."""
+    meta = read_meta(Path(path))
+    if "model_config" not in meta:
+        raise ValueError(f"{Path(path) / META}: no model_config; not a roost training checkpoint")
+    model = GPT(GPTConfig.from_dict(meta["model_config"]))
+    load_model(path, model)
+    return model.eval(), meta

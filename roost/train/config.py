@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("cosine", "wsd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "bfloat16", "float32")  # roost.train.loop.compute_dtype
+DTYPES = ("auto", "bfloat16", "float32")  # roost.precision.compute_dtype
 PARALLEL = ("ddp", "fsdp")  # roost.train.dist.wrap_model
 INITS = ("scratch", "model")  # random weights, or workspace/model/ (roost.train.loop.initial_model)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import math
 import os
 import shutil
@@ -29,6 +28,7 @@ from typing import Protocol
 import torch
 
 from roost.model import GPT, GPTConfig, describe
+from roost.precision import autocast_for, compute_dtype
 from roost.tokenizer import TOKENIZER_FILE, placeholder_ids
 from roost.tokens import TokenShards
 from roost.train import allocator, checkpoint, dist
@@ -396,30 +396,6 @@ def export_model(ws: Workspace, model: GPT, model_cfg: GPTConfig, tokens_hash: s
     manifest = ws.manifest("model", inputs, {"params": model.num_params(), "steps": step, "tokens": tokens},
                            source="roost train", model_config=model_cfg.to_dict())
     return save_hf(model, ws.model, ws.tokenizer if has_tokenizer else None, manifest=manifest)
-
-
-def compute_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """The dtype of the matmuls: bf16 where the hardware does it natively, as ``--dtype auto`` asks.
-
-    On a CPU with AVX512-BF16 (or AMX) a bf16 matmul runs about twice as fast
-    as fp32 (BENCHMARKS.md, "Training"); without it bf16 is emulated and slower.
-    """
-    if requested == "float32":
-        return torch.float32
-    if requested == "bfloat16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
-        return torch.bfloat16
-    return torch.float32
-
-
-def autocast_for(device: torch.device, dtype: torch.dtype = torch.float32):
-    """Autocast to ``dtype`` (fp32 master weights), or nothing for fp32."""
-    if dtype == torch.float32:
-        return contextlib.nullcontext
-    return functools.partial(torch.autocast, device.type, dtype=dtype)
 
 
 def check_fits(model_cfg: GPTConfig, cfg: TrainConfig, device: torch.device, shards: int = 1) -> None:

@@ -241,11 +241,11 @@ class Pretrained:
 
 def load_pretrained(ws: Workspace) -> Pretrained:
     """The newest pretraining checkpoint, else ``workspace/model/`` unless SFT made it; else a clear error."""
-    from roost.export import load_checkpoint_model, load_hf
+    from roost.export import load_hf
 
     ckpt = checkpoint.latest_checkpoint(ws.checkpoints)
     if ckpt is not None:
-        model, meta = load_checkpoint_model(ckpt)
+        model, meta = checkpoint.read_model(ckpt)
         return Pretrained(model, str(ckpt), weights_hash(model), meta.get("step"))
     if (ws.model / "config.json").is_file():
         made_by = (ws.read_manifest("model") or {}).get("source")
