@@ -81,7 +81,8 @@ def test_an_older_ads_db_gets_its_predicted_clicks_filled_in(tmp_path):
     show(store, "a", 4, pctr=0.2)
     store.close()
     db = sqlite3.connect(tmp_path / "ads.db")
-    db.execute("ALTER TABLE daily_stats DROP COLUMN pctr_sum")  # as the file was before the column existed
+    db.execute("ALTER TABLE daily_stats DROP COLUMN pctr_sum")  # as the file was before the column existed,
+    db.execute("DROP TABLE schema_migrations")                  # and before migrations were versioned
     db.commit()
     db.close()
     reopened = AdStore(tmp_path / "ads.db")

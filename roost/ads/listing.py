@@ -2,8 +2,10 @@
 
 ``GET /admin/campaigns``, ``GET /admin/campaigns/{id}`` and the dashboard all
 read this one listing, so they agree to the cent. Sorting and paging happen in
-SQLite (one statement, whitelisted sort columns), so a page of 100k campaigns
-costs one query, not a load of every campaign into Python.
+the database (one statement, whitelisted sort columns), so a page of 100k campaigns
+costs one query, not a load of every campaign into Python. The SQL is the
+same for SQLite and PostgreSQL (``LOWER`` for case-blind order, explicit casts
+so counts stay integers and CTR a float in both).
 
 Prices are per click for CPC campaigns and per 1,000 impressions for CPM ones,
 and an auction charges the second price (what the next ad would have needed to
@@ -23,7 +25,7 @@ PRICE_UNIT = {"cpc": "per click", "cpm": "per 1,000 impressions"}
 
 # sort key -> SQL expression over the query below (never user text in the SQL)
 SORTS = {
-    "name": "c.name COLLATE NOCASE", "advertiser": "a.name COLLATE NOCASE", "status": "c.status",
+    "name": "LOWER(c.name)", "advertiser": "LOWER(a.name)", "status": "c.status",
     "bid": "c.bid_micros", "budget": "c.budget_micros", "spend": "c.spend_micros",
     "remaining": "c.budget_micros - c.spend_micros", "impressions": "impressions", "clicks": "clicks",
     "ctr": "ctr", "predicted_ctr": "predicted_ctr", "created": "c.created_at",
@@ -33,10 +35,11 @@ _SELECT = """
 SELECT c.id, c.name, a.name AS advertiser, c.status, c.bid_type, c.bid_micros, c.max_bid_micros,
        c.budget_micros, c.daily_budget_micros, c.spend_micros, COALESCE(d.spend_micros, 0) AS day_spend,
        COALESCE(t.impressions, 0) AS impressions, COALESCE(t.clicks, 0) AS clicks,
-       CASE WHEN t.impressions > 0 THEN 1.0 * t.clicks / t.impressions ELSE 0.0 END AS ctr,
+       CASE WHEN t.impressions > 0 THEN CAST(t.clicks AS DOUBLE PRECISION) / t.impressions ELSE 0.0 END AS ctr,
        CASE WHEN t.impressions > 0 THEN t.pctr_sum / t.impressions END AS predicted_ctr
 FROM campaigns c JOIN advertisers a ON a.id = c.advertiser_id
-LEFT JOIN (SELECT campaign_id, SUM(impressions) AS impressions, SUM(clicks) AS clicks, SUM(pctr_sum) AS pctr_sum
+LEFT JOIN (SELECT campaign_id, CAST(SUM(impressions) AS BIGINT) AS impressions, CAST(SUM(clicks) AS BIGINT) AS clicks,
+                  SUM(pctr_sum) AS pctr_sum
            FROM daily_stats {where_stats} GROUP BY campaign_id) t ON t.campaign_id = c.id
 LEFT JOIN daily_stats d ON d.campaign_id = c.id AND d.day = ?
 """

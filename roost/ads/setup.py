@@ -1,6 +1,7 @@
 """Where the ads artifacts live in a workspace, and how a service is put together from them.
 
-``workspace/ads.db`` holds the campaigns and events; ``workspace/ads/`` holds
+``workspace/ads.db`` holds the campaigns and events, unless ``--ads-db`` names
+another file or a ``postgresql://`` database (which many replicas share); ``workspace/ads/`` holds
 the click secret, the trained click model, the brand-safety probes and the
 saved creative index.
 
@@ -37,20 +38,24 @@ def safety_path(ws: Workspace) -> Path:
     return ads_dir(ws) / "safety.json"
 
 
-def open_store(ws: Workspace, durability: str | None = None) -> AdStore:
-    """The workspace's ads db; ``durability`` defaults to ``$ROOST_ADS_DURABILITY``, else "process"."""
+def open_store(ws: Workspace, durability: str | None = None, ads_db: str | None = None) -> AdStore:
+    """The ads db: ``ads_db`` (a path or a PostgreSQL URL), else the workspace's ads.db.
+
+    ``durability`` (SQLite only) defaults to ``$ROOST_ADS_DURABILITY``, else "process".
+    """
     durability = durability or os.environ.get("ROOST_ADS_DURABILITY", "process")
-    return AdStore(ws.ads_db, synchronous=synchronous_for(durability))
+    return AdStore(ads_db or ws.ads_db, synchronous=synchronous_for(durability))
 
 
-def open_service(ws: Workspace, embedder: str = "auto", config: AdsConfig | None = None, **kwargs) -> AdService:
+def open_service(ws: Workspace, embedder: str = "auto", config: AdsConfig | None = None, ads_db: str | None = None,
+                 **kwargs) -> AdService:
     """An AdService over the workspace's db, with whichever model, click model, probes and corpus it has."""
     embed, space = resolve_embedder(ws, embedder)
     history = UserHistory.from_corpus(ws.corpus) if ws.read_manifest("corpus") else None
     ctr = CTRModel.load(ctr_path(ws)) if ctr_path(ws).exists() else None
     safety = SafetyProbes.load(safety_path(ws)) if safety_path(ws).exists() else None
     signer = ClickSigner(load_or_create_secret(ads_dir(ws) / "click_secret"))
-    service = AdService(open_store(ws), signer, embed=embed, space=space, history=history, ctr=ctr, safety=safety,
+    service = AdService(open_store(ws, ads_db=ads_db), signer, embed=embed, space=space, history=history, ctr=ctr, safety=safety,
                         config=config, index_path=ads_dir(ws) / f"creatives-{space}.usearch", **kwargs)
     settle_heap()
     return service

@@ -1,125 +1,53 @@
-"""The ads database: campaigns, creatives, impressions, clicks and spend in one SQLite file.
+"""The ads database: campaigns, creatives, impressions, clicks and spend, in SQLite or PostgreSQL.
+
+One store, two backends (:mod:`roost.ads.db`): a SQLite file is the embedded
+default; ``postgresql://...`` puts the money of many serving replicas in one
+database. The SQL below is written once for both.
 
 Why these choices:
-- WAL lets the serving threads read while one writes.
-- Durability is a choice (:data:`DURABILITY`). With WAL, ``synchronous=NORMAL``
+- Money is integer micros in every column.
+- Every charge runs in one transaction that first takes the lock of what it
+  charges: SQLite's write lock (``BEGIN IMMEDIATE``), or in PostgreSQL the
+  campaign rows' locks (``SELECT ... FOR UPDATE``). The budget check and the
+  spend update happen under it, so concurrent requests, in one process or in
+  many replicas, cannot both see the same remaining budget. What a charge may be
+  is :mod:`roost.ads.money`'s rule: never more than what is left, so spend never
+  exceeds the budget. A click is charged once whichever replica receives it:
+  ``clicks.impression_id`` is UNIQUE and the click row and its charge commit together.
+- SQLite durability is a choice (:data:`DURABILITY`). With WAL, ``synchronous=NORMAL``
   already keeps every acknowledged impression and click through a SIGKILL of the
   server: the commit is in the OS page cache before the answer goes out. Only an
   OS crash or power cut can lose the last commits. ``FULL`` also survives those,
   at one fsync per decision (~10 ms on our disks, half the latency budget), so
   the server uses ``NORMAL`` (durability "process") unless told "power"
   (``ROOST_ADS_DURABILITY=power``). This class keeps ``FULL`` as its default.
-- Every charge runs in ``BEGIN IMMEDIATE``: the budget check and the spend
-  update happen under the write lock, so concurrent requests cannot both see
-  the same remaining budget. What a charge may be is :mod:`roost.ads.money`'s
-  rule: never more than what is left, so spend never exceeds the budget.
-- Money is integer micros in every column.
+  PostgreSQL's commit is durable as the server is configured (``synchronous_commit``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from roost.ads.campaign import CampaignPatch, CampaignSpec, from_micros, to_micros
+from roost.ads.db import Backend, open_backend
+from roost.ads.migrations import check_current, migrate_schema
 from roost.ads.money import capped_charge, check_campaign_money, remaining_micros
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS advertisers (
-  id INTEGER PRIMARY KEY,
-  name TEXT NOT NULL UNIQUE
-);
-CREATE TABLE IF NOT EXISTS campaigns (
-  id TEXT PRIMARY KEY,
-  advertiser_id INTEGER NOT NULL REFERENCES advertisers(id),
-  name TEXT NOT NULL,
-  status TEXT NOT NULL CHECK (status IN ('active', 'paused')),
-  bid_type TEXT NOT NULL CHECK (bid_type IN ('cpc', 'cpm')),
-  bid_micros INTEGER NOT NULL CHECK (bid_micros > 0),
-  max_bid_micros INTEGER NOT NULL CHECK (max_bid_micros >= bid_micros),
-  budget_micros INTEGER NOT NULL CHECK (budget_micros > 0),
-  daily_budget_micros INTEGER CHECK (daily_budget_micros > 0),
-  spend_micros INTEGER NOT NULL DEFAULT 0 CHECK (spend_micros >= 0),
-  targeting TEXT NOT NULL,
-  schedule TEXT,
-  frequency_cap INTEGER,
-  brand_safety_threshold REAL,
-  created_at REAL NOT NULL,
-  updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS creatives (
-  id INTEGER PRIMARY KEY,
-  campaign_id TEXT NOT NULL REFERENCES campaigns(id),
-  text TEXT NOT NULL,
-  landing_url TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS creatives_campaign ON creatives(campaign_id);
-CREATE TABLE IF NOT EXISTS impressions (
-  id TEXT PRIMARY KEY,
-  campaign_id TEXT NOT NULL REFERENCES campaigns(id),
-  creative_id INTEGER NOT NULL REFERENCES creatives(id),
-  user_id TEXT,
-  ts REAL NOT NULL,
-  day TEXT NOT NULL,
-  position INTEGER NOT NULL,
-  price_micros INTEGER NOT NULL,
-  charged_micros INTEGER NOT NULL,
-  pctr REAL,
-  features TEXT
-);
-CREATE INDEX IF NOT EXISTS impressions_user_day ON impressions(user_id, day);
-CREATE INDEX IF NOT EXISTS impressions_ts ON impressions(ts);
-CREATE TABLE IF NOT EXISTS clicks (
-  id INTEGER PRIMARY KEY,
-  impression_id TEXT NOT NULL UNIQUE REFERENCES impressions(id),
-  campaign_id TEXT NOT NULL,
-  ts REAL NOT NULL,
-  day TEXT NOT NULL,
-  charged_micros INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS daily_stats (
-  campaign_id TEXT NOT NULL,
-  day TEXT NOT NULL,
-  impressions INTEGER NOT NULL DEFAULT 0,
-  clicks INTEGER NOT NULL DEFAULT 0,
-  spend_micros INTEGER NOT NULL DEFAULT 0,
-  pctr_sum REAL NOT NULL DEFAULT 0,
-  PRIMARY KEY (campaign_id, day)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS daily_stats_day ON daily_stats(day);
-CREATE TABLE IF NOT EXISTS creative_embeddings (
-  creative_id INTEGER NOT NULL,
-  space TEXT NOT NULL,
-  vector BLOB NOT NULL,
-  PRIMARY KEY (creative_id, space)
-) WITHOUT ROWID;
-"""
 
 _BUMP_DAY = """
 INSERT INTO daily_stats (campaign_id, day, impressions, clicks, spend_micros, pctr_sum) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (campaign_id, day) DO UPDATE SET
-  impressions = impressions + excluded.impressions,
-  clicks = clicks + excluded.clicks,
-  spend_micros = spend_micros + excluded.spend_micros,
-  pctr_sum = pctr_sum + excluded.pctr_sum
+  impressions = daily_stats.impressions + excluded.impressions,
+  clicks = daily_stats.clicks + excluded.clicks,
+  spend_micros = daily_stats.spend_micros + excluded.spend_micros,
+  pctr_sum = daily_stats.pctr_sum + excluded.pctr_sum
 """
-
-# daily_stats.pctr_sum (predicted clicks, to set next to the observed ones) came after the first ads.db files:
-# add it to an older file and fill it from the impressions it logged
-_ADD_PCTR_SUM = (
-    "ALTER TABLE daily_stats ADD COLUMN pctr_sum REAL NOT NULL DEFAULT 0",
-    "UPDATE daily_stats SET pctr_sum = (SELECT COALESCE(SUM(i.pctr), 0) FROM impressions i"
-    " WHERE i.campaign_id = daily_stats.campaign_id AND i.day = daily_stats.day)",
-)
-
 
 # what must survive -> SQLite synchronous mode
 DURABILITY = {"process": "NORMAL", "power": "FULL"}
@@ -186,57 +114,44 @@ class Click:
 
 
 class AdStore:
-    """Thread-safe access to ads.db: one connection per thread, explicit transactions."""
+    """Thread-safe access to the ads database: one connection per thread, explicit transactions.
 
-    def __init__(self, path: str | Path, synchronous: str = "FULL", busy_timeout_ms: int = 30_000):
-        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
-            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.synchronous = synchronous.upper()
-        self.busy_timeout_ms = busy_timeout_ms
-        self._local = threading.local()
-        db = self._conn()
-        db.executescript(SCHEMA)
-        if "pctr_sum" not in {r[1] for r in db.execute("PRAGMA table_info(daily_stats)")}:
-            with self.transaction():  # looked at again under the lock: another process may have just added it
-                if "pctr_sum" not in {r[1] for r in db.execute("PRAGMA table_info(daily_stats)")}:
-                    for statement in _ADD_PCTR_SUM:
-                        db.execute(statement)
+    ``target`` is a SQLite file path (brought up to date on open) or a
+    ``postgresql://`` URL (whose schema ``roost ads migrate`` keeps current; a
+    store refuses one that is behind, unless ``migrate=True``). ``synchronous``
+    applies to SQLite only.
+    """
 
-    def _conn(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self.synchronous}")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
-            self._local.db = db
-        return db
+    def __init__(self, target: str | Path, synchronous: str = "FULL", busy_timeout_ms: int = 30_000,
+                 migrate: bool | None = None):
+        self.backend: Backend = open_backend(target, synchronous, busy_timeout_ms)
+        if self.backend.embedded if migrate is None else migrate:
+            migrate_schema(self.backend)
+        else:
+            check_current(self.backend)
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock up front, rolls back on error."""
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    @property
+    def path(self) -> str:
+        """Where the rows are, for messages (a PostgreSQL URL without its password)."""
+        return self.backend.describe()
 
-    def reader(self) -> sqlite3.Connection:
+    def _conn(self) -> Any:
+        return self.backend.conn()
+
+    def transaction(self):
+        """One write transaction (see :mod:`roost.ads.db` for what each backend locks)."""
+        return self.backend.transaction()
+
+    def reader(self) -> Any:
         """This thread's connection, for read-only queries that live outside this module (roost.ads.listing)."""
         return self._conn()
 
+    def ping(self) -> None:
+        """Raise unless the database answers (a replica's readiness check)."""
+        self._conn().execute("SELECT 1").fetchone()
+
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self.backend.close()
 
     # --- campaigns -------------------------------------------------------------------------
 
@@ -249,7 +164,7 @@ class AdStore:
                 cid = spec.id or f"cmp_{uuid.uuid4().hex[:16]}"
                 if db.execute("SELECT 1 FROM campaigns WHERE id = ?", (cid,)).fetchone():
                     raise ValueError(f"campaign {cid!r} is already in {self.path}")
-                db.execute("INSERT OR IGNORE INTO advertisers (name) VALUES (?)", (spec.advertiser,))
+                db.execute("INSERT INTO advertisers (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (spec.advertiser,))
                 adv = db.execute("SELECT id FROM advertisers WHERE name = ?", (spec.advertiser,)).fetchone()[0]
                 db.execute(
                     "INSERT INTO campaigns (id, advertiser_id, name, status, bid_type, bid_micros, max_bid_micros,"
@@ -280,7 +195,8 @@ class AdStore:
                 sets[name] = value
         now = time.time() if now is None else now
         with self.transaction() as db:
-            state = self.live_states([campaign_id], utc_day(now)).get(campaign_id)
+            self.backend.lock_campaigns(db, [campaign_id])
+            state = self.live_states([campaign_id], utc_day(now), db).get(campaign_id)
             if state is None:
                 raise KeyError(campaign_id)
             row = db.execute("SELECT bid_micros, max_bid_micros FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
@@ -298,14 +214,14 @@ class AdStore:
             cols = ", ".join(f"{k} = ?" for k in sets)
             db.execute(f"UPDATE campaigns SET {cols} WHERE id = ?", (*sets.values(), campaign_id))
 
-    def campaign_rows(self, ids: list[str] | None = None) -> list[sqlite3.Row]:
+    def campaign_rows(self, ids: list[str] | None = None) -> list[Any]:
         """Campaign rows joined with their advertiser name (all, or the given ids)."""
         sql = "SELECT c.*, a.name AS advertiser FROM campaigns c JOIN advertisers a ON a.id = c.advertiser_id"
         if ids is None:
             return self._conn().execute(sql + " ORDER BY c.rowid").fetchall()
         return self._conn().execute(sql + f" WHERE c.id IN ({_marks(ids)})", ids).fetchall()
 
-    def creative_rows(self, campaign_ids: list[str] | None = None) -> list[sqlite3.Row]:
+    def creative_rows(self, campaign_ids: list[str] | None = None) -> list[Any]:
         sql = "SELECT id, campaign_id, text, landing_url FROM creatives"
         if campaign_ids is None:
             return self._conn().execute(sql + " ORDER BY id").fetchall()
@@ -319,7 +235,8 @@ class AdStore:
             return None
         r = rows[0]
         totals = self._conn().execute(
-            "SELECT COALESCE(SUM(impressions), 0), COALESCE(SUM(clicks), 0) FROM daily_stats WHERE campaign_id = ?",
+            "SELECT CAST(COALESCE(SUM(impressions), 0) AS BIGINT), CAST(COALESCE(SUM(clicks), 0) AS BIGINT)"
+            " FROM daily_stats WHERE campaign_id = ?",
             (campaign_id,)).fetchone()
         impressions, clicks = totals[0], totals[1]
         return {
@@ -338,10 +255,11 @@ class AdStore:
 
     # --- serving ---------------------------------------------------------------------------
 
-    def live_states(self, ids: list[str], day: str) -> dict[str, LiveState]:
+    def live_states(self, ids: list[str], day: str, db: Any = None) -> dict[str, LiveState]:
+        """Status, spend and today's spend of these campaigns (``db``: inside that transaction)."""
         if not ids:
             return {}
-        rows = self._conn().execute(
+        rows = (db or self._conn()).execute(
             "SELECT c.id, c.status, c.spend_micros, c.budget_micros, c.daily_budget_micros,"
             " COALESCE(d.spend_micros, 0) AS day_spend, c.bid_type FROM campaigns c"
             " LEFT JOIN daily_stats d ON d.campaign_id = c.id AND d.day = ?"
@@ -367,13 +285,14 @@ class AdStore:
         """
         kept = []
         with self.transaction() as db:
+            self.backend.lock_campaigns(db, [imp.campaign_id for imp in impressions])
             # one read for all of a decision's campaigns, kept current as charges land below
             states: dict[str, dict[str, LiveState]] = {}
             for imp in impressions:
                 day = utc_day(imp.ts)
                 if day not in states:
                     ids = list(dict.fromkeys(i.campaign_id for i in impressions if utc_day(i.ts) == day))
-                    states[day] = self.live_states(ids, day)
+                    states[day] = self.live_states(ids, day, db)
                 state = states[day].get(imp.campaign_id)
                 if state is None or state.status != "active" or not state.has_budget():
                     continue
@@ -413,12 +332,13 @@ class AdStore:
             if imp is None:
                 return None
             cid = imp["campaign_id"]
+            self.backend.lock_campaigns(db, [cid])
             cur = db.execute(
-                "INSERT OR IGNORE INTO clicks (impression_id, campaign_id, ts, day, charged_micros) VALUES (?, ?, ?, ?, 0)",
-                (impression_id, cid, ts, day))
+                "INSERT INTO clicks (impression_id, campaign_id, ts, day, charged_micros) VALUES (?, ?, ?, ?, 0)"
+                " ON CONFLICT (impression_id) DO NOTHING", (impression_id, cid, ts, day))
             if cur.rowcount == 0:
                 return Click(impression_id, cid, imp["landing_url"], 0, duplicate=True)
-            state = self.live_states([cid], day)[cid]
+            state = self.live_states([cid], day, db)[cid]
             charge = state.charge(imp["price_micros"]) if imp["bid_type"] == "cpc" else 0
             if charge:
                 db.execute("UPDATE clicks SET charged_micros = ? WHERE impression_id = ?", (charge, impression_id))
@@ -443,7 +363,7 @@ class AdStore:
                  "ctr": r[3] / r[2] if r[2] else 0.0, "spend": from_micros(r[4]), "spend_micros": r[4]}
                 for r in rows]
 
-    def events(self) -> list[sqlite3.Row]:
+    def events(self) -> list[Any]:
         """Every impression with its logged features and whether it was clicked, oldest first."""
         return self._conn().execute(
             "SELECT i.id, i.campaign_id, i.ts, i.position, i.pctr, i.features,"
@@ -453,7 +373,8 @@ class AdStore:
     def click_counts(self) -> dict[str, tuple[int, int]]:
         """campaign id -> (impressions, clicks), all time."""
         rows = self._conn().execute(
-            "SELECT campaign_id, SUM(impressions), SUM(clicks) FROM daily_stats GROUP BY campaign_id").fetchall()
+            "SELECT campaign_id, CAST(SUM(impressions) AS BIGINT), CAST(SUM(clicks) AS BIGINT) FROM daily_stats"
+            " GROUP BY campaign_id").fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
 
     # --- creative embedding cache ----------------------------------------------------------
@@ -464,7 +385,8 @@ class AdStore:
 
     def save_embeddings(self, space: str, items: list[tuple[int, bytes]]) -> None:
         with self.transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO creative_embeddings (creative_id, space, vector) VALUES (?, ?, ?)",
+            db.executemany("INSERT INTO creative_embeddings (creative_id, space, vector) VALUES (?, ?, ?)"
+                           " ON CONFLICT (creative_id, space) DO UPDATE SET vector = excluded.vector",
                            [(cid, space, vec) for cid, vec in items])
 
 

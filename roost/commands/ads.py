@@ -1,9 +1,10 @@
-"""``roost ads load|train-ctr|train-safety|simulate``: campaigns, click model, brand safety, offline A/B."""
+"""``roost ads load|migrate|train-ctr|train-safety|simulate``: campaigns, schema, click model, brand safety, offline A/B."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 from roost.cli import UserError, add_workspace_arg
@@ -15,14 +16,25 @@ def register(subparsers) -> None:
                                                "and simulate serving policies.")
     sub = parser.add_subparsers(dest="ads_command", metavar="ADS_COMMAND", required=True)
 
-    p = sub.add_parser("load", help="import campaigns from a JSON file into workspace/ads.db")
+    p = sub.add_parser("load", help="import campaigns from a JSON file into workspace/ads.db (or --ads-db)")
     p.add_argument("file", type=Path, help='JSON: {"campaigns": [...]} (the sample network\'s ads.json) or a list')
     add_workspace_arg(p)
+    add_ads_db_arg(p)
     p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("migrate", help="bring the ads database's schema up to this roost's version",
+                       description="Apply the versioned schema migrations (roost/ads/migrations.py) the database "
+                                   "lacks, each in its own transaction, under a lock (safe to run from several "
+                                   "places at once). A PostgreSQL database is migrated only by this command; "
+                                   "replicas refuse to serve one whose schema is behind.")
+    add_workspace_arg(p)
+    add_ads_db_arg(p)
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("train-ctr", help="train the click model from logged impressions and clicks")
     p.add_argument("--test-fraction", type=float, default=0.2, help="latest fraction of the log held out (default 0.2)")
     add_workspace_arg(p)
+    add_ads_db_arg(p)
     p.set_defaults(func=cmd_train_ctr)
 
     p = sub.add_parser("train-safety", help="train brand-safety probes on the model's embeddings",
@@ -57,6 +69,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_simulate)
 
 
+def add_ads_db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ads-db", default=None, metavar="URL_OR_PATH",
+                   help="the ads database: a postgresql://user@host:port/db URL (shared by replicas) or a SQLite "
+                        "file (default: WORKSPACE/ads.db)")
+
+
 def _workspace(args):
     from roost.workspace import Workspace
 
@@ -74,23 +92,72 @@ def read_json(path: Path):
 
 def cmd_load(args: argparse.Namespace) -> int:
     from roost.ads.campaign import parse_campaigns
-    from roost.ads.setup import open_store
 
     specs = parse_campaigns(read_json(args.file), str(args.file))
-    ws = _workspace(args)
-    ids = open_store(ws).add_campaigns(specs)
-    print(f"loaded {len(ids)} campaigns ({sum(len(s.creatives) for s in specs)} creatives) into {ws.ads_db}")
+    store = _store(args)
+    ids = store.add_campaigns(specs)
+    print(f"loaded {len(ids)} campaigns ({sum(len(s.creatives) for s in specs)} creatives) into {store.path}")
+    return 0
+
+
+def _ads_target(args) -> str | Path:
+    """What --ads-db names, else the workspace's ads.db; a URL of another scheme is refused."""
+    from roost.ads.db import is_postgres_url, redact
+
+    target = args.ads_db
+    if target is not None and "://" in target and not is_postgres_url(target):
+        raise UserError(f"--ads-db must be a postgresql:// URL or a file path, got {redact(target)!r}")
+    return target or _workspace(args).ads_db
+
+
+@contextmanager
+def _db_errors(target):
+    """A database that cannot be reached, or whose schema is behind, is a UserError naming it (no traceback)."""
+    from roost.ads.db import redact
+
+    try:
+        yield
+    except ImportError as e:
+        raise UserError(f"--ads-db: the PostgreSQL driver is missing ({e}); pip install 'psycopg[binary]'") from None
+    except Exception as e:
+        if type(e).__module__.startswith("psycopg") or isinstance(e, ValueError):
+            raise UserError(f"ads database {redact(str(target))}: {e}") from None
+        raise
+
+
+def _store(args):
+    from roost.ads.setup import open_store
+
+    target = _ads_target(args)
+    with _db_errors(target):
+        return open_store(_workspace(args), ads_db=str(target))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from roost.ads.db import open_backend
+    from roost.ads.migrations import current_version, head, migrate_schema
+
+    target = _ads_target(args)
+    with _db_errors(target):
+        backend = open_backend(str(target))
+        before = current_version(backend)
+        applied = migrate_schema(backend)
+    for m in applied:
+        print(f"applied migration {m.version}: {m.name}")
+    print(f"ads database {backend.describe()}: schema version {before} -> {head()}"
+          if applied else f"ads database {backend.describe()}: schema already at version {before} (current)")
+    backend.close()
     return 0
 
 
 def cmd_train_ctr(args: argparse.Namespace) -> int:
     from roost.ads.pctr import events_to_arrays, train
-    from roost.ads.setup import ctr_path, open_store
+    from roost.ads.setup import ctr_path
 
     ws = _workspace(args)
-    if not ws.ads_db.exists():
+    if args.ads_db is None and not ws.ads_db.exists():
         raise UserError(f"{ws.ads_db} does not exist: load campaigns and serve ads first")
-    model = train(*events_to_arrays(open_store(ws).events()), test_fraction=args.test_fraction)
+    model = train(*events_to_arrays(_store(args).events()), test_fraction=args.test_fraction)
     model.save(ctr_path(ws))
     test = model.metrics["test"]
     print(f"click model: {test['n']} test impressions ({test['clicks']} clicks, later {args.test_fraction:.0%} "
