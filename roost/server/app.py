@@ -201,7 +201,8 @@ async def _lifespan(app: FastAPI):
 def create_app(config: ServeConfig) -> FastAPI:
     from roost.server import metrics
 
-    app = FastAPI(title="roost", version="0.1.0", lifespan=_lifespan)
+    # docs_url/redoc_url off: FastAPI's pages load from a CDN; roost.server.docs serves them from the package
+    app = FastAPI(title="roost", version="0.1.0", lifespan=_lifespan, docs_url=None, redoc_url=None)
     state = ServerState(config=config, workspace=Workspace(config.workspace))
     app.state.roost = state
     _install_error_handlers(app)

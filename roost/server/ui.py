@@ -1,7 +1,8 @@
 """The ui surface: the web page at ``/`` and the small read-only routes it needs.
 
-``GET /`` and ``/static/*`` serve the page (plain HTML/JS/CSS in ``static/``;
-nothing loads from the internet). ``GET /timeline`` lists recent posts from the
+``GET /``, ``/favicon.ico`` and ``/static/*`` serve the page (plain HTML/JS/CSS
+in ``static/``; nothing loads from the internet), ``/docs`` and ``/redoc`` the
+API docs (``roost.server.docs``). ``GET /timeline`` lists recent posts from the
 search index's doc store, ``GET /ui/users`` the most active authors (to pick a
 timeline), and ``GET /ui/summary`` the dashboard: the training runs, the model,
 the index and the ad campaigns' spend, and ``GET /ui/campaigns`` every campaign a
@@ -24,8 +25,10 @@ from fastapi.responses import FileResponse
 
 from roost.server.ads import SortKey, campaign_page
 from roost.server.app import APIError, ServerState, no_index_error, require_api_key
+from roost.server.docs import router as docs_router
 
 router = APIRouter()
+router.include_router(docs_router)  # /docs and /redoc, from the package's files
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {p.name for p in STATIC.iterdir() if p.is_file()} if STATIC.is_dir() else set()
 SERVICE = "ui_feed"
@@ -92,6 +95,11 @@ def _feed(request: Request) -> PostFeed:
 @router.get("/", include_in_schema=False)
 def index_page() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> FileResponse:
+    return FileResponse(STATIC / "favicon.ico", media_type="image/vnd.microsoft.icon")
 
 
 @router.get("/static/{name}", include_in_schema=False)
