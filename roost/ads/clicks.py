@@ -42,11 +42,23 @@ def _unb64(text: str) -> bytes:
 
 
 def load_or_create_secret(path: str | Path) -> bytes:
-    """The workspace's click secret; made once (32 random bytes) and kept."""
+    """The workspace's click secret; made once (32 random bytes) and kept.
+
+    Replicas that start at once on one workspace must end with one secret (a click
+    signed by one is verified by another): the new secret is written aside and
+    linked into place, which fails for all but the first; the others read the winner's.
+    """
     path = Path(path)
     if not path.exists():
-        atomic_write_bytes(path, secrets.token_bytes(32).hex().encode())
-        os.chmod(path, 0o600)
+        tmp = atomic_write_bytes(path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"),
+                                 secrets.token_bytes(32).hex().encode())
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            tmp.unlink()
     secret = bytes.fromhex(path.read_text().strip())
     if len(secret) < 16:
         raise ValueError(f"{path}: click secret is too short; delete it to make a new one")

@@ -99,7 +99,7 @@ class CreativeIndex:
         if self.path is None or self.index is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")  # replicas may save at once
         self.index.save(str(tmp))
         os.replace(tmp, self.path)
         atomic_write_json(self.path.with_suffix(".json"), {"space": self.space, "fingerprint": fingerprint(self._indexed())})

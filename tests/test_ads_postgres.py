@@ -1,0 +1,160 @@
+"""The ads store on a real PostgreSQL server: migrations, the money invariants, and two stores as two replicas.
+
+Each test gets a fresh database on a server that test_pg_fixtures starts with
+initdb/pg_ctl in a temporary folder. Two :class:`AdStore` objects on one URL
+have their own connections, exactly as two replica processes would, so the row
+locks that keep budgets, clicks and frequency caps right are exercised for real.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_ads_money import NOON, SECRET, Traffic, campaigns, check_money, ops
+from test_pg_fixtures import fresh_database, pg_server, pg_template, pg_url  # noqa: F401 (fixtures)
+
+from roost.ads.campaign import CampaignPatch, CampaignSpec
+from roost.ads.clicks import ClickSigner
+from roost.ads.db import open_backend
+from roost.ads.listing import ListQuery, campaign_money, list_campaigns
+from roost.ads.migrations import SchemaBehind, current_version, head
+from roost.ads.money import MoneyError
+from roost.ads.pacing import DAY_S
+from roost.ads.service import AdsConfig, AdService
+from roost.ads.store import AdStore, Impression
+from roost.cli import main
+
+
+def spec(cid: str, budget: float = 1.0, bid: float = 0.3, **over) -> CampaignSpec:
+    return CampaignSpec.model_validate({
+        "id": cid, "advertiser": over.pop("advertiser", "Acme"), "name": over.pop("name", cid), "budget": budget,
+        "bid_type": "cpc", "bid": bid, "targeting": {"keywords": ["shoes"]},
+        "creatives": [{"text": f"{cid} shoes", "landing_url": f"https://{cid}.example/"}], **over})
+
+
+def impression(store: AdStore, cid: str, user: str | None = None, price: int = 300_000, cap: int | None = None):
+    creative = store.creative_rows([cid])[0]["id"]
+    return Impression(cid, creative, user, 0, price, 0.05, {"similarity": 0.5}, NOON, frequency_cap=cap)
+
+
+def run_threads(n: int, target) -> None:
+    threads = [threading.Thread(target=target, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_migrations_are_versioned_run_by_a_command_and_required(pg_server, capsys):
+    url = fresh_database(pg_server)
+    with pytest.raises(SchemaBehind, match="roost ads migrate"):
+        AdStore(url)  # a replica never migrates a shared database by itself
+    assert main(["ads", "load", "/dev/null", "--ads-db", url]) == 2  # a clear error, not a traceback
+    errors = [None] * 4
+
+    def migrate(k: int) -> None:  # several migrators at once: the advisory lock lets one apply each version
+        errors[k] = main(["ads", "migrate", "--ads-db", url])
+
+    run_threads(4, migrate)
+    assert errors == [0, 0, 0, 0]
+    out = capsys.readouterr().out
+    assert out.count("applied migration 1") == 1 and "already at version" in out
+    backend = open_backend(url)
+    assert current_version(backend) == head()
+    assert backend.conn().execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == head()
+    AdStore(url).add_campaigns([spec("a")])  # now it opens
+    bad = url.replace("postgresql://roost@", "postgresql://nobody@")
+    assert main(["ads", "migrate", "--ads-db", bad]) == 2
+    assert "nobody" in capsys.readouterr().err
+
+
+def test_catalog_listing_reports_and_embeddings_read_the_same_on_postgres(pg_url):
+    store = AdStore(pg_url)
+    store.add_campaigns([spec("b", name="beta", advertiser="Zed", budget=3000.0),  # budget past 2^31 micros
+                         spec("a", name="Alpha"), spec("c", name="charlie", frequency_cap=2)])
+    with pytest.raises(ValueError, match="already in"):
+        store.add_campaigns([spec("a")])
+    assert [r["id"] for r in store.campaign_rows()] == ["b", "a", "c"]  # insertion order
+    page = list_campaigns(store, ListQuery(sort="name", order="asc"), now=NOON)
+    assert [r["id"] for r in page["data"]] == ["a", "b", "c"] and page["total"] == 3  # case-blind, as in SQLite
+    [kept] = store.record_impressions([impression(store, "a", "u1")])
+    click = store.record_click(kept.id, NOON)
+    assert click.charged_micros == 300_000 and not click.duplicate
+    money = campaign_money(store, "a", now=NOON)
+    assert money["spend_micros"] == 300_000 and money["impressions"] == 1 and money["clicks"] == 1
+    assert isinstance(money["ctr"], float) and money["ctr"] == 1.0 and money["predicted_ctr"] == pytest.approx(0.05)
+    view = store.campaign_view("b")
+    assert view["budget"] == 3000.0 and view["impressions"] == 0 and view["creatives"][0]["text"] == "b shoes"
+    [row] = store.report(campaign_id="a")
+    assert row["clicks"] == 1 and row["spend_micros"] == 300_000 and row["day"] == "2026-01-01"
+    assert store.click_counts() == {"a": (1, 1)}
+    [event] = store.events()
+    assert event["id"] == kept.id and event["clicked"]
+    store.save_embeddings("s", [(1, b"\x00\x01"), (2, b"\xff")])
+    store.save_embeddings("s", [(1, b"\x02")])
+    assert store.cached_embeddings("s") == {1: b"\x02", 2: b"\xff"}
+    with pytest.raises(MoneyError, match="budget"):
+        store.update_campaign("a", CampaignPatch(budget=0.1))  # below what it spent
+    store.update_campaign("a", CampaignPatch(status="paused"))
+    assert store.record_impressions([impression(store, "a")]) == []  # paused: not shown
+
+
+def test_two_replicas_charge_each_click_once_and_never_past_the_budget(pg_url):
+    replicas = [AdStore(pg_url), AdStore(pg_url)]
+    replicas[0].add_campaigns([spec("shoes", budget=1.0, bid=0.3, daily_budget=0.9)])
+    shown = [replicas[k % 2].record_impressions([impression(replicas[0], "shoes", f"u{k}")])[0].id for k in range(40)]
+    results: list = []
+    lock = threading.Lock()
+
+    def click_all(k: int) -> None:  # 8 clients, half on each replica, every impression clicked by two of them
+        store = replicas[k % 2]
+        for imp in shown[k % 4::4]:
+            c = store.record_click(imp, NOON)
+            with lock:
+                results.append((imp, c.charged_micros, c.duplicate))
+
+    run_threads(8, click_all)
+    assert len(results) == 80
+    firsts = [r for r in results if not r[2]]
+    assert sorted(r[0] for r in firsts) == sorted(shown)  # each click recorded exactly once, whoever got it
+    assert all(charged == 0 for _, charged, dup in results if dup)
+    db = replicas[1]._conn()
+    spend = db.execute("SELECT spend_micros FROM campaigns WHERE id = 'shoes'").fetchone()[0]
+    charged = db.execute("SELECT SUM(charged_micros) FROM clicks").fetchone()[0]
+    day = db.execute("SELECT spend_micros, clicks FROM daily_stats WHERE campaign_id = 'shoes'").fetchone()
+    assert spend == charged == sum(r[1] for r in firsts) == 900_000  # the daily budget, to the micro
+    assert tuple(day) == (900_000, 40)
+
+
+def test_frequency_cap_holds_across_replicas(pg_url):
+    replicas = [AdStore(pg_url), AdStore(pg_url)]
+    replicas[0].add_campaigns([spec("capped", budget=100.0)])
+    kept: list = []
+
+    def show(k: int) -> None:
+        for _ in range(5):
+            kept.extend(replicas[k % 2].record_impressions([impression(replicas[0], "capped", "same-user", cap=2)]))
+
+    run_threads(6, show)
+    assert len(kept) == 2  # 30 attempts from two replicas at once, and the user saw it twice
+    assert replicas[1].user_impressions("same-user", "2026-01-01") == {"capped": 2}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(specs=campaigns(), program=st.lists(ops, min_size=10, max_size=40))
+def test_money_invariants_under_random_concurrent_traffic_on_postgres(pg_server, pg_template, specs, program):
+    """test_ads_money's property on PostgreSQL: four threads, two of them on a second store (replica)."""
+    url = fresh_database(pg_server, pg_template)
+    stores = [AdStore(url), AdStore(url)]
+    stores[0].add_campaigns(specs, now=NOON - DAY_S)
+    config = AdsConfig(retrieval="keyword", reserve_cpm_micros=0)
+    services = [AdService(s, ClickSigner(SECRET), config=config, clock=lambda: NOON, seed=0) for s in stores]
+    traffic = [Traffic(service, len(specs)) for service in services]
+    run_threads(4, lambda k: traffic[k % 2].run(program[k::4]))
+    check_money(stores[0], traffic[0].clicked | traffic[1].clicked)
+    for s in stores:
+        s.close()
