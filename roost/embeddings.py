@@ -16,16 +16,35 @@ import torch.nn.functional as F
 from roost.model import GPT
 
 
+def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``<|bos|>``-led token rows, right-padded to one tensor [B, T], and the mask [B, T] of the tokens to average.
+
+    The mask covers each text's own tokens: not BOS, whose state is the same
+    for every text (position 0, causal attention), except for an empty text,
+    which has only BOS. Under causal attention the pads after a text change
+    nothing before them, so a text's vector does not depend on its batch.
+    """
+    T = max(map(len, rows))
+    idx = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), T)
+    for i, ids in enumerate(rows):
+        idx[i, : len(ids)] = torch.tensor(ids)
+        mask[i, 1 if len(ids) > 1 else 0 : len(ids)] = 1.0
+    return idx, mask
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The average of ``hidden`` [B, T, C] over the positions ``mask`` [B, T] marks: [B, C]."""
+    return (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+
+
 class TextEmbedder:
     """Embeds texts with a GPT: ``embed(texts) -> float32 [N, dim]``, each row of unit length.
 
     Each text is encoded as a training document is (``<|bos|>`` then its tokens,
     cut to ``max_len``) and its hidden states are averaged over the text's own
-    tokens. BOS is left out of the average because its state is the same for
-    every text (position 0, causal attention); an empty text keeps just BOS.
-    Texts are sorted by length and batched with right padding: under causal
-    attention a real token never sees the pads after it, so a text's vector does
-    not depend on what it was batched with.
+    tokens (:func:`pad_rows`, :func:`mean_pool`). Texts are sorted by length and
+    batched with right padding, which never changes a text's vector.
     """
 
     def __init__(self, model: GPT, tokenizer, *, max_len: int = 128, batch_size: int = 32):
@@ -78,13 +97,6 @@ class TextEmbedder:
         return out
 
     def _embed_batch(self, batch: list[list[int]]) -> torch.Tensor:
-        T = max(map(len, batch))
-        idx = torch.full((len(batch), T), self.tokenizer.pad_id, dtype=torch.long)
-        pool = torch.zeros(len(batch), T, 1)
-        for row, ids in enumerate(batch):
-            idx[row, : len(ids)] = torch.tensor(ids)
-            pool[row, 1 if len(ids) > 1 else 0 : len(ids)] = 1.0
+        idx, mask = pad_rows(batch, self.tokenizer.pad_id)
         hidden = self.model.forward_hidden(idx.to(self.device)).float()
-        pool = pool.to(self.device)
-        pooled = (hidden * pool).sum(1) / pool.sum(1)
-        return F.normalize(pooled, dim=-1)
+        return F.normalize(mean_pool(hidden, mask.to(self.device)), dim=-1)

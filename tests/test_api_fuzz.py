@@ -43,7 +43,7 @@ def full_server(tmp_path_factory, tokenizer):  # noqa: F811
                     "creatives": [{"text": "boots for the match", "landing_url": "https://acme.example/"}]}
         r = httpx.post(url + "/admin/campaigns", json=campaign, headers=KEYS["admin"]).raise_for_status()
         [ad] = httpx.post(url + "/ads/serve", json={"query": "goal"}, headers=KEYS["user"]).json()["ads"]
-        assert {"ads", "openai", "search"} <= set(app.state.roost.services)
+        assert {"ads", "openai", "search"} <= set(app.state.roost.services.names())
         things = {"model": "roost", "campaign_id": r.json()["id"], "post_id": "p3",
                   "t": ad["click_url"].split("t=")[-1], "landing_url": "https://acme.example/"}
         settings_that_fit = {"mode": "lexical", "max_tokens": 4, "n": 1, "echo": False, "suffix": None,

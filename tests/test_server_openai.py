@@ -122,7 +122,7 @@ def test_embeddings_base64_and_float(client, server, tokenizer):
     floats = client.embeddings.create(model="roost", input=texts, encoding_format="float")
     a = np.array([d.embedding for d in default.data])
     b = np.array([d.embedding for d in floats.data])
-    service = server[1].state.roost.services["openai"]
+    service = server[1].state.roost.services.openai
     expected = TextEmbedder(service.engine.model, tokenizer).embed(texts)
     np.testing.assert_allclose(a, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(b, expected, rtol=1e-5, atol=1e-6)
@@ -186,7 +186,7 @@ def test_emoji_never_split_when_streamed(puppet_server, tokenizer):
 
 def test_busy_server_429_and_disconnect_frees_slot(puppet_server):
     url, app = puppet_server
-    engine = app.state.roost.services["openai"].engine
+    engine = app.state.roost.services.openai.engine
     body = {"model": "roost", "prompt": "the", "max_tokens": 4000, "temperature": 0, "stream": True}
     with httpx.Client(timeout=30) as http:
         with http.stream("POST", url + "/v1/completions", json=body) as r:

@@ -9,16 +9,18 @@ needs no model, and is what ``--embedder hashing`` and the tests use.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xxhash
 
 from roost.ads.catalog import words
+from roost.embedfn import EmbedFn
 from roost.workspace import StageMissing, Workspace, file_hash
 
-EmbedFn = Callable[[list[str]], np.ndarray]
+if TYPE_CHECKING:
+    from roost.embeddings import TextEmbedder
 
 
 # Function words every text shares: left in, they would decide most of a bag-of-words similarity.
@@ -52,21 +54,25 @@ def has_model(ws: Workspace) -> bool:
     return (ws.model / "config.json").is_file()
 
 
-def model_embedder(ws: Workspace) -> tuple[EmbedFn, str]:
-    """The workspace model's embedding function and its space id; StageMissing without a model."""
+def model_embedder(ws: Workspace, loaded: TextEmbedder | None = None) -> tuple[EmbedFn, str]:
+    """The workspace model's embedding function and its space id; StageMissing without a model. ``loaded``: that
+    model already in memory (the server's), used rather than reading it again."""
     if not has_model(ws):
         raise StageMissing(f"no model at {ws.model} (config.json missing): train and export one first, "
                            "or use --embedder hashing")
-    from roost.embeddings import TextEmbedder
+    if loaded is None:
+        from roost.embeddings import TextEmbedder
 
-    return TextEmbedder.from_dir(ws.model).embed, f"model-{file_hash(ws.model / 'model.safetensors')[:16]}"
+        loaded = TextEmbedder.from_dir(ws.model)
+    return loaded.embed, f"model-{file_hash(ws.model / 'model.safetensors')[:16]}"
 
 
-def resolve_embedder(ws: Workspace, kind: str) -> tuple[EmbedFn, str]:
-    """``kind``: "model" (the workspace model), "hashing", or "auto" (the model when there is one)."""
+def resolve_embedder(ws: Workspace, kind: str, loaded: TextEmbedder | None = None) -> tuple[EmbedFn, str]:
+    """``kind``: "model" (the workspace model, ``loaded`` if given), "hashing", or "auto" (the model when there
+    is one)."""
     if kind == "hashing" or (kind == "auto" and not has_model(ws)):
         h = HashingEmbedder()
         return h, h.space
     if kind in ("model", "auto"):
-        return model_embedder(ws)
+        return model_embedder(ws, loaded)
     raise ValueError(f"embedder must be model, hashing or auto, got {kind!r}")

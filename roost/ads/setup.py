@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from roost.ads.brand_safety import SafetyProbes
 from roost.ads.clicks import ClickSigner, load_or_create_secret
@@ -24,6 +25,9 @@ from roost.ads.pctr import CTRModel
 from roost.ads.service import AdsConfig, AdService
 from roost.ads.store import AdStore, synchronous_for
 from roost.workspace import Workspace
+
+if TYPE_CHECKING:
+    from roost.embeddings import TextEmbedder
 
 
 def ads_dir(ws: Workspace) -> Path:
@@ -48,9 +52,10 @@ def open_store(ws: Workspace, durability: str | None = None, ads_db: str | None 
 
 
 def open_service(ws: Workspace, embedder: str = "auto", config: AdsConfig | None = None, ads_db: str | None = None,
-                 **kwargs) -> AdService:
-    """An AdService over the workspace's db, with whichever model, click model, probes and corpus it has."""
-    embed, space = resolve_embedder(ws, embedder)
+                 model: TextEmbedder | None = None, **kwargs) -> AdService:
+    """An AdService over the workspace's db, with whichever model, click model, probes and corpus it has;
+    ``model``: the workspace's model already loaded (the server shares one copy), else it is read here."""
+    embed, space = resolve_embedder(ws, embedder, model)
     history = UserHistory.from_corpus(ws.corpus) if ws.read_manifest("corpus") else None
     ctr = CTRModel.load(ctr_path(ws)) if ctr_path(ws).exists() else None
     safety = SafetyProbes.load(safety_path(ws)) if safety_path(ws).exists() else None

@@ -84,7 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.public_url is None and args.host in ("0.0.0.0", "::", ""):
         print(f"roost serve: click links will point at {config.base_url()}, which clients cannot reach; "
               "pass --public-url with the address they use")
-    if "openai" not in app.state.roost.services:
+    if app.state.roost.services.openai is None:
         print(f"roost serve: no model at {config.workspace / 'model'}; the /v1 routes answer 404 until one exists")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from roost.embeddings import mean_pool, pad_rows
+
 Split = tuple[list[str], np.ndarray]
 
 
@@ -80,25 +82,13 @@ class SequenceClassifier(nn.Module):
         self.head = nn.Linear(body.config.n_embd, n_classes)
 
     def forward(self, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.body.forward_hidden(idx)
-        pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        return self.head(pooled)
+        return self.head(mean_pool(self.body.forward_hidden(idx), mask))
 
 
 def encode(tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``<|bos|>`` + tokens, right-padded; the mask covers the text's tokens (just BOS for an empty text).
-
-    As in roost.embeddings.TextEmbedder: under causal attention the pads after a
-    text change nothing before them, and BOS's state is the same for every text.
-    """
-    rows = [[tokenizer.bos_id, *ids[: max_len - 1]] for ids in tokenizer.encode_batch(texts)]
-    T = max(map(len, rows))
-    idx = torch.full((len(rows), T), tokenizer.pad_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), T)
-    for i, ids in enumerate(rows):
-        idx[i, : len(ids)] = torch.tensor(ids)
-        mask[i, 1 if len(ids) > 1 else 0 : len(ids)] = 1.0
-    return idx, mask
+    """``<|bos|>`` + tokens, right-padded, and the mask to pool over, as :class:`roost.embeddings.TextEmbedder` does."""
+    return pad_rows([[tokenizer.bos_id, *ids[: max_len - 1]] for ids in tokenizer.encode_batch(texts)],
+                    tokenizer.pad_id)
 
 
 def finetune(model_dir: str | Path, train: Split, val: Split, n_classes: int, cfg: ClassifyConfig,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from itertools import accumulate
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from roost.model import GPT
 from roost.search.engine import SearchModel
 from roost.search.ranking import RankingConfig
 from roost.workspace import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from roost.embeddings import TextEmbedder
 
 RETRIEVER_FILE = "retriever.safetensors"
 
@@ -171,32 +175,34 @@ def load_retriever(path: str | Path, tokenizer) -> tuple[TokenBagEncoder, QueryE
     return bag, query, settings
 
 
-def load_search_model(model_dir: str | Path, *, rerank: bool = False) -> SearchModel:
+def load_search_model(model_dir: str | Path, *, rerank: bool = False,
+                      served: TextEmbedder | None = None) -> SearchModel:
     """What search uses from ``workspace/model``: its trained retriever (post and query encoders, tuned
     ranking, tag expansion), else the model's pooled hidden states with the default ranking; with ``rerank``,
-    also the language model's query-likelihood re-ranker (:mod:`roost.search.rerank`)."""
-    model = _load_search_model(Path(model_dir))
-    if rerank:
-        from roost.export import load_hf
-        from roost.search.rerank import QueryLikelihood
-        from roost.tokenizer import load_tokenizer
-
-        model.rerank = QueryLikelihood(load_hf(model_dir), load_tokenizer(model_dir))
-    return model
-
-
-def _load_search_model(model_dir: Path) -> SearchModel:
-    from roost.search.expand import ExpansionConfig, TagExpander
-    from roost.tokenizer import load_tokenizer
-
+    also the language model's query-likelihood re-ranker (:mod:`roost.search.rerank`). ``served``: that model
+    already loaded (the server's), used rather than reading the folder again."""
+    model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"no served model in {model_dir} (config.json missing); "
                                 "run `roost train` and `roost export` first, or build with --no-vectors")
-    path = model_dir / RETRIEVER_FILE
-    if not path.is_file():
+    has_retriever = (model_dir / RETRIEVER_FILE).is_file()
+    if served is None and (rerank or not has_retriever):
         from roost.embeddings import TextEmbedder
 
-        return SearchModel(TextEmbedder.from_dir(model_dir).embed)
+        served = TextEmbedder.from_dir(model_dir)
+    model = _load_retriever_model(model_dir) if has_retriever else SearchModel(served.embed)
+    if rerank:
+        from roost.search.rerank import QueryLikelihood
+
+        model.rerank = QueryLikelihood(served.model, served.tokenizer)
+    return model
+
+
+def _load_retriever_model(model_dir: Path) -> SearchModel:
+    from roost.search.expand import ExpansionConfig, TagExpander
+    from roost.tokenizer import load_tokenizer
+
+    path = model_dir / RETRIEVER_FILE
     tokenizer = load_tokenizer(model_dir)
     bag, query, settings = load_retriever(path, tokenizer)
     if tokenizer.vocab_size > bag.bag.num_embeddings:

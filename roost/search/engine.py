@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roost.embedfn import EmbedFn
 from roost.search.docstore import DocStore, Filters, Post
 from roost.search.lexical import LexicalIndex
 from roost.search.ranking import RankingConfig, Scored, features, final_score, rrf
@@ -27,7 +28,6 @@ MODES = ("lexical", "semantic", "hybrid")
 MAX_QUERY_CHARS = 1000
 MAX_K = 100
 
-EmbedFn = Callable[[list[str]], np.ndarray]
 ExpandFn = Callable[[np.ndarray], list[list[str]]]  # post vectors -> index terms predicted for each post
 RerankFn = Callable[[str, list[str]], np.ndarray]   # (query, post texts) -> scores, higher is better
 

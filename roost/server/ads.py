@@ -24,7 +24,9 @@ from roost.ads.campaign import (
 from roost.ads.clicks import BadToken
 from roost.ads.listing import PRICE_UNIT, SORTS, ListQuery, campaign_money, list_campaigns
 from roost.ads.service import AdRequest, AdService
-from roost.server.app import APIError, ServerState, require_admin_key, require_api_key
+from roost.server.auth import require_admin_key, require_api_key
+from roost.server.errors import APIError
+from roost.server.state import ServedModel, ServerState
 
 router = APIRouter()
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -43,34 +45,30 @@ class ServeBody(BaseModel):
         description="campaigns already on this page: a timeline asks once per ad slot and passes what it has shown")
 
 
-_load_error: str | None = None
+def open_service(state: ServerState, served: ServedModel | None) -> tuple[AdService | None, str | None]:
+    """The ads service (embedding with the served model, loaded once by the app) and why it is off, if it is: a
+    broken ads artifact turns off /ads and /admin/campaigns, not the whole server."""
+    from roost.ads.setup import open_service as open_ads
 
-
-def load(state: ServerState) -> None:
-    """Open the ads service; a broken ads artifact turns off /ads and /admin/campaigns, not the whole server."""
-    global _load_error
-    from roost.ads.setup import open_service
-
-    _load_error = None
     try:
-        service = state.services["ads"] = open_service(state.workspace)
+        service = open_ads(state.workspace, model=served.embedder if served else None)
     except ValueError as e:
-        _load_error = str(e)
         print(f"roost serve: ads are off: {e}", file=sys.stderr)
-        return
+        return None, str(e)
     if service.safety is None:
         warning = ("brand safety is off: no safety model in this workspace, so ads may run next to unsafe posts; "
                    "train one with `roost ads train-safety` (it learns from the corpus's moderation signals)")
         state.warnings.append(warning)
         print(f"roost serve: {warning}", file=sys.stderr)
+    return service, None
 
 
 def _service(request: Request) -> AdService:
-    service = request.app.state.roost.services.get("ads")
-    if service is None:
-        raise APIError(404, f"ads are not set up in this workspace: {_load_error or 'no ads service'}",
+    services = request.app.state.roost.services
+    if services.ads is None:
+        raise APIError(404, f"ads are not set up in this workspace: {services.ads_error or 'no ads service'}",
                        type="not_found_error")
-    return service
+    return services.ads
 
 
 @router.post("/ads/serve", dependencies=[Depends(require_api_key)])

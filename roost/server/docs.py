@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
-from roost.server.app import APIError
+from roost.server.errors import APIError
 
 router = APIRouter()
 DIST = Path(str(files("fastapi_offline") / "static"))

@@ -56,7 +56,7 @@ class Limits:
 
 
 def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict:
-    """OpenAI's error shape, the one every 4xx and 5xx of this server has (``roost.server.app.ERROR_SCHEMA``)."""
+    """OpenAI's error shape, the one every 4xx and 5xx of this server has (``roost.server.errors.ERROR_SCHEMA``)."""
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from roost.server.app import require_api_key
+from roost.server.auth import require_api_key
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -60,7 +60,7 @@ router = APIRouter()
 @router.get("/metrics", dependencies=[Depends(require_api_key)])
 def metrics_endpoint(request: Request) -> Response:
     metrics: ServingMetrics = request.app.state.metrics
-    service = request.app.state.roost.services.get("openai")
+    service = request.app.state.roost.services.openai
     if service is not None:
         metrics.queue_depth.set(service.engine.waiting_count)
         metrics.running_slots.set(service.engine.running_count)

@@ -21,15 +21,22 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from roost.server.app import APIError, ServerState, require_api_key
+from roost.server.auth import require_api_key
+from roost.server.errors import APIError
 from roost.server.limits import Limits
+from roost.server.state import ServedModel, ServerState
+
+if TYPE_CHECKING:
+    from roost.embeddings import TextEmbedder
+    from roost.engine import Engine
+    from roost.tokenizer import RoostTokenizer
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -94,9 +101,9 @@ class EmbeddingRequest(_Body):
 
 @dataclass
 class OpenAIService:
-    engine: Any            # roost.engine.Engine
-    embedder: Any          # roost.embeddings.TextEmbedder
-    tokenizer: Any         # roost.tokenizer.RoostTokenizer
+    engine: Engine
+    embedder: TextEmbedder  # over the engine's weights
+    tokenizer: RoostTokenizer
     model_name: str
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -104,25 +111,19 @@ class OpenAIService:
         self.engine.close()
 
 
-def load(state: ServerState) -> None:
-    """Load workspace/model/ (weights and tokenizer) and start the engine; leave the service unset if absent."""
-    folder = state.workspace.model
-    if not (folder / "config.json").is_file():
-        return
-    from roost.embeddings import TextEmbedder
+def open_service(state: ServerState, served: ServedModel | None) -> OpenAIService | None:
+    """Start the engine on the served model (loaded once by the app); None without a model."""
+    if served is None:
+        return None
     from roost.engine import Engine, EngineConfig
-    from roost.export import load_hf
-    from roost.tokenizer import load_tokenizer
 
-    model, tokenizer = load_hf(folder), load_tokenizer(folder)
-    embedder = TextEmbedder(model, tokenizer)  # shares the engine's weights
-    engine = Engine(model, tokenizer, EngineConfig(slots=state.config.slots, queue=state.config.queue))
-    state.services["openai"] = OpenAIService(engine, embedder, tokenizer, state.config.model_name)
+    engine = Engine(served.model, served.tokenizer, EngineConfig(slots=state.config.slots, queue=state.config.queue))
+    return OpenAIService(engine, served.embedder, served.tokenizer, state.config.model_name)
 
 
 def _service(request: Request, model: str | None = None) -> OpenAIService:
     state: ServerState = request.app.state.roost
-    service: OpenAIService | None = state.services.get("openai")
+    service = state.services.openai
     if service is None:
         raise APIError(404, f"this server has no model loaded ({state.workspace.model} is missing); "
                        "run `roost train` or `roost export` to make one", param="model", code="model_not_found")
@@ -134,7 +135,7 @@ def _service(request: Request, model: str | None = None) -> OpenAIService:
 
 @router.get("/v1/models")
 def list_models(request: Request) -> dict:
-    service: OpenAIService | None = request.app.state.roost.services.get("openai")
+    service = request.app.state.roost.services.openai
     return {"object": "list", "data": [_model_card(service)] if service else []}
 
 

@@ -18,26 +18,28 @@ from pydantic import BaseModel, Field
 from roost.search.docstore import Filters
 from roost.search.engine import SearchIndex, SearchRequest, parse_time
 from roost.search.live import PostPreparer
-from roost.server.app import APIError, ServerState, no_index_error, require_admin_key, require_api_key
+from roost.server.auth import require_admin_key, require_api_key
+from roost.server.errors import APIError, no_index_error
+from roost.server.state import ServedModel, ServerState
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-SERVICE = "search"
 MAX_POSTS_PER_REQUEST = 1000
 
 
-def load(state: ServerState) -> None:
-    """Open ``workspace/index`` (and the served model, for semantic search) when they exist."""
+def open_service(state: ServerState, served: ServedModel | None) -> SearchService | Unavailable | None:
+    """Open ``workspace/index`` (semantic search with the served model, loaded once by the app), when it exists."""
     from roost.search.embed import load_search_model
 
     manifest = state.workspace.read_manifest("index")
     if manifest is None:
         log.warning("search: no index in %s; run `roost index` to enable /search", state.workspace.root)
-        return
+        return None
     embed, model_error = None, None
     if manifest.get("semantic"):
         try:
-            embed = load_search_model(state.workspace.model, rerank=state.config.search_rerank > 0)
+            embed = load_search_model(state.workspace.model, rerank=state.config.search_rerank > 0,
+                                      served=served.embedder if served else None)
             embed.ranking = replace(embed.ranking, rerank_top=state.config.search_rerank)
         except (FileNotFoundError, ValueError, ImportError, OSError) as e:
             model_error = f"the model did not load ({e})"
@@ -48,12 +50,10 @@ def load(state: ServerState) -> None:
     except Exception as e:  # a damaged index must not take the other surfaces down; /search says why
         log.exception("search: cannot open the index in %s", state.workspace.index)
         state.warnings.append(f"search: cannot open the index: {type(e).__name__}: {e}")
-        state.services[SERVICE] = Unavailable(f"the search index in {state.workspace.index} cannot be opened "
-                                              f"({type(e).__name__}: {e})")
-        return
+        return Unavailable(f"the search index in {state.workspace.index} cannot be opened ({type(e).__name__}: {e})")
     prepare = PostPreparer.for_workspace(state.workspace)
     prepare.warm_up()
-    state.services[SERVICE] = SearchService(index, prepare, read_usernames(state.workspace), model_error)
+    return SearchService(index, prepare, read_usernames(state.workspace), model_error)
 
 
 @dataclass
@@ -98,7 +98,7 @@ class SearchService:
 
 def _service(request: Request) -> SearchService:
     state: ServerState = request.app.state.roost
-    service = state.services.get(SERVICE)
+    service = state.services.search
     if service is None:
         raise no_index_error(state, "search is not available")
     if isinstance(service, Unavailable):

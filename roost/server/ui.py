@@ -24,14 +24,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
 from roost.server.ads import SortKey, campaign_page
-from roost.server.app import APIError, ServerState, no_index_error, require_api_key
+from roost.server.auth import require_api_key
 from roost.server.docs import router as docs_router
+from roost.server.errors import APIError, no_index_error
+from roost.server.state import ServerState
 
 router = APIRouter()
 router.include_router(docs_router)  # /docs and /redoc, from the package's files
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {p.name for p in STATIC.iterdir() if p.is_file()} if STATIC.is_dir() else set()
-SERVICE = "ui_feed"
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 CURVE_POINTS = 200  # the dashboard's loss curve is downsampled to at most this many points
 
@@ -74,17 +75,16 @@ class PostFeed:
         self._db.close()
 
 
-def load(state: ServerState) -> None:
+def open_feed(search: object) -> PostFeed | None:
+    """The timeline over ``search``'s doc store (a ``SearchService``); None when search is not up."""
     from roost.server.search import SearchService
 
-    search = state.services.get("search")  # loaded before this surface
-    if isinstance(search, SearchService):
-        state.services[SERVICE] = PostFeed(search.index.docs, search.usernames)
+    return PostFeed(search.index.docs, search.usernames) if isinstance(search, SearchService) else None
 
 
 def _feed(request: Request) -> PostFeed:
     state: ServerState = request.app.state.roost
-    feed = state.services.get(SERVICE)
+    feed = state.services.feed
     if feed is None:
         raise no_index_error(state, "the timeline needs the search index")
     return feed
@@ -194,8 +194,8 @@ def summary(request: Request) -> dict:
     runs = [run_summary(d) for d in sorted(runs_dir.iterdir()) if (d / "metrics.jsonl").is_file()] \
         if runs_dir.is_dir() else []
     index = ws.read_manifest("index")
-    feed = state.services.get(SERVICE)
-    ads = state.services.get("ads")
+    feed = state.services.feed
+    ads = state.services.ads
     model = ws.read_manifest("model")
     corpus = ws.read_manifest("corpus")
     return {
@@ -205,7 +205,7 @@ def summary(request: Request) -> dict:
         "index": {**index["counts"], "live_posts": feed.docs.count() if feed else None,
                   "size_bytes": _folder_bytes(ws.index), "semantic": bool(index.get("semantic"))} if index else None,
         "ads": ads_summary(ads) if ads is not None else None,
-        "services": sorted(k for k in state.services if k != SERVICE),
+        "services": state.services.names(),
     }
 
 
@@ -213,7 +213,7 @@ def summary(request: Request) -> dict:
 def campaigns(request: Request, sort: SortKey = "spend", order: Literal["asc", "desc"] = "desc",
               limit: int = Query(20, ge=1, le=500), offset: int = Query(0, ge=0, le=2**53)) -> dict:
     """The dashboard's campaign table: ``GET /admin/campaigns``'s listing, read-only like the summary."""
-    ads = request.app.state.roost.services.get("ads")
+    ads = request.app.state.roost.services.ads
     if ads is None:
         raise APIError(404, "ads are not set up in this workspace", type="not_found_error")
     return campaign_page(ads, sort, order, limit, offset)
