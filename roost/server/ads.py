@@ -51,8 +51,10 @@ def open_service(state: ServerState, served: ServedModel | None) -> tuple[AdServ
     from roost.ads.setup import open_service as open_ads
 
     try:
-        service = open_ads(state.workspace, model=served.embedder if served else None)
-    except ValueError as e:
+        service = open_ads(state.workspace, model=served.embedder if served else None, ads_db=state.config.ads_db)
+    except Exception as e:  # a broken artifact, a schema behind (ValueError) or a database that does not answer
+        if not (isinstance(e, ValueError) or type(e).__module__.startswith("psycopg")):
+            raise
         print(f"roost serve: ads are off: {e}", file=sys.stderr)
         return None, str(e)
     if service.safety is None:
