@@ -1,9 +1,14 @@
-"""The web page in a real headless Chromium against a real server over a tiny demo workspace."""
+"""The web page in a real headless Chromium against a real server over a tiny demo workspace.
+
+The page's checks run at a desktop width and a phone's (1400 and 420 px): at both,
+the header (every tab and the key box) stays on screen and nothing scrolls
+sideways. Every wait is an explicit wait for what the page shows; no sleeps. The
+routes the page needs are checked over HTTP too (those run without a browser).
+"""
 
 from __future__ import annotations
 
 import shutil
-import time
 
 import httpx
 import pytest
@@ -12,13 +17,11 @@ from test_engine_fixtures import live_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="no headless browser: install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
-
 WAIT_S = 60
+WIDTHS = [1400, 420]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,900"]
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900"]
+NONSENSE = "zqxjkvwpf"  # a word in no post
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +34,9 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("no headless browser: install Debian's chromium and chromium-driver "
+                    "(apt-get install chromium chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -44,11 +50,32 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def wait_for(driver, css: str, timeout: float = WAIT_S):
-    from selenium.webdriver.common.by import By
+@pytest.fixture(params=WIDTHS, ids=lambda w: f"{w}px")
+def width(request) -> int:
+    return request.param
+
+
+def until(driver, check, timeout: float = WAIT_S):
+    """Wait until ``check(driver)`` is truthy (a selenium exception counts as not yet) and return it."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout).until(lambda d: d.find_elements(By.CSS_SELECTOR, css))
+    return WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(check)
+
+
+def wait_for(driver, css: str, timeout: float = WAIT_S):
+    from selenium.webdriver.common.by import By
+
+    return until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, css), timeout)
+
+
+def open_page(driver, server: str, width: int, path: str = "/") -> None:
+    """A fresh load of ``path`` at ``width`` px; the console log holds only this page's messages."""
+    driver.set_window_size(width, 900)
+    driver.get("about:blank")  # a fresh document: "/#tab" after "/" would only change the fragment
+    driver.get_log("browser")
+    driver.get(server + path)
+    assert driver.execute_script("return innerWidth") == width
 
 
 def tab(driver, name: str) -> None:
@@ -57,24 +84,111 @@ def tab(driver, name: str) -> None:
     driver.find_element(By.CSS_SELECTOR, f"#tabs [data-tab={name}]").click()
 
 
-def test_page_loads_with_its_own_assets_only(server, browser):
+def submit_search(driver) -> None:
+    """Submit the search form and wait for its answer (the status leaves "Searching...")."""
     from selenium.webdriver.common.by import By
 
-    browser.get(server + "/")
+    driver.execute_script("document.getElementById('search-status').textContent = ''")
+    driver.find_element(By.CSS_SELECTOR, "#search-form button[type=submit]").click()
+    until(driver, lambda d: d.find_element(By.ID, "search-status").text not in ("", "Searching..."))
+
+
+def local_only(driver, server: str) -> list[str]:
+    """Every resource the page loaded; the test asserts they all came from the server."""
+    return driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href]);")
+
+
+def console_errors(driver) -> list[dict]:
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def assert_fits(driver) -> None:
+    """Nothing scrolls sideways, and every tab and the key box are on screen."""
+    width, scroll = driver.execute_script("return [innerWidth, document.documentElement.scrollWidth]")
+    assert scroll <= width, f"the page is {scroll} px wide in a {width} px window"
+    boxes = driver.execute_script(
+        "return [...document.querySelectorAll('#tabs button'), document.getElementById('api-key')]"
+        ".map(e => { const r = e.getBoundingClientRect(); return [e.textContent || e.id, r.left, r.right, r.width]; })")
+    for name, left, right, w in boxes:
+        assert w > 0 and left >= 0 and right <= width, (name, left, right, width)
+
+
+# ---- over HTTP ---------------------------------------------------------------------------------
+
+def test_timeline_pages_through_every_post_with_a_cursor(server):
+    live = httpx.get(server + "/ui/summary").json()["index"]["live_posts"]
+    seen, cursor = [], None
+    while True:
+        page = httpx.get(server + "/timeline", params={"n": 100, **({"cursor": cursor} if cursor else {})}).json()
+        seen += page["data"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len({p["id"] for p in seen}) == live  # every post once
+    assert [p["created_at"] for p in seen] == sorted((p["created_at"] for p in seen), reverse=True)
+    first = httpx.get(server + "/timeline", params={"n": 30}).json()["data"]
+    assert [p["id"] for p in first] == [p["id"] for p in seen[:30]]
+
+    author = httpx.get(server + "/ui/users", params={"n": 1}).json()["data"][0]
+    by_id = httpx.get(server + "/timeline", params={"user_id": author["id"], "n": 2}).json()
+    by_handle = httpx.get(server + "/timeline", params={"user_id": "@" + author["username"], "n": 2}).json()
+    assert by_id["data"] == by_handle["data"] and {p["author"] for p in by_id["data"]} == {author["id"]}
+    rest = httpx.get(server + "/timeline", params={"user_id": author["id"], "n": 100,
+                                                    "cursor": by_id["next_cursor"]}).json()
+    assert len(by_id["data"]) + len(rest["data"]) == author["posts"] and rest["next_cursor"] is None
+
+    for params, status, param in (({"cursor": "abc"}, 400, "cursor"), ({"cursor": "99999999999"}, 400, "cursor"),
+                                  ({"user_id": "@nobody-at-all"}, 404, "user_id")):
+        r = httpx.get(server + "/timeline", params=params)
+        assert r.status_code == status and r.json()["error"]["param"] == param, r.text
+
+
+def test_favicon_docs_files_and_the_served_models_run(server):
+    icon = httpx.get(server + "/favicon.ico")
+    assert icon.status_code == 200 and icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    assert icon.headers["content-type"] == "image/vnd.microsoft.icon"
+    docs = httpx.get(server + "/docs")
+    assert docs.status_code == 200 and "/static/docs/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert httpx.get(f"{server}/static/docs/{name}").status_code == 200
+    for bad in ("/static/docs/index.html", "/static/docs/..%2F__init__.py", "/redoc"):
+        assert httpx.get(server + bad).status_code == 404, bad
+    model = httpx.get(server + "/ui/summary").json()["model"]
+    assert (model["stage"], model["run"]) == ("sft", "sft")  # the tiny demo serves its SFT model
+
+
+# ---- in the browser ----------------------------------------------------------------------------
+
+def test_page_loads_with_its_own_assets_only_and_fits(server, browser, width):
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, server, width)
     assert browser.title == "roost"
     assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#tabs button")] == \
         ["Chat", "Search", "Timeline", "Dashboard"]
-    sources = browser.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href]);")
-    assert all(s.startswith(server) for s in sources), sources  # nothing from the internet
-    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
-    assert errors == []
+    assert browser.find_element(By.CSS_SELECTOR, "link[rel=icon]").get_attribute("href") == server + "/favicon.ico"
+    assert all(s.startswith(server) for s in local_only(browser, server))  # nothing from the internet
+    assert console_errors(browser) == []
+    assert_fits(browser)
+
+
+def test_api_docs_render_swagger_ui_from_local_files(server, browser, width):
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, server, width, "/docs")
+    paths = until(browser, lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")])
+    assert {"/v1/chat/completions", "/search", "/timeline"} <= set(p.replace("\u200b", "") for p in paths)
+    assert "roost" in browser.find_element(By.CSS_SELECTOR, ".swagger-ui .info .title").text
+    assert all(s.startswith(server) for s in local_only(browser, server))
+    assert console_errors(browser) == []
+    assert browser.execute_script("return document.documentElement.scrollWidth <= innerWidth")
 
 
 def test_chat_streams_a_reply(server, browser):
     from selenium.webdriver.common.by import By
 
-    browser.get(server + "/")
+    open_page(browser, server, 1400)
     tab(browser, "chat")
     browser.find_element(By.ID, "chat-max").clear()
     browser.find_element(By.ID, "chat-max").send_keys("24")
@@ -89,46 +203,65 @@ def test_chat_streams_a_reply(server, browser):
     assert [m.text for m in browser.find_elements(By.CSS_SELECTOR, ".msg.user")] == ["what are you cooking tonight?"]
 
 
-def test_search_returns_results_with_explanations(server, browser):
+def test_search_returns_results_with_explanations_and_filters_by_handle(server, browser, width):
     from selenium.webdriver.common.by import By
 
     word = next(w for w in httpx.get(server + "/timeline?n=1").json()["data"][0]["text"].split() if w.isalpha())
-    browser.get(server + "/")
-    tab(browser, "search")
+    open_page(browser, server, width, "/#search")
     browser.find_element(By.ID, "search-q").send_keys(word)
     browser.find_element(By.CSS_SELECTOR, "#search .filters summary").click()
     browser.find_element(By.ID, "f-explain").click()
-    browser.find_element(By.CSS_SELECTOR, "#search-form button[type=submit]").click()
-    results = wait_for(browser, "#search-results li")
-    assert any(word.lower() in r.text.lower() for r in results)
+    submit_search(browser)
+    results = browser.find_elements(By.CSS_SELECTOR, "#search-results li")
+    assert results and any(word.lower() in r.text.lower() for r in results)
     assert all(r.find_element(By.CSS_SELECTOR, ".author").text.startswith("@") for r in results)  # handles, not ids
     assert browser.find_elements(By.CSS_SELECTOR, "#search-results .explain")
     assert "hybrid" in browser.find_element(By.ID, "search-status").text
+    assert not browser.find_element(By.ID, "search-empty").is_displayed()
+    assert_fits(browser)
 
     handle = results[0].find_element(By.CSS_SELECTOR, ".author").text  # "@name": the author filter takes it as shown
     browser.find_element(By.ID, "f-author").send_keys(handle)
-    browser.find_element(By.CSS_SELECTOR, "#search-form button[type=submit]").click()
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline and not all(
-            r.find_element(By.CSS_SELECTOR, ".author").text == handle for r in wait_for(browser, "#search-results li")):
-        time.sleep(0.1)
-    assert all(r.find_element(By.CSS_SELECTOR, ".author").text == handle
-               for r in browser.find_elements(By.CSS_SELECTOR, "#search-results li"))
+    submit_search(browser)
+    authors = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#search-results li .author")]
+    assert authors and set(authors) == {handle}
 
+
+def test_search_shows_a_no_match_state(server, browser, width):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    open_page(browser, server, width, "/#search")
+    empty = browser.find_element(By.ID, "search-empty")
+    browser.find_element(By.ID, "search-q").send_keys(NONSENSE)
+    Select(browser.find_element(By.ID, "search-mode")).select_by_value("lexical")
+    submit_search(browser)
+    assert empty.is_displayed() and f"No posts match “{NONSENSE}”" in empty.text and "lexical" in empty.text
+    assert browser.find_elements(By.CSS_SELECTOR, "#search-results li") == []
+    assert_fits(browser)
+
+    # hybrid: the page shows what the server answered (the server's calibrated threshold decides)
+    Select(browser.find_element(By.ID, "search-mode")).select_by_value("hybrid")
+    submit_search(browser)
+    served = httpx.get(server + "/search", params={"q": NONSENSE, "mode": "hybrid"}).json()["data"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#search-results li")) == len(served)
+    assert empty.is_displayed() == (not served)
+
+    browser.find_element(By.ID, "search-q").clear()
+    browser.find_element(By.ID, "search-q").send_keys("the")
+    browser.find_element(By.CSS_SELECTOR, "#search .filters summary").click()
     since = browser.find_element(By.ID, "f-since")
     browser.execute_script("arguments[0].value = '2030-01-01'", since)  # no post that late: no results, no error
-    browser.find_element(By.CSS_SELECTOR, "#search-form button[type=submit]").click()
-    deadline = time.monotonic() + WAIT_S
-    while browser.find_element(By.ID, "search-status").text == "Searching..." and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert browser.find_element(By.ID, "search-status").text.startswith("No posts match")
+    submit_search(browser)
+    assert empty.is_displayed() and "under these filters" in empty.text and "loosen the filters" in empty.text
+    assert "error" not in browser.find_element(By.ID, "search-status").get_attribute("class")
 
 
 def test_timeline_shows_ads_with_reasons(server, browser):
     from selenium.webdriver.common.by import By
 
     before = httpx.get(server + "/ui/summary").json()["ads"]["impressions"]
-    browser.get(server + "/")
+    open_page(browser, server, 1400)
     tab(browser, "timeline")
     ads = wait_for(browser, "#tl-feed .ad")
     posts = browser.find_elements(By.CSS_SELECTOR, "#tl-feed .post:not(.ad)")
@@ -145,29 +278,54 @@ def test_timeline_shows_ads_with_reasons(server, browser):
     assert after >= before + len(ads)  # each ad shown is a logged impression
 
 
-def test_dashboard_shows_training_index_and_spend(server, browser):
+def test_timeline_loads_more(server, browser, width):
     from selenium.webdriver.common.by import By
 
-    browser.get(server + "/")
-    tab(browser, "dashboard")
+    def post_ids() -> list[str]:
+        return browser.execute_script(
+            "return [...document.querySelectorAll('#tl-feed .post:not(.ad)')].map(p => p.dataset.id);")
+
+    open_page(browser, server, width, "/#timeline")
+    until(browser, lambda d: len(post_ids()) == 16 and d.find_element(By.ID, "tl-more").is_displayed())
+    browser.find_element(By.ID, "tl-more").click()
+    until(browser, lambda d: len(post_ids()) == 32)
+    expected = [p["id"] for p in httpx.get(server + "/timeline", params={"n": 32}).json()["data"]]
+    assert post_ids() == expected  # the next 16, in order, none twice
+    until(browser, lambda d: not d.find_element(By.ID, "tl-more").get_attribute("disabled"))
+    campaigns = browser.execute_script(
+        "return [...document.querySelectorAll('#tl-feed .ad')].map(a => a.dataset.campaign);")
+    assert len(set(campaigns)) == len(campaigns), campaigns  # no campaign twice across pages
+    assert browser.find_element(By.ID, "tl-status").text.startswith("32 posts")
+    assert_fits(browser)
+
+
+def test_dashboard_shows_the_served_models_val_loss_training_index_and_spend(server, browser, width):
+    from selenium.webdriver.common.by import By
+
+    summary = httpx.get(server + "/ui/summary").json()
+    sft = next(r for r in summary["runs"] if r["name"] == "sft")
+    open_page(browser, server, width, "/#dashboard")
     cards = wait_for(browser, "#dash-cards .card")
-    labels = [c.find_element(By.CSS_SELECTOR, ".label").text.lower() for c in cards]
-    assert {"model", "val loss", "search index", "ad spend"} <= set(labels)
-    from selenium.webdriver.support.ui import WebDriverWait
+    labels = {c.find_element(By.CSS_SELECTOR, ".label").text.lower(): c for c in cards}
+    assert {"model", "sft val loss", "search index", "ad spend"} <= set(labels), set(labels)
+    loss = labels["sft val loss"]  # the served model is the SFT one: its own loss, not pretraining's
+    assert loss.get_attribute("data-run") == "sft" and "run sft" in loss.text
+    assert loss.find_element(By.CSS_SELECTOR, ".value").text == f"{sft['val_loss']:.3f}"
 
     imgs = wait_for(browser, "#dash-runs img")
     assert len(imgs) == 2  # pretraining and chat fine-tuning, each with its loss.png
     loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
-    WebDriverWait(browser, WAIT_S).until(lambda d: all(d.execute_script(loaded, img) for img in imgs))
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#dash-ads table tr")) > 1
+    until(browser, lambda d: all(d.execute_script(loaded, img) for img in imgs))
+    wait_for(browser, "#dash-ads table tr[data-id]")
+    assert_fits(browser)  # the campaign table scrolls inside its box, not the page
 
 
-def test_dashboard_lists_every_campaign_a_page_at_a_time_sorted_by_any_column(server, browser):
+def test_dashboard_lists_every_campaign_a_page_at_a_time_sorted_by_any_column(server, browser, width):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     total = httpx.get(server + "/ui/campaigns?limit=1").json()["total"]
-    browser.get(server + "/")
-    tab(browser, "dashboard")
+    open_page(browser, server, width, "/#dashboard")
     wait_for(browser, "#dash-ads table.campaigns tr[data-id]")
     heads = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#dash-ads th")]
     assert all(h.strip() for h in heads), heads  # every column headed
@@ -181,12 +339,7 @@ def test_dashboard_lists_every_campaign_a_page_at_a_time_sorted_by_any_column(se
         return rows("r.dataset.id")
 
     def wait_change(before: list[str]) -> list[str]:
-        deadline = time.monotonic() + WAIT_S
-        while ids() == before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return ids()
-
-    from selenium.webdriver.support.ui import Select
+        return until(browser, lambda d: (now := ids()) != before and now)
 
     before = ids()
     Select(browser.find_element(By.CSS_SELECTOR, "#dash-ads .pager select")).select_by_value("10")
@@ -199,8 +352,10 @@ def test_dashboard_lists_every_campaign_a_page_at_a_time_sorted_by_any_column(se
     assert len(seen) == len(set(seen)) == total  # all campaigns, each once
     assert browser.find_element(By.CSS_SELECTOR, "#dash-ads .pager .range").text.endswith(f"of {total}")
 
+    before = ids()
     browser.find_element(By.CSS_SELECTOR, "#dash-ads th[data-sort=name]").click()
-    wait_change(ids())
+    wait_change(before)
     names = rows("r.cells[0].textContent")
     expected = [c["name"] for c in httpx.get(server + "/ui/campaigns?sort=name&order=desc&limit=10").json()["data"]]
     assert [n.removesuffix(" (paused)") for n in names] == expected
+    assert_fits(browser)

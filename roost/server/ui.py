@@ -1,7 +1,7 @@
 """The ui surface: the web page at ``/`` and the small read-only routes it needs.
 
 ``GET /``, ``/favicon.ico`` and ``/static/*`` serve the page (plain HTML/JS/CSS
-in ``static/``; nothing loads from the internet), ``/docs`` and ``/redoc`` the
+in ``static/``; nothing loads from the internet), ``/docs`` the
 API docs (``roost.server.docs``). ``GET /timeline`` lists recent posts from the
 search index's doc store, ``GET /ui/users`` the most active authors (to pick a
 timeline), and ``GET /ui/summary`` the dashboard: the training runs, the model,
@@ -13,12 +13,13 @@ campaign routes that change things.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
@@ -30,7 +31,7 @@ from roost.server.errors import APIError, no_index_error
 from roost.server.state import ServerState
 
 router = APIRouter()
-router.include_router(docs_router)  # /docs and /redoc, from the package's files
+router.include_router(docs_router)  # /docs, from the package's files
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {p.name for p in STATIC.iterdir() if p.is_file()} if STATIC.is_dir() else set()
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -45,24 +46,38 @@ class PostFeed:
     (WAL), so the timeline never holds the search service's lock for a scan.
     """
 
-    def __init__(self, docs, usernames: dict[str, str] | None = None):
+    def __init__(self, docs, usernames: dict[str, str] | None = None, author_id: Callable[[str], str] = str.strip):
         self.docs = docs
         self.usernames = usernames or {}  # author id -> @handle, from the corpus's users table
+        self.author_id = author_id  # "@handle" or id -> author id: search's resolver, so both take the same
         self._db = sqlite3.connect(f"file:{docs.path}?mode=ro", uri=True, check_same_thread=False)
         self._lock = threading.Lock()
 
-    def recent(self, author: str | None, n: int) -> list[dict]:
+    def recent(self, author: str | None, n: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
+        """The ``n`` newest posts (of ``author``) after ``cursor``, and the cursor of the page after them (None
+        at the end). A cursor is the key of a page's last post: the next page starts below its (time, key), so
+        posts added meanwhile neither repeat nor shift a page."""
         where, args = "deleted = 0", []
         if author:
             where += " AND author_id = ?"
             args.append(author)
         with self._lock:
+            if cursor is not None:
+                row = self._db.execute("SELECT created_at, key FROM posts WHERE key = ?",
+                                       (_cursor_key(cursor),)).fetchone()
+                if row is None:
+                    raise APIError(400, f"cursor {cursor!r} is no post of this index; pass a next_cursor "
+                                        "/timeline handed out", param="cursor")
+                where += " AND (created_at < ? OR (created_at = ? AND key < ?))"
+                args += [row[0], row[0], row[1]]
             keys = [r[0] for r in self._db.execute(
-                f"SELECT key FROM posts WHERE {where} ORDER BY created_at DESC, key DESC LIMIT ?", [*args, n])]
+                f"SELECT key FROM posts WHERE {where} ORDER BY created_at DESC, key DESC LIMIT ?", [*args, n + 1])]
+        more, keys = len(keys) > n, keys[:n]
         posts = self.docs.get(keys)
-        return [{"id": p.id, "text": p.text, "author": p.author_id, "username": self.usernames.get(p.author_id),
+        page = [{"id": p.id, "text": p.text, "author": p.author_id, "username": self.usernames.get(p.author_id),
                  "created_at": p.created_iso, "hashtags": p.hashtags, "engagement": p.engagement}
                 for p in (posts[k] for k in keys if k in posts)]
+        return page, str(keys[-1]) if more else None
 
     def authors(self, n: int) -> list[dict]:
         sql = ("SELECT author_id, COUNT(*) AS posts FROM posts WHERE deleted = 0 AND author_id IS NOT NULL "
@@ -75,11 +90,20 @@ class PostFeed:
         self._db.close()
 
 
+def _cursor_key(cursor: str) -> int:
+    if not cursor.isdigit() or len(cursor) > 19:
+        raise APIError(400, f"cursor {cursor!r} is not a cursor; pass a next_cursor /timeline handed out",
+                       param="cursor")
+    return int(cursor)
+
+
 def open_feed(search: object) -> PostFeed | None:
     """The timeline over ``search``'s doc store (a ``SearchService``); None when search is not up."""
     from roost.server.search import SearchService
 
-    return PostFeed(search.index.docs, search.usernames) if isinstance(search, SearchService) else None
+    if not isinstance(search, SearchService):
+        return None
+    return PostFeed(search.index.docs, search.usernames, search.author_id)
 
 
 def _feed(request: Request) -> PostFeed:
@@ -112,14 +136,16 @@ def static_file(name: str) -> FileResponse:
 # ---- timeline --------------------------------------------------------------------------------
 
 @router.get("/timeline", dependencies=[Depends(require_api_key)])
-def timeline(request: Request, user_id: str | None = Query(None, max_length=200),
-             n: int = Query(20, ge=1, le=100)) -> dict:
-    """The newest posts, or the newest posts of ``user_id``."""
+def timeline(request: Request, user_id: str | None = Query(None, max_length=200, description="author id or @handle"),
+             n: int = Query(20, ge=1, le=100),
+             cursor: str | None = Query(None, max_length=40, description="next_cursor of the page before")) -> dict:
+    """The newest posts, or the newest posts of ``user_id``, a page at a time: ``next_cursor`` (null on the
+    last page) asks for the next."""
     feed = _feed(request)
-    posts = feed.recent(user_id or None, n)
-    if user_id and not posts:
+    posts, next_cursor = feed.recent(feed.author_id(user_id) if user_id else None, n, cursor)
+    if user_id and not posts and cursor is None:
         raise APIError(404, f"no posts by user {user_id!r} in the index", type="not_found_error", param="user_id")
-    return {"object": "list", "user_id": user_id, "data": posts}
+    return {"object": "list", "user_id": user_id, "data": posts, "next_cursor": next_cursor}
 
 
 @router.get("/ui/users", dependencies=[Depends(require_api_key)])
@@ -186,6 +212,27 @@ def ads_summary(service, top: int = 10) -> dict:
     }
 
 
+def served_run(model: dict) -> tuple[str, str | None]:
+    """Which training stage made the served model ("sft", "pretraining" or "imported") and the run
+    (``runs/NAME``) whose figures are the model's own, from the model manifest's ``source``. The dashboard
+    shows that run's val loss beside the model, so an SFT model is not shown with its base's pretraining loss.
+    """
+    from roost.train.config import TrainConfig
+    from roost.train.sft import SFT_SOURCE, SFT_TRAIN_DEFAULTS
+
+    sft_run = SFT_TRAIN_DEFAULTS["run"]
+    source = model.get("source") or ""
+    if source == SFT_SOURCE:
+        return "sft", sft_run
+    if source.startswith("roost train"):
+        return "pretraining", TrainConfig.run
+    if source.startswith("roost export "):  # a checkpoint's meta.json names its run
+        meta = Path(source.removeprefix("roost export ")) / "meta.json"
+        run = json.loads(meta.read_text()).get("run") if meta.is_file() else None
+        return ("sft" if run == sft_run else "pretraining"), run
+    return "imported", None
+
+
 @router.get("/ui/summary", dependencies=[Depends(require_api_key)])
 def summary(request: Request) -> dict:
     state: ServerState = request.app.state.roost
@@ -200,7 +247,8 @@ def summary(request: Request) -> dict:
     corpus = ws.read_manifest("corpus")
     return {
         "corpus": corpus["counts"] if corpus else None,
-        "model": {**model["counts"], "source": model.get("source"), "created": model.get("created")} if model else None,
+        "model": {**model["counts"], "source": model.get("source"), "created": model.get("created"),
+                  **dict(zip(("stage", "run"), served_run(model)))} if model else None,
         "runs": [r.__dict__ for r in runs],
         "index": {**index["counts"], "live_posts": feed.docs.count() if feed else None,
                   "size_bytes": _folder_bytes(ws.index), "semantic": bool(index.get("semantic"))} if index else None,

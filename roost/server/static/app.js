@@ -203,19 +203,31 @@ $("#search-form").addEventListener("submit", async (e) => {
   }
   const explain = $("#f-explain").checked;
   if (explain) params.set("explain", "true");
-  const status = $("#search-status"), list = $("#search-results");
+  const filtered = [...params.keys()].some((k) => !["q", "mode", "k", "explain"].includes(k));
+  const status = $("#search-status"), list = $("#search-results"), empty = $("#search-empty");
   status.className = "status"; status.textContent = "Searching...";
   list.replaceChildren();
+  empty.hidden = true;
   try {
     const res = await getJSON("/search?" + params);
-    status.textContent = res.data.length
-      ? `${res.data.length} result${res.data.length === 1 ? "" : "s"} · ${res.mode} · ${res.took_ms.toFixed(1)} ms`
-      : `No posts match “${$("#search-q").value.trim()}” (${res.mode}).`;
+    status.textContent = `${res.data.length} result${res.data.length === 1 ? "" : "s"} · ${res.mode} · ${res.took_ms.toFixed(1)} ms`;
     for (const hit of res.data) list.append(el("li", {}, postCard(hit, explain && hit.explain ? [explainTable(hit.explain)] : [])));
+    if (!res.data.length) showNoMatch(empty, res, filtered);
   } catch (err) {
     status.className = "status error"; status.textContent = err.message;
   }
 });
+
+// The empty state: the server found nothing (for hybrid and semantic search that includes "no word of the
+// query is in any post and no post is close enough in meaning": the server's calibrated no-match threshold).
+function showNoMatch(box, res, filtered) {
+  const why = res.mode === "lexical" ? "No post has these words" : "No post has these words or is close enough in meaning";
+  const tips = [filtered ? "loosen the filters" : null, res.mode === "lexical" ? "try hybrid search" : null, "try other words"].filter(Boolean);
+  box.replaceChildren(
+    el("p", { class: "title", text: `No posts match “${res.query}”` }),
+    el("p", { text: `${why}${filtered ? " under these filters" : ""} (${res.mode} search). You could ${tips.join(", or ")}.` }));
+  box.hidden = false;
+}
 
 // ---- timeline with ads -------------------------------------------------------------------------
 
@@ -246,33 +258,56 @@ async function loadUsers() {
   } catch (_) { /* the timeline call below reports the problem */ }
 }
 
-async function loadTimeline() {
-  const feed = $("#tl-feed"), status = $("#tl-status");
+// The timeline is read a page at a time: each page's posts, an ad after every AD_EVERY of them, and the
+// cursor the server handed out for the next page ("Load more"); the campaigns already on the page are kept so
+// that no campaign shows twice, however many pages are loaded.
+const TIMELINE_PAGE = 16;
+const timeline = { cursor: null, campaigns: [], posts: 0, seq: 0 };
+
+// One slot per group of posts, one at a time, each told the campaigns already shown (added to `shown`).
+async function adsFor(groups, user, shown) {
+  const ads = [];
+  for (const g of groups) {
+    const ad = await postJSON("/ads/serve", {
+      ...(user ? { user_id: user } : {}), context_post_ids: g.map((p) => p.id), slots: 1, exclude_campaign_ids: shown,
+    }).then((r) => r.ads[0] || null).catch(() => null);
+    if (ad) shown.push(ad.campaign_id);
+    ads.push(ad);
+  }
+  return ads;
+}
+
+async function loadTimeline(more = false) {
+  const feed = $("#tl-feed"), status = $("#tl-status"), button = $("#tl-more");
   const user = $("#tl-user").value;
+  const seq = ++timeline.seq;  // a newer load (another user picked) wins over one still in flight
   status.className = "status"; status.textContent = "Loading...";
+  button.disabled = true;
   try {
-    const posts = (await getJSON("/timeline?" + new URLSearchParams({ n: "16", ...(user ? { user_id: user } : {}) }))).data;
+    const params = { n: String(TIMELINE_PAGE), ...(user ? { user_id: user } : {}), ...(more ? { cursor: timeline.cursor } : {}) };
+    const page = await getJSON("/timeline?" + new URLSearchParams(params));
     const groups = [];
-    for (let i = 0; i < posts.length; i += AD_EVERY) groups.push(posts.slice(i, i + AD_EVERY));
-    // One slot at a time, each told the campaigns already on the page: no campaign shows twice.
-    const ads = [];
-    for (const g of groups) {
-      const shown = ads.filter(Boolean).map((a) => a.campaign_id);
-      ads.push(await postJSON("/ads/serve", {
-        ...(user ? { user_id: user } : {}), context_post_ids: g.map((p) => p.id), slots: 1, exclude_campaign_ids: shown,
-      }).then((r) => r.ads[0] || null).catch(() => null));
-    }
+    for (let i = 0; i < page.data.length; i += AD_EVERY) groups.push(page.data.slice(i, i + AD_EVERY));
+    const shown = more ? [...timeline.campaigns] : [];
+    const ads = await adsFor(groups, user, shown);
+    if (seq !== timeline.seq) return;
     const nodes = [];
     groups.forEach((g, i) => { for (const p of g) nodes.push(postCard(p)); if (ads[i]) nodes.push(adCard(ads[i])); });
-    feed.replaceChildren(...nodes);
-    const shown = ads.filter(Boolean).length;
-    status.textContent = `${posts.length} posts, ${shown} ad${shown === 1 ? "" : "s"}`;
+    if (more) feed.append(...nodes); else feed.replaceChildren(...nodes);
+    Object.assign(timeline, { cursor: page.next_cursor, campaigns: shown, posts: (more ? timeline.posts : 0) + page.data.length });
+    status.textContent = `${timeline.posts} posts, ${shown.length} ad${shown.length === 1 ? "" : "s"}` +
+      (page.next_cursor ? "" : " · the end");
+    button.hidden = !page.next_cursor;
   } catch (err) {
+    if (seq !== timeline.seq) return;
     status.className = "status error"; status.textContent = err.message;
+  } finally {
+    if (seq === timeline.seq) button.disabled = false;
   }
 }
-$("#tl-reload").addEventListener("click", loadTimeline);
-$("#tl-user").addEventListener("change", loadTimeline);
+$("#tl-reload").addEventListener("click", () => loadTimeline());
+$("#tl-user").addEventListener("change", () => loadTimeline());
+$("#tl-more").addEventListener("click", () => loadTimeline(true));
 loaders.timeline = async () => { await loadUsers(); if (!$("#tl-feed").children.length) loadTimeline(); };
 
 // ---- dashboard ---------------------------------------------------------------------------------
@@ -376,15 +411,30 @@ async function loadCampaigns() {
     el("p", { class: "status", text: "Prices are second prices: a click (or 1,000 impressions) costs what it takes to beat the next ad, never more than the bid." }));
 }
 
+// The served model's own val loss: the fine-tuning run's for an SFT model (on held-out conversations), the
+// pretraining run's otherwise, labelled with the stage and the run it comes from.
+const STAGES = { sft: "SFT", pretraining: "pretraining" };
+function valLossCard(model, runs) {
+  const run = model && model.run ? runs.find((r) => r.name === model.run) : null;
+  const label = model && STAGES[model.stage] ? `${STAGES[model.stage]} val loss` : "val loss";
+  if (!run || run.val_loss === null) {
+    const why = !model ? "no model" : model.stage === "imported" ? "imported model: no run here" : `no run ${model.run || ""} logged`;
+    return card(label, "–", why);
+  }
+  const bpb = run.val_bpb !== null ? ` · ${fmt.num(run.val_bpb, 3)} bits/byte` : "";
+  const node = card(label, fmt.num(run.val_loss, 3), `run ${run.name}, step ${fmt.num(run.val_curve[run.val_curve.length - 1][0])}${bpb}`);
+  node.dataset.run = run.name;
+  return node;
+}
+
 async function loadDashboard() {
   const cards = $("#dash-cards");
   try {
     const s = await getJSON("/ui/summary");
-    const run = s.runs.find((r) => r.name === "pretrain") || s.runs[0];
     cards.replaceChildren(
       card("posts in corpus", s.corpus ? fmt.num(s.corpus.posts ?? s.corpus.kept) : "–", s.corpus ? "after cleaning" : "no corpus"),
       card("model", s.model ? fmt.num(s.model.params / 1e6, 1) + "M" : "–", s.model ? `${s.model.source || "?"}, ${fmt.num(s.model.steps)} steps` : "no model"),
-      card("val loss", run ? fmt.num(run.val_loss, 3) : "–", run && run.val_bpb !== null ? `${fmt.num(run.val_bpb, 3)} bits/byte` : ""),
+      valLossCard(s.model, s.runs),
       card("search index", s.index ? fmt.num(s.index.live_posts ?? s.index.posts) : "–", s.index ? `${fmt.bytes(s.index.size_bytes)}${s.index.semantic ? ", with vectors" : ", lexical only"}` : "no index"),
       card("ad spend", s.ads ? fmt.money(s.ads.spend) : "–", s.ads ? `of ${fmt.money(s.ads.budget)} · ${s.ads.active}/${s.ads.campaigns} active` : "no ads"),
       card("ad clicks", s.ads ? fmt.num(s.ads.clicks) : "–", s.ads ? `${fmt.num(s.ads.impressions)} impressions` : ""),
