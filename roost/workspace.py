@@ -78,15 +78,23 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     and the folder renamed over ``path`` (an old one is moved aside first and
     removed after), so a crash at any moment leaves either the old or the new
     folder complete. On an exception the temporary folder is removed.
+
+    Every file ends up readable as the umask allows, like any file ``open()``
+    makes: some writers create theirs private (safetensors' ``save_file`` writes
+    0600), which left ``model.safetensors`` unreadable beside its 0644 siblings.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.mkdir()
+    plain = tmp.stat().st_mode & 0o666  # mkdir's 0o777 less the umask: the bits open() would give a file
     try:
         yield tmp
         for f in tmp.rglob("*"):
             if f.is_file():
+                mode = f.stat().st_mode & 0o7777
+                if mode | plain != mode:
+                    os.chmod(f, mode | plain)
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
         _fsync_dir(tmp)

@@ -36,6 +36,28 @@ def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["b"]
 
 
+def test_atomic_dir_gives_files_the_umasks_permissions(tmp_path):
+    """A writer that makes its file private (safetensors' save_file: 0600) still leaves a readable artifact."""
+    import torch
+    from safetensors.torch import save_file
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "model") as tmp:
+            save_file({"w": torch.zeros(2)}, str(tmp / "model.safetensors"))
+            (tmp / "config.json").write_text("{}")
+            (tmp / "run.sh").write_text("")
+            os.chmod(tmp / "run.sh", 0o755)
+        os.umask(0o077)
+        with atomic_dir(tmp_path / "private") as tmp:
+            save_file({"w": torch.zeros(2)}, str(tmp / "model.safetensors"))
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "model").iterdir()}
+    assert modes == {"model.safetensors": 0o644, "config.json": 0o644, "run.sh": 0o755}  # never narrowed
+    assert (tmp_path / "private" / "model.safetensors").stat().st_mode & 0o777 == 0o600  # a umask of 077 holds
+
+
 def test_file_hash_sees_content_and_names(tmp_path):
     d = tmp_path / "d"
     d.mkdir()
