@@ -15,7 +15,7 @@ from roost.search.engine import (
     SearchRequest,
     parse_time,
 )
-from roost.search.ranking import RankingConfig, rrf
+from roost.search.ranking import RankingConfig, fuse, rrf, score_fusion
 from roost.search.text import (
     hashtag_words,
     segment,
@@ -94,9 +94,12 @@ def test_explain_has_every_component(index):
     d = h.to_dict(explain=True)
     assert {"id", "text", "author", "created_at", "score", "explain"} <= set(d)
     e = d["explain"]
-    assert {"bm25", "vector", "rrf_bm25", "rrf_vector", "rrf", "recency", "engagement", "author_quality"} <= set(e)
+    assert {"bm25", "vector", "norm_bm25", "norm_vector", "relevance", "recency", "engagement",
+            "author_quality"} <= set(e)
     cfg = index.ranking
-    expect = (cfg.w_relevance * e["rrf"] + cfg.w_recency * e["recency"] + cfg.w_engagement * e["engagement"]
+    assert e["relevance"] == pytest.approx(
+        (cfg.w_lexical * e["norm_bm25"] + cfg.w_vector * e["norm_vector"]) / (cfg.w_lexical + cfg.w_vector))
+    expect = (cfg.w_relevance * e["relevance"] + cfg.w_recency * e["recency"] + cfg.w_engagement * e["engagement"]
               + cfg.w_author * e["author_quality"])
     assert d["score"] == pytest.approx(expect)
     assert 0 < e["author_quality"] < 1 and 0 <= e["recency"] <= 1
@@ -106,8 +109,25 @@ def test_rrf_math():
     fused = rrf({"bm25": [(1, 9.0), (2, 5.0)], "vector": [(2, 0.9), (3, 0.5)]}, k=60)
     assert fused[2].components["rrf_bm25"] == pytest.approx(1 / 62)
     assert fused[2].components["rrf_vector"] == pytest.approx(1 / 61)
-    assert fused[2].components["rrf"] == pytest.approx((1 / 62 + 1 / 61) / (2 / 61))
-    assert fused[2].components["rrf"] > fused[1].components["rrf"] > fused[3].components["rrf"]
+    assert fused[2].components["relevance"] == pytest.approx((1 / 62 + 1 / 61) / (2 / 61))
+    assert fused[2].components["relevance"] > fused[1].components["relevance"] > fused[3].components["relevance"]
+
+
+def test_score_fusion_math():
+    lists = {"bm25": [(1, 9.0), (2, 4.5)], "vector": [(2, 0.9), (3, 0.7), (4, 0.5), (5, 0.1)]}
+    fused = score_fusion(lists, depth=3, weights={"bm25": 1.0, "vector": 3.0})
+    c = {k: s.components for k, s in fused.items()}
+    assert c[1]["norm_bm25"] == 1.0 and c[2]["norm_bm25"] == pytest.approx(0.5)  # BM25: divided by the best
+    assert c[2]["norm_vector"] == 1.0 and c[3]["norm_vector"] == pytest.approx(0.5) and c[4]["norm_vector"] == 0.0
+    assert c[5]["norm_vector"] == 0.0                      # past the depth: clamped, not negative
+    assert c[2]["relevance"] == pytest.approx((0.5 + 3 * 1.0) / 4) and c[1]["relevance"] == pytest.approx(1 / 4)
+    assert c[3]["relevance"] == pytest.approx(3 * 0.5 / 4)  # a vector-only hit: the bm25 part counts 0
+    # far ahead in one list beats a close second in both: what RRF cannot tell
+    sure = {"bm25": [(1, 10.0), (2, 1.0)], "vector": [(2, 0.50), (1, 0.49), (3, 0.1)]}
+    assert fuse(sure, RankingConfig(fusion="score"))[1].components["relevance"] > \
+        fuse(sure, RankingConfig(fusion="score"))[2].components["relevance"]
+    with pytest.raises(ValueError, match="fusion"):
+        fuse(sure, RankingConfig(fusion="borda"))
 
 
 def test_ranking_weights_change_order(ws):
@@ -116,7 +136,7 @@ def test_ranking_weights_change_order(ws):
     old = SearchIndex(ws.index, bow_embed, ranking=RankingConfig(w_recency=0, w_engagement=0, w_author=0))
     base = ids(old.search(SearchRequest("pasta recipe oven garlic", k=4)))
     old.close()
-    new = SearchIndex(ws.index, bow_embed, ranking=RankingConfig(w_recency=5.0, recency_half_life_days=1))
+    new = SearchIndex(ws.index, bow_embed, ranking=RankingConfig(w_recency=100.0, recency_half_life_days=1))
     boosted = new.search(SearchRequest("pasta recipe oven garlic", k=4))
     assert ids(boosted) != base
     assert [h.post.created_at for h in boosted] == sorted((h.post.created_at for h in boosted), reverse=True)
@@ -213,10 +233,11 @@ def test_weighted_fusion_follows_the_weights(index):
 
     q = SearchRequest("striker penalty #foodie", k=20, mode="hybrid")
     index.ranking = replace(index.ranking, w_recency=0.0, w_engagement=0.0, w_author=0.0)  # relevance alone
-    for w_lexical, w_vector, follows in ((1.0, 0.0, "rrf_bm25"), (0.0, 1.0, "rrf_vector")):
-        index.ranking = replace(index.ranking, w_lexical=w_lexical, w_vector=w_vector)
-        part = [h.components.get(follows, 0.0) for h in index.search(q)]
-        assert part[0] > 0 and part == sorted(part, reverse=True), (follows, part)  # that list's order alone
+    for fusion in ("score", "rrf"):
+        for w_lexical, w_vector, follows in ((1.0, 0.0, "bm25"), (0.0, 1.0, "vector")):
+            index.ranking = replace(index.ranking, fusion=fusion, w_lexical=w_lexical, w_vector=w_vector)
+            part = [h.components.get(follows, -1.0) for h in index.search(q)]
+            assert part[0] > 0 and part == sorted(part, reverse=True), (fusion, follows, part)  # that list alone
 
 
 def test_rerank_reorders_the_top_of_hybrid_only(index):

@@ -35,7 +35,7 @@ def test_search_modes_and_explain(served_ws):
             assert {"id", "text", "author", "created_at", "score", "explain"} <= set(data[0])
             assert [d["score"] for d in data] == sorted((d["score"] for d in data), reverse=True)
         explain = search(base, q="pasta garlic", mode="hybrid", explain="true").json()["data"][0]["explain"]
-        assert {"recency", "engagement", "author_quality", "rrf"} <= set(explain)
+        assert {"bm25", "vector", "relevance", "recency", "engagement", "author_quality"} <= set(explain)
         lexical = search(base, q="#foodie", k=100, mode="lexical", author="u0").json()["data"]
         assert lexical and all("#foodie" in d["text"] and d["author"] == "u0" for d in lexical)
         assert "explain" not in lexical[0]

@@ -55,3 +55,15 @@ def test_cli_runs_the_protocol_with_every_ablation_row(tmp_path, tokenizer, caps
         assert set(row["metrics"]) == {"ndcg@10", "recall@100", "mrr"} and 0 <= row["metrics"]["ndcg@10"] <= 1
     # each query is a tag's only word ("worldcup") and the tag left its posts: BM25 alone cannot find them
     assert r["rows"][0]["metrics"]["recall@100"] == 0
+
+
+def test_tuning_objective_is_the_worst_ratio_to_the_better_part():
+    from roost.search.tune import worst_ratio
+
+    parts = [{"lexical": {"ndcg@10": 0.1, "mrr": 0.2}, "semantic": {"ndcg@10": 0.2, "mrr": 0.4}},   # tags removed
+             {"lexical": {"ndcg@10": 0.5, "mrr": 0.6}, "semantic": {"ndcg@10": 0.3, "mrr": 0.5}}]   # tags kept
+    wins_both = [{"ndcg@10": 0.21, "mrr": 0.44}, {"ndcg@10": 0.55, "mrr": 0.63}]
+    assert abs(worst_ratio(wins_both, parts) - 1.05) < 1e-9        # 0.21 / 0.2 and 0.63 / 0.6: never loses
+    big_on_kept = [{"ndcg@10": 0.18, "mrr": 0.40}, {"ndcg@10": 0.90, "mrr": 0.90}]
+    assert abs(worst_ratio(big_on_kept, parts) - 0.9) < 1e-9       # loses to semantic on removed, whatever kept
+    assert worst_ratio(big_on_kept, parts) < worst_ratio(wins_both, parts)

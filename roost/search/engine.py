@@ -3,8 +3,8 @@
 ``workspace/index/`` holds ``docs.sqlite`` (the :class:`DocStore`, source of
 truth), ``lexical/`` (tantivy) and ``vectors.usearch`` (usearch; absent when the
 index was built without a model). Queries run in three modes: ``lexical``
-(BM25), ``semantic`` (cosine of model embeddings) and ``hybrid`` (RRF of both,
-then ranking features).
+(BM25), ``semantic`` (cosine of model embeddings) and ``hybrid`` (both fused,
+:mod:`roost.search.ranking`, then ranking features).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from roost.embedfn import EmbedFn
 from roost.search.docstore import DocStore, Filters, Post
 from roost.search.lexical import LexicalIndex
-from roost.search.ranking import RankingConfig, Scored, features, final_score, rrf
+from roost.search.ranking import RankingConfig, Scored, features, final_score, fuse
 from roost.search.vector import VectorConfig, VectorIndex
 
 DOCS, LEXICAL, VECTORS = "docs.sqlite", "lexical", "vectors.usearch"
@@ -231,7 +231,7 @@ class SearchIndex:
         # deleted posts and posts the filters refuse drop out here, whichever list they came from
         lists = {name: [(k, s) for k, s in ranked if k in posts and req.filters.accepts(posts[k])][:n]
                  for name, ranked in lists.items()}
-        fused = rrf(lists, cfg.rrf_k, {"bm25": cfg.w_lexical, "vector": cfg.w_vector})
+        fused = fuse(lists, cfg)
         quality = self.docs.author_quality(posts[k].author_id for k in fused)
         newest = self.docs.newest()
         hits = []
@@ -272,5 +272,5 @@ class SearchIndex:
             return s.components["bm25"]
         if mode == "semantic":
             return s.components["vector"]
-        return final_score(s.components["rrf"], feats, self.ranking)
+        return final_score(s.components["relevance"], feats, self.ranking)
 

@@ -251,7 +251,7 @@ def train_workspace_retriever(ws: Workspace, cfg: RetrieverConfig) -> dict:
     from roost.search.embed import RETRIEVER_FILE, QueryEncoder, Retriever, save_retriever
     from roost.search.engine import SearchModel
     from roost.search.expand import TagExpander, tag_vocabulary
-    from roost.search.tune import MIN_QUERIES, holdout, semantic_quality, tune_ranking
+    from roost.search.tune import MIN_QUERIES, TUNED, holdout, semantic_quality, tune_ranking
     from roost.search.unseen import UnseenConfig, unseen_task
     from roost.tokenizer import load_tokenizer
 
@@ -288,7 +288,7 @@ def train_workspace_retriever(ws: Workspace, cfg: RetrieverConfig) -> dict:
     model = SearchModel(retriever, retriever.queries, expand=expander)
     calibration = held_texts or train["text"][: cfg.batch_size]
     ranking, report["tuning"] = tune_ranking(model, task, calibration[:5000], kept)
-    settings = {"ranking": {k: getattr(ranking, k) for k in ("w_lexical", "w_vector", "w_expansion", "min_similarity")},
+    settings = {"ranking": {k: getattr(ranking, k) for k in TUNED},
                 "expansion": {"tags": tags, "words": words, "config": asdict(cfg.expansion)}}
     path = save_retriever(ws.model / RETRIEVER_FILE, bag, query, settings, expander.vectors)
     report.update(path=str(path), config=asdict(cfg), expansion_tags=len(tags), held_out_posts=int(held.sum()))

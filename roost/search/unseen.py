@@ -87,8 +87,9 @@ ABLATIONS = [
     ("semantic, post encoder for queries too", "semantic", {}, False),
     ("semantic, no no-match threshold", "semantic", {"min_similarity": -1.0}, True),
     ("semantic", "semantic", {}, True),
-    ("hybrid, RRF equal weights, no expansion", "hybrid", {"w_lexical": 1.0, "w_vector": 1.0, "w_expansion": 0.0}, True),
-    ("hybrid, tuned weights, no expansion", "hybrid", {"w_expansion": 0.0}, True),
+    ("hybrid, RRF equal weights, no expansion", "hybrid",
+     {"fusion": "rrf", "w_lexical": 1.0, "w_vector": 1.0, "w_expansion": 0.0}, True),
+    ("hybrid, tuned fusion, no expansion", "hybrid", {"w_expansion": 0.0}, True),
     ("hybrid (default)", "hybrid", {}, True),
     ("hybrid + LM query-likelihood re-rank, top 10", "hybrid", {"rerank_top": 10}, True),
 ]
