@@ -130,7 +130,7 @@ def main() -> None:
     roost_fn = lambda x, y: roost(x, y)[1]  # roost's training loss (roost/loss.py)
     hf_fn = lambda x, y: hf_loss(hf, x, y)
     if args.compile:
-        for block in roost.layers:  # as roost train --compile does (roost/train/loop.py)
+        for block in roost.layers:  # as roost train --compile does (roost/train/run.py)
             block.compile()
         hf_fn = torch.compile(hf_fn)
     if args.loss_only:

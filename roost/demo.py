@@ -160,8 +160,8 @@ class Demo:
                            run=PRETRAIN_RUN, warmup=min(20, c.train_steps or 20))
 
     def train(self) -> tuple[bool, str]:
-        from roost.train.loop import train
-        from roost.train.loop import saved_config
+        from roost.train.pretrain import train
+        from roost.train.pretrain import saved_config
 
         ws, cfg = self.ws, self.train_config()
         done = ws.read_manifest("checkpoints")
@@ -254,7 +254,7 @@ class Demo:
         """Brand safety from the corpus's own moderation signals (roost ads train-safety), redone when they change."""
         from roost.ads.brand_safety import SafetyProbes, train_from_signals
         from roost.ads.embedder import resolve_embedder
-        from roost.ads.setup import safety_path
+        from roost.ads.setup import record_artifact, safety_path
 
         ws, path = self.ws, safety_path(self.ws)
         embed, space = resolve_embedder(ws, "auto")
@@ -268,6 +268,7 @@ class Demo:
             return False, f"skipped: {e}"
         probes.inputs = inputs
         probes.save(path)
+        record_artifact(ws, path.name, "roost demo (roost ads train-safety)", inputs, space=space)
         m = probes.metrics.get("moderation", {})
         held = f", held-out AUC {m['auc']:.3f} against the signals" if m else ""
         return True, f"'moderation' probe from {m.get('flagged', '?')} flagged posts{held}"

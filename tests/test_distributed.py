@@ -27,7 +27,7 @@ from test_train_fixtures import make_token_workspace
 
 from roost.cli import main
 from roost.train.config import TrainConfig
-from roost.train.loop import train
+from roost.train.pretrain import train
 from roost.train.data import PackedLoader
 from roost.workspace import Workspace
 

@@ -21,7 +21,7 @@ from roost.engine.sampling import Sampler
 from roost.export import load_hf
 from roost.tokenizer import PLACEHOLDER_TOKENS, RoostTokenizer, TokenizerConfig, load_tokenizer, train_bpe
 from roost.train.config import TrainConfig
-from roost.train.loop import train
+from roost.train.pretrain import train
 from roost.train.data import IGNORE_INDEX, PackedLoader
 from roost.workspace import Workspace
 
@@ -50,14 +50,14 @@ def _workspace(root) -> Workspace:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Workspace]:
     """The same tiny run twice: as roost trains (placeholders masked) and with the mask lifted."""
-    import roost.train.loop as loop
+    import roost.train.pretrain as pretrain
 
     out = {}
     for name in ("masked", "unmasked"):
         ws = _workspace(tmp_path_factory.mktemp(name) / "workspace")
         with pytest.MonkeyPatch.context() as mp:
             if name == "unmasked":
-                mp.setattr(loop, "placeholder_ids", lambda _dir: [])
+                mp.setattr(pretrain, "placeholder_ids", lambda _dir: [])
             train(ws, TrainConfig(**TINY, run=name, device="cpu", dtype="float32"))
         out[name] = ws
     return out

@@ -15,7 +15,7 @@ from roost.model import GPT, GPTConfig
 from roost.tokens import TokenShards
 from roost.train import checkpoint
 from roost.train.config import TrainConfig
-from roost.train.loop import train
+from roost.train.pretrain import train
 from roost.train.data import IGNORE_INDEX, PackedLoader, sequence_starts
 from roost.train.dist import DistInfo
 from roost.train.optim import build_optimizers, derive_lrs, param_groups

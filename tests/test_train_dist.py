@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from test_train_fixtures import make_token_workspace
 
 from roost.train.config import TrainConfig
-from roost.train.loop import train
+from roost.train.pretrain import train
 from roost.workspace import Workspace
 
 FLAGS = dict(depth=1, seq_len=32, max_seq_len=64, device_batch=4, batch_tokens=256, ckpt_every=2, eval_every=2,

@@ -145,7 +145,7 @@ def _config(args: argparse.Namespace):
     from roost.cli import UserError
     from roost.train.config import TrainConfig
     from roost.train.config import MODEL_FIXED, flag
-    from roost.train.loop import saved_config
+    from roost.train.pretrain import saved_config
     from roost.workspace import Workspace
 
     bools = ("tie_embeddings", "compile", "activation_checkpointing")
@@ -157,7 +157,7 @@ def _config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from roost.train.loop import train
+    from roost.train.pretrain import train
     from roost.workspace import Workspace
 
     result = train(Workspace(args.workspace), _config(args), resume=args.resume, fresh=args.fresh)

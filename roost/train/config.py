@@ -15,7 +15,7 @@ SCHEDULES = ("cosine", "wsd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "bfloat16", "float32")  # roost.precision.compute_dtype
 PARALLEL = ("ddp", "fsdp")  # roost.train.dist.wrap_model
-INITS = ("scratch", "model")  # random weights, or workspace/model/ (roost.train.loop.initial_model)
+INITS = ("scratch", "model")  # random weights, or workspace/model/ (roost.train.pretrain.initial_model)
 
 # Fields that fix the model and the data order: a resumed run may not change them.
 FROZEN_ON_RESUME = (

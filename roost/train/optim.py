@@ -108,6 +108,19 @@ def build_optimizers(
 
 
 def set_lr(optimizers: list[torch.optim.Optimizer], factor: float) -> None:
+    """Every group's rate to its peak (``base_lr``) times the schedule's ``factor``."""
     for opt in optimizers:
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * factor
+
+
+def scale_peak_lrs(optimizers: list[torch.optim.Optimizer], factor: float) -> None:
+    """Every group's peak rate times ``factor`` (SFT's ``--lr-frac``), before the first step."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["base_lr"] *= factor
+
+
+def matrix_lr(optimizers: list[torch.optim.Optimizer]) -> float:
+    """The block matrices' current rate (what ``--lr`` sets): :func:`build_optimizers` puts their group last."""
+    return optimizers[-1].param_groups[-1]["lr"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -35,17 +34,8 @@ from roost.train import checkpoint, dist
 from roost.train.config import TrainConfig
 from roost.train.conversations import Conversation, MiningConfig
 from roost.train.data import IGNORE_INDEX, PackedLoader
-from roost.train.evaluate import Evaluator
-from roost.train.loop import (
-    Fit,
-    TrainResult,
-    check_fits,
-    fit,
-    prepare_model,
-    session,
-    training_autocast,
-)
-from roost.train.optim import build_optimizers
+from roost.train.loop import TrainResult
+from roost.train.run import Plan, check_fits, checkpoint_to_resume, launch, run
 from roost.workspace import StageMissing, Workspace
 
 SFT_SOURCE = "roost sft"  # the model manifest's "source" once SFT wrote workspace/model/
@@ -296,37 +286,32 @@ def sft(ws: Workspace, cfg: SFTConfig, *, resume: bool = False, fresh: bool = Fa
 
     As ``roost train`` does, a job torchrun restarts (``--max-restarts``) resumes by itself.
     """
-    if dist.elastic_restart() and checkpoint.latest_checkpoint(sft_checkpoints(ws)) is not None:
-        resume, fresh = True, False
-    with session(cfg.train.device) as info:
-        return _sft(ws, cfg, info, resume=resume, fresh=fresh)
+    return launch(sft_checkpoints(ws), cfg.train.device, resume=resume, fresh=fresh,
+                  stage=lambda info, resume, fresh: run(ws, plan(ws, cfg, info, resume=resume, fresh=fresh), info))
 
 
 def sft_checkpoints(ws: Workspace) -> Path:
     return ws.checkpoints / "sft"
 
 
-def resume_point(ws: Workspace) -> Path:
-    """The newest SFT checkpoint, which ``--resume`` continues."""
-    ckpt = checkpoint.latest_checkpoint(sft_checkpoints(ws))
-    if ckpt is None:
-        raise ValueError(f"--resume: no SFT checkpoint in {sft_checkpoints(ws)}; start a run without --resume")
-    return ckpt
+def resume_point(ws: Workspace, *, resume: bool = True, fresh: bool = False) -> Path | None:
+    """The newest SFT checkpoint, which ``--resume`` continues (None for a new run)."""
+    return checkpoint_to_resume(sft_checkpoints(ws), resume=resume, fresh=fresh, kind="SFT ",
+                                what="that fine-tuning", start_over="start over from the pretrained model")
 
 
 def saved_sft_config(ws: Workspace) -> SFTConfig:
     return SFTConfig.from_meta(checkpoint.read_meta(resume_point(ws)))
 
 
-def _sft(ws: Workspace, cfg: SFTConfig, info: dist.DistInfo, *, resume: bool, fresh: bool) -> TrainResult:
+def plan(ws: Workspace, cfg: SFTConfig, info: dist.DistInfo, *, resume: bool, fresh: bool) -> Plan:
+    """Check everything that can be wrong before the long work; then the conversations, packed, and the model."""
     from roost.tokenizer import load_tokenizer
     from roost.train.conversations import mine_conversations
 
-    # ---- check everything that can be wrong before the long work
     inputs = {"corpus": ws.stage_hash("corpus"), "tokenizer": ws.stage_hash("tokenizer")}
-    ckpt_dir = sft_checkpoints(ws)
-    ckpt = resume_point(ws) if resume else checkpoint.latest_checkpoint(ckpt_dir)
-    if resume:
+    ckpt = resume_point(ws, resume=resume, fresh=fresh)
+    if ckpt is not None:
         meta = checkpoint.read_meta(ckpt)
         changed = [k for k in inputs if meta["inputs"].get(k) != inputs[k]]
         if changed:
@@ -334,9 +319,6 @@ def _sft(ws: Workspace, cfg: SFTConfig, info: dist.DistInfo, *, resume: bool, fr
         pretrained_info = meta["pretrained"]
         model = GPT(GPTConfig.from_dict(meta["model_config"]))
     else:
-        if ckpt is not None and not fresh:
-            raise ValueError(f"{ckpt_dir} already holds {ckpt.name}; pass --resume to continue that fine-tuning, "
-                             "or --fresh to delete its checkpoints and start over from the pretrained model")
         pretrained = load_pretrained(ws)
         model = pretrained.model
         pretrained_info = {"source": pretrained.source, "weights_hash": pretrained.weights_hash, "step": pretrained.step}
@@ -353,8 +335,7 @@ def _sft(ws: Workspace, cfg: SFTConfig, info: dist.DistInfo, *, resume: bool, fr
         raise ValueError(f"the tokenizer in {ws.tokenizer} has {tok.vocab_size} tokens, more than the pretrained "
                          f"model's vocab_size {model_cfg.vocab_size}: they were not made together; rerun `roost train`")
     grad_accum = train_cfg.grad_accum(info.world_size)
-    step_tokens = train_cfg.step_tokens(info.world_size)
-    check_fits(model_cfg, train_cfg, info.device, shards=info.world_size if train_cfg.parallel == "fsdp" else 1)
+    check_fits(model_cfg, train_cfg, info)
 
     # ---- data
     mined = mine_conversations(ws.corpus, cfg.mining, progress=info.is_main)
@@ -374,42 +355,22 @@ def _sft(ws: Workspace, cfg: SFTConfig, info: dist.DistInfo, *, resume: bool, fr
     counts = {**mined.counts, "train_rows": packed.rows, "train_trained_tokens": packed.trained_tokens,
               "val_rows": packed_val.rows, "cropped": packed.cropped + packed_val.cropped,
               "dropped": packed.dropped + packed_val.dropped}
-
-    # ---- model (whole on every rank, then wrapped or sharded), optimizers: fresh state, every rate times lr_frac
-    if fresh and info.is_main and ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)
-    dist.barrier()
-    torch.manual_seed(train_cfg.seed)
-    model = model.to(info.device).train()
-    wrapped = prepare_model(model, train_cfg, info)
-    optimizers = build_optimizers(model, train_cfg.optimizer, model_cfg.n_embd, info.device, train_cfg.lr)
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["base_lr"] *= cfg.lr_frac
-    step, train_seconds = 0, 0.0
-    if resume:
-        meta = checkpoint.load(ckpt, model, optimizers, info)
-        loader.load_state_dict(meta["loader"])
-        step, train_seconds = meta["step"], meta["train_seconds"]
     if info.is_main:
         print(f"sft: {counts['train_conversations']:,} train / {counts['val_conversations']:,} val conversations "
               f"from {counts['threads']:,} threads, packed into {packed.rows:,} rows of {packed.row_len} tokens "
               f"({counts['cropped']} cropped, {counts['dropped']} dropped); from {pretrained_info['source']}")
-    autocast = training_autocast(train_cfg, info)
-    eval_batches = math.ceil(train_cfg.eval_tokens / (train_cfg.device_batch * train_cfg.seq_len * info.world_size))
-    run = Fit(
-        cfg=train_cfg, info=info, model=model, wrapped=wrapped, optimizers=optimizers, loader=loader,
-        evaluator=Evaluator(val_loader, eval_batches, ws.tokenizer, autocast), autocast=autocast,
-        total_steps=total_steps_for(cfg, loader, grad_accum, step_tokens), ckpt_dir=ckpt_dir,
-        ckpt_meta={"sft": cfg.sft_dict(), "inputs": inputs, "pretrained": pretrained_info},
-        manifest_inputs=inputs, step=step, train_seconds=train_seconds, resumed_from=ckpt if resume else None,
-        title="fine-tuning",
-    )
-    result = fit(ws, run)
-    whole = dist.unsharded(model, lambda: GPT(model_cfg))  # a collective under FSDP: every rank takes part
-    if info.is_main:
+
+    def export(whole: GPT, result: TrainResult) -> Path:
         manifest = ws.manifest("model", inputs, {**counts, "params": whole.num_params(), "steps": result.step},
                                source=SFT_SOURCE, model_config=model_cfg.to_dict(), pretrained=pretrained_info,
                                sft=cfg.sft_dict())
-        result.model_dir = save_hf(whole, ws.model, ws.tokenizer, manifest=manifest)
-    return result
+        return save_hf(whole, ws.model, ws.tokenizer, manifest=manifest)
+
+    # the optimizers start fresh, every peak rate times lr_frac
+    return Plan(
+        cfg=train_cfg, model_cfg=model_cfg, model=lambda: model, loader=loader, val_loader=val_loader,
+        total_steps=total_steps_for(cfg, loader, grad_accum, train_cfg.step_tokens(info.world_size)),
+        ckpt_dir=sft_checkpoints(ws), ckpt_meta={"sft": cfg.sft_dict(), "inputs": inputs, "pretrained": pretrained_info},
+        manifest_inputs=inputs, export=export, resume_from=ckpt, fresh=fresh, lr_scale=cfg.lr_frac,
+        title="fine-tuning",
+    )
