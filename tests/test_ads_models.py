@@ -141,6 +141,14 @@ def test_cli_load_train_ctr_and_train_safety(tmp_path, capsys):
     assert "hate: 40 held-out examples: AUC 1.000" in out
     assert json.loads((ws / "ads" / "safety.json").read_text())["names"] == ["hate"]
 
+    from roost.workspace import file_hash
+
+    manifest = Workspace(ws).read_manifest("ads")  # ads/ has a manifest like every stage, one entry per artifact
+    assert manifest["stage"] == "ads" and manifest["counts"] == {"artifacts": 2}
+    made = {name: (a["made_by"], a["sha256"], a["inputs"]) for name, a in manifest["artifacts"].items()}
+    assert made == {"ctr_model.json": ("roost ads train-ctr", file_hash(ws / "ads" / "ctr_model.json"), {}),
+                    "safety.json": ("roost ads train-safety", file_hash(ws / "ads" / "safety.json"), {})}
+
 
 def test_labelled_files_errors_name_file_and_line(tmp_path):
     (tmp_path / "t.txt").write_text("a\nb\nc\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import httpx
 import pytest
@@ -39,6 +40,21 @@ def test_first_run_builds_every_artifact(built):
     assert {r["id"] for r in store.campaign_rows()} == sample_ids
     store.close()
     assert "total" in demo.summary() and all(name in demo.summary() for name in STAGES)
+
+
+def test_ads_manifest_and_file_modes(built):
+    """workspace/ads/ says what made its probes, from which corpus and model; the model's files are all
+    readable as the umask allows (safetensors wrote model.safetensors 0600)."""
+    root, _ = built
+    ws = Workspace(root)
+    ads = ws.read_manifest("ads")
+    safety = ads["artifacts"]["safety.json"]
+    assert safety["sha256"] == file_hash(root / "ads" / "safety.json") and "click_secret" not in ads["artifacts"]
+    assert safety["inputs"] == ads["inputs"] == {"corpus": ws.stage_hash("corpus"), "model": ws.stage_hash("model")}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.name: p.stat().st_mode & 0o777 for p in ws.model.iterdir()} == \
+        {p.name: 0o666 & ~umask for p in ws.model.iterdir()}
 
 
 def test_second_run_skips_every_stage(built):

@@ -3,7 +3,7 @@
 ``workspace/ads.db`` holds the campaigns and events, unless ``--ads-db`` names
 another file or a ``postgresql://`` database (which many replicas share); ``workspace/ads/`` holds
 the click secret, the trained click model, the brand-safety probes and the
-saved creative index.
+saved creative index, and a ``manifest.json`` like every stage's (:func:`record_artifact`).
 
 ``ROOST_ADS_DURABILITY`` picks what an acknowledged impression or click must
 survive (see :mod:`roost.ads.store`): ``process`` (default; a crash or SIGKILL
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from roost.ads.embedder import resolve_embedder
 from roost.ads.pctr import CTRModel
 from roost.ads.service import AdsConfig, AdService
 from roost.ads.store import AdStore, synchronous_for
-from roost.workspace import Workspace
+from roost.workspace import Workspace, file_hash
 
 if TYPE_CHECKING:
     from roost.embeddings import TextEmbedder
@@ -40,6 +41,29 @@ def ctr_path(ws: Workspace) -> Path:
 
 def safety_path(ws: Workspace) -> Path:
     return ads_dir(ws) / "safety.json"
+
+
+def record_artifact(ws: Workspace, name: str, made_by: str, inputs: dict[str, str] | None = None,
+                    space: str | None = None) -> dict:
+    """Note ``ads/NAME``, just written by ``made_by``, in ``ads/manifest.json``; returns the manifest.
+
+    ads/ holds artifacts that different commands make at different times (the
+    click model, the brand-safety probes), so the manifest keeps one entry per
+    artifact: its sha256, size, maker, time and inputs (stage name -> content
+    hash; a ``space`` of the model's embeddings, ``model-...``, adds the model).
+    Its ``inputs`` are all of theirs. Entries whose files are gone are dropped.
+    The click secret and the creative index (a cache the server rebuilds) are
+    not artifacts a command makes, and are not listed.
+    """
+    folder, path = ads_dir(ws), ads_dir(ws) / name
+    inputs = {**(inputs or {}), **({"model": ws.stage_hash("model")} if (space or "").startswith("model") else {})}
+    listed = (ws.read_manifest("ads") or {}).get("artifacts", {})
+    artifacts = {k: v for k, v in listed.items() if k != name and (folder / k).is_file()}
+    artifacts[name] = {"sha256": file_hash(path), "bytes": path.stat().st_size, "made_by": made_by,
+                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "inputs": inputs}
+    merged = {k: v for a in artifacts.values() for k, v in a["inputs"].items()}
+    return ws.write_manifest("ads", merged, {"artifacts": len(artifacts)},
+                             artifacts=dict(sorted(artifacts.items())))
 
 
 def open_store(ws: Workspace, durability: str | None = None, ads_db: str | None = None) -> AdStore:

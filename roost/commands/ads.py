@@ -152,13 +152,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_train_ctr(args: argparse.Namespace) -> int:
     from roost.ads.pctr import events_to_arrays, train
-    from roost.ads.setup import ctr_path
+    from roost.ads.setup import ctr_path, record_artifact
 
     ws = _workspace(args)
     if args.ads_db is None and not ws.ads_db.exists():
         raise UserError(f"{ws.ads_db} does not exist: load campaigns and serve ads first")
     model = train(*events_to_arrays(_store(args).events()), test_fraction=args.test_fraction)
     model.save(ctr_path(ws))
+    record_artifact(ws, ctr_path(ws).name, "roost ads train-ctr")
     test = model.metrics["test"]
     print(f"click model: {test['n']} test impressions ({test['clicks']} clicks, later {args.test_fraction:.0%} "
           f"of the log): AUC {test['auc']:.3f}  log loss {test['log_loss']:.4f}  RCE {test['rce']:.1f}%")
@@ -177,7 +178,7 @@ def cmd_train_safety(args: argparse.Namespace) -> int:
     from roost.ads.brand_safety import SafetyProbes, train_from_signals
     from roost.ads.embedder import resolve_embedder
     from roost.ads.retrieval import embed_in_batches
-    from roost.ads.setup import safety_path
+    from roost.ads.setup import record_artifact, safety_path
     from roost.labelled import read_labelled
 
     ws = _workspace(args)
@@ -208,6 +209,8 @@ def cmd_train_safety(args: argparse.Namespace) -> int:
         m = probes.evaluate(name, embed_in_batches(embed, texts, desc=f"embedding {name} val"), labels, unsafe)
         print(f"{name}: {m['n']} held-out examples: AUC {m['auc']:.3f}  macro-F1 {m['macro_f1']:.3f}")
     probes.save(safety_path(ws))
+    record_artifact(ws, safety_path(ws).name, "roost ads train-safety", space=space,
+                    inputs={} if args.train else {"corpus": ws.stage_hash("corpus")})
     print(f"saved {len(probes.names)} probes ({', '.join(probes.names)}) to {safety_path(ws)}")
     return 0
 
