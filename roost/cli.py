@@ -13,11 +13,8 @@ import pkgutil
 import sys
 
 from roost import __version__, commands
+from roost.errors import UserError
 from roost.workspace import StageMissing, disk_full
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed without a traceback, exit code 2."""
 
 
 def add_workspace_arg(parser: argparse.ArgumentParser) -> None:
@@ -47,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # Only mistakes the user can fix print as one line (a missing file names itself); any other exception is a bug
+    # and keeps its traceback.
     try:
         return int(args.func(args) or 0)
-    except (UserError, StageMissing, ValueError, FileNotFoundError) as e:
+    except (UserError, StageMissing, FileNotFoundError) as e:
         if full := disk_full(e, getattr(args, "workspace", None)):
             return _disk_full(args, full)
         print(f"roost {args.command}: error: {e}", file=sys.stderr)

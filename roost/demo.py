@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from roost.errors import UserError
 from roost.workspace import Workspace, file_hash
 
 SAMPLE_DIR = "sample"
@@ -56,15 +57,15 @@ class DemoConfig:
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace)
         if (self.train_minutes is None) == (self.train_steps is None):
-            raise ValueError("give exactly one of train_minutes and train_steps")
+            raise UserError("give exactly one of train_minutes and train_steps")
         if self.sft_minutes is not None and self.sft_steps is not None:
-            raise ValueError("give at most one of sft_minutes and sft_steps")
+            raise UserError("give at most one of sft_minutes and sft_steps")
         for name in ("train_minutes", "sft_minutes"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+                raise UserError(f"--{name.replace('_', '-')} must be > 0, got {value}")
         if not 0 < self.port < 65536:
-            raise ValueError(f"--port must be in 1..65535, got {self.port}")
+            raise UserError(f"--port must be in 1..65535, got {self.port}")
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from roost.errors import UserError
 from roost.model import GPT, GPTConfig
 from roost.workspace import atomic_dir, atomic_write_json
 
@@ -32,9 +33,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def check_exportable(config: GPTConfig) -> None:
     """Refuse, with the reason, a config that LlamaForCausalLM cannot represent."""
     if config.mlp != "swiglu":
-        raise ValueError(f"cannot export to Hugging Face Llama: mlp={config.mlp!r} (Llama has only a SwiGLU MLP)")
+        raise UserError(f"cannot export to Hugging Face Llama: mlp={config.mlp!r} (Llama has only a SwiGLU MLP)")
     if config.qk_norm:
-        raise ValueError("cannot export to Hugging Face Llama: qk_norm=True (Llama has no QK-norm)")
+        raise UserError("cannot export to Hugging Face Llama: qk_norm=True (Llama has no QK-norm)")
 
 
 def hf_config(config: GPTConfig, *, dtype: torch.dtype = torch.float32, bos_token_id: int | None = None,
@@ -49,7 +50,7 @@ def hf_config(config: GPTConfig, *, dtype: torch.dtype = torch.float32, bos_toke
     check_exportable(config)
     dtype_name = {d: name for name, d in DTYPES.items()}.get(dtype)
     if dtype_name is None:
-        raise ValueError(f"cannot export weights of dtype {dtype}; supported: {sorted(DTYPES)}")
+        raise UserError(f"cannot export weights of dtype {dtype}; supported: {sorted(DTYPES)}")
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -76,8 +77,8 @@ def hf_config(config: GPTConfig, *, dtype: torch.dtype = torch.float32, bos_toke
     }
 
 
-def _refuse(source: Path, field: str, value, why: str) -> ValueError:
-    return ValueError(f"{source / CONFIG}: unsupported {field}={value!r}: {why}")
+def _refuse(source: Path, field: str, value, why: str) -> UserError:
+    return UserError(f"{source / CONFIG}: unsupported {field}={value!r}: {why}")
 
 
 def config_from_hf(hf: dict, source: Path = Path(".")) -> GPTConfig:
@@ -112,7 +113,7 @@ def config_from_hf(hf: dict, source: Path = Path(".")) -> GPTConfig:
             norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
         )
     except KeyError as e:
-        raise ValueError(f"{source / CONFIG}: missing required field {e.args[0]!r}") from None
+        raise UserError(f"{source / CONFIG}: missing required field {e.args[0]!r}") from None
 
 
 def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
@@ -186,7 +187,7 @@ def read_hf_config(folder: str | Path) -> dict:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise UserError(f"{path}: not valid JSON ({e})") from None
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -218,11 +219,11 @@ def load_hf(folder: str | Path, device: str | torch.device = "cpu", dtype: torch
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"{folder}: weights do not match a Llama of this config.json: "
+        raise UserError(f"{folder}: weights do not match a Llama of this config.json: "
                          f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     for name, tensor in expected.items():
         if tensor.shape != state[name].shape:
-            raise ValueError(f"{folder}: weight {name} has shape {tuple(state[name].shape)}, "
+            raise UserError(f"{folder}: weight {name} has shape {tuple(state[name].shape)}, "
                              f"config.json implies {tuple(tensor.shape)}")
     model.load_state_dict(state)
     model.reset_rope_tables()
@@ -245,9 +246,9 @@ def import_hf(src: str | Path, out_dir: str | Path, *, manifest: dict | None = N
     try:
         tok = load_tokenizer(src)
     except (FileNotFoundError, ValueError) as e:
-        raise ValueError(f"{src}: roost cannot serve this model's tokenizer: {e}") from None
+        raise UserError(f"{src}: roost cannot serve this model's tokenizer: {e}") from None
     if tok.vocab_size > model.config.vocab_size:
-        raise ValueError(f"{src}: tokenizer has {tok.vocab_size} tokens, more than the model's vocab_size "
+        raise UserError(f"{src}: tokenizer has {tok.vocab_size} tokens, more than the model's vocab_size "
                          f"{model.config.vocab_size}")
     token_ids = {k: hf.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
     with atomic_dir(out_dir) as tmp:

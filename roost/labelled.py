@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from roost.errors import UserError
+
 
 def read_labelled(text_file: str | Path, label_file: str | Path) -> tuple[list[str], np.ndarray]:
     """One text per line and one integer label per line; errors name the file and line."""
@@ -19,12 +21,12 @@ def read_labelled(text_file: str | Path, label_file: str | Path) -> tuple[list[s
     while raw and not raw[-1].strip():
         raw.pop()
     if len(texts) != len(raw):
-        raise ValueError(f"{text_file} has {len(texts)} lines but {label_file} has {len(raw)}: "
+        raise UserError(f"{text_file} has {len(texts)} lines but {label_file} has {len(raw)}: "
                          "they must pair up line by line")
     labels = []
     for i, line in enumerate(raw, 1):
         try:
             labels.append(int(line.strip()))
         except ValueError:
-            raise ValueError(f"{label_file}:{i}: label must be an integer, got {line!r}") from None
+            raise UserError(f"{label_file}:{i}: label must be an integer, got {line!r}") from None
     return texts, np.array(labels, dtype=np.int64)

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from roost.errors import UserError
 from roost.loss import IGNORE_INDEX, linear_cross_entropy
 
 MLP_KINDS = ("swiglu", "relu2")
@@ -51,22 +52,22 @@ class GPTConfig:
         for name in ("vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "intermediate_size", "max_seq_len"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+                raise UserError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+            raise UserError(f"GPTConfig: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.n_head % self.n_kv_head:
-            raise ValueError(
+            raise UserError(
                 f"GPTConfig: n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head} "
                 "(grouped-query attention shares each kv head among a whole number of query heads)"
             )
         if self.head_dim % 2:
-            raise ValueError(f"GPTConfig: head_dim={self.head_dim} (n_embd / n_head) must be even for RoPE")
+            raise UserError(f"GPTConfig: head_dim={self.head_dim} (n_embd / n_head) must be even for RoPE")
         if self.mlp not in MLP_KINDS:
-            raise ValueError(f"GPTConfig.mlp must be one of {MLP_KINDS}, got {self.mlp!r}")
+            raise UserError(f"GPTConfig.mlp must be one of {MLP_KINDS}, got {self.mlp!r}")
         if not self.rope_theta > 0:
-            raise ValueError(f"GPTConfig.rope_theta must be > 0, got {self.rope_theta!r}")
+            raise UserError(f"GPTConfig.rope_theta must be > 0, got {self.rope_theta!r}")
         if not 0 < self.norm_eps < 1:
-            raise ValueError(f"GPTConfig.norm_eps must be in (0, 1), got {self.norm_eps!r}")
+            raise UserError(f"GPTConfig.norm_eps must be in (0, 1), got {self.norm_eps!r}")
 
     @property
     def head_dim(self) -> int:
@@ -85,7 +86,7 @@ class GPTConfig:
         parameter count as a 4x ReLU^2 MLP, which ``mlp="relu2"`` gets instead).
         """
         if isinstance(depth, bool) or not isinstance(depth, int) or depth <= 0:
-            raise ValueError(f"depth must be a positive integer, got {depth!r}")
+            raise UserError(f"depth must be a positive integer, got {depth!r}")
         width = depth * 64
         head_dim = 128 if width >= 1024 and width % 128 == 0 else 64
         n_head = width // head_dim
@@ -114,7 +115,7 @@ class GPTConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"GPTConfig: unknown field(s) {unknown}; known fields are {sorted(known)}")
+            raise UserError(f"GPTConfig: unknown field(s) {unknown}; known fields are {sorted(known)}")
         return cls(**d)
 
     def num_params(self, *, embeddings: bool = True) -> int:

@@ -26,6 +26,7 @@ import numpy as np
 import xxhash
 
 from roost.corpus import schema
+from roost.errors import UserError
 from roost.workspace import Workspace, atomic_dir, atomic_write_json, file_hash
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -97,7 +98,7 @@ class ValSplit:
     def from_corpus(cls, corpus_dir: Path, fraction: float) -> tuple["ValSplit", int, int]:
         """The split for this corpus, with the number of posts and of validation posts."""
         if not 0.0 <= fraction < 1.0:
-            raise ValueError(f"val fraction must be in [0, 1), got {fraction}")
+            raise UserError(f"val fraction must be in [0, 1), got {fraction}")
         threshold = min(int(fraction * 2**64), 2**64 - 1)
         n_posts, n_val, smallest = 0, 0, 2**64
         for batch in schema.iter_batches(corpus_dir, "posts", columns=["id"]):
@@ -107,14 +108,14 @@ class ValSplit:
                 n_val += int((h < np.uint64(threshold)).sum())
                 smallest = min(smallest, int(h.min()))
         if n_posts < 2:
-            raise ValueError(
+            raise UserError(
                 f"corpus {corpus_dir} has {n_posts} post(s); the tokenizer needs at least 2 "
                 "(one to train on, one held out); run `roost ingest` on more data"
             )
         if n_val == 0:
             threshold, n_val = smallest + 1, 1
         if n_val == n_posts:
-            raise ValueError(f"val fraction {fraction} holds out all {n_posts} posts; lower it")
+            raise UserError(f"val fraction {fraction} holds out all {n_posts} posts; lower it")
         return cls(threshold), n_posts, n_val
 
 
@@ -141,7 +142,7 @@ def roost_pre_tokenizer():
 
 def check_vocab_size(vocab_size: int) -> None:
     if vocab_size < MIN_VOCAB_SIZE:
-        raise ValueError(
+        raise UserError(
             f"vocab size {vocab_size} is too small: byte-level BPE needs {NUM_BYTE_TOKENS} byte tokens "
             f"+ {len(SPECIAL_TOKENS)} special tokens + merges; use at least {MIN_VOCAB_SIZE}"
         )
@@ -188,7 +189,7 @@ class RoostTokenizer:
         ids = {t: hf_tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
         missing = [t for t, i in ids.items() if i is None]
         if missing:
-            raise ValueError(f"tokenizer lacks special tokens {missing}; retrain with `roost tokenizer --force`")
+            raise UserError(f"tokenizer lacks special tokens {missing}; retrain with `roost tokenizer --force`")
         self.special_ids: dict[str, int] = ids
         self.bos_id, self.eos_id, self.pad_id, self.end_id = ids[BOS], ids[EOS], ids[PAD], ids[END]
         self.role_ids = {r: ids[f"<|{r}|>"] for r in ROLES}

@@ -19,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 
 from roost.corpus import schema
+from roost.errors import UserError
 from roost.tokenizer import ValSplit, load_tokenizer
 from roost.workspace import MANIFEST, StageMissing, Workspace, atomic_dir
 
@@ -89,7 +90,7 @@ def tokenize_corpus(ws: Workspace, cfg: TokensConfig | None = None, force: bool 
         return ws.read_manifest("tokens")
     tok_manifest = ws.require("tokenizer")
     if tok_manifest["inputs"].get("corpus") != inputs["corpus"]:
-        raise ValueError(
+        raise UserError(
             f"{ws.tokenizer} was trained on another corpus than {ws.corpus}; "
             f"run `roost tokenizer --workspace {ws.root}` to retrain it"
         )
@@ -131,7 +132,7 @@ class TokenShards:
 
     def __init__(self, tokens_dir: str | Path, split: str):
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+            raise UserError(f"split must be one of {SPLITS}, got {split!r}")
         folder = Path(tokens_dir)
         if not (folder / MANIFEST).exists():
             raise StageMissing(f"no token shards at {folder} (missing {MANIFEST}); run `roost tokenizer` first")
@@ -146,7 +147,7 @@ class TokenShards:
         self.num_tokens: int = sum(len(s) for s in self.shards)
         expected = int(self.manifest["counts"][f"{split}_tokens"])
         if self.num_tokens != expected:
-            raise ValueError(
+            raise UserError(
                 f"{folder}: {split} shards hold {self.num_tokens} tokens but the manifest says {expected}; "
                 "the shards are damaged, rerun `roost tokenizer --force`"
             )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roost.errors import UserError
 from roost.workspace import atomic_write_json
 
 
@@ -44,7 +45,7 @@ class SafetyProbes:
 
         y = np.isin(labels, list(unsafe)).astype(np.int64)
         if not 0 < y.sum() < len(y):
-            raise ValueError(f"probe {name!r}: need both safe and unsafe examples (unsafe labels {sorted(unsafe)}), "
+            raise UserError(f"probe {name!r}: need both safe and unsafe examples (unsafe labels {sorted(unsafe)}), "
                              f"have {int(y.sum())} unsafe of {len(y)}")
         fit = LogisticRegression(C=c, max_iter=2000, class_weight="balanced" if balanced else None).fit(vecs, y)
         self.names.append(name)
@@ -88,7 +89,7 @@ def workspace_examples(corpus_dir: str | Path, negatives_per_positive: int = 20,
     ids, texts = posts.column("id").to_pylist(), posts.column("text").to_pylist()
     pos = [t for i, t in zip(ids, texts) if i in flagged]
     if not pos:
-        raise ValueError(f"no moderation signals in {corpus_dir}: none of its posts was removed, withheld or marked "
+        raise UserError(f"no moderation signals in {corpus_dir}: none of its posts was removed, withheld or marked "
                          "sensitive (API v2 withheld/possibly_sensitive, or a 'moderation' column in CSV/Parquet); "
                          "train from labelled files instead: --train NAME TEXTS LABELS")
     rest = [t for i, t in zip(ids, texts) if i not in flagged]

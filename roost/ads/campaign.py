@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from roost.ads.money import MICROS, check_campaign_money
+from roost.errors import UserError
 
 Money = Annotated[Decimal, Field(gt=0, decimal_places=6, max_digits=18)]
 # impressions per user per UTC day; bounded so it fits SQLite's 64-bit INTEGER
@@ -42,7 +43,7 @@ def from_micros(micros: int) -> float:
 def check_landing_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"landing_url must be an absolute http or https URL, got {url!r}")
+        raise UserError(f"landing_url must be an absolute http or https URL, got {url!r}")
     return url
 
 
@@ -76,9 +77,9 @@ class Schedule(BaseModel):
         for name in ("start", "end"):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
-                raise ValueError(f"schedule.{name} needs a timezone, e.g. 2026-01-01T00:00:00Z")
+                raise UserError(f"schedule.{name} needs a timezone, e.g. 2026-01-01T00:00:00Z")
         if self.start and self.end and self.end <= self.start:
-            raise ValueError("schedule.end must be after schedule.start")
+            raise UserError("schedule.end must be after schedule.start")
         return self
 
 
@@ -133,7 +134,7 @@ class CampaignPatch(BaseModel):
     def _required_stay(self) -> CampaignPatch:
         for name in REQUIRED_IN_PATCH:
             if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name}: cannot be removed (null); give a value or leave it out")
+                raise UserError(f"{name}: cannot be removed (null); give a value or leave it out")
         return self
 
 
@@ -156,7 +157,7 @@ def parse_campaigns(obj: object, source: str) -> list[CampaignSpec]:
     items = obj.get("campaigns") if isinstance(obj, dict) else obj
     if not isinstance(items, list):
         # ValueError, not TypeError: a file of the wrong shape is bad input, reported as such by the CLI
-        raise ValueError(f"{source}: expected {{\"campaigns\": [...]}} or a JSON list of campaigns")  # noqa: TRY004
+        raise UserError(f"{source}: expected {{\"campaigns\": [...]}} or a JSON list of campaigns")  # noqa: TRY004
     specs, seen = [], set()
     for i, item in enumerate(items):
         label = f"campaign #{i}"
@@ -165,10 +166,10 @@ def parse_campaigns(obj: object, source: str) -> list[CampaignSpec]:
         try:
             spec = CampaignSpec.model_validate(item)
         except ValidationError as e:
-            raise ValueError(f"{source}: {label}: {describe_error(e)}") from None
+            raise UserError(f"{source}: {label}: {describe_error(e)}") from None
         if spec.id is not None:
             if spec.id in seen:
-                raise ValueError(f"{source}: {label}: id: duplicate campaign id {spec.id!r}")
+                raise UserError(f"{source}: {label}: id: duplicate campaign id {spec.id!r}")
             seen.add(spec.id)
         specs.append(spec)
     return specs

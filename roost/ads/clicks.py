@@ -22,6 +22,7 @@ import secrets
 import time
 from pathlib import Path
 
+from roost.errors import UserError
 from roost.workspace import atomic_write_bytes
 
 
@@ -59,9 +60,12 @@ def load_or_create_secret(path: str | Path) -> bytes:
             pass  # another process made it first: use theirs
         finally:
             tmp.unlink()
-    secret = bytes.fromhex(path.read_text().strip())
+    try:
+        secret = bytes.fromhex(path.read_text().strip())
+    except ValueError:
+        raise UserError(f"{path}: click secret is not hex; delete it to make a new one") from None
     if len(secret) < 16:
-        raise ValueError(f"{path}: click secret is too short; delete it to make a new one")
+        raise UserError(f"{path}: click secret is too short; delete it to make a new one")
     return secret
 
 

@@ -17,6 +17,7 @@ import xxhash
 
 from roost.ads.catalog import words
 from roost.embedfn import EmbedFn
+from roost.errors import UserError
 from roost.workspace import StageMissing, Workspace, file_hash
 
 if TYPE_CHECKING:
@@ -75,4 +76,4 @@ def resolve_embedder(ws: Workspace, kind: str, loaded: TextEmbedder | None = Non
         return h, h.space
     if kind in ("model", "auto"):
         return model_embedder(ws, loaded)
-    raise ValueError(f"embedder must be model, hashing or auto, got {kind!r}")
+    raise UserError(f"embedder must be model, hashing or auto, got {kind!r}")

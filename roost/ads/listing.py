@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from roost.ads.campaign import from_micros
 from roost.ads.pacing import PacingConfig, pacing_state
 from roost.ads.store import AdStore, utc_day
+from roost.errors import UserError
 
 PRICE_UNIT = {"cpc": "per click", "cpm": "per 1,000 impressions"}
 
@@ -56,9 +57,9 @@ class ListQuery:
 
     def __post_init__(self):
         if self.sort not in SORTS:
-            raise ValueError(f"sort must be one of {sorted(SORTS)}, got {self.sort!r}")
+            raise UserError(f"sort must be one of {sorted(SORTS)}, got {self.sort!r}")
         if self.order not in ("asc", "desc"):
-            raise ValueError(f"order must be asc or desc, got {self.order!r}")
+            raise UserError(f"order must be asc or desc, got {self.order!r}")
 
 
 def _row(r, now: float, pacing: PacingConfig | None) -> dict:

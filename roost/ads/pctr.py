@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roost.errors import UserError
 from roost.workspace import atomic_write_json
 
 FEATURES = ("similarity", "interest_share", "position", "hist_ctr", "user_activity")
@@ -92,7 +93,7 @@ class CTRModel:
     def load(cls, path: str | Path) -> CTRModel:
         data = json.loads(Path(path).read_text())
         if data.get("features") != list(FEATURES):
-            raise ValueError(f"{path}: trained on features {data.get('features')}, this roost uses {list(FEATURES)}; "
+            raise UserError(f"{path}: trained on features {data.get('features')}, this roost uses {list(FEATURES)}; "
                              "run `roost ads train-ctr` again")
         data.pop("features")
         return cls(**data)
@@ -140,9 +141,9 @@ def train(raw: np.ndarray, y: np.ndarray, test_fraction: float = 0.2, c: float =
     split = int(n * (1 - test_fraction))
     y_train, y_test = y[:split], y[split:]
     if split < 10 or len(y_test) < 10:
-        raise ValueError(f"need at least 50 logged impressions to train and test a click model, have {n}")
+        raise UserError(f"need at least 50 logged impressions to train and test a click model, have {n}")
     if not 0 < y_train.sum() < len(y_train):
-        raise ValueError(f"the training part of the log has {int(y_train.sum())} clicks in {len(y_train)} "
+        raise UserError(f"the training part of the log has {int(y_train.sum())} clicks in {len(y_train)} "
                          "impressions: need both clicks and non-clicks")
     # standardize so the L2 penalty treats every feature alike (similarity spans ~0.3, activity ~5),
     # then fold the scaling back into the weights so serving needs no scaler

@@ -29,6 +29,7 @@ from roost.ads.pctr import FEATURES, CTRModel, smoothed_ctr
 from roost.ads.retrieval import CreativeIndex
 from roost.ads.store import AdStore, Click, Impression, utc_day
 from roost.ads.topics import TopicModel
+from roost.errors import UserError
 
 RETRIEVAL = ("model", "keyword", "random")
 
@@ -56,9 +57,9 @@ class AdsConfig:
 
     def __post_init__(self):
         if self.retrieval not in RETRIEVAL:
-            raise ValueError(f"retrieval must be one of {RETRIEVAL}, got {self.retrieval!r}")
+            raise UserError(f"retrieval must be one of {RETRIEVAL}, got {self.retrieval!r}")
         if self.default_frequency_cap is not None and self.default_frequency_cap < 1:
-            raise ValueError(f"default_frequency_cap must be at least 1 or None, got {self.default_frequency_cap}")
+            raise UserError(f"default_frequency_cap must be at least 1 or None, got {self.default_frequency_cap}")
 
 
 @dataclass
@@ -136,9 +137,9 @@ class AdService:
         self.store, self.signer = store, signer
         self.config = config or AdsConfig()
         if self.config.retrieval == "model" and embed is None:
-            raise ValueError("model retrieval needs an embedding function (train a model, or use --embedder hashing)")
+            raise UserError("model retrieval needs an embedding function (train a model, or use --embedder hashing)")
         if safety is not None and safety.space != space:
-            raise ValueError(f"brand-safety probes were trained in embedding space {safety.space!r}, "
+            raise UserError(f"brand-safety probes were trained in embedding space {safety.space!r}, "
                              f"serving uses {space!r}: run `roost ads train-safety` again")
         self.embed, self.space = embed, space
         self.history = history or UserHistory()
@@ -305,7 +306,7 @@ class AdService:
     def serve(self, req: AdRequest) -> list[ServedAd]:
         cfg = self.config
         if not 1 <= req.slots <= cfg.max_slots:
-            raise ValueError(f"slots must be between 1 and {cfg.max_slots}, got {req.slots}")
+            raise UserError(f"slots must be between 1 and {cfg.max_slots}, got {req.slots}")
         now = self.clock()
         day = utc_day(now)
         context = self.context(req)

@@ -32,6 +32,7 @@ from roost.ads.pctr import CTRModel, calibration, evaluate, events_to_arrays, tr
 from roost.ads.retrieval import embed_in_batches
 from roost.ads.service import AdRequest, AdsConfig, AdService
 from roost.ads.store import AdStore
+from roost.errors import UserError
 
 
 class ClickModel(Protocol):
@@ -84,7 +85,7 @@ def run_policy(name: str, campaigns: list[CampaignSpec], history: UserHistory, t
     calibrated_from = 0  # the calibration table is measured on the events from here on
     users = sorted(u for u in history.recent if history.recent[u])
     if not users:
-        raise ValueError("the corpus has no users with posts to simulate")
+        raise UserError("the corpus has no users with posts to simulate")
     pick, clicks_rng = random.Random(cfg.seed), random.Random(cfg.seed + 1)
     switch = int(cfg.requests * cfg.recalibrate_after) if ctr is not None and cfg.recalibrate_after > 0 else 0
     for i in tqdm(range(cfg.requests), desc=f"simulating {name}", unit="req"):
@@ -119,7 +120,7 @@ def simulate(campaigns: list[CampaignSpec], history: UserHistory, truth: ClickMo
     """One result row per policy (see :func:`run_policy` for the columns), random first."""
     cfg = cfg or SimConfig()
     if any(c.id is None for c in campaigns):
-        raise ValueError("simulated campaigns need ids: the truth model knows campaigns by id")
+        raise UserError("simulated campaigns need ids: the truth model knows campaigns by id")
     embed = shared_cache(embed)
     # every request's context is some user's recent posts: embed them all up front, in batches
     embed_in_batches(embed, sorted({text for posts in history.recent.values() for _, text in posts}),

@@ -39,6 +39,7 @@ from roost.ads.campaign import CampaignPatch, CampaignSpec, from_micros, to_micr
 from roost.ads.db import Backend, open_backend
 from roost.ads.migrations import check_current, migrate_schema
 from roost.ads.money import capped_charge, check_campaign_money, remaining_micros
+from roost.errors import UserError
 
 _BUMP_DAY = """
 INSERT INTO daily_stats (campaign_id, day, impressions, clicks, spend_micros, pctr_sum) VALUES (?, ?, ?, ?, ?, ?)
@@ -56,7 +57,7 @@ DURABILITY = {"process": "NORMAL", "power": "FULL"}
 def synchronous_for(durability: str) -> str:
     """``process``: acknowledged events survive a crash of the server; ``power``: also an OS crash or power cut."""
     if durability not in DURABILITY:
-        raise ValueError(f"ads durability must be one of {sorted(DURABILITY)}, got {durability!r}")
+        raise UserError(f"ads durability must be one of {sorted(DURABILITY)}, got {durability!r}")
     return DURABILITY[durability]
 
 
@@ -163,7 +164,7 @@ class AdStore:
             for spec in specs:
                 cid = spec.id or f"cmp_{uuid.uuid4().hex[:16]}"
                 if db.execute("SELECT 1 FROM campaigns WHERE id = ?", (cid,)).fetchone():
-                    raise ValueError(f"campaign {cid!r} is already in {self.path}")
+                    raise UserError(f"campaign {cid!r} is already in {self.path}")
                 db.execute("INSERT INTO advertisers (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (spec.advertiser,))
                 adv = db.execute("SELECT id FROM advertisers WHERE name = ?", (spec.advertiser,)).fetchone()[0]
                 db.execute(

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from roost.cli import add_workspace_arg
+from roost.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,7 +100,7 @@ def run_eval_report(args: argparse.Namespace) -> int:
 
     ws = Workspace(args.workspace)
     if args.ads_requests < 10:
-        raise ValueError(f"--ads-requests must be at least 10, got {args.ads_requests}")
+        raise UserError(f"--ads-requests must be at least 10, got {args.ads_requests}")
     cfg = EvalConfig(parts=tuple(args.parts), tweeteval=args.tweeteval, tasks=args.tasks, sample=args.sample,
                      ads_requests=args.ads_requests,
                      classify=ClassifyConfig(**{k: v for k, v in (("max_train", args.max_train),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from roost.cli import add_workspace_arg
+from roost.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +48,7 @@ def run_index(args: argparse.Namespace) -> int:
 
     ws = Workspace(args.workspace)
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     embed = model_hash = None
     if not args.no_vectors:
         embed = load_search_model(ws.model)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from roost.errors import UserError
+
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
@@ -85,7 +87,7 @@ class IngestConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(f"ingest config: {msg}")
+                raise UserError(f"ingest config: {msg}")
         if self.languages is not None:
             self.languages = [str(x).lower() for x in self.languages]
         if self.lang_candidates is not None:
@@ -99,7 +101,7 @@ class IngestConfig:
 
                 unknown = sorted(set(self.lang_candidates) - fasttext_languages())
             if unknown:
-                raise ValueError(f"ingest config: lang_candidates: {self.lang_model} does not know {', '.join(unknown)}")
+                raise UserError(f"ingest config: lang_candidates: {self.lang_model} does not know {', '.join(unknown)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,23 +111,23 @@ def _refuse_unknown(d: dict, cls: type, where: str) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
 
 
 def config_from_dict(d: dict, where: str = "ingest config") -> IngestConfig:
     """An IngestConfig from a plain dict; unknown keys (also under ``columns``) are refused."""
     if not isinstance(d, dict):
-        raise ValueError(f"{where}: expected a table of settings, got {type(d).__name__}")  # noqa: TRY004 - user input
+        raise UserError(f"{where}: expected a table of settings, got {type(d).__name__}")  # noqa: TRY004 - user input
     d = dict(d.get("ingest", d)) if set(d) == {"ingest"} else dict(d)
     _refuse_unknown(d, IngestConfig, where)
     if "columns" in d:
         if not isinstance(d["columns"], dict):
-            raise ValueError(f"{where}: columns must be a table of field -> column name")
+            raise UserError(f"{where}: columns must be a table of field -> column name")
         _refuse_unknown(d["columns"], ColumnMap, f"{where} [columns]")
     try:
         return IngestConfig(**d)
     except TypeError as e:
-        raise ValueError(f"{where}: {e}") from None
+        raise UserError(f"{where}: {e}") from None
 
 
 def load_config(path: str | Path | None) -> IngestConfig:
@@ -142,5 +144,5 @@ def load_config(path: str | Path | None) -> IngestConfig:
         else:
             data = json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ValueError(f"config file {path}: cannot parse: {e}") from None
+        raise UserError(f"config file {path}: cannot parse: {e}") from None
     return config_from_dict(data, where=f"config file {path}")

@@ -29,6 +29,7 @@ import pyarrow as pa
 import xxhash
 
 from roost.corpus.filters import strip_entities
+from roost.errors import UserError
 
 DEFAULT_MODEL = Path(__file__).with_name("spam_model.json")
 # Link shorteners hide where a link goes; t.co is left out: Twitter wraps every link in it.
@@ -203,7 +204,7 @@ class SpamModel:
         d = json.loads(path.read_text())
         model = cls(Head(**d["accounts"]), Head(**d["text"]), d.get("trained_on", ""))
         if (tuple(model.accounts.features), tuple(model.text.features)) != (FEATURES, TEXT_FEATURES):
-            raise ValueError(f"spam model {path} was trained on other features than this roost computes "
+            raise UserError(f"spam model {path} was trained on other features than this roost computes "
                              f"({list(FEATURES)}); retrain it (bench/spam.py --write)")
         return model
 

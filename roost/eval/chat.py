@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from roost.errors import UserError
 from roost.workspace import Workspace
 
 # Question templates the sample generator never writes ({s}: a topic bank subject).
@@ -63,7 +64,7 @@ def train_judges(ws: Workspace, truth_dir: Path):
     rows = [(_LEADING.sub("", text), truth[i]) for i, text in zip(posts["id"], posts["text"])
             if i in truth and truth[i]["kind"] in ("post", "reply") and truth[i]["lang"] == "en"]
     if len(rows) < 50:
-        raise ValueError(f"only {len(rows)} English organic posts of the corpus are in {truth_dir}: "
+        raise UserError(f"only {len(rows)} English organic posts of the corpus are in {truth_dir}: "
                          "the corpus is not the sample network's")
 
     held = [k % 5 == 0 for k in range(len(rows))]

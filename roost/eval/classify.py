@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from roost.embeddings import mean_pool, pad_rows
+from roost.errors import UserError
 
 Split = tuple[list[str], np.ndarray]
 
@@ -39,9 +40,9 @@ class ClassifyConfig:
     def __post_init__(self) -> None:
         for name in ("max_train", "batch_size", "max_len"):
             if getattr(self, name) < 1 or (name == "max_len" and self.max_len < 2):
-                raise ValueError(f"ClassifyConfig.{name} must be positive, got {getattr(self, name)}")
+                raise UserError(f"ClassifyConfig.{name} must be positive, got {getattr(self, name)}")
         if self.finetune_steps < 0:
-            raise ValueError(f"finetune steps must be >= 0, got {self.finetune_steps}")
+            raise UserError(f"finetune steps must be >= 0, got {self.finetune_steps}")
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

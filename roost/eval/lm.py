@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from roost.errors import UserError
 from roost.precision import autocast_for
 from roost.workspace import Workspace
 
@@ -36,7 +37,7 @@ def validation_loss(
     seq_len = min(seq_len, model.config.max_seq_len)
     val = TokenShards(ws.tokens, "val")
     if val.vocab_size != model.config.vocab_size:
-        raise ValueError(f"{ws.model} has a vocabulary of {model.config.vocab_size} but the token shards in "
+        raise UserError(f"{ws.model} has a vocabulary of {model.config.vocab_size} but the token shards in "
                          f"{ws.tokens} use {val.vocab_size}: they come from different tokenizers")
     # fewer, shorter rows when the validation split is small, so at least one full batch exists
     while batch_size > 1 and val.num_tokens < batch_size * (seq_len + 1):

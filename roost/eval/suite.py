@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from roost.errors import UserError
 from roost.eval import PARTS
 from roost.eval.classify import ClassifyConfig
 from roost.workspace import Workspace
@@ -35,7 +36,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         unknown = [p for p in self.parts if p not in PARTS]
         if unknown:
-            raise ValueError(f"unknown evaluation part(s) {unknown}; choose from {', '.join(PARTS)}")
+            raise UserError(f"unknown evaluation part(s) {unknown}; choose from {', '.join(PARTS)}")
 
 
 def skipped(why: str) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roost.errors import UserError
 from roost.labelled import read_labelled
 
 
@@ -31,7 +32,7 @@ class Task:
         texts, labels = read_labelled(self.folder / f"{split}_text.txt", self.folder / f"{split}_labels.txt")
         bad = labels[(labels < 0) | (labels >= len(self.label_names))]
         if len(bad):
-            raise ValueError(f"{self.folder / f'{split}_labels.txt'}: label {int(bad[0])} is not in the task's "
+            raise UserError(f"{self.folder / f'{split}_labels.txt'}: label {int(bad[0])} is not in the task's "
                              f"mapping (0..{len(self.label_names) - 1})")
         return texts[:limit], labels[:limit]
 
@@ -47,9 +48,9 @@ def read_mapping(folder: Path) -> list[str]:
                 try:
                     names[int(key)] = name.strip() or key
                 except ValueError:
-                    raise ValueError(f"{candidate}:{i}: expected 'id<TAB>name', got {line!r}") from None
+                    raise UserError(f"{candidate}:{i}: expected 'id<TAB>name', got {line!r}") from None
             if sorted(names) != list(range(len(names))):
-                raise ValueError(f"{candidate}: label ids must be 0..N-1, got {sorted(names)}")
+                raise UserError(f"{candidate}: label ids must be 0..N-1, got {sorted(names)}")
             return [names[i] for i in range(len(names))]
     raise FileNotFoundError(f"{folder}: no mapping.txt here or in {folder.parent}")
 
@@ -62,11 +63,11 @@ def find_tasks(root: str | Path, names: list[str] | None = None) -> list[Task]:
     tasks = [Task(str(f.relative_to(root)), f, read_mapping(f))
              for f in sorted(p.parent for p in root.rglob("val_text.txt"))]
     if not tasks:
-        raise ValueError(f"{root}: no task folders (folders with val_text.txt) found")
+        raise UserError(f"{root}: no task folders (folders with val_text.txt) found")
     if names:
         known = {t.name for t in tasks}
         unknown = [n for n in names if n not in known and not any(k.startswith(n + "/") for k in known)]
         if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; {root} has {sorted(known)}")
+            raise UserError(f"unknown task(s) {unknown}; {root} has {sorted(known)}")
         tasks = [t for t in tasks if any(t.name == n or t.name.startswith(n + "/") for n in names)]
     return tasks

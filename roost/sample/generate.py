@@ -27,6 +27,7 @@ from typing import Any
 from tqdm import tqdm
 
 from roost import __version__
+from roost.errors import UserError
 from roost.sample import moderation
 from roost.sample.ads import make_campaigns
 from roost.sample.network import User, make_follows, make_users
@@ -50,17 +51,17 @@ class SampleConfig:
 
     def validate(self) -> None:
         if self.users < 2:
-            raise ValueError(f"users must be at least 2, got {self.users}")
+            raise UserError(f"users must be at least 2, got {self.users}")
         if self.posts < 1:
-            raise ValueError(f"posts must be at least 1, got {self.posts}")
+            raise UserError(f"posts must be at least 1, got {self.posts}")
         if self.campaigns < 0:
-            raise ValueError(f"campaigns must be >= 0, got {self.campaigns}")
+            raise UserError(f"campaigns must be >= 0, got {self.campaigns}")
         if self.days < 1:
-            raise ValueError(f"days must be at least 1, got {self.days}")
+            raise UserError(f"days must be at least 1, got {self.days}")
         try:
             time.strptime(self.start, "%Y-%m-%d")
         except ValueError:
-            raise ValueError(f"start must be a date like 2024-01-01, got {self.start!r}") from None
+            raise UserError(f"start must be a date like 2024-01-01, got {self.start!r}") from None
 
     @property
     def start_ms(self) -> int:
@@ -178,7 +179,7 @@ def generate(
     cfg.validate()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
+        raise UserError(f"--out {out} is a file, not a folder")
     start_ms, span_ms = cfg.start_ms, cfg.days * 86_400_000
 
     people = make_users(cfg.rng("users"), cfg.users, start_ms)

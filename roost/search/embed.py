@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from roost.errors import UserError
 from roost.model import GPT
 from roost.search.engine import SearchModel
 from roost.search.ranking import RankingConfig
@@ -149,9 +150,9 @@ def load_retriever(path: str | Path, tokenizer) -> tuple[TokenBagEncoder, QueryE
             keys, meta = set(f.keys()), f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in keys}
     except SafetensorError as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e}); run `roost train-retriever` again") from None
+        raise UserError(f"{path}: not a readable safetensors file ({e}); run `roost train-retriever` again") from None
     if "table" not in keys or any(k not in ("table", "expansion") and not k.startswith("query.") for k in keys):
-        raise ValueError(f"{path}: not a retriever (expected a tensor 'table' [vocab, dim] and 'query.*' "
+        raise UserError(f"{path}: not a retriever (expected a tensor 'table' [vocab, dim] and 'query.*' "
                          f"weights; found {sorted(keys)[:5]})")
     bag = TokenBagEncoder(tensors.pop("table"), int(meta.get("max_len", 128))).eval()
     settings = json.loads(meta.get("settings", "{}"))
@@ -169,7 +170,7 @@ def load_retriever(path: str | Path, tokenizer) -> tuple[TokenBagEncoder, QueryE
         missing, unexpected = query.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith(("bag.", "model.lm_head")) and "rope" not in k]
         if missing or unexpected:
-            raise ValueError(f"{path}: query encoder weights do not match its config: missing {missing[:3]}, "
+            raise UserError(f"{path}: query encoder weights do not match its config: missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]}")
         query.eval()
     return bag, query, settings
@@ -206,7 +207,7 @@ def _load_retriever_model(model_dir: Path) -> SearchModel:
     tokenizer = load_tokenizer(model_dir)
     bag, query, settings = load_retriever(path, tokenizer)
     if tokenizer.vocab_size > bag.bag.num_embeddings:
-        raise ValueError(f"{path} has {bag.bag.num_embeddings} token rows but the tokenizer has "
+        raise UserError(f"{path} has {bag.bag.num_embeddings} token rows but the tokenizer has "
                          f"{tokenizer.vocab_size} tokens; run `roost train-retriever` again")
     retriever = Retriever(tokenizer, bag, query)
     ranking = RankingConfig(**settings.get("ranking", {}))

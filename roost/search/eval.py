@@ -62,7 +62,7 @@ def reciprocal_rank(ranked: list[str], relevant: set[str]) -> float:
 def evaluate(index: SearchIndex, queries: list[Query], modes: tuple[str, ...] = MODES) -> dict[str, dict[str, float]]:
     """Mean metrics per mode over the queries."""
     if not queries:
-        raise ValueError("no queries to evaluate: none of the task's relevant posts are in the index")
+        raise UserError("no queries to evaluate: none of the task's relevant posts are in the index")
     results: dict[str, dict[str, float]] = {}
     for mode in modes:
         sums = Counter()
@@ -166,7 +166,7 @@ def topic_queries(truth: str | Path, live_ids: set[str]) -> list[Query]:
                 row = json.loads(line)
                 pid, topic = str(row["id"]), row.get("topic")
             except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{lineno}: not a post topic line ({e})") from None
+                raise UserError(f"{path}:{lineno}: not a post topic line ({e})") from None
             if topic and pid in live_ids:
                 by_topic.setdefault(topic, set()).add(pid)
     return [Query(" ".join(re.split(r"[_\s]+", topic)), ids, name=topic) for topic, ids in sorted(by_topic.items())]

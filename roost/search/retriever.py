@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from roost.corpus import schema
+from roost.errors import UserError
 from roost.search.expand import ExpansionConfig
 from roost.search.text import hashtag_words, word_counts
 from roost.workspace import Workspace, atomic_write_json
@@ -139,7 +140,7 @@ def initial_table(table: torch.Tensor, dim: int | None) -> torch.Tensor:
     if dim is None or dim == table.shape[1]:
         return table
     if not 1 <= dim <= table.shape[1]:
-        raise ValueError(f"dim={dim} must be between 1 and the model's width {table.shape[1]}")
+        raise UserError(f"dim={dim} must be between 1 and the model's width {table.shape[1]}")
     _, _, v = torch.linalg.svd(table.float() - table.float().mean(0), full_matrices=False)
     return table.float() @ v[:dim].T
 
@@ -158,7 +159,7 @@ def train_retriever(table: torch.Tensor, ids: list[list[int]], pairs: Pairs, cfg
     val = (anchor[:n_val], positive[:n_val])
     anchor, positive = anchor[n_val:], positive[n_val:]
     if len(anchor) < 2:
-        raise ValueError(f"only {len(anchor)} training pairs could be mined from the corpus; it needs replies "
+        raise UserError(f"only {len(anchor)} training pairs could be mined from the corpus; it needs replies "
                          "or hashtags (at least 2 pairs)")
     opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     before = recall_at_1(encoder, ids, *val) if n_val else None
@@ -197,7 +198,7 @@ def train_query_encoder(query: QueryEncoder, ids: list[list[int]], pairs: Pairs,
     n_val = max(1, int(len(anchor) * cfg.val_fraction)) if len(anchor) > 20 else 0
     (va, vp), (anchor, positive) = (anchor[:n_val], positive[:n_val]), (anchor[n_val:], positive[n_val:])
     if len(anchor) < 2:
-        raise ValueError(f"only {len(anchor)} query-sized training pairs (anchors under {cfg.query_max_len} tokens)")
+        raise UserError(f"only {len(anchor)} query-sized training pairs (anchors under {cfg.query_max_len} tokens)")
 
     @torch.no_grad()
     def val_recall() -> float | None:
@@ -237,7 +238,7 @@ def model_token_table(model_dir: Path) -> torch.Tensor:
         names = f.keys()  # a safe_open handle is not a dict: it has no `in`
         key = next((k for k in names if k.endswith("embed_tokens.weight")), None)
         if key is None:
-            raise ValueError(f"{path}: no input-embedding table (*embed_tokens.weight) to start the retriever from")
+            raise UserError(f"{path}: no input-embedding table (*embed_tokens.weight) to start the retriever from")
         return f.get_tensor(key).float()
 
 
@@ -263,7 +264,7 @@ def train_workspace_retriever(ws: Workspace, cfg: RetrieverConfig) -> dict:
     train = {k: [v for v, h in zip(col, held) if not h] for k, col in t.items()}
     pairs = mine_pairs(train["id"], train["text"], train["reply_to"], train["hashtags"], cfg)
     if len(pairs.anchor) == 0:
-        raise ValueError(f"{ws.corpus}: no training pairs (no replies and no hashtags in the posts)")
+        raise UserError(f"{ws.corpus}: no training pairs (no replies and no hashtags in the posts)")
     tokenizer = load_tokenizer(ws.model)
     ids = tokenizer.encode_batch(pairs.texts)
     bag, report = train_retriever(model_token_table(ws.model), ids, pairs, cfg)

@@ -28,6 +28,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+from roost.errors import UserError
 from roost.model import GPT, GPTConfig
 from roost.train import dist
 from roost.workspace import atomic_dir, atomic_write_text
@@ -162,7 +163,7 @@ def read_model(path: str | Path) -> tuple[GPT, dict]:
     """The model weights of a checkpoint folder (``checkpoints/step-NNNNNN``) and its meta, in eval mode."""
     meta = read_meta(Path(path))
     if "model_config" not in meta:
-        raise ValueError(f"{Path(path) / META}: no model_config; not a roost training checkpoint")
+        raise UserError(f"{Path(path) / META}: no model_config; not a roost training checkpoint")
     model = GPT(GPTConfig.from_dict(meta["model_config"]))
     load_model(path, model)
     return model.eval(), meta

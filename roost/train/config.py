@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, fields
 
+from roost.errors import UserError
+
 OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("cosine", "wsd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -73,34 +75,34 @@ class TrainConfig:
             if v is None and allow_none:
                 return
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                raise ValueError(f"--{flag(name)} must be a positive number, got {v!r}")
+                raise UserError(f"--{flag(name)} must be a positive number, got {v!r}")
 
         for name in ("depth", "max_seq_len", "seq_len", "device_batch", "eval_every", "eval_tokens", "ckpt_every", "keep"):
             positive(name)
         for name in ("batch_tokens", "steps", "tokens", "minutes", "lr"):
             positive(name, allow_none=True)
         if self.warmup < 0:
-            raise ValueError(f"--warmup must be >= 0 steps, got {self.warmup}")
+            raise UserError(f"--warmup must be >= 0 steps, got {self.warmup}")
         if not 0 <= self.cooldown <= 1:
-            raise ValueError(f"--cooldown must be a fraction in [0, 1], got {self.cooldown}")
+            raise UserError(f"--cooldown must be a fraction in [0, 1], got {self.cooldown}")
         if not 0 <= self.min_lr <= 1:
-            raise ValueError(f"--min-lr must be a fraction of the peak in [0, 1], got {self.min_lr}")
+            raise UserError(f"--min-lr must be a fraction of the peak in [0, 1], got {self.min_lr}")
         if self.grad_clip < 0:
-            raise ValueError(f"--grad-clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
+            raise UserError(f"--grad-clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES),
                               ("dtype", DTYPES), ("parallel", PARALLEL), ("init", INITS)):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+                raise UserError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         given = [f"--{n}" for n in ("steps", "tokens", "minutes") if getattr(self, n) is not None]
         if len(given) > 1:
-            raise ValueError(f"give at most one of --steps, --tokens, --minutes (got {' and '.join(given)})")
+            raise UserError(f"give at most one of --steps, --tokens, --minutes (got {' and '.join(given)})")
         if self.seq_len > self.max_seq_len:
-            raise ValueError(
+            raise UserError(
                 f"--seq-len {self.seq_len} is above the model's context --max-seq-len {self.max_seq_len}; "
                 f"lower --seq-len or raise --max-seq-len"
             )
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.run):
-            raise ValueError(f"--run {self.run!r}: use letters, digits, '.', '_' and '-' only (it names a folder)")
+            raise UserError(f"--run {self.run!r}: use letters, digits, '.', '_' and '-' only (it names a folder)")
 
     def grad_accum(self, world_size: int) -> int:
         """Micro-batches per step on each rank; refuses a token batch that does not divide."""
@@ -109,7 +111,7 @@ class TrainConfig:
             return 1
         if self.batch_tokens % per_micro:
             lower = max(per_micro, self.batch_tokens // per_micro * per_micro)
-            raise ValueError(
+            raise UserError(
                 f"--batch-tokens {self.batch_tokens} is not a multiple of device_batch x seq_len x world_size = "
                 f"{self.device_batch} x {self.seq_len} x {world_size} = {per_micro}; use --batch-tokens {lower} "
                 f"or {lower + per_micro}, or change --device-batch / --seq-len"
@@ -127,7 +129,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"TrainConfig: unknown field(s) {unknown}")
+            raise UserError(f"TrainConfig: unknown field(s) {unknown}")
         return cls(**d)
 
     def resumed_with(self, overrides: dict) -> TrainConfig:
@@ -135,7 +137,7 @@ class TrainConfig:
         changed = [k for k in FROZEN_ON_RESUME if k in overrides and overrides[k] != getattr(self, k)]
         if changed:
             details = ", ".join(f"--{flag(k)} {overrides[k]} (checkpoint has {getattr(self, k)})" for k in changed)
-            raise ValueError(f"--resume cannot change the model or data order: {details}; drop these flags")
+            raise UserError(f"--resume cannot change the model or data order: {details}; drop these flags")
         d = self.to_dict()
         if any(k in overrides for k in ("steps", "tokens", "minutes")):  # a new length replaces the old one
             d.update(steps=None, tokens=None, minutes=None)

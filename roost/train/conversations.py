@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from roost.corpus import schema
+from roost.errors import UserError
 from roost.tokenizer import ValSplit
 
 MIN_TURNS = 2  # a user turn and an assistant turn
@@ -66,11 +67,11 @@ class MiningConfig:
 
     def __post_init__(self) -> None:
         if self.min_shared_words < 0:
-            raise ValueError(f"--min-shared-words must be >= 0, got {self.min_shared_words}")
+            raise UserError(f"--min-shared-words must be >= 0, got {self.min_shared_words}")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+            raise UserError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.system_prompt is not None and not self.system_prompt.strip():
-            raise ValueError("--system-prompt is empty; leave it out for no system turn")
+            raise UserError("--system-prompt is empty; leave it out for no system turn")
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def mine_conversations(corpus_dir: str | Path, cfg: MiningConfig | None = None, 
     corpus_dir = Path(corpus_dir)
     threads = schema.read_table(corpus_dir, "threads", columns=["thread_id", "post_id", "parent_id"])
     if threads.num_rows == 0:
-        raise ValueError(
+        raise UserError(
             f"corpus {corpus_dir} has no reply threads (its threads table is empty), so there are no "
             "conversations to fine-tune on; run `roost ingest` on posts that include replies first"
         )

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from roost.errors import UserError
 from roost.loss import IGNORE_INDEX  # roost.model.GPT.forward ignores these targets
 
 
@@ -81,7 +82,7 @@ class PackedLoader:
         step_batches = world_size * accum
         self.batches_per_epoch = len(self.seq_offset) // batch_size // step_batches * step_batches
         if self.batches_per_epoch == 0:
-            raise ValueError(
+            raise UserError(
                 f"{name}: {len(self.seq_offset)} sequences of {seq_len} tokens make no full batch of "
                 f"{batch_size} for each of {accum} micro-batch(es) x {world_size} rank(s) in a step; add data or "
                 "lower --seq-len / --device-batch / --batch-tokens"
@@ -98,7 +99,7 @@ class PackedLoader:
 
     def load_state_dict(self, d: dict) -> None:
         if d.get("num_sequences", self.num_sequences) != self.num_sequences:
-            raise ValueError(
+            raise UserError(
                 f"loader state is for {d['num_sequences']} sequences but the data packs into {self.num_sequences}: "
                 "the token shards or --seq-len changed since the checkpoint"
             )

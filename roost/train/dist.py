@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from roost.errors import UserError
 from roost.train.config import PARALLEL
 
 
@@ -55,10 +56,10 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
         preference = "cuda" if cuda else "mps" if mps else "cpu"
     if preference == "cuda":
         if not cuda:
-            raise ValueError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False); use --device cpu")
+            raise UserError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False); use --device cpu")
         return torch.device("cuda", local_rank)
     if preference == "mps" and not mps:
-        raise ValueError("--device mps: MPS is not available on this machine; use --device cpu")
+        raise UserError("--device mps: MPS is not available on this machine; use --device cpu")
     return torch.device(preference)
 
 
@@ -97,7 +98,7 @@ def wrap_model(
     With one process it is returned as is: there is nothing to synchronise.
     """
     if parallel not in PARALLEL:
-        raise ValueError(f"--parallel must be one of {', '.join(PARALLEL)}, got {parallel!r}")
+        raise UserError(f"--parallel must be one of {', '.join(PARALLEL)}, got {parallel!r}")
     if not info.distributed:
         return model
     if parallel == "fsdp":

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from roost.errors import UserError
+
 REFERENCE_WIDTH = 768
 
 # Peak rates at width 768 (nanochat's defaults, and for AdamW-on-matrices a rate that holds up at small widths).
@@ -99,7 +101,7 @@ def build_optimizers(
         )
         return [_adamw(adam_groups, device)]
     if optimizer != "muon":
-        raise ValueError(f"unknown optimizer {optimizer!r}; use adamw or muon")
+        raise UserError(f"unknown optimizer {optimizer!r}; use adamw or muon")
     muon = torch.optim.Muon(
         [{"params": params["matrix"], "lr": lrs.matrix, "base_lr": lrs.matrix}],
         lr=lrs.matrix, weight_decay=0.0, momentum=MUON_MOMENTUM, nesterov=True, adjust_lr_fn="original",

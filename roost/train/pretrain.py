@@ -13,6 +13,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+from roost.errors import UserError
 from roost.model import GPT, GPTConfig
 from roost.tokenizer import TOKENIZER_FILE, placeholder_ids
 from roost.tokens import TokenShards
@@ -47,7 +48,7 @@ def plan(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool, 
         meta = checkpoint.read_meta(ckpt)
         TrainConfig.from_dict(meta["config"]).resumed_with({k: getattr(cfg, k) for k in FROZEN_ON_RESUME})
         if meta["tokens_hash"] != tokens_hash:
-            raise ValueError(f"--resume: the token shards in {ws.tokens} changed since {ckpt}; start with --fresh")
+            raise UserError(f"--resume: the token shards in {ws.tokens} changed since {ckpt}; start with --fresh")
         model_cfg, init_hash = GPTConfig.from_dict(meta["model_config"]), meta.get("init_hash")
     elif cfg.init == "model":
         start, init_hash = initial_model(ws, train_data.vocab_size)
@@ -93,18 +94,18 @@ def initial_model(ws: Workspace, tokens_vocab: int) -> tuple[GPT, str]:
     from roost.export import CONFIG, WEIGHTS, load_hf
 
     if not (ws.model / CONFIG).is_file():
-        raise ValueError(f"--init model: no model in {ws.model}; bring one in with `roost import --from DIR`")
+        raise UserError(f"--init model: no model in {ws.model}; bring one in with `roost import --from DIR`")
     model_tokenizer = ws.model / TOKENIZER_FILE
     made_from = ws.require("tokenizer").get("inputs", {}).get("model_tokenizer")
     if not model_tokenizer.is_file() or made_from != file_hash(model_tokenizer):
-        raise ValueError(f"--init model: {ws.tokenizer} is not {ws.model}'s tokenizer; run "
+        raise UserError(f"--init model: {ws.tokenizer} is not {ws.model}'s tokenizer; run "
                          f"`roost tokenizer --from-model --workspace {ws.root}` to take it and re-make the token shards")
     if ws.require("tokens").get("inputs", {}).get("tokenizer") != ws.stage_hash("tokenizer"):
-        raise ValueError(f"--init model: the token shards in {ws.tokens} were not made with {ws.tokenizer}; "
+        raise UserError(f"--init model: the token shards in {ws.tokens} were not made with {ws.tokenizer}; "
                          f"run `roost tokenizer --from-model --workspace {ws.root}`")
     model = load_hf(ws.model)
     if tokens_vocab > model.config.vocab_size:
-        raise ValueError(f"--init model: the token shards have {tokens_vocab} ids, more than {ws.model}'s "
+        raise UserError(f"--init model: the token shards have {tokens_vocab} ids, more than {ws.model}'s "
                          f"vocab_size {model.config.vocab_size}")
     return model, file_hash(ws.model / WEIGHTS)
 
@@ -112,7 +113,7 @@ def initial_model(ws: Workspace, tokens_vocab: int) -> tuple[GPT, str]:
 def fixed_by_model(cfg: TrainConfig, model_cfg: GPTConfig) -> TrainConfig:
     """``cfg`` with the shape fields the starting model fixes, so checkpoints record (and resume checks) the truth."""
     if cfg.seq_len > model_cfg.max_seq_len:
-        raise ValueError(f"--seq-len {cfg.seq_len} is above the model's context {model_cfg.max_seq_len}; lower --seq-len")
+        raise UserError(f"--seq-len {cfg.seq_len} is above the model's context {model_cfg.max_seq_len}; lower --seq-len")
     return dataclasses.replace(cfg, depth=model_cfg.n_layer, max_seq_len=model_cfg.max_seq_len,
                                tie_embeddings=model_cfg.tie_embeddings)
 

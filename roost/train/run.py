@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from roost.errors import UserError
 from roost.model import GPT, GPTConfig
 from roost.precision import autocast_for, compute_dtype
 from roost.train import allocator, checkpoint, dist
@@ -71,9 +72,9 @@ def checkpoint_to_resume(ckpt_dir: Path, *, resume: bool, fresh: bool, kind: str
     unless ``--fresh`` (which deletes them). ``kind``, ``what``, ``start_over``: the stage's words in the errors."""
     ckpt = checkpoint.latest_checkpoint(ckpt_dir)
     if resume and ckpt is None:
-        raise ValueError(f"--resume: no {kind}checkpoint in {ckpt_dir}; start a run without --resume")
+        raise UserError(f"--resume: no {kind}checkpoint in {ckpt_dir}; start a run without --resume")
     if not resume and ckpt is not None and not fresh:
-        raise ValueError(f"{ckpt_dir} already holds {ckpt.name}; pass --resume to continue {what}, "
+        raise UserError(f"{ckpt_dir} already holds {ckpt.name}; pass --resume to continue {what}, "
                          f"or --fresh to delete its checkpoints and {start_over}")
     return ckpt if resume else None
 
@@ -170,7 +171,7 @@ def check_fits(model_cfg: GPTConfig, cfg: TrainConfig, info: dist.DistInfo) -> N
     tokens = cfg.device_batch * cfg.seq_len
     need = 16 * model_cfg.num_params() // shards + tokens * (34 * model_cfg.n_embd * model_cfg.n_layer + 4 * model_cfg.vocab_size)
     if need > 0.9 * total:
-        raise ValueError(
+        raise UserError(
             f"--depth {cfg.depth} ({model_cfg.num_params() / 1e6:.0f}M parameters) with --device-batch "
             f"{cfg.device_batch} x --seq-len {cfg.seq_len} needs about {need / 2**30:.1f} GiB to train, but {device} "
             f"has {total / 2**30:.1f} GiB; use a smaller --depth or --device-batch (raise --batch-tokens to keep the batch)"

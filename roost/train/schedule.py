@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from roost.errors import UserError
+
 
 def lr_factor(step: int, progress: float, *, warmup: int, schedule: str, cooldown: float, min_lr: float) -> float:
     """Multiplier of the peak learning rate for the update made at ``step`` (0-based)."""
@@ -21,5 +23,5 @@ def lr_factor(step: int, progress: float, *, warmup: int, schedule: str, cooldow
         start = 1.0 - cooldown
         decay = 1.0 if p < start or cooldown == 0 else (1.0 - p) / cooldown
     else:
-        raise ValueError(f"unknown schedule {schedule!r}; use cosine or wsd")
+        raise UserError(f"unknown schedule {schedule!r}; use cosine or wsd")
     return warm * (min_lr + (1.0 - min_lr) * decay)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from roost.errors import UserError
 from roost.export import save_hf
 from roost.model import GPT, GPTConfig
 from roost.tokenizer import RoostTokenizer
@@ -56,13 +57,13 @@ class SFTConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.lr_frac <= 1:
-            raise ValueError(f"--lr-frac must be in (0, 1], got {self.lr_frac}")
+            raise UserError(f"--lr-frac must be in (0, 1], got {self.lr_frac}")
         if self.epochs is not None:
             if not self.epochs > 0:
-                raise ValueError(f"--epochs must be a positive number, got {self.epochs}")
+                raise UserError(f"--epochs must be a positive number, got {self.epochs}")
             given = [f"--{n}" for n in ("steps", "tokens", "minutes") if getattr(self.train, n) is not None]
             if given:
-                raise ValueError(f"give at most one of --epochs, --steps, --tokens, --minutes (got --epochs and {given[0]})")
+                raise UserError(f"give at most one of --epochs, --steps, --tokens, --minutes (got --epochs and {given[0]})")
 
     @classmethod
     def make(cls, train: dict | None = None, mining: dict | None = None, **sft) -> SFTConfig:
@@ -85,7 +86,7 @@ class SFTConfig:
         changed = [k for k, v in given.items() if v != saved[k]]
         if changed:
             details = ", ".join(f"{_as_flag(k, given[k])} (checkpoint has {_as_flag(k, saved[k])})" for k in changed)
-            raise ValueError(f"--resume cannot change the conversations or learning rates: {details}; drop these flags")
+            raise UserError(f"--resume cannot change the conversations or learning rates: {details}; drop these flags")
         new_train = self.train.resumed_with(train)
         epochs = self.epochs
         if any(k in train for k in ("steps", "tokens", "minutes")):
@@ -315,7 +316,7 @@ def plan(ws: Workspace, cfg: SFTConfig, info: dist.DistInfo, *, resume: bool, fr
         meta = checkpoint.read_meta(ckpt)
         changed = [k for k in inputs if meta["inputs"].get(k) != inputs[k]]
         if changed:
-            raise ValueError(f"--resume: the {' and '.join(changed)} changed since {ckpt}; start over with --fresh")
+            raise UserError(f"--resume: the {' and '.join(changed)} changed since {ckpt}; start over with --fresh")
         pretrained_info = meta["pretrained"]
         model = GPT(GPTConfig.from_dict(meta["model_config"]))
     else:
@@ -325,14 +326,14 @@ def plan(ws: Workspace, cfg: SFTConfig, info: dist.DistInfo, *, resume: bool, fr
     inputs["pretrained"] = pretrained_info["weights_hash"]
     model_cfg = model.config
     if cfg.train.seq_len > model_cfg.max_seq_len:
-        raise ValueError(f"--seq-len {cfg.train.seq_len} is above the pretrained model's context "
+        raise UserError(f"--seq-len {cfg.train.seq_len} is above the pretrained model's context "
                          f"{model_cfg.max_seq_len}; lower --seq-len")
     train_cfg = replace(cfg.train, depth=model_cfg.n_layer, max_seq_len=model_cfg.max_seq_len,
                         tie_embeddings=model_cfg.tie_embeddings)
     cfg = replace(cfg, train=train_cfg)
     tok = load_tokenizer(ws.tokenizer)
     if tok.vocab_size > model_cfg.vocab_size:
-        raise ValueError(f"the tokenizer in {ws.tokenizer} has {tok.vocab_size} tokens, more than the pretrained "
+        raise UserError(f"the tokenizer in {ws.tokenizer} has {tok.vocab_size} tokens, more than the pretrained "
                          f"model's vocab_size {model_cfg.vocab_size}: they were not made together; rerun `roost train`")
     grad_accum = train_cfg.grad_accum(info.world_size)
     check_fits(model_cfg, train_cfg, info)
@@ -340,14 +341,14 @@ def plan(ws: Workspace, cfg: SFTConfig, info: dist.DistInfo, *, resume: bool, fr
     # ---- data
     mined = mine_conversations(ws.corpus, cfg.mining, progress=info.is_main)
     if not mined.train:
-        raise ValueError(f"no training conversations in the {mined.threads} reply thread(s) of {ws.corpus} "
+        raise UserError(f"no training conversations in the {mined.threads} reply thread(s) of {ws.corpus} "
                          "(each needs a reply and a post to reply to); ingest more threads with `roost ingest`")
     shard_args = {"rank": info.rank, "world_size": info.world_size, "device": info.device}
     packed = pack_conversations(tok, mined.train, train_cfg.seq_len, progress=info.is_main)
     packed_val = pack_conversations(tok, mined.val, train_cfg.seq_len, progress=info.is_main, desc="sft: packing val")
     loader = ChatLoader(packed, train_cfg.device_batch, seed=train_cfg.seed, accum=grad_accum, **shard_args)
     if packed_val.rows < info.world_size:
-        raise ValueError(f"{packed_val.rows} validation row(s) from {len(mined.val)} conversation(s) of "
+        raise UserError(f"{packed_val.rows} validation row(s) from {len(mined.val)} conversation(s) of "
                          f"{mined.threads} threads cannot feed {info.world_size} rank(s); raise --val-fraction "
                          f"(now {cfg.mining.val_fraction}) or ingest more threads")
     val_loader = ChatLoader(packed_val, train_cfg.device_batch, shuffle=False, name="val", shrink_batch=True,
