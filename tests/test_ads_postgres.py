@@ -8,6 +8,7 @@ locks that keep budgets, clicks and frequency caps right are exercised for real.
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -48,11 +49,14 @@ def run_threads(n: int, target) -> None:
         t.join()
 
 
-def test_migrations_are_versioned_run_by_a_command_and_required(pg_server, capsys):
+def test_migrations_are_versioned_run_by_a_command_and_required(pg_server, capsys, tmp_path):
     url = fresh_database(pg_server)
     with pytest.raises(SchemaBehind, match="roost ads migrate"):
         AdStore(url)  # a replica never migrates a shared database by itself
-    assert main(["ads", "load", "/dev/null", "--ads-db", url]) == 2  # a clear error, not a traceback
+    campaigns = tmp_path / "ads.json"
+    campaigns.write_text(json.dumps({"campaigns": [json.loads(spec("x").model_dump_json())]}))
+    assert main(["ads", "load", str(campaigns), "--ads-db", url, "--workspace", str(tmp_path / "ws")]) == 2
+    assert "roost ads migrate" in capsys.readouterr().err  # a clear error, not a traceback
     errors = [None] * 4
 
     def migrate(k: int) -> None:  # several migrators at once: the advisory lock lets one apply each version
@@ -65,7 +69,9 @@ def test_migrations_are_versioned_run_by_a_command_and_required(pg_server, capsy
     backend = open_backend(url)
     assert current_version(backend) == head()
     assert backend.conn().execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == head()
-    AdStore(url).add_campaigns([spec("a")])  # now it opens
+    assert main(["ads", "load", str(campaigns), "--ads-db", url, "--workspace", str(tmp_path / "ws")]) == 0
+    assert [r["id"] for r in AdStore(url).campaign_rows()] == ["x"]  # now it opens, and the campaigns are there
+    assert not (tmp_path / "ws" / "ads.db").exists()
     bad = url.replace("postgresql://roost@", "postgresql://nobody@")
     assert main(["ads", "migrate", "--ads-db", bad]) == 2
     assert "nobody" in capsys.readouterr().err
