@@ -24,7 +24,7 @@ from roost.ads.listing import ListQuery, campaign_money, list_campaigns
 from roost.ads.migrations import SchemaBehind, current_version, head
 from roost.ads.money import MoneyError
 from roost.ads.pacing import DAY_S
-from roost.ads.service import AdsConfig, AdService
+from roost.ads.service import AdRequest, AdsConfig, AdService
 from roost.ads.store import AdStore, Impression
 from roost.cli import main
 
@@ -164,3 +164,17 @@ def test_money_invariants_under_random_concurrent_traffic_on_postgres(pg_server,
     check_money(stores[0], traffic[0].clicked | traffic[1].clicked)
     for s in stores:
         s.close()
+
+
+def test_pacing_on_one_replica_sees_what_another_spent_today(pg_url):
+    early = NOON - DAY_S / 2 + 1800  # 00:30 UTC: 2% of the day gone
+    replicas = [AdStore(pg_url), AdStore(pg_url)]
+    replicas[0].add_campaigns([spec("paced", budget=100.0, bid=0.5, daily_budget=10.0)])
+    service = AdService(replicas[1], ClickSigner(SECRET), config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0),
+                        clock=lambda: early, seed=0)
+    request = AdRequest(query="new shoes")
+    assert [ad.campaign_id for ad in service.serve(request)] == ["paced"]  # on schedule: it enters every auction
+    for k in range(6):  # the other replica spends 3.00 of today's 10.00: 30% of the budget at 2% of the day
+        [imp] = replicas[0].record_impressions([impression(replicas[0], "paced", f"v{k}", price=500_000)])
+        assert replicas[0].record_click(imp.id, early).charged_micros == 500_000
+    assert all(service.serve(request) == [] for _ in range(20))  # far ahead of schedule: throttled to nothing here
