@@ -55,6 +55,9 @@ def test_cli_runs_the_protocol_with_every_ablation_row(tmp_path, tokenizer, caps
         assert set(row["metrics"]) == {"ndcg@10", "recall@100", "mrr"} and 0 <= row["metrics"]["ndcg@10"] <= 1
     # each query is a tag's only word ("worldcup") and the tag left its posts: BM25 alone cannot find them
     assert r["rows"][0]["metrics"]["recall@100"] == 0
+    # with the tags kept in the posts, the same queries' words are there: BM25 finds every relevant post
+    assert set(r["kept"]) == {"lexical", "semantic", "hybrid"} and r["kept"]["lexical"]["recall@100"] == 1.0
+    assert "hashtags kept" in printed
 
 
 def test_tuning_objective_is_the_worst_ratio_to_the_better_part():

@@ -99,10 +99,10 @@ def evaluate_unseen(ws, texts: list[str], cfg: UnseenConfig, model: SearchModel 
                     seed_posts: int = 100, batch: int = 1000) -> dict:
     """The protocol on ``ws``'s model: an index seeded with a few corpus posts, ``texts`` added live
     through :meth:`SearchIndex.add` after ingest's filters (as ``POST /admin/posts`` does), then every row
-    of :data:`ABLATIONS`. Returns {"queries", "posts", "rows": [{name, mode, metrics}]}."""
+    of :data:`ABLATIONS`; then the same queries over the posts with their hashtags kept (words the posts
+    contain, where BM25 is strong), in each mode: fusion must not lose to its parts on either kind.
+    Returns {"queries", "posts", "ranking", "rows": [{name, mode, metrics}], "kept": {mode: metrics}}."""
     import tempfile
-
-    from tqdm import tqdm
 
     from roost.corpus import schema
     from roost.search.build import POST_COLUMNS, batch_posts, build_index
@@ -112,29 +112,41 @@ def evaluate_unseen(ws, texts: list[str], cfg: UnseenConfig, model: SearchModel 
 
     if model is None or model.rerank is None:  # the re-ranking row needs it; the others keep rerank_top = 0
         model = load_search_model(ws.model, rerank=True)
-    train_texts = schema.read_table(ws.corpus, "posts", columns=["text"]).column("text").to_pylist()
-    task = unseen_task(texts, cfg, word_counts(train_texts))
+    counts = word_counts(schema.read_table(ws.corpus, "posts", columns=["text"]).column("text").to_pylist())
     prepare = PostPreparer.for_workspace(ws)
     seed = next(schema.iter_batches(ws.corpus, "posts", columns=POST_COLUMNS, batch_size=seed_posts), None)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="roost-unseen-") as tmp:
-        build_index([batch_posts(seed)] if seed is not None else [], tmp, model)
-        index = SearchIndex(tmp, model)
-        live: set[str] = set()
-        for start in tqdm(range(0, len(task.posts), batch), desc="add unseen posts", unit="batch"):
-            chunk = task.posts[start : start + batch]
-            accepted, _ = prepare([{"id": p.id, "text": p.text} for p in chunk])
-            if accepted:
-                index.add(accepted)
-                live.update(p.id for p in accepted)
-        queries = [Query(q.text, q.relevant & live, q.name) for q in task.queries if q.relevant & live]
+    with tempfile.TemporaryDirectory(prefix="roost-unseen-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="roost-unseen-kept-") as tmp_kept:
+        for folder in (tmp, tmp_kept):
+            build_index([batch_posts(seed)] if seed is not None else [], folder, model)
+        index, kept_index = SearchIndex(tmp, model), SearchIndex(tmp_kept, model)
+        queries, posts = _add_live(index, unseen_task(texts, cfg, counts), prepare, batch)
         tuned = index.ranking
         for name, mode, overrides, use_query_encoder in ABLATIONS:
             index.ranking = replace(tuned, **overrides)
             index.model = model if use_query_encoder else replace(model, embed_queries=None)
             rows.append({"name": name, "mode": mode, "metrics": evaluate(index, queries, (mode,))[mode]})
+        kept_queries, _ = _add_live(kept_index, unseen_task(texts, cfg, counts, keep_tags=True), prepare, batch)
+        kept = evaluate(kept_index, kept_queries, ("lexical", "semantic", "hybrid"))
         index.close()
-    return {"queries": len(queries), "posts": len(live), "ranking": vars(tuned), "rows": rows}
+        kept_index.close()
+    return {"queries": len(queries), "posts": posts, "ranking": vars(tuned), "rows": rows, "kept": kept}
+
+
+def _add_live(index: SearchIndex, task: EvalTask, prepare, batch: int) -> tuple[list[Query], int]:
+    """``task``'s posts added to ``index`` in batches through ingest's filters: its queries restricted to the
+    posts accepted (a query left with no relevant post is dropped), and how many were accepted."""
+    from tqdm import tqdm
+
+    live: set[str] = set()
+    for start in tqdm(range(0, len(task.posts), batch), desc="add unseen posts", unit="batch"):
+        chunk = task.posts[start : start + batch]
+        accepted, _ = prepare([{"id": p.id, "text": p.text} for p in chunk])
+        if accepted:
+            index.add(accepted)
+            live.update(p.id for p in accepted)
+    return [Query(q.text, q.relevant & live, q.name) for q in task.queries if q.relevant & live], len(live)
 
 
 def format_ablation(result: dict) -> str:
@@ -147,4 +159,11 @@ def format_ablation(result: dict) -> str:
         ratio = [m[k] / peer[k] if peer[k] else float("nan") for k in ("ndcg@10", "mrr")]
         lines.append(f"{r['name']:<44} {m['ndcg@10']:>8.4f} {m['recall@100']:>7.4f} {m['mrr']:>7.4f} "
                      f"{ratio[0]:>6.2f}x {ratio[1]:>5.2f}x")
+    if result.get("kept"):
+        lines.append("the same queries, hashtags kept in the posts")
+        kept = result["kept"]
+        for mode, m in kept.items():
+            ratio = [m[k] / kept["lexical"][k] if kept["lexical"][k] else float("nan") for k in ("ndcg@10", "mrr")]
+            lines.append(f"{mode:<44} {m['ndcg@10']:>8.4f} {m['recall@100']:>7.4f} {m['mrr']:>7.4f} "
+                         f"{ratio[0]:>6.2f}x {ratio[1]:>5.2f}x")
     return "\n".join(lines)
