@@ -93,8 +93,13 @@ def submit_search(driver) -> None:
     until(driver, lambda d: d.find_element(By.ID, "search-status").text not in ("", "Searching..."))
 
 
-def local_only(driver, server: str) -> list[str]:
-    """Every resource the page loaded; the test asserts they all came from the server."""
+def texts(driver, css: str) -> list[str]:
+    """The text of every element ``css`` selects, read in one script (one round trip, not one per element)."""
+    return driver.execute_script(f"return [...document.querySelectorAll({css!r})].map(e => e.textContent);")
+
+
+def resources(driver) -> list[str]:
+    """The page's address and every resource it loaded (the tests assert all came from the server)."""
     return driver.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href]);")
 
@@ -168,7 +173,7 @@ def test_page_loads_with_its_own_assets_only_and_fits(server, browser, width):
     assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#tabs button")] == \
         ["Chat", "Search", "Timeline", "Dashboard"]
     assert browser.find_element(By.CSS_SELECTOR, "link[rel=icon]").get_attribute("href") == server + "/favicon.ico"
-    assert all(s.startswith(server) for s in local_only(browser, server))  # nothing from the internet
+    assert all(s.startswith(server) for s in resources(browser))  # nothing from the internet
     assert console_errors(browser) == []
     assert_fits(browser)
 
@@ -178,9 +183,9 @@ def test_api_docs_render_swagger_ui_from_local_files(server, browser, width):
 
     open_page(browser, server, width, "/docs")
     paths = until(browser, lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")])
-    assert {"/v1/chat/completions", "/search", "/timeline"} <= set(p.replace("\u200b", "") for p in paths)
+    assert {"/v1/chat/completions", "/search", "/timeline"} <= {p.replace("\u200b", "") for p in paths}
     assert "roost" in browser.find_element(By.CSS_SELECTOR, ".swagger-ui .info .title").text
-    assert all(s.startswith(server) for s in local_only(browser, server))
+    assert all(s.startswith(server) for s in resources(browser))
     assert console_errors(browser) == []
     assert browser.execute_script("return document.documentElement.scrollWidth <= innerWidth")
 
@@ -212,19 +217,18 @@ def test_search_returns_results_with_explanations_and_filters_by_handle(server, 
     browser.find_element(By.CSS_SELECTOR, "#search .filters summary").click()
     browser.find_element(By.ID, "f-explain").click()
     submit_search(browser)
-    results = browser.find_elements(By.CSS_SELECTOR, "#search-results li")
-    assert results and any(word.lower() in r.text.lower() for r in results)
-    assert all(r.find_element(By.CSS_SELECTOR, ".author").text.startswith("@") for r in results)  # handles, not ids
-    assert browser.find_elements(By.CSS_SELECTOR, "#search-results .explain")
+    assert any(word.lower() in t.lower() for t in texts(browser, "#search-results li .text"))
+    authors = texts(browser, "#search-results li .author")
+    assert authors and all(a.startswith("@") for a in authors)  # handles, not ids
+    assert len(texts(browser, "#search-results .explain")) == len(authors)
     assert "hybrid" in browser.find_element(By.ID, "search-status").text
     assert not browser.find_element(By.ID, "search-empty").is_displayed()
     assert_fits(browser)
 
-    handle = results[0].find_element(By.CSS_SELECTOR, ".author").text  # "@name": the author filter takes it as shown
-    browser.find_element(By.ID, "f-author").send_keys(handle)
+    browser.find_element(By.ID, "f-author").send_keys(authors[0])  # "@name": the author filter takes it as shown
     submit_search(browser)
-    authors = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#search-results li .author")]
-    assert authors and set(authors) == {handle}
+    mine = texts(browser, "#search-results li .author")
+    assert mine and set(mine) == {authors[0]}
 
 
 def test_search_shows_a_no_match_state(server, browser, width):
@@ -237,18 +241,16 @@ def test_search_shows_a_no_match_state(server, browser, width):
     Select(browser.find_element(By.ID, "search-mode")).select_by_value("lexical")
     submit_search(browser)
     assert empty.is_displayed() and f"No posts match “{NONSENSE}”" in empty.text and "lexical" in empty.text
-    assert browser.find_elements(By.CSS_SELECTOR, "#search-results li") == []
+    assert texts(browser, "#search-results li") == []
     assert_fits(browser)
 
     # hybrid: the page shows what the server answered (the server's calibrated threshold decides)
     Select(browser.find_element(By.ID, "search-mode")).select_by_value("hybrid")
     submit_search(browser)
     served = httpx.get(server + "/search", params={"q": NONSENSE, "mode": "hybrid"}).json()["data"]
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#search-results li")) == len(served)
+    assert len(texts(browser, "#search-results li")) == len(served)
     assert empty.is_displayed() == (not served)
 
-    browser.find_element(By.ID, "search-q").clear()
-    browser.find_element(By.ID, "search-q").send_keys("the")
     browser.find_element(By.CSS_SELECTOR, "#search .filters summary").click()
     since = browser.find_element(By.ID, "f-since")
     browser.execute_script("arguments[0].value = '2030-01-01'", since)  # no post that late: no results, no error
@@ -257,44 +259,37 @@ def test_search_shows_a_no_match_state(server, browser, width):
     assert "error" not in browser.find_element(By.ID, "search-status").get_attribute("class")
 
 
-def test_timeline_shows_ads_with_reasons(server, browser):
-    from selenium.webdriver.common.by import By
-
-    before = httpx.get(server + "/ui/summary").json()["ads"]["impressions"]
-    open_page(browser, server, 1400)
-    tab(browser, "timeline")
-    ads = wait_for(browser, "#tl-feed .ad")
-    posts = browser.find_elements(By.CSS_SELECTOR, "#tl-feed .post:not(.ad)")
-    assert len(posts) == 16
-    campaigns = [a.get_attribute("data-campaign") for a in ads]
-    assert len(set(campaigns)) == len(campaigns), campaigns  # no campaign twice on one page
-    first = ads[0]
-    assert "sponsored" in first.text.lower() and first.find_element(By.CSS_SELECTOR, "a.cta").get_attribute("href") \
-        .startswith(server + "/ads/click?t=")
-    first.find_element(By.CSS_SELECTOR, "details summary").click()
-    reasons = first.find_element(By.CSS_SELECTOR, "details ul").text
-    assert "predicted click rate" in reasons and "per click, second price" in reasons
-    after = httpx.get(server + "/ui/summary").json()["ads"]["impressions"]
-    assert after >= before + len(ads)  # each ad shown is a logged impression
-
-
-def test_timeline_loads_more(server, browser, width):
+def test_timeline_shows_ads_with_reasons_and_loads_more(server, browser, width):
     from selenium.webdriver.common.by import By
 
     def post_ids() -> list[str]:
         return browser.execute_script(
             "return [...document.querySelectorAll('#tl-feed .post:not(.ad)')].map(p => p.dataset.id);")
 
+    def campaigns() -> list[str]:
+        return browser.execute_script(
+            "return [...document.querySelectorAll('#tl-feed .ad')].map(a => a.dataset.campaign);")
+
+    before = httpx.get(server + "/ui/summary").json()["ads"]["impressions"]
     open_page(browser, server, width, "/#timeline")
     until(browser, lambda d: len(post_ids()) == 16 and d.find_element(By.ID, "tl-more").is_displayed())
+    shown = campaigns()
+    assert shown and len(set(shown)) == len(shown), shown  # no campaign twice on one page
+    first = browser.find_element(By.CSS_SELECTOR, "#tl-feed .ad")
+    assert "sponsored" in first.text.lower() and first.find_element(By.CSS_SELECTOR, "a.cta").get_attribute("href") \
+        .startswith(server + "/ads/click?t=")
+    first.find_element(By.CSS_SELECTOR, "details summary").click()
+    reasons = first.find_element(By.CSS_SELECTOR, "details ul").text
+    assert "predicted click rate" in reasons and "per click, second price" in reasons
+    after = httpx.get(server + "/ui/summary").json()["ads"]["impressions"]
+    assert after >= before + len(shown)  # each ad shown is a logged impression
+
     browser.find_element(By.ID, "tl-more").click()
-    until(browser, lambda d: len(post_ids()) == 32)
+    until(browser, lambda d: len(post_ids()) == 32 and not d.find_element(By.ID, "tl-more").get_attribute("disabled"))
     expected = [p["id"] for p in httpx.get(server + "/timeline", params={"n": 32}).json()["data"]]
     assert post_ids() == expected  # the next 16, in order, none twice
-    until(browser, lambda d: not d.find_element(By.ID, "tl-more").get_attribute("disabled"))
-    campaigns = browser.execute_script(
-        "return [...document.querySelectorAll('#tl-feed .ad')].map(a => a.dataset.campaign);")
-    assert len(set(campaigns)) == len(campaigns), campaigns  # no campaign twice across pages
+    shown = campaigns()
+    assert len(set(shown)) == len(shown), shown  # nor across pages
     assert browser.find_element(By.ID, "tl-status").text.startswith("32 posts")
     assert_fits(browser)
 
@@ -316,19 +311,20 @@ def test_dashboard_shows_the_served_models_val_loss_training_index_and_spend(ser
     assert len(imgs) == 2  # pretraining and chat fine-tuning, each with its loss.png
     loaded = "return arguments[0].complete && arguments[0].naturalWidth > 0"
     until(browser, lambda d: all(d.execute_script(loaded, img) for img in imgs))
-    wait_for(browser, "#dash-ads table tr[data-id]")
+    wait_for(browser, "#dash-ads table.campaigns tr[data-id]")
+    heads = texts(browser, "#dash-ads th")
+    assert len(heads) == 11 and all(h.strip() for h in heads), heads  # every column headed
     assert_fits(browser)  # the campaign table scrolls inside its box, not the page
 
 
-def test_dashboard_lists_every_campaign_a_page_at_a_time_sorted_by_any_column(server, browser, width):
+def test_dashboard_lists_every_campaign_a_page_at_a_time_sorted_by_any_column(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     total = httpx.get(server + "/ui/campaigns?limit=1").json()["total"]
-    open_page(browser, server, width, "/#dashboard")
+    open_page(browser, server, 1400, "/#dashboard")
     wait_for(browser, "#dash-ads table.campaigns tr[data-id]")
-    heads = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#dash-ads th")]
-    assert all(h.strip() for h in heads), heads  # every column headed
+    heads = texts(browser, "#dash-ads th")
     assert {"spend ▼", "remaining", "pacing", "impressions", "clicks", "CTR", "predicted CTR"} <= set(heads), heads
 
     def rows(what: str) -> list[str]:  # read in one script: the table is replaced whole on every page
@@ -358,4 +354,3 @@ def test_dashboard_lists_every_campaign_a_page_at_a_time_sorted_by_any_column(se
     names = rows("r.cells[0].textContent")
     expected = [c["name"] for c in httpx.get(server + "/ui/campaigns?sort=name&order=desc&limit=10").json()["data"]]
     assert [n.removesuffix(" (paused)") for n in names] == expected
-    assert_fits(browser)
