@@ -163,6 +163,19 @@ def test_favicon_docs_files_and_the_served_models_run(server):
     assert (model["stage"], model["run"]) == ("sft", "sft")  # the tiny demo serves its SFT model
 
 
+def test_served_run_names_the_stage_and_run_of_each_kind_of_model(tmp_path):
+    from roost.server.ui import served_run
+
+    ckpt = tmp_path / "checkpoints" / "sft" / "step-000005"
+    ckpt.mkdir(parents=True)
+    (ckpt / "meta.json").write_text('{"run": "sft"}')
+    assert served_run({"source": "roost sft"}) == ("sft", "sft")
+    assert served_run({"source": "roost train"}) == ("pretraining", "pretrain")
+    assert served_run({"source": f"roost export {ckpt}"}) == ("sft", "sft")  # the checkpoint's own run
+    assert served_run({"source": f"roost export {tmp_path / 'gone'}"}) == ("exported", None)
+    assert served_run({"source": "roost import some/llama"}) == ("imported", None)
+
+
 # ---- in the browser ----------------------------------------------------------------------------
 
 def test_page_loads_with_its_own_assets_only_and_fits(server, browser, width):

@@ -214,9 +214,10 @@ def ads_summary(service, top: int = 10) -> dict:
 
 
 def served_run(model: dict) -> tuple[str, str | None]:
-    """Which training stage made the served model ("sft", "pretraining" or "imported") and the run
-    (``runs/NAME``) whose figures are the model's own, from the model manifest's ``source``. The dashboard
-    shows that run's val loss beside the model, so an SFT model is not shown with its base's pretraining loss.
+    """Which training stage made the served model ("sft" or "pretraining"; "imported" or "exported" when no run
+    here says) and the run (``runs/NAME``) whose figures are the model's own, from the model manifest's
+    ``source``. The dashboard shows that run's val loss beside the model, so an SFT model is not shown with its
+    base's pretraining loss.
     """
     from roost.train.config import TrainConfig
     from roost.train.sft import SFT_SOURCE, SFT_TRAIN_DEFAULTS
@@ -230,7 +231,7 @@ def served_run(model: dict) -> tuple[str, str | None]:
     if source.startswith("roost export "):  # a checkpoint's meta.json names its run
         meta = Path(source.removeprefix("roost export ")) / "meta.json"
         run = json.loads(meta.read_text()).get("run") if meta.is_file() else None
-        return ("sft" if run == sft_run else "pretraining"), run
+        return ("exported" if run is None else "sft" if run == sft_run else "pretraining"), run
     return "imported", None
 
 

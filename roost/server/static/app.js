@@ -418,7 +418,7 @@ function valLossCard(model, runs) {
   const run = model && model.run ? runs.find((r) => r.name === model.run) : null;
   const label = model && STAGES[model.stage] ? `${STAGES[model.stage]} val loss` : "val loss";
   if (!run || run.val_loss === null) {
-    const why = !model ? "no model" : model.stage === "imported" ? "imported model: no run here" : `no run ${model.run || ""} logged`;
+    const why = !model ? "no model" : model.run ? `no run ${model.run} logged` : `${model.source || "this model"}: no run of its own here`;
     return card(label, "–", why);
   }
   const bpb = run.val_bpb !== null ? ` · ${fmt.num(run.val_bpb, 3)} bits/byte` : "";
