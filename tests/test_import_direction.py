@@ -7,6 +7,7 @@ import still ties two modules together), so nothing is imported to check it.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import roost
@@ -27,22 +28,27 @@ ALLOWED_STAGES = {
 CORE_ALLOWED = {"roost.tokenizer": {"corpus"}, "roost.tokens": {"corpus"}}
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def imports() -> dict[str, set[str]]:
     """Every roost module and the roost modules it imports (``from a import b`` counts as both ``a`` and ``a.b``)."""
+    return _imports(ROOT)
+
+
+@functools.cache
+def _imports(root: Path) -> dict[str, set[str]]:  # parsed once for all the tests
     out: dict[str, set[str]] = {}
-    for path in ROOT.rglob("*.py"):
+    for path in root.rglob("*.py"):
         found: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 found |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
-        out[module_name(path)] = {m for m in found if m == "roost" or m.startswith("roost.")}
+        out[module_name(path, root)] = {m for m in found if m == "roost" or m.startswith("roost.")}
     return out
 
 
