@@ -143,8 +143,9 @@ def test_timeline_pages_through_every_post_with_a_cursor(server):
                                                     "cursor": by_id["next_cursor"]}).json()
     assert len(by_id["data"]) + len(rest["data"]) == author["posts"] and rest["next_cursor"] is None
 
-    for params, status, param in (({"cursor": "abc"}, 400, "cursor"), ({"cursor": "99999999999"}, 400, "cursor"),
-                                  ({"user_id": "@nobody-at-all"}, 404, "user_id")):
+    bad = ["abc", "99999999999", "9" * 19, "\u0663", "-1", ""]  # no post, past int64, an Arabic-Indic 3, ...
+    for params, status, param in ([({"cursor": c}, 400, "cursor") for c in bad] +
+                                  [({"user_id": "@nobody-at-all"}, 404, "user_id")]):
         r = httpx.get(server + "/timeline", params=params)
         assert r.status_code == status and r.json()["error"]["param"] == param, r.text
 

@@ -92,7 +92,8 @@ class PostFeed:
 
 
 def _cursor_key(cursor: str) -> int:
-    if not cursor.isdigit() or len(cursor) > 19:
+    """A cursor's post key: ASCII digits that fit SQLite's 64-bit integers (else a 400, never a 500)."""
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) >= 2**63:
         raise APIError(400, f"cursor {cursor!r} is not a cursor; pass a next_cursor /timeline handed out",
                        param="cursor")
     return int(cursor)
