@@ -58,6 +58,15 @@ class Batches(Protocol):
 
 
 @dataclass
+class Checkpoints:
+    """Where a run's checkpoints go, and what each records beside the step, config and loader position."""
+
+    dir: Path
+    meta: dict  # saved in every checkpoint's meta
+    manifest_inputs: dict[str, str]  # the checkpoints manifest's inputs
+
+
+@dataclass
 class Fit:
     """One run of the loop: what a stage (pretraining, ``roost.train.sft``) set up, and where its checkpoints go."""
 
@@ -70,9 +79,7 @@ class Fit:
     evaluator: Evaluator
     autocast: Callable
     total_steps: int | None  # None: train for cfg.minutes
-    ckpt_dir: Path
-    ckpt_meta: dict  # saved in every checkpoint's meta, beside the step, config and loader position
-    manifest_inputs: dict[str, str]  # the checkpoints manifest's inputs
+    checkpoints: Checkpoints
     step: int = 0
     train_seconds: float = 0.0
     resumed_from: Path | None = None
@@ -109,11 +116,11 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
 
     def save_checkpoint(step: int) -> Path:
         meta = {"config": cfg.to_dict(), "model_config": model_cfg.to_dict(), "loader": loader.state_dict(),
-                "train_seconds": train_seconds, "run": cfg.run, **run.ckpt_meta}
-        path = checkpoint.save(run.ckpt_dir, step, model, optimizers, meta, info, cfg.keep)
+                "train_seconds": train_seconds, "run": cfg.run, **run.checkpoints.meta}
+        path = checkpoint.save(run.checkpoints.dir, step, model, optimizers, meta, info, cfg.keep)
         if info.is_main:
-            atomic_write_json(run.ckpt_dir / "manifest.json", ws.manifest(
-                "checkpoints", run.manifest_inputs, {"step": step, "tokens": step * step_tokens}, latest=path.name))
+            atomic_write_json(run.checkpoints.dir / "manifest.json", ws.manifest(
+                "checkpoints", run.checkpoints.manifest_inputs, {"step": step, "tokens": step * step_tokens}, latest=path.name))
         return path
 
     # ---- the loop: evaluate, step, log, checkpoint

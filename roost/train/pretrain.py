@@ -20,7 +20,7 @@ from roost.tokens import TokenShards
 from roost.train import checkpoint, dist
 from roost.train.config import FROZEN_ON_RESUME, TOKENS_PER_PARAM, TrainConfig
 from roost.train.data import PackedLoader
-from roost.train.loop import TrainResult
+from roost.train.loop import Checkpoints, TrainResult
 from roost.train.run import Plan, check_fits, checkpoint_to_resume, launch, run
 from roost.workspace import Workspace, file_hash
 
@@ -76,9 +76,9 @@ def plan(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool, 
 
     return Plan(
         cfg=cfg, model_cfg=model_cfg, model=lambda: start if start is not None else GPT(model_cfg), loader=loader,
-        val_loader=val_loader, total_steps=total_steps, ckpt_dir=ws.checkpoints,
-        ckpt_meta={"tokens_hash": tokens_hash, **init},
-        manifest_inputs={"tokens": tokens_hash, **({"init": init_hash} if init_hash else {})},
+        val_loader=val_loader, total_steps=total_steps,
+        checkpoints=Checkpoints(ws.checkpoints, {"tokens_hash": tokens_hash, **init},
+                                {"tokens": tokens_hash, **({"init": init_hash} if init_hash else {})}),
         export=export, resume_from=ckpt, fresh=fresh,
     )
 

@@ -29,7 +29,7 @@ from roost.precision import autocast_for, compute_dtype
 from roost.train import allocator, checkpoint, dist
 from roost.train.config import TrainConfig
 from roost.train.evaluate import Evaluator
-from roost.train.loop import Batches, Fit, TrainResult, fit
+from roost.train.loop import Batches, Checkpoints, Fit, TrainResult, fit
 from roost.train.optim import build_optimizers, scale_peak_lrs
 from roost.workspace import Workspace
 
@@ -89,12 +89,10 @@ class Plan:
     loader: Batches
     val_loader: Batches
     total_steps: int | None  # None: train for cfg.minutes
-    ckpt_dir: Path
-    ckpt_meta: dict  # saved in every checkpoint's meta, beside the step, config and loader position
-    manifest_inputs: dict[str, str]  # the checkpoints manifest's inputs
+    checkpoints: Checkpoints
     export: Callable[[GPT, TrainResult], Path]  # rank 0 writes the served model from the whole trained model
     resume_from: Path | None = None  # checkpoint_to_resume's answer
-    fresh: bool = False  # delete ckpt_dir's checkpoints first
+    fresh: bool = False  # delete the checkpoints folder first
     lr_scale: float = 1.0  # every peak learning rate times this (SFT's --lr-frac)
     title: str = "training"
 
@@ -102,8 +100,8 @@ class Plan:
 def run(ws: Workspace, plan: Plan, info: dist.DistInfo) -> TrainResult:
     """Model, wrapping, optimizers, resume, evaluator; then the loop; then the stage's export on rank 0."""
     cfg = plan.cfg
-    if plan.fresh and info.is_main and plan.ckpt_dir.exists():
-        shutil.rmtree(plan.ckpt_dir)
+    if plan.fresh and info.is_main and plan.checkpoints.dir.exists():
+        shutil.rmtree(plan.checkpoints.dir)
     dist.barrier()
 
     # ---- model (made whole on every rank, then wrapped or sharded), optimizers
@@ -123,8 +121,7 @@ def run(ws: Workspace, plan: Plan, info: dist.DistInfo) -> TrainResult:
     result = fit(ws, Fit(
         cfg=cfg, info=info, model=model, wrapped=wrapped, optimizers=optimizers, loader=plan.loader,
         evaluator=Evaluator(plan.val_loader, eval_batches, ws.tokenizer, autocast), autocast=autocast,
-        total_steps=plan.total_steps, ckpt_dir=plan.ckpt_dir, ckpt_meta=plan.ckpt_meta,
-        manifest_inputs=plan.manifest_inputs, step=step, train_seconds=train_seconds,
+        total_steps=plan.total_steps, checkpoints=plan.checkpoints, step=step, train_seconds=train_seconds,
         resumed_from=plan.resume_from, title=plan.title,
     ))
     whole = dist.unsharded(model, lambda: GPT(plan.model_cfg))  # a collective under FSDP: every rank takes part

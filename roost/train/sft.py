@@ -35,7 +35,7 @@ from roost.train import checkpoint, dist
 from roost.train.config import TrainConfig
 from roost.train.conversations import Conversation, MiningConfig
 from roost.train.data import IGNORE_INDEX, PackedLoader
-from roost.train.loop import TrainResult
+from roost.train.loop import Checkpoints, TrainResult
 from roost.train.run import Plan, check_fits, checkpoint_to_resume, launch, run
 from roost.workspace import StageMissing, Workspace
 
@@ -371,7 +371,8 @@ def plan(ws: Workspace, cfg: SFTConfig, info: dist.DistInfo, *, resume: bool, fr
     return Plan(
         cfg=train_cfg, model_cfg=model_cfg, model=lambda: model, loader=loader, val_loader=val_loader,
         total_steps=total_steps_for(cfg, loader, grad_accum, train_cfg.step_tokens(info.world_size)),
-        ckpt_dir=sft_checkpoints(ws), ckpt_meta={"sft": cfg.sft_dict(), "inputs": inputs, "pretrained": pretrained_info},
-        manifest_inputs=inputs, export=export, resume_from=ckpt, fresh=fresh, lr_scale=cfg.lr_frac,
+        checkpoints=Checkpoints(sft_checkpoints(ws), {"sft": cfg.sft_dict(), "inputs": inputs,
+                                                      "pretrained": pretrained_info}, inputs),
+        export=export, resume_from=ckpt, fresh=fresh, lr_scale=cfg.lr_frac,
         title="fine-tuning",
     )
