@@ -178,3 +178,23 @@ def test_pacing_on_one_replica_sees_what_another_spent_today(pg_url):
         [imp] = replicas[0].record_impressions([impression(replicas[0], "paced", f"v{k}", price=500_000)])
         assert replicas[0].record_click(imp.id, early).charged_micros == 500_000
     assert all(service.serve(request) == [] for _ in range(20))  # far ahead of schedule: throttled to nothing here
+
+
+def test_a_campaign_created_on_one_replica_is_served_by_another(pg_url):
+    replicas = [AdStore(pg_url), AdStore(pg_url)]
+    replicas[0].add_campaigns([spec("old", name="old")])
+    service = AdService(replicas[1], ClickSigner(SECRET), config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0),
+                        clock=lambda: NOON, seed=0)
+    service.follow_catalog(every_s=3600)  # polled by hand below
+    try:
+        assert service._sync.poll_once() == []
+        boots = spec("boots", name="boots").model_copy(update={"targeting": spec("x").targeting.model_copy(
+            update={"keywords": ["boots"]})})
+        replicas[0].add_campaigns([boots])                 # through the other replica's store
+        assert service.serve(AdRequest(query="boots")) == []  # not in this replica's catalog yet
+        assert service._sync.poll_once() == ["boots"]
+        assert [ad.campaign_id for ad in service.serve(AdRequest(query="boots"))] == ["boots"]
+        replicas[0].update_campaign("boots", CampaignPatch(bid=0.4))
+        assert service._sync.poll_once() == ["boots"] and service.catalog.campaigns["boots"].bid_micros == 400_000
+    finally:
+        service.close()

@@ -8,12 +8,13 @@
   every acknowledged click is charged once, spend is within budget (the issue's
   bound, budget + one max bid per replica in flight, and the store's own, the
   budget), and clicks on the dead replica's ads still work on the others.
+- A campaign created through one replica's admin API is served by the others (each follows the catalog).
 - SIGTERM during a slow streamed answer: the replica stops listening, the stream
   finishes whole, and then the process exits.
 
 The replicas have no language model (ads with the hashing embedder; generation goes to a stand-in engine
-with --llm-url), so they start in seconds. The three tests share one cluster and run in this order: the
-kill test takes replica 0, the SIGTERM test the last one.
+with --llm-url), so they start in seconds. The tests share one cluster and run in this order: the kill
+test takes replica 0, the SIGTERM test the last one.
 """
 
 from __future__ import annotations
@@ -277,6 +278,21 @@ def test_a_replica_killed_mid_load_loses_no_acknowledged_click(cluster):
     check_money(url, load)
     for _, base in procs[1:]:
         assert httpx.get(base + "/ready").status_code == 200
+
+
+def test_a_campaign_created_through_one_replica_is_served_by_the_others(cluster):
+    _, procs = cluster
+    alive = [base for proc, base in procs if proc.poll() is None]
+    body = {"advertiser": "Acme", "name": "Boots", "budget": 5, "bid_type": "cpc", "bid": 0.5,
+            "targeting": {"keywords": ["boots"]},
+            "creatives": [{"text": "boots boots", "landing_url": "https://boots.example/"}]}
+    r = httpx.post(alive[0] + "/admin/campaigns", json=body, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert r.status_code == 201, r.text
+    cid, deadline = r.json()["id"], time.monotonic() + 30
+    for base in alive[1:]:  # each replica polls the database every 2 s for campaigns edited elsewhere
+        while cid not in [ad["campaign_id"] for ad in httpx.post(base + "/ads/serve", json={"query": "boots"}).json()["ads"]]:
+            assert time.monotonic() < deadline, f"{base} never served the campaign created on {alive[0]}"
+            time.sleep(0.2)
 
 
 def test_sigterm_finishes_a_streamed_answer_in_flight_then_exits(cluster):

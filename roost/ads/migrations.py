@@ -184,6 +184,10 @@ MIGRATIONS = [
     # SQLite's IF NOT EXISTS and the pctr_sum step adopt ads.db files made before migrations were versioned
     Migration(1, "campaigns, creatives, impressions, clicks, daily stats, embedding cache",
               sqlite=[*_SQLITE_V1, _sqlite_pctr_sum], postgres=_POSTGRES_V1),
+    # replicas poll for campaigns edited elsewhere (roost.ads.catalog_sync) without scanning the table
+    Migration(2, "index campaigns by updated_at",
+              sqlite=["CREATE INDEX IF NOT EXISTS campaigns_updated_at ON campaigns(updated_at)"],
+              postgres=["CREATE INDEX campaigns_updated_at ON campaigns(updated_at)"]),
 ]
 
 _VERSIONS = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at {ts} NOT NULL)"

@@ -156,6 +156,7 @@ class AdService:
         self._min_similarity = self._calibrate_similarity()
         self.counts = {cid: list(v) for cid, v in store.click_counts().items()}
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> embedding, oldest first
+        self._sync = None  # follow_catalog's poller
         self._fit_topics()
 
     def _fit_topics(self) -> None:
@@ -196,6 +197,19 @@ class AdService:
                 while len(self._vectors) > keep:
                     self._vectors.popitem(last=False)
         return np.stack([known[t] for t in texts])
+
+    def follow_catalog(self, every_s: float = 2.0) -> None:
+        """Pick up campaigns other replicas create or edit in the shared database (roost.ads.catalog_sync)."""
+        from roost.ads.catalog_sync import CatalogSync
+
+        if self._sync is None:
+            self._sync = CatalogSync(self, every_s)
+
+    def close(self) -> None:
+        """Stop following the catalog (the server calls this on shutdown)."""
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
 
     def refresh(self, campaign_ids: list[str]) -> None:
         """Pick up campaigns created or edited since start (the admin API calls this)."""

@@ -229,6 +229,13 @@ class AdStore:
         return self._conn().execute(sql + f" WHERE campaign_id IN ({_marks(campaign_ids)}) ORDER BY id",
                                     campaign_ids).fetchall()
 
+    def campaign_versions(self, since: float | None = None) -> list[tuple[str, float]]:
+        """(id, updated_at) of every campaign, or of those updated after ``since`` (roost.ads.catalog_sync)."""
+        if since is None:
+            return [tuple(r) for r in self._conn().execute("SELECT id, updated_at FROM campaigns").fetchall()]
+        return [tuple(r) for r in self._conn().execute(
+            "SELECT id, updated_at FROM campaigns WHERE updated_at > ?", (since,)).fetchall()]
+
     def campaign_view(self, campaign_id: str) -> dict | None:
         """The admin API's view of one campaign: its settings, creatives, spend and totals."""
         rows = self.campaign_rows([campaign_id])

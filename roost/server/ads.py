@@ -57,6 +57,7 @@ def open_service(state: ServerState, served: ServedModel | None) -> tuple[AdServ
             raise
         print(f"roost serve: ads are off: {e}", file=sys.stderr)
         return None, str(e)
+    service.follow_catalog()  # campaigns created or edited through other replicas reach this one in seconds
     if service.safety is None:
         warning = ("brand safety is off: no safety model in this workspace, so ads may run next to unsafe posts; "
                    "train one with `roost ads train-safety` (it learns from the corpus's moderation signals)")
