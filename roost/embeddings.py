@@ -24,7 +24,7 @@ def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     which has only BOS. Under causal attention the pads after a text change
     nothing before them, so a text's vector does not depend on its batch.
     """
-    T = max(map(len, rows))
+    T = max(map(len, rows), default=1)
     idx = torch.full((len(rows), T), pad_id, dtype=torch.long)
     mask = torch.zeros(len(rows), T)
     for i, ids in enumerate(rows):

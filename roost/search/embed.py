@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from roost.embeddings import mean_pool, pad_rows
 from roost.errors import UserError
 from roost.model import GPT
 from roost.search.engine import SearchModel
@@ -78,14 +79,8 @@ class QueryEncoder(nn.Module):
 
     def forward(self, ids: list[list[int]]) -> torch.Tensor:
         ids = [x[: self.max_len - 1] for x in ids]
-        T = 1 + max(map(len, ids), default=0)
-        idx = torch.full((len(ids), T), self.pad_id, dtype=torch.long)
-        pool = torch.zeros(len(ids), T, 1)
-        for row, x in enumerate(ids):
-            idx[row, : 1 + len(x)] = torch.tensor([self.bos_id, *x])
-            pool[row, 1 if x else 0 : 1 + len(x)] = 1.0  # BOS only for an empty text; right pads never seen (causal)
-        hidden = self.model.forward_hidden(idx)
-        pooled = (hidden * pool).sum(1) / pool.sum(1)
+        idx, mask = pad_rows([[self.bos_id, *x] for x in ids], self.pad_id)  # pooled as TextEmbedder pools
+        pooled = mean_pool(self.model.forward_hidden(idx), mask)
         return F.normalize(self.bag.raw(ids) + self.proj(pooled), dim=-1)
 
 

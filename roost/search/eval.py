@@ -24,6 +24,7 @@ from pathlib import Path
 import xxhash
 from tqdm import tqdm
 
+from roost.errors import UserError
 from roost.search.build import build_index
 from roost.search.docstore import Post
 from roost.search.engine import MAX_K, MODES, EmbedFn, SearchIndex, SearchModel, SearchRequest
@@ -189,7 +190,6 @@ def evaluate_workspace(ws, cfg: WorkspaceEval) -> dict[str, dict]:
     """Each task's results: ``{"queries", "metrics"}`` (topics, hashtags) or the unseen task's ablation."""
     import tempfile
 
-    from roost.errors import UserError
     from roost.search.embed import load_search_model
 
     tasks = cfg.tasks or [t for t, given in (("topics", cfg.truth), ("hashtags", cfg.tweets),
