@@ -97,3 +97,8 @@ def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
     found = imports()
     assert "roost.server.app" in found["roost.server.search"]
     assert {"roost.train.checkpoint", "roost.cli.UserError"} <= found["roost.export"]
+
+
+def test_package_inits_import_no_submodules():
+    """``from roost.train import dist`` loads just that module, whatever was imported before."""
+    assert imports()["roost.train"] == set()
