@@ -10,9 +10,7 @@ and ~40 us a post (measured), these ~12 bytes a key and a vectorised lookup.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -126,51 +124,45 @@ def _collides_with_earlier(bands: np.ndarray) -> np.ndarray:
 
 @dataclass
 class DedupState:
+    """The keys every earlier post brought, and the keys this run added (the run writes only those).
+
+    A post is judged against every earlier post that reached the same check, kept or not: its id against all
+    earlier ids, its text against the texts of earlier posts with new ids, its bands against the bands of
+    earlier posts with new texts. So the verdicts depend only on the input order, never on how it was cut
+    into batches or runs, and the Ray engine, which judges the whole input at once, reaches the same ones.
+    """
+
     params: dict  # near-dup settings the band keys were made with
     ids: HashSet = field(default_factory=HashSet)
     texts: HashSet = field(default_factory=HashSet)
     bands: HashSet = field(default_factory=HashSet)
+    added: dict[str, list[np.ndarray]] = field(default_factory=lambda: {"ids": [], "texts": [], "bands": []})
 
     def judge(self, id_h: np.ndarray, text_h: np.ndarray | None, bands: np.ndarray | None) -> np.ndarray:
-        """KEEP / DUP_ID / DUP_TEXT / NEAR_DUP per row, against the store and earlier rows; remembers the kept."""
+        """KEEP / DUP_ID / DUP_TEXT / NEAR_DUP per row, against the store and earlier rows; remembers the keys."""
         verdict = np.full(len(id_h), KEEP, dtype=np.int8)
         live = ~self.ids.contains(id_h) & _first_in_batch(id_h)
         verdict[~live] = DUP_ID
+        self._remember("ids", id_h[live])
         if text_h is not None:
             idx = np.flatnonzero(live)
             dup = self.texts.contains(text_h[idx]) | ~_first_in_batch(text_h[idx])
             verdict[idx[dup]] = DUP_TEXT
             live[idx[dup]] = False
+            self._remember("texts", text_h[idx[~dup]])
         if bands is not None:
             idx = np.flatnonzero(live)
             near = self.bands.contains(bands[idx]).any(axis=1) | _collides_with_earlier(bands[idx])
             verdict[idx[near]] = NEAR_DUP
             live[idx[near]] = False
-        self.ids.add(id_h[live], new=True)
-        if text_h is not None:
-            self.texts.add(text_h[live], new=True)
-        if bands is not None:
-            self.bands.add(bands[live], new=True)
+            keys = np.unique(bands[idx].ravel())
+            self._remember("bands", keys[~self.bands.contains(keys)])
         return verdict
 
-    def save(self, path: Path) -> None:
-        """Written under a temporary name and renamed: a crash leaves the old state or the new one."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, ids=self.ids.array(), texts=self.texts.array(), bands=self.bands.array(),
-                     params=np.array(sorted(self.params.items()), dtype=object).astype(str))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    def _remember(self, kind: str, new_keys: np.ndarray) -> None:
+        """Keys known to be unique and absent from the store."""
+        getattr(self, kind).add(new_keys, new=True)
+        self.added[kind].append(new_keys)
 
-    @classmethod
-    def load(cls, path: Path, params: dict) -> DedupState:
-        with np.load(path) as z:
-            stored = {k: v for k, v in z["params"].tolist()}
-            wanted = {k: str(v) for k, v in params.items()}
-            if stored != wanted:
-                raise ValueError(
-                    f"{path}: the stored posts were deduplicated with {stored}, this ingest asks for {wanted}; "
-                    "near duplicates could not be found across the two. Ingest with the same near-dup settings "
-                    "(or into a new workspace)")
-            return cls(params, HashSet(z["ids"]), HashSet(z["texts"]), HashSet(z["bands"]))
+    def new_keys(self, kind: str) -> np.ndarray:
+        return np.concatenate(self.added[kind]) if self.added[kind] else np.zeros(0, np.uint64)

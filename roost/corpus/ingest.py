@@ -2,8 +2,9 @@
 
 The manifest is the commit point. Shards are renamed into place as they are
 sealed, but only the files the manifest lists belong to the corpus: a crashed
-run's shards are unlisted and removed by the next ingest, and its dedup state
-(``dedup-<run>.npz``) is never referenced. Accounting holds per run and in
+run's shards are unlisted and removed by the next ingest, and so are its dedup
+keys (``dedup-<run>/``, :mod:`roost.corpus.dedup_store`). ``begin`` and ``finish``
+are shared with the Ray engine (:mod:`roost.corpus.ray_engine`). Accounting holds per run and in
 total: records read = kept + sum(dropped) + sum(malformed).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import time
 import uuid
 from collections import Counter, deque
@@ -25,7 +27,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from roost.corpus.config import IngestConfig
-from roost.corpus.dedup import DUP_ID, DUP_TEXT, KEEP, NEAR_DUP, DedupState
+from roost.corpus.dedup import DUP_ID, DUP_TEXT, KEEP, NEAR_DUP, DedupState, HashSet
+from roost.corpus.dedup_store import (
+    KINDS,
+    listed_names,
+    read_keys,
+    state_entry,
+    stored_state,
+    write_keys,
+)
+from roost.corpus.dedup_store import remove_unlisted as remove_unlisted_keys
 from roost.corpus.process import BatchProcessor, BatchResult, init_worker, run_batch
 from roost.corpus.schema import MODERATION_LOG, POSTS, USERS, read_table
 from roost.corpus.sources import Unit, expand_sources, read_units
@@ -43,6 +54,7 @@ from roost.corpus.threads import build_threads
 from roost.corpus.writer import ShardWriter
 from roost.workspace import Workspace, file_hash
 
+STAGING_PREFIX = ".staging-"  # the Ray engine's per-run scratch folder in the corpus
 DEDUP_REASONS = {DUP_ID: "duplicate_id", DUP_TEXT: "duplicate", NEAR_DUP: "near_duplicate"}
 
 
@@ -100,19 +112,71 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def _remove_unlisted(folder: Path, listed: set[str]) -> None:
-    """Drop what a crashed run left: shards and dedup state the manifest does not list, temp files."""
+    """Drop what a crashed run left: shards and dedup state the manifest does not list, temp files, staging."""
     for p in folder.iterdir():
         table_file = p.name.endswith(".parquet") and p.name.split("-", 1)[0] in ("posts", "threads", "users")
         state_file = p.name.startswith("dedup-") and p.name.endswith(".npz")
         if ((table_file or state_file) and p.name not in listed) or (p.name.startswith(".") and p.name.endswith(".tmp")):
             p.unlink()
+        elif p.is_dir() and p.name.startswith(STAGING_PREFIX):
+            shutil.rmtree(p)
+    remove_unlisted_keys(folder, listed)
 
 
-def _batches(sources: list[Path], cfg: IngestConfig) -> Iterator[list[Unit]]:
+@dataclass
+class Run:
+    """One ingest run's view of the stored corpus, shared by both engines (taken under the corpus lock)."""
+
+    folder: Path
+    old: dict
+    state: dict[str, list[str]]  # stored dedup key folders by kind
+    run: str = field(default_factory=lambda: time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6])
+    t0: float = field(default_factory=time.time)
+
+    @property
+    def old_files(self) -> dict[str, list[str]]:
+        return self.old.get("files", {"posts": [], "threads": [], "users": []})
+
+
+def begin(workspace: Workspace, cfg: IngestConfig) -> Run:
+    """Read the manifest, remove a crashed run's leftovers, check the dedup settings."""
+    folder = workspace.corpus
+    old = workspace.read_manifest("corpus") or {}
+    files = old.get("files", {"posts": [], "threads": [], "users": []})
+    _remove_unlisted(folder, {f for fs in files.values() for f in fs} | listed_names(old.get("dedup_state")))
+    return Run(folder, old, stored_state(folder, old.get("dedup_state"), _params(cfg)))
+
+
+def finish(workspace: Workspace, r: Run, cfg: IngestConfig, report: IngestReport, inputs: dict[str, str],
+           new: dict[str, list[str]], state: dict[str, list[str]], logs: dict[str, list[dict]]) -> None:
+    """Rebuild the threads, append the logs, commit the manifest, remove what it no longer lists."""
+    cols = read_table(r.folder, "posts", ["id", "reply_to", "conversation_id"])
+    threads = build_threads(*(cols.column(c).combine_chunks() for c in cols.column_names))
+    threads_w = ShardWriter(r.folder, "threads", threads.schema, r.run, max(1, threads.num_rows))
+    threads_w.write(threads)
+    new_threads = threads_w.close()
+    for name, rows in logs.items():
+        _append_rejects(r.folder / name, [{"run": r.run, **x} for x in rows])
+    report.files = new["posts"] + new["users"] + new_threads
+    report.total_posts = cols.num_rows
+    report.threads = len(pc.unique(threads.column("thread_id"))) if threads.num_rows else 0
+    report.seconds = time.time() - r.t0
+    assert report.balanced, f"ingest accounting does not add up: {asdict(report)}"
+    old_files = r.old_files
+    _commit(workspace, r.old, cfg, report, r.run, inputs,
+            {"posts": old_files["posts"] + new["posts"], "users": old_files["users"] + new["users"],
+             "threads": new_threads}, state_entry(_params(cfg), state))
+    legacy = r.old.get("dedup_state")
+    for name in old_files["threads"] + ([legacy] if isinstance(legacy, str) else []):
+        (r.folder / name).unlink(missing_ok=True)
+
+
+def unit_batches(sources: list[Path], cfg: IngestConfig, name: str | None = None) -> Iterator[list[Unit]]:
+    """Units in batches of about ``cfg.batch_size`` records, in input order (both engines cut them so)."""
     batch: list[Unit] = []
     weight = 0
     for src in sources:
-        for u in read_units(src, cfg):
+        for u in read_units(src, cfg, name):
             batch.append(u)
             weight += u.payload[2] if u.kind == "lines" else 1
             if weight >= cfg.batch_size:
@@ -127,13 +191,13 @@ def _results(sources: list[Path], cfg: IngestConfig) -> Iterator[BatchResult]:
     workers = cfg.workers or min(4, os.cpu_count() or 1)
     if workers == 1:
         proc = BatchProcessor(cfg)
-        yield from map(proc, _batches(sources, cfg))
+        yield from map(proc, unit_batches(sources, cfg))
         return
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(workers, initializer=init_worker, initargs=(cfg,)) as pool:
         pending: deque = deque()
-        for batch in _batches(sources, cfg):
+        for batch in unit_batches(sources, cfg):
             pending.append(pool.apply_async(run_batch, (batch,)))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().get()
@@ -148,18 +212,11 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
 
     cfg = config or IngestConfig()
     files = expand_sources(list(sources))
-    folder = workspace.corpus
-    t0 = time.time()
-    with _locked(folder):
-        old = workspace.read_manifest("corpus") or {}
-        old_files = old.get("files", {"posts": [], "threads": [], "users": []})
-        listed = {f for fs in old_files.values() for f in fs} | ({old["dedup_state"]} if old.get("dedup_state") else set())
-        _remove_unlisted(folder, listed)
-        state_file = old.get("dedup_state")
-        dedup = DedupState.load(folder / state_file, _params(cfg)) if state_file else DedupState(_params(cfg))
+    with _locked(workspace.corpus):
+        r = begin(workspace, cfg)
+        folder, run = r.folder, r.run
+        dedup = DedupState(_params(cfg), *(HashSet(read_keys(folder, r.state[k])) for k in KINDS))
         known_users = set(read_table(folder, "users", ["id"]).column("id").to_pylist())
-
-        run = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         report = IngestReport([str(f) for f in files])
         dropped, malformed, rejects, users = Counter(), Counter(), [], []
         spam_log: list[dict] = []
@@ -170,18 +227,18 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
         users_w = ShardWriter(folder, "users", USERS, run, cfg.rows_per_shard)
         bar = tqdm(desc="ingest", unit=" posts", unit_scale=True, disable=not progress, smoothing=0.1)
         try:
-            for r in _results(files, cfg):
-                report.read += r.read
-                dropped.update(r.dropped)
-                malformed.update(r.malformed)
-                report.pii_scrubbed += r.pii_scrubbed
-                rejects.extend({"run": run, **x} for x in r.rejects[: max(0, cfg.max_rejects_logged - len(rejects))])
-                spam_log.extend(r.spam[: max(0, cfg.max_rejects_logged - len(spam_log))])
-                moderated.extend(r.moderation)
-                if r.skeletons is not None:
-                    skeletons.append(r.skeletons)
-                    authors.append(author_keys(r.posts.column("author_id").to_pylist(), r.posts.column("id").to_pylist()))
-                for u in r.users:
+            for b in _results(files, cfg):
+                report.read += b.read
+                dropped.update(b.dropped)
+                malformed.update(b.malformed)
+                report.pii_scrubbed += b.pii_scrubbed
+                rejects.extend(b.rejects[: max(0, cfg.max_rejects_logged - len(rejects))])
+                spam_log.extend(b.spam[: max(0, cfg.max_rejects_logged - len(spam_log))])
+                moderated.extend(b.moderation)
+                if b.skeletons is not None:
+                    skeletons.append(b.skeletons)
+                    authors.append(author_keys(b.posts.column("author_id").to_pylist(), b.posts.column("id").to_pylist()))
+                for u in b.users:
                     if u["id"] not in known_users:
                         known_users.add(u["id"])
                         users.append(u)
@@ -189,17 +246,17 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
                     users_w.write(pa.Table.from_pylist(users, schema=USERS))
                     report.users_added += len(users)
                     users = []
-                if r.id_hash is not None and len(r.id_hash):
-                    verdict = dedup.judge(r.id_hash, r.text_hash, r.bands)
+                if b.id_hash is not None and len(b.id_hash):
+                    verdict = dedup.judge(b.id_hash, b.text_hash, b.bands)
                     for code, reason in DEDUP_REASONS.items():
                         if n := int((verdict == code).sum()):
                             dropped[reason] += n
                     keep = verdict == KEEP
-                    posts_w.write(r.posts.filter(pa.array(keep)))
-                    if r.spam_signals is not None:
-                        learned.add(r, keep)
+                    posts_w.write(b.posts.filter(pa.array(keep)))
+                    if b.spam_signals is not None:
+                        learned.add(b, keep)
                     report.kept += int(keep.sum())
-                bar.update(r.read)
+                bar.update(b.read)
             users_w.write(pa.Table.from_pylist(users, schema=USERS))
             report.users_added += len(users)
         except BaseException:
@@ -217,30 +274,11 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
                 dropped["spam_learned"] += n
                 report.kept -= n
             spam_log.extend(log[: max(0, cfg.max_rejects_logged - len(spam_log))])
-
-        cols = read_table(folder, "posts", ["id", "reply_to", "conversation_id"])
-        threads = build_threads(*(cols.column(c).combine_chunks() for c in cols.column_names))
-        threads_w = ShardWriter(folder, "threads", threads.schema, run, max(1, threads.num_rows))
-        threads_w.write(threads)
-        new_threads = threads_w.close()
-
-        dedup_name = f"dedup-{run}.npz"
-        dedup.save(folder / dedup_name)
-        _append_rejects(folder / "rejects.jsonl", rejects)
-        _append_rejects(folder / "spam.jsonl", [{"run": run, **x} for x in spam_log])
-        _append_rejects(folder / MODERATION_LOG, [{"run": run, **x} for x in moderated])
-
+        state = {k: r.state[k] + [write_keys(folder, run, k, dedup.new_keys(k))] for k in KINDS}
         report.dropped, report.malformed = dict(dropped), dict(malformed)
-        report.files = new_posts + new_users + new_threads
-        report.total_posts = cols.num_rows
-        report.threads = len(pc.unique(threads.column("thread_id"))) if threads.num_rows else 0
-        report.seconds = time.time() - t0
-        assert report.balanced, f"ingest accounting does not add up: {asdict(report)}"
-        _commit(workspace, old, cfg, report, run, files,
-                {"posts": old_files["posts"] + new_posts, "users": old_files["users"] + new_users,
-                 "threads": new_threads}, dedup_name)
-        for name in old_files["threads"] + ([state_file] if state_file else []):
-            (folder / name).unlink(missing_ok=True)
+        finish(workspace, r, cfg, report, {str(f): file_hash(f) for f in files},
+               {"posts": new_posts, "users": new_users}, state,
+               {"rejects.jsonl": rejects, "spam.jsonl": spam_log, MODERATION_LOG: moderated})
     return report
 
 
@@ -279,8 +317,8 @@ def _add(a: dict, b: dict) -> dict:
     return {k: a.get(k, 0) + b.get(k, 0) for k in sorted(a.keys() | b.keys())}
 
 
-def _commit(ws: Workspace, old: dict, cfg: IngestConfig, rep: IngestReport, run: str, files: list[Path],
-            tables: dict[str, list[str]], dedup_name: str) -> None:
+def _commit(ws: Workspace, old: dict, cfg: IngestConfig, rep: IngestReport, run: str, files: dict[str, str],
+            tables: dict[str, list[str]], dedup_state: dict) -> None:
     prev = old.get("counts", {})
     run_counts = {"read": rep.read, "kept": rep.kept, "dropped": rep.dropped, "malformed": rep.malformed,
                   "pii_scrubbed": rep.pii_scrubbed, "users_added": rep.users_added}
@@ -295,8 +333,8 @@ def _commit(ws: Workspace, old: dict, cfg: IngestConfig, rep: IngestReport, run:
         "users": prev.get("users", 0) + rep.users_added,
     }
     inputs = dict(old.get("inputs", {}))
-    inputs.update({str(f): file_hash(f) for f in files})
-    runs = old.get("runs", []) + [{"run": run, "sources": [str(f) for f in files], "seconds": round(rep.seconds, 3),
+    inputs.update(files)
+    runs = old.get("runs", []) + [{"run": run, "sources": list(files), "seconds": round(rep.seconds, 3),
                                    "counts": run_counts}]
-    ws.write_manifest("corpus", inputs=inputs, counts=counts, files=tables, dedup_state=dedup_name,
+    ws.write_manifest("corpus", inputs=inputs, counts=counts, files=tables, dedup_state=dedup_state,
                       config=cfg.to_dict(), runs=runs)

@@ -156,14 +156,20 @@ class BatchProcessor:
         return p
 
     def _hashes(self, p: dict[str, list], r: BatchResult) -> None:
+        """Dedup keys, never 0 (the hash tables' empty slot): both engines compare the same keys."""
         texts, ids = p["text"], p["id"]
-        r.id_hash = np.fromiter((xxhash.xxh3_64_intdigest(i.encode()) for i in ids), np.uint64, len(ids))
+        r.id_hash = _keys(np.fromiter((xxhash.xxh3_64_intdigest(i.encode()) for i in ids), np.uint64, len(ids)))
         if self.cfg.dedup_exact:
-            r.text_hash = np.fromiter((xxhash.xxh3_64_intdigest(t.encode()) for t in texts), np.uint64, len(texts))
+            r.text_hash = _keys(np.fromiter((xxhash.xxh3_64_intdigest(t.encode()) for t in texts), np.uint64,
+                                            len(texts)))
         if self.cfg.dedup_near:
-            r.bands = self.hasher.band_keys(self.hasher.signatures(texts))
+            r.bands = _keys(self.hasher.band_keys(self.hasher.signatures(texts)))
         if self.cfg.drop_spam and self.cfg.spam_learned:
             r.skeletons, r.spam_signals = post_signals(texts, p["urls"], p["hashtags"], p["mentions"], p["reply_to"])
+
+
+def _keys(h: np.ndarray) -> np.ndarray:
+    return np.maximum(h, np.uint64(1))
 
 
 _worker: BatchProcessor | None = None

@@ -237,7 +237,8 @@ def row_record(row: dict, cfg: IngestConfig) -> RawPost:
 def text_record(line: bytes, file: str, lineno: int, cfg: IngestConfig) -> RawPost:
     text = _str(decode(line).rstrip("\r\n"), "line", cfg)
     # a stable id: the same line of the same file is the same post on re-ingest
-    tid = "t" + xxhash.xxh3_64_hexdigest(f"{os.path.abspath(file)}:{lineno}".encode())
+    where = file if "://" in file else os.path.abspath(file)  # a URL names the same file on every machine
+    tid = "t" + xxhash.xxh3_64_hexdigest(f"{where}:{lineno}".encode())
     return RawPost(tid, text or "", None, None, None, None, None, False, None, None, None, None)
 
 

@@ -358,9 +358,12 @@ def expand_sources(sources: list[Path]) -> list[Path]:
     return out
 
 
-def read_units(path: Path, cfg: IngestConfig) -> Iterator[Unit]:
-    """Every unit of one source file; a stream that breaks off ends with a ``truncated_file`` unit."""
-    name = str(path)
+def read_units(path: Path, cfg: IngestConfig, name: str | None = None) -> Iterator[Unit]:
+    """Every unit of one source file; a stream that breaks off ends with a ``truncated_file`` unit.
+
+    ``name`` is what rejects and the ``source`` column call it (the URL of a file copied from object storage).
+    """
+    name = name or str(path)
     fmt = sniff_format(path)
     line = 0
     try:

@@ -1,0 +1,163 @@
+"""Ingest on Ray against the local engine, on this machine: time, posts/s by node count, worker memory.
+
+    nice .venv/bin/python bench/ingest_ray.py --n 100000 --big 400000
+
+Generates ``--n`` posts (bench/ingest.py's generator: ~5% exact and ~5% near duplicates, threads, junk
+lines) cut into ``--files`` JSONL files, then ingests them with the local engine (``workers`` 0: one per
+core) and with the Ray engine on three Ray clusters started here on 127.0.0.1 (``ray.cluster_utils``):
+one node with every core, one node of one CPU, two nodes of one CPU each. The two one-CPU clusters show
+how the rate grows with nodes; the first is the Ray engine's overhead against the local engine on the
+same cores. ``--big`` ingests more posts on the two-node cluster, to compare the peak memory of a Ray
+worker (the largest VmHWM of any Ray worker process, polled from /proc) at two corpus sizes. Every run
+checks that Ray kept the same posts as the local engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import generate  # noqa: E402  (bench/ingest.py)
+
+MB = 1 << 20
+
+
+def split(src: Path, out: Path, files: int) -> list[Path]:
+    """``src``'s lines dealt into ``files`` files in order (the order is what decides which copy is kept)."""
+    lines = src.read_text().splitlines(keepends=True)
+    out.mkdir(parents=True, exist_ok=True)
+    per = -(-len(lines) // files)
+    paths = []
+    for i in range(files):
+        p = out / f"part-{i:03d}.jsonl"
+        p.write_text("".join(lines[i * per:(i + 1) * per]))
+        paths.append(p)
+    return paths
+
+
+class WorkerPeak:
+    """The largest peak RSS (VmHWM) of any Ray worker process seen while it runs, polled from /proc."""
+
+    def __init__(self) -> None:
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            self.sample()
+
+    def sample(self) -> None:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if not (cmd.startswith(b"ray::") or b"default_worker.py" in cmd):
+                    continue
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except OSError:
+                continue
+
+    def __enter__(self) -> WorkerPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sample()
+        self._stop.set()
+        self._thread.join()
+
+
+def run_ray(files: list[Path], ws_dir: Path, nodes: list[int]) -> tuple[float, int, float, set]:
+    """(seconds, posts read, peak worker MiB, kept ids) of one Ray ingest on a fresh cluster of ``nodes``."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from roost.corpus import IngestConfig
+    from roost.corpus.ray_engine import ingest_ray
+    from roost.corpus.schema import read_table
+    from roost.workspace import Workspace
+
+    shutil.rmtree(ws_dir, ignore_errors=True)
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": nodes[0], "object_store_memory": 512 * MB,
+                                                      "include_dashboard": False})
+    try:
+        for n in nodes[1:]:
+            c.add_node(num_cpus=n, object_store_memory=512 * MB)
+        c.wait_for_nodes()
+        ray.init(address=c.address, log_to_driver=False, logging_level="ERROR")
+        with WorkerPeak() as peak:
+            t = time.perf_counter()
+            rep = ingest_ray([str(f) for f in files], Workspace(ws_dir), IngestConfig(), progress=False)
+            secs = time.perf_counter() - t
+        kept = set(read_table(Workspace(ws_dir).corpus, "posts", ["id"]).column("id").to_pylist())
+        return secs, rep.read, peak.peak_kb / 1024, kept
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def run_local(files: list[Path], ws_dir: Path) -> tuple[float, int, set]:
+    from roost.corpus import IngestConfig, ingest
+    from roost.corpus.schema import read_table
+    from roost.workspace import Workspace
+
+    shutil.rmtree(ws_dir, ignore_errors=True)
+    t = time.perf_counter()
+    rep = ingest(files, Workspace(ws_dir), IngestConfig(), progress=False)
+    secs = time.perf_counter() - t
+    return secs, rep.read, set(read_table(Workspace(ws_dir).corpus, "posts", ["id"]).column("id").to_pylist())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=100_000, help="posts for the engine comparison (default 100,000)")
+    ap.add_argument("--big", type=int, default=0, help="posts for the second memory point (0: skip)")
+    ap.add_argument("--files", type=int, default=16, help="source files the posts are cut into (default 16)")
+    ap.add_argument("--data-dir", default=str(Path(tempfile.gettempdir()) / "roost-bench-ray"))
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    data = Path(args.data_dir)
+    rows = []
+
+    def corpus(n: int) -> list[Path]:
+        one = data / f"posts-{n}.jsonl"
+        if not one.exists():
+            data.mkdir(parents=True, exist_ok=True)
+            generate(one, n)
+        return split(one, data / f"src-{n}", args.files)
+
+    files = corpus(args.n)
+    t_local, read, kept = run_local(files, data / "ws-local")
+    rows.append(("local engine", f"1 x {cores} CPU", args.n, t_local, read / t_local, None))
+    for label, nodes in (("ray engine", [cores]), ("ray engine", [1]), ("ray engine", [1, 1])):
+        secs, read, peak, ray_kept = run_ray(files, data / "ws-ray", nodes)
+        assert ray_kept == kept, "the Ray engine kept other posts than the local engine"
+        rows.append((label, " + ".join(f"1 x {n} CPU" for n in nodes), args.n, secs, read / secs, peak))
+    if args.big:
+        secs, read, peak, _ = run_ray(corpus(args.big), data / "ws-ray", [1, 1])
+        rows.append(("ray engine", "1 x 1 CPU + 1 x 1 CPU", args.big, secs, read / secs, peak))
+
+    print(f"\n{'engine':<13} {'nodes':<24} {'posts':>9} {'seconds':>8} {'posts/s':>8} {'peak worker MiB':>16}")
+    for name, nodes, n, secs, rate, peak in rows:
+        print(f"{name:<13} {nodes:<24} {n:>9,} {secs:>8.1f} {rate:>8,.0f} {'' if peak is None else f'{peak:,.0f}':>16}")
+    print(f"\nRay on one node / local, same {cores} cores: {rows[1][3] / t_local:.2f}x the time")
+    print(f"2 nodes / 1 node of one CPU: {rows[3][4] / rows[2][4]:.2f}x the posts/s")
+    per_core = rows[3][4] / 2
+    print(f"per-core rate on 2 one-CPU nodes: {per_core:,.0f} posts/s; 1B posts in an hour needs "
+          f"{1e9 / 3600 / per_core:,.0f} such cores")
+
+
+if __name__ == "__main__":
+    main()
