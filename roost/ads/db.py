@@ -176,7 +176,12 @@ class PostgresBackend:
             yield db
 
     def lock_campaigns(self, db: PgConnection, ids: Sequence[str]) -> None:
-        """Row locks on these campaigns until commit, taken in id order (no deadlock between two charges)."""
+        """Row locks on these campaigns until commit, taken in id order (no deadlock between two charges).
+
+        A statement of its own, before the store reads the live state: in READ COMMITTED the next statement
+        sees everything committed before the lock was granted. (Locking in the read itself would not do:
+        PostgreSQL re-reads only the locked row after the wait, and today's spend comes from another table.)
+        """
         ids = sorted(set(ids))
         if ids:
             db.execute(f"SELECT id FROM campaigns WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id FOR UPDATE",
