@@ -116,6 +116,29 @@ def test_two_workers_give_the_same_corpus(tmp_path):
     assert a.equals(b)
 
 
+def test_verdicts_do_not_depend_on_batches_or_runs(tmp_path):
+    """B repeats A's id with new text (dropped: its text never reaches the text check), C has B's text (kept),
+    D and E are near copies of C, F copies A's text, G repeats F's id. Each post is judged against every earlier post that
+    reached the check, so one batch, batches of one, and one run per post all drop the same posts for the
+    same reasons (what lets the Ray engine, which judges all at once, match the local one)."""
+    rng = random.Random(5)
+    words = [sentence(rng, 80) for _ in range(2)]
+    near = words[1].split()
+    near[10] = "zz"
+    d_text = " ".join(near)
+    near[60] = "yy"
+    rows = [v2(1, words[0]), v2(1, words[1]), v2(3, words[1]), v2(4, d_text), v2(5, " ".join(near)),
+            v2(6, words[0]), v2(6, sentence(rng, 20)), v2(7, sentence(rng, 20))]
+    whole = run(Workspace(tmp_path / "w1"), write_jsonl(tmp_path / "all.jsonl", rows))
+    ones = run(Workspace(tmp_path / "w2"), write_jsonl(tmp_path / "all2.jsonl", rows), batch_size=1)
+    ws = Workspace(tmp_path / "w3")
+    reps = [run(ws, write_jsonl(tmp_path / f"r{i}.jsonl", [row])) for i, row in enumerate(rows)]
+    per_run = {k: sum(r.dropped.get(k, 0) for r in reps) for k in whole.dropped}
+    assert whole.dropped == {"duplicate_id": 2, "duplicate": 1, "near_duplicate": 2}
+    assert ones.dropped == whole.dropped == per_run
+    assert set(posts(ws)) == set(posts(Workspace(tmp_path / "w1"))) == {"1", "3", "7"}
+
+
 def test_batch_minhash_equals_datasketch():
     h = MinHasher(num_perm=64, threshold=0.8, shingle_words=3, seed=7)
     texts = ["the cat sat on the mat today", "Two words", "", "emoji 😀 and ümlauts sit here too in a row"]
