@@ -20,6 +20,7 @@ from pathlib import Path
 
 import xxhash
 
+from roost.errors import UserError
 from roost.search.engine import SearchIndex, SearchModel
 from roost.search.eval import EvalTask, Query, tag_query_task
 from roost.search.text import word_counts
@@ -38,7 +39,7 @@ class UnseenConfig:
 def split_texts(texts: list[str], cfg: UnseenConfig) -> tuple[list[str], list[str]]:
     """Deduplicated texts split in two by a seeded hash of the text: (train, eval)."""
     if not 0 < cfg.eval_fraction < 1:
-        raise ValueError(f"eval_fraction must be between 0 and 1, got {cfg.eval_fraction}")
+        raise UserError(f"eval_fraction must be between 0 and 1, got {cfg.eval_fraction}")
     train, held = [], []
     for text in dict.fromkeys(t.strip() for t in texts if t.strip()):
         h = xxhash.xxh64_intdigest(text.encode(), seed=cfg.seed) % 1_000_000
