@@ -41,7 +41,7 @@ from roost.workspace import Workspace
 KEYS = pa.schema([("key", pa.uint64()), ("order", pa.int64())])  # order -1: a stored key
 CARRIED = {"text_hash": pa.uint64(), "bands": pa.list_(pa.uint64())}  # what the id and text stages pass on
 USER_KEYS = pa.schema([("key", pa.string()), ("order", pa.int64()), ("is_post", pa.bool_())] + list(USERS))
-RETRIES = 3  # a task whose worker dies is run again, up to this many times
+PARTITION_ROWS = 500_000  # rows a shuffle partition holds at most: worker memory stays flat as the corpus grows
 
 
 def ingest_ray(sources: list[str], workspace: Workspace, config: IngestConfig | None = None,
@@ -72,7 +72,7 @@ def ingest_ray(sources: list[str], workspace: Workspace, config: IngestConfig | 
             # Ray gives each shuffle aggregator a share of a CPU; on nodes of one or two CPUs those shares
             # leave no whole CPU for the shuffle's map tasks and the job waits forever (seen with 2 x 1 CPU)
             ctx.hash_shuffle_operator_actor_num_cpus_override = 0
-        parts = partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        parts = partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))  # the fewest a shuffle gets
         with _locked(workspace.corpus):
             return _run(files, workspace, cfg, parts, on_batch)
     finally:
@@ -86,11 +86,10 @@ def _run(files: list[str], workspace: Workspace, cfg: IngestConfig, parts: int,
 
     r = begin(workspace, cfg)
     staging = r.folder / f"{STAGING_PREFIX}{r.run}"
-    hasher = MinHasher(cfg.num_perm, cfg.near_dup_threshold, cfg.shingle_words, cfg.minhash_seed)
     items = ray.data.from_items([{"index": i, "source": s} for i, s in enumerate(files)],
                                 override_num_blocks=max(1, len(files)))
     read = items.map_batches(st.read_source, batch_size=1, fn_kwargs={
-        "cfg": cfg, "staging": str(staging), "n_bands": hasher.bands, "on_batch": on_batch}, max_retries=RETRIES)
+        "cfg": cfg, "staging": str(staging), "n_bands": hasher_bands(cfg), "on_batch": on_batch})
     stats = [json.loads(x) for x in read.to_pandas().sort_values("index")["stats"]]
     report = IngestReport(files)
     dropped, malformed = Counter(), Counter()
@@ -104,8 +103,7 @@ def _run(files: list[str], workspace: Workspace, cfg: IngestConfig, parts: int,
     new_state = _dedup(r.folder, r.state, cand, staging, cfg, parts, r.run) if cand else {k: [] for k in KINDS}
     new_users = _accounts_and_copies(r.folder, cand, staging, cfg, parts)
 
-    done = items.map_batches(st.finish_source, batch_size=1, fn_kwargs={"cfg": cfg, "staging": str(staging)},
-                             max_retries=RETRIES)
+    done = items.map_batches(st.finish_source, batch_size=1, fn_kwargs={"cfg": cfg, "staging": str(staging)})
     spam_log: list[dict] = []
     logs = _logs(staging, len(files), cfg)
     for s in (json.loads(x) for x in done.to_pandas()["stats"]):
@@ -131,22 +129,34 @@ def _keys(folder: Path, dirs: list[str]):
     does not take an empty input's schema-less blocks)."""
     import ray
 
-    files = [str(f) for d in dirs for f in sorted((folder / d).glob("*.parquet"))]
+    files = _files(folder, dirs)
     if not files:
         return None
     return ray.data.read_parquet(files, schema=KEY_SCHEMA).map_batches(lambda t: t.append_column("order", pa.array([-1] * t.num_rows, pa.int64())),
                               batch_format="pyarrow")
 
 
-def _by_key(datasets: list, schema: pa.Schema, parts: int, fn, **kwargs):
+def _by_key(datasets: list, schema: pa.Schema, parts: int, fn, files: list[str], **kwargs):
     """Hash-partition the union by ``key`` (Ray keeps each partition in one block, as its groupby relies on)
-    and run ``fn`` on each whole partition."""
+    and run ``fn`` on each whole partition. ``files``: the Parquet files the rows come from (their row
+    counts, times ``per_row``, set how many partitions: at least ``parts``, at most PARTITION_ROWS rows each)."""
+    per_row = kwargs.pop("per_row", 1)
     datasets = [d for d in datasets if d is not None]
     datasets = [d.map_batches(lambda t: t.select(schema.names).cast(schema), batch_format="pyarrow")
                 for d in datasets]  # one schema, whatever Parquet made of list field names or empty inputs
     ds = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
-    return ds.repartition(parts, keys=["key"]).map_batches(fn, batch_size=None, batch_format="pyarrow",
-                                                           fn_kwargs=kwargs, max_retries=RETRIES)
+    rows = per_row * sum(_rows(Path(f)) for f in files)
+    n = max(parts, -(-rows // PARTITION_ROWS))
+    return ds.repartition(n, keys=["key"]).map_batches(fn, batch_size=None, batch_format="pyarrow", fn_kwargs=kwargs)
+
+
+def _files(folder: Path, dirs: list[str]) -> list[str]:
+    return [str(f) for d in dirs for f in sorted((folder / d).glob("*.parquet"))]
+
+
+def hasher_bands(cfg: IngestConfig) -> int:
+    """LSH bands a post has (MinHashLSH's optimal layout for the threshold and permutations)."""
+    return MinHasher(cfg.num_perm, cfg.near_dup_threshold, cfg.shingle_words, cfg.minhash_seed).bands
 
 
 def _select(ds, **cols: str):
@@ -176,7 +186,8 @@ def _dedup(folder: Path, stored: dict[str, list[str]], cand_files: list[str], st
         if pad is not None:
             pad = pad.map_batches(lambda t, carry=tuple(carry): _pad_like(t, carry), batch_format="pyarrow")
         schema = pa.schema([("key", pa.uint64()), ("order", pa.int64())] + [(c, CARRIED[c]) for c in carry])
-        judged = _by_key([rows, pad], schema, parts, st.judge_partition, code=code).materialize()
+        judged = _by_key([rows, pad], schema, parts, st.judge_partition, cand_files + _files(folder, stored[kind]),
+                         code=code).materialize()
         _select(_where(judged, "verdict", code), order="order", verdict="verdict").map_batches(
             _note_drops, batch_format="pyarrow").write_parquet(str(notes / kind), partition_cols=["file"])
         survivors = _where(judged, "verdict", 0)
@@ -189,7 +200,8 @@ def _dedup(folder: Path, stored: dict[str, list[str]], cand_files: list[str], st
         live = stage(live, "texts", "text_hash", DUP_TEXT, ["bands"])
     if cfg.dedup_near:
         pairs = live.map_batches(_explode_bands, batch_format="pyarrow")
-        judged = _by_key([pairs, _keys(folder, stored["bands"])], KEYS, parts, st.bands_partition).materialize()
+        judged = _by_key([pairs, _keys(folder, stored["bands"])], KEYS, parts, st.bands_partition,
+                         cand_files + _files(folder, stored["bands"]), per_row=hasher_bands(cfg)).materialize()
         near = judged.map_batches(lambda t: t.filter(t.column("dominated")), batch_format="pyarrow")
         _select(near, order="order").map_batches(
             lambda t: _note_drops(t.append_column("verdict", pa.array([NEAR_DUP] * t.num_rows, pa.int8()))),
@@ -230,7 +242,8 @@ def _accounts_and_copies(folder: Path, cand_files: list[str], staging: Path, cfg
         skel = skel.map_batches(lambda t: pa.table({"key": t.column("skeleton"), "order": t.column("order"),
                                                     "author_key": t.column("author_key")})
                                 .filter(pc.not_equal(t.column("skeleton"), pa.scalar(0, pa.uint64()))), batch_format="pyarrow")
-        _by_key([skel], KEYS.append(pa.field("author_key", pa.uint64())), parts, st.copies_partition).write_parquet(str(notes / "copies"), partition_cols=["file"])
+        _by_key([skel], KEYS.append(pa.field("author_key", pa.uint64())), parts, st.copies_partition,
+                cand_files).write_parquet(str(notes / "copies"), partition_cols=["file"])
     files = [str(f) for f in table_files(folder, "users")]
     stored = ray.data.read_parquet(files, schema=USERS).map_batches(
         lambda t: _account_rows(t, None), batch_format="pyarrow") if files else None
@@ -245,7 +258,7 @@ def _accounts_and_copies(folder: Path, cand_files: list[str], staging: Path, cfg
         inputs.append(posts)
     if all(x is None for x in inputs):
         return None
-    out = _by_key(inputs, USER_KEYS, parts, st.accounts_partition).materialize()
+    out = _by_key(inputs, USER_KEYS, parts, st.accounts_partition, cand_files + files + staged_files).materialize()
     is_note = out.map_batches(lambda t: t.filter(pc.is_valid(t.column("order"))).select(st.NOTES.names),
                               batch_format="pyarrow")
     if learned:

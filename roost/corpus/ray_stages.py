@@ -102,8 +102,12 @@ def read_source(batch: dict, cfg: IngestConfig, staging: str, n_bands: int,
     out, proc = Path(staging), processor(cfg)
     read, dropped, malformed, pii = 0, Counter(), Counter(), 0
     logs: dict[str, list] = {"rejects": [], "spam": [], "moderation": []}
-    parts, users, n = [], [], 0
-    with local_file(source) as path:
+    users, n = [], 0
+    cand_path = out / "cand" / f"{index:06d}.parquet"
+    cand_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cand_path.with_name(f".{cand_path.name}.{os.getpid()}.tmp")
+    writer = pq.ParquetWriter(tmp, CANDIDATES)  # streamed: a worker holds one batch, whatever the file's size
+    with local_file(source) as path, writer:
         digest = file_hash(path)
         for i, units in enumerate(unit_batches([path], cfg, name=source)):
             r = proc(units)
@@ -114,11 +118,14 @@ def read_source(batch: dict, cfg: IngestConfig, staging: str, n_bands: int,
             logs["spam"] += r.spam[: max(0, cfg.max_rejects_logged - len(logs["spam"]))]
             logs["moderation"] += r.moderation
             users += r.users
-            parts.append(candidates(r, (index << ORDER_BITS) + n, n_bands))
+            writer.write_table(candidates(r, (index << ORDER_BITS) + n, n_bands))
             n += r.posts.num_rows
             if on_batch is not None:
                 on_batch(source, i)
-    write_atomic(pa.concat_tables(parts) if parts else CANDIDATES.empty_table(), out / "cand" / f"{index:06d}.parquet")
+    if n:
+        os.replace(tmp, cand_path)
+    else:  # Ray reads an empty Parquet file as a block without columns, which its shuffle refuses
+        tmp.unlink()
     u = pa.Table.from_pylist(users, schema=USERS)
     u = u.append_column("order", pa.array(np.arange(len(users), dtype=np.int64) + (index << ORDER_BITS)))
     write_atomic(u, out / "users" / f"{index:06d}.parquet")
