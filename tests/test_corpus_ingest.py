@@ -139,6 +139,25 @@ def test_verdicts_do_not_depend_on_batches_or_runs(tmp_path):
     assert set(posts(ws)) == set(posts(Workspace(tmp_path / "w1"))) == {"1", "3", "7"}
 
 
+def test_a_corpus_with_the_old_single_file_dedup_state_is_converted(ws, tmp_path):
+    """Workspaces from before the Parquet key folders stored one dedup-<run>.npz; the next ingest reads it."""
+    from roost.corpus.dedup_store import KINDS, read_keys
+
+    rng = random.Random(2)
+    src = write_jsonl(tmp_path / "a.jsonl", [v2(i, sentence(rng)) for i in range(20)])
+    run(ws, src)
+    m = ws.read_manifest("corpus")
+    keys = {k: read_keys(ws.corpus, m["dedup_state"][k]) for k in KINDS}
+    params = np.array(sorted(m["dedup_state"]["params"].items()), dtype=object).astype(str)
+    np.savez(ws.corpus / "dedup-old.npz", params=params, **keys)
+    ws.write_manifest("corpus", inputs=m["inputs"], counts=m["counts"], files=m["files"], dedup_state="dedup-old.npz",
+                      config=m["config"], runs=m["runs"])
+    again = run(ws, src)
+    assert again.kept == 0 and again.dropped == {"duplicate_id": 20}
+    assert not (ws.corpus / "dedup-old.npz").exists()
+    assert all(len(ws.read_manifest("corpus")["dedup_state"][k]) == 2 for k in KINDS)
+
+
 def test_batch_minhash_equals_datasketch():
     h = MinHasher(num_perm=64, threshold=0.8, shingle_words=3, seed=7)
     texts = ["the cat sat on the mat today", "Two words", "", "emoji 😀 and ümlauts sit here too in a row"]
