@@ -97,7 +97,7 @@ def main() -> None:
     foreign = [i for i, (_, lang) in enumerate(posts) if lang != "en"]
     english = [i for i, (_, lang) in enumerate(posts) if lang == "en"]
     langs = sorted({lang for _, lang in posts})
-    print(f"{len(posts):,} sample posts: {len(foreign):,} multilingual ({', '.join(l for l in langs if l != 'en')}),"
+    print(f"{len(posts):,} sample posts: {len(foreign):,} multilingual ({', '.join(x for x in langs if x != 'en')}),"
           f" {len(english):,} English; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print()
     print(f"| identifier | accuracy, multilingual posts | accuracy, English posts | posts/s, 1 process (wall) | "

@@ -72,8 +72,8 @@ def main() -> None:
     print(f"{'task':<10} {'classifier':<15} {'macro-F1':>8} {'AUC':>6} {'seconds':>8}")
     for task in args.tasks:
         train, val = load(args.tweeteval, task, "train"), load(args.tweeteval, task, "val")
-        runs = [("tfidf+lr", lambda: tfidf_lr(train, val))]
-        runs += [(name, lambda e=e, s=s: probe(e, s, train, val)) for name, e, s in embedders]
+        runs = [("tfidf+lr", lambda train=train, val=val: tfidf_lr(train, val))]
+        runs += [(name, lambda e=e, s=s, train=train, val=val: probe(e, s, train, val)) for name, e, s in embedders]
         for name, run in runs:
             t0 = time.perf_counter()
             m = run()

@@ -95,7 +95,8 @@ def tweeteval(root: Path, data: Path, model_path: Path, listing: Path, read: int
     print(f"\ntweeteval: {rep.read:,} tweets read, dropped as spam: {by['rules']} by rules, {by['model']} by the model "
           f"(all listed in {listing})")
     for r in random.Random(0).sample(rows, min(read, len(rows))):
-        print(f"  [{r['by']}{' %.2f' % r['score'] if 'score' in r else ''}] {r['text'][:150]!r}")
+        score = f" {r['score']:.2f}" if "score" in r else ""
+        print(f"  [{r['by']}{score}] {r['text'][:150]!r}")
 
 
 def main() -> None:

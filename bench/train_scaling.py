@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # bench/learning.py: TweetEval -> tokenizer + token shards
-from learning import DATA, prepare
+from learning import DATA, prepare  # noqa: E402  (bench/ is not a package: found through sys.path above)
 
 
 def run(ws: Path, nproc: int, parallel: str, args) -> tuple[dict, tuple[float, float]]:

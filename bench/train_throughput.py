@@ -95,7 +95,9 @@ def loss_steps(cfg, args) -> dict:
 
         return step
 
-    plain = lambda h, w, y: F.cross_entropy(F.linear(h, w).float(), y)
+    def plain(h, w, y):
+        return F.cross_entropy(F.linear(h, w).float(), y)
+
     return {"roost fused lm_head + loss": make(linear_cross_entropy), "F.linear + F.cross_entropy": make(plain)}
 
 
@@ -127,8 +129,12 @@ def main() -> None:
     from roost.model import describe
 
     cfg, roost, hf = build(args)
-    roost_fn = lambda x, y: roost(x, y)[1]  # roost's training loss (roost/loss.py)
-    hf_fn = lambda x, y: hf_loss(hf, x, y)
+    def roost_fn(x, y):
+        return roost(x, y)[1]  # roost's training loss (roost/loss.py)
+
+    def hf_fn(x, y):
+        return hf_loss(hf, x, y)
+
     if args.compile:
         for block in roost.layers:  # as roost train --compile does (roost/train/run.py)
             block.compile()

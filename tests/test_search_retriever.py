@@ -69,7 +69,7 @@ def topic_pairs(topics: int = 40, per: int = 4, seed: int = 0) -> tuple[list[lis
     texts, anchor, positive = [], [], []
     for t in range(topics):                      # topic t: query tokens 0..159, post tokens 160..319
         q = [int(x) for x in rng.choice(per, 2, replace=False) + t * per]
-        for j in range(3):
+        for _ in range(3):
             p = [int(x) for x in rng.choice(per, 3) + topics * per + t * per]
             texts += [q, p]
             anchor.append(len(texts) - 2)

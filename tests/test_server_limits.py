@@ -126,7 +126,7 @@ def test_per_client_rate_and_concurrency_limits_answer_429_with_retry_after(ws):
         codes = [http.get("/v1/models", headers=AUTH).status_code for _ in range(5)]
         assert codes == [200] * 4 + [429]
         r = http.get("/v1/models", headers=AUTH)
-        assert_error(r, 429, code="rate_limit_exceeded")["type"] == "rate_limit_error"
+        assert assert_error(r, 429, code="rate_limit_exceeded")["type"] == "rate_limit_error"
         assert int(r.headers["retry-after"]) >= 1
         assert http.get("/v1/models", headers={"Authorization": f"Bearer {OTHER}"}).status_code == 200  # own bucket
         assert all(http.get("/health").status_code == 200 for _ in range(10))  # a monitor is never limited

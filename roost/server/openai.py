@@ -34,6 +34,8 @@ from roost.server.limits import Limits
 from roost.server.state import ServedModel, ServerState
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from roost.embeddings import TextEmbedder
     from roost.engine import Engine
     from roost.tokenizer import RoostTokenizer
