@@ -60,6 +60,11 @@ class PgSettings:
 class PgServer:
     port: int
     user: str = "roost"
+    stop_command: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """Stop the server now (immediate shutdown, as a crash would look to its clients); idempotent."""
+        subprocess.run(self.stop_command, capture_output=True, timeout=60)
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
@@ -97,7 +102,7 @@ def temporary_postgres(settings: PgSettings | None = None) -> Iterator[PgServer]
         pw = pwd.getpwnam("postgres")
         os.chown(root, pw.pw_uid, pw.pw_gid)
     data, port = root / "data", free_port()
-    server = PgServer(port)
+    server = PgServer(port, stop_command=[*run, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
     options = {"listen_addresses": "127.0.0.1", "port": str(port), "unix_socket_directories": str(root),
                "max_connections": str(settings.max_connections), "fsync": "on" if settings.fsync else "off",
                **settings.extra}
@@ -110,8 +115,7 @@ def temporary_postgres(settings: PgSettings | None = None) -> Iterator[PgServer]
         try:
             yield server
         finally:
-            subprocess.run([*run, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                           capture_output=True, timeout=60)
+            server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse
+from psycopg import OperationalError as DatabaseUnavailable
 from pydantic import BaseModel, ConfigDict, Field
 
 from roost.ads.campaign import (
@@ -74,6 +75,13 @@ def _service(request: Request) -> AdService:
     return services.ads
 
 
+def _unavailable() -> APIError:
+    """A shared ads database that stops answering: a 503 the client (or balancer) retries, not a 500. Nothing
+    was acknowledged, and an open transaction is rolled back by the database."""
+    return APIError(503, "the ads database does not answer; retry shortly", type="service_unavailable",
+                    code="ads_db_unavailable", headers={"Retry-After": "1"})
+
+
 @router.post("/ads/serve", dependencies=[Depends(require_api_key)])
 def serve(body: ServeBody, request: Request) -> dict:
     service = _service(request)
@@ -83,6 +91,8 @@ def serve(body: ServeBody, request: Request) -> dict:
         ads = service.serve(AdRequest(**body.model_dump()))
     except ValueError as e:
         raise APIError(400, str(e)) from None
+    except DatabaseUnavailable:
+        raise _unavailable() from None
     base = request.app.state.roost.config.base_url()  # configured (--public-url), never the request's Host header
     return {"ads": [{
         "impression_id": ad.impression_id, "campaign_id": ad.campaign_id, "creative_id": ad.creative_id,
@@ -100,6 +110,8 @@ def click(request: Request, t: str = Query(..., max_length=1000, description="si
         recorded = service.click(t)
     except BadToken as e:
         raise APIError(403, str(e), param="t", code="invalid_click_token") from None
+    except DatabaseUnavailable:
+        raise _unavailable() from None
     if recorded is None:
         raise APIError(404, "the impression this click token names is not in the ads database", param="t",
                        type="not_found_error")
