@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "/metrics (Prometheus). Generation uses continuous batching over --slots.",
                        epilog="Ad impressions and clicks are committed so they survive a SIGKILL of the server "
                               "(SQLite WAL, synchronous=NORMAL); set ROOST_ADS_DURABILITY=power to also survive "
-                              "an OS crash or power cut (synchronous=FULL, one fsync per decision).")
+                              "an OS crash or power cut (synchronous=FULL, one fsync per decision). With --ads-db postgresql://..., "
+                              "durability is the database's (synchronous_commit) and replicas share the money "
+                              "(docs/serving-replicas.md).")
     add_workspace_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
