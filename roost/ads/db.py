@@ -109,9 +109,6 @@ class _Row(tuple):
             return tuple.__getitem__(self, self._index[key])
         return tuple.__getitem__(self, key)
 
-    def keys(self) -> list[str]:
-        return list(self._index)
-
 
 def _row_factory(cursor):
     names = [d.name for d in cursor.description or ()]
