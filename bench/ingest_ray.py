@@ -48,7 +48,7 @@ class WorkerPeak:
     """The largest peak RSS (VmHWM) of any Ray worker process seen while it runs, polled from /proc."""
 
     def __init__(self) -> None:
-        self.peak_kb = 0
+        self.peak_kb, self.who = 0, ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -63,8 +63,8 @@ class WorkerPeak:
                 if not (cmd.startswith(b"ray::") or b"default_worker.py" in cmd):
                     continue
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+                    if line.startswith("VmHWM:") and int(line.split()[1]) > self.peak_kb:
+                        self.peak_kb, self.who = int(line.split()[1]), cmd.split(b"\0")[0][:60].decode(errors="replace")
             except OSError:
                 continue
 
@@ -102,6 +102,7 @@ def run_ray(files: list[Path], ws_dir: Path, nodes: list[int]) -> tuple[float, i
             rep = ingest_ray([str(f) for f in files], Workspace(ws_dir), IngestConfig(), progress=False)
             secs = time.perf_counter() - t
         kept = set(read_table(Workspace(ws_dir).corpus, "posts", ["id"]).column("id").to_pylist())
+        print(f"ray {nodes} {rep.read:,} posts: peak worker {peak.peak_kb / 1024:,.0f} MiB in {peak.who!r}", flush=True)
         return secs, rep.read, peak.peak_kb / 1024, kept
     finally:
         ray.shutdown()
