@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -132,8 +133,11 @@ def _keys(folder: Path, dirs: list[str]):
     files = _files(folder, dirs)
     if not files:
         return None
-    return ray.data.read_parquet(files, schema=KEY_SCHEMA).map_batches(lambda t: t.append_column("order", pa.array([-1] * t.num_rows, pa.int64())),
-                              batch_format="pyarrow")
+    return ray.data.read_parquet(files, schema=KEY_SCHEMA).map_batches(_stored, batch_format="pyarrow")
+
+
+def _stored(t: pa.Table) -> pa.Table:
+    return t.append_column("order", pa.array(np.full(t.num_rows, -1, np.int64)))
 
 
 def _by_key(datasets: list, schema: pa.Schema, parts: int, fn, files: list[str], **kwargs):
@@ -222,9 +226,8 @@ def _pad_like(t: pa.Table, carry: tuple[str, ...]) -> pa.Table:
 def _explode_bands(t: pa.Table) -> pa.Table:
     bands = t.column("bands").combine_chunks()
     lengths = pc.list_value_length(bands).to_numpy(zero_copy_only=False)
-    import numpy as np
-
-    return pa.table({"key": pc.list_flatten(bands), "order": pa.array(np.repeat(t.column("order").to_numpy(), lengths))})
+    order = np.repeat(t.column("order").to_numpy(), lengths)
+    return pa.table({"key": pc.list_flatten(bands), "order": pa.array(order)})
 
 
 def _note_drops(t: pa.Table) -> pa.Table:
@@ -239,9 +242,7 @@ def _accounts_and_copies(folder: Path, cand_files: list[str], staging: Path, cfg
     learned = cfg.drop_spam and cfg.spam_learned and bool(cand_files)
     if learned:
         skel = ray.data.read_parquet(cand_files, columns=["order", "skeleton", "author_key"])
-        skel = skel.map_batches(lambda t: pa.table({"key": t.column("skeleton"), "order": t.column("order"),
-                                                    "author_key": t.column("author_key")})
-                                .filter(pc.not_equal(t.column("skeleton"), pa.scalar(0, pa.uint64()))), batch_format="pyarrow")
+        skel = skel.map_batches(_skeleton_rows, batch_format="pyarrow")
         _by_key([skel], KEYS.append(pa.field("author_key", pa.uint64())), parts, st.copies_partition,
                 cand_files).write_parquet(str(notes / "copies"), partition_cols=["file"])
     files = [str(f) for f in table_files(folder, "users")]
@@ -265,6 +266,12 @@ def _accounts_and_copies(folder: Path, cand_files: list[str], staging: Path, cfg
         is_note.write_parquet(str(notes / "accounts"), partition_cols=["file"])
     return out.map_batches(lambda t: t.filter(pc.is_null(t.column("order"))).select(USERS.names).cast(USERS),
                            batch_format="pyarrow")
+
+
+def _skeleton_rows(t: pa.Table) -> pa.Table:
+    """Candidates with a skeleton key (0: too short to say) for the copies shuffle."""
+    t = t.filter(pc.not_equal(t.column("skeleton"), pa.scalar(0, pa.uint64())))
+    return pa.table({"key": t.column("skeleton"), "order": t.column("order"), "author_key": t.column("author_key")})
 
 
 def _account_rows(users: pa.Table, order) -> pa.Table:

@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from roost.corpus.config import IngestConfig
-from roost.corpus.dedup import DUP_ID, DUP_TEXT, NEAR_DUP
+from roost.corpus.ingest import DEDUP_REASONS, unit_batches
 from roost.corpus.process import BatchProcessor, BatchResult
 from roost.corpus.schema import POSTS, USERS
 from roost.corpus.spam import (
@@ -42,12 +42,10 @@ CANDIDATES = pa.schema(list(POSTS) + [
     ("order", pa.int64()), ("id_hash", pa.uint64()), ("text_hash", pa.uint64()), ("bands", pa.list_(pa.uint64())),
     ("skeleton", pa.uint64()), ("author_key", pa.uint64()), ("signals", pa.list_(pa.float32())),
 ])
-STAGED_USERS = pa.schema(list(USERS) + [("order", pa.int64())])
 # What the dedup and spam stages learn about a candidate, written partitioned by source for its finish task.
 NOTES = pa.schema([("file", pa.int64()), ("order", pa.int64()), ("reason", pa.int8()), ("copies", pa.int64()),
                    ("acct_created", pa.float64()), ("acct_followers", pa.int64())])
 ACCOUNTS = pa.schema(list(NOTES) + list(USERS))  # a user row has an id, a note row an order
-REASONS = {DUP_ID: "duplicate_id", DUP_TEXT: "duplicate", NEAR_DUP: "near_duplicate"}
 
 _processor: tuple[str, BatchProcessor] | None = None
 
@@ -94,7 +92,6 @@ def candidates(r: BatchResult, first: int, n_bands: int) -> pa.Table:
 def read_source(batch: dict, cfg: IngestConfig, staging: str, n_bands: int,
                 on_batch: Callable[[str, int], None] | None = None) -> dict:
     """Map task: one source file -> staged candidates, users and logs; returns the file's counts."""
-    from roost.corpus.ingest import unit_batches
     from roost.corpus.remote import local_file
     from roost.workspace import file_hash
 
@@ -190,7 +187,8 @@ def accounts_partition(t: pa.Table) -> pa.Table:
     users = t.filter(pa.array(~is_post))
     gmin, _ = group_min(users.column("key").combine_chunks(), users.column("order").to_numpy())
     account = users.filter(pa.array(users.column("order").to_numpy() == gmin))
-    by_id = {k: (c, f) for k, c, f in zip(account.column("key").to_pylist(), epoch_or_none(account.column("created_at")),
+    created = epoch_or_none(account.column("created_at"))
+    by_id = {k: (c, f) for k, c, f in zip(account.column("key").to_pylist(), created,
                                           account.column("followers_count").to_pylist()) if c is not None}
     posts = t.filter(pa.array(is_post))
     found = [(o, *by_id[k]) for k, o in zip(posts.column("key").to_pylist(), posts.column("order").to_pylist())
@@ -221,7 +219,8 @@ def notes(order: np.ndarray, reason: np.ndarray | None = None, copies: np.ndarra
 
     return pa.table({"file": pa.array(np.asarray(order, np.int64) >> ORDER_BITS), "order": pa.array(order, pa.int64()),
                      "reason": col(reason, pa.int8()), "copies": col(copies, pa.int64()),
-                     "acct_created": col(acct_created, pa.float64()), "acct_followers": col(acct_followers, pa.int64())},
+                     "acct_created": col(acct_created, pa.float64()),
+                     "acct_followers": col(acct_followers, pa.int64())},
                     schema=NOTES)
 
 
@@ -237,7 +236,7 @@ def finish_source(batch: dict, cfg: IngestConfig, staging: str) -> dict:
         else NOTES.empty_table()
     drops = note.filter(pc.is_valid(note.column("reason")))
     dropped_orders, first = np.unique(drops.column("order").to_numpy(), return_index=True)
-    counts = Counter(REASONS[int(c)] for c in drops.column("reason").to_numpy()[first])
+    counts = Counter(DEDUP_REASONS[int(c)] for c in drops.column("reason").to_numpy()[first])
     kept = cand.filter(pa.array(~np.isin(cand.column("order").to_numpy(), dropped_orders)))
     spam_log: list[dict] = []
     if cfg.drop_spam and cfg.spam_learned and kept.num_rows:
