@@ -41,7 +41,8 @@ from roost.workspace import Workspace
 
 KEYS = pa.schema([("key", pa.uint64()), ("order", pa.int64())])  # order -1: a stored key
 CARRIED = {"text_hash": pa.uint64(), "bands": pa.list_(pa.uint64())}  # what the id and text stages pass on
-USER_KEYS = pa.schema([("key", pa.string()), ("order", pa.int64()), ("is_post", pa.bool_())] + list(USERS))
+PEOPLE = pa.schema([("key", pa.string()), ("order", pa.int64()), ("kind", pa.int8()), ("author_key", pa.uint64())]
+                   + list(USERS))  # users, posts by author and posts by skeleton key, in one shuffle
 PARTITION_ROWS = 500_000  # rows a shuffle partition holds at most: worker memory stays flat as the corpus grows
 
 
@@ -180,7 +181,7 @@ def _dedup(folder: Path, stored: dict[str, list[str]], cand_files: list[str], st
     writes the dropped ones as notes and the keys this run adds; returns the added key folders."""
     import ray
 
-    cand = ray.data.read_parquet(cand_files, columns=["order", "id_hash", "text_hash", "bands"])
+    cand = ray.data.read_parquet(cand_files).select_columns(["order", "id_hash", "text_hash", "bands"])
     added: dict[str, list[str]] = {k: [] for k in KINDS}
     notes = staging / "notes"
 
@@ -238,53 +239,50 @@ def _accounts_and_copies(folder: Path, cand_files: list[str], staging: Path, cfg
     """Notes for the learned spam filter (copies by skeleton, each post's account); returns the new users."""
     import ray
 
-    notes = staging / "notes"
     learned = cfg.drop_spam and cfg.spam_learned and bool(cand_files)
-    if learned:
-        skel = ray.data.read_parquet(cand_files, columns=["order", "skeleton", "author_key"])
-        skel = skel.map_batches(_skeleton_rows, batch_format="pyarrow")
-        _by_key([skel], KEYS.append(pa.field("author_key", pa.uint64())), parts, st.copies_partition,
-                cand_files).write_parquet(str(notes / "copies"), partition_cols=["file"])
     files = [str(f) for f in table_files(folder, "users")]
-    stored = ray.data.read_parquet(files, schema=USERS).map_batches(
-        lambda t: _account_rows(t, None), batch_format="pyarrow") if files else None
     staged_files = sorted(str(f) for f in (staging / "users").glob("*.parquet"))
-    staged = ray.data.read_parquet(staged_files).map_batches(
-        lambda t: _account_rows(t.select(USERS.names), t.column("order")), batch_format="pyarrow") if staged_files \
-        else None
-    inputs = [stored, staged]
+    inputs = [
+        ray.data.read_parquet(files, schema=USERS).map_batches(_user_rows, batch_format="pyarrow") if files else None,
+        ray.data.read_parquet(staged_files).map_batches(_user_rows, batch_format="pyarrow") if staged_files else None]
     if learned:
-        posts = ray.data.read_parquet(cand_files, columns=["order", "author_id"]).map_batches(
-            _post_rows, batch_format="pyarrow")
-        inputs.append(posts)
+        cand = ray.data.read_parquet(cand_files).select_columns(["order", "author_id", "skeleton", "author_key"])
+        inputs += [cand.map_batches(_post_rows, batch_format="pyarrow"),
+                   cand.map_batches(_skeleton_rows, batch_format="pyarrow")]
     if all(x is None for x in inputs):
         return None
-    out = _by_key(inputs, USER_KEYS, parts, st.accounts_partition, cand_files + files + staged_files).materialize()
-    is_note = out.map_batches(lambda t: t.filter(pc.is_valid(t.column("order"))).select(st.NOTES.names),
-                              batch_format="pyarrow")
+    out = _by_key(inputs, PEOPLE, parts, st.people_partition, 2 * cand_files + files + staged_files).materialize()
     if learned:
-        is_note.write_parquet(str(notes / "accounts"), partition_cols=["file"])
+        out.map_batches(lambda t: t.filter(pc.is_valid(t.column("order"))).select(st.NOTES.names),
+                        batch_format="pyarrow").write_parquet(str(staging / "notes" / "people"), partition_cols=["file"])
     return out.map_batches(lambda t: t.filter(pc.is_null(t.column("order"))).select(USERS.names).cast(USERS),
                            batch_format="pyarrow")
 
 
-def _skeleton_rows(t: pa.Table) -> pa.Table:
-    """Candidates with a skeleton key (0: too short to say) for the copies shuffle."""
-    t = t.filter(pc.not_equal(t.column("skeleton"), pa.scalar(0, pa.uint64())))
-    return pa.table({"key": t.column("skeleton"), "order": t.column("order"), "author_key": t.column("author_key")})
+def _people(key: pa.Array, order: pa.Array, kind: int, cols: dict[str, pa.Array]) -> pa.Table:
+    """Rows of the people shuffle (PEOPLE): the columns a kind has, nulls for the rest."""
+    n = len(key)
+    return pa.table({"key": key, "order": order, "kind": pa.array(np.full(n, kind, np.int8)),
+                     **{f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in PEOPLE if f.name not in
+                        ("key", "order", "kind")}}, schema=PEOPLE)
 
 
-def _account_rows(users: pa.Table, order) -> pa.Table:
-    n = users.num_rows
-    return pa.table({"key": users.column("id"), "order": order if order is not None else pa.array([-1] * n, pa.int64()),
-                     "is_post": pa.array([False] * n), **{c: users.column(c) for c in USERS.names}})
+def _user_rows(t: pa.Table) -> pa.Table:
+    """Users: stored ones (no ``order`` column) at order -1, this run's staged ones at theirs."""
+    order = t.column("order") if "order" in t.column_names else pa.array(np.full(t.num_rows, -1, np.int64))
+    return _people(t.column("id"), order, st.USER, {c: t.column(c) for c in USERS.names})
 
 
 def _post_rows(t: pa.Table) -> pa.Table:
     t = t.filter(pc.is_valid(t.column("author_id")))
-    n = t.num_rows
-    return pa.table({"key": t.column("author_id"), "order": t.column("order"), "is_post": pa.array([True] * n),
-                     **{f.name: pa.nulls(n, f.type) for f in USERS}})
+    return _people(t.column("author_id"), t.column("order"), st.POST, {})
+
+
+def _skeleton_rows(t: pa.Table) -> pa.Table:
+    """Candidates with a skeleton key (0: too short to say), keyed NUL + the key."""
+    t = t.filter(pc.not_equal(t.column("skeleton"), pa.scalar(0, pa.uint64())))
+    key = pc.binary_join_element_wise("\x00", pc.cast(t.column("skeleton"), pa.string()), "")
+    return _people(key, t.column("order"), st.SKELETON, {"author_key": t.column("author_key")})
 
 
 def _logs(staging: Path, n: int, cfg: IngestConfig) -> dict[str, list[dict]]:

@@ -46,6 +46,7 @@ CANDIDATES = pa.schema(list(POSTS) + [
 NOTES = pa.schema([("file", pa.int64()), ("order", pa.int64()), ("reason", pa.int8()), ("copies", pa.int64()),
                    ("acct_created", pa.float64()), ("acct_followers", pa.int64())])
 ACCOUNTS = pa.schema(list(NOTES) + list(USERS))  # a user row has an id, a note row an order
+USER, POST, SKELETON = 0, 1, 2  # the kinds of row the people shuffle partitions
 
 _processor: tuple[str, BatchProcessor] | None = None
 
@@ -169,6 +170,18 @@ def bands_partition(t: pa.Table) -> pa.Table:
                      "new": pa.array(head & (gmin >= 0))})
 
 
+def people_partition(t: pa.Table) -> pa.Table:
+    """One shuffle by a string key serves both run-wide signals: users and their posts by user id
+    (:func:`accounts_partition`), and candidates by skeleton key, prefixed NUL so no id can equal it
+    (:func:`copies_partition`). Returns ACCOUNTS rows."""
+    kind = t.column("kind").to_numpy(zero_copy_only=False)
+    out = [accounts_partition(t.filter(pa.array(kind != SKELETON)))]
+    skeletons = t.filter(pa.array(kind == SKELETON))
+    if skeletons.num_rows:
+        out.append(_pad(copies_partition(skeletons), ACCOUNTS))
+    return pa.concat_tables(out)
+
+
 def copies_partition(t: pa.Table) -> pa.Table:
     """Candidates by skeleton key: for each one whose skeleton several accounts posted, how many did."""
     pairs = t.select(["key", "author_key"]).group_by(["key", "author_key"]).aggregate([])
@@ -181,9 +194,9 @@ def copies_partition(t: pa.Table) -> pa.Table:
 
 def accounts_partition(t: pa.Table) -> pa.Table:
     """Users and candidates by user id (stored users at order -1, this run's at their order, candidates
-    with ``is_post``): new users are the first of their id when none is stored; each candidate gets its
+    of kind POST): new users are the first of their id when none is stored; each candidate gets its
     author's account (the stored row, else the run's first). Returns ACCOUNTS rows: notes and new users."""
-    is_post = t.column("is_post").to_numpy(zero_copy_only=False)
+    is_post = t.column("kind").to_numpy(zero_copy_only=False) == POST
     users = t.filter(pa.array(~is_post))
     gmin, _ = group_min(users.column("key").combine_chunks(), users.column("order").to_numpy())
     account = users.filter(pa.array(users.column("order").to_numpy() == gmin))
