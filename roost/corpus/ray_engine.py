@@ -7,13 +7,13 @@
    hashes likewise, then their MinHash LSH band keys (a near duplicate shares a band with an earlier
    post). Stored keys are Parquet read as datasets, so no process holds them all; each run writes the
    keys it added (:mod:`roost.corpus.dedup_store`, the local engine's format too).
-3. Spam and users: candidates by skeleton key (how many accounts posted the same text) and by author
-   with the users table (new users; each post's account), for the learned spam filter.
+3. Users and spam signals, one shuffle: the users table and the candidates by author (new users; each
+   post's account) and the candidates by skeleton key (how many accounts posted the same text).
 4. Finish: one task per source drops what 2 and 3 noted and writes its posts; the driver renames the
    files into the corpus and commits the manifest (``ingest.finish``: threads, logs, accounting).
 
-The driver holds only per-source counts and the (capped) logs. Thread rebuilding still reads the
-posts' id and reply columns into the driver, as the local engine does.
+The driver holds per-source counts, the (capped) logs and the moderation labels. Thread rebuilding
+still reads the posts' id and reply columns into the driver, as the local engine does.
 """
 
 from __future__ import annotations
