@@ -9,10 +9,14 @@ import pytest
 
 from roost.train.allocator import keep_freed_memory, user_chose_allocator
 
-# In a fresh process (mallopt is process-wide): allocate and free a 64 MiB tensor a few times, as training steps
-# do, then count the minor page faults of doing it once more.
+# In a fresh process (mallopt is process-wide), with the training loop imported as `roost train` has it when it
+# tunes: allocate and free a 64 MiB tensor a few times, as training steps do, then count the minor page faults of
+# doing it once more. (Without the imports, the heap's bins hold no small free chunks, so torch's small allocations
+# after the tensor come from the top of the heap, the freed 64 MiB cannot merge back into it, and each aligned
+# allocation then needs a little more than the freed chunk: the heap grows and faults whatever the tuning.)
 PROBE = """
 import json, resource, sys, torch
+import roost.train.loop
 from roost.train.allocator import keep_freed_memory
 tuned = keep_freed_memory() if sys.argv[1] == "tune" else False
 def faults_of_one_big_tensor():
