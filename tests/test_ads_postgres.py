@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,6 +28,7 @@ from roost.ads.pacing import DAY_S
 from roost.ads.service import AdRequest, AdsConfig, AdService
 from roost.ads.store import AdStore, Impression
 from roost.cli import main
+from roost.server.ui import ads_summary
 
 
 def spec(cid: str, budget: float = 1.0, bid: float = 0.3, **over) -> CampaignSpec:
@@ -106,6 +108,9 @@ def test_catalog_listing_reports_and_embeddings_read_the_same_on_postgres(pg_url
         store.update_campaign("a", CampaignPatch(budget=0.1))  # below what it spent
     store.update_campaign("a", CampaignPatch(status="paused"))
     assert store.record_impressions([impression(store, "a")]) == []  # paused: not shown
+    summary = ads_summary(SimpleNamespace(store=store, config=AdsConfig()))  # the dashboard's totals
+    assert (summary["campaigns"], summary["active"], summary["spend"], summary["clicks"]) == (3, 2, 0.3, 1)
+    assert summary["budget"] == pytest.approx(3002.0)
 
 
 def test_two_replicas_charge_each_click_once_and_never_past_the_budget(pg_url):

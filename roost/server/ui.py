@@ -204,8 +204,10 @@ def ads_summary(service, top: int = 10) -> dict:
     from roost.ads.listing import ListQuery, list_campaigns
 
     totals = service.store.reader().execute(
-        "SELECT COUNT(*), COALESCE(SUM(status = 'active'), 0), COALESCE(SUM(spend_micros), 0),"
-        " COALESCE(SUM(budget_micros), 0) FROM campaigns").fetchone()
+        # SQL both databases take: PostgreSQL sums no booleans and sums BIGINT as NUMERIC
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END), 0),"
+        " CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT), CAST(COALESCE(SUM(budget_micros), 0) AS BIGINT)"
+        " FROM campaigns").fetchone()
     counts = service.store.click_counts().values()
     return {
         "campaigns": totals[0], "active": totals[1], "spend": totals[2] / 1e6, "budget": totals[3] / 1e6,
