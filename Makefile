@@ -18,6 +18,8 @@ demo: install
 	$(BIN)/roost demo
 
 test: install
+	$(BIN)/ruff check roost tests bench
+	$(BIN)/ruff format --check roost tests bench
 	$(BIN)/python -m pytest -q tests
 
 clean:

@@ -50,15 +50,28 @@ def make_campaigns(n: int, rng: random.Random) -> list[CampaignSpec]:
         topic = rng.choice(topics)
         bank = BANKS[topic]
         cpc = rng.random() < 0.7
-        specs.append(CampaignSpec.model_validate({
-            "id": f"c{i}", "advertiser": f"{rng.choice(bank.brands)} {i % 997}", "name": f"{topic} {i}",
-            "budget": rng.randint(50, 5000), "daily_budget": rng.choice([None, 50]),
-            "bid_type": "cpc" if cpc else "cpm", "bid": round(rng.uniform(0.05, 2.0) if cpc else rng.uniform(0.5, 10), 2),
-            "targeting": {"keywords": rng.sample(bank.keywords, 2), "topics": [topic]},
-            "frequency_cap": rng.choice([None, 3]),
-            "creatives": [{"text": f"{rng.choice(bank.brands)} {rng.choice(bank.products)}: {rng.choice(bank.opinions)}",
-                           "landing_url": f"https://ads.example/{i}/{k}"} for k in range(rng.choice([1, 1, 2]))],
-        }))
+        specs.append(
+            CampaignSpec.model_validate(
+                {
+                    "id": f"c{i}",
+                    "advertiser": f"{rng.choice(bank.brands)} {i % 997}",
+                    "name": f"{topic} {i}",
+                    "budget": rng.randint(50, 5000),
+                    "daily_budget": rng.choice([None, 50]),
+                    "bid_type": "cpc" if cpc else "cpm",
+                    "bid": round(rng.uniform(0.05, 2.0) if cpc else rng.uniform(0.5, 10), 2),
+                    "targeting": {"keywords": rng.sample(bank.keywords, 2), "topics": [topic]},
+                    "frequency_cap": rng.choice([None, 3]),
+                    "creatives": [
+                        {
+                            "text": f"{rng.choice(bank.brands)} {rng.choice(bank.products)}: {rng.choice(bank.opinions)}",
+                            "landing_url": f"https://ads.example/{i}/{k}",
+                        }
+                        for k in range(rng.choice([1, 1, 2]))
+                    ],
+                }
+            )
+        )
     return specs
 
 
@@ -68,8 +81,13 @@ def make_requests(n: int, rng: random.Random) -> list[AdRequest]:
     for _ in range(n):
         bank = BANKS[rng.choice(topics)]
         # a random number makes each query new, so the query-embedding cache never helps
-        out.append(AdRequest(user_id=f"u{rng.randrange(10_000)}", slots=2,
-                             query=f"{rng.choice(bank.subjects)} {rng.choice(bank.claims)} {rng.randrange(10**6)}"))
+        out.append(
+            AdRequest(
+                user_id=f"u{rng.randrange(10_000)}",
+                slots=2,
+                query=f"{rng.choice(bank.subjects)} {rng.choice(bank.claims)} {rng.randrange(10**6)}",
+            )
+        )
     return out
 
 
@@ -85,8 +103,9 @@ class ExactIndex(CreativeIndex):
         return [(int(self._keys[i]), float(sims[i])) for i in top]
 
 
-def time_serving(service: AdService, requests: list[AdRequest],
-                 threads: int) -> tuple[float, np.ndarray, np.ndarray, int]:
+def time_serving(
+    service: AdService, requests: list[AdRequest], threads: int
+) -> tuple[float, np.ndarray, np.ndarray, int]:
     """(decisions/s, wall latencies in ms, CPU ms per decision, ads served) over ``requests`` split across ``threads``."""
     lat: list[float] = []
     cpu: list[float] = []
@@ -133,10 +152,20 @@ def bench(n: int, args, embed, space) -> list[dict]:
             time_serving(service, make_requests(50, rng), 1)  # warm up
             for threads in (1, 2):
                 rate, lat, cpu, ads = time_serving(service, make_requests(args.requests, rng), threads)
-                rows.append({"campaigns": n, "retrieval": name, "threads": threads, "decisions/s": rate,
-                             "p50 ms": float(np.percentile(lat, 50)), "p99 ms": float(np.percentile(lat, 99)),
-                             "cpu ms mean": float(cpu.mean()), "cpu ms p99": float(np.percentile(cpu, 99)),
-                             "ads/decision": ads / args.requests, "startup s": build_s})
+                rows.append(
+                    {
+                        "campaigns": n,
+                        "retrieval": name,
+                        "threads": threads,
+                        "decisions/s": rate,
+                        "p50 ms": float(np.percentile(lat, 50)),
+                        "p99 ms": float(np.percentile(lat, 99)),
+                        "cpu ms mean": float(cpu.mean()),
+                        "cpu ms p99": float(np.percentile(cpu, 99)),
+                        "ads/decision": ads / args.requests,
+                        "startup s": build_s,
+                    }
+                )
     return rows
 
 
@@ -145,27 +174,45 @@ def main() -> None:
     p.add_argument("--campaigns", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--requests", type=int, default=2000, help="timed decisions per configuration")
     p.add_argument("--embedder", choices=("hashing", "model"), default="hashing")
-    p.add_argument("--durability", choices=("process", "power"), default="process",
-                   help="what a committed impression survives: process (server default, synchronous=NORMAL) "
-                        "or power (synchronous=FULL, one fsync per decision)")
+    p.add_argument(
+        "--durability",
+        choices=("process", "power"),
+        default="process",
+        help="what a committed impression survives: process (server default, synchronous=NORMAL) "
+        "or power (synchronous=FULL, one fsync per decision)",
+    )
     p.add_argument("--workspace", default="workspace", help="for --embedder model: the workspace with model/")
     args = p.parse_args()
     torch.set_num_threads(1)
     embed, space = resolve_embedder(Workspace(args.workspace), args.embedder)
     rows = [row for n in args.campaigns for row in bench(n, args, embed, space)]
-    cols = ["campaigns", "retrieval", "threads", "decisions/s", "p50 ms", "p99 ms", "cpu ms mean", "cpu ms p99",
-            "ads/decision", "startup s"]
-    print(f"\nembedder: {space}; {args.requests} decisions per row, 2 ads each asked; "
-          f"impressions committed with durability={args.durability} (synchronous={synchronous_for(args.durability)})")
+    cols = [
+        "campaigns",
+        "retrieval",
+        "threads",
+        "decisions/s",
+        "p50 ms",
+        "p99 ms",
+        "cpu ms mean",
+        "cpu ms p99",
+        "ads/decision",
+        "startup s",
+    ]
+    print(
+        f"\nembedder: {space}; {args.requests} decisions per row, 2 ads each asked; "
+        f"impressions committed with durability={args.durability} (synchronous={synchronous_for(args.durability)})"
+    )
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
     for n in args.campaigns:
         ann = next(r for r in rows if r["campaigns"] == n and r["threads"] == 1 and r["retrieval"].startswith("ann"))
         ex = next(r for r in rows if r["campaigns"] == n and r["threads"] == 1 and r["retrieval"].startswith("exact"))
-        print(f"{n} campaigns, 1 thread: ANN p99 {ann['p99 ms']:.2f} ms (CPU {ann['cpu ms p99']:.2f} ms) "
-              f"vs exact scan {ex['p99 ms']:.2f} ms (CPU {ex['cpu ms p99']:.2f} ms) "
-              f"({ex['p99 ms'] / ann['p99 ms']:.2f}x); decisions/s {ann['decisions/s'] / ex['decisions/s']:.2f}x")
+        print(
+            f"{n} campaigns, 1 thread: ANN p99 {ann['p99 ms']:.2f} ms (CPU {ann['cpu ms p99']:.2f} ms) "
+            f"vs exact scan {ex['p99 ms']:.2f} ms (CPU {ex['cpu ms p99']:.2f} ms) "
+            f"({ex['p99 ms'] / ann['p99 ms']:.2f}x); decisions/s {ann['decisions/s'] / ex['decisions/s']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,11 @@ def unseen_contexts(sample: Path, corpus_texts: set[str], n: int, seed: int = 12
     manifest = json.loads((sample / "manifest.json").read_text())
     users = make_users(random.Random(seed), manifest["config"]["users"], 0)
     posts = PostMaker(random.Random(seed + 1), users, 0, 86_400_000).organic(n * 6)
-    out = [(p.text, p.topic) for p in posts
-           if p.parent is None and p.lang == "en" and p.topic and p.text not in corpus_texts]
+    out = [
+        (p.text, p.topic)
+        for p in posts
+        if p.parent is None and p.lang == "en" and p.topic and p.text not in corpus_texts
+    ]
     return out[:n]
 
 
@@ -62,8 +65,15 @@ def main() -> None:
         store = AdStore(Path(tmp) / "ads.db", synchronous="NORMAL")
         store.add_campaigns(specs)
         for retrieval in ("keyword", "model"):
-            svc = AdService(store, ClickSigner(b"bench-secret-0123456789abcdef0123"), embed=embed, space=space,
-                            history=history, config=AdsConfig(retrieval=retrieval, default_frequency_cap=None), seed=0)
+            svc = AdService(
+                store,
+                ClickSigner(b"bench-secret-0123456789abcdef0123"),
+                embed=embed,
+                space=space,
+                history=history,
+                config=AdsConfig(retrieval=retrieval, default_frequency_cap=None),
+                seed=0,
+            )
             covered = {t for ts in topics.values() for t in ts}
             hits = abstained = 0
             for text, topic in contexts:
@@ -73,9 +83,12 @@ def main() -> None:
                 else:
                     abstained += not ads
             n_cov = sum(t in covered for _, t in contexts)
-            print(f"{retrieval:<8} contexts {len(contexts)} ({n_cov} on a targeted topic)  "
-                  f"top ad on topic {hits / max(n_cov, 1):.1%}  "
-                  f"no ad where no campaign fits {abstained / max(len(contexts) - n_cov, 1):.1%}", flush=True)
+            print(
+                f"{retrieval:<8} contexts {len(contexts)} ({n_cov} on a targeted topic)  "
+                f"top ad on topic {hits / max(n_cov, 1):.1%}  "
+                f"no ad where no campaign fits {abstained / max(len(contexts) - n_cov, 1):.1%}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

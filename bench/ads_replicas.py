@@ -49,10 +49,27 @@ from roost.workspace import Workspace  # noqa: E402
 
 def start_replica(ws: Path, ads_db: str | None) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "roost", "serve", "--workspace", str(ws), "--port", str(port),
-           "--rate-limit", "0", "--max-concurrency", "1000"] + (["--ads-db", ads_db] if ads_db else [])
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "roost",
+        "serve",
+        "--workspace",
+        str(ws),
+        "--port",
+        str(port),
+        "--rate-limit",
+        "0",
+        "--max-concurrency",
+        "1000",
+    ] + (["--ads-db", ads_db] if ads_db else [])
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -123,8 +140,9 @@ def store_latency(store: AdStore, specs: list, decisions: int, rng: random.Rando
         cands = rng.sample(ids, 300)
         states = store.live_states(cands, day)
         won = [c for c in cands if states[c].has_budget()][:2]
-        store.record_impressions([Impression(c, creatives[c], user, i, 100_000, 0.02, {}, now, frequency_cap=3)
-                                  for i, c in enumerate(won)])
+        store.record_impressions(
+            [Impression(c, creatives[c], user, i, 100_000, 0.02, {}, now, frequency_cap=3) for i, c in enumerate(won)]
+        )
         if k >= 50:  # the first 50 warm the caches and prepared statements
             lat.append((time.perf_counter() - t) * 1000)
     a = np.array(lat)
@@ -135,14 +153,18 @@ def store_table(n: int, decisions: int) -> None:
     rng = random.Random(1)
     specs = make_campaigns(n, rng)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="roost-bench-store-") as tmp, \
-            temporary_postgres(PgSettings(fsync=True)) as pg:
+    with (
+        tempfile.TemporaryDirectory(prefix="roost-bench-store-") as tmp,
+        temporary_postgres(PgSettings(fsync=True)) as pg,
+    ):
         relaxed = pg.create_database("relaxed")  # commits acknowledged before their WAL is on disk
         with psycopg.connect(pg.url(), autocommit=True) as db:
             db.execute('ALTER DATABASE "relaxed" SET synchronous_commit = off')
-        stores = {"sqlite (synchronous=NORMAL)": AdStore(Path(tmp) / "ads.db", synchronous="NORMAL"),
-                  "postgresql (synchronous_commit=on)": AdStore(pg.create_database("bench"), migrate=True),
-                  "postgresql (synchronous_commit=off)": AdStore(relaxed, migrate=True)}
+        stores = {
+            "sqlite (synchronous=NORMAL)": AdStore(Path(tmp) / "ads.db", synchronous="NORMAL"),
+            "postgresql (synchronous_commit=on)": AdStore(pg.create_database("bench"), migrate=True),
+            "postgresql (synchronous_commit=off)": AdStore(relaxed, migrate=True),
+        }
         for name, store in stores.items():
             t = time.perf_counter()
             store.add_campaigns(specs)
@@ -162,9 +184,14 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=1500, help="timed decisions per configuration")
     p.add_argument("--clients", type=int, default=6, help="concurrent HTTP clients")
     p.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3], help="PostgreSQL replica counts")
-    p.add_argument("--store-campaigns", type=int, default=None, metavar="N",
-                   help="instead: time one decision's database work at N campaigns, SQLite vs PostgreSQL "
-                        "(no servers: at 100k, replicas would take minutes each to start here)")
+    p.add_argument(
+        "--store-campaigns",
+        type=int,
+        default=None,
+        metavar="N",
+        help="instead: time one decision's database work at N campaigns, SQLite vs PostgreSQL "
+        "(no servers: at 100k, replicas would take minutes each to start here)",
+    )
     p.add_argument("--store-decisions", type=int, default=1000)
     args = p.parse_args()
     if args.store_campaigns:
@@ -172,8 +199,10 @@ def main() -> None:
     rng = random.Random(0)
     specs = make_campaigns(args.campaigns, rng)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="roost-bench-replicas-") as tmp, \
-            temporary_postgres(PgSettings(fsync=True)) as pg:
+    with (
+        tempfile.TemporaryDirectory(prefix="roost-bench-replicas-") as tmp,
+        temporary_postgres(PgSettings(fsync=True)) as pg,
+    ):
         ws = Workspace(Path(tmp) / "workspace")
         sqlite = AdStore(ws.ads_db, synchronous="NORMAL")
         t = time.perf_counter()
@@ -188,8 +217,13 @@ def main() -> None:
         embed = HashingEmbedder()
         t = time.perf_counter()
         for store in (sqlite, pg_store):  # the second loads the saved graph and fills PostgreSQL's vector cache
-            AdService(store, ClickSigner(load_or_create_secret(ads_dir(ws) / "click_secret")), embed=embed,
-                      space=embed.space, index_path=ads_dir(ws) / f"creatives-{embed.space}.usearch")
+            AdService(
+                store,
+                ClickSigner(load_or_create_secret(ads_dir(ws) / "click_secret")),
+                embed=embed,
+                space=embed.space,
+                index_path=ads_dir(ws) / f"creatives-{embed.space}.usearch",
+            )
         print(f"built the creative index in {time.perf_counter() - t:.1f} s", flush=True)
         configs = [("sqlite", 1)] + [("postgresql", n) for n in args.replicas]
         for backend, n in configs:
@@ -201,19 +235,38 @@ def main() -> None:
                 drive(urls, bodies_for(100, rng), args.clients)  # warm up
                 rate, lat, per, errors = drive(urls, bodies_for(args.requests, rng), args.clients)
                 single = drive(urls[:1], bodies_for(min(500, args.requests), rng), 1)[1]
-                rows.append((backend, n, rate, *(float(np.percentile(x, q)) for x in (lat, single) for q in (50, 99)),
-                             per, errors))
+                rows.append(
+                    (
+                        backend,
+                        n,
+                        rate,
+                        *(float(np.percentile(x, q)) for x in (lat, single) for q in (50, 99)),
+                        per,
+                        errors,
+                    )
+                )
                 print(f"{backend} x{n}: {rate:.1f} decisions/s", flush=True)
             finally:
                 for proc, _ in procs:
                     proc.send_signal(signal.SIGTERM)
                 for proc, _ in procs:
                     proc.wait(timeout=60)
-    print(f"\n{args.campaigns} campaigns; {args.requests} decisions per row from {args.clients} concurrent clients "
-          f"(2 ads asked each); 'one client' rows: {min(500, args.requests)} decisions, one at a time, on one replica; "
-          f"{os.cpu_count()} CPU cores shared by everything (PostgreSQL, replicas, clients)")
-    cols = ["ads db", "replicas", "decisions/s", "p50 ms", "p99 ms", "one client p50 ms", "one client p99 ms",
-            "ads/decision", "errors"]
+    print(
+        f"\n{args.campaigns} campaigns; {args.requests} decisions per row from {args.clients} concurrent clients "
+        f"(2 ads asked each); 'one client' rows: {min(500, args.requests)} decisions, one at a time, on one replica; "
+        f"{os.cpu_count()} CPU cores shared by everything (PostgreSQL, replicas, clients)"
+    )
+    cols = [
+        "ads db",
+        "replicas",
+        "decisions/s",
+        "p50 ms",
+        "p99 ms",
+        "one client p50 ms",
+        "one client p99 ms",
+        "ads/decision",
+        "errors",
+    ]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in r) + " |")

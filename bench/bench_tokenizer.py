@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from paths import TWEETEVAL  # noqa: E402  (bench/paths.py: ../shared beside the repository)
 from tokenizers import pre_tokenizers
 
 from roost.corpus import schema
@@ -34,8 +35,6 @@ from roost.tokenizer import (
 )
 from roost.tokens import tokenize_corpus
 from roost.workspace import Workspace
-
-from paths import TWEETEVAL  # noqa: E402  (bench/paths.py: ../shared beside the repository)
 
 DATA = TWEETEVAL
 TAG = re.compile(r"(?<![\w#@])[#@]\w+")

@@ -22,7 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
-
 from paths import TWEETEVAL  # noqa: E402  (bench/paths.py: ../shared beside the repository)
 
 TWEETS = TWEETEVAL / "sentiment" / "train_text.txt"
@@ -75,9 +74,15 @@ def main() -> None:
 
     def run_hf() -> list[int]:
         with torch.inference_mode():
-            out = hf.generate(torch.tensor([prompt]), max_new_tokens=args.tokens, min_new_tokens=args.tokens,
-                              do_sample=False, eos_token_id=None, pad_token_id=tokenizer.pad_id)
-        return out[0, len(prompt):].tolist()
+            out = hf.generate(
+                torch.tensor([prompt]),
+                max_new_tokens=args.tokens,
+                min_new_tokens=args.tokens,
+                do_sample=False,
+                eos_token_id=None,
+                pad_token_id=tokenizer.pad_id,
+            )
+        return out[0, len(prompt) :].tolist()
 
     run_roost(), run_hf()  # warm-up
     times: dict[str, list[float]] = {"roost engine": [], "HF generate": []}
@@ -92,8 +97,10 @@ def main() -> None:
     engine.close()
 
     print(describe(model.config))
-    print(f"prompt {args.prompt} tokens, {args.tokens} new tokens, greedy, {args.rounds} rounds, "
-          f"{args.threads} thread(s); same tokens from both: {same}")
+    print(
+        f"prompt {args.prompt} tokens, {args.tokens} new tokens, greedy, {args.rounds} rounds, "
+        f"{args.threads} thread(s); same tokens from both: {same}"
+    )
     print(f"{'':14} {'median s':>9} {'tokens/s':>9}")
     rate = {}
     for name, ts in times.items():

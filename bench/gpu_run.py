@@ -51,10 +51,33 @@ def prepare(ws: Path, posts: int, vocab_size: int) -> None:
 
 
 def train_args(args: argparse.Namespace, depth: int, run: str, steps: int) -> list[str]:
-    out = ["train", "-w", str(args.workdir / "ws"), "--depth", str(depth), "--steps", str(steps), "--run", run,
-           "--device", args.device, "--dtype", args.dtype, "--seq-len", str(args.seq_len),
-           "--max-seq-len", str(max(args.seq_len, 1024)), "--device-batch", str(args.device_batch),
-           "--eval-every", str(steps), "--ckpt-every", str(max(1, steps // 2)), "--eval-tokens", str(args.eval_tokens)]
+    out = [
+        "train",
+        "-w",
+        str(args.workdir / "ws"),
+        "--depth",
+        str(depth),
+        "--steps",
+        str(steps),
+        "--run",
+        run,
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--seq-len",
+        str(args.seq_len),
+        "--max-seq-len",
+        str(max(args.seq_len, 1024)),
+        "--device-batch",
+        str(args.device_batch),
+        "--eval-every",
+        str(steps),
+        "--ckpt-every",
+        str(max(1, steps // 2)),
+        "--eval-tokens",
+        str(args.eval_tokens),
+    ]
     return out + ([] if args.no_compile else ["--compile"])
 
 
@@ -89,7 +112,9 @@ def resume_check(args: argparse.Namespace, depth: int, reference: list[dict]) ->
     for key in ("loss", "val_loss"):
         a, b = last(reference, key), last(resumed, key)
         out[key] = (a, b, abs(a - b) / max(abs(a), 1e-9))
-    out["ok"] = killed and out["final_step"] == args.steps and all(out[k][2] <= args.tolerance for k in ("loss", "val_loss"))
+    out["ok"] = (
+        killed and out["final_step"] == args.steps and all(out[k][2] <= args.tolerance for k in ("loss", "val_loss"))
+    )
     return out
 
 
@@ -124,10 +149,12 @@ def main() -> None:
         tok_s, mfu = throughput(r, args.skip)
         mfu_text = f"{mfu:.1%}" if mfu is not None else "n/a"  # MFU needs a GPU of known peak (train/metrics.py)
         print(f"{depth:>5} {max(x['step'] for x in r):>6} {tok_s:>12,.0f} {mfu_text:>7} {last(r, 'val_loss'):>9.4f}")
-    print(f"\nresume at depth {args.depths[0]}: killed mid-run {check['killed']}, resumed to step "
-          f"{check['final_step']}; last train loss {check['loss'][0]:.5f} vs {check['loss'][1]:.5f} "
-          f"(rel. diff {check['loss'][2]:.1e}), val loss {check['val_loss'][0]:.5f} vs {check['val_loss'][1]:.5f} "
-          f"(rel. diff {check['val_loss'][2]:.1e}): {'OK' if check['ok'] else 'FAILED'}")
+    print(
+        f"\nresume at depth {args.depths[0]}: killed mid-run {check['killed']}, resumed to step "
+        f"{check['final_step']}; last train loss {check['loss'][0]:.5f} vs {check['loss'][1]:.5f} "
+        f"(rel. diff {check['loss'][2]:.1e}), val loss {check['val_loss'][0]:.5f} vs {check['val_loss'][1]:.5f} "
+        f"(rel. diff {check['val_loss'][2]:.1e}): {'OK' if check['ok'] else 'FAILED'}"
+    )
     sys.exit(0 if check["ok"] else 1)
 
 

@@ -23,7 +23,85 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-WORDS = ["the", "a", "to", "and", "of", "in", "is", "it", "you", "that", "for", "on", "my", "this", "with", "be", "at", "so", "just", "have", "not", "are", "was", "me", "like", "but", "all", "your", "out", "up", "what", "love", "good", "day", "get", "now", "one", "time", "can", "new", "today", "people", "know", "see", "back", "great", "game", "night", "work", "happy", "got", "think", "more", "best", "really", "still", "first", "last", "home", "going", "make", "never", "coffee", "music", "team", "city", "vote", "movie", "weekend", "morning", "phone", "school", "news", "rain", "summer", "friends", "watch"]
+WORDS = [
+    "the",
+    "a",
+    "to",
+    "and",
+    "of",
+    "in",
+    "is",
+    "it",
+    "you",
+    "that",
+    "for",
+    "on",
+    "my",
+    "this",
+    "with",
+    "be",
+    "at",
+    "so",
+    "just",
+    "have",
+    "not",
+    "are",
+    "was",
+    "me",
+    "like",
+    "but",
+    "all",
+    "your",
+    "out",
+    "up",
+    "what",
+    "love",
+    "good",
+    "day",
+    "get",
+    "now",
+    "one",
+    "time",
+    "can",
+    "new",
+    "today",
+    "people",
+    "know",
+    "see",
+    "back",
+    "great",
+    "game",
+    "night",
+    "work",
+    "happy",
+    "got",
+    "think",
+    "more",
+    "best",
+    "really",
+    "still",
+    "first",
+    "last",
+    "home",
+    "going",
+    "make",
+    "never",
+    "coffee",
+    "music",
+    "team",
+    "city",
+    "vote",
+    "movie",
+    "weekend",
+    "morning",
+    "phone",
+    "school",
+    "news",
+    "rain",
+    "summer",
+    "friends",
+    "watch",
+]
 LANGS = ["en"] * 8 + ["es", "fr", "de", "pt", "ja", "und"]
 
 
@@ -53,10 +131,15 @@ def generate(path: Path, n: int, seed: int = 0) -> None:
             elif rng.random() < 0.01:
                 texts[rng.randrange(len(texts))] = text
             pid = str(10**15 + i)
-            tweet = {"id": pid, "text": text, "author_id": str(rng.randint(1, 50_000)),
-                     "created_at": f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00.000Z",
-                     "lang": rng.choice(LANGS), "conversation_id": pid,
-                     "public_metrics": {"like_count": rng.randint(0, 50), "retweet_count": 0, "reply_count": 0}}
+            tweet = {
+                "id": pid,
+                "text": text,
+                "author_id": str(rng.randint(1, 50_000)),
+                "created_at": f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00.000Z",
+                "lang": rng.choice(LANGS),
+                "conversation_id": pid,
+                "public_metrics": {"like_count": rng.randint(0, 50), "retweet_count": 0, "reply_count": 0},
+            }
             if i > 10 and rng.random() < 0.3:
                 parent = str(10**15 + i - rng.randint(1, 10))
                 tweet["referenced_tweets"] = [{"type": "replied_to", "id": parent}]
@@ -88,7 +171,7 @@ def peer(texts: list[str], cfg) -> tuple[float, float]:
     for i, text in enumerate(texts):
         m = MinHash(num_perm=cfg.num_perm, seed=cfg.minhash_seed, scheme="affine32")
         w = text.lower().split()
-        m.update_batch([" ".join(w[j:j + k]).encode() for j in range(max(1, len(w) - k + 1))])
+        m.update_batch([" ".join(w[j : j + k]).encode() for j in range(max(1, len(w) - k + 1))])
         if not lsh.query(m):
             lsh.insert(i, m, check_duplication=False)
     t_ds = time.process_time() - t
@@ -96,7 +179,7 @@ def peer(texts: list[str], cfg) -> tuple[float, float]:
     t = time.process_time()
     h, state = MinHasher(cfg.num_perm, cfg.near_dup_threshold, cfg.shingle_words, cfg.minhash_seed), DedupState({})
     for lo in range(0, len(texts), cfg.batch_size):
-        part = texts[lo:lo + cfg.batch_size]
+        part = texts[lo : lo + cfg.batch_size]
         bands = h.band_keys(h.signatures(part))
         state.judge(np.arange(lo, lo + len(part), dtype=np.uint64), None, bands)
     return t_ds, time.process_time() - t
@@ -108,7 +191,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="ingest workers (0: one per core)")
     ap.add_argument("--lang-source", default="auto", choices=["auto", "detect", "off"])
     ap.add_argument("--lang-model", default="fasttext", choices=["fasttext", "lingua"])
-    ap.add_argument("--lang-candidates", help="comma-separated ISO 639-1 codes the identifier chooses among (default: all)")
+    ap.add_argument(
+        "--lang-candidates", help="comma-separated ISO 639-1 codes the identifier chooses among (default: all)"
+    )
     ap.add_argument("--peer-n", type=int, default=20_000, help="posts for the datasketch comparison (0: skip)")
     ap.add_argument("--data-dir", default=str(Path(tempfile.gettempdir()) / "roost-bench"))
     args = ap.parse_args()
@@ -128,8 +213,9 @@ def main() -> None:
     shutil.rmtree(ws.root, ignore_errors=True)
 
     candidates = args.lang_candidates.split(",") if args.lang_candidates else None
-    cfg = IngestConfig(workers=args.workers, lang_source=args.lang_source, lang_candidates=candidates,
-                       lang_model=args.lang_model)
+    cfg = IngestConfig(
+        workers=args.workers, lang_source=args.lang_source, lang_candidates=candidates, lang_model=args.lang_model
+    )
     cpu0 = _cpu()
     rep = ingest([src], ws, cfg, progress=True)
     cpu_main, cpu_children = (b - a for a, b in zip(cpu0, _cpu()))
@@ -139,12 +225,16 @@ def main() -> None:
     projected = rep.read / max(cpu_main, (cpu_main + cpu_children) / 2)
     print(rep.summary())
     print()
-    print("| posts | workers | lang_source, model | wall s | posts/s | CPU s main + workers | CPU us/post | "
-          "posts/s on 2 free cores (from CPU time) | peak RSS main (MiB) | peak RSS largest child (MiB) |")
+    print(
+        "| posts | workers | lang_source, model | wall s | posts/s | CPU s main + workers | CPU us/post | "
+        "posts/s on 2 free cores (from CPU time) | peak RSS main (MiB) | peak RSS largest child (MiB) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {rep.read:,} | {args.workers or 'auto'} | {args.lang_source}, {args.lang_model} | {rep.seconds:.1f} | "
-          f"{rep.posts_per_s:,.0f} | {cpu_main:.1f} + {cpu_children:.1f} | "
-          f"{(cpu_main + cpu_children) / rep.read * 1e6:.1f} | {projected:,.0f} | {rss_self:.0f} | {rss_child:.0f} |")
+    print(
+        f"| {rep.read:,} | {args.workers or 'auto'} | {args.lang_source}, {args.lang_model} | {rep.seconds:.1f} | "
+        f"{rep.posts_per_s:,.0f} | {cpu_main:.1f} + {cpu_children:.1f} | "
+        f"{(cpu_main + cpu_children) / rep.read * 1e6:.1f} | {projected:,.0f} | {rss_self:.0f} | {rss_child:.0f} |"
+    )
     print(f"load average during the run (other users of the machine): {os.getloadavg()}")
 
     if args.peer_n:
@@ -161,7 +251,9 @@ def main() -> None:
         print()
         print("| near-dup detection, one process | posts | CPU seconds | posts/s |")
         print("|---|---|---|---|")
-        print(f"| datasketch MinHash.update_batch + MinHashLSH | {len(texts):,} | {t_ds:.2f} | {len(texts) / t_ds:,.0f} |")
+        print(
+            f"| datasketch MinHash.update_batch + MinHashLSH | {len(texts):,} | {t_ds:.2f} | {len(texts) / t_ds:,.0f} |"
+        )
         print(f"| roost batch MinHash + band index | {len(texts):,} | {t_roost:.2f} | {len(texts) / t_roost:,.0f} |")
         print(f"ratio roost / datasketch: {t_ds / t_roost:.1f}x")
 

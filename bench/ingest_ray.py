@@ -39,7 +39,7 @@ def split(src: Path, out: Path, files: int) -> list[Path]:
     paths = []
     for i in range(files):
         p = out / f"part-{i:03d}.jsonl"
-        p.write_text("".join(lines[i * per:(i + 1) * per]))
+        p.write_text("".join(lines[i * per : (i + 1) * per]))
         paths.append(p)
     return paths
 
@@ -90,8 +90,10 @@ def run_ray(files: list[Path], ws_dir: Path, nodes: list[int]) -> tuple[float, i
     from roost.workspace import Workspace
 
     shutil.rmtree(ws_dir, ignore_errors=True)
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": nodes[0], "object_store_memory": 512 * MB,
-                                                      "include_dashboard": False})
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": nodes[0], "object_store_memory": 512 * MB, "include_dashboard": False},
+    )
     try:
         for n in nodes[1:]:
             c.add_node(num_cpus=n, object_store_memory=512 * MB)
@@ -156,8 +158,10 @@ def main() -> None:
     print(f"\nRay on one node / local, same {cores} cores: {rows[1][3] / t_local:.2f}x the time")
     print(f"2 nodes / 1 node of one CPU: {rows[3][4] / rows[2][4]:.2f}x the posts/s")
     per_core = rows[3][4] / 2
-    print(f"per-core rate on 2 one-CPU nodes: {per_core:,.0f} posts/s; 1B posts in an hour needs "
-          f"{1e9 / 3600 / per_core:,.0f} such cores")
+    print(
+        f"per-core rate on 2 one-CPU nodes: {per_core:,.0f} posts/s; 1B posts in an hour needs "
+        f"{1e9 / 3600 / per_core:,.0f} such cores"
+    )
 
 
 if __name__ == "__main__":

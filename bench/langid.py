@@ -73,7 +73,7 @@ def _detect(texts: list[str]) -> float:
 def throughput(texts: list[str], kwargs: dict, procs: int, chunk: int = 2048) -> tuple[float, float]:
     """(posts/s of wall time, posts/s that ``procs`` free cores give from the CPU time spent) over ``procs``
     processes, models loaded first. On a shared machine the second is the figure to trust."""
-    chunks = [texts[i:i + chunk] for i in range(0, len(texts), chunk)]
+    chunks = [texts[i : i + chunk] for i in range(0, len(texts), chunk)]
     with mp.get_context("spawn").Pool(procs, initializer=_init, initargs=(kwargs,)) as pool:
         pool.map(_detect, [["warm"]] * procs)
         t = time.perf_counter()
@@ -86,8 +86,9 @@ def main() -> None:
     ap.add_argument("--posts", type=int, default=20_000, help="sample network posts (default 20,000)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--procs", type=int, default=2, help="processes for the parallel throughput (default 2)")
-    ap.add_argument("--speed-posts", type=int, default=8_000,
-                    help="posts timed per identifier and process count (default 8,000)")
+    ap.add_argument(
+        "--speed-posts", type=int, default=8_000, help="posts timed per identifier and process count (default 8,000)"
+    )
     args = ap.parse_args()
 
     from roost.corpus.filters import detect_languages
@@ -97,11 +98,15 @@ def main() -> None:
     foreign = [i for i, (_, lang) in enumerate(posts) if lang != "en"]
     english = [i for i, (_, lang) in enumerate(posts) if lang == "en"]
     langs = sorted({lang for _, lang in posts})
-    print(f"{len(posts):,} sample posts: {len(foreign):,} multilingual ({', '.join(x for x in langs if x != 'en')}),"
-          f" {len(english):,} English; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(posts):,} sample posts: {len(foreign):,} multilingual ({', '.join(x for x in langs if x != 'en')}),"
+        f" {len(english):,} English; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
     print()
-    print(f"| identifier | accuracy, multilingual posts | accuracy, English posts | posts/s, 1 process (wall) | "
-          f"posts/s, {args.procs} processes (wall) | posts/s on {args.procs} free cores (from CPU time) |")
+    print(
+        f"| identifier | accuracy, multilingual posts | accuracy, English posts | posts/s, 1 process (wall) | "
+        f"posts/s, {args.procs} processes (wall) | posts/s on {args.procs} free cores (from CPU time) |"
+    )
     print("|---|---|---|---|---|---|")
     timed = texts[: args.speed_posts]
     for name, kwargs in IDENTIFIERS.items():

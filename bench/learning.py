@@ -62,8 +62,14 @@ def prepare(ws_root: Path, data: Path, vocab_size: int) -> None:
     hf.save(str(ws.tokenizer / "tokenizer.json"))
     tok = RoostTokenizer(hf)
     n_bytes, n_tokens = bytes_per_token(tok, val)
-    ws.write_manifest("tokenizer", {"tweeteval": str(data)}, {"train_posts": len(train)}, vocab_size=tok.vocab_size,
-                      bytes_per_token=n_bytes / n_tokens, special_tokens=tok.special_ids)
+    ws.write_manifest(
+        "tokenizer",
+        {"tweeteval": str(data)},
+        {"train_posts": len(train)},
+        vocab_size=tok.vocab_size,
+        bytes_per_token=n_bytes / n_tokens,
+        special_tokens=tok.special_ids,
+    )
     ws.tokens.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(tok.vocab_size)
     writers = {}
@@ -72,17 +78,24 @@ def prepare(ws_root: Path, data: Path, vocab_size: int) -> None:
         w.write([np.asarray([tok.bos_id, *ids], dtype=dtype) for ids in tok.encode_batch(texts)])
         w.close()
     ws.write_manifest(
-        "tokens", {"tokenizer": ws.stage_hash("tokenizer")},
+        "tokens",
+        {"tokenizer": ws.stage_hash("tokenizer")},
         {f"{s}_{k}": getattr(w, f"num_{k}") for s, w in writers.items() for k in ("tokens", "docs")},
-        dtype=dtype.name, vocab_size=tok.vocab_size, bos_id=tok.bos_id, shards={s: w.names for s, w in writers.items()},
+        dtype=dtype.name,
+        vocab_size=tok.vocab_size,
+        bos_id=tok.bos_id,
+        shards={s: w.names for s, w in writers.items()},
     )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=20.0, help="training time per optimizer (default: 20)")
-    p.add_argument("--runs", default="adamw,muon",
-                   help="runs side by side, each OPTIMIZER or OPTIMIZER:DTYPE (e.g. muon:bfloat16,muon:float32)")
+    p.add_argument(
+        "--runs",
+        default="adamw,muon",
+        help="runs side by side, each OPTIMIZER or OPTIMIZER:DTYPE (e.g. muon:bfloat16,muon:float32)",
+    )
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--device-batch", type=int, default=8)
@@ -119,11 +132,36 @@ def train_all(args) -> None:
         ws = args.workdir / name
         shutil.rmtree(ws, ignore_errors=True)
         shutil.copytree(base, ws)
-        cmd = [sys.executable, "-m", "roost", "train", "--workspace", str(ws), "--run", name, "--optimizer", opt,
-               "--minutes", str(args.minutes), "--depth", str(args.depth), "--seq-len", str(args.seq_len),
-               "--max-seq-len", str(args.seq_len), "--device-batch", str(args.device_batch), "--device", "cpu",
-               "--eval-every", str(args.eval_every), "--ckpt-every", "1000000", *(["--dtype", dtype] if dtype else []),
-               *args.extra.split()]
+        cmd = [
+            sys.executable,
+            "-m",
+            "roost",
+            "train",
+            "--workspace",
+            str(ws),
+            "--run",
+            name,
+            "--optimizer",
+            opt,
+            "--minutes",
+            str(args.minutes),
+            "--depth",
+            str(args.depth),
+            "--seq-len",
+            str(args.seq_len),
+            "--max-seq-len",
+            str(args.seq_len),
+            "--device-batch",
+            str(args.device_batch),
+            "--device",
+            "cpu",
+            "--eval-every",
+            str(args.eval_every),
+            "--ckpt-every",
+            "1000000",
+            *(["--dtype", dtype] if dtype else []),
+            *args.extra.split(),
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         log = open(args.workdir / f"{name}.log", "w")
         print("$", " ".join(cmd))
@@ -152,10 +190,14 @@ def report(results: dict[str, list[dict]], args) -> None:
     import matplotlib.pyplot as plt
 
     tokens_per_step = args.device_batch * args.seq_len
-    print(f"\ndepth {args.depth}, seq_len {args.seq_len}, {tokens_per_step} tokens/step, vocab {args.vocab_size}, "
-          f"{args.minutes:g} min each, 1 thread each, all at once\n")
-    print("| run | steps | train tokens | tokens/s | final val loss | final val bits/byte | best val loss | "
-          "final model, fp32 val loss |")
+    print(
+        f"\ndepth {args.depth}, seq_len {args.seq_len}, {tokens_per_step} tokens/step, vocab {args.vocab_size}, "
+        f"{args.minutes:g} min each, 1 thread each, all at once\n"
+    )
+    print(
+        "| run | steps | train tokens | tokens/s | final val loss | final val bits/byte | best val loss | "
+        "final model, fp32 val loss |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, records in results.items():
@@ -163,11 +205,19 @@ def report(results: dict[str, list[dict]], args) -> None:
         val = [r for r in records if "val_loss" in r]
         steps = train[-1]["step"]
         seconds = train[-1]["seconds"]
-        print(f"| {name} | {steps:,} | {steps * tokens_per_step:,} | {steps * tokens_per_step / seconds:,.0f} | "
-              f"{val[-1]['val_loss']:.4f} | {val[-1].get('val_bpb', float('nan')):.4f} | {min(r['val_loss'] for r in val):.4f} | "
-              f"{final_fp32_val_loss(args.workdir / name, args):.4f} |")
+        print(
+            f"| {name} | {steps:,} | {steps * tokens_per_step:,} | {steps * tokens_per_step / seconds:,.0f} | "
+            f"{val[-1]['val_loss']:.4f} | {val[-1].get('val_bpb', float('nan')):.4f} | {min(r['val_loss'] for r in val):.4f} | "
+            f"{final_fp32_val_loss(args.workdir / name, args):.4f} |"
+        )
         secs = {r["step"]: r["seconds"] for r in train}
-        ax.plot([r["seconds"] / 60 for r in train], [r["loss"] for r in train], linewidth=0.6, alpha=0.5, label=f"{name} train")
+        ax.plot(
+            [r["seconds"] / 60 for r in train],
+            [r["loss"] for r in train],
+            linewidth=0.6,
+            alpha=0.5,
+            label=f"{name} train",
+        )
         ax.plot([secs.get(r["step"], 0) / 60 for r in val], [r["val_loss"] for r in val], "o-", label=f"{name} val")
     ax.set_xlabel("training minutes (1 CPU thread)")
     ax.set_ylabel("loss (nats/token)")

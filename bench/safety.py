@@ -77,8 +77,10 @@ def main() -> None:
         for name, run in runs:
             t0 = time.perf_counter()
             m = run()
-            print(f"{task:<10} {name:<15} {m['macro_f1']:>8.3f} {m['auc']:>6.3f} {time.perf_counter() - t0:>8.1f}",
-                  flush=True)
+            print(
+                f"{task:<10} {name:<15} {m['macro_f1']:>8.3f} {m['auc']:>6.3f} {time.perf_counter() - t0:>8.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

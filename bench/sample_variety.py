@@ -39,14 +39,17 @@ def main() -> None:
         kept = set(read_table(ws.corpus, "posts", ["id"]).column("id").to_pylist())
     kinds = Counter(r["kind"] for r in truth.values())
     copied = {r["copy_of"] for r in truth.values() if r.get("copy_of")}
-    lost = Counter(r["kind"] for i, r in truth.items()
-                   if r["kind"] in ("post", "reply") and i not in kept and i not in copied)
+    lost = Counter(
+        r["kind"] for i, r in truth.items() if r["kind"] in ("post", "reply") and i not in kept and i not in copied
+    )
     spam_deduped = kinds["spam"] - rep.dropped.get("spam", 0) - rep.dropped.get("spam_learned", 0)
     print("| | duplicates dropped | near duplicates dropped | organic posts lost to collisions |")
     print("|---|---|---|---|")
     print(f"| injected | {kinds['duplicate']:,} | {kinds['near_duplicate']:,} | - |")
-    print(f"| dropped by ingest | {rep.dropped.get('duplicate', 0):,} | {rep.dropped.get('near_duplicate', 0):,} | "
-          f"{sum(lost.values()):,} of {kinds['post'] + kinds['reply']:,} ({dict(lost)}) |")
+    print(
+        f"| dropped by ingest | {rep.dropped.get('duplicate', 0):,} | {rep.dropped.get('near_duplicate', 0):,} | "
+        f"{sum(lost.values()):,} of {kinds['post'] + kinds['reply']:,} ({dict(lost)}) |"
+    )
     print(f"spam posts among the deduplicated: {spam_deduped:,}")
 
 

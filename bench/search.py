@@ -91,15 +91,23 @@ def synthetic_posts(n: int, seed: int, batch: int = 10_000):
         tag_ids = rng.choice(len(tags), m, p=tp)
         out, pos = [], 0
         for i in range(m):
-            text = " ".join(words[j] for j in flat[pos:pos + lens[i]])
+            text = " ".join(words[j] for j in flat[pos : pos + lens[i]])
             pos += lens[i]
             hashtags = []
             if has_tag[i]:
                 text += " " + tags[tag_ids[i]]
                 hashtags = [tags[tag_ids[i]][1:]]
-            out.append(Post(id=f"s{s + i}", text=text, author_id=f"u{rng.integers(20_000)}",
-                            created_at=start + float(rng.random()) * 180 * 86400, lang="en", hashtags=hashtags,
-                            engagement=float(rng.integers(0, 50))))
+            out.append(
+                Post(
+                    id=f"s{s + i}",
+                    text=text,
+                    author_id=f"u{rng.integers(20_000)}",
+                    created_at=start + float(rng.random()) * 180 * 86400,
+                    lang="en",
+                    hashtags=hashtags,
+                    engagement=float(rng.integers(0, 50)),
+                )
+            )
         yield out
 
 
@@ -130,19 +138,40 @@ def cmd_latency(args) -> None:
         embed, what = load_search_model(args.model), f"post vectors and tag expansion by {args.model}'s retriever"
     else:
         embed, what = RandomEmbed(args.dim, args.seed, args.clusters), f"random {args.dim}-d vectors"
-    counts = build_index(synthetic_posts(args.posts, args.seed), index_dir, embed, total=args.posts,
-                         config=BuildConfig(threads=args.threads), vector_config=vcfg)
+    counts = build_index(
+        synthetic_posts(args.posts, args.seed),
+        index_dir,
+        embed,
+        total=args.posts,
+        config=BuildConfig(threads=args.threads),
+        vector_config=vcfg,
+    )
     build_s = time.perf_counter() - t0
-    print(f"built {counts['posts']:,} posts in {build_s:.1f}s: {counts['posts'] / build_s:,.0f} posts/s "
-          f"(synthetic text, {what}, usearch {vcfg}, {args.threads} threads); index on disk "
-          f"{dir_mib(index_dir):,.0f} MiB", flush=True)
-    cmd = [sys.executable, __file__, "_query", "--index", str(index_dir), "--dim", str(args.dim),
-           "--queries", str(args.queries), "--seed", str(args.seed)]
+    print(
+        f"built {counts['posts']:,} posts in {build_s:.1f}s: {counts['posts'] / build_s:,.0f} posts/s "
+        f"(synthetic text, {what}, usearch {vcfg}, {args.threads} threads); index on disk "
+        f"{dir_mib(index_dir):,.0f} MiB",
+        flush=True,
+    )
+    cmd = [
+        sys.executable,
+        __file__,
+        "_query",
+        "--index",
+        str(index_dir),
+        "--dim",
+        str(args.dim),
+        "--queries",
+        str(args.queries),
+        "--seed",
+        str(args.seed),
+    ]
     if args.model:
         cmd += ["--model", str(args.model)]
     res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-    how = ("the model's query encoder inside each search, as the server runs it" if args.model
-           else "random query vectors")
+    how = (
+        "the model's query encoder inside each search, as the server runs it" if args.model else "random query vectors"
+    )
     print(f"\nquery latency, {args.posts:,} posts, {args.queries} queries, k=10, 1 thread ({how})")
     print(f"{'mode':<10} {'p50 ms':>8} {'p99 ms':>8} {'CPU p50 ms':>11} {'CPU p99 ms':>11}")
     for mode, r in res["latency"].items():
@@ -152,10 +181,14 @@ def cmd_latency(args) -> None:
         e = res["embed"]
         print(f"of which query embedding ({args.model}'s query encoder): p50 {e['p50']:.2f} ms, p99 {e['p99']:.2f} ms")
     f = res["fresh"]
-    print(f"post -> found by a lexical query (add + commit + search, one post at a time, 30 posts): "
-          f"p50 {f['p50']:.1f} ms, p99 {f['p99']:.1f} ms, max {f['max']:.1f} ms")
-    print(f"RSS: {res['rss_open_mib']:,.0f} MiB after opening the index (process baseline "
-          f"{res['rss_base_mib']:,.0f} MiB), {res['rss_end_mib']:,.0f} MiB after the queries")
+    print(
+        f"post -> found by a lexical query (add + commit + search, one post at a time, 30 posts): "
+        f"p50 {f['p50']:.1f} ms, p99 {f['p99']:.1f} ms, max {f['max']:.1f} ms"
+    )
+    print(
+        f"RSS: {res['rss_open_mib']:,.0f} MiB after opening the index (process baseline "
+        f"{res['rss_base_mib']:,.0f} MiB), {res['rss_end_mib']:,.0f} MiB after the queries"
+    )
     if not args.keep:
         shutil.rmtree(index_dir)
 
@@ -188,10 +221,19 @@ def cmd_query(args) -> None:
             index.search(SearchRequest(q=q, k=10, mode=mode))
             times.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.process_time() - c0) * 1000)
-        latency[mode] = {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)),
-                         "cpu_p50": float(np.percentile(cpu, 50)), "cpu_p99": float(np.percentile(cpu, 99))}
-    res = {"latency": latency, "rss_base_mib": base, "rss_open_mib": opened, "rss_end_mib": rss_mib(),
-           "fresh": freshness(index)}
+        latency[mode] = {
+            "p50": float(np.percentile(times, 50)),
+            "p99": float(np.percentile(times, 99)),
+            "cpu_p50": float(np.percentile(cpu, 50)),
+            "cpu_p99": float(np.percentile(cpu, 99)),
+        }
+    res = {
+        "latency": latency,
+        "rss_base_mib": base,
+        "rss_open_mib": opened,
+        "rss_end_mib": rss_mib(),
+        "fresh": freshness(index),
+    }
     if args.model:
         times = []
         for q in qs[:100]:
@@ -241,25 +283,38 @@ def cmd_quality(args) -> None:
         texts = random.Random(0).sample(texts, args.limit)
     task = ev.hashtag_task(texts, max_queries=args.max_queries)
     posts = task.posts
-    print(f"hashtag task: {len(posts):,} tweets, {len(task.queries)} held-out hashtag queries, "
-          f"{sum(len(q.relevant) for q in task.queries) / len(task.queries):.1f} relevant each", flush=True)
+    print(
+        f"hashtag task: {len(posts):,} tweets, {len(task.queries)} held-out hashtag queries, "
+        f"{sum(len(q.relevant) for q in task.queries) / len(task.queries):.1f} relevant each",
+        flush=True,
+    )
     # pairs mined as `roost train-retriever` mines them from a corpus (tweets have no replies): from the indexed
     # tweets, or from every tweet with every tag that could be held out removed (ev.training_posts)
     train_posts = posts if args.train_on == "indexed" else ev.training_posts(all_texts)
     given = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "temperature", "max_pairs")}
     cfg = RetrieverConfig(**{k: v for k, v in given.items() if v is not None})
-    pairs = mine_pairs([p.id for p in train_posts], [p.text for p in train_posts], [None] * len(train_posts),
-                       [p.hashtags for p in train_posts], cfg)
+    pairs = mine_pairs(
+        [p.id for p in train_posts],
+        [p.text for p in train_posts],
+        [None] * len(train_posts),
+        [p.hashtags for p in train_posts],
+        cfg,
+    )
     print(f"mined pairs from {len(train_posts):,} {args.train_on} tweets: {pairs.kinds}", flush=True)
 
     tokenizer, table = load_tokenizer(args.model), model_token_table(args.model)
     t0 = time.perf_counter()
     retriever, report = train_retriever(table, tokenizer.encode_batch(pairs.texts), pairs, cfg)
-    print(f"retriever: {time.perf_counter() - t0:.0f}s, loss {report['first_loss']:.3f} -> {report['last_loss']:.3f}, "
-          f"held-out pair recall@1 {report['val_recall@1_before']:.3f} -> {report['val_recall@1_after']:.3f}", flush=True)
+    print(
+        f"retriever: {time.perf_counter() - t0:.0f}s, loss {report['first_loss']:.3f} -> {report['last_loss']:.3f}, "
+        f"held-out pair recall@1 {report['val_recall@1_before']:.3f} -> {report['val_recall@1_after']:.3f}",
+        flush=True,
+    )
 
-    embedders = {"retriever": Retriever(tokenizer, retriever),
-                 "token table, untrained": Retriever(tokenizer, TokenBagEncoder(table, cfg.max_len))}
+    embedders = {
+        "retriever": Retriever(tokenizer, retriever),
+        "token table, untrained": Retriever(tokenizer, TokenBagEncoder(table, cfg.max_len)),
+    }
     if not args.skip_hidden:
         embedders["LM hidden states"] = TextEmbedder.from_dir(args.model, batch_size=64, max_len=args.max_len).embed
     results = {}
@@ -274,11 +329,14 @@ def cmd_quality(args) -> None:
     lexical = results["retriever"]["lexical"]
     print(f"\nhashtag retrieval on TweetEval ({len(task.queries)} queries), model {args.model}")
     print(f"{'mode':<34} {'NDCG@10':>8} {'Recall@100':>10} {'MRR':>8} {'NDCG vs lexical':>16}")
-    rows = [("lexical (BM25)", lexical)] + [(f"{m} ({name})", results[name][m]) for name in reversed(results)
-                                             for m in ("semantic", "hybrid")]
+    rows = [("lexical (BM25)", lexical)] + [
+        (f"{m} ({name})", results[name][m]) for name in reversed(results) for m in ("semantic", "hybrid")
+    ]
     for label, r in rows:
-        print(f"{label:<34} {r['ndcg@10']:>8.4f} {r['recall@100']:>10.4f} {r['mrr']:>8.4f} "
-              f"{r['ndcg@10'] / max(lexical['ndcg@10'], 1e-9):>15.2f}x")
+        print(
+            f"{label:<34} {r['ndcg@10']:>8.4f} {r['recall@100']:>10.4f} {r['mrr']:>8.4f} "
+            f"{r['ndcg@10'] / max(lexical['ndcg@10'], 1e-9):>15.2f}x"
+        )
 
 
 def main() -> None:
@@ -293,8 +351,11 @@ def main() -> None:
     lat.add_argument("--vector-dtype", default="f16")
     lat.add_argument("--connectivity", type=int, default=16)
     lat.add_argument("--expansion-add", type=int, default=64)
-    lat.add_argument("--model", type=Path, help="embed, expand and query with this model folder's retriever "
-                                               "(default: random vectors)")
+    lat.add_argument(
+        "--model",
+        type=Path,
+        help="embed, expand and query with this model folder's retriever (default: random vectors)",
+    )
     lat.add_argument("--workdir", type=Path)
     lat.add_argument("--keep", action="store_true")
     lat.add_argument("--seed", type=int, default=0)
@@ -310,14 +371,25 @@ def main() -> None:
     qual.add_argument("--model", type=Path, required=True)
     qual.add_argument("--tweets", type=Path, default=TWEETS)
     qual.add_argument("--max-queries", type=int, default=300)
-    for flag, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--temperature", float),
-                       ("--max-pairs", int)):
+    for flag, kind in (
+        ("--steps", int),
+        ("--batch-size", int),
+        ("--lr", float),
+        ("--temperature", float),
+        ("--max-pairs", int),
+    ):
         qual.add_argument(flag, type=kind, default=None, help="default: RetrieverConfig's")
-    qual.add_argument("--train-on", choices=("indexed", "all"), default="indexed",
-                      help="mine training pairs from the indexed tweets or from all tweets (held-out tags removed)")
+    qual.add_argument(
+        "--train-on",
+        choices=("indexed", "all"),
+        default="indexed",
+        help="mine training pairs from the indexed tweets or from all tweets (held-out tags removed)",
+    )
     qual.add_argument("--max-len", type=int, default=64, help="tokens per tweet for the LM hidden-state baseline")
     qual.add_argument("--skip-hidden", action="store_true", help="leave out the (slow) LM hidden-state baseline")
-    qual.add_argument("--threads", type=int, default=1, help="torch threads (more than the free cores makes every call slow)")
+    qual.add_argument(
+        "--threads", type=int, default=1, help="torch threads (more than the free cores makes every call slow)"
+    )
     qual.add_argument("--limit", type=int, default=0, help="use a random subset of this many tweets (0: all)")
     qual.set_defaults(func=cmd_quality)
     args = p.parse_args()

@@ -66,8 +66,18 @@ def main() -> None:
         times["train"] = roost("train", "-w", ws, "--depth", str(args.depth), "--minutes", str(args.minutes))
     if not (w / "ws" / "model" / "retriever.safetensors").exists():
         times["train-retriever"] = roost("train-retriever", "-w", ws)
-    times["eval"] = roost("eval", "search", "-w", ws, "--unseen", str(eval_txt), "--max-queries", str(args.max_queries),
-                          "--out", str(w / "results.json"))
+    times["eval"] = roost(
+        "eval",
+        "search",
+        "-w",
+        ws,
+        "--unseen",
+        str(eval_txt),
+        "--max-queries",
+        str(args.max_queries),
+        "--out",
+        str(w / "results.json"),
+    )
     print("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
 
 

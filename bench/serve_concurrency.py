@@ -33,9 +33,17 @@ from engine_decode import make_model_dir
 
 
 async def one_stream(client: httpx.AsyncClient, i: int, tokens: int) -> tuple[float, int]:
-    body = {"model": "roost", "messages": [{"role": "user", "content": f"post number {i}: tell me more"}],
-            "max_tokens": tokens, "temperature": 1.0, "seed": i, "ignore_eos": True, "stream": True, "logprobs": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": "roost",
+        "messages": [{"role": "user", "content": f"post number {i}: tell me more"}],
+        "max_tokens": tokens,
+        "temperature": 1.0,
+        "seed": i,
+        "ignore_eos": True,
+        "stream": True,
+        "logprobs": True,
+        "stream_options": {"include_usage": True},
+    }
     start, ttft, n = time.perf_counter(), None, 0
     async with client.stream("POST", "/v1/chat/completions", json=body) as r:
         r.raise_for_status()
@@ -89,9 +97,23 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
-        server = subprocess.Popen([sys.executable, "-m", "roost", "serve", "--workspace", f"{tmp}/workspace",
-                                   "--port", str(port), "--slots", str(args.slots)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "roost",
+                "serve",
+                "--workspace",
+                f"{tmp}/workspace",
+                "--port",
+                str(port),
+                "--slots",
+                str(args.slots),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 120
@@ -104,15 +126,18 @@ def main() -> None:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("roost serve did not start")
                 time.sleep(0.2)
-            results = {c: asyncio.run(level(url, c, args.tokens, args.rounds))
-                       for c in map(int, args.levels.split(","))}
+            results = {
+                c: asyncio.run(level(url, c, args.tokens, args.rounds)) for c in map(int, args.levels.split(","))
+            }
         finally:
             server.terminate()
             server.wait(timeout=30)
 
     print(describe(GPTConfig.from_depth(args.depth, vocab_size=args.vocab, max_seq_len=args.context)))
-    print(f"{args.tokens} tokens per stream, {args.rounds} rounds per level, {args.slots} slots, "
-          f"server torch threads {args.threads}")
+    print(
+        f"{args.tokens} tokens per stream, {args.rounds} rounds per level, {args.slots} slots, "
+        f"server torch threads {args.threads}"
+    )
     print(f"{'streams':>7} {'tokens/s':>9} {'vs 1':>6} {'TTFT p50 ms':>12} {'TTFT p99 ms':>12}")
     base = statistics.median(results[min(results)][0])
     for c, (rates, ttfts) in results.items():

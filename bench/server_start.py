@@ -64,8 +64,14 @@ def main() -> None:
         ws = Path(tmp) / "workspace"
         params = build(ws, args.depth)
         # cwd=tmp: `python -c` puts the working directory first on sys.path, which would shadow PYTHONPATH's tree
-        runs = [json.loads(subprocess.run([sys.executable, "-c", MEASURE, str(ws)], check=True, capture_output=True,
-                                          text=True, cwd=tmp).stdout.splitlines()[-1]) for _ in range(args.repeats)]
+        runs = [
+            json.loads(
+                subprocess.run(
+                    [sys.executable, "-c", MEASURE, str(ws)], check=True, capture_output=True, text=True, cwd=tmp
+                ).stdout.splitlines()[-1]
+            )
+            for _ in range(args.repeats)
+        ]
     print(f"\nroost from {runs[0]['tree']}; model depth {args.depth}, {params / 1e6:.1f}M params")
     print("| run | create_app (s) | model reads | peak RSS (MiB) |\n|---|---|---|---|")
     for i, r in enumerate(runs, 1):

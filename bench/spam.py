@@ -26,8 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from roost.corpus import IngestConfig, ingest  # noqa: E402
-from roost.corpus import spam  # noqa: E402
+from roost.corpus import (  # noqa: E402
+    IngestConfig,
+    ingest,
+    spam,  # noqa: E402
+)
 from roost.corpus.schema import read_table  # noqa: E402
 from roost.sample.generate import generate  # noqa: E402
 from roost.workspace import Workspace  # noqa: E402
@@ -56,8 +59,10 @@ def train(root: Path, seed: int, posts: int) -> spam.SpamModel:
     print(f"trained on {len(y):,} posts ({int(y.sum())} spam)")
     for head in ("accounts", "text"):
         h = getattr(model, head)
-        print(f"  {head} head, threshold {h.threshold:.3f}: " + ", ".join(
-            f"{n} {w:+.2f}" for n, w in sorted(zip(h.features, h.coef), key=lambda t: -abs(t[1]))))
+        print(
+            f"  {head} head, threshold {h.threshold:.3f}: "
+            + ", ".join(f"{n} {w:+.2f}" for n, w in sorted(zip(h.features, h.coef), key=lambda t: -abs(t[1])))
+        )
     return model
 
 
@@ -71,8 +76,11 @@ def evaluate(root: Path, seed: int, posts: int, model_path: Path) -> None:
     bare = src.with_name("posts-no-users.jsonl")  # the same posts with no account data: the text head alone
     with open(src, encoding="utf-8") as f, open(bare, "w", encoding="utf-8") as out:
         out.writelines(json.dumps({"data": json.loads(line)["data"]}) + "\n" for line in f)
-    runs = (("rules only (before)", src, False), ("rules + learned model", src, True),
-            ("rules + learned model, posts without account data", bare, True))
+    runs = (
+        ("rules only (before)", src, False),
+        ("rules + learned model", src, True),
+        ("rules + learned model, posts without account data", bare, True),
+    )
     for k, (name, path, learned) in enumerate(runs):
         ws = Workspace(root / f"eval-{seed}-{k}")
         t = time.time()
@@ -80,20 +88,27 @@ def evaluate(root: Path, seed: int, posts: int, model_path: Path) -> None:
         kept = set(read_table(ws.corpus, "posts", ["id"]).column("id").to_pylist())
         log = ws.corpus / "spam.jsonl"
         as_spam = {json.loads(line)["id"] for line in log.read_text().splitlines()} if log.exists() else set()
-        print(f"| {name} | {len(spam_ids - kept) / len(spam_ids):.1%} | {len(spam_ids & as_spam) / len(spam_ids):.1%} "
-              f"| {len(good & as_spam)} ({len(good & as_spam) / len(good):.2%}) | {time.time() - t:.1f} |")
+        print(
+            f"| {name} | {len(spam_ids - kept) / len(spam_ids):.1%} | {len(spam_ids & as_spam) / len(spam_ids):.1%} "
+            f"| {len(good & as_spam)} ({len(good & as_spam) / len(good):.2%}) | {time.time() - t:.1f} |"
+        )
 
 
 def tweeteval(root: Path, data: Path, model_path: Path, listing: Path, read: int) -> None:
     files = sorted(data.glob("**/*_text.txt"))
     ws = Workspace(root / "tweeteval")
     rep = ingest(files, ws, IngestConfig(spam_model=str(model_path)), progress=False)
-    rows = [json.loads(line) for line in (ws.corpus / "spam.jsonl").read_text().splitlines()] \
-        if (ws.corpus / "spam.jsonl").exists() else []
+    rows = (
+        [json.loads(line) for line in (ws.corpus / "spam.jsonl").read_text().splitlines()]
+        if (ws.corpus / "spam.jsonl").exists()
+        else []
+    )
     listing.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     by = {b: sum(r["by"] == b for r in rows) for b in ("rules", "model")}
-    print(f"\ntweeteval: {rep.read:,} tweets read, dropped as spam: {by['rules']} by rules, {by['model']} by the model "
-          f"(all listed in {listing})")
+    print(
+        f"\ntweeteval: {rep.read:,} tweets read, dropped as spam: {by['rules']} by rules, {by['model']} by the model "
+        f"(all listed in {listing})"
+    )
     for r in random.Random(0).sample(rows, min(read, len(rows))):
         score = f" {r['score']:.2f}" if "score" in r else ""
         print(f"  [{r['by']}{score}] {r['text'][:150]!r}")

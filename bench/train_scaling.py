@@ -42,14 +42,46 @@ def run(ws: Path, nproc: int, parallel: str, args) -> tuple[dict, tuple[float, f
     """One training run; its median tokens/s, per-rank tokens/s, and the load average before and after."""
     run_name = f"scale-{nproc}-{parallel}"
     launch = ["--nproc", str(nproc), "--parallel", parallel] if nproc > 1 else []
-    cmd = [sys.executable, "-m", "roost", "train", "--workspace", str(ws), "--fresh", "--run", run_name, *launch,
-           "--device", args.device, "--depth", str(args.depth), "--seq-len", str(args.seq_len),
-           "--max-seq-len", str(args.seq_len), "--device-batch", str(args.device_batch),
-           "--batch-tokens", str(args.device_batch * args.seq_len * args.nproc), "--steps", str(args.steps),
-           "--eval-every", "1000000", "--eval-tokens", str(args.device_batch * args.seq_len * args.nproc),
-           "--ckpt-every", "1000000", "--optimizer", args.optimizer]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-           "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "roost",
+        "train",
+        "--workspace",
+        str(ws),
+        "--fresh",
+        "--run",
+        run_name,
+        *launch,
+        "--device",
+        args.device,
+        "--depth",
+        str(args.depth),
+        "--seq-len",
+        str(args.seq_len),
+        "--max-seq-len",
+        str(args.seq_len),
+        "--device-batch",
+        str(args.device_batch),
+        "--batch-tokens",
+        str(args.device_batch * args.seq_len * args.nproc),
+        "--steps",
+        str(args.steps),
+        "--eval-every",
+        "1000000",
+        "--eval-tokens",
+        str(args.device_batch * args.seq_len * args.nproc),
+        "--ckpt-every",
+        "1000000",
+        "--optimizer",
+        args.optimizer,
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     print("$", " ".join(cmd[1:]), flush=True)
     load_before = os.getloadavg()[0]
     done = subprocess.run(cmd, check=False, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -57,7 +89,7 @@ def run(ws: Path, nproc: int, parallel: str, args) -> tuple[dict, tuple[float, f
     if done.returncode != 0:
         raise SystemExit(f"{run_name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     records = [json.loads(line) for line in (ws / "runs" / run_name / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in records if "loss" in r][args.skip:]
+    steps = [r for r in records if "loss" in r][args.skip :]
     if not steps:
         raise SystemExit(f"{run_name}: no steps after --skip {args.skip}; raise --steps")
     ranks = list(zip(*(r["rank_tokens_per_s"] for r in steps)))
@@ -99,16 +131,22 @@ def main() -> None:
     base = results[(1, "none")][0]["tokens_per_s"]
     global_batch = args.device_batch * args.seq_len * args.nproc
     print(f"\n{describe(GPTConfig.from_depth(args.depth, vocab_size=args.vocab_size, max_seq_len=args.seq_len))}")
-    print(f"global batch {global_batch:,} tokens ({args.device_batch} x {args.seq_len} x {args.nproc}), "
-          f"{args.optimizer}, {args.device}, {args.threads} thread(s) per process, {args.steps} steps "
-          f"(median after {args.skip}), {os.cpu_count()} CPU cores, {time.time() - t0:.0f} s in all\n")
-    print("| processes | parallel | tokens/s | per-rank tokens/s | slowest rank | efficiency | final loss | load avg before -> after |")
+    print(
+        f"global batch {global_batch:,} tokens ({args.device_batch} x {args.seq_len} x {args.nproc}), "
+        f"{args.optimizer}, {args.device}, {args.threads} thread(s) per process, {args.steps} steps "
+        f"(median after {args.skip}), {os.cpu_count()} CPU cores, {time.time() - t0:.0f} s in all\n"
+    )
+    print(
+        "| processes | parallel | tokens/s | per-rank tokens/s | slowest rank | efficiency | final loss | load avg before -> after |"
+    )
     print("|---:|---|---:|---|---:|---:|---:|---|")
     for (n, par), (r, (lb, la)) in results.items():
         eff = r["tokens_per_s"] / (n * base)
         ranks = " / ".join(f"{v:,.0f}" for v in r["rank_tokens_per_s"])
-        print(f"| {n} | {par if n > 1 else '-'} | {r['tokens_per_s']:,.0f} | {ranks} | {r['slowest_rank']} | "
-              f"{eff:.2f} | {r['loss']:.4f} | {lb:.1f} -> {la:.1f} |")
+        print(
+            f"| {n} | {par if n > 1 else '-'} | {r['tokens_per_s']:,.0f} | {ranks} | {r['slowest_rank']} | "
+            f"{eff:.2f} | {r['loss']:.4f} | {lb:.1f} -> {la:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -112,12 +112,22 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: both under CPU bf16 autocast")
     p.add_argument("--hf-attn", default="sdpa", help="HF attention implementation (sdpa or eager)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile: roost's blocks, as roost train --compile does; HF's whole forward and loss")
-    p.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
-                   help="tuned: glibc malloc keeps freed memory, as roost train sets it on CPU")
-    p.add_argument("--loss-only", action="store_true",
-                   help="time the lm_head + loss alone (forward and backward) instead of the whole step")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile: roost's blocks, as roost train --compile does; HF's whole forward and loss",
+    )
+    p.add_argument(
+        "--malloc",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="tuned: glibc malloc keeps freed memory, as roost train sets it on CPU",
+    )
+    p.add_argument(
+        "--loss-only",
+        action="store_true",
+        help="time the lm_head + loss alone (forward and backward) instead of the whole step",
+    )
     p.add_argument("--peak-of", type=int, help=argparse.SUPPRESS)  # internal: see peak_memory_mib
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -129,6 +139,7 @@ def main() -> None:
     from roost.model import describe
 
     cfg, roost, hf = build(args)
+
     def roost_fn(x, y):
         return roost(x, y)[1]  # roost's training loss (roost/loss.py)
 
@@ -166,9 +177,11 @@ def main() -> None:
     tokens = args.steps * args.batch * args.seq_len
     rate = {name: tokens / statistics.median(ts) for name, ts in times.items()}
     print(f"\n{describe(cfg)}")
-    print(f"batch {args.batch} x {args.seq_len} tokens, {args.dtype}, fused AdamW, {args.threads} thread(s), "
-          f"HF attention: {args.hf_attn}, malloc {args.malloc}{', torch.compile' if args.compile else ''}; "
-          f"first-step loss {first[0]:.4f} / {first[1]:.4f}\n")
+    print(
+        f"batch {args.batch} x {args.seq_len} tokens, {args.dtype}, fused AdamW, {args.threads} thread(s), "
+        f"HF attention: {args.hf_attn}, malloc {args.malloc}{', torch.compile' if args.compile else ''}; "
+        f"first-step loss {first[0]:.4f} / {first[1]:.4f}\n"
+    )
     print(f"| {'part' if args.loss_only else 'model'} | tokens/s (median of {args.rounds} rounds) | step ms |")
     print("|---|---:|---:|")
     for name, r in rate.items():
@@ -192,8 +205,9 @@ def peak_memory_mib(index: int) -> float:
 
     Measured in a fresh process, where the step's memory has not been allocated before and kept by malloc.
     """
-    out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--peak-of", str(index)],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, *sys.argv[1:], "--peak-of", str(index)], check=True, capture_output=True, text=True
+    ).stdout
     return float(out.split()[-1])
 
 

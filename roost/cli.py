@@ -65,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
 def _disk_full(args: argparse.Namespace, cause: BaseException) -> int:
     """One clear line for a full disk; every artifact is written aside and swapped in whole, so nothing is lost."""
     where = getattr(args, "workspace", None)
-    print(f"roost {args.command}: error: the disk is full{f' (workspace {where})' if where else ''}: {cause}. "
-          "Nothing was replaced: the previous artifacts are intact. Free some space and run it again.",
-          file=sys.stderr)
+    print(
+        f"roost {args.command}: error: the disk is full{f' (workspace {where})' if where else ''}: {cause}. "
+        "Nothing was replaced: the previous artifacts are intact. Free some space and run it again.",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -71,7 +71,7 @@ class DemoConfig:
 @dataclass
 class StageResult:
     name: str
-    ran: bool      # False: skipped, its artifact was up to date
+    ran: bool  # False: skipped, its artifact was up to date
     seconds: float
     detail: str
 
@@ -93,10 +93,18 @@ class Demo:
         return self.cfg.workspace / SAMPLE_DIR
 
     def build(self) -> list[StageResult]:
-        for name, stage in (("sample", self.sample), ("ingest", self.ingest), ("tokenizer", self.tokenizer),
-                            ("tokens", self.tokens), ("train", self.train), ("sft", self.sft),
-                            ("retriever", self.retriever), ("index", self.index), ("ads", self.ads),
-                            ("safety", self.safety)):
+        for name, stage in (
+            ("sample", self.sample),
+            ("ingest", self.ingest),
+            ("tokenizer", self.tokenizer),
+            ("tokens", self.tokens),
+            ("train", self.train),
+            ("sft", self.sft),
+            ("retriever", self.retriever),
+            ("index", self.index),
+            ("ads", self.ads),
+            ("safety", self.safety),
+        ):
             self.say(f"== {name}")
             t0 = time.perf_counter()
             ran, detail = stage()
@@ -140,8 +148,9 @@ class Demo:
         from roost.tokenizer import TokenizerConfig, train_tokenizer_stage
 
         before = self.ws.read_manifest("tokenizer")
-        m = train_tokenizer_stage(self.ws, TokenizerConfig(vocab_size=self.cfg.vocab_size,
-                                                                   val_fraction=self.cfg.val_fraction))
+        m = train_tokenizer_stage(
+            self.ws, TokenizerConfig(vocab_size=self.cfg.vocab_size, val_fraction=self.cfg.val_fraction)
+        )
         return m != before, f"{m['vocab_size']} tokens, {m['bytes_per_token']:.2f} bytes/token on held-out posts"
 
     def tokens(self) -> tuple[bool, str]:
@@ -156,18 +165,29 @@ class Demo:
         from roost.train.config import TrainConfig
 
         c = self.cfg
-        return TrainConfig(depth=c.depth, seq_len=c.seq_len, device_batch=c.device_batch, minutes=c.train_minutes,
-                           steps=c.train_steps, eval_every=c.eval_every, eval_tokens=c.eval_tokens,
-                           run=PRETRAIN_RUN, warmup=min(20, c.train_steps or 20))
+        return TrainConfig(
+            depth=c.depth,
+            seq_len=c.seq_len,
+            device_batch=c.device_batch,
+            minutes=c.train_minutes,
+            steps=c.train_steps,
+            eval_every=c.eval_every,
+            eval_tokens=c.eval_tokens,
+            run=PRETRAIN_RUN,
+            warmup=min(20, c.train_steps or 20),
+        )
 
     def train(self) -> tuple[bool, str]:
-        from roost.train.pretrain import train
-        from roost.train.pretrain import saved_config
+        from roost.train.pretrain import saved_config, train
 
         ws, cfg = self.ws, self.train_config()
         done = ws.read_manifest("checkpoints")
-        up_to_date = (done is not None and done["inputs"] == {"tokens": ws.stage_hash("tokens")}
-                      and (ws.model / "config.json").is_file() and saved_config(ws) == cfg)
+        up_to_date = (
+            done is not None
+            and done["inputs"] == {"tokens": ws.stage_hash("tokens")}
+            and (ws.model / "config.json").is_file()
+            and saved_config(ws) == cfg
+        )
         if up_to_date:
             model = ws.read_manifest("model") or {}
             return False, f"step {done['counts']['step']}, model in {ws.model} ({model.get('source', '?')})"
@@ -180,8 +200,15 @@ class Demo:
         from roost.train.sft import SFTConfig
 
         c = self.cfg
-        return SFTConfig.make({"seq_len": c.seq_len, "device_batch": c.device_batch, "minutes": c.sft_minutes,
-                               "steps": c.sft_steps, "eval_tokens": c.eval_tokens})
+        return SFTConfig.make(
+            {
+                "seq_len": c.seq_len,
+                "device_batch": c.device_batch,
+                "minutes": c.sft_minutes,
+                "steps": c.sft_steps,
+                "eval_tokens": c.eval_tokens,
+            }
+        )
 
     def sft(self) -> tuple[bool, str]:
         from roost.train.sft import SFT_SOURCE, load_pretrained, saved_sft_config, sft
@@ -190,11 +217,18 @@ class Demo:
         if cfg.train.minutes is None and cfg.train.steps is None:
             return False, "skipped (no SFT budget)"
         # what SFT records as its inputs: the corpus, the tokenizer and the pretrained weights it started from
-        inputs = {"corpus": ws.stage_hash("corpus"), "tokenizer": ws.stage_hash("tokenizer"),
-                  "pretrained": load_pretrained(ws).weights_hash}
+        inputs = {
+            "corpus": ws.stage_hash("corpus"),
+            "tokenizer": ws.stage_hash("tokenizer"),
+            "pretrained": load_pretrained(ws).weights_hash,
+        }
         model = ws.read_manifest("model") or {}
-        if model.get("source") == SFT_SOURCE and ws.up_to_date("model", inputs) and model.get("sft") == cfg.sft_dict() \
-                and same_run(saved_sft_config(ws).train, cfg.train):
+        if (
+            model.get("source") == SFT_SOURCE
+            and ws.up_to_date("model", inputs)
+            and model.get("sft") == cfg.sft_dict()
+            and same_run(saved_sft_config(ws).train, cfg.train)
+        ):
             return False, f"chat model in {ws.model}, {model['counts']['steps']} steps"
         r = sft(ws, cfg, fresh=True)
         val = f", val loss {r.val_loss:.3f}" if r.val_loss is not None else ""
@@ -210,9 +244,14 @@ class Demo:
         if (self.ws.model / RETRIEVER_FILE).is_file():
             return False, f"retriever in {self.ws.model / RETRIEVER_FILE}"
         try:
-            r = train_workspace_retriever(self.ws, RetrieverConfig(steps=self.cfg.retriever_steps,
-                                                                   query_steps=self.cfg.retriever_query_steps,
-                                                                   max_pairs=self.cfg.retriever_pairs))
+            r = train_workspace_retriever(
+                self.ws,
+                RetrieverConfig(
+                    steps=self.cfg.retriever_steps,
+                    query_steps=self.cfg.retriever_query_steps,
+                    max_pairs=self.cfg.retriever_pairs,
+                ),
+            )
         except ValueError as e:  # e.g. no pairs to mine in a tiny corpus
             return False, f"skipped: {e}"
         return True, f"{r['pairs']:,} pairs, InfoNCE loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}"
@@ -224,7 +263,11 @@ class Demo:
         ws = self.ws
         model_hash = file_hash(ws.model)
         ran = not ws.up_to_date("index", {"corpus": ws.stage_hash("corpus"), "model": model_hash})
-        m = build_workspace_index(ws, load_search_model(ws.model), model_hash=model_hash) if ran else ws.read_manifest("index")
+        m = (
+            build_workspace_index(ws, load_search_model(ws.model), model_hash=model_hash)
+            if ran
+            else ws.read_manifest("index")
+        )
         c = m["counts"]
         return ran, f"{c['posts']:,} posts, {c['vectors']:,} vectors"
 
@@ -290,12 +333,15 @@ class Demo:
         from roost.server.app import ServeConfig, create_app
 
         admin_key = admin_key or secrets.token_urlsafe(18)
-        app = create_app(ServeConfig(workspace=self.cfg.workspace, host=self.cfg.host, port=self.cfg.port,
-                                     admin_key=admin_key))
+        app = create_app(
+            ServeConfig(workspace=self.cfg.workspace, host=self.cfg.host, port=self.cfg.port, admin_key=admin_key)
+        )
         url = f"http://{self.cfg.host}:{self.cfg.port}/"
-        self.say(f"\nroost is serving {self.cfg.workspace}: open {url}\n"
-                 f"admin key (for /admin/...): {admin_key}\n"
-                 f"OpenAI API: {url}v1 (model {app.state.roost.config.model_name!r}); Ctrl-C stops\n")
+        self.say(
+            f"\nroost is serving {self.cfg.workspace}: open {url}\n"
+            f"admin key (for /admin/...): {admin_key}\n"
+            f"OpenAI API: {url}v1 (model {app.state.roost.config.model_name!r}); Ctrl-C stops\n"
+        )
         uvicorn.run(app, host=self.cfg.host, port=self.cfg.port, log_level="warning")
 
 

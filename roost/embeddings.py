@@ -63,8 +63,9 @@ class TextEmbedder:
         return self.model.config.n_embd
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, *, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, **kwargs) -> TextEmbedder:
+    def from_dir(
+        cls, model_dir: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **kwargs
+    ) -> TextEmbedder:
         """The served model folder (HF format + tokenizer)."""
         from roost.export import load_hf
         from roost.tokenizer import load_tokenizer

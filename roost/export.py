@@ -38,8 +38,14 @@ def check_exportable(config: GPTConfig) -> None:
         raise UserError("cannot export to Hugging Face Llama: qk_norm=True (Llama has no QK-norm)")
 
 
-def hf_config(config: GPTConfig, *, dtype: torch.dtype = torch.float32, bos_token_id: int | None = None,
-              eos_token_id: int | None = None, pad_token_id: int | None = None) -> dict:
+def hf_config(
+    config: GPTConfig,
+    *,
+    dtype: torch.dtype = torch.float32,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> dict:
     """The ``config.json`` of a LlamaForCausalLM with exactly this GPT's shape.
 
     ``rope_theta`` is written both flat (transformers 4.x) and in
@@ -148,13 +154,16 @@ def write_roost_tokenizer(tokenizer_dir: Path, folder: Path, model_max_length: i
     tok = load_tokenizer(tokenizer_dir)
     hf_tokenizer_files(tokenizer_dir, folder, model_max_length=model_max_length)
     ids = {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id, "pad_token_id": tok.pad_id}
-    atomic_write_json(folder / "generation_config.json", {**ids, "eos_token_id": [tok.eos_id, tok.end_id],
-                                                          "suppress_tokens": tok.placeholder_ids})
+    atomic_write_json(
+        folder / "generation_config.json",
+        {**ids, "eos_token_id": [tok.eos_id, tok.end_id], "suppress_tokens": tok.placeholder_ids},
+    )
     return ids
 
 
-def save_hf(model: GPT, out_dir: str | Path, tokenizer_dir: str | Path | None = None, *,
-            manifest: dict | None = None) -> Path:
+def save_hf(
+    model: GPT, out_dir: str | Path, tokenizer_dir: str | Path | None = None, *, manifest: dict | None = None
+) -> Path:
     """Write ``out_dir`` as a Hugging Face Llama folder, atomically (old folder or new, never half).
 
     ``tokenizer_dir`` is a roost tokenizer folder (``workspace/tokenizer``);
@@ -219,12 +228,16 @@ def load_hf(folder: str | Path, device: str | torch.device = "cpu", dtype: torch
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise UserError(f"{folder}: weights do not match a Llama of this config.json: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise UserError(
+            f"{folder}: weights do not match a Llama of this config.json: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for name, tensor in expected.items():
         if tensor.shape != state[name].shape:
-            raise UserError(f"{folder}: weight {name} has shape {tuple(state[name].shape)}, "
-                             f"config.json implies {tuple(tensor.shape)}")
+            raise UserError(
+                f"{folder}: weight {name} has shape {tuple(state[name].shape)}, "
+                f"config.json implies {tuple(tensor.shape)}"
+            )
     model.load_state_dict(state)
     model.reset_rope_tables()
     return model.to(dtype).eval()
@@ -248,8 +261,9 @@ def import_hf(src: str | Path, out_dir: str | Path, *, manifest: dict | None = N
     except (FileNotFoundError, ValueError) as e:
         raise UserError(f"{src}: roost cannot serve this model's tokenizer: {e}") from None
     if tok.vocab_size > model.config.vocab_size:
-        raise UserError(f"{src}: tokenizer has {tok.vocab_size} tokens, more than the model's vocab_size "
-                         f"{model.config.vocab_size}")
+        raise UserError(
+            f"{src}: tokenizer has {tok.vocab_size} tokens, more than the model's vocab_size {model.config.vocab_size}"
+        )
     token_ids = {k: hf.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
     with atomic_dir(out_dir) as tmp:
         write_model_files(model, tmp, token_ids)

@@ -21,8 +21,9 @@ def read_labelled(text_file: str | Path, label_file: str | Path) -> tuple[list[s
     while raw and not raw[-1].strip():
         raw.pop()
     if len(texts) != len(raw):
-        raise UserError(f"{text_file} has {len(texts)} lines but {label_file} has {len(raw)}: "
-                         "they must pair up line by line")
+        raise UserError(
+            f"{text_file} has {len(texts)} lines but {label_file} has {len(raw)}: they must pair up line by line"
+        )
     labels = []
     for i, line in enumerate(raw, 1):
         try:

@@ -79,4 +79,6 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         dtype = torch.get_autocast_dtype(device_type)
         hidden, weight = hidden.to(dtype), weight.to(dtype)
     with torch.autocast(device_type, enabled=False):
-        return _LinearCrossEntropy.apply(hidden.reshape(-1, hidden.size(-1)), weight, targets.reshape(-1), reduction == "mean")
+        return _LinearCrossEntropy.apply(
+            hidden.reshape(-1, hidden.size(-1)), weight, targets.reshape(-1), reduction == "mean"
+        )

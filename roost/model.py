@@ -93,8 +93,13 @@ class GPTConfig:
         mlp = overrides.get("mlp", "swiglu")
         intermediate = 4 * width if mlp == "relu2" else max(64, round(8 * width / 3 / 64) * 64)
         kwargs = dict(
-            vocab_size=vocab_size, n_layer=depth, n_head=n_head, n_kv_head=n_kv_head or n_head,
-            n_embd=width, intermediate_size=intermediate, max_seq_len=max_seq_len,
+            vocab_size=vocab_size,
+            n_layer=depth,
+            n_head=n_head,
+            n_kv_head=n_kv_head or n_head,
+            n_embd=width,
+            intermediate_size=intermediate,
+            max_seq_len=max_seq_len,
         )
         kwargs.update(overrides)
         return cls(**kwargs)
@@ -102,8 +107,9 @@ class GPTConfig:
     @classmethod
     def tiny(cls, vocab_size: int = 256, **overrides) -> GPTConfig:
         """A model for tests: 2 layers, width 64, 4 heads sharing 2 kv heads."""
-        kwargs = dict(vocab_size=vocab_size, n_layer=2, n_head=4, n_kv_head=2, n_embd=64,
-                      intermediate_size=128, max_seq_len=128)
+        kwargs = dict(
+            vocab_size=vocab_size, n_layer=2, n_head=4, n_kv_head=2, n_embd=64, intermediate_size=128, max_seq_len=128
+        )
         kwargs.update(overrides)
         return cls(**kwargs)
 
@@ -437,6 +443,10 @@ class GPT(nn.Module):
         logits = self.lm_head(hidden)
         if targets is None:
             return logits
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
-                               ignore_index=IGNORE_INDEX, reduction=loss_reduction)
+        loss = F.cross_entropy(
+            logits.float().view(-1, logits.size(-1)),
+            targets.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction=loss_reduction,
+        )
         return logits, loss.view(targets.shape) if loss_reduction == "none" else loss

@@ -18,9 +18,9 @@ role tokens in their content.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import xxhash
@@ -72,7 +72,7 @@ CHAT_TEMPLATE = (
 class TokenizerConfig:
     vocab_size: int = 8192
     val_fraction: float = 0.01  # posts held out (by id hash) for compression and validation loss
-    min_frequency: int = 2      # a pair must occur this often to become a merge
+    min_frequency: int = 2  # a pair must occur this often to become a merge
 
 
 class ValSplit:
@@ -95,7 +95,7 @@ class ValSplit:
         return self.hashes(ids) < np.uint64(self.threshold)
 
     @classmethod
-    def from_corpus(cls, corpus_dir: Path, fraction: float) -> tuple["ValSplit", int, int]:
+    def from_corpus(cls, corpus_dir: Path, fraction: float) -> tuple[ValSplit, int, int]:
         """The split for this corpus, with the number of posts and of validation posts."""
         if not 0.0 <= fraction < 1.0:
             raise UserError(f"val fraction must be in [0, 1), got {fraction}")
@@ -301,13 +301,19 @@ def train_tokenizer_stage(ws: Workspace, cfg: TokenizerConfig, force: bool = Fal
         return old
     check_vocab_size(cfg.vocab_size)  # fail before reading the corpus
     split, n_posts, n_val = ValSplit.from_corpus(ws.corpus, cfg.val_fraction)
-    texts = tqdm(iter_split_texts(ws.corpus, split, want_val=False), total=n_posts - n_val, desc="tokenizer: training", unit="post")
+    texts = tqdm(
+        iter_split_texts(ws.corpus, split, want_val=False),
+        total=n_posts - n_val,
+        desc="tokenizer: training",
+        unit="post",
+    )
     hf = train_bpe(texts, cfg, length=n_posts - n_val)
     return _write_tokenizer_stage(ws, hf, split, n_posts, n_val, inputs, asdict(cfg))
 
 
-def adopt_model_tokenizer_stage(ws: Workspace, val_fraction: float = TokenizerConfig.val_fraction,
-                                force: bool = False) -> dict:
+def adopt_model_tokenizer_stage(
+    ws: Workspace, val_fraction: float = TokenizerConfig.val_fraction, force: bool = False
+) -> dict:
     """Make the tokenizer stage the tokenizer of ``workspace/model/`` (an imported model), trained on nothing.
 
     Continued pretraining of an open model must read tokens in that model's own
@@ -330,8 +336,16 @@ def adopt_model_tokenizer_stage(ws: Workspace, val_fraction: float = TokenizerCo
     return _write_tokenizer_stage(ws, tok.hf, split, n_posts, n_val, inputs, config, copy_of=source)
 
 
-def _write_tokenizer_stage(ws: Workspace, hf, split: ValSplit, n_posts: int, n_val: int, inputs: dict,
-                           config: dict, copy_of: Path | None = None) -> dict:
+def _write_tokenizer_stage(
+    ws: Workspace,
+    hf,
+    split: ValSplit,
+    n_posts: int,
+    n_val: int,
+    inputs: dict,
+    config: dict,
+    copy_of: Path | None = None,
+) -> dict:
     """``workspace/tokenizer/``: ``hf`` (or the file it was read from, byte for byte) and its compression on the
     held-out posts in the manifest."""
     tok = RoostTokenizer(hf)

@@ -33,7 +33,7 @@ def token_dtype(vocab_size: int) -> np.dtype:
 @dataclass
 class TokensConfig:
     shard_tokens: int = 2**27  # tokens per shard before a new one starts (256 MiB of uint16)
-    batch_size: int = 1024      # posts per encode_batch call
+    batch_size: int = 1024  # posts per encode_batch call
 
 
 @dataclass

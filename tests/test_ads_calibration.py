@@ -10,8 +10,16 @@ def served(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Features of shown ads, and clicks drawn well below the default model's prediction (the winner's curse):
     its logit less 1.2, about a third of it at low rates."""
     rng = np.random.default_rng(seed)
-    raw = np.stack([rng.uniform(0.2, 0.9, n), rng.uniform(0, 1, n), rng.integers(0, 2, n),
-                    rng.uniform(0.01, 0.1, n), rng.integers(0, 20, n)], axis=1).astype(float)
+    raw = np.stack(
+        [
+            rng.uniform(0.2, 0.9, n),
+            rng.uniform(0, 1, n),
+            rng.integers(0, 2, n),
+            rng.uniform(0.01, 0.1, n),
+            rng.integers(0, 20, n),
+        ],
+        axis=1,
+    ).astype(float)
     p = CTRModel().predict(raw)
     y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(np.log(p / (1 - p)) - 1.2)))).astype(int)
     return raw, y

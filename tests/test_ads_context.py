@@ -6,18 +6,29 @@ from test_ads_service import service, spec
 from roost.ads.service import AdRequest, AdsConfig
 
 TOPICS = {
-    "running": ["trail running shoes for muddy hills", "marathon training plan and fast shoes",
-                "running socks that never blister", "lightweight running jacket for rain",
-                "a watch that counts your strides"],
-    "coffee": ["single origin espresso beans roasted weekly", "pour over coffee kettle with gooseneck",
-               "cold brew coffee concentrate", "burr grinder for coffee at home",
-               "oat milk that froths like dairy"],
+    "running": [
+        "trail running shoes for muddy hills",
+        "marathon training plan and fast shoes",
+        "running socks that never blister",
+        "lightweight running jacket for rain",
+        "a watch that counts your strides",
+    ],
+    "coffee": [
+        "single origin espresso beans roasted weekly",
+        "pour over coffee kettle with gooseneck",
+        "cold brew coffee concentrate",
+        "burr grinder for coffee at home",
+        "oat milk that froths like dairy",
+    ],
 }
 
 
 def catalog() -> list:
-    return [spec(f"{topic}-{i}", text, keywords=[topic], targeting={"topics": [topic], "keywords": [topic]})
-            for topic, texts in TOPICS.items() for i, text in enumerate(texts)]
+    return [
+        spec(f"{topic}-{i}", text, keywords=[topic], targeting={"topics": [topic], "keywords": [topic]})
+        for topic, texts in TOPICS.items()
+        for i, text in enumerate(texts)
+    ]
 
 
 def test_a_context_that_matches_nothing_gets_no_ad_and_a_topical_one_does(tmp_path):

@@ -13,9 +13,16 @@ from roost.ads.store import AdStore, Impression
 
 
 def campaign(**over) -> dict:
-    body = {"id": "c1", "advertiser": "Acme", "name": "Shoes", "budget": "10", "bid_type": "cpc", "bid": 0.5,
-            "targeting": {"keywords": ["running shoes"]},
-            "creatives": [{"text": "Fast running shoes", "landing_url": "https://acme.example/shoes"}]}
+    body = {
+        "id": "c1",
+        "advertiser": "Acme",
+        "name": "Shoes",
+        "budget": "10",
+        "bid_type": "cpc",
+        "bid": 0.5,
+        "targeting": {"keywords": ["running shoes"]},
+        "creatives": [{"text": "Fast running shoes", "landing_url": "https://acme.example/shoes"}],
+    }
     body.update(over)
     return body
 
@@ -28,16 +35,19 @@ def test_money_becomes_exact_integer_micros():
     assert to_micros(spec.budget) == 100_000 and to_micros(spec.bid) == 3
 
 
-@pytest.mark.parametrize("over, field", [
-    ({"bid_type": "cpa"}, "bid_type"),
-    ({"budget": -1}, "budget"),
-    ({"bid": "0.0000001"}, "bid"),
-    ({"creatives": [{"text": "x", "landing_url": "javascript:alert(1)"}]}, "creatives.0.landing_url"),
-    ({"creatives": [{"text": "x", "landing_url": "ftp://files.example/x"}]}, "creatives.0.landing_url"),
-    ({"creatives": []}, "creatives"),
-    ({"max_bid": 0.1}, "max_bid"),
-    ({"targeting": {"keyword": ["typo"]}}, "targeting.keyword"),
-])
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        ({"bid_type": "cpa"}, "bid_type"),
+        ({"budget": -1}, "budget"),
+        ({"bid": "0.0000001"}, "bid"),
+        ({"creatives": [{"text": "x", "landing_url": "javascript:alert(1)"}]}, "creatives.0.landing_url"),
+        ({"creatives": [{"text": "x", "landing_url": "ftp://files.example/x"}]}, "creatives.0.landing_url"),
+        ({"creatives": []}, "creatives"),
+        ({"max_bid": 0.1}, "max_bid"),
+        ({"targeting": {"keyword": ["typo"]}}, "targeting.keyword"),
+    ],
+)
 def test_bad_campaigns_are_refused_naming_campaign_and_field(over, field):
     with pytest.raises(ValueError) as e:
         parse_campaigns({"campaigns": [campaign(id="ok"), campaign(**over)]}, "ads.json")
@@ -55,15 +65,17 @@ def test_duplicate_ids_in_one_file_are_refused():
 
 
 def test_gsp_each_winner_pays_the_least_that_keeps_its_position():
-    bids = [Bid(0, "cpc", 1_000_000, 0.02),   # score 20000
-            Bid(1, "cpc", 2_000_000, 0.005),  # score 10000
-            Bid(2, "cpm", 5_000_000, 1.0),    # score 5000
-            Bid(3, "cpm", 1_000_000, 1.0)]    # score 1000: below the reserve
+    bids = [
+        Bid(0, "cpc", 1_000_000, 0.02),  # score 20000
+        Bid(1, "cpc", 2_000_000, 0.005),  # score 10000
+        Bid(2, "cpm", 5_000_000, 1.0),  # score 5000
+        Bid(3, "cpm", 1_000_000, 1.0),
+    ]  # score 1000: below the reserve
     wins = run_auction(bids, slots=3, reserve_micros=2000)
     assert [w.bid.key for w in wins] == [0, 1, 2]
-    assert wins[0].price_micros == 500_000      # 10000 / 0.02
-    assert wins[1].price_micros == 1_000_000    # 5000 / 0.005
-    assert wins[2].price_micros == 2_000_000    # reserve 2000 per impression = 2.0 CPM (bid 3 is below it)
+    assert wins[0].price_micros == 500_000  # 10000 / 0.02
+    assert wins[1].price_micros == 1_000_000  # 5000 / 0.005
+    assert wins[2].price_micros == 2_000_000  # reserve 2000 per impression = 2.0 CPM (bid 3 is below it)
     assert all(w.price_micros <= w.bid.bid_micros for w in wins)
 
 
@@ -79,9 +91,9 @@ def test_gsp_price_never_exceeds_the_bid_and_reserve_filters():
 def test_pacing_throttles_campaigns_ahead_of_the_day():
     noon = 1_767_225_600 + DAY_S / 2
     assert participation(0, None, noon) == 1.0
-    assert participation(400_000, 1_000_000, noon) == 1.0          # 40% spent at 50% of the day
-    assert 0.0 < participation(550_000, 1_000_000, noon) < 1.0     # a bit ahead
-    assert participation(700_000, 1_000_000, noon) == 0.0          # far ahead
+    assert participation(400_000, 1_000_000, noon) == 1.0  # 40% spent at 50% of the day
+    assert 0.0 < participation(550_000, 1_000_000, noon) < 1.0  # a bit ahead
+    assert participation(700_000, 1_000_000, noon) == 0.0  # far ahead
     assert participation(10_000, 1_000_000, 1_767_225_600) == 1.0  # warm-up at midnight
 
 
@@ -141,13 +153,22 @@ def test_cpm_impressions_are_charged_per_mille_and_never_past_the_budget(tmp_pat
     store = AdStore(tmp_path / "ads.db")
     store.add_campaigns([CampaignSpec.model_validate(campaign(bid_type="cpm", bid=2, budget=2))])
     kept = store.record_impressions([impression(price=1_500_000) for _ in range(1400)])
-    assert len(kept) == 1334                    # 1500 micros each; the 1334th pays the 500 left of 2,000,000
+    assert len(kept) == 1334  # 1500 micros each; the 1334th pays the 500 left of 2,000,000
     assert store.campaign_view("c1")["spend_micros"] == 2_000_000
     charged = store._conn().execute("SELECT charged_micros FROM impressions ORDER BY rowid DESC LIMIT 2").fetchall()
     assert [r[0] for r in charged] == [500, 1500]
     rows = store.report()
-    assert rows == [{"campaign_id": "c1", "day": "2026-01-01", "impressions": 1334, "clicks": 0, "ctr": 0.0,
-                     "spend": 2.0, "spend_micros": 2_000_000}]
+    assert rows == [
+        {
+            "campaign_id": "c1",
+            "day": "2026-01-01",
+            "impressions": 1334,
+            "clicks": 0,
+            "ctr": 0.0,
+            "spend": 2.0,
+            "spend_micros": 2_000_000,
+        }
+    ]
 
 
 def test_concurrent_clicks_never_overspend(tmp_path):

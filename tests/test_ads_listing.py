@@ -27,9 +27,13 @@ def show(store: AdStore, cid: str, n: int, pctr: float, clicks: int = 0, ts: flo
 
 
 def test_the_listing_reads_money_pacing_and_delivery(tmp_path):
-    specs = [spec("clicked", "a", bid=0.4, budget=10), spec("paused", "b", status="paused"),
-             spec("spent", "c", bid=0.4, budget=0.4), spec("paced", "d", bid=0.5, budget=50, daily_budget=2),
-             spec("cpm", "e", bid_type="cpm", bid=2)]
+    specs = [
+        spec("clicked", "a", bid=0.4, budget=10),
+        spec("paused", "b", status="paused"),
+        spec("spent", "c", bid=0.4, budget=0.4),
+        spec("paced", "d", bid=0.5, budget=50, daily_budget=2),
+        spec("cpm", "e", bid_type="cpm", bid=2),
+    ]
     store = store_with(tmp_path, specs)
     show(store, "clicked", 4, pctr=0.25, clicks=1)
     show(store, "spent", 1, pctr=0.1, clicks=1)
@@ -82,7 +86,7 @@ def test_an_older_ads_db_gets_its_predicted_clicks_filled_in(tmp_path):
     store.close()
     db = sqlite3.connect(tmp_path / "ads.db")
     db.execute("ALTER TABLE daily_stats DROP COLUMN pctr_sum")  # as the file was before the column existed,
-    db.execute("DROP TABLE schema_migrations")                  # and before migrations were versioned
+    db.execute("DROP TABLE schema_migrations")  # and before migrations were versioned
     db.commit()
     db.close()
     reopened = AdStore(tmp_path / "ads.db")
@@ -91,15 +95,18 @@ def test_an_older_ads_db_gets_its_predicted_clicks_filled_in(tmp_path):
 
 def test_admin_and_dashboard_listings_over_http(tmp_path):
     with live_server(tmp_path / "ws", admin_key="admin-secret") as (url, _), httpx.Client(base_url=url) as http:
-        ids = [http.post("/admin/campaigns", json=campaign(f"Shoes {i}", budget=5 + i), headers=ADMIN).json()["id"]
-               for i in range(12)]
+        ids = [
+            http.post("/admin/campaigns", json=campaign(f"Shoes {i}", budget=5 + i), headers=ADMIN).json()["id"]
+            for i in range(12)
+        ]
         [ad] = http.post("/ads/serve", json={"query": "running shoes"}).json()["ads"]
         assert ad["price_unit"] == "per click" and ad["bid_type"] == "cpc"
         assert http.get("/admin/campaigns").status_code == 401
         page = http.get("/admin/campaigns", params={"sort": "budget", "order": "asc", "limit": 5}, headers=ADMIN).json()
         assert page["total"] == 12 and page["has_more"] and [r["id"] for r in page["data"]] == ids[:5]
-        last = http.get("/admin/campaigns", params={"sort": "budget", "order": "asc", "limit": 5, "offset": 10},
-                        headers=ADMIN).json()
+        last = http.get(
+            "/admin/campaigns", params={"sort": "budget", "order": "asc", "limit": 5, "offset": 10}, headers=ADMIN
+        ).json()
         assert [r["id"] for r in last["data"]] == ids[10:] and not last["has_more"]
         for params, param in (({"sort": "nope"}, "sort"), ({"limit": 0}, "limit"), ({"order": "up"}, "order")):
             r = http.get("/admin/campaigns", params=params, headers=ADMIN)

@@ -30,7 +30,7 @@ class Truth:
         self.interests = interests
 
     def p_click(self, user_id, campaign_id, position):
-        return (0.35 if campaign_id.startswith(self.interests[user_id]) else 0.01) * 0.7 ** position
+        return (0.35 if campaign_id.startswith(self.interests[user_id]) else 0.01) * 0.7**position
 
 
 def world(root, users=40):
@@ -50,11 +50,20 @@ def world(root, users=40):
     for topic, vocab in TOPICS.items():
         words = vocab.split()
         for j in range(3):
-            campaigns.append({
-                "id": f"{topic}-{j}", "advertiser": f"{topic} co", "name": f"{topic} {j}", "budget": 50,
-                "bid_type": "cpc", "bid": round(0.2 + 0.1 * j, 2), "targeting": {"keywords": [words[5 + j]]},
-                "creatives": [{"text": f"the best {' '.join(words[:5])} deals", "landing_url": f"https://{topic}.example/{j}"}],
-            })
+            campaigns.append(
+                {
+                    "id": f"{topic}-{j}",
+                    "advertiser": f"{topic} co",
+                    "name": f"{topic} {j}",
+                    "budget": 50,
+                    "bid_type": "cpc",
+                    "bid": round(0.2 + 0.1 * j, 2),
+                    "targeting": {"keywords": [words[5 + j]]},
+                    "creatives": [
+                        {"text": f"the best {' '.join(words[:5])} deals", "landing_url": f"https://{topic}.example/{j}"}
+                    ],
+                }
+            )
     return campaigns, Truth(interests)
 
 
@@ -62,8 +71,9 @@ def test_simulator_model_matching_beats_keywords_and_random(tmp_path):
     campaigns, truth = world(tmp_path)
     specs = [CampaignSpec.model_validate(c) for c in campaigns]
     h = HashingEmbedder()
-    rows = simulate(specs, UserHistory.from_corpus(tmp_path / "corpus"), truth, h, h.space,
-                    SimConfig(requests=300, slots=2))
+    rows = simulate(
+        specs, UserHistory.from_corpus(tmp_path / "corpus"), truth, h, h.space, SimConfig(requests=300, slots=2)
+    )
     by = {r["policy"]: r for r in rows}
     assert set(by) == {"random", "keyword", "model+pctr"}
     assert all(r["requests"] == 300 and 0 < r["budget_use"] < 1 for r in rows)
@@ -75,8 +85,16 @@ def test_simulator_model_matching_beats_keywords_and_random(tmp_path):
 def test_click_model_learns_and_reports_time_split_metrics():
     rng = np.random.default_rng(0)
     n = 2000
-    raw = np.stack([rng.uniform(0, 1, n), rng.integers(0, 2, n), rng.integers(0, 3, n),
-                    rng.uniform(0.005, 0.1, n), rng.integers(0, 50, n)], axis=1).astype(float)
+    raw = np.stack(
+        [
+            rng.uniform(0, 1, n),
+            rng.integers(0, 2, n),
+            rng.integers(0, 3, n),
+            rng.uniform(0.005, 0.1, n),
+            rng.integers(0, 50, n),
+        ],
+        axis=1,
+    ).astype(float)
     p = 1 / (1 + np.exp(-(-4 + 4 * raw[:, 0] + 0.8 * raw[:, 1] - 0.5 * raw[:, 2])))
     y = (rng.uniform(size=n) < p).astype(int)
     model = train(raw, y)
@@ -129,13 +147,27 @@ def test_cli_load_train_ctr_and_train_safety(tmp_path, capsys):
     assert main(["ads", "train-ctr", "-w", str(ws)]) == 0
     assert "AUC" in capsys.readouterr().out and (ws / "ads" / "ctr_model.json").exists()
 
-    texts = [f"i hate you, you {w} trash" for w in ["vile", "filthy", "stupid", "ugly", "rotten"]] * 4 + \
-            [f"what a {w} morning run" for w in ["lovely", "sunny", "calm", "crisp", "happy"]] * 4
+    texts = [f"i hate you, you {w} trash" for w in ["vile", "filthy", "stupid", "ugly", "rotten"]] * 4 + [
+        f"what a {w} morning run" for w in ["lovely", "sunny", "calm", "crisp", "happy"]
+    ] * 4
     (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
     (tmp_path / "l.txt").write_text("\n".join(["1"] * 20 + ["0"] * 20) + "\n")
-    args = ["ads", "train-safety", "--embedder", "hashing", "-w", str(ws),
-            "--train", "hate", str(tmp_path / "t.txt"), str(tmp_path / "l.txt"),
-            "--val", "hate", str(tmp_path / "t.txt"), str(tmp_path / "l.txt")]
+    args = [
+        "ads",
+        "train-safety",
+        "--embedder",
+        "hashing",
+        "-w",
+        str(ws),
+        "--train",
+        "hate",
+        str(tmp_path / "t.txt"),
+        str(tmp_path / "l.txt"),
+        "--val",
+        "hate",
+        str(tmp_path / "t.txt"),
+        str(tmp_path / "l.txt"),
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "hate: 40 held-out examples: AUC 1.000" in out
@@ -146,8 +178,10 @@ def test_cli_load_train_ctr_and_train_safety(tmp_path, capsys):
     manifest = Workspace(ws).read_manifest("ads")  # ads/ has a manifest like every stage, one entry per artifact
     assert manifest["stage"] == "ads" and manifest["counts"] == {"artifacts": 2}
     made = {name: (a["made_by"], a["sha256"], a["inputs"]) for name, a in manifest["artifacts"].items()}
-    assert made == {"ctr_model.json": ("roost ads train-ctr", file_hash(ws / "ads" / "ctr_model.json"), {}),
-                    "safety.json": ("roost ads train-safety", file_hash(ws / "ads" / "safety.json"), {})}
+    assert made == {
+        "ctr_model.json": ("roost ads train-ctr", file_hash(ws / "ads" / "ctr_model.json"), {}),
+        "safety.json": ("roost ads train-safety", file_hash(ws / "ads" / "safety.json"), {}),
+    }
 
 
 def test_labelled_files_errors_name_file_and_line(tmp_path):

@@ -43,22 +43,36 @@ def campaigns(draw) -> list[CampaignSpec]:
         budget = draw(micros)
         bid = draw(st.integers(1, budget))
         daily = draw(st.none() | st.integers(1, budget))
-        specs.append(CampaignSpec.model_validate({
-            "id": f"c{i}", "advertiser": "Acme", "name": f"c{i}", "budget": budget / 1e6,
-            "daily_budget": daily / 1e6 if daily else None, "bid_type": draw(st.sampled_from(["cpc", "cpm"])),
-            "bid": bid / 1e6, "max_bid": draw(st.integers(bid, budget)) / 1e6,
-            "targeting": {"keywords": ["shoes"]},
-            "creatives": [{"text": f"shoes {i}", "landing_url": f"https://c{i}.example/"}]}))
+        specs.append(
+            CampaignSpec.model_validate(
+                {
+                    "id": f"c{i}",
+                    "advertiser": "Acme",
+                    "name": f"c{i}",
+                    "budget": budget / 1e6,
+                    "daily_budget": daily / 1e6 if daily else None,
+                    "bid_type": draw(st.sampled_from(["cpc", "cpm"])),
+                    "bid": bid / 1e6,
+                    "max_bid": draw(st.integers(bid, budget)) / 1e6,
+                    "targeting": {"keywords": ["shoes"]},
+                    "creatives": [{"text": f"shoes {i}", "landing_url": f"https://c{i}.example/"}],
+                }
+            )
+        )
     return specs
 
 
 ops = st.one_of(
-    st.tuples(st.just("serve"), st.integers(1, 3), st.integers(0, 5)),   # slots, user
-    st.tuples(st.just("click"), st.integers(0, 1000)),                    # which served ad
-    st.tuples(st.just("replay"), st.integers(0, 1000)),                   # click it again
+    st.tuples(st.just("serve"), st.integers(1, 3), st.integers(0, 5)),  # slots, user
+    st.tuples(st.just("click"), st.integers(0, 1000)),  # which served ad
+    st.tuples(st.just("replay"), st.integers(0, 1000)),  # click it again
     st.tuples(st.just("status"), st.integers(0, 3), st.sampled_from(["active", "paused"])),
-    st.tuples(st.just("edit"), st.integers(0, 3), st.sampled_from(["budget", "daily_budget", "bid", "max_bid"]),
-              st.none() | micros),
+    st.tuples(
+        st.just("edit"),
+        st.integers(0, 3),
+        st.sampled_from(["budget", "daily_budget", "bid", "max_bid"]),
+        st.none() | micros,
+    ),
 )
 
 
@@ -69,8 +83,8 @@ class Traffic:
         self.service, self.n = service, n_campaigns
         self.lock = threading.Lock()
         self.served: list[tuple[str, str]] = []  # (impression id, click token)
-        self.clicked: set[str] = set()           # impressions clicked at least once
-        self.recorded: list[str] = []            # tokens whose click has been recorded
+        self.clicked: set[str] = set()  # impressions clicked at least once
+        self.recorded: list[str] = []  # tokens whose click has been recorded
 
     def run(self, program: list[tuple]) -> None:
         for op in program:
@@ -121,8 +135,13 @@ def test_spend_never_exceeds_budget_and_each_click_is_charged_once(specs, progra
     with tempfile.TemporaryDirectory() as tmp:
         store = AdStore(Path(tmp) / "ads.db", synchronous="NORMAL")
         store.add_campaigns(specs, now=NOON - DAY_S)
-        service = AdService(store, ClickSigner(SECRET), config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0),
-                            clock=lambda: NOON, seed=0)
+        service = AdService(
+            store,
+            ClickSigner(SECRET),
+            config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0),
+            clock=lambda: NOON,
+            seed=0,
+        )
         traffic = Traffic(service, len(specs))
         threads = [threading.Thread(target=traffic.run, args=(program[k::4],)) for k in range(4)]
         for t in threads:
@@ -135,29 +154,41 @@ def test_spend_never_exceeds_budget_and_each_click_is_charged_once(specs, progra
 
 def check_money(store: AdStore, clicked: set[str]) -> None:
     db = store._conn()
-    for c in db.execute("SELECT id, budget_micros, daily_budget_micros, spend_micros, bid_micros, max_bid_micros"
-                        " FROM campaigns").fetchall():
+    for c in db.execute(
+        "SELECT id, budget_micros, daily_budget_micros, spend_micros, bid_micros, max_bid_micros FROM campaigns"
+    ).fetchall():
         cid, budget, daily, spend = c[0], c[1], c[2], c[3]
         assert spend <= budget, f"{cid} spent {spend} of a budget of {budget}"
         assert c[4] <= c[5] <= budget, f"{cid}: bid {c[4]}, max_bid {c[5]}, budget {budget}"
-        charges = db.execute("SELECT (SELECT COALESCE(SUM(charged_micros), 0) FROM impressions WHERE campaign_id = ?)"
-                             " + (SELECT COALESCE(SUM(charged_micros), 0) FROM clicks WHERE campaign_id = ?)",
-                             (cid, cid)).fetchone()[0]
+        charges = db.execute(
+            "SELECT (SELECT COALESCE(SUM(charged_micros), 0) FROM impressions WHERE campaign_id = ?)"
+            " + (SELECT COALESCE(SUM(charged_micros), 0) FROM clicks WHERE campaign_id = ?)",
+            (cid, cid),
+        ).fetchone()[0]
         assert charges == spend, f"{cid}: charges add up to {charges}, spend says {spend}"
-        for day_spend, in db.execute("SELECT spend_micros FROM daily_stats WHERE campaign_id = ?", (cid,)):
+        for (day_spend,) in db.execute("SELECT spend_micros FROM daily_stats WHERE campaign_id = ?", (cid,)):
             assert daily is None or day_spend <= daily, f"{cid} spent {day_spend} in a day of {daily}"
-    rows = db.execute("SELECT c.impression_id, c.charged_micros, i.price_micros FROM clicks c"
-                      " JOIN impressions i ON i.id = c.impression_id").fetchall()
+    rows = db.execute(
+        "SELECT c.impression_id, c.charged_micros, i.price_micros FROM clicks c"
+        " JOIN impressions i ON i.id = c.impression_id"
+    ).fetchall()
     assert sorted(r[0] for r in rows) == sorted(clicked)  # every click recorded, each once
     assert all(0 <= charged <= price for _, charged, price in rows)
 
 
 # ---- the findings over HTTP ---------------------------------------------------------------------
 
+
 def campaign(**over) -> dict:
-    body = {"advertiser": "Acme", "name": "Shoes", "budget": 5, "bid_type": "cpc", "bid": 0.5,
-            "targeting": {"keywords": ["shoes"]},
-            "creatives": [{"text": "fast running shoes", "landing_url": "https://acme.example/x"}]}
+    body = {
+        "advertiser": "Acme",
+        "name": "Shoes",
+        "budget": 5,
+        "bid_type": "cpc",
+        "bid": 0.5,
+        "targeting": {"keywords": ["shoes"]},
+        "creatives": [{"text": "fast running shoes", "landing_url": "https://acme.example/x"}],
+    }
     return {**body, **over}
 
 
@@ -176,8 +207,12 @@ def test_a_bid_can_never_outrun_its_budget(server):
         r = http.post("/admin/campaigns", json=campaign(budget=1, bid=0.5, max_bid=2))
         assert r.status_code == 400 and r.json()["error"]["param"] == "max_bid", r.text
         cid = http.post("/admin/campaigns", json=campaign(budget=1, bid=0.5)).json()["id"]
-        for patch, param in (({"bid": 2}, "bid"), ({"budget": 0.1}, "bid"), ({"max_bid": 1.5}, "max_bid"),
-                             ({"daily_budget": 3}, "daily_budget")):
+        for patch, param in (
+            ({"bid": 2}, "bid"),
+            ({"budget": 0.1}, "bid"),
+            ({"max_bid": 1.5}, "max_bid"),
+            ({"daily_budget": 3}, "daily_budget"),
+        ):
             r = http.patch(f"/admin/campaigns/{cid}", json=patch)
             assert r.status_code == 400 and r.json()["error"]["param"] == param, (patch, r.text)
         [ad] = httpx.post(url + "/ads/serve", json={"query": "shoes"}).json()["ads"]
@@ -228,13 +263,25 @@ def test_click_links_use_the_configured_public_url_not_the_host_header(server):
 def _signed(payload: bytes, secret: bytes) -> str:
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
     return f"{b64(payload)}.{b64(hmac.new(secret, payload, hashlib.sha256).digest())}"
 
 
-@pytest.mark.parametrize("payload", [
-    b"[]", b'"x"', b'{"i": 1, "e": 1}', b'{"i": "abc"}', b'{"e": 9999999999}', b'{"i": "abc", "e": NaN}',
-    b'{"i": "abc", "e": 1e300}', b'{"i": "abc", "e": true}', b'{"i": "\\ud800", "e": 9999999999}', b"\xff\xfe",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[]",
+        b'"x"',
+        b'{"i": 1, "e": 1}',
+        b'{"i": "abc"}',
+        b'{"e": 9999999999}',
+        b'{"i": "abc", "e": NaN}',
+        b'{"i": "abc", "e": 1e300}',
+        b'{"i": "abc", "e": true}',
+        b'{"i": "\\ud800", "e": 9999999999}',
+        b"\xff\xfe",
+    ],
+)
 def test_a_signed_but_odd_click_payload_is_a_403(server, payload):
     url, ws = server
     secret = bytes.fromhex((ws / "ads" / "click_secret").read_text().strip())

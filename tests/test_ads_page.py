@@ -17,8 +17,10 @@ def served(svc: AdService, **req) -> list[str]:
 
 
 def test_one_response_never_shows_a_campaign_twice(tmp_path):
-    two_creatives = [{"text": "running shoes for trails", "landing_url": "https://a.example/"},
-                     {"text": "running shoes for roads", "landing_url": "https://a.example/"}]
+    two_creatives = [
+        {"text": "running shoes for trails", "landing_url": "https://a.example/"},
+        {"text": "running shoes for roads", "landing_url": "https://a.example/"},
+    ]
     specs = [spec(c, "running shoes", creatives=two_creatives) for c in ("a", "b", "c")]
     svc = service(tmp_path, specs, config=AdsConfig(fill=True, default_frequency_cap=None))
     ids = served(svc, query="running shoes", slots=10)
@@ -43,8 +45,7 @@ def test_the_default_frequency_cap_applies_to_campaigns_without_their_own(tmp_pa
     assert sorted(served(svc, query="running shoes", user_id="u2", slots=2)) == ["own", "plain"]  # per user
     assert len(served(svc, query="running shoes", slots=2)) == 2  # no user: nothing to count against
 
-    uncapped = service(tmp_path / "2", [spec("plain", "running shoes")],
-                       config=AdsConfig(default_frequency_cap=None))
+    uncapped = service(tmp_path / "2", [spec("plain", "running shoes")], config=AdsConfig(default_frequency_cap=None))
     assert sum(len(served(uncapped, query="running shoes", user_id="u1")) for _ in range(6)) == 6
     with pytest.raises(ValueError, match="default_frequency_cap"):
         AdsConfig(default_frequency_cap=0)

@@ -32,10 +32,19 @@ from roost.server.ui import ads_summary
 
 
 def spec(cid: str, budget: float = 1.0, bid: float = 0.3, **over) -> CampaignSpec:
-    return CampaignSpec.model_validate({
-        "id": cid, "advertiser": over.pop("advertiser", "Acme"), "name": over.pop("name", cid), "budget": budget,
-        "bid_type": "cpc", "bid": bid, "targeting": {"keywords": ["shoes"]},
-        "creatives": [{"text": f"{cid} shoes", "landing_url": f"https://{cid}.example/"}], **over})
+    return CampaignSpec.model_validate(
+        {
+            "id": cid,
+            "advertiser": over.pop("advertiser", "Acme"),
+            "name": over.pop("name", cid),
+            "budget": budget,
+            "bid_type": "cpc",
+            "bid": bid,
+            "targeting": {"keywords": ["shoes"]},
+            "creatives": [{"text": f"{cid} shoes", "landing_url": f"https://{cid}.example/"}],
+            **over,
+        }
+    )
 
 
 def impression(store: AdStore, cid: str, user: str | None = None, price: int = 300_000, cap: int | None = None):
@@ -81,8 +90,13 @@ def test_migrations_are_versioned_run_by_a_command_and_required(pg_server, capsy
 
 def test_catalog_listing_reports_and_embeddings_read_the_same_on_postgres(pg_url):
     store = AdStore(pg_url)
-    store.add_campaigns([spec("b", name="beta", advertiser="Zed", budget=3000.0),  # budget past 2^31 micros
-                         spec("a", name="Alpha"), spec("c", name="charlie", frequency_cap=2)])
+    store.add_campaigns(
+        [
+            spec("b", name="beta", advertiser="Zed", budget=3000.0),  # budget past 2^31 micros
+            spec("a", name="Alpha"),
+            spec("c", name="charlie", frequency_cap=2),
+        ]
+    )
     with pytest.raises(ValueError, match="already in"):
         store.add_campaigns([spec("a")])
     assert [r["id"] for r in store.campaign_rows()] == ["b", "a", "c"]  # insertion order
@@ -122,7 +136,7 @@ def test_two_replicas_charge_each_click_once_and_never_past_the_budget(pg_url):
 
     def click_all(k: int) -> None:  # 8 clients, half on each replica, every impression clicked by two of them
         store = replicas[k % 2]
-        for imp in shown[k % 4::4]:
+        for imp in shown[k % 4 :: 4]:
             c = store.record_click(imp, NOON)
             with lock:
                 results.append((imp, c.charged_micros, c.duplicate))
@@ -154,8 +168,9 @@ def test_frequency_cap_holds_across_replicas(pg_url):
     assert replicas[1].user_impressions("same-user", "2026-01-01") == {"capped": 2}
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(specs=campaigns(), program=st.lists(ops, min_size=10, max_size=40))
 def test_money_invariants_under_random_concurrent_traffic_on_postgres(pg_server, pg_template, specs, program):
     """test_ads_money's property on PostgreSQL: four threads, two of them on a second store (replica)."""
@@ -175,8 +190,13 @@ def test_pacing_on_one_replica_sees_what_another_spent_today(pg_url):
     early = NOON - DAY_S / 2 + 1800  # 00:30 UTC: 2% of the day gone
     replicas = [AdStore(pg_url), AdStore(pg_url)]
     replicas[0].add_campaigns([spec("paced", budget=100.0, bid=0.5, daily_budget=10.0)])
-    service = AdService(replicas[1], ClickSigner(SECRET), config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0),
-                        clock=lambda: early, seed=0)
+    service = AdService(
+        replicas[1],
+        ClickSigner(SECRET),
+        config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0),
+        clock=lambda: early,
+        seed=0,
+    )
     request = AdRequest(query="new shoes")
     assert [ad.campaign_id for ad in service.serve(request)] == ["paced"]  # on schedule: it enters every auction
     for k in range(6):  # the other replica spends 3.00 of today's 10.00: 30% of the budget at 2% of the day
@@ -188,14 +208,20 @@ def test_pacing_on_one_replica_sees_what_another_spent_today(pg_url):
 def test_a_campaign_created_on_one_replica_is_served_by_another(pg_url):
     replicas = [AdStore(pg_url), AdStore(pg_url)]
     replicas[0].add_campaigns([spec("old", name="old")])
-    service = AdService(replicas[1], ClickSigner(SECRET), config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0),
-                        clock=lambda: NOON, seed=0)
+    service = AdService(
+        replicas[1],
+        ClickSigner(SECRET),
+        config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0),
+        clock=lambda: NOON,
+        seed=0,
+    )
     service.follow_catalog(every_s=3600)  # polled by hand below
     try:
         assert service._sync.poll_once() == []
-        boots = spec("boots", name="boots").model_copy(update={"targeting": spec("x").targeting.model_copy(
-            update={"keywords": ["boots"]})})
-        replicas[0].add_campaigns([boots])                 # through the other replica's store
+        boots = spec("boots", name="boots").model_copy(
+            update={"targeting": spec("x").targeting.model_copy(update={"keywords": ["boots"]})}
+        )
+        replicas[0].add_campaigns([boots])  # through the other replica's store
         assert service.serve(AdRequest(query="boots")) == []  # not in this replica's catalog yet
         assert service._sync.poll_once() == ["boots"]
         assert [ad.campaign_id for ad in service.serve(AdRequest(query="boots"))] == ["boots"]

@@ -38,19 +38,23 @@ def test_the_sample_plants_unsafe_posts_and_noisy_flags_with_their_truth(sample)
     for t in tweets:
         action = truth[t["id"]].get("moderation")
         assert t["possibly_sensitive"] == (action == "sensitive")
-        assert ("withheld" in t) == (action == "withheld") and (t.get("moderation") == "removed") == (action == "removed")
+        assert ("withheld" in t) == (action == "withheld") and (t.get("moderation") == "removed") == (
+            action == "removed"
+        )
     flagged = [t for t in tweets if truth[t["id"]].get("moderation")]
     assert any(not truth[t["id"]]["unsafe"] for t in flagged)  # a safe post flagged by mistake ...
     assert any(truth[t["id"]]["moderation"] is None for t in unsafe)  # ... and an unsafe one missed: noisy labels
 
 
 def test_ingest_keeps_api_v2_signals_and_a_configured_csv_column(tmp_path):
-    page = {"data": [
-        {"id": "1", "text": "a sunny walk in the park today", "possibly_sensitive": False},
-        {"id": "2", "text": "something graphic happened downtown", "possibly_sensitive": True},
-        {"id": "3", "text": "this one is withheld in some places", "withheld": {"country_codes": ["DE"]}},
-        {"id": "4", "text": "the network took this one down", "moderation": "removed", "possibly_sensitive": True},
-    ]}
+    page = {
+        "data": [
+            {"id": "1", "text": "a sunny walk in the park today", "possibly_sensitive": False},
+            {"id": "2", "text": "something graphic happened downtown", "possibly_sensitive": True},
+            {"id": "3", "text": "this one is withheld in some places", "withheld": {"country_codes": ["DE"]}},
+            {"id": "4", "text": "the network took this one down", "moderation": "removed", "possibly_sensitive": True},
+        ]
+    }
     src = tmp_path / "posts.jsonl"
     src.write_text(json.dumps(page) + "\n")
     ws = Workspace(tmp_path / "ws")
@@ -60,8 +64,14 @@ def test_ingest_keeps_api_v2_signals_and_a_configured_csv_column(tmp_path):
 
     table = tmp_path / "posts.csv"
     with open(table, "w", newline="") as f:
-        csv.writer(f).writerows([["id", "text", "flag"], ["c1", "fine words about cooking", ""],
-                                 ["c2", "words the moderators removed", "Removed"], ["c3", "another fine post", "0"]])
+        csv.writer(f).writerows(
+            [
+                ["id", "text", "flag"],
+                ["c1", "fine words about cooking", ""],
+                ["c2", "words the moderators removed", "Removed"],
+                ["c3", "another fine post", "0"],
+            ]
+        )
     ws2 = Workspace(tmp_path / "ws2")
     ingest([table], ws2, IngestConfig(workers=1, lang_source="off", columns={"moderation": "flag"}))
     rows = [json.loads(x) for x in (ws2.corpus / MODERATION_LOG).read_text().splitlines()]

@@ -25,9 +25,17 @@ ADMIN = {"Authorization": "Bearer admin-secret"}
 
 
 def campaign(name="Shoes", keywords=("running shoes",), **over) -> dict:
-    body = {"advertiser": "Acme", "name": name, "budget": 5, "bid_type": "cpc", "bid": 0.5,
-            "targeting": {"keywords": list(keywords)},
-            "creatives": [{"text": f"{name}: fast running shoes for your marathon", "landing_url": "https://acme.example/x"}]}
+    body = {
+        "advertiser": "Acme",
+        "name": name,
+        "budget": 5,
+        "bid_type": "cpc",
+        "bid": 0.5,
+        "targeting": {"keywords": list(keywords)},
+        "creatives": [
+            {"text": f"{name}: fast running shoes for your marathon", "landing_url": "https://acme.example/x"}
+        ],
+    }
     body.update(over)
     return body
 
@@ -69,8 +77,9 @@ def test_admin_campaign_lifecycle_serve_click_and_report(server):
         r = http.patch(f"/admin/campaigns/{cid}", json={"status": "paused"}, headers=ADMIN)
         assert r.status_code == 200 and r.json()["status"] == "paused"
         assert http.post("/ads/serve", json={"query": "running shoes"}).json()["ads"] == []
-        http.patch(f"/admin/campaigns/{cid}", json={"status": "active", "targeting": {"keywords": ["tennis"]}},
-                   headers=ADMIN)
+        http.patch(
+            f"/admin/campaigns/{cid}", json={"status": "active", "targeting": {"keywords": ["tennis"]}}, headers=ADMIN
+        )
         assert http.post("/ads/serve", json={"query": "tennis rackets"}).json()["ads"][0]["campaign_id"] == cid
 
         report = http.get("/admin/reports", headers=ADMIN).json()["data"]
@@ -78,17 +87,25 @@ def test_admin_campaign_lifecycle_serve_click_and_report(server):
         assert report[0]["ctr"] == 0.5 and report[0]["spend"] == pytest.approx(ad["price"])
 
 
-@pytest.mark.parametrize("method, path, body, status, param", [
-    ("post", "/admin/campaigns", campaign(bid_type="cpa"), 400, "bid_type"),
-    ("post", "/admin/campaigns", campaign(creatives=[{"text": "x", "landing_url": "javascript:alert(1)"}]), 400,
-     "creatives.0.landing_url"),
-    ("patch", "/admin/campaigns/nope", {"status": "paused"}, 404, "campaign_id"),
-    ("patch", "/admin/campaigns/nope", {"status": "stopped"}, 400, "status"),
-    ("get", "/admin/reports?start=yesterday", None, 400, "start"),
-    ("post", "/ads/serve", {"query": "x", "slots": 0}, 400, "slots"),
-    ("post", "/ads/serve", {"slots": 1}, 400, "query"),
-    ("get", "/ads/click", None, 400, "t"),
-])
+@pytest.mark.parametrize(
+    "method, path, body, status, param",
+    [
+        ("post", "/admin/campaigns", campaign(bid_type="cpa"), 400, "bid_type"),
+        (
+            "post",
+            "/admin/campaigns",
+            campaign(creatives=[{"text": "x", "landing_url": "javascript:alert(1)"}]),
+            400,
+            "creatives.0.landing_url",
+        ),
+        ("patch", "/admin/campaigns/nope", {"status": "paused"}, 404, "campaign_id"),
+        ("patch", "/admin/campaigns/nope", {"status": "stopped"}, 400, "status"),
+        ("get", "/admin/reports?start=yesterday", None, 400, "start"),
+        ("post", "/ads/serve", {"query": "x", "slots": 0}, 400, "slots"),
+        ("post", "/ads/serve", {"slots": 1}, 400, "query"),
+        ("get", "/ads/click", None, 400, "t"),
+    ],
+)
 def test_bad_requests_get_openai_style_4xx(server, method, path, body, status, param):
     url, _ = server
     kwargs = {"json": body} if body is not None else {}
@@ -143,8 +160,23 @@ def test_acknowledged_ad_events_and_posts_survive_sigkill(tmp_path):
     assert main(["index", "--workspace", str(ws), "--no-vectors"]) == 0
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "roost", "serve", "--workspace", str(ws), "--port", str(port),
-                             "--admin-key", "admin-secret"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "roost",
+            "serve",
+            "--workspace",
+            str(ws),
+            "--port",
+            str(port),
+            "--admin-key",
+            "admin-secret",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -167,8 +199,9 @@ def test_acknowledged_ad_events_and_posts_survive_sigkill(tmp_path):
                     assert http.get(ads[0]["click_url"]).status_code == 302
                     clicked.append(ads[0]["impression_id"])
             posts = [{"id": f"zep{i}", "text": f"zeppelin number {i} over the harbour"} for i in range(5)]
-            assert http.post("/admin/posts", json={"posts": posts}, headers=ADMIN).json()["added"] == \
-                [p["id"] for p in posts]
+            assert http.post("/admin/posts", json={"posts": posts}, headers=ADMIN).json()["added"] == [
+                p["id"] for p in posts
+            ]
             assert http.delete("/admin/posts/zep0", headers=ADMIN).status_code == 200
         proc.send_signal(signal.SIGKILL)  # the instant after the last acknowledgement
         proc.wait(timeout=30)

@@ -20,9 +20,16 @@ NOON = 1_767_225_600 + DAY_S / 2  # 2026-01-01 12:00 UTC
 
 
 def spec(cid, text, keywords=(), bid=0.5, **over) -> CampaignSpec:
-    body = {"id": cid, "advertiser": "Acme", "name": cid, "budget": 100, "bid_type": "cpc", "bid": bid,
-            "targeting": {"keywords": list(keywords)},
-            "creatives": [{"text": text, "landing_url": f"https://{cid}.example/"}]}
+    body = {
+        "id": cid,
+        "advertiser": "Acme",
+        "name": cid,
+        "budget": 100,
+        "bid_type": "cpc",
+        "bid": bid,
+        "targeting": {"keywords": list(keywords)},
+        "creatives": [{"text": text, "landing_url": f"https://{cid}.example/"}],
+    }
     body.update(over)
     return CampaignSpec.model_validate(body)
 
@@ -31,8 +38,9 @@ def service(tmp_path, specs, clock=lambda: NOON, **kwargs) -> AdService:
     store = AdStore(tmp_path / "ads.db", synchronous="NORMAL")
     store.add_campaigns(specs, now=NOON - DAY_S)
     h = HashingEmbedder()
-    return AdService(store, ClickSigner(b"0123456789abcdef0123456789abcdef"), embed=h, space=h.space,
-                     clock=clock, seed=0, **kwargs)
+    return AdService(
+        store, ClickSigner(b"0123456789abcdef0123456789abcdef"), embed=h, space=h.space, clock=clock, seed=0, **kwargs
+    )
 
 
 def served(svc, **req) -> list[str]:
@@ -93,8 +101,10 @@ def test_brand_safety_threshold_per_campaign(tmp_path):
     texts = ["you are vile trash and i hate you"] * 20 + ["lovely morning run in the park"] * 20
     probes = SafetyProbes(space=h.space)
     probes.add("hate", h(texts), np.array([1] * 20 + [0] * 20), {1})
-    specs = [spec("careful", "running shoes for the park"),
-             spec("bold", "running shoes for the park", brand_safety_threshold=1.0)]
+    specs = [
+        spec("careful", "running shoes for the park"),
+        spec("bold", "running shoes for the park", brand_safety_threshold=1.0),
+    ]
     svc = service(tmp_path, specs, safety=probes)
     assert sorted(served(svc, context_text="lovely run in the park, running shoes", slots=2)) == ["bold", "careful"]
     assert served(svc, context_text="vile trash, i hate you, running shoes", slots=2) == ["bold"]
@@ -104,24 +114,46 @@ def write_posts(corpus, rows: list[tuple[str, str, str, float]]) -> None:
     """A corpus posts shard from (id, text, author, unix time) rows."""
     corpus.mkdir(parents=True, exist_ok=True)
     n = len(rows)
-    table = pa.table({
-        "id": [r[0] for r in rows], "text": [r[1] for r in rows], "author_id": [r[2] for r in rows],
-        "created_at": pa.array([datetime.fromtimestamp(r[3], timezone.utc) for r in rows], POSTS.field("created_at").type),
-        "lang": ["en"] * n, "reply_to": [None] * n, "conversation_id": [None] * n, "hashtags": [[]] * n,
-        "mentions": [[]] * n, "urls": [[]] * n, "like_count": [0] * n, "retweet_count": [0] * n,
-        "reply_count": [0] * n, "source": ["t"] * n}, schema=POSTS)
+    table = pa.table(
+        {
+            "id": [r[0] for r in rows],
+            "text": [r[1] for r in rows],
+            "author_id": [r[2] for r in rows],
+            "created_at": pa.array(
+                [datetime.fromtimestamp(r[3], timezone.utc) for r in rows], POSTS.field("created_at").type
+            ),
+            "lang": ["en"] * n,
+            "reply_to": [None] * n,
+            "conversation_id": [None] * n,
+            "hashtags": [[]] * n,
+            "mentions": [[]] * n,
+            "urls": [[]] * n,
+            "like_count": [0] * n,
+            "retweet_count": [0] * n,
+            "reply_count": [0] * n,
+            "source": ["t"] * n,
+        },
+        schema=POSTS,
+    )
     pq.write_table(table, corpus / "posts-00000.parquet")
 
 
 def test_users_recent_posts_are_the_context(tmp_path):
     corpus = tmp_path / "corpus"
-    write_posts(corpus, [("p1", "my sourdough bread finally rose", "alice", 1), ("p2", "new trail shoes today", "bob", 2),
-                         ("p3", "baking bread all weekend", "alice", 3)])
+    write_posts(
+        corpus,
+        [
+            ("p1", "my sourdough bread finally rose", "alice", 1),
+            ("p2", "new trail shoes today", "bob", 2),
+            ("p3", "baking bread all weekend", "alice", 3),
+        ],
+    )
     history = UserHistory.from_corpus(corpus, keep=1)
     assert [t for _, t in history.recent["alice"]] == ["baking bread all weekend"] and history.activity["alice"] == 2
     assert history.post_texts(["p1", "zz"]) == ["my sourdough bread finally rose"]  # not kept: read from the corpus
-    svc = service(tmp_path, [spec("bakery", "fresh bread from our bakery"), spec("shoes", "trail shoes sale")],
-                  history=history)
+    svc = service(
+        tmp_path, [spec("bakery", "fresh bread from our bakery"), spec("shoes", "trail shoes sale")], history=history
+    )
     assert served(svc, user_id="alice") == ["bakery"]
     assert served(svc, user_id="bob") == ["shoes"]
     assert served(svc, context_post_ids=["p1"]) == ["bakery"]

@@ -13,19 +13,29 @@ from roost.workspace import Workspace
 
 # Posts name a campaign keyword ("espresso", "gambit") only now and then; the rest use the topic's other words.
 POSTS = [
-    ("c1", "espresso before work", "ann", 1), ("c2", "the crema was thick and nutty", "ann", 2),
-    ("c3", "grinding beans for crema again", "ann", 3), ("c4", "nutty beans from a new roaster", "ann", 4),
-    ("h1", "a wild gambit today", "bo", 1), ("h2", "the rook endgame went badly", "bo", 2),
-    ("h3", "blitz rook endgame practice", "bo", 3), ("h4", "lost on time in the blitz endgame", "bo", 4),
-    ("y1", "thick crema and nutty beans", "cy", 5), ("y2", "a new roaster, great beans", "cy", 6),  # never "espresso"
+    ("c1", "espresso before work", "ann", 1),
+    ("c2", "the crema was thick and nutty", "ann", 2),
+    ("c3", "grinding beans for crema again", "ann", 3),
+    ("c4", "nutty beans from a new roaster", "ann", 4),
+    ("h1", "a wild gambit today", "bo", 1),
+    ("h2", "the rook endgame went badly", "bo", 2),
+    ("h3", "blitz rook endgame practice", "bo", 3),
+    ("h4", "lost on time in the blitz endgame", "bo", 4),
+    ("y1", "thick crema and nutty beans", "cy", 5),
+    ("y2", "a new roaster, great beans", "cy", 6),  # never "espresso"
 ]
 
 
 def topic_specs(coffee_bid=0.4, chess_bid=0.5):
-    return [spec("coffee", "Fresh coffee delivered", bid=coffee_bid,
-                 targeting={"keywords": ["espresso"], "topics": ["coffee"]}),
-            spec("chess", "Chess sets and clocks", bid=chess_bid,
-                 targeting={"keywords": ["gambit"], "topics": ["chess"]})]
+    return [
+        spec(
+            "coffee",
+            "Fresh coffee delivered",
+            bid=coffee_bid,
+            targeting={"keywords": ["espresso"], "topics": ["coffee"]},
+        ),
+        spec("chess", "Chess sets and clocks", bid=chess_bid, targeting={"keywords": ["gambit"], "topics": ["chess"]}),
+    ]
 
 
 def test_topic_model_learns_words_no_campaign_names(tmp_path):

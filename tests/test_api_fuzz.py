@@ -38,17 +38,40 @@ def full_server(tmp_path_factory, tokenizer):  # noqa: F811
     assert main(["index", "--workspace", str(root)]) == 0
     # the fuzzer is one client sending as fast as it can: the rate limit would only hide the routes behind 429s
     with live_server(root, api_keys=[KEY], admin_key=ADMIN_KEY, limits=Limits(rate=0)) as (url, app):
-        campaign = {"advertiser": "Acme", "name": "Boots", "budget": 50, "bid_type": "cpc", "bid": 0.5,
-                    "targeting": {"keywords": ["goal", "pasta", "model"]},
-                    "creatives": [{"text": "boots for the match", "landing_url": "https://acme.example/"}]}
+        campaign = {
+            "advertiser": "Acme",
+            "name": "Boots",
+            "budget": 50,
+            "bid_type": "cpc",
+            "bid": 0.5,
+            "targeting": {"keywords": ["goal", "pasta", "model"]},
+            "creatives": [{"text": "boots for the match", "landing_url": "https://acme.example/"}],
+        }
         r = httpx.post(url + "/admin/campaigns", json=campaign, headers=KEYS["admin"]).raise_for_status()
         [ad] = httpx.post(url + "/ads/serve", json={"query": "goal"}, headers=KEYS["user"]).json()["ads"]
         assert {"ads", "openai", "search"} <= set(app.state.roost.services.names())
-        things = {"model": "roost", "campaign_id": r.json()["id"], "post_id": "p3",
-                  "t": ad["click_url"].split("t=")[-1], "landing_url": "https://acme.example/"}
-        settings_that_fit = {"mode": "lexical", "max_tokens": 4, "n": 1, "echo": False, "suffix": None,
-                             "budget": "100", "daily_budget": "10", "bid": "0.5", "max_bid": "1", "schedule": None,
-                             "since": None, "until": None, "k": 5}
+        things = {
+            "model": "roost",
+            "campaign_id": r.json()["id"],
+            "post_id": "p3",
+            "t": ad["click_url"].split("t=")[-1],
+            "landing_url": "https://acme.example/",
+        }
+        settings_that_fit = {
+            "mode": "lexical",
+            "max_tokens": 4,
+            "n": 1,
+            "echo": False,
+            "suffix": None,
+            "budget": "100",
+            "daily_budget": "10",
+            "bid": "0.5",
+            "max_bid": "1",
+            "schedule": None,
+            "since": None,
+            "until": None,
+            "k": 5,
+        }
         yield url, {**things, **settings_that_fit}
 
 
@@ -95,9 +118,15 @@ def test_no_route_answers_5xx_or_an_undocumented_error(full_server):
         operation = result.ok()
         seen = statuses[operation.label] = Counter()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
             @given(case=operation.as_strategy(generation_mode=mode), steered=st.booleans())
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
             def fuzz(case, steered):
                 if steered:
                     steer(case, known)

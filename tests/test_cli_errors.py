@@ -21,6 +21,7 @@ def test_a_user_mistake_is_one_line_without_traceback(tmp_path, capsys):
 
 def test_a_bug_is_not_mistaken_for_a_user_error(tmp_path, monkeypatch):
     """A ValueError that is not a UserError (a bug's) propagates with its traceback instead of printing as one."""
+
     def bug(*_args, **_kwargs):
         raise ValueError("internal invariant broken")
 

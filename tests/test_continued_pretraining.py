@@ -27,8 +27,22 @@ from roost.tokens import TokenShards
 from roost.train.data import PackedLoader
 from roost.workspace import Workspace
 
-TRAIN = ["--seq-len", "48", "--device-batch", "8", "--eval-tokens", "384", "--eval-every", "10", "--ckpt-every", "10",
-         "--device", "cpu", "--dtype", "float32"]
+TRAIN = [
+    "--seq-len",
+    "48",
+    "--device-batch",
+    "8",
+    "--eval-tokens",
+    "384",
+    "--eval-every",
+    "10",
+    "--ckpt-every",
+    "10",
+    "--device",
+    "cpu",
+    "--dtype",
+    "float32",
+]
 SEED = 1337  # TrainConfig's default seed: the data order of the first batch
 
 
@@ -36,16 +50,28 @@ def save_open_model(folder: Path) -> None:
     """A tiny random HF Llama with its own tokenizer (trained on other text than the corpus), as a Hub folder holds."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    other_text = [f"the {a} and the {b} were seen near the {c} today" for a in ("sky", "cat", "sea", "road")
-                  for b in ("sun", "dog", "grass", "snow") for c in ("rose", "night", "hill")]
+    other_text = [
+        f"the {a} and the {b} were seen near the {c} today"
+        for a in ("sky", "cat", "sea", "road")
+        for b in ("sun", "dog", "grass", "snow")
+        for c in ("rose", "night", "hill")
+    ]
     tok_dir = folder.parent / "open-tokenizer"
     tok_dir.mkdir()
     train_bpe(other_text, TokenizerConfig(vocab_size=320, min_frequency=1)).save(str(tok_dir / "tokenizer.json"))
     vocab = load_tokenizer(tok_dir).vocab_size
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=vocab + 8, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=96, rope_theta=50000.0,
-                         tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=vocab + 8,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=96,
+        rope_theta=50000.0,
+        tie_word_embeddings=False,
+    )
     LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
     hf_tokenizer_files(tok_dir, folder)
 
@@ -85,8 +111,9 @@ def test_continues_pretraining_the_imported_model_then_sft_and_serving(imported,
 
     # the first step's loss is the imported model's on that batch: training starts from its weights
     train = TokenShards(ws.tokens, "train")
-    first = PackedLoader(train.shards, train.doc_starts, 48, 8, seed=SEED,
-                         ignore_targets=placeholder_ids(ws.tokenizer)).next_batch()
+    first = PackedLoader(
+        train.shards, train.doc_starts, 48, 8, seed=SEED, ignore_targets=placeholder_ids(ws.tokenizer)
+    ).next_batch()
     with torch.no_grad():
         open_loss = open_model(*first)[1].item()
         torch.manual_seed(SEED)
@@ -113,8 +140,26 @@ def test_continues_pretraining_the_imported_model_then_sft_and_serving(imported,
         assert torch.equal(tensor, weights[name]), name
 
     # SFT starts from the continued model; transformers and roost's engine serve the result
-    assert main(["sft", "--workspace", str(ws.root), "--seq-len", "48", "--device-batch", "8", "--eval-tokens", "384",
-                 "--steps", "5", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sft",
+                "--workspace",
+                str(ws.root),
+                "--seq-len",
+                "48",
+                "--device-batch",
+                "8",
+                "--eval-tokens",
+                "384",
+                "--steps",
+                "5",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert "from " + str(ws.checkpoints / "step-000030") in capsys.readouterr().out
     tuned = load_hf(ws.model)
     assert tuned.config == open_model.config and ws.read_manifest("model")["source"] == "roost sft"
@@ -132,7 +177,11 @@ def test_continues_pretraining_the_imported_model_then_sft_and_serving(imported,
 @pytest.mark.parametrize(
     "setup, args, message",
     [
-        ("trained tokenizer", [], r"--init model: .*tokenizer is not .*model's tokenizer; run `roost tokenizer --from-model"),
+        (
+            "trained tokenizer",
+            [],
+            r"--init model: .*tokenizer is not .*model's tokenizer; run `roost tokenizer --from-model",
+        ),
         ("from model", ["--depth", "3"], r"--depth cannot go with --init model"),
         ("from model", ["--seq-len", "200", "--max-seq-len", "256"], r"--max-seq-len cannot go with --init model"),
         ("from model", ["--seq-len", "200"], r"--seq-len 200 is above the model's context 96"),

@@ -15,7 +15,7 @@ from roost.corpus.threads import build_threads
 
 
 def test_normalize_repairs_text_and_keeps_emoji():
-    n = normalize_post("caf\u00c3\u00a9  &amp;\tcr\u00e8me\u0301 \U0001F600\r\n\r\n\r\n  next\x07 line ")
+    n = normalize_post("caf\u00c3\u00a9  &amp;\tcr\u00e8me\u0301 \U0001f600\r\n\r\n\r\n  next\x07 line ")
     assert n.text == "café & crèmé 😀\n\nnext line"
     assert "\u00c3" not in n.text  # mojibake fixed by ftfy
     decomposed = normalize_post("Cafe\u0301 ok")
@@ -58,33 +58,60 @@ def test_each_filter_is_counted(ws, tmp_path):
         v2(10, long + " again"),
     ]
     rep = run(ws, write_jsonl(tmp_path / "f.jsonl", rows))
-    assert rep.dropped == {"empty": 1, "too_short": 1, "retweet": 2, "spam": 2, "duplicate": 1,
-                           "duplicate_id": 1, "near_duplicate": 1}
+    assert rep.dropped == {
+        "empty": 1,
+        "too_short": 1,
+        "retweet": 2,
+        "spam": 2,
+        "duplicate": 1,
+        "duplicate_id": 1,
+        "near_duplicate": 1,
+    }
     assert rep.kept == 2 and set(posts(ws)) == {"1", "9"}
 
 
 def test_filters_can_be_switched_off(ws, tmp_path):
-    rows = [v2(1, "RT @x: hello there my friends"), v2(2, " ".join(f"#t{i}" for i in range(20)) + " hi"),
-            v2(3, "hello there my friend, how are you"), v2(4, "hello there my friend, how are you")]
-    rep = run(ws, write_jsonl(tmp_path / "f.jsonl", rows), drop_retweets=False, drop_spam=False,
-              dedup_exact=False, dedup_near=False)
+    rows = [
+        v2(1, "RT @x: hello there my friends"),
+        v2(2, " ".join(f"#t{i}" for i in range(20)) + " hi"),
+        v2(3, "hello there my friend, how are you"),
+        v2(4, "hello there my friend, how are you"),
+    ]
+    rep = run(
+        ws,
+        write_jsonl(tmp_path / "f.jsonl", rows),
+        drop_retweets=False,
+        drop_spam=False,
+        dedup_exact=False,
+        dedup_near=False,
+    )
     assert rep.kept == 4 and rep.dropped == {}
 
 
 @pytest.mark.parametrize("model", ["fasttext", "lingua"])
 def test_language_filter_identifies_posts_without_a_tag(ws, tmp_path, model):
-    rows = [{k: v for k, v in v2(i, t).items() if k != "lang"} for i, t in enumerate([
-        "The weather is lovely today and I am going for a long walk in the park",
-        "El tiempo es precioso hoy y voy a dar un largo paseo por el parque",
-        "Das Wetter ist heute herrlich und ich mache einen langen Spaziergang im Park",
-    ])]
+    rows = [
+        {k: v for k, v in v2(i, t).items() if k != "lang"}
+        for i, t in enumerate(
+            [
+                "The weather is lovely today and I am going for a long walk in the park",
+                "El tiempo es precioso hoy y voy a dar un largo paseo por el parque",
+                "Das Wetter ist heute herrlich und ich mache einen langen Spaziergang im Park",
+            ]
+        )
+    ]
     rows.append(v2(9, "tagged by the platform as english, trusted as such"))
     rep = run(ws, write_jsonl(tmp_path / "f.jsonl", rows), languages=["en", "es"], lang_model=model)
     assert rep.dropped == {"language": 1}
     assert {p["lang"] for p in posts(ws).values()} == {"en", "es"}
-    rep2 = run(ws, write_jsonl(tmp_path / "g.jsonl", [{**v2(20, "Je suis très content de vous voir ici ce soir"),
-                                                       "lang": "en"}]), lang_source="detect", languages=["en"],
-               lang_candidates=["en", "fr"], lang_model=model)
+    rep2 = run(
+        ws,
+        write_jsonl(tmp_path / "g.jsonl", [{**v2(20, "Je suis très content de vous voir ici ce soir"), "lang": "en"}]),
+        lang_source="detect",
+        languages=["en"],
+        lang_candidates=["en", "fr"],
+        lang_model=model,
+    )
     assert rep2.dropped == {"language": 1}  # "detect" ignores the record's own tag
     with pytest.raises(ValueError, match=f"{model} does not know xx"):
         IngestConfig(lang_candidates=["en", "xx"], lang_model=model)
@@ -93,8 +120,12 @@ def test_language_filter_identifies_posts_without_a_tag(ws, tmp_path, model):
 def test_fasttext_answers_und_without_letters_and_keeps_to_candidates():
     from roost.corpus.filters import detect_languages
 
-    texts = ["", "👍 #tbt @someone https://t.co/x 123", "Bonjour à tous, quelle belle journée aujourd'hui",
-             "I LOVE THIS SONG SO MUCH, BEST ONE OF THE YEAR"]
+    texts = [
+        "",
+        "👍 #tbt @someone https://t.co/x 123",
+        "Bonjour à tous, quelle belle journée aujourd'hui",
+        "I LOVE THIS SONG SO MUCH, BEST ONE OF THE YEAR",
+    ]
     assert detect_languages(texts) == ["und", "und", "fr", "en"]
     # restricted to en/de, French text gets the likelier of the two, or und when neither is near the top
     assert detect_languages(texts[2:3], candidates=["en", "de"])[0] in ("en", "de", "und")
@@ -123,8 +154,20 @@ def test_threads_from_reply_and_conversation_ids():
 
 def test_threads_table_spans_ingests(ws, tmp_path):
     run(ws, write_jsonl(tmp_path / "a.jsonl", [v2(1, "the root post of a thread")]))
-    run(ws, write_jsonl(tmp_path / "b.jsonl", [v2(2, "a late reply to the root", conversation_id="1",
-                                                 referenced_tweets=[{"type": "replied_to", "id": "1"}])]))
+    run(
+        ws,
+        write_jsonl(
+            tmp_path / "b.jsonl",
+            [
+                v2(
+                    2,
+                    "a late reply to the root",
+                    conversation_id="1",
+                    referenced_tweets=[{"type": "replied_to", "id": "1"}],
+                )
+            ],
+        ),
+    )
     th = read_table(ws.corpus, "threads").to_pylist()
     assert sorted((t["post_id"], t["depth"]) for t in th) == [("1", 0), ("2", 1)]
     assert len(list(ws.corpus.glob("threads-*.parquet"))) == 1  # replaced, not appended
@@ -134,18 +177,23 @@ def test_config_from_json_and_toml(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"min_chars": 10, "columns": {"text": "body"}}))
     c = load_config(tmp_path / "c.json")
     assert c.min_chars == 10 and c.columns.text == "body" and c.columns.id == "id"
-    (tmp_path / "c.toml").write_text('[ingest]\nlanguages = ["EN"]\nurls = "placeholder"\n[ingest.columns]\nid = "pid"\n')
+    (tmp_path / "c.toml").write_text(
+        '[ingest]\nlanguages = ["EN"]\nurls = "placeholder"\n[ingest.columns]\nid = "pid"\n'
+    )
     t = load_config(tmp_path / "c.toml")
     assert t.languages == ["en"] and t.urls == "placeholder" and t.columns.id == "pid"
     assert load_config(None) == IngestConfig()
 
 
-@pytest.mark.parametrize("body, needle", [
-    ({"min_char": 3}, "unknown key(s) min_char"),
-    ({"columns": {"txt": "x"}}, "[columns]: unknown key(s) txt"),
-    ({"urls": "drop"}, "urls must be"),
-    ({"near_dup_threshold": 2}, "near_dup_threshold"),
-])
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ({"min_char": 3}, "unknown key(s) min_char"),
+        ({"columns": {"txt": "x"}}, "[columns]: unknown key(s) txt"),
+        ({"urls": "drop"}, "urls must be"),
+        ({"near_dup_threshold": 2}, "near_dup_threshold"),
+    ],
+)
 def test_config_refuses_unknown_keys_and_bad_values(tmp_path, body, needle):
     (tmp_path / "c.json").write_text(json.dumps(body))
     with pytest.raises(ValueError) as e:

@@ -29,14 +29,27 @@ def posts(ws) -> dict[str, dict]:
 
 
 def v2(i: int, text: str, **extra) -> dict:
-    return {"id": str(i), "text": text, "author_id": "u1", "created_at": f"2023-05-0{1 + i % 9}T12:00:00.000Z",
-            "lang": "en", "conversation_id": str(i), **extra}
+    return {
+        "id": str(i),
+        "text": text,
+        "author_id": "u1",
+        "created_at": f"2023-05-0{1 + i % 9}T12:00:00.000Z",
+        "lang": "en",
+        "conversation_id": str(i),
+        **extra,
+    }
 
 
 def archive_entry(i: int, text: str, reply_to: str | None = None) -> dict:
-    t = {"id_str": str(i), "full_text": text, "created_at": "Wed Oct 10 20:19:24 +0000 2018", "lang": "en",
-         "favorite_count": "3", "retweet_count": "1",
-         "entities": {"hashtags": [], "user_mentions": [], "urls": []}}
+    t = {
+        "id_str": str(i),
+        "full_text": text,
+        "created_at": "Wed Oct 10 20:19:24 +0000 2018",
+        "lang": "en",
+        "favorite_count": "3",
+        "retweet_count": "1",
+        "entities": {"hashtags": [], "user_mentions": [], "urls": []},
+    }
     if reply_to:
         t["in_reply_to_status_id_str"] = reply_to
     return {"tweet": t}
@@ -46,8 +59,10 @@ def tweets_js(entries: list[dict]) -> str:
     return "window.YTD.tweets.part0 = " + json.dumps(entries, indent=2)
 
 
-ACCOUNT_JS = 'window.YTD.account.part0 = [{"account": {"accountId": "42", "username": "ada", ' \
-             '"accountDisplayName": "Ada L", "createdAt": "2009-01-01T00:00:00.000Z"}}]'
+ACCOUNT_JS = (
+    'window.YTD.account.part0 = [{"account": {"accountId": "42", "username": "ada", '
+    '"accountDisplayName": "Ada L", "createdAt": "2009-01-01T00:00:00.000Z"}}]'
+)
 
 
 def write_archive(path: Path, entries: list[dict]) -> Path:

@@ -28,10 +28,13 @@ from roost.corpus.schema import read_table
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 def test_archive_zip_reads_tweets_author_counts_and_times(ws, tmp_path, suffix):
-    z = write_archive(tmp_path / "twitter-2023.zip", [
-        archive_entry(1, "first post from my archive &amp; more"),
-        archive_entry(2, "a reply in my own thread here", reply_to="1"),
-    ])
+    z = write_archive(
+        tmp_path / "twitter-2023.zip",
+        [
+            archive_entry(1, "first post from my archive &amp; more"),
+            archive_entry(2, "a reply in my own thread here", reply_to="1"),
+        ],
+    )
     z = write_bytes(tmp_path / f"twitter-2023.zip{suffix}", z.read_bytes())
     rep = run(ws, z)
     assert (rep.read, rep.kept) == (2, 2)
@@ -68,10 +71,21 @@ def test_archive_with_truncated_tweets_js_counts_the_break(ws, tmp_path):
 
 @pytest.mark.parametrize("suffix", ["", ".gz", ".zst"])
 def test_v2_response_per_line_with_users(ws, tmp_path, suffix):
-    resp = {"data": [v2(1, "hello from the v2 api"), v2(2, "another one bites the dust")],
-            "includes": {"users": [{"id": "u1", "username": "bob", "name": "Bob",
-                                    "created_at": "2010-01-01T00:00:00.000Z", "public_metrics": {"followers_count": 9}}]},
-            "meta": {"result_count": 2}}
+    resp = {
+        "data": [v2(1, "hello from the v2 api"), v2(2, "another one bites the dust")],
+        "includes": {
+            "users": [
+                {
+                    "id": "u1",
+                    "username": "bob",
+                    "name": "Bob",
+                    "created_at": "2010-01-01T00:00:00.000Z",
+                    "public_metrics": {"followers_count": 9},
+                }
+            ]
+        },
+        "meta": {"result_count": 2},
+    }
     src = write_jsonl(tmp_path / f"resp.jsonl{suffix}", [resp, {"data": [v2(3, "third tweet on a second page")]}])
     rep = run(ws, src)
     assert (rep.read, rep.kept) == (3, 3)
@@ -81,8 +95,15 @@ def test_v2_response_per_line_with_users(ws, tmp_path, suffix):
 
 
 def test_v2_response_one_per_file_pretty_printed(ws, tmp_path):
-    resp = {"data": [v2(1, "pretty printed response file", public_metrics={"like_count": 5, "retweet_count": 2,
-                                                                             "reply_count": 1})]}
+    resp = {
+        "data": [
+            v2(
+                1,
+                "pretty printed response file",
+                public_metrics={"like_count": 5, "retweet_count": 2, "reply_count": 1},
+            )
+        ]
+    }
     src = tmp_path / "page1.json"
     src.write_text(json.dumps(resp, indent=2))
     rep = run(ws, src)
@@ -93,11 +114,23 @@ def test_v2_response_one_per_file_pretty_printed(ws, tmp_path):
 
 def test_v1_jsonl_shapes(ws, tmp_path):
     rows = [
-        {"id": 10, "id_str": "10", "full_text": "full text wins over text", "text": "short",
-         "created_at": "Mon Jan 02 03:04:05 +0000 2017", "lang": "en",
-         "user": {"id_str": "77", "screen_name": "carol", "name": "Carol", "followers_count": 12}},
-        {"id_str": "11", "text": "truncated version…", "truncated": True, "lang": "en",
-         "extended_tweet": {"full_text": "the extended tweet has the whole text"}, "user": {"id_str": "77"}},
+        {
+            "id": 10,
+            "id_str": "10",
+            "full_text": "full text wins over text",
+            "text": "short",
+            "created_at": "Mon Jan 02 03:04:05 +0000 2017",
+            "lang": "en",
+            "user": {"id_str": "77", "screen_name": "carol", "name": "Carol", "followers_count": 12},
+        },
+        {
+            "id_str": "11",
+            "text": "truncated version…",
+            "truncated": True,
+            "lang": "en",
+            "extended_tweet": {"full_text": "the extended tweet has the whole text"},
+            "user": {"id_str": "77"},
+        },
         {"id_str": "12", "text": "RT @carol: full text wins", "retweeted_status": {"id_str": "10"}, "lang": "en"},
         {"id_str": "13", "text": "replying to the first one", "in_reply_to_status_id_str": "10", "lang": "en"},
     ]
@@ -112,10 +145,13 @@ def test_v1_jsonl_shapes(ws, tmp_path):
 
 def test_csv_with_column_mapping(ws, tmp_path):
     src = tmp_path / "posts.csv.gz"
-    rows = [["pid", "body", "who", "when", "parent"],
-            ["a1", "csv posts, with commas, work", "w1", "2022-02-02T10:00:00Z", ""],
-            ["a2", "a reply written in\na csv cell", "w2", "1650000000", "a1"]]
+    rows = [
+        ["pid", "body", "who", "when", "parent"],
+        ["a1", "csv posts, with commas, work", "w1", "2022-02-02T10:00:00Z", ""],
+        ["a2", "a reply written in\na csv cell", "w2", "1650000000", "a1"],
+    ]
     import io
+
     buf = io.StringIO()
     csv.writer(buf).writerows(rows)
     write_bytes(src, buf.getvalue().encode())
@@ -140,12 +176,16 @@ def test_csv_without_the_text_column_is_one_reject_not_a_crash(ws, tmp_path):
 
 @pytest.mark.parametrize("suffix", ["", ".zst"])
 def test_parquet_with_column_mapping(ws, tmp_path, suffix):
-    t = pa.table({"post_id": [1, 2], "content": ["parquet rows are posts too", None],
-                  "ts": pa.array([datetime(2021, 1, 1, tzinfo=timezone.utc)] * 2, pa.timestamp("s", tz="UTC"))})
+    t = pa.table(
+        {
+            "post_id": [1, 2],
+            "content": ["parquet rows are posts too", None],
+            "ts": pa.array([datetime(2021, 1, 1, tzinfo=timezone.utc)] * 2, pa.timestamp("s", tz="UTC")),
+        }
+    )
     pq.write_table(t, tmp_path / "p.parquet")
     src = write_bytes(tmp_path / f"p.parquet{suffix}", (tmp_path / "p.parquet").read_bytes())
-    rep = run(ws, src, columns={"id": "post_id", "text": "content", "created_at": "ts"},
-              lang_source="off")
+    rep = run(ws, src, columns={"id": "post_id", "text": "content", "created_at": "ts"}, lang_source="off")
     assert rep.kept == 1 and rep.malformed == {"missing_field": 1}
     assert posts(ws)["1"]["created_at"] == datetime(2021, 1, 1, tzinfo=timezone.utc)
 

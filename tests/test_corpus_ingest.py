@@ -25,7 +25,27 @@ from roost.corpus.minhash import MinHasher, shingle_hashes
 from roost.corpus.schema import read_table, table_files
 from roost.workspace import Workspace
 
-WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau"]
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "omicron",
+    "pi",
+    "rho",
+    "sigma",
+    "tau",
+]
 
 
 def sentence(rng: random.Random, n: int = 14) -> str:
@@ -50,9 +70,11 @@ def test_appending_dedups_against_what_is_stored(ws, tmp_path):
     rng = random.Random(1)
     texts = [sentence(rng, 40) for _ in range(30)]
     run(ws, write_jsonl(tmp_path / "a.jsonl", [v2(i, t) for i, t in enumerate(texts)]))
-    second = [v2(100, texts[0]),                                   # exact copy, new id
-              v2(101, texts[1].replace(texts[1].split()[-1], "zz")),  # one word changed
-              v2(102, sentence(rng, 20))]                          # new
+    second = [
+        v2(100, texts[0]),  # exact copy, new id
+        v2(101, texts[1].replace(texts[1].split()[-1], "zz")),  # one word changed
+        v2(102, sentence(rng, 20)),
+    ]  # new
     rep = run(ws, write_jsonl(tmp_path / "b.jsonl", second))
     assert rep.dropped == {"duplicate": 1, "near_duplicate": 1} and rep.kept == 1
     assert len(table_files(ws.corpus, "posts")) == 2 and "102" in posts(ws)
@@ -93,8 +115,15 @@ def test_rejects_name_file_line_and_reason(ws, tmp_path):
     src = write_bytes(tmp_path / "bad.jsonl.gz", b"\n".join(lines) + b"\n")
     rep = run(ws, src, max_field_chars=200, max_line_bytes=50_000)
     assert rep.kept == 1 and rep.read == 10 == accounting(rep)
-    assert rep.malformed == {"bad_json": 1, "invalid_utf8": 2, "nul_byte": 1, "wrong_type": 1, "missing_field": 1,
-                             "field_too_long": 2, "bad_timestamp": 1}
+    assert rep.malformed == {
+        "bad_json": 1,
+        "invalid_utf8": 2,
+        "nul_byte": 1,
+        "wrong_type": 1,
+        "missing_field": 1,
+        "field_too_long": 2,
+        "bad_timestamp": 1,
+    }
     rejects = [json.loads(x) for x in (ws.corpus / "rejects.jsonl").read_text().splitlines()]
     by_line = {r["line"]: r for r in rejects}
     assert set(by_line) == set(range(2, 11))
@@ -127,8 +156,16 @@ def test_verdicts_do_not_depend_on_batches_or_runs(tmp_path):
     near[10] = "zz"
     d_text = " ".join(near)
     near[60] = "yy"
-    rows = [v2(1, words[0]), v2(1, words[1]), v2(3, words[1]), v2(4, d_text), v2(5, " ".join(near)),
-            v2(6, words[0]), v2(6, sentence(rng, 20)), v2(7, sentence(rng, 20))]
+    rows = [
+        v2(1, words[0]),
+        v2(1, words[1]),
+        v2(3, words[1]),
+        v2(4, d_text),
+        v2(5, " ".join(near)),
+        v2(6, words[0]),
+        v2(6, sentence(rng, 20)),
+        v2(7, sentence(rng, 20)),
+    ]
     whole = run(Workspace(tmp_path / "w1"), write_jsonl(tmp_path / "all.jsonl", rows))
     ones = run(Workspace(tmp_path / "w2"), write_jsonl(tmp_path / "all2.jsonl", rows), batch_size=1)
     ws = Workspace(tmp_path / "w3")
@@ -150,8 +187,15 @@ def test_a_corpus_with_the_old_single_file_dedup_state_is_converted(ws, tmp_path
     keys = {k: read_keys(ws.corpus, m["dedup_state"][k]) for k in KINDS}
     params = np.array(sorted(m["dedup_state"]["params"].items()), dtype=object).astype(str)
     np.savez(ws.corpus / "dedup-old.npz", params=params, **keys)
-    ws.write_manifest("corpus", inputs=m["inputs"], counts=m["counts"], files=m["files"], dedup_state="dedup-old.npz",
-                      config=m["config"], runs=m["runs"])
+    ws.write_manifest(
+        "corpus",
+        inputs=m["inputs"],
+        counts=m["counts"],
+        files=m["files"],
+        dedup_state="dedup-old.npz",
+        config=m["config"],
+        runs=m["runs"],
+    )
     again = run(ws, src)
     assert again.kept == 0 and again.dropped == {"duplicate_id": 20}
     assert not (ws.corpus / "dedup-old.npz").exists()
@@ -194,17 +238,29 @@ def test_hashset_membership_survives_merges():
 junk_line = st.one_of(
     st.binary(max_size=60),
     st.text(max_size=60).map(str.encode),
-    st.builds(lambda v: json.dumps({"id": v, "text": "t" * 5}).encode(),
-              st.one_of(st.integers(), st.text(max_size=5), st.none(), st.lists(st.integers(), max_size=2))),
-    st.builds(lambda t, i: json.dumps({"data": [{"id": str(i), "text": t}], "includes": {"users": [{"id": i}]}}).encode(),
-              st.text(max_size=40), st.integers(0, 50)),
+    st.builds(
+        lambda v: json.dumps({"id": v, "text": "t" * 5}).encode(),
+        st.one_of(st.integers(), st.text(max_size=5), st.none(), st.lists(st.integers(), max_size=2)),
+    ),
+    st.builds(
+        lambda t, i: json.dumps({"data": [{"id": str(i), "text": t}], "includes": {"users": [{"id": i}]}}).encode(),
+        st.text(max_size=40),
+        st.integers(0, 50),
+    ),
     st.builds(lambda t, i: json.dumps(v2(i, t))[: len(t) + 20].encode(), st.text(max_size=30), st.integers(0, 50)),
-    st.builds(lambda t, i: json.dumps({**v2(i, t), "created_at": t, "public_metrics": t}).encode(),
-              st.text(max_size=20), st.integers(0, 50)),
+    st.builds(
+        lambda t, i: json.dumps({**v2(i, t), "created_at": t, "public_metrics": t}).encode(),
+        st.text(max_size=20),
+        st.integers(0, 50),
+    ),
     st.builds(lambda t, i: json.dumps(v2(i, t)).encode(), st.text(max_size=80), st.integers(0, 50)),
-    st.builds(lambda big, i: json.dumps({**v2(i, "numbers out of range here"), "created_at": big,
-                                         "public_metrics": {"like_count": big}}).encode(),
-              st.one_of(st.integers(), st.floats(allow_nan=False)), st.integers(0, 50)),
+    st.builds(
+        lambda big, i: json.dumps(
+            {**v2(i, "numbers out of range here"), "created_at": big, "public_metrics": {"like_count": big}}
+        ).encode(),
+        st.one_of(st.integers(), st.floats(allow_nan=False)),
+        st.integers(0, 50),
+    ),
 )
 
 
@@ -218,7 +274,7 @@ def test_accounting_adds_up_whatever_the_input(tmp_path_factory, lines, suffix):
     assert rep.read == accounting(rep)
     m = ws.read_manifest("corpus")
     assert m["counts"]["kept"] == len(read_table(ws.corpus, "posts")) == rep.kept
-    rejects = (ws.corpus / "rejects.jsonl")
+    rejects = ws.corpus / "rejects.jsonl"
     # one JSON line each: count b"\n" (a sample may hold U+0085 or U+2028, which str.splitlines also splits on)
     n_rejects = rejects.read_bytes().count(b"\n") if rejects.exists() else 0
     assert n_rejects == sum(rep.malformed.values())

@@ -37,8 +37,9 @@ def cluster():
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 * MB,
-                                                      "include_dashboard": False})
+    c = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 * MB, "include_dashboard": False}
+    )
     try:
         c.add_node(num_cpus=1, object_store_memory=80 * MB)
         c.wait_for_nodes()
@@ -60,11 +61,15 @@ def sources(tmp_path_factory) -> dict[str, list[Path]]:
     third = len(lines) // 3
     text = "the committee meets on thursday to argue about the bike lanes on main street again"
     extra_a = [v2(900001, text), v2(900002, text + " tonight"), json.dumps(v2(900003, "one more post for the test"))]
-    extra_b = [v2(900001, "same id as a post of the first run"), v2(900004, text),
-               v2(900005, text.replace("thursday", "friday")), "{broken"]
+    extra_b = [
+        v2(900001, "same id as a post of the first run"),
+        v2(900004, text),
+        v2(900005, text.replace("thursday", "friday")),
+        "{broken",
+    ]
     a1 = write_jsonl(d / "a1.jsonl", lines[:third] + extra_a)
-    a2 = write_jsonl(d / "a2.jsonl", lines[third:2 * third] + extra_a[:1])
-    b = write_jsonl(d / "b.jsonl", lines[2 * third:] + extra_b + lines[:20])
+    a2 = write_jsonl(d / "a2.jsonl", lines[third : 2 * third] + extra_a[:1])
+    b = write_jsonl(d / "b.jsonl", lines[2 * third :] + extra_b + lines[:20])
     return {"first": [a1, a2], "second": [b]}
 
 
@@ -76,8 +81,14 @@ def _corpus(ws: Workspace) -> tuple[set, set]:
 
 def _same(local, remote, ws_local: Workspace, ws_ray: Workspace) -> None:
     assert remote.balanced and local.balanced
-    assert (remote.read, remote.kept, remote.dropped, remote.malformed, remote.users_added, remote.pii_scrubbed) == \
-        (local.read, local.kept, local.dropped, local.malformed, local.users_added, local.pii_scrubbed)
+    assert (remote.read, remote.kept, remote.dropped, remote.malformed, remote.users_added, remote.pii_scrubbed) == (
+        local.read,
+        local.kept,
+        local.dropped,
+        local.malformed,
+        local.users_added,
+        local.pii_scrubbed,
+    )
     assert _corpus(ws_ray) == _corpus(ws_local)
     users = [set(read_table(w.corpus, "users", ["id"]).column("id").to_pylist()) for w in (ws_local, ws_ray)]
     assert users[0] == users[1]
@@ -85,10 +96,12 @@ def _same(local, remote, ws_local: Workspace, ws_ray: Workspace) -> None:
 
 def _kill_once(marker: str, victim: str):
     """A hook that kills the worker reading ``victim`` after its first batch, once (the marker says so)."""
+
     def hook(source: str, batch: int) -> None:
         if source.endswith(victim) and batch == 0 and not os.path.exists(marker):
             Path(marker).touch()
             os._exit(1)
+
     return hook
 
 
@@ -98,8 +111,15 @@ def test_ray_matches_local_even_when_a_worker_dies(cluster, sources, tmp_path):
     ws_local, ws_ray = Workspace(tmp_path / "local"), Workspace(tmp_path / "ray")
     local = ingest(sources["first"], ws_local, IngestConfig(**CFG), progress=False)
     marker = tmp_path / "killed"
-    remote = ingest_ray([str(p) for p in sources["first"]], ws_ray, IngestConfig(**CFG), address=cluster.address,
-                        progress=False, partitions=3, on_batch=_kill_once(str(marker), "a2.jsonl"))
+    remote = ingest_ray(
+        [str(p) for p in sources["first"]],
+        ws_ray,
+        IngestConfig(**CFG),
+        address=cluster.address,
+        progress=False,
+        partitions=3,
+        on_batch=_kill_once(str(marker), "a2.jsonl"),
+    )
     assert marker.exists(), "the worker reading a2.jsonl was not killed"
     for reason in ("duplicate_id", "duplicate", "near_duplicate", "spam", "spam_learned", "retweet"):
         assert local.dropped.get(reason), f"the test input has no {reason} drop; it checks nothing there"
@@ -118,8 +138,14 @@ def test_incremental_ray_ingest_of_a_url_dedups_against_the_store(cluster, sourc
     ingest(sources["first"], ws_local, IngestConfig(**CFG), progress=False)
     ingest(sources["first"], ws_ray, IngestConfig(**CFG), progress=False)  # the store the Ray run appends to
     local = ingest(sources["second"], ws_local, IngestConfig(**CFG), progress=False)
-    remote = ingest_ray([sources["second"][0].as_uri()], ws_ray, IngestConfig(**CFG), address=cluster.address,
-                        progress=False, partitions=2)
+    remote = ingest_ray(
+        [sources["second"][0].as_uri()],
+        ws_ray,
+        IngestConfig(**CFG),
+        address=cluster.address,
+        progress=False,
+        partitions=2,
+    )
     assert local.dropped["duplicate_id"] >= 21 and local.dropped["duplicate"] >= 1
     assert local.dropped["near_duplicate"] >= 1 and local.malformed == {"bad_json": 1}
     _same(local, remote, ws_local, ws_ray)

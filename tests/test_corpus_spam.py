@@ -22,12 +22,14 @@ from roost.corpus.spam import (
 )
 
 PITCH = "Make $5000 a week from home, no experience needed"
-ORGANIC = ["the match last night went to penalties and our keeper saved two of them",
-           "finally tried the new ramen place downtown and the broth was worth the wait",
-           "reading a long novel about sailors lost at sea, slow but beautiful so far",
-           "my dog refuses to walk in the rain and just sits at the door looking at me",
-           "the city council voted on the bike lanes today and the debate went on for hours",
-           "baked bread for the first time this weekend, the crust came out far too hard"]
+ORGANIC = [
+    "the match last night went to penalties and our keeper saved two of them",
+    "finally tried the new ramen place downtown and the broth was worth the wait",
+    "reading a long novel about sailors lost at sea, slow but beautiful so far",
+    "my dog refuses to walk in the rain and just sits at the door looking at me",
+    "the city council voted on the bike lanes today and the debate went on for hours",
+    "baked bread for the first time this weekend, the crust came out far too hard",
+]
 
 
 def test_the_same_pitch_with_other_links_and_tags_has_one_key():
@@ -46,7 +48,7 @@ def test_fit_keeps_good_posts_under_the_budget_and_unknown_accounts_use_the_text
     x = rng.normal(size=(n, len(FEATURES)))
     x[:, TEXT_FEATURES.index("other_accounts_same_text")] += 4 * y
     x[:, FEATURES.index("account_age_days")] -= 3 * y
-    x[: n // 2, len(TEXT_FEATURES):] = np.nan  # half the posts come without account data
+    x[: n // 2, len(TEXT_FEATURES) :] = np.nan  # half the posts come without account data
     model = SpamModel.fit(x, y, max_good_dropped=0.002)
     scores, spam = model.decide(x)
     assert spam[y == 0].mean() <= 0.002 and spam[y == 1].mean() > 0.8
@@ -64,17 +66,35 @@ def test_leading_reply_mentions_are_participants_not_stuffing():
 
 
 def _users(ids: list[str], created: str, followers: int) -> dict:
-    return {"data": [], "includes": {"users": [{"id": i, "username": i, "name": i, "created_at": created,
-                                                "public_metrics": {"followers_count": followers}} for i in ids]}}
+    return {
+        "data": [],
+        "includes": {
+            "users": [
+                {
+                    "id": i,
+                    "username": i,
+                    "name": i,
+                    "created_at": created,
+                    "public_metrics": {"followers_count": followers},
+                }
+                for i in ids
+            ]
+        },
+    }
 
 
 def test_ingest_drops_a_campaign_from_young_accounts_and_lists_it(ws, tmp_path):
     bots = [f"bot{i}" for i in range(6)]
     rows = [v2(i, text, author_id=f"human{i}") for i, text in enumerate(ORGANIC)]
     rows += [v2(100 + i, f"{PITCH} https://bit.ly/x{i}{'q' * i}", author_id=b) for i, b in enumerate(bots)]
-    src = write_jsonl(tmp_path / "f.jsonl", [_users(bots, "2023-04-28T00:00:00.000Z", 1),
-                                            _users([f"human{i}" for i in range(6)], "2015-01-01T00:00:00.000Z", 300),
-                                            *rows])
+    src = write_jsonl(
+        tmp_path / "f.jsonl",
+        [
+            _users(bots, "2023-04-28T00:00:00.000Z", 1),
+            _users([f"human{i}" for i in range(6)], "2015-01-01T00:00:00.000Z", 300),
+            *rows,
+        ],
+    )
     rep = run(ws, src, dedup_near=False)  # near-dedup would take some copies first; the filter is under test
     assert rep.dropped == {"spam_learned": 6} and set(posts(ws)) == {str(i) for i in range(6)}
     listed = [json.loads(line) for line in (ws.corpus / "spam.jsonl").read_text().splitlines()]

@@ -53,8 +53,9 @@ def test_ads_manifest_and_file_modes(built):
     assert safety["inputs"] == ads["inputs"] == {"corpus": ws.stage_hash("corpus"), "model": ws.stage_hash("model")}
     umask = os.umask(0)
     os.umask(umask)
-    assert {p.name: p.stat().st_mode & 0o777 for p in ws.model.iterdir()} == \
-        {p.name: 0o666 & ~umask for p in ws.model.iterdir()}
+    assert {p.name: p.stat().st_mode & 0o777 for p in ws.model.iterdir()} == {
+        p.name: 0o666 & ~umask for p in ws.model.iterdir()
+    }
 
 
 def test_second_run_skips_every_stage(built):
@@ -73,7 +74,11 @@ def test_ui_routes_over_the_built_workspace(built):
     with live_server(root) as (url, _):
         page = httpx.get(url + "/")
         assert page.status_code == 200 and '<script src="/static/app.js">' in page.text
-        assert httpx.get(url + "/static/app.js").headers["content-type"].startswith(("application/javascript", "text/javascript"))
+        assert (
+            httpx.get(url + "/static/app.js")
+            .headers["content-type"]
+            .startswith(("application/javascript", "text/javascript"))
+        )
         for bad in ("/static/nope.js", "/static/..%2Fdemo.py", "/ui/runs/..%2F..%2Fsample/loss.png"):
             r = httpx.get(url + bad)
             assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error", bad
@@ -86,8 +91,11 @@ def test_ui_routes_over_the_built_workspace(built):
         assert named == [{"id": author["id"], "username": author["username"]}, {"id": "nobody", "username": None}]
         mine = httpx.get(url + "/timeline", params={"user_id": author["id"], "n": 100}).json()["data"]
         assert len(mine) == author["posts"] and {p["author"] for p in mine} == {author["id"]}
-        for params, status, param in (({"user_id": "nobody"}, 404, "user_id"), ({"n": 0}, 400, "n"),
-                                      ({"n": 101}, 400, "n")):
+        for params, status, param in (
+            ({"user_id": "nobody"}, 404, "user_id"),
+            ({"n": 0}, 400, "n"),
+            ({"n": 101}, 400, "n"),
+        ):
             r = httpx.get(url + "/timeline", params=params)
             assert r.status_code == status and r.json()["error"]["param"] == param
 

@@ -9,10 +9,26 @@ from roost.demo import Demo, DemoConfig
 
 def tiny_config(workspace: Path, **overrides) -> DemoConfig:
     """A 400-post network, a 1-layer model trained for 10 steps and fine-tuned for 5, in-process ingest."""
-    kwargs = {"workspace": workspace, "users": 30, "posts": 400, "campaigns": 20, "vocab_size": 400,
-              "val_fraction": 0.1, "depth": 1, "seq_len": 64, "device_batch": 4, "train_minutes": None,
-              "train_steps": 10, "sft_minutes": None, "sft_steps": 5, "eval_every": 5, "eval_tokens": 1024,
-              "retriever_steps": 20, "retriever_pairs": 500, "ingest_workers": 1}
+    kwargs = {
+        "workspace": workspace,
+        "users": 30,
+        "posts": 400,
+        "campaigns": 20,
+        "vocab_size": 400,
+        "val_fraction": 0.1,
+        "depth": 1,
+        "seq_len": 64,
+        "device_batch": 4,
+        "train_minutes": None,
+        "train_steps": 10,
+        "sft_minutes": None,
+        "sft_steps": 5,
+        "eval_every": 5,
+        "eval_tokens": 1024,
+        "retriever_steps": 20,
+        "retriever_pairs": 500,
+        "ingest_workers": 1,
+    }
     kwargs.update(overrides)
     return DemoConfig(**kwargs)
 

@@ -99,18 +99,26 @@ def test_the_server_on_a_full_disk_answers_507_and_keeps_what_it_acknowledged(sm
     ws = Workspace(small_disk / "workspace")
     write_corpus(ws, make_posts(50))
     assert main(["index", "--workspace", str(ws.root), "--no-vectors"]) == 0
-    campaign = {"advertiser": "Acme", "name": "Boots", "budget": 50, "bid_type": "cpc", "bid": 0.5,
-                "targeting": {"keywords": ["goal"]},
-                "creatives": [{"text": "boots for the match", "landing_url": "https://acme.example/"}]}
+    campaign = {
+        "advertiser": "Acme",
+        "name": "Boots",
+        "budget": 50,
+        "bid_type": "cpc",
+        "bid": 0.5,
+        "targeting": {"keywords": ["goal"]},
+        "creatives": [{"text": "boots for the match", "landing_url": "https://acme.example/"}],
+    }
     with live_server(ws.root, admin_key="admin-secret") as (url, _), httpx.Client(base_url=url) as http:
         http.post("/admin/campaigns", json=campaign, headers=ADMIN).raise_for_status()
         [ad] = http.post("/ads/serve", json={"query": "goal"}).json()["ads"]
         assert http.get("/ads/click", params={"t": ad["click_url"].split("t=")[1]}).status_code == 302
         [other] = http.post("/ads/serve", json={"query": "goal"}).json()["ads"]
         filler = fill(small_disk)
-        for r in (http.post("/ads/serve", json={"query": "goal"}),
-                  http.get("/ads/click", params={"t": other["click_url"].split("t=")[1]}),
-                  http.post("/admin/posts", json={"posts": [{"id": "new", "text": "goal keeper"}]}, headers=ADMIN)):
+        for r in (
+            http.post("/ads/serve", json={"query": "goal"}),
+            http.get("/ads/click", params={"t": other["click_url"].split("t=")[1]}),
+            http.post("/admin/posts", json={"posts": [{"id": "new", "text": "goal keeper"}]}, headers=ADMIN),
+        ):
             assert r.status_code == 507, r.text
             error = r.json()["error"]
             assert error["code"] == "disk_full" and "disk is full" in error["message"] and r.headers["retry-after"]
@@ -121,11 +129,14 @@ def test_the_server_on_a_full_disk_answers_507_and_keeps_what_it_acknowledged(sm
         assert (view["impressions"], view["clicks"]) == (2, 1)  # the acknowledged ones, none of the failed
         assert view["spend_micros"] == int(ad["price"] * 1e6)
         assert http.get("/search", params={"q": "keeper", "mode": "lexical", "author": "new"}).status_code == 200
-        assert "new" not in [h["id"] for h in http.get("/search", params={"q": "keeper", "mode": "lexical"})
-                             .json()["data"]]
+        assert "new" not in [
+            h["id"] for h in http.get("/search", params={"q": "keeper", "mode": "lexical"}).json()["data"]
+        ]
         assert http.get("/ads/click", params={"t": other["click_url"].split("t=")[1]}).status_code == 302
-        assert http.post("/admin/posts", json={"posts": [{"id": "new", "text": "goal keeper"}]},
-                         headers=ADMIN).status_code == 200
+        assert (
+            http.post("/admin/posts", json={"posts": [{"id": "new", "text": "goal keeper"}]}, headers=ADMIN).status_code
+            == 200
+        )
 
 
 def test_disk_full_reads_through_wrapped_errors_and_nothing_else():

@@ -27,13 +27,24 @@ from test_train_fixtures import make_token_workspace
 
 from roost.cli import main
 from roost.train.config import TrainConfig
-from roost.train.pretrain import train
 from roost.train.data import PackedLoader
+from roost.train.pretrain import train
 from roost.workspace import Workspace
 
-FLAGS = {"depth": 1, "seq_len": 32, "max_seq_len": 64, "device_batch": 4, "batch_tokens": 256, "optimizer": "adamw",
-         "warmup": 2, "cooldown": 0.0, "eval_every": 10, "eval_tokens": 256, "ckpt_every": 10,
-         "dtype": "float32"}  # float32: the curves must agree to fp32 rounding; bf16 ones differ by ~1e-4
+FLAGS = {
+    "depth": 1,
+    "seq_len": 32,
+    "max_seq_len": 64,
+    "device_batch": 4,
+    "batch_tokens": 256,
+    "optimizer": "adamw",
+    "warmup": 2,
+    "cooldown": 0.0,
+    "eval_every": 10,
+    "eval_tokens": 256,
+    "ckpt_every": 10,
+    "dtype": "float32",
+}  # float32: the curves must agree to fp32 rounding; bf16 ones differ by ~1e-4
 STEPS = 20
 # Known flake, rerun meanwhile (pytest-rerunfailures): the killed-rank test's first attempt sometimes trains to
 # the end with rank 1 never killed (seen in whole-suite runs only); its fault log says whether the injection was
@@ -47,7 +58,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 # A fault on one rank, as a sitecustomize module every process of the job imports at start (PYTHONPATH):
 # FAULT=raise|kill:RANK:STEP raises or SIGKILLs in that rank's STEP-th training step, on the job's first attempt
 # only, so that a restarted job runs clean.
-FAULT_INJECTION = r'''
+FAULT_INJECTION = r"""
 import os
 what, rank, at = os.environ["FAULT"].split(":")
 if os.environ.get("RANK") == rank and os.environ.get("TORCHELASTIC_RESTART_COUNT") == "0":
@@ -64,7 +75,7 @@ if os.environ.get("RANK") == rank and os.environ.get("TORCHELASTIC_RESTART_COUNT
             os.kill(os.getpid(), signal.SIGKILL)
         return step(*args, **kwargs)
     loop.train_step = faulty_step
-'''
+"""
 
 
 def _cli(cfg: dict) -> list[str]:
@@ -127,13 +138,20 @@ def test_ranks_share_out_each_step_and_epoch_without_overlap_at_any_world_size()
 
     def steps(world: int) -> list[list[int]]:
         accum = global_micro // world
-        loaders = [PackedLoader([shard], [starts], 7, batch, seed=3, rank=r, world_size=world, accum=accum)
-                   for r in range(world)]
+        loaders = [
+            PackedLoader([shard], [starts], 7, batch, seed=3, rank=r, world_size=world, accum=accum)
+            for r in range(world)
+        ]
         assert loaders[0].batches_per_epoch == n_seq // batch // global_micro * global_micro  # whole steps only
         out = []
         for _ in range(loaders[0].batches_per_epoch // global_micro + 1):  # one epoch and one step into the next
-            seqs = [int(x[i, 0]) // 8 for ld in loaders for _ in range(accum) for x in [ld.next_batch()[0]]
-                    for i in range(batch)]
+            seqs = [
+                int(x[i, 0]) // 8
+                for ld in loaders
+                for _ in range(accum)
+                for x in [ld.next_batch()[0]]
+                for i in range(batch)
+            ]
             out.append(sorted(seqs))
         return out
 
@@ -143,12 +161,15 @@ def test_ranks_share_out_each_step_and_epoch_without_overlap_at_any_world_size()
     assert steps(2) == steps(4) == one  # each step trains on the same sequences at every world size
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--nproc", "2", "--batch-tokens", "1000"], r"--batch-tokens 1000 is not a multiple of .* x 2 = 8192"),
-    (["--nproc", "2", "--nnodes", "2"], r"--nnodes 2 needs --rdzv-endpoint HOST:PORT"),
-    (["--max-restarts", "2"], r"go with --nproc \(or give them to torchrun\)"),
-    (["--parallel", "zero"], r"--parallel must be one of ddp, fsdp, got 'zero'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--nproc", "2", "--batch-tokens", "1000"], r"--batch-tokens 1000 is not a multiple of .* x 2 = 8192"),
+        (["--nproc", "2", "--nnodes", "2"], r"--nnodes 2 needs --rdzv-endpoint HOST:PORT"),
+        (["--max-restarts", "2"], r"go with --nproc \(or give them to torchrun\)"),
+        (["--parallel", "zero"], r"--parallel must be one of ddp, fsdp, got 'zero'"),
+    ],
+)
 def test_launch_flags_are_checked_before_any_process_starts(template, capsys, argv, message):
     assert main(["train", "--workspace", str(template), *argv]) == 2
     assert re.search(message, capsys.readouterr().err)
@@ -168,8 +189,23 @@ def test_activation_checkpointing_recomputes_the_same_training(template, tmp_pat
 def test_two_processes_follow_one_process_with_ddp(one_process, template, tmp_path):
     ws = _copy(template, tmp_path / "ddp")
     # `roost train --nproc 2` launches torchrun itself
-    done = _run([sys.executable, "-m", "roost", "train", "--nproc", "2", "--workspace", str(ws.root),
-                 "--run", "pretrain", "--steps", str(STEPS), *_cli(FLAGS)])  # --run: no clash with torchrun's flags
+    done = _run(
+        [
+            sys.executable,
+            "-m",
+            "roost",
+            "train",
+            "--nproc",
+            "2",
+            "--workspace",
+            str(ws.root),
+            "--run",
+            "pretrain",
+            "--steps",
+            str(STEPS),
+            *_cli(FLAGS),
+        ]
+    )  # --run: no clash with torchrun's flags
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("training on cpu x 2") == 1  # rank 0 alone reports
     _assert_follows(_losses(ws), _losses(one_process), range(1, STEPS + 1))
@@ -180,8 +216,21 @@ def test_two_processes_follow_one_process_with_ddp(one_process, template, tmp_pa
 
 def test_fsdp_matches_one_process_and_its_checkpoint_resumes_at_world_size_one_and_two(one_process, template, tmp_path):
     ws = _copy(template, tmp_path / "fsdp")
-    done = _run([*TORCHRUN, "-m", "roost", "train", "--workspace", str(ws.root), "--parallel", "fsdp",
-                 "--steps", str(STEPS // 2), *_cli(FLAGS)])
+    done = _run(
+        [
+            *TORCHRUN,
+            "-m",
+            "roost",
+            "train",
+            "--workspace",
+            str(ws.root),
+            "--parallel",
+            "fsdp",
+            "--steps",
+            str(STEPS // 2),
+            *_cli(FLAGS),
+        ]
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     want = _losses(one_process)
     _assert_follows(_losses(ws), want, range(1, STEPS // 2 + 1))
@@ -216,9 +265,26 @@ def _with_fault(tmp_path: Path, fault: str) -> dict[str, str]:
 def test_a_rank_that_raises_ends_the_whole_job_with_its_error(template, tmp_path):
     ws = _copy(template, tmp_path / "raise")
     t0 = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "roost", "train", "--nproc", "2", "--workspace", str(ws.root),
-                           "--steps", "6", *_cli(FLAGS)], check=False, env=_with_fault(tmp_path, "raise:1:3"),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roost",
+            "train",
+            "--nproc",
+            "2",
+            "--workspace",
+            str(ws.root),
+            "--steps",
+            "6",
+            *_cli(FLAGS),
+        ],
+        check=False,
+        env=_with_fault(tmp_path, "raise:1:3"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert time.monotonic() - t0 < 100  # rank 0, waiting in a collective, was stopped: no hang
     assert "roost train: error: training failed" in done.stderr
@@ -230,14 +296,32 @@ def test_a_killed_rank_restarts_the_job_which_resumes_from_its_checkpoint(one_pr
     ws = _copy(template, tmp_path / "kill")
     steps = 8
     flags = {**FLAGS, "ckpt_every": 4, "eval_every": 4}
-    done = subprocess.run([*TORCHRUN, "--max-restarts", "1", "-m", "roost", "train", "--workspace", str(ws.root),
-                           "--steps", str(steps), *_cli(flags)],
-                          check=False, env=_with_fault(tmp_path, "kill:1:6"), capture_output=True, text=True, timeout=150)
+    done = subprocess.run(
+        [
+            *TORCHRUN,
+            "--max-restarts",
+            "1",
+            "-m",
+            "roost",
+            "train",
+            "--workspace",
+            str(ws.root),
+            "--steps",
+            str(steps),
+            *_cli(flags),
+        ],
+        check=False,
+        env=_with_fault(tmp_path, "kill:1:6"),
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     fault_log = (tmp_path / "faults" / "log").read_text() if (tmp_path / "faults" / "log").exists() else "nothing"
     # (if the first attempt failed before the fault for another reason, torchrun's report of it is in stderr)
     assert "failed (exitcode: -9) local_rank: 1" in done.stderr, (
-        f"rank 1 was not killed; fault log: {fault_log}; stderr: {done.stderr[:4000]}")
+        f"rank 1 was not killed; fault log: {fault_log}; stderr: {done.stderr[:4000]}"
+    )
     assert done.stdout.count("training on cpu x 2") == 2  # and the job ran twice
     # the restarted job took up the step-4 checkpoint: one run's worth of steps, on the uninterrupted track
     _assert_follows(_losses(ws), _losses(one_process), range(1, steps + 1))

@@ -71,8 +71,9 @@ def test_seed_reproducible_whatever_else_runs(engine, tokenizer):
     sp = SamplingParams(max_tokens=20, temperature=1.0, seed=7)
     ids = prompt_ids(tokenizer, PROMPTS[0])
     alone = engine.generate(ids, sp)
-    others = [engine.submit(prompt_ids(tokenizer, p), SamplingParams(max_tokens=20, temperature=1.0))
-              for p in PROMPTS[1:]]
+    others = [
+        engine.submit(prompt_ids(tokenizer, p), SamplingParams(max_tokens=20, temperature=1.0)) for p in PROMPTS[1:]
+    ]
     assert engine.generate(ids, sp) == alone
     for r in others:
         list(r)
@@ -91,11 +92,11 @@ def test_n_choices_share_prefill_and_differ_by_seed(engine, tokenizer):
 def test_stop_string_across_tokens_is_never_emitted(engine, tokenizer):
     ids = prompt_ids(tokenizer, PROMPTS[0])
     full = engine.generate(ids, SamplingParams(max_tokens=40, temperature=0))[0]
-    clean = [i for i in range(5, len(full) - 3) if "\ufffd" not in full[i:i + 3]]
+    clean = [i for i in range(5, len(full) - 3) if "\ufffd" not in full[i : i + 3]]
     assert clean, f"need some decodable text to pick a stop string from: {full!r}"
-    stop = full[clean[0]:clean[0] + 3]
+    stop = full[clean[0] : clean[0] + 3]
     events = list(engine.submit(ids, SamplingParams(max_tokens=40, temperature=0, stop=[stop, "never seen"])))
-    assert "".join(e.text for e in events) == full[:full.index(stop)]
+    assert "".join(e.text for e in events) == full[: full.index(stop)]
     assert events[-1].finish_reason == "stop"
     assert all(stop not in e.text for e in events)
 

@@ -21,8 +21,9 @@ from roost.workspace import Workspace
 WORDS = {0: "delicious tasty yummy", 1: "awful bland soggy", 2: "cheap pricey costly"}
 
 
-def write_task(folder: Path, n_train: int = 120, n_val: int = 30, n_labels: int = 2, seed: int = 0,
-               mapping: bool = True) -> None:
+def write_task(
+    folder: Path, n_train: int = 120, n_val: int = 30, n_labels: int = 2, seed: int = 0, mapping: bool = True
+) -> None:
     """A task whose label is told by one keyword among filler words."""
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -83,7 +84,9 @@ def test_baseline_and_finetune_learn_a_keyword_task(tweeteval, tiny_ws):
 
 
 def test_validation_loss_matches_what_training_measured(tiny_ws):
-    metrics = [json.loads(line) for line in (tiny_ws.root / "runs" / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(line) for line in (tiny_ws.root / "runs" / "pretrain" / "metrics.jsonl").read_text().splitlines()
+    ]
     last = [m for m in metrics if "val_loss" in m][-1]
     # the same slice training evaluated (seq_len 64, batch 4, eval_tokens 1024), on the exported model, in the
     # dtype training computed in (--dtype auto: bf16 autocast on CPUs with AVX512-BF16)
@@ -96,14 +99,32 @@ def test_validation_loss_matches_what_training_measured(tiny_ws):
 
 def test_roost_eval_writes_results_and_report(tiny_ws, tweeteval, tmp_path):
     out = tmp_path / "report"
-    assert main(["eval", "-w", str(tiny_ws.root), "--report", str(out), "--tweeteval", str(tweeteval),
-                 "--finetune-steps", "10", "--ads-requests", "30"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "-w",
+                str(tiny_ws.root),
+                "--report",
+                str(out),
+                "--tweeteval",
+                str(tweeteval),
+                "--finetune-steps",
+                "10",
+                "--ads-requests",
+                "30",
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert set(results["seconds"]) == {"lm", "chat", "tweeteval", "search", "ads"}
     assert results["chat"]["questions"] == 200 and 0 <= results["chat"]["on_topic"] <= 1
     assert np.isfinite(results["lm"]["val_loss"]) and results["lm"]["val_bpb"] > 0
     tasks = results["tweeteval"]["tasks"]
-    assert set(tasks) == {"food", "stance/price"} and results["tweeteval"]["notes"] == ["noval: no train split, left out"]
+    assert set(tasks) == {"food", "stance/price"} and results["tweeteval"]["notes"] == [
+        "noval: no train split, left out"
+    ]
     assert {"tfidf", "probe", "finetune"} <= set(tasks["food"]) and tasks["food"]["n_val"] == 30
     assert set(results["search"]["topics"]["metrics"]) == {"lexical", "semantic", "hybrid"}
     assert {r["policy"] for r in results["ads"]["policies"]} == {"random", "keyword", "model+pctr"}

@@ -40,8 +40,9 @@ def hf_logits(folder: Path, idx: torch.Tensor) -> torch.Tensor:
         return hf(idx).logits
 
 
-@pytest.mark.parametrize("kw", [{}, {"tie_embeddings": True}, {"n_kv_head": 4, "rope_theta": 50000.0, "norm_eps": 1e-6},
-                                {"n_kv_head": 1}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"tie_embeddings": True}, {"n_kv_head": 4, "rope_theta": 50000.0, "norm_eps": 1e-6}, {"n_kv_head": 1}]
+)
 def test_transformers_loads_the_export_with_the_same_logits(tmp_path, tok_dir, kw):
     vocab = load_tokenizer(tok_dir).vocab_size
     model = tiny_model(vocab, **kw)
@@ -103,10 +104,13 @@ def test_load_hf_reads_a_folder_made_by_transformers(tmp_path):
         assert (ours(idx) - hf(idx).logits).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({"mlp": "relu2"}, "mlp='relu2' \\(Llama has only a SwiGLU MLP\\)"),
-    ({"qk_norm": True}, "qk_norm=True \\(Llama has no QK-norm\\)"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"mlp": "relu2"}, "mlp='relu2' \\(Llama has only a SwiGLU MLP\\)"),
+        ({"qk_norm": True}, "qk_norm=True \\(Llama has no QK-norm\\)"),
+    ],
+)
 def test_non_llama_models_refuse_export(tmp_path, kw, message):
     out = tmp_path / "hf"
     with pytest.raises(ValueError, match="cannot export to Hugging Face Llama: " + message):
@@ -124,16 +128,21 @@ def test_failed_export_keeps_the_previous_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"hidden_act": "gelu"}, "unsupported hidden_act='gelu'"),
-    ({"attention_bias": True}, "unsupported attention_bias=True"),
-    ({"model_type": "mistral"}, "unsupported model_type='mistral'"),
-    ({"rope_scaling": {"type": "linear", "factor": 2.0}}, "unsupported rope_scaling="),
-    ({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}}, "unsupported rope_parameters.rope_type='yarn'"),
-    ({"num_key_value_heads": 3}, "n_head=4 is not divisible by n_kv_head=3"),
-    ({"intermediate_size": 96},
-     r"weight layers.0.mlp.gate_proj.weight has shape \(128, 64\), config.json implies \(96, 64\)"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"hidden_act": "gelu"}, "unsupported hidden_act='gelu'"),
+        ({"attention_bias": True}, "unsupported attention_bias=True"),
+        ({"model_type": "mistral"}, "unsupported model_type='mistral'"),
+        ({"rope_scaling": {"type": "linear", "factor": 2.0}}, "unsupported rope_scaling="),
+        ({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}}, "unsupported rope_parameters.rope_type='yarn'"),
+        ({"num_key_value_heads": 3}, "n_head=4 is not divisible by n_kv_head=3"),
+        (
+            {"intermediate_size": 96},
+            r"weight layers.0.mlp.gate_proj.weight has shape \(128, 64\), config.json implies \(96, 64\)",
+        ),
+    ],
+)
 def test_load_hf_refuses_unsupported_folders_by_name(tmp_path, change, message):
     save_hf(tiny_model(97), tmp_path / "hf")
     path = tmp_path / "hf" / "config.json"

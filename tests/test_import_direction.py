@@ -17,7 +17,9 @@ COMMAND_LEVEL = {"roost.cli", "roost.commands", "roost.__main__"}
 STAGES = ("corpus", "sample", "engine", "train", "search", "ads", "eval", "server")
 # the stage packages each stage may import (besides the shared core: model, tokenizer, export, workspace, ...)
 ALLOWED_STAGES = {
-    "corpus": set(), "sample": set(), "engine": set(),
+    "corpus": set(),
+    "sample": set(),
+    "engine": set(),
     "train": {"corpus"},
     "search": {"corpus"},
     "ads": {"corpus"},
@@ -62,8 +64,13 @@ def stage_of(module: str) -> str | None:
 
 
 def test_library_never_imports_the_command_line():
-    bad = [(m, t) for m, targets in imports().items() if not any(under(m, c) for c in COMMAND_LEVEL)
-           for t in targets if any(under(t, c) for c in COMMAND_LEVEL)]
+    bad = [
+        (m, t)
+        for m, targets in imports().items()
+        if not any(under(m, c) for c in COMMAND_LEVEL)
+        for t in targets
+        if any(under(t, c) for c in COMMAND_LEVEL)
+    ]
     assert not bad, f"library modules import the command line (move the shared code down a layer): {bad}"
 
 
@@ -73,8 +80,12 @@ def test_stages_import_only_the_stages_below_them():
         stage = stage_of(m)
         for t in targets:
             other = stage_of(t)
-            if stage is None and other is not None and other not in CORE_ALLOWED.get(m, set()) \
-                    and not any(under(m, c) for c in COMMAND_LEVEL | {"roost.demo"}):
+            if (
+                stage is None
+                and other is not None
+                and other not in CORE_ALLOWED.get(m, set())
+                and not any(under(m, c) for c in COMMAND_LEVEL | {"roost.demo"})
+            ):
                 bad.append((m, t))  # the shared core imports a stage
             elif stage and other and other != stage and other not in ALLOWED_STAGES[stage]:
                 bad.append((m, t))
@@ -82,8 +93,13 @@ def test_stages_import_only_the_stages_below_them():
 
 
 def test_server_routers_never_import_the_app():
-    bad = [(m, t) for m, targets in imports().items() if under(m, "roost.server") and m != "roost.server.app"
-           for t in targets if under(t, "roost.server.app")]
+    bad = [
+        (m, t)
+        for m, targets in imports().items()
+        if under(m, "roost.server") and m != "roost.server.app"
+        for t in targets
+        if under(t, "roost.server.app")
+    ]
     assert not bad, f"roost.server.app imports the routers, so they must not import it (use state/errors/auth): {bad}"
 
 

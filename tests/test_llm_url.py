@@ -18,8 +18,12 @@ from test_engine_fixtures import live_server, model_workspace, tiny_model, token
 from roost.ads.pgtemp import free_port
 
 ENGINE_KEY, FRONT_KEY = "engine-key", "front-key"
-CHAT = {"model": "roost", "messages": [{"role": "user", "content": "the cat sat on"}], "max_tokens": 12,
-        "temperature": 0}
+CHAT = {
+    "model": "roost",
+    "messages": [{"role": "user", "content": "the cat sat on"}],
+    "max_tokens": 12,
+    "temperature": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,24 +60,31 @@ def test_chat_and_completions_answer_as_the_engine_does(engine, front):
     assert via.usage.prompt_tokens == want["usage"]["prompt_tokens"] > 0
     assert via.usage.completion_tokens == want["usage"]["completion_tokens"] > 0
     done = client.completions.create(model="roost", prompt="the dog ran", max_tokens=5, temperature=0)
-    direct = httpx.post(engine + "/v1/completions", json={"model": "roost", "prompt": "the dog ran", "max_tokens": 5,
-                                                          "temperature": 0},
-                        headers={"Authorization": f"Bearer {ENGINE_KEY}"}).json()
-    assert done.choices[0].text == direct["choices"][0]["text"] and done.usage.total_tokens == direct["usage"]["total_tokens"]
+    direct = httpx.post(
+        engine + "/v1/completions",
+        json={"model": "roost", "prompt": "the dog ran", "max_tokens": 5, "temperature": 0},
+        headers={"Authorization": f"Bearer {ENGINE_KEY}"},
+    ).json()
+    assert (
+        done.choices[0].text == direct["choices"][0]["text"]
+        and done.usage.total_tokens == direct["usage"]["total_tokens"]
+    )
     assert [m.id for m in client.models.list().data] == ["roost"]
 
 
 def test_streaming_passes_chunks_usage_and_done(engine, front):
     body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
-    with httpx.stream("POST", front + "/v1/chat/completions", json=body,
-                      headers={"Authorization": f"Bearer {FRONT_KEY}"}) as r:
+    with httpx.stream(
+        "POST", front + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {FRONT_KEY}"}
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = sse(r.read().decode())
     assert events[-1] == "[DONE]"
     usage = events[-2]["usage"]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in events[:-2] if c["choices"])
-    plain = httpx.post(engine + "/v1/chat/completions", json=CHAT,
-                       headers={"Authorization": f"Bearer {ENGINE_KEY}"}).json()
+    plain = httpx.post(
+        engine + "/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {ENGINE_KEY}"}
+    ).json()
     assert text == plain["choices"][0]["message"]["content"] and usage == plain["usage"]
 
 

@@ -17,8 +17,12 @@ ROWS = 3 * CHUNK + 5  # several chunks and a ragged last one
 
 
 def _reference(hidden, weight, targets, reduction):
-    return F.cross_entropy(F.linear(hidden, weight).float().view(-1, weight.size(0)), targets.view(-1),
-                           ignore_index=-100, reduction=reduction)
+    return F.cross_entropy(
+        F.linear(hidden, weight).float().view(-1, weight.size(0)),
+        targets.view(-1),
+        ignore_index=-100,
+        reduction=reduction,
+    )
 
 
 def _loss_and_grads(fn, hidden, weight, targets, reduction, dtype):

@@ -171,8 +171,9 @@ def test_gqa_paths_agree_with_expanded_heads():
     torch.testing.assert_close(attend(q, k, v, causal, is_causal=False), ref)
 
 
-@pytest.mark.parametrize("kw", [{}, {"n_kv_head": 4}, {"n_kv_head": 1, "tie_embeddings": True},
-                                {"mlp": "relu2", "qk_norm": True}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"n_kv_head": 4}, {"n_kv_head": 1, "tie_embeddings": True}, {"mlp": "relu2", "qk_norm": True}]
+)
 def test_decoding_with_a_cache_matches_a_full_forward(kw):
     model = tiny(**kw)
     idx = torch.randint(0, 97, (2, 14))

@@ -21,19 +21,31 @@ from roost.engine.sampling import Sampler
 from roost.export import load_hf
 from roost.tokenizer import PLACEHOLDER_TOKENS, RoostTokenizer, TokenizerConfig, load_tokenizer, train_bpe
 from roost.train.config import TrainConfig
-from roost.train.pretrain import train
 from roost.train.data import IGNORE_INDEX, PackedLoader
+from roost.train.pretrain import train
 from roost.workspace import Workspace
 
 PROMPT = "mail me at "  # the text before a placeholder ends in its space (split before BPE)
-TINY = dict(depth=1, seq_len=32, max_seq_len=64, device_batch=8, warmup=2, eval_tokens=512, steps=60,
-            eval_every=60, ckpt_every=60, optimizer="adamw", lr=0.01)
+TINY = dict(
+    depth=1,
+    seq_len=32,
+    max_seq_len=64,
+    device_batch=8,
+    warmup=2,
+    eval_tokens=512,
+    steps=60,
+    eval_every=60,
+    ckpt_every=60,
+    optimizer="adamw",
+    lr=0.01,
+)
 
 
 def _posts(n: int, seed: int) -> list[str]:
     """Plain posts, every third one asking to be mailed at a scrubbed address."""
-    return [f"{PROMPT}{PLACEHOLDERS['email']} for the {p}" if i % 3 == 0 else p
-            for i, p in enumerate(tiny_posts(n, seed))]
+    return [
+        f"{PROMPT}{PLACEHOLDERS['email']} for the {p}" if i % 3 == 0 else p for i, p in enumerate(tiny_posts(n, seed))
+    ]
 
 
 def _workspace(root) -> Workspace:
@@ -76,8 +88,10 @@ def _sample(ws: Workspace, n: int = 64) -> list[tuple[str, list[int]]]:
     engine = Engine(load_hf(ws.model), tok, EngineConfig(slots=8, queue=n))
     try:
         params = SamplingParams(max_tokens=6, temperature=1.0, seed=0, ignore_eos=True)
-        requests = [engine.submit([tok.bos_id, *tok.encode(PROMPT)], SamplingParams(**{**vars(params), "seed": i}))
-                    for i in range(n)]
+        requests = [
+            engine.submit([tok.bos_id, *tok.encode(PROMPT)], SamplingParams(**{**vars(params), "seed": i}))
+            for i in range(n)
+        ]
         out = []
         for r in requests:
             events = list(r)
@@ -91,8 +105,8 @@ def test_the_mask_keeps_placeholders_out_of_what_the_model_learns_to_write(train
     masked, tok = _next_token_probs(trained["masked"])
     unmasked, _ = _next_token_probs(trained["unmasked"])
     email = tok.special_ids[PLACEHOLDERS["email"]]
-    assert unmasked[email] > 0.5          # without the mask the model learns to write the placeholder
-    assert masked[email] < 0.01           # with it, the placeholder is pushed down like any non-target
+    assert unmasked[email] > 0.5  # without the mask the model learns to write the placeholder
+    assert masked[email] < 0.01  # with it, the placeholder is pushed down like any non-target
 
 
 def test_many_sampled_completions_hold_no_placeholder(trained):
@@ -120,14 +134,19 @@ def test_loader_and_chat_mask_ignore_placeholder_targets():
     import numpy as np
 
     shard = np.arange(40, dtype=np.uint16)
-    loader = PackedLoader([shard], [np.array([0, 10, 20, 30])], seq_len=8, batch_size=4, shuffle=False,
-                          ignore_targets=[5, 25])
+    loader = PackedLoader(
+        [shard], [np.array([0, 10, 20, 30])], seq_len=8, batch_size=4, shuffle=False, ignore_targets=[5, 25]
+    )
     x, y = loader.next_batch()
     assert 5 in x.tolist()[0] and (y == IGNORE_INDEX).sum() == 2 and not torch.isin(y, torch.tensor([5, 25])).any()
 
     tok = RoostTokenizer(train_bpe(_posts(50, 0), TokenizerConfig(vocab_size=320, min_frequency=1)))
-    ids, mask = tok.encode_chat([{"role": "user", "content": "how do I reach you?"},
-                                 {"role": "assistant", "content": f"{PROMPT}{PLACEHOLDERS['email']} ok"}])
+    ids, mask = tok.encode_chat(
+        [
+            {"role": "user", "content": "how do I reach you?"},
+            {"role": "assistant", "content": f"{PROMPT}{PLACEHOLDERS['email']} ok"},
+        ]
+    )
     email = tok.special_ids[PLACEHOLDERS["email"]]
     assert email in ids and mask[ids.index(email)] == 0
     assert sum(mask) == len(tok.encode(f"{PROMPT}{PLACEHOLDERS['email']} ok"))  # the rest of the answer + <|end|>

@@ -22,8 +22,14 @@ def sample(tmp_path_factory):
     pages = [json.loads(line) for line in (out / "posts.jsonl").read_text(encoding="utf-8").splitlines()]
     tweets = [t for page in pages for t in page["data"]]
     truth = {r["id"]: r for r in map(json.loads, (out / "truth/post_topics.jsonl").read_text().splitlines())}
-    return {"dir": out, "summary": summary, "pages": pages, "tweets": tweets, "by_id": {t["id"]: t for t in tweets},
-            "truth": truth}
+    return {
+        "dir": out,
+        "summary": summary,
+        "pages": pages,
+        "tweets": tweets,
+        "by_id": {t["id"]: t for t in tweets},
+        "truth": truth,
+    }
 
 
 def _files(d):
@@ -61,12 +67,12 @@ def test_every_line_is_an_api_v2_page(sample):
                 assert ref["type"] in ("replied_to", "retweeted", "quoted") and ref["id"] in sample["by_id"]
             ents = t.get("entities", {})
             for h in ents.get("hashtags", []):
-                assert t["text"][h["start"]:h["end"]] == "#" + h["tag"]
+                assert t["text"][h["start"] : h["end"]] == "#" + h["tag"]
             for m in ents.get("mentions", []):
-                assert t["text"][m["start"]:m["end"]] == "@" + m["username"]
+                assert t["text"][m["start"] : m["end"]] == "@" + m["username"]
                 assert users[m["id"]]["username"] == m["username"]
             for u in ents.get("urls", []):
-                assert t["text"][u["start"]:u["end"]] == u["url"] and u["expanded_url"].startswith("https://")
+                assert t["text"][u["start"] : u["end"]] == u["url"] and u["expanded_url"].startswith("https://")
     times = [t["created_at"] for t in sample["tweets"]]
     assert times == sorted(times), "pages run in time order"
 
@@ -93,8 +99,10 @@ def test_follow_graph_matches_user_counts(sample):
 
 
 def test_popular_authors_get_more_engagement(sample):
-    followers = {u["id"]: u["public_metrics"]["followers_count"]
-                 for u in map(json.loads, (sample["dir"] / "users.jsonl").read_text().splitlines())}
+    followers = {
+        u["id"]: u["public_metrics"]["followers_count"]
+        for u in map(json.loads, (sample["dir"] / "users.jsonl").read_text().splitlines())
+    }
     organic = [t for t in sample["tweets"] if sample["truth"][t["id"]]["kind"] in ("post", "reply")]
     organic.sort(key=lambda t: followers[t["author_id"]])
     q = len(organic) // 4
@@ -131,8 +139,9 @@ def test_replies_answer_their_parent_in_its_topic(sample):
     assert max(depth.values()) >= 4
     questions = [i for i, row in truth.items() if row.get("question") and row["kind"] in ("post", "reply")]
     assert len(questions) > 0.1 * POSTS and len(answered) >= len(questions) - 1, "a question gets an answer"
-    n_replies = Counter(r["id"] for t in sample["tweets"] for r in t.get("referenced_tweets", [])
-                        if r["type"] == "replied_to")
+    n_replies = Counter(
+        r["id"] for t in sample["tweets"] for r in t.get("referenced_tweets", []) if r["type"] == "replied_to"
+    )
     assert all(t["public_metrics"]["reply_count"] == n_replies[t["id"]] for t in sample["tweets"])
 
 
@@ -171,15 +180,20 @@ def test_dirt_of_each_kind_is_present(sample):
     # Real mojibake: UTF-8 lead bytes shown as cp1252, and ftfy can undo it (bar rare ambiguous cases like '⚽').
     assert all(re.search("[ÂÃâð][\u0080-\u00ff\u0152-\u2122]", s) for s in texts["mojibake"])
     fixed = [ftfy.fix_encoding(s) for s in texts["mojibake"]]
-    assert sum(f != s and not re.search("[Ãð][\u0080-\u00ff]", f) for f, s in zip(fixed, texts["mojibake"])) >= 0.8 * len(fixed)
+    assert sum(
+        f != s and not re.search("[Ãð][\u0080-\u00ff]", f) for f, s in zip(fixed, texts["mojibake"])
+    ) >= 0.8 * len(fixed)
 
 
 def test_topic_is_recognizable_from_words(sample):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.naive_bayes import ComplementNB
 
-    rows = [(t["text"], sample["truth"][t["id"]]["topic"]) for t in sample["tweets"]
-            if sample["truth"][t["id"]]["kind"] in ("post", "reply") and t["lang"] == "en"]
+    rows = [
+        (t["text"], sample["truth"][t["id"]]["topic"])
+        for t in sample["tweets"]
+        if sample["truth"][t["id"]]["kind"] in ("post", "reply") and t["lang"] == "en"
+    ]
     cut = len(rows) * 2 // 3
     vec = TfidfVectorizer(token_pattern=r"(?u)\b[a-zA-Z]{3,}\b")
     clf = ComplementNB().fit(vec.fit_transform([r[0] for r in rows[:cut]]), [r[1] for r in rows[:cut]])
@@ -190,8 +204,19 @@ def test_topic_is_recognizable_from_words(sample):
 def test_ads_json_campaigns_validate(sample):
     campaigns = json.loads((sample["dir"] / "ads.json").read_text())["campaigns"]
     assert len(campaigns) == CAMPAIGNS and len({c["id"] for c in campaigns}) == CAMPAIGNS
-    shape = {"id", "advertiser", "name", "budget", "daily_budget", "bid_type", "bid", "max_bid", "targeting",
-             "frequency_cap", "creatives"}
+    shape = {
+        "id",
+        "advertiser",
+        "name",
+        "budget",
+        "daily_budget",
+        "bid_type",
+        "bid",
+        "max_bid",
+        "targeting",
+        "frequency_cap",
+        "creatives",
+    }
     assert {t for c in campaigns for t in c["targeting"]["topics"]} == set(TOPICS)
     for c in campaigns:
         assert shape <= set(c) <= shape | {"brand_safety_threshold"}
@@ -254,8 +279,11 @@ def test_organic_posts_seldom_repeat_so_ingest_drops_about_what_was_injected(sam
     from roost.workspace import Workspace
 
     truth = sample["truth"]
-    bodies = Counter(re.sub(r"^(@\w+\s*)+", "", t["text"]).lower() for t in sample["tweets"]
-                     if truth[t["id"]]["kind"] in ("post", "reply"))
+    bodies = Counter(
+        re.sub(r"^(@\w+\s*)+", "", t["text"]).lower()
+        for t in sample["tweets"]
+        if truth[t["id"]]["kind"] in ("post", "reply")
+    )
     organic = sum(bodies.values())
     assert sum(n - 1 for n in bodies.values()) <= 0.01 * organic  # template collisions were ~20% once
     injected = sum(r["kind"] in ("duplicate", "near_duplicate") for r in truth.values())

@@ -48,7 +48,9 @@ def test_eval_command_writes_a_table_and_json(tmp_path, capsys):
     f = tmp_path / "tweets_text.txt"
     f.write_text("\n".join(tweets()), encoding="utf-8")
     out = tmp_path / "results.json"
-    assert main(["eval", "search", "-w", str(tmp_path / "ws"), "--tweets", str(f), "--no-vectors", "--out", str(out)]) == 0
+    assert (
+        main(["eval", "search", "-w", str(tmp_path / "ws"), "--tweets", str(f), "--no-vectors", "--out", str(out)]) == 0
+    )
     printed = capsys.readouterr().out
     assert "NDCG@10" in printed and "lexical" in printed
     res = json.loads(out.read_text())["results"]["hashtags"]
@@ -61,8 +63,13 @@ def test_topic_queries_from_sample_truth(tmp_path):
 
     truth = tmp_path / "truth"
     truth.mkdir()
-    lines = [{"id": "1", "topic": "football"}, {"id": "2", "topic": "football"}, {"id": "3", "topic": "ai"},
-             {"id": "4", "topic": None}, {"id": "5", "topic": "pets"}]
+    lines = [
+        {"id": "1", "topic": "football"},
+        {"id": "2", "topic": "football"},
+        {"id": "3", "topic": "ai"},
+        {"id": "4", "topic": None},
+        {"id": "5", "topic": "pets"},
+    ]
     (truth / "post_topics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     qs = topic_queries(tmp_path, live_ids={"1", "2", "3", "4"})  # the sample folder or truth/ both work
     assert [(q.text, q.relevant) for q in qs] == [("ai", {"3"}), ("football", {"1", "2"})]
@@ -87,9 +94,11 @@ def test_trained_retriever_finds_what_bm25_cannot(tmp_path):
         train_bpe,
     )
 
-    topics = {("MatchNight", "GameDay"): "goal striker keeper derby penalty stadium",
-              ("ReadingList", "BookWorm"): "novel chapter author library poetry fiction",
-              ("AiWeek", "TechTalk"): "neural training gpu transformer dataset inference"}
+    topics = {
+        ("MatchNight", "GameDay"): "goal striker keeper derby penalty stadium",
+        ("ReadingList", "BookWorm"): "novel chapter author library poetry fiction",
+        ("AiWeek", "TechTalk"): "neural training gpu transformer dataset inference",
+    }
     rng = np.random.default_rng(0)
     texts = []
     for (held, kept), words in topics.items():
@@ -102,11 +111,15 @@ def test_trained_retriever_finds_what_bm25_cannot(tmp_path):
     assert sorted(q.text for q in task.queries) == ["ai week", "match night", "reading list"]
     tok = RoostTokenizer(train_bpe([p.text for p in task.posts] * 3, TokenizerConfig(vocab_size=MIN_VOCAB_SIZE + 150)))
     posts = task.posts
-    pairs = mine_pairs([p.id for p in posts], [p.text for p in posts], [None] * len(posts), [p.hashtags for p in posts],
-                       RetrieverConfig())
+    pairs = mine_pairs(
+        [p.id for p in posts],
+        [p.text for p in posts],
+        [None] * len(posts),
+        [p.hashtags for p in posts],
+        RetrieverConfig(),
+    )
     table = 0.1 * torch.randn(tok.vocab_size, 32, generator=torch.Generator().manual_seed(0))  # an LM's scale
-    encoder, _ = train_retriever(table, tok.encode_batch(pairs.texts), pairs,
-                                 RetrieverConfig(steps=150, batch_size=16))
+    encoder, _ = train_retriever(table, tok.encode_batch(pairs.texts), pairs, RetrieverConfig(steps=150, batch_size=16))
     ndcg = {}
     for name, enc in (("trained", encoder), ("untrained", TokenBagEncoder(table))):
         index = build_task_index(task, tmp_path / name, Retriever(tok, enc))

@@ -37,12 +37,25 @@ def make_posts(n: int = 60, seed: int = 0) -> list[dict]:
         if i % 5 == 0:
             text += f" {emoji}"
         parent = posts[i - 3]["id"] if i >= 3 and i % 4 == 0 else None  # i-3 has the same topic
-        posts.append({
-            "id": f"p{i}", "text": text, "author_id": f"u{i % 4}", "created_at": START + timedelta(days=i),
-            "lang": "es" if i % 10 == 9 else "en", "reply_to": parent, "conversation_id": parent,
-            "hashtags": tags, "mentions": [], "urls": [], "like_count": i, "retweet_count": 0, "reply_count": 0,
-            "source": "test", "topic": topic,
-        })
+        posts.append(
+            {
+                "id": f"p{i}",
+                "text": text,
+                "author_id": f"u{i % 4}",
+                "created_at": START + timedelta(days=i),
+                "lang": "es" if i % 10 == 9 else "en",
+                "reply_to": parent,
+                "conversation_id": parent,
+                "hashtags": tags,
+                "mentions": [],
+                "urls": [],
+                "like_count": i,
+                "retweet_count": 0,
+                "reply_count": 0,
+                "source": "test",
+                "topic": topic,
+            }
+        )
     return posts
 
 
@@ -51,8 +64,13 @@ def write_corpus(ws: Workspace, posts: list[dict]) -> None:
     cols = {name: [p[name] for p in posts] for name in schema.POSTS.names}
     pq.write_table(pa.table(cols, schema=schema.POSTS), ws.corpus / "posts-00000.parquet")
     authors = sorted({p["author_id"] for p in posts})
-    users = {"id": authors, "username": authors, "name": authors, "created_at": [START] * len(authors),
-             "followers_count": [10 ** i for i in range(len(authors))]}
+    users = {
+        "id": authors,
+        "username": authors,
+        "name": authors,
+        "created_at": [START] * len(authors),
+        "followers_count": [10**i for i in range(len(authors))],
+    }
     pq.write_table(pa.table(users, schema=schema.USERS), ws.corpus / "users-00000.parquet")
     ws.write_manifest("corpus", counts={"posts": len(posts)})
 

@@ -74,8 +74,10 @@ def test_filters_hold_in_every_mode(index, mode):
         (Filters(author="u1"), lambda p: p.author_id == "u1"),
         (Filters(lang="es"), lambda p: p.lang == "es"),
         (Filters(hashtag="worldcup"), lambda p: "worldcup" in p.hashtags),
-        (Filters(since=(START.timestamp() + 10 * 86400), until=(START.timestamp() + 20 * 86400)),
-         lambda p: START.timestamp() + 10 * 86400 <= p.created_at < START.timestamp() + 20 * 86400),
+        (
+            Filters(since=(START.timestamp() + 10 * 86400), until=(START.timestamp() + 20 * 86400)),
+            lambda p: START.timestamp() + 10 * 86400 <= p.created_at < START.timestamp() + 20 * 86400,
+        ),
     ]
     for f, ok in cases:
         hits = index.search(SearchRequest("goal pasta model striker", k=50, mode=mode, filters=f))
@@ -94,13 +96,26 @@ def test_explain_has_every_component(index):
     d = h.to_dict(explain=True)
     assert {"id", "text", "author", "created_at", "score", "explain"} <= set(d)
     e = d["explain"]
-    assert {"bm25", "vector", "norm_bm25", "norm_vector", "relevance", "recency", "engagement",
-            "author_quality"} <= set(e)
+    assert {
+        "bm25",
+        "vector",
+        "norm_bm25",
+        "norm_vector",
+        "relevance",
+        "recency",
+        "engagement",
+        "author_quality",
+    } <= set(e)
     cfg = index.ranking
     assert e["relevance"] == pytest.approx(
-        (cfg.w_lexical * e["norm_bm25"] + cfg.w_vector * e["norm_vector"]) / (cfg.w_lexical + cfg.w_vector))
-    expect = (cfg.w_relevance * e["relevance"] + cfg.w_recency * e["recency"] + cfg.w_engagement * e["engagement"]
-              + cfg.w_author * e["author_quality"])
+        (cfg.w_lexical * e["norm_bm25"] + cfg.w_vector * e["norm_vector"]) / (cfg.w_lexical + cfg.w_vector)
+    )
+    expect = (
+        cfg.w_relevance * e["relevance"]
+        + cfg.w_recency * e["recency"]
+        + cfg.w_engagement * e["engagement"]
+        + cfg.w_author * e["author_quality"]
+    )
     assert d["score"] == pytest.approx(expect)
     assert 0 < e["author_quality"] < 1 and 0 <= e["recency"] <= 1
 
@@ -119,13 +134,15 @@ def test_score_fusion_math():
     c = {k: s.components for k, s in fused.items()}
     assert c[1]["norm_bm25"] == 1.0 and c[2]["norm_bm25"] == pytest.approx(0.5)  # BM25: divided by the best
     assert c[2]["norm_vector"] == 1.0 and c[3]["norm_vector"] == pytest.approx(0.5) and c[4]["norm_vector"] == 0.0
-    assert c[5]["norm_vector"] == 0.0                      # past the depth: clamped, not negative
+    assert c[5]["norm_vector"] == 0.0  # past the depth: clamped, not negative
     assert c[2]["relevance"] == pytest.approx((0.5 + 3 * 1.0) / 4) and c[1]["relevance"] == pytest.approx(1 / 4)
     assert c[3]["relevance"] == pytest.approx(3 * 0.5 / 4)  # a vector-only hit: the bm25 part counts 0
     # far ahead in one list beats a close second in both: what RRF cannot tell
     sure = {"bm25": [(1, 10.0), (2, 1.0)], "vector": [(2, 0.50), (1, 0.49), (3, 0.1)]}
-    assert fuse(sure, RankingConfig(fusion="score"))[1].components["relevance"] > \
-        fuse(sure, RankingConfig(fusion="score"))[2].components["relevance"]
+    assert (
+        fuse(sure, RankingConfig(fusion="score"))[1].components["relevance"]
+        > fuse(sure, RankingConfig(fusion="score"))[2].components["relevance"]
+    )
     with pytest.raises(ValueError, match="fusion"):
         fuse(sure, RankingConfig(fusion="borda"))
 
@@ -144,8 +161,17 @@ def test_ranking_weights_change_order(ws):
 
 
 def test_live_add_delete_durable_across_restart(ws, index):
-    index.add([Post(id="live1", text="zeppelin airship over the harbour #blimp", author_id="u7",
-                    created_at=START.timestamp() + 100 * 86400, hashtags=["blimp"])])
+    index.add(
+        [
+            Post(
+                id="live1",
+                text="zeppelin airship over the harbour #blimp",
+                author_id="u7",
+                created_at=START.timestamp() + 100 * 86400,
+                hashtags=["blimp"],
+            )
+        ]
+    )
     for mode in MODES:  # searchable as soon as add returns
         assert ids(index.search(SearchRequest("zeppelin airship", k=3, mode=mode)))[0] == "live1"
     victim = ids(index.search(SearchRequest("pasta", k=1, mode="lexical")))[0]
@@ -166,9 +192,14 @@ def test_live_add_delete_durable_across_restart(ws, index):
 
 
 def test_bad_requests_name_the_parameter(index):
-    bad = [(SearchRequest("  "), "q"), (SearchRequest("x" * 1001), "q"), (SearchRequest("a", k=0), "k"),
-           (SearchRequest("a", k=101), "k"), (SearchRequest("a", mode="fuzzy"), "mode"),
-           (SearchRequest("a", filters=Filters(since=2.0, until=1.0)), "since")]
+    bad = [
+        (SearchRequest("  "), "q"),
+        (SearchRequest("x" * 1001), "q"),
+        (SearchRequest("a", k=0), "k"),
+        (SearchRequest("a", k=101), "k"),
+        (SearchRequest("a", mode="fuzzy"), "mode"),
+        (SearchRequest("a", filters=Filters(since=2.0, until=1.0)), "since"),
+    ]
     for req, param in bad:
         with pytest.raises(QueryError) as e:
             index.search(req)
@@ -246,13 +277,14 @@ def test_rerank_reorders_the_top_of_hybrid_only(index):
     q = SearchRequest("striker penalty", k=10, mode="hybrid")
     before = index.search(q)
     favourite = before[4].post.id  # the re-ranker prefers the fifth post, and nothing else
-    index.model = replace(index.model, rerank=lambda query, texts: np.array(
-        [1.0 if t == before[4].post.text else 0.0 for t in texts]))
+    index.model = replace(
+        index.model, rerank=lambda query, texts: np.array([1.0 if t == before[4].post.text else 0.0 for t in texts])
+    )
     index.ranking = replace(index.ranking, rerank_top=5)
     after = index.search(q)
     assert after[0].post.id == favourite and ids(after)[1:5] == [i for i in ids(before)[:5] if i != favourite]
-    assert ids(after)[5:] == ids(before)[5:]                       # below the re-ranked top nothing moves
-    assert [h.score for h in after] == [h.score for h in before]   # positions keep their scores: still sorted
+    assert ids(after)[5:] == ids(before)[5:]  # below the re-ranked top nothing moves
+    assert [h.score for h in after] == [h.score for h in before]  # positions keep their scores: still sorted
     assert after[0].components["rerank"] == 1.0 and "rerank" not in after[5].components
     assert all("rerank" not in h.components for h in index.search(replace(q, mode="semantic")))
 
@@ -262,7 +294,9 @@ def test_posts_the_doc_store_kept_but_tantivy_lost_are_indexed_on_open(ws, index
 
     # a crash between the doc store's write and tantivy's commit: the post is only in the doc store
     key = index.docs.next_key()
-    index.docs.add([Post(id="lost", text="zeppelin over the harbour", key=key)], bow_embed(["zeppelin over the harbour"]))
+    index.docs.add(
+        [Post(id="lost", text="zeppelin over the harbour", key=key)], bow_embed(["zeppelin over the harbour"])
+    )
     assert index.search(SearchRequest("zeppelin", mode="lexical")) == []
     index.close()
     reopened = SearchIndex(ws.index, bow_embed)

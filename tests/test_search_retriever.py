@@ -40,12 +40,17 @@ from roost.workspace import Workspace
 def test_mine_pairs_kinds_and_no_hashtag_leak():
     ids = ["a", "b", "c", "d"]
     texts = ["goal for the #GameDay team", "what a game, what a day", "pasta tonight #GameDay", "oven bake #rare1"]
-    pairs = mine_pairs(ids, texts, [None, "a", None, None], [["gameday"], [], ["gameday"], ["rare1"]],
-                       RetrieverConfig(rare_max_posts=5))
+    pairs = mine_pairs(
+        ids,
+        texts,
+        [None, "a", None, None],
+        [["gameday"], [], ["gameday"], ["rare1"]],
+        RetrieverConfig(rare_max_posts=5),
+    )
     assert pairs.kinds == {"hashtag": 3, "rare_hashtag": 1, "reply": 1}
     got = {(pairs.texts[a], pairs.texts[p]) for a, p in zip(pairs.anchor, pairs.positive)}
-    assert ("game day", "goal for the team") in got           # the hashtag's words -> the post without it
-    assert ("goal for the team", "pasta tonight") in got      # two posts sharing a rare tag, tag stripped
+    assert ("game day", "goal for the team") in got  # the hashtag's words -> the post without it
+    assert ("goal for the team", "pasta tonight") in got  # two posts sharing a rare tag, tag stripped
     assert ("goal for the #GameDay team", "what a game, what a day") in got  # post -> reply
     assert ("rare 1", "oven bake") in got
     assert len(got) == 5
@@ -67,7 +72,7 @@ def topic_pairs(topics: int = 40, per: int = 4, seed: int = 0) -> tuple[list[lis
     """Anchors are 'query' tokens, positives 'post' tokens of the same topic with no token in common."""
     rng = np.random.default_rng(seed)
     texts, anchor, positive = [], [], []
-    for t in range(topics):                      # topic t: query tokens 0..159, post tokens 160..319
+    for t in range(topics):  # topic t: query tokens 0..159, post tokens 160..319
         q = [int(x) for x in rng.choice(per, 2, replace=False) + t * per]
         for _ in range(3):
             p = [int(x) for x in rng.choice(per, 3) + topics * per + t * per]
@@ -75,7 +80,9 @@ def topic_pairs(topics: int = 40, per: int = 4, seed: int = 0) -> tuple[list[lis
             anchor.append(len(texts) - 2)
             positive.append(len(texts) - 1)
     order = rng.permutation(len(anchor))
-    return texts, Pairs([str(i) for i in range(len(texts))], np.array(anchor)[order], np.array(positive)[order], {"x": 1})
+    return texts, Pairs(
+        [str(i) for i in range(len(texts))], np.array(anchor)[order], np.array(positive)[order], {"x": 1}
+    )
 
 
 def test_train_retriever_learns_associations_the_table_lacks():
@@ -105,10 +112,13 @@ def test_query_encoder_starts_as_the_bag_and_learns_what_the_frozen_bag_cannot()
     with torch.no_grad():
         assert torch.allclose(query([[5, 6], [7]]), bag([[5, 6], [7]]), atol=1e-6)  # zero map: the bag alone
     table = bag.bag.weight.detach().clone()
-    report = train_query_encoder(query, texts, pairs, RetrieverConfig(query_steps=150, query_batch_size=32,
-                                                                       query_proj_lr=1e-2, query_lr=3e-3,
-                                                                       val_fraction=0.1))
-    assert torch.equal(bag.bag.weight, table)                 # post vectors stay as the index has them
+    report = train_query_encoder(
+        query,
+        texts,
+        pairs,
+        RetrieverConfig(query_steps=150, query_batch_size=32, query_proj_lr=1e-2, query_lr=3e-3, val_fraction=0.1),
+    )
+    assert torch.equal(bag.bag.weight, table)  # post vectors stay as the index has them
     assert report["last_loss"] < report["first_loss"] * 0.7
     assert report["val_recall@1_before"] + 0.3 < report["val_recall@1_after"]
 
@@ -120,8 +130,10 @@ def test_retriever_file_round_trips_encoders_settings_and_expansion(tmp_path, to
     assert torch.count_nonzero(v[2]) == 0
     query = tiny_query_encoder(bag)
     torch.nn.init.normal_(query.proj.weight)  # a trained map, not the zero start
-    settings = {"ranking": {"w_vector": 2.0, "min_similarity": 0.3}, "expansion": {
-        "tags": ["gameday"], "words": ["game day"], "config": {"top": 1, "min_similarity": 0.1}}}
+    settings = {
+        "ranking": {"w_vector": 2.0, "min_similarity": 0.3},
+        "expansion": {"tags": ["gameday"], "words": ["game day"], "config": {"top": 1, "min_similarity": 0.1}},
+    }
     save_retriever(tmp_path / RETRIEVER_FILE, bag, query, settings, np.ones((1, 16), np.float32))
     bag2, query2, got = load_retriever(tmp_path / RETRIEVER_FILE, tokenizer)
     assert bag2.max_len == 3 and torch.equal(bag2.bag.weight, bag.bag.weight)
@@ -137,11 +149,18 @@ def test_retriever_file_round_trips_encoders_settings_and_expansion(tmp_path, to
 
 def test_tag_expander_predicts_the_nearest_tags_above_the_threshold():
     vecs = np.eye(3, dtype=np.float32)
-    ex = TagExpander(["gameday", "foodie", "NoFilter"], ["game day", "foodie", "no filter"], vecs,
-                     ExpansionConfig(top=2, min_similarity=0.5))
+    ex = TagExpander(
+        ["gameday", "foodie", "NoFilter"],
+        ["game day", "foodie", "no filter"],
+        vecs,
+        ExpansionConfig(top=2, min_similarity=0.5),
+    )
     posts = np.array([[0.9, 0.6, 0.0], [0.0, 0.0, 0.4], [0.1, 0.0, 0.95]], dtype=np.float32)
-    assert ex(posts) == [["#gameday", "gameday", "game", "day", "#foodie", "foodie"], [],
-                         ["#NoFilter", "NoFilter", "no", "filter"]]
+    assert ex(posts) == [
+        ["#gameday", "gameday", "game", "day", "#foodie", "foodie"],
+        [],
+        ["#NoFilter", "NoFilter", "no", "filter"],
+    ]
 
 
 def test_cli_trains_a_retriever_search_loads(tmp_path, tokenizer):  # noqa: F811
@@ -150,8 +169,24 @@ def test_cli_trains_a_retriever_search_loads(tmp_path, tokenizer):  # noqa: F811
     write_corpus(ws, make_posts(60))
     texts = ["goal striker", "pasta garlic"]
     plain = load_search_model(ws.model).embed(texts)
-    assert main(["train-retriever", "--workspace", str(root), "--steps", "20", "--batch-size", "16", "--dim", "32",
-                 "--query-steps", "5"]) == 0
+    assert (
+        main(
+            [
+                "train-retriever",
+                "--workspace",
+                str(root),
+                "--steps",
+                "20",
+                "--batch-size",
+                "16",
+                "--dim",
+                "32",
+                "--query-steps",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert (ws.model / RETRIEVER_FILE).is_file()
     model = load_search_model(ws.model)
     assert isinstance(model.embed, Retriever) and model.embed.dim == 32 and model.embed.query_encoder is not None

@@ -42,9 +42,14 @@ def test_search_modes_and_explain(served_ws):
 
 
 BAD = [
-    ({"q": ""}, "q"), ({"q": "x" * 2000}, "q"), ({"q": "a", "since": "last tuesday"}, "since"),
-    ({"q": "a", "mode": "fuzzy"}, "mode"), ({"q": "a", "k": 0}, "k"), ({"q": "a", "k": 1000}, "k"),
-    ({"q": "a", "k": "ten"}, "k"), ({"q": "a", "since": "2024-02-01", "until": "2024-01-01"}, "since"),
+    ({"q": ""}, "q"),
+    ({"q": "x" * 2000}, "q"),
+    ({"q": "a", "since": "last tuesday"}, "since"),
+    ({"q": "a", "mode": "fuzzy"}, "mode"),
+    ({"q": "a", "k": 0}, "k"),
+    ({"q": "a", "k": 1000}, "k"),
+    ({"q": "a", "k": "ten"}, "k"),
+    ({"q": "a", "since": "2024-02-01", "until": "2024-01-01"}, "since"),
 ]
 
 
@@ -58,21 +63,35 @@ def test_bad_queries_get_400_with_openai_error(served_ws):
 
 
 def test_admin_add_and_delete_are_live_and_durable(served_ws):
-    post = {"id": "n1", "text": "  Zeppelin &amp; airship over the harbour #Blimp 🎈", "author_id": "u9",
-            "created_at": "2024-06-01T10:00:00Z", "like_count": 3}
+    post = {
+        "id": "n1",
+        "text": "  Zeppelin &amp; airship over the harbour #Blimp 🎈",
+        "author_id": "u9",
+        "created_at": "2024-06-01T10:00:00Z",
+        "like_count": 3,
+    }
     with live_server(served_ws, admin_key="admin-secret") as (base, _):
         r = httpx.post(f"{base}/admin/posts", json={"posts": [post]}, timeout=30)
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_admin_key"
         spam = " ".join(f"#tag{i}" for i in range(12))
-        r = httpx.post(f"{base}/admin/posts", headers=ADMIN, timeout=30, json={"posts": [
-            post, {"id": "n2", "text": "   "}, {"id": "n3", "text": spam}, {"id": "n1", "text": "again"}]})
+        r = httpx.post(
+            f"{base}/admin/posts",
+            headers=ADMIN,
+            timeout=30,
+            json={
+                "posts": [post, {"id": "n2", "text": "   "}, {"id": "n3", "text": spam}, {"id": "n1", "text": "again"}]
+            },
+        )
         # searchable when the POST returns: no refresh wait, no retry (how fast: bench/search.py latency, "post -> found")
         first = search(base, q="zeppelin airship", mode="lexical").json()["data"]
         assert r.status_code == 200, r.text
         assert first[0]["id"] == "n1"
         assert r.json()["added"] == ["n1"]
         assert [(x["id"], x["reason"]) for x in r.json()["rejected"]] == [
-            ("n2", "empty"), ("n3", "spam"), ("n1", "duplicate_id_in_request")]  # ingest's filters
+            ("n2", "empty"),
+            ("n3", "spam"),
+            ("n1", "duplicate_id_in_request"),
+        ]  # ingest's filters
         for mode in ("semantic", "hybrid"):
             hits = search(base, q="zeppelin airship", mode=mode, k=100).json()["data"]
             assert "n1" in [h["id"] for h in hits], mode
@@ -88,8 +107,12 @@ def test_admin_add_and_delete_are_live_and_durable(served_ws):
         assert bad.status_code == 400 and "text" in bad.json()["error"]["message"]
     with live_server(served_ws) as (base, _):  # restart
         for mode in ("lexical", "semantic", "hybrid"):
-            got = [h["id"] for h in search(base, q="zeppelin airship " + make_posts(30)[3]["text"], mode=mode,
-                                           k=100).json()["data"]]
+            got = [
+                h["id"]
+                for h in search(base, q="zeppelin airship " + make_posts(30)[3]["text"], mode=mode, k=100).json()[
+                    "data"
+                ]
+            ]
             assert "n1" in got and "p3" not in got, mode
 
 
@@ -110,8 +133,13 @@ def test_author_filter_takes_handles_as_well_as_ids(tmp_path, tokenizer):  # noq
     ws = Workspace(root)
     write_corpus(ws, make_posts(30))
     ids = ["u0", "u1", "u2", "u3"]
-    users = {"id": ids, "username": ["Alice", "bob", "carol", "dave"], "name": ids, "created_at": [START] * 4,
-             "followers_count": [1, 2, 3, 4]}
+    users = {
+        "id": ids,
+        "username": ["Alice", "bob", "carol", "dave"],
+        "name": ids,
+        "created_at": [START] * 4,
+        "followers_count": [1, 2, 3, 4],
+    }
     pq.write_table(pa.table(users, schema=schema.USERS), ws.corpus / "users-00000.parquet")
     assert main(["index", "--workspace", str(root)]) == 0
     with live_server(root) as (base, _):
@@ -151,6 +179,8 @@ def test_search_rerank_flag_reranks_hybrid_over_http(served_ws):
         hits = search(base, q="pasta garlic", mode="hybrid", k=10, explain="true").json()["data"]
         assert [("rerank" in h["explain"]) for h in hits] == [True] * 5 + [False] * (len(hits) - 5)
         assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
-        assert all("rerank" not in h["explain"] for h in
-                   search(base, q="pasta garlic", mode="semantic", explain="true").json()["data"])
+        assert all(
+            "rerank" not in h["explain"]
+            for h in search(base, q="pasta garlic", mode="semantic", explain="true").json()["data"]
+        )
     assert main(["serve", "--workspace", str(served_ws), "--search-rerank", "-1"]) == 2

@@ -26,11 +26,16 @@ def test_split_is_disjoint_deduplicated_and_stable(tmp_path):
 
 
 def test_queries_are_tag_words_and_the_tags_leave_the_posts():
-    texts = ["great striker goal #WorldCup", "derby penalty #worldcup tonight", "keeper saves #WorldCup #rare",
-             "pasta for dinner #foodie", "oven bake #foodie"]
+    texts = [
+        "great striker goal #WorldCup",
+        "derby penalty #worldcup tonight",
+        "keeper saves #WorldCup #rare",
+        "pasta for dinner #foodie",
+        "oven bake #foodie",
+    ]
     task = unseen_task(texts, UnseenConfig(min_posts=2), word_counts(["the world cup final"]))
     by_name = {q.name: q for q in task.queries}
-    assert set(by_name) == {"#worldcup", "#foodie"}                 # #rare is on one post only
+    assert set(by_name) == {"#worldcup", "#foodie"}  # #rare is on one post only
     assert by_name["#worldcup"].text == "world cup" and by_name["#worldcup"].relevant == {"u0", "u1", "u2"}
     texts_out = [p.text for p in task.posts]
     assert texts_out[0] == "great striker goal" and texts_out[2] == "keeper saves #rare"
@@ -42,7 +47,7 @@ def test_cli_runs_the_protocol_with_every_ablation_row(tmp_path, tokenizer, caps
     write_corpus(Workspace(root), make_posts(60))
     assert main(["train-retriever", "--workspace", str(root), "--steps", "10", "--query-steps", "3"]) == 0
     unseen = tmp_path / "unseen.txt"
-    lines = [f"{' '.join(words.split()[i:i + 3])} #{tag}" for words, tag, _ in TOPICS.values() for i in range(4)]
+    lines = [f"{' '.join(words.split()[i : i + 3])} #{tag}" for words, tag, _ in TOPICS.values() for i in range(4)]
     unseen.write_text("\n".join(lines) + "\n")
     out = tmp_path / "results.json"
     assert main(["eval", "search", "--workspace", str(root), "--unseen", str(unseen), "--out", str(out)]) == 0
@@ -63,10 +68,12 @@ def test_cli_runs_the_protocol_with_every_ablation_row(tmp_path, tokenizer, caps
 def test_tuning_objective_is_the_worst_ratio_to_the_better_part():
     from roost.search.tune import worst_ratio
 
-    parts = [{"lexical": {"ndcg@10": 0.1, "mrr": 0.2}, "semantic": {"ndcg@10": 0.2, "mrr": 0.4}},   # tags removed
-             {"lexical": {"ndcg@10": 0.5, "mrr": 0.6}, "semantic": {"ndcg@10": 0.3, "mrr": 0.5}}]   # tags kept
+    parts = [
+        {"lexical": {"ndcg@10": 0.1, "mrr": 0.2}, "semantic": {"ndcg@10": 0.2, "mrr": 0.4}},  # tags removed
+        {"lexical": {"ndcg@10": 0.5, "mrr": 0.6}, "semantic": {"ndcg@10": 0.3, "mrr": 0.5}},
+    ]  # tags kept
     wins_both = [{"ndcg@10": 0.21, "mrr": 0.44}, {"ndcg@10": 0.55, "mrr": 0.63}]
-    assert abs(worst_ratio(wins_both, parts) - 1.05) < 1e-9        # 0.21 / 0.2 and 0.63 / 0.6: never loses
+    assert abs(worst_ratio(wins_both, parts) - 1.05) < 1e-9  # 0.21 / 0.2 and 0.63 / 0.6: never loses
     big_on_kept = [{"ndcg@10": 0.18, "mrr": 0.40}, {"ndcg@10": 0.90, "mrr": 0.90}]
-    assert abs(worst_ratio(big_on_kept, parts) - 0.9) < 1e-9       # loses to semantic on removed, whatever kept
+    assert abs(worst_ratio(big_on_kept, parts) - 0.9) < 1e-9  # loses to semantic on removed, whatever kept
     assert worst_ratio(big_on_kept, parts) < worst_ratio(wins_both, parts)

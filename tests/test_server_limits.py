@@ -47,8 +47,11 @@ def test_tokenizing_a_long_prompt_leaves_the_event_loop_free(ws):
     with live_server(ws, limits=limits) as (url, _), httpx.Client(base_url=url, timeout=60) as http:
         prompt = "the cat sat on a mat 日本 " * 32_000
         done: dict = {}
-        worker = threading.Thread(target=lambda: done.setdefault(
-            "r", http.post("/v1/completions", json={"model": "roost", "prompt": prompt, "max_tokens": 1})))
+        worker = threading.Thread(
+            target=lambda: done.setdefault(
+                "r", http.post("/v1/completions", json={"model": "roost", "prompt": prompt, "max_tokens": 1})
+            )
+        )
         worker.start()
         slowest, polls = 0.0, 0
         while worker.is_alive():
@@ -67,40 +70,70 @@ def test_bodies_prompts_and_inputs_past_the_limits_are_refused_before_any_work(s
     with httpx.Client(base_url=url, headers=AUTH, timeout=30) as http:
         t0 = time.perf_counter()
         big = b'{"model": "roost", "prompt": "' + b"a" * (5 * 2**20) + b'"}'
-        assert_error(http.post("/v1/completions", content=big, headers={"content-type": "application/json"}),
-                     413, code="request_too_large")
-        chunked = (big[i:i + 2**16] for i in range(0, len(big), 2**16))  # no Content-Length: counted as it comes
-        assert_error(http.post("/v1/completions", content=chunked, headers={"content-type": "application/json"}),
-                     413, code="request_too_large")
+        assert_error(
+            http.post("/v1/completions", content=big, headers={"content-type": "application/json"}),
+            413,
+            code="request_too_large",
+        )
+        chunked = (big[i : i + 2**16] for i in range(0, len(big), 2**16))  # no Content-Length: counted as it comes
+        assert_error(
+            http.post("/v1/completions", content=chunked, headers={"content-type": "application/json"}),
+            413,
+            code="request_too_large",
+        )
         long = "the cat " * 12_500 + "!"  # 100,001 characters
         chat = {"model": "roost", "messages": [{"role": "user", "content": long}]}
         assert_error(http.post("/v1/chat/completions", json=chat), 400, "messages", "context_length_exceeded")
-        assert_error(http.post("/v1/completions", json={"model": "roost", "prompt": long}), 400, "prompt",
-                     "context_length_exceeded")
-        assert_error(http.post("/v1/embeddings", json={"model": "roost", "input": ["x", long]}), 400, "input",
-                     "context_length_exceeded")
+        assert_error(
+            http.post("/v1/completions", json={"model": "roost", "prompt": long}),
+            400,
+            "prompt",
+            "context_length_exceeded",
+        )
+        assert_error(
+            http.post("/v1/embeddings", json={"model": "roost", "input": ["x", long]}),
+            400,
+            "input",
+            "context_length_exceeded",
+        )
         assert_error(http.post("/v1/embeddings", json={"model": "roost", "input": ["the cat"] * 257}), 400, "input")
         assert time.perf_counter() - t0 < 10
         ok = http.post("/v1/embeddings", json={"model": "roost", "input": ["the cat"] * 256})
         assert ok.status_code == 200 and len(ok.json()["data"]) == 256
 
 
-@pytest.mark.parametrize("path, body, param", [
-    ("/v1/chat/completions", '{"model": "roost", "messages": [{"role": "user", "content": "hi \\ud800"}]}',
-     "messages.0.content"),
-    ("/v1/completions", '{"model": "roost", "prompt": "\\udfff the cat"}', "prompt"),
-    ("/v1/embeddings", '{"model": "roost", "input": ["ok", "\\ud800"]}', "input.1"),
-    ("/v1/embeddings", '{"model": "\\ud800", "input": "the cat"}', "model"),
-    ("/admin/posts", '{"posts": [{"id": "p1", "text": "hello", "author_id": "\\ud800"}]}', "posts.0.author_id"),
-    ("/admin/campaigns", '{"advertiser": "A", "name": "\\udc00", "budget": 1, "bid_type": "cpc", "bid": 0.1,'
-                         ' "creatives": [{"text": "t", "landing_url": "https://a.example"}]}', "name"),
-    ("/v1/completions", b'{"model": "roost", "prompt": "raw \xed\xa0\x80 bytes"}', "prompt"),  # Python's json takes it
-    ("/v1/completions", '{"model": "roost", "prompt": "x", "\\ud800": 1}', "(a key)"),
-])
+@pytest.mark.parametrize(
+    "path, body, param",
+    [
+        (
+            "/v1/chat/completions",
+            '{"model": "roost", "messages": [{"role": "user", "content": "hi \\ud800"}]}',
+            "messages.0.content",
+        ),
+        ("/v1/completions", '{"model": "roost", "prompt": "\\udfff the cat"}', "prompt"),
+        ("/v1/embeddings", '{"model": "roost", "input": ["ok", "\\ud800"]}', "input.1"),
+        ("/v1/embeddings", '{"model": "\\ud800", "input": "the cat"}', "model"),
+        ("/admin/posts", '{"posts": [{"id": "p1", "text": "hello", "author_id": "\\ud800"}]}', "posts.0.author_id"),
+        (
+            "/admin/campaigns",
+            '{"advertiser": "A", "name": "\\udc00", "budget": 1, "bid_type": "cpc", "bid": 0.1,'
+            ' "creatives": [{"text": "t", "landing_url": "https://a.example"}]}',
+            "name",
+        ),
+        (
+            "/v1/completions",
+            b'{"model": "roost", "prompt": "raw \xed\xa0\x80 bytes"}',
+            "prompt",
+        ),  # Python's json takes it
+        ("/v1/completions", '{"model": "roost", "prompt": "x", "\\ud800": 1}', "(a key)"),
+    ],
+)
 def test_a_lone_surrogate_is_a_400_naming_the_field(server, path, body, param):
     url, _ = server
-    headers = {"content-type": "application/json",
-               "Authorization": f"Bearer {ADMIN_KEY if path.startswith('/admin') else KEY}"}
+    headers = {
+        "content-type": "application/json",
+        "Authorization": f"Bearer {ADMIN_KEY if path.startswith('/admin') else KEY}",
+    }
     error = assert_error(httpx.post(url + path, content=body, headers=headers, timeout=30), 400, param)
     assert "surrogate" in error["message"]
 
@@ -115,8 +148,10 @@ def _hold(url: str, key: str) -> socket.socket:
     """A request that stays in flight: its headers promise a body that never comes."""
     parts = urlsplit(url)
     sock = socket.create_connection((parts.hostname, parts.port))
-    sock.sendall(f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
-                 "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode())
+    sock.sendall(
+        f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
+    )
     return sock
 
 
@@ -166,11 +201,14 @@ def test_a_500_carries_no_exception_text(server):
     assert "constraint" not in r.text and "secret" not in r.text and "RuntimeError" not in r.text
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--max-body-bytes", "0"], "max_body_bytes must be at least 1"),
-    (["--rate-limit", "-1"], "rate must be 0 (off) or more"),
-    (["--public-url", "evil.example"], "--public-url must be an http or https URL"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max-body-bytes", "0"], "max_body_bytes must be at least 1"),
+        (["--rate-limit", "-1"], "rate must be 0 (off) or more"),
+        (["--public-url", "evil.example"], "--public-url must be an http or https URL"),
+    ],
+)
 def test_serve_refuses_bad_limit_flags(capsys, tmp_path, flags, message):
     from roost.cli import main
 

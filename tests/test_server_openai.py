@@ -61,8 +61,16 @@ def test_chat_streamed_equals_not_streamed(client):
     full = client.chat.completions.create(model="roost", messages=CHAT, max_tokens=20, temperature=0)
     assert full.choices[0].message.role == "assistant"
     assert full.usage.completion_tokens > 0 and full.usage.prompt_tokens > 4
-    chunks = list(client.chat.completions.create(model="roost", messages=CHAT, max_tokens=20, temperature=0,
-                                                 stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="roost",
+            messages=CHAT,
+            max_tokens=20,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == full.choices[0].message.content
     finish = [c for c in chunks if c.choices and c.choices[0].finish_reason]
@@ -70,8 +78,9 @@ def test_chat_streamed_equals_not_streamed(client):
     assert finish[0].choices[0].finish_reason == full.choices[0].finish_reason
     assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == full.usage.total_tokens
     body = {"model": "roost", "messages": CHAT, "max_tokens": 5, "stream": True}
-    with httpx.stream("POST", str(client.base_url) + "chat/completions", json=body,
-                      headers={"Authorization": f"Bearer {KEY}"}) as r:
+    with httpx.stream(
+        "POST", str(client.base_url) + "chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}
+    ) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         events = sse(r)  # ends in data: [DONE]
     assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
@@ -87,8 +96,9 @@ def test_completions_seeded_and_logprobs(client):
     top = lp.choices[0].logprobs.top_logprobs
     assert len(top) == len(lp.choices[0].logprobs.tokens) == lp.usage.completion_tokens
     assert all(len(t) <= 3 and max(t.values()) <= 0 for t in top)
-    chat = client.chat.completions.create(model="roost", messages=CHAT, max_tokens=4, temperature=0,
-                                          logprobs=True, top_logprobs=2)
+    chat = client.chat.completions.create(
+        model="roost", messages=CHAT, max_tokens=4, temperature=0, logprobs=True, top_logprobs=2
+    )
     content = chat.choices[0].logprobs.content
     assert content and all(len(c.top_logprobs) == 2 and c.logprob <= 0 for c in content)
     assert content[0].top_logprobs[0].logprob >= content[0].logprob  # greedy picks the best
@@ -97,20 +107,23 @@ def test_completions_seeded_and_logprobs(client):
 def test_stop_strings_never_emitted(client):
     kw = dict(model="roost", prompt="a big red dog", max_tokens=40, temperature=0)
     full = client.completions.create(**kw).choices[0].text
-    i = next(i for i in range(4, len(full) - 3) if "\ufffd" not in full[i:i + 3])
-    stop = full[i:i + 3]
+    i = next(i for i in range(4, len(full) - 3) if "\ufffd" not in full[i : i + 3])
+    stop = full[i : i + 3]
     got = client.completions.create(**kw, stop=[stop])
-    assert got.choices[0].text == full[:full.index(stop)] and got.choices[0].finish_reason == "stop"
+    assert got.choices[0].text == full[: full.index(stop)] and got.choices[0].finish_reason == "stop"
     chunks = [c.choices[0].text for c in client.completions.create(**kw, stop=stop, stream=True) if c.choices]
-    assert "".join(chunks) == full[:full.index(stop)]
+    assert "".join(chunks) == full[: full.index(stop)]
 
 
 def test_n_choices(client):
     r = client.chat.completions.create(model="roost", messages=CHAT, max_tokens=10, temperature=1.0, seed=5, n=3)
     assert sorted(c.index for c in r.choices) == [0, 1, 2]
     assert len({c.message.content for c in r.choices}) > 1
-    chunks = list(client.chat.completions.create(model="roost", messages=CHAT, max_tokens=10, temperature=1.0,
-                                                 seed=5, n=3, stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="roost", messages=CHAT, max_tokens=10, temperature=1.0, seed=5, n=3, stream=True
+        )
+    )
     for c in r.choices:
         streamed = "".join(x.choices[0].delta.content or "" for x in chunks if x.choices[0].index == c.index)
         assert streamed == c.message.content
@@ -167,8 +180,12 @@ def test_metrics(client, server):
     text = httpx.get(server[0] + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
     assert 'roost_http_requests_total{method="POST",route="/v1/chat/completions",status="200"}' in text
     assert 'status="404"' in text  # from the unknown-model test or any other
-    for name in ("roost_time_to_first_token_seconds_count", "roost_inter_token_latency_seconds_count",
-                 "roost_generation_tokens_total", "roost_prompt_tokens_total"):
+    for name in (
+        "roost_time_to_first_token_seconds_count",
+        "roost_inter_token_latency_seconds_count",
+        "roost_generation_tokens_total",
+        "roost_prompt_tokens_total",
+    ):
         value = float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name)))
         assert value > 0, name
     assert "roost_queue_depth 0.0" in text and "roost_running_slots 0.0" in text
@@ -177,8 +194,9 @@ def test_metrics(client, server):
 def test_emoji_never_split_when_streamed(puppet_server, tokenizer):
     client = openai.OpenAI(base_url=puppet_server[0] + "/v1", api_key="none", max_retries=0)
     per_emoji = len(tokenizer.encode(UNSEEN_EMOJI))
-    stream = client.completions.create(model="roost", prompt="the", max_tokens=10 * per_emoji, temperature=0,
-                                       stream=True)
+    stream = client.completions.create(
+        model="roost", prompt="the", max_tokens=10 * per_emoji, temperature=0, stream=True
+    )
     chunks = [c.choices[0].text for c in stream]
     assert "".join(chunks) == UNSEEN_EMOJI * 10
     assert all(c in ("", UNSEEN_EMOJI) for c in chunks)

@@ -46,18 +46,44 @@ REPLICAS = 3
 
 
 def spec(cid: str, keyword: str, **over) -> CampaignSpec:
-    body = {"id": cid, "advertiser": "Acme", "name": cid, "bid_type": "cpc", "bid": 0.5, "budget": 3.0,
-            "targeting": {"keywords": [keyword]},
-            "creatives": [{"text": f"{keyword} {cid}", "landing_url": f"https://{cid}.example/"}]}  # one group's words
+    body = {
+        "id": cid,
+        "advertiser": "Acme",
+        "name": cid,
+        "bid_type": "cpc",
+        "bid": 0.5,
+        "budget": 3.0,
+        "targeting": {"keywords": [keyword]},
+        "creatives": [{"text": f"{keyword} {cid}", "landing_url": f"https://{cid}.example/"}],
+    }  # one group's words
     return CampaignSpec.model_validate({**body, **over})
 
 
 def start_replica(ws: Path, *args: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "roost", "serve", "--workspace", str(ws), "--port", str(port),
-                             "--admin-key", ADMIN, "--rate-limit", "0", "--max-concurrency", "1000", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "roost",
+            "serve",
+            "--workspace",
+            str(ws),
+            "--port",
+            str(port),
+            "--admin-key",
+            ADMIN,
+            "--rate-limit",
+            "0",
+            "--max-concurrency",
+            "1000",
+            *args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -123,13 +149,15 @@ def cluster(pg_server, pg_template, tmp_path_factory):
     """Three replicas on one migrated database. Small budgets run out during the first test; big ones keep the
     second test's traffic flowing (it runs on the same cluster, with its own users)."""
     url = fresh_database(pg_server, pg_template)
-    AdStore(url).add_campaigns([
-        spec("small", "shoes", budget=2.0, bid=0.4),
-        spec("daily", "shoes", budget=50.0, bid=0.45, daily_budget=1.0),
-        spec("cpm", "shoes", bid_type="cpm", bid=2.0, budget=2.0),
-        spec("capped", "shoes", bid=0.3, budget=50.0, frequency_cap=2),
-        spec("big", "shoes", budget=50.0, bid=0.5),
-    ])
+    AdStore(url).add_campaigns(
+        [
+            spec("small", "shoes", budget=2.0, bid=0.4),
+            spec("daily", "shoes", budget=50.0, bid=0.45, daily_budget=1.0),
+            spec("cpm", "shoes", bid_type="cpm", bid=2.0, budget=2.0),
+            spec("capped", "shoes", bid=0.3, budget=50.0, frequency_cap=2),
+            spec("big", "shoes", budget=50.0, bid=0.5),
+        ]
+    )
     ws = tmp_path_factory.mktemp("replicas") / "workspace"
     engine = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowEngine)  # generation for the SIGTERM test
     threading.Thread(target=engine.serve_forever, daemon=True).start()
@@ -152,12 +180,12 @@ class Load:
         self.urls, self.users = list(urls), users
         self.alive = set(range(len(urls)))
         self.lock = threading.Lock()
-        self.served: dict[str, int] = {}   # impression id -> replica that served it (answer received)
+        self.served: dict[str, int] = {}  # impression id -> replica that served it (answer received)
         self.campaign: dict[str, str] = {}  # impression id -> its campaign
         self.tokens: list[tuple[str, str]] = []
-        self.acked: set[str] = set()       # impressions whose click got its 302
+        self.acked: set[str] = set()  # impressions whose click got its 302
         self.after_kill: set[str] = set()  # acknowledged clicks on the dead replica's ads, made after it died
-        self.ok_serves = Counter()         # replica -> /ads/serve 200s
+        self.ok_serves = Counter()  # replica -> /ads/serve 200s
         self.failures = 0
 
     def pick(self, k: int) -> int:
@@ -170,8 +198,10 @@ class Load:
             for step in range(steps):
                 i = self.pick(seed + step)
                 try:
-                    r = http.post(self.urls[i] + "/ads/serve",
-                                  json={"query": "shoes please", "user_id": f"{self.users}{(seed + step) % 40}", "slots": 2})
+                    r = http.post(
+                        self.urls[i] + "/ads/serve",
+                        json={"query": "shoes please", "user_id": f"{self.users}{(seed + step) % 40}", "slots": 2},
+                    )
                 except httpx.HTTPError:
                     with self.lock:
                         self.failures += 1
@@ -218,25 +248,37 @@ def check_money(url: str, load: Load) -> None:
     stored = {r[0] for r in db.execute("SELECT id FROM impressions")}
     assert set(load.served) <= stored, "an impression answered to a client is not in the database"
     for cid, budget, daily, spend, max_bid in db.execute(
-            "SELECT id, budget_micros, daily_budget_micros, spend_micros, max_bid_micros FROM campaigns").fetchall():
-        charged = db.execute("SELECT (SELECT COALESCE(SUM(charged_micros), 0) FROM impressions WHERE campaign_id = ?)"
-                             " + (SELECT COALESCE(SUM(charged_micros), 0) FROM clicks WHERE campaign_id = ?)",
-                             (cid, cid)).fetchone()[0]
+        "SELECT id, budget_micros, daily_budget_micros, spend_micros, max_bid_micros FROM campaigns"
+    ).fetchall():
+        charged = db.execute(
+            "SELECT (SELECT COALESCE(SUM(charged_micros), 0) FROM impressions WHERE campaign_id = ?)"
+            " + (SELECT COALESCE(SUM(charged_micros), 0) FROM clicks WHERE campaign_id = ?)",
+            (cid, cid),
+        ).fetchone()[0]
         assert charged == spend, f"{cid}: charges add up to {charged}, spend says {spend}"
         assert spend <= budget + REPLICAS * max_bid, f"{cid}: past the issue's bound (one max bid per replica)"
         assert spend <= budget, f"{cid} spent {spend} of {budget}"
         day = db.execute("SELECT MAX(spend_micros) FROM daily_stats WHERE campaign_id = ?", (cid,)).fetchone()[0]
         assert daily is None or day <= daily, f"{cid} spent {day} in a day of {daily}"
-    capped = db.execute("SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM impressions WHERE campaign_id = 'capped'"
-                        " GROUP BY user_id, day) t").fetchone()[0]
+    capped = db.execute(
+        "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM impressions WHERE campaign_id = 'capped'"
+        " GROUP BY user_id, day) t"
+    ).fetchone()[0]
     assert capped is None or capped <= 2, f"a user saw the capped campaign {capped} times in a day"
 
 
 def metric(text: str, route: str) -> int:
     """The count of 200s on ``route`` in a Prometheus exposition."""
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("roost_http_requests_total{") and f'route="{route}"' in line
-                   and 'status="200"' in line and 'method="POST"' in line))
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("roost_http_requests_total{")
+            and f'route="{route}"' in line
+            and 'status="200"' in line
+            and 'method="POST"' in line
+        )
+    )
 
 
 def test_clients_on_three_replicas_keep_the_money_right(cluster):
@@ -274,7 +316,7 @@ def test_a_replica_killed_mid_load_loses_no_acknowledged_click(cluster):
     run_clients(load, clients=2, steps=4)  # more traffic on the survivors only
     served_by_dead = [(imp, q) for imp, q in load.tokens if load.served[imp] == 0]
     with httpx.Client(follow_redirects=False) as http:  # its ads' click links still work on the others
-        for imp, query in served_by_dead[:3]:              # (a first click, or a replay charged nothing)
+        for imp, query in served_by_dead[:3]:  # (a first click, or a replay charged nothing)
             load.click(http, imp, query, 1)
     assert load.after_kill, "no click on the dead replica's ads was made on a survivor"
     check_money(url, load)
@@ -285,14 +327,22 @@ def test_a_replica_killed_mid_load_loses_no_acknowledged_click(cluster):
 def test_a_campaign_created_through_one_replica_is_served_by_the_others(cluster):
     _, procs = cluster
     alive = [base for proc, base in procs if proc.poll() is None]
-    body = {"advertiser": "Acme", "name": "Boots", "budget": 5, "bid_type": "cpc", "bid": 0.5,
-            "targeting": {"keywords": ["boots"]},
-            "creatives": [{"text": "boots boots", "landing_url": "https://boots.example/"}]}
+    body = {
+        "advertiser": "Acme",
+        "name": "Boots",
+        "budget": 5,
+        "bid_type": "cpc",
+        "bid": 0.5,
+        "targeting": {"keywords": ["boots"]},
+        "creatives": [{"text": "boots boots", "landing_url": "https://boots.example/"}],
+    }
     r = httpx.post(alive[0] + "/admin/campaigns", json=body, headers={"Authorization": f"Bearer {ADMIN}"})
     assert r.status_code == 201, r.text
     cid, deadline = r.json()["id"], time.monotonic() + 30
     for base in alive[1:]:  # each replica polls the database every 2 s for campaigns edited elsewhere
-        while cid not in [ad["campaign_id"] for ad in httpx.post(base + "/ads/serve", json={"query": "boots"}).json()["ads"]]:
+        while cid not in [
+            ad["campaign_id"] for ad in httpx.post(base + "/ads/serve", json={"query": "boots"}).json()["ads"]
+        ]:
             assert time.monotonic() < deadline, f"{base} never served the campaign created on {alive[0]}"
             time.sleep(0.2)
 

@@ -49,8 +49,10 @@ def _chat(user: str, answer: str) -> list[dict]:
 
 def test_packing_keeps_whole_conversations_and_masks_all_but_assistant_tokens(sft_ws):
     tok = load_tokenizer(sft_ws.tokenizer)
-    convs = [Conversation(str(i), (str(i),), _chat("what color is the " + t, f"the {t} is {c}"))
-             for i, (t, c) in enumerate(COLORS.items())]
+    convs = [
+        Conversation(str(i), (str(i),), _chat("what color is the " + t, f"the {t} is {c}"))
+        for i, (t, c) in enumerate(COLORS.items())
+    ]
     packed = pack_conversations(tok, convs, seq_len=47)
     assert packed.row_len == 48 and packed.conversations == 6 and packed.cropped == packed.dropped == 0
     assert packed.rows < 6  # several short conversations share a row
@@ -65,7 +67,8 @@ def test_packing_keeps_whole_conversations_and_masks_all_but_assistant_tokens(sf
         assert trained == "".join(a + "<|end|>" for a in answers)
         assert np.all(labels[ids == tok.pad_id] == IGNORE_INDEX)
     assert sorted(tok.decode(packed.ids[packed.ids != tok.pad_id].tolist()).split("<|bos|>")[1:]) == sorted(
-        render_chat(c.messages).removeprefix("<|bos|>") for c in convs)
+        render_chat(c.messages).removeprefix("<|bos|>") for c in convs
+    )
 
     long = [Conversation("x", ("x",), _chat("what color is the sky " * 20, "blue"))]
     assert pack_conversations(tok, long, seq_len=47).dropped == 1  # cropped before the answer: nothing to learn
@@ -73,13 +76,17 @@ def test_packing_keeps_whole_conversations_and_masks_all_but_assistant_tokens(sf
 
 def test_chat_loader_targets_are_the_shifted_labels_and_resume(sft_ws):
     tok = load_tokenizer(sft_ws.tokenizer)
-    convs = [Conversation(str(i), (str(i),), _chat(f"what color is the {t}", f"the {t} is {COLORS[t]}"))
-             for i, t in enumerate(sorted(COLORS) * 4)]
+    convs = [
+        Conversation(str(i), (str(i),), _chat(f"what color is the {t}", f"the {t} is {COLORS[t]}"))
+        for i, t in enumerate(sorted(COLORS) * 4)
+    ]
     packed = pack_conversations(tok, convs, seq_len=31)
     loader = ChatLoader(packed, batch_size=2, seed=3)
     batches = [loader.next_batch() for _ in range(loader.batches_per_epoch + 1)]  # into the second epoch
-    targets = {tuple(ids[:-1]): labels[1:].tolist()
-               for ids, labels in zip(packed.ids.reshape(-1, 32).tolist(), packed.labels.reshape(-1, 32))}
+    targets = {
+        tuple(ids[:-1]): labels[1:].tolist()
+        for ids, labels in zip(packed.ids.reshape(-1, 32).tolist(), packed.labels.reshape(-1, 32))
+    }
     for x, y in batches:
         assert torch.all(x[:, 0] == tok.bos_id)
         assert all(targets[tuple(xr)] == yr for xr, yr in zip(x.tolist(), y.tolist()))
@@ -103,8 +110,11 @@ def test_sft_loss_falls_and_writes_a_chat_model_with_its_template(sft_ws, tmp_pa
 
     manifest = ws.read_manifest("model")
     assert manifest["source"] == "roost sft" and manifest["counts"]["steps"] == 100
-    assert manifest["inputs"] == {"corpus": ws.stage_hash("corpus"), "tokenizer": ws.stage_hash("tokenizer"),
-                                  "pretrained": weights_hash(pretrained)}
+    assert manifest["inputs"] == {
+        "corpus": ws.stage_hash("corpus"),
+        "tokenizer": ws.stage_hash("tokenizer"),
+        "pretrained": weights_hash(pretrained),
+    }
     assert manifest["counts"]["train_conversations"] + manifest["counts"]["val_conversations"] == 120
     tuned = load_hf(ws.model)
     assert not torch.equal(tuned.layers[0].mlp.up_proj.weight, pretrained.layers[0].mlp.up_proj.weight)
@@ -112,8 +122,11 @@ def test_sft_loss_falls_and_writes_a_chat_model_with_its_template(sft_ws, tmp_pa
     # transformers formats chats exactly as roost does
     hf_tok = AutoTokenizer.from_pretrained(ws.model)
     tok = load_tokenizer(ws.model)
-    chat = [{"role": "system", "content": "be brief"}, *_chat("what color is the sky", "the sky is blue"),
-            {"role": "user", "content": "and the rose"}]
+    chat = [
+        {"role": "system", "content": "be brief"},
+        *_chat("what color is the sky", "the sky is blue"),
+        {"role": "user", "content": "and the rose"},
+    ]
     for gen in (False, True):
         assert hf_tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=gen) == render_chat(chat, gen)
         ids = hf_tok.apply_chat_template(chat, tokenize=True, add_generation_prompt=gen, return_dict=True)["input_ids"]
@@ -123,10 +136,14 @@ def test_sft_loss_falls_and_writes_a_chat_model_with_its_template(sft_ws, tmp_pa
     hf_model = AutoModelForCausalLM.from_pretrained(ws.model)
     right = 0
     for thing, color in COLORS.items():
-        prompt = hf_tok.apply_chat_template(_chat(f"what color is the {thing}", "")[:1], add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)
+        prompt = hf_tok.apply_chat_template(
+            _chat(f"what color is the {thing}", "")[:1],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
         out = hf_model.generate(**prompt, max_new_tokens=20, do_sample=False)
-        reply = hf_tok.decode(out[0, prompt["input_ids"].shape[1]:])
+        reply = hf_tok.decode(out[0, prompt["input_ids"].shape[1] :])
         assert re.fullmatch(rf"the {thing[:2]}\w* is \w+<\|end\|>", reply), reply
         right += reply == f"the {thing} is {color}<|end|>"
     assert right >= 4
@@ -145,10 +162,30 @@ def test_starts_from_the_pretraining_checkpoint_and_leaves_it(sft_ws, tmp_path):
     found = load_pretrained(ws)
     assert found.source == str(ckpt) and found.step == 7 and found.weights_hash == weights_hash(model)
 
-    assert main(["sft", "--workspace", str(ws.root), "--seq-len", "48", "--device-batch", "8", "--steps", "2",
-                 "--eval-tokens", "384"]) == 0
+    assert (
+        main(
+            [
+                "sft",
+                "--workspace",
+                str(ws.root),
+                "--seq-len",
+                "48",
+                "--device-batch",
+                "8",
+                "--steps",
+                "2",
+                "--eval-tokens",
+                "384",
+            ]
+        )
+        == 0
+    )
     assert checkpoint.latest_checkpoint(ws.checkpoints) == ckpt  # pretraining's checkpoint stays the newest
-    assert ws.read_manifest("model")["pretrained"] == {"source": str(ckpt), "weights_hash": found.weights_hash, "step": 7}
+    assert ws.read_manifest("model")["pretrained"] == {
+        "source": str(ckpt),
+        "weights_hash": found.weights_hash,
+        "step": 7,
+    }
 
     shutil.rmtree(ws.checkpoints)  # now model/ is the fine-tuned one and no pretraining checkpoint is left
     with pytest.raises(StageMissing, match=r"already fine-tuned by `roost sft` .* run `roost train"):
@@ -194,8 +231,10 @@ def test_a_second_run_needs_resume_or_fresh_and_resume_keeps_the_data(sft_ws, tm
     assert main(_sft_cli(ws.root, "--steps", "2")) == 2
     assert "pass --resume to continue that fine-tuning, or --fresh" in capsys.readouterr().err
     assert main(_sft_cli(ws.root, "--resume", "--steps", "3", "--system-prompt", "be rude")) == 2
-    assert ("--resume cannot change the conversations or learning rates: --system-prompt 'be rude' "
-            "(checkpoint has --system-prompt 'be kind')") in capsys.readouterr().err
+    assert (
+        "--resume cannot change the conversations or learning rates: --system-prompt 'be rude' "
+        "(checkpoint has --system-prompt 'be kind')"
+    ) in capsys.readouterr().err
     assert main(_sft_cli(ws.root, "--resume", "--steps", "3")) == 0
     assert checkpoint.read_meta(checkpoint.latest_checkpoint(ws.checkpoints / "sft"))["step"] == 3
     assert main(_sft_cli(ws.root, "--fresh", "--steps", "1")) == 2  # model/ is now the fine-tuned one

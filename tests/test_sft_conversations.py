@@ -56,10 +56,18 @@ def test_paths_become_alternating_two_party_conversations(ws):
     assert mined.threads == 1 and mined.paths == 5 and mined.val == []
     got = {c.post_ids: _turns(c) for c in mined.train}
     assert got == {
-        ("r", "b1", "a2", "b3"): [("user", "hello?"), ("assistant", "hi ann"), ("user", "how are you"),
-                                  ("assistant", "fine")],
-        ("r", "b1", "a2", "b3x", "b3y"): [("user", "hello?"), ("assistant", "hi ann"), ("user", "how are you"),
-                                          ("assistant", "good\nthanks")],
+        ("r", "b1", "a2", "b3"): [
+            ("user", "hello?"),
+            ("assistant", "hi ann"),
+            ("user", "how are you"),
+            ("assistant", "fine"),
+        ],
+        ("r", "b1", "a2", "b3x", "b3y"): [
+            ("user", "hello?"),
+            ("assistant", "hi ann"),
+            ("user", "how are you"),
+            ("assistant", "good\nthanks"),
+        ],
         ("r", "c1"): [("user", "hello?"), ("assistant", "yo ann")],
         ("r", "a1", "d2"): [("user", "hello?\nanyone?"), ("assistant", "me")],
     }
@@ -71,8 +79,12 @@ def test_paths_become_alternating_two_party_conversations(ws):
 def test_many_voiced_paths_kept_when_two_party_is_off_and_system_prompt_leads(ws):
     mined = _mine(ws, two_party=False, system_prompt="be kind")
     got = {c.post_ids: _turns(c)[1:] for c in mined.train}
-    assert got[("r", "b1", "c2", "d3")] == [("user", "hello?"), ("assistant", "hi ann"), ("user", "hey bob"),
-                                            ("assistant", "hi cat")]
+    assert got[("r", "b1", "c2", "d3")] == [
+        ("user", "hello?"),
+        ("assistant", "hi ann"),
+        ("user", "hey bob"),
+        ("assistant", "hi cat"),
+    ]
     assert ("r", "b1", "a2", "b3") in got  # c4 is a trailing user turn, dropped
     assert len(got) == 5
     assert all(c.messages[0] == {"role": "system", "content": "be kind"} for c in mined.train)
@@ -89,15 +101,21 @@ def test_split_is_by_thread_and_deterministic(ws):
 
 
 def test_a_conversation_is_cut_at_the_first_reply_that_does_not_answer(ws):
-    write_corpus(ws, [("q", "ann", "Is the derby worth the tickets?", None),
-                      ("a1", "bob", "@ann The derby was a masterclass, worth every penny", "q"),
-                      ("q2", "ann", "@bob And the away kit?", "a1"),
-                      ("a2", "bob", "@ann lol 😂", "q2"),
-                      ("x", "cat", "Any good ramen recipes?", None),
-                      ("x1", "dan", "@cat Me encanta el fútbol.", "x")])
+    write_corpus(
+        ws,
+        [
+            ("q", "ann", "Is the derby worth the tickets?", None),
+            ("a1", "bob", "@ann The derby was a masterclass, worth every penny", "q"),
+            ("q2", "ann", "@bob And the away kit?", "a1"),
+            ("a2", "bob", "@ann lol 😂", "q2"),
+            ("x", "cat", "Any good ramen recipes?", None),
+            ("x1", "dan", "@cat Me encanta el fútbol.", "x"),
+        ],
+    )
     mined = mine_conversations(ws.corpus, MiningConfig(val_fraction=0.0, min_shared_words=1))
-    assert [_turns(c) for c in mined.train] == [[("user", "Is the derby worth the tickets?"),
-                                                 ("assistant", "The derby was a masterclass, worth every penny")]]
+    assert [_turns(c) for c in mined.train] == [
+        [("user", "Is the derby worth the tickets?"), ("assistant", "The derby was a masterclass, worth every penny")]
+    ]
     assert len(mine_conversations(ws.corpus, MiningConfig(val_fraction=0.0, min_shared_words=0)).train) == 2
     with pytest.raises(ValueError, match="--min-shared-words must be >= 0"):
         MiningConfig(min_shared_words=-1)
@@ -115,14 +133,21 @@ def test_bad_mining_config_is_refused():
 
 
 def test_loss_mask_covers_exactly_assistant_content_and_its_end_token():
-    tok = RoostTokenizer(train_bpe(["hello there", "fine thanks", "be brief"], TokenizerConfig(vocab_size=300, min_frequency=1)))
-    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"},
-                {"role": "assistant", "content": "fine thanks"}, {"role": "user", "content": "hello"},
-                {"role": "assistant", "content": "there"}]
+    tok = RoostTokenizer(
+        train_bpe(["hello there", "fine thanks", "be brief"], TokenizerConfig(vocab_size=300, min_frequency=1))
+    )
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello there"},
+        {"role": "assistant", "content": "fine thanks"},
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "there"},
+    ]
     ids, mask = tok.encode_chat(messages)
     assert tok.decode(ids) == render_chat(messages)
     trained = [i for i, m in zip(ids, mask) if m]
     expected = [*tok.encode("fine thanks"), tok.end_id, *tok.encode("there"), tok.end_id]
     assert trained == expected
     assert tok.decode([i for i, m in zip(ids, mask) if not m]) == (
-        "<|bos|><|system|>be brief<|end|><|user|>hello there<|end|><|assistant|><|user|>hello<|end|><|assistant|>")
+        "<|bos|><|system|>be brief<|end|><|user|>hello there<|end|><|assistant|><|user|>hello<|end|><|assistant|>"
+    )

@@ -29,9 +29,22 @@ COLORS = {"sky": "blue", "grass": "green", "sun": "yellow", "snow": "white", "ni
 def write_corpus(ws: Workspace, posts: list[tuple[str, str, str, str | None]]) -> None:
     """``posts`` as (id, author, text, reply_to) in time order -> posts and threads shards and a manifest."""
     rows = [
-        {"id": pid, "text": text, "author_id": author, "created_at": T0 + timedelta(minutes=i), "lang": "en",
-         "reply_to": parent, "conversation_id": None, "hashtags": [], "mentions": [], "urls": [],
-         "like_count": 0, "retweet_count": 0, "reply_count": 0, "source": "test"}
+        {
+            "id": pid,
+            "text": text,
+            "author_id": author,
+            "created_at": T0 + timedelta(minutes=i),
+            "lang": "en",
+            "reply_to": parent,
+            "conversation_id": None,
+            "hashtags": [],
+            "mentions": [],
+            "urls": [],
+            "like_count": 0,
+            "retweet_count": 0,
+            "reply_count": 0,
+            "source": "test",
+        }
         for i, (pid, author, text, parent) in enumerate(posts)
     ]
     table = pa.Table.from_pylist(rows, schema=POSTS)
@@ -51,11 +64,13 @@ def chat_posts(n_threads: int, seed: int = 0) -> list[tuple[str, str, str, str |
         asker, answerer = f"u{rng.randrange(50)}", f"a{rng.randrange(50)}"
         a, b = rng.sample(things, 2)
         root, r1, r2, r3 = (f"{t}-{k}" for k in range(4))
-        posts += [(root, asker, f"what color is the {a}", None),
-                  (r1, answerer, f"the {a} is {COLORS[a]}", root),
-                  (r2, asker, f"and the {b}", r1),
-                  (r3, answerer, f"the {b} is {COLORS[b]}", r2),
-                  (f"{t}-solo", f"s{t}", f"just a post about the {b}", None)]
+        posts += [
+            (root, asker, f"what color is the {a}", None),
+            (r1, answerer, f"the {a} is {COLORS[a]}", root),
+            (r2, asker, f"and the {b}", r1),
+            (r3, answerer, f"the {b} is {COLORS[b]}", r2),
+            (f"{t}-solo", f"s{t}", f"just a post about the {b}", None),
+        ]
     return posts
 
 

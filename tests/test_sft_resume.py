@@ -21,8 +21,28 @@ from test_train_resume import logged_losses, run_killable, two_copies
 from roost.train import checkpoint
 
 # two micro-batches a step (gradient accumulation is resumed too), a checkpoint every 4 steps
-ARGS = ["--seq-len", "48", "--device-batch", "4", "--batch-tokens", "384", "--steps", "12", "--ckpt-every", "4",
-        "--eval-every", "5", "--eval-tokens", "192", "--keep", "2", "--lr-frac", "0.5", "--system-prompt", "be kind"]
+ARGS = [
+    "--seq-len",
+    "48",
+    "--device-batch",
+    "4",
+    "--batch-tokens",
+    "384",
+    "--steps",
+    "12",
+    "--ckpt-every",
+    "4",
+    "--eval-every",
+    "5",
+    "--eval-tokens",
+    "192",
+    "--keep",
+    "2",
+    "--lr-frac",
+    "0.5",
+    "--system-prompt",
+    "be kind",
+]
 
 
 def _sft(launcher: Path, ws: Path, *extra: str, kill: str | None = None) -> subprocess.CompletedProcess:

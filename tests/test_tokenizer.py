@@ -175,7 +175,10 @@ def test_chat_template_matches_render_chat(trained, gen):
     ws, _, tok = trained
     fast = PreTrainedTokenizerFast(tokenizer_file=str(ws.tokenizer / "tokenizer.json"), bos_token="<|bos|>")
     rendered = render_chat(MESSAGES, add_generation_prompt=gen)
-    assert fast.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=gen, chat_template=CHAT_TEMPLATE) == rendered
+    assert (
+        fast.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=gen, chat_template=CHAT_TEMPLATE)
+        == rendered
+    )
     assert rendered.startswith("<|bos|><|system|>You are roost.<|end|><|user|>")
     assert rendered.endswith("<|assistant|>" if gen else "bye!<|end|>")
 

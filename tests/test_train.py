@@ -15,10 +15,10 @@ from roost.model import GPT, GPTConfig
 from roost.tokens import TokenShards
 from roost.train import checkpoint
 from roost.train.config import TrainConfig
-from roost.train.pretrain import train
 from roost.train.data import IGNORE_INDEX, PackedLoader, sequence_starts
 from roost.train.dist import DistInfo
 from roost.train.optim import build_optimizers, derive_lrs, param_groups
+from roost.train.pretrain import train
 from roost.train.schedule import lr_factor
 
 TINY = dict(depth=1, seq_len=32, max_seq_len=64, device_batch=4, warmup=2, eval_tokens=512)
@@ -99,7 +99,9 @@ def test_loader_refuses_data_too_small_for_one_batch():
 
 def test_a_small_validation_split_shrinks_the_batch_instead_of_failing():
     shard = np.arange(40, dtype=np.uint16)
-    loader = PackedLoader([shard], [np.array([0, 10, 20, 30])], seq_len=8, batch_size=16, shuffle=False, shrink_batch=True)
+    loader = PackedLoader(
+        [shard], [np.array([0, 10, 20, 30])], seq_len=8, batch_size=16, shuffle=False, shrink_batch=True
+    )
     x, _ = loader.next_batch()
     assert loader.batch_size == 4 and x[:, 0].tolist() == [0, 10, 20, 30]
 
@@ -137,7 +139,10 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--batch-tokens", "1000"], "--batch-tokens 1000 is not a multiple of .* = 128; use --batch-tokens 896 or 1024"),
+        (
+            ["--batch-tokens", "1000"],
+            "--batch-tokens 1000 is not a multiple of .* = 128; use --batch-tokens 896 or 1024",
+        ),
         (["--seq-len", "128"], "--seq-len 128 is above the model's context --max-seq-len 64"),
         (["--steps", "3", "--minutes", "1"], "at most one of --steps, --tokens, --minutes"),
         (["--optimizer", "sgd"], "--optimizer must be one of adamw, muon"),
@@ -147,8 +152,21 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest():
     ],
 )
 def test_bad_config_is_refused_with_what_to_change(token_ws, capsys, argv, message):
-    base = ["train", "--workspace", str(token_ws.root), "--depth", "1", "--seq-len", "32", "--max-seq-len", "64",
-            "--device-batch", "4", "--steps", "2"]
+    base = [
+        "train",
+        "--workspace",
+        str(token_ws.root),
+        "--depth",
+        "1",
+        "--seq-len",
+        "32",
+        "--max-seq-len",
+        "64",
+        "--device-batch",
+        "4",
+        "--steps",
+        "2",
+    ]
     assert main(base + argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("roost train: error:")
@@ -164,8 +182,13 @@ def test_missing_tokens_stage_names_the_command(tmp_path, capsys):
 def test_metrics_log_on_resume_drops_what_came_after_the_checkpoint(tmp_path):
     from roost.train.metrics import MetricsLog, read_metrics
 
-    lines = [{"step": 0, "val_loss": 5.0}, {"step": 1, "loss": 4.0}, {"step": 2, "loss": 3.0},
-             {"step": 2, "val_loss": 3.5}, {"step": 3, "loss": 2.0}]
+    lines = [
+        {"step": 0, "val_loss": 5.0},
+        {"step": 1, "loss": 4.0},
+        {"step": 2, "loss": 3.0},
+        {"step": 2, "val_loss": 3.5},
+        {"step": 3, "loss": 2.0},
+    ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 4, "lo')
     log = MetricsLog(tmp_path, resume_step=2)
     log.log({"step": 2, "val_loss": 3.4})
@@ -219,7 +242,9 @@ def test_keep_prunes_old_checkpoints_and_load_restores_optimizer(tmp_path):
     meta = checkpoint.load(tmp_path / "step-000003", model2, opts2, info)
     assert meta["step"] == 3 and meta["step_note"] == 3
     for o, o2 in zip(opts, opts2):
-        for p, p2 in zip((p for g in o.param_groups for p in g["params"]), (p for g in o2.param_groups for p in g["params"])):
+        for p, p2 in zip(
+            (p for g in o.param_groups for p in g["params"]), (p for g in o2.param_groups for p in g["params"])
+        ):
             for key, value in o.state[p].items():
                 assert torch.equal(torch.as_tensor(value), torch.as_tensor(o2.state[p2][key])), key
 

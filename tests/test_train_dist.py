@@ -21,8 +21,18 @@ from roost.train.config import TrainConfig
 from roost.train.pretrain import train
 from roost.workspace import Workspace
 
-FLAGS = dict(depth=1, seq_len=32, max_seq_len=64, device_batch=4, batch_tokens=256, ckpt_every=2, eval_every=2,
-             eval_tokens=256, optimizer="adamw", warmup=2)
+FLAGS = dict(
+    depth=1,
+    seq_len=32,
+    max_seq_len=64,
+    device_batch=4,
+    batch_tokens=256,
+    ckpt_every=2,
+    eval_every=2,
+    eval_tokens=256,
+    optimizer="adamw",
+    warmup=2,
+)
 
 
 def _cli(cfg: dict) -> list[str]:
@@ -40,11 +50,28 @@ def test_two_ranks_match_one_rank_with_accumulation_and_resume_at_another_world_
     shutil.copytree(template, one.root)
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "roost", "train", "--workspace", str(two.root), "--steps", "4", *_cli(FLAGS)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "roost",
+        "train",
+        "--workspace",
+        str(two.root),
+        "--steps",
+        "4",
+        *_cli(FLAGS),
+    ]
     done = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in (two.checkpoints / "step-000004").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    assert sorted(p.name for p in (two.checkpoints / "step-000004").glob("*.distcp")) == [
+        "__0_0.distcp",
+        "__1_0.distcp",
+    ]
     assert "2 ranks" in done.stdout
 
     train(one, TrainConfig(**FLAGS, steps=4))  # this process: world size 1, grad_accum 2

@@ -41,7 +41,9 @@ def make_token_workspace(root, n_train: int = 400, n_val: int = 60, vocab_size: 
     return ws
 
 
-def write_token_shards(ws: Workspace, texts: dict[str, list[str]], tok: RoostTokenizer, shard_tokens: int = 2500) -> None:
+def write_token_shards(
+    ws: Workspace, texts: dict[str, list[str]], tok: RoostTokenizer, shard_tokens: int = 2500
+) -> None:
     """Each split's posts as ``<|bos|>`` + ids, through the tokens stage's own shard writer (small shards: several)."""
     ws.tokens.mkdir(parents=True)
     dtype = token_dtype(tok.vocab_size)
@@ -51,4 +53,6 @@ def write_token_shards(ws: Workspace, texts: dict[str, list[str]], tok: RoostTok
         writers[split].close()
     counts = {f"{s}_{k}": getattr(w, f"num_{k}") for s, w in writers.items() for k in ("tokens", "docs")}
     shards = {s: w.names for s, w in writers.items()}
-    ws.write_manifest("tokens", counts=counts, dtype=dtype.name, vocab_size=tok.vocab_size, bos_id=tok.bos_id, shards=shards)
+    ws.write_manifest(
+        "tokens", counts=counts, dtype=dtype.name, vocab_size=tok.vocab_size, bos_id=tok.bos_id, shards=shards
+    )

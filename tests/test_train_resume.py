@@ -22,7 +22,7 @@ from test_train_fixtures import make_token_workspace
 
 from roost.train import checkpoint
 
-LAUNCHER = r'''
+LAUNCHER = r"""
 import os, signal, sys
 import torch
 torch.set_num_threads(1)
@@ -47,14 +47,37 @@ if kill:
         checkpoint._write_meta = die_while_writing
 from roost.cli import main
 sys.exit(main(sys.argv[1:]))
-'''
+"""
 
-ARGS = ["--depth", "1", "--seq-len", "32", "--max-seq-len", "64", "--device-batch", "4", "--batch-tokens", "256",
-        "--steps", "12", "--ckpt-every", "4", "--eval-every", "5", "--eval-tokens", "256", "--warmup", "3", "--keep", "2"]
+ARGS = [
+    "--depth",
+    "1",
+    "--seq-len",
+    "32",
+    "--max-seq-len",
+    "64",
+    "--device-batch",
+    "4",
+    "--batch-tokens",
+    "256",
+    "--steps",
+    "12",
+    "--ckpt-every",
+    "4",
+    "--eval-every",
+    "5",
+    "--eval-tokens",
+    "256",
+    "--warmup",
+    "3",
+    "--keep",
+    "2",
+]
 
 
-def run_killable(launcher: Path, command: list[str], ws: Path, *extra: str,
-                 kill: str | None = None) -> subprocess.CompletedProcess:
+def run_killable(
+    launcher: Path, command: list[str], ws: Path, *extra: str, kill: str | None = None
+) -> subprocess.CompletedProcess:
     """``roost COMMAND --workspace WS ...`` through the launcher, which SIGKILLs itself where ``kill`` says."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     if kill:
@@ -115,4 +138,3 @@ def test_sigkill_and_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
     # the metrics log reads as one run: same steps, same losses, nothing twice
     assert _losses(interrupted) == _losses(straight)
     assert [p.name for p in checkpoint.list_checkpoints(ckpts)] == ["step-000008", "step-000012"]
-

@@ -19,8 +19,17 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 WAIT_S = 60
 WIDTHS = [1400, 420]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1400,900",
+]
 NONSENSE = "zqxjkvwpf"  # a word in no post
 
 
@@ -35,8 +44,10 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("no headless browser: install Debian's chromium and chromium-driver "
-                    "(apt-get install chromium chromium-driver)")
+        pytest.skip(
+            "no headless browser: install Debian's chromium and chromium-driver "
+            "(apt-get install chromium chromium-driver)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -101,7 +112,8 @@ def texts(driver, css: str) -> list[str]:
 def resources(driver) -> list[str]:
     """The page's address and every resource it loaded (the tests assert all came from the server)."""
     return driver.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href]);")
+        "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href]);"
+    )
 
 
 def console_errors(driver) -> list[dict]:
@@ -114,12 +126,14 @@ def assert_fits(driver) -> None:
     assert scroll <= width, f"the page is {scroll} px wide in a {width} px window"
     boxes = driver.execute_script(
         "return [...document.querySelectorAll('#tabs button'), document.getElementById('api-key')]"
-        ".map(e => { const r = e.getBoundingClientRect(); return [e.textContent || e.id, r.left, r.right, r.width]; })")
+        ".map(e => { const r = e.getBoundingClientRect(); return [e.textContent || e.id, r.left, r.right, r.width]; })"
+    )
     for name, left, right, w in boxes:
         assert w > 0 and left >= 0 and right <= width, (name, left, right, width)
 
 
 # ---- over HTTP ---------------------------------------------------------------------------------
+
 
 def test_timeline_pages_through_every_post_with_a_cursor(server):
     live = httpx.get(server + "/ui/summary").json()["index"]["live_posts"]
@@ -139,13 +153,15 @@ def test_timeline_pages_through_every_post_with_a_cursor(server):
     by_id = httpx.get(server + "/timeline", params={"user_id": author["id"], "n": 2}).json()
     by_handle = httpx.get(server + "/timeline", params={"user_id": "@" + author["username"], "n": 2}).json()
     assert by_id["data"] == by_handle["data"] and {p["author"] for p in by_id["data"]} == {author["id"]}
-    rest = httpx.get(server + "/timeline", params={"user_id": author["id"], "n": 100,
-                                                    "cursor": by_id["next_cursor"]}).json()
+    rest = httpx.get(
+        server + "/timeline", params={"user_id": author["id"], "n": 100, "cursor": by_id["next_cursor"]}
+    ).json()
     assert len(by_id["data"]) + len(rest["data"]) == author["posts"] and rest["next_cursor"] is None
 
     bad = ["abc", "99999999999", "9" * 19, "\u0663", "-1", ""]  # no post, past int64, an Arabic-Indic 3, ...
-    for params, status, param in ([({"cursor": c}, 400, "cursor") for c in bad] +
-                                  [({"user_id": "@nobody-at-all"}, 404, "user_id")]):
+    for params, status, param in [({"cursor": c}, 400, "cursor") for c in bad] + [
+        ({"user_id": "@nobody-at-all"}, 404, "user_id")
+    ]:
         r = httpx.get(server + "/timeline", params=params)
         assert r.status_code == status and r.json()["error"]["param"] == param, r.text
 
@@ -179,13 +195,18 @@ def test_served_run_names_the_stage_and_run_of_each_kind_of_model(tmp_path):
 
 # ---- in the browser ----------------------------------------------------------------------------
 
+
 def test_page_loads_with_its_own_assets_only_and_fits(server, browser, width):
     from selenium.webdriver.common.by import By
 
     open_page(browser, server, width)
     assert browser.title == "roost"
-    assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#tabs button")] == \
-        ["Chat", "Search", "Timeline", "Dashboard"]
+    assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#tabs button")] == [
+        "Chat",
+        "Search",
+        "Timeline",
+        "Dashboard",
+    ]
     assert browser.find_element(By.CSS_SELECTOR, "link[rel=icon]").get_attribute("href") == server + "/favicon.ico"
     assert all(s.startswith(server) for s in resources(browser))  # nothing from the internet
     assert console_errors(browser) == []
@@ -278,11 +299,13 @@ def test_timeline_shows_ads_with_reasons_and_loads_more(server, browser, width):
 
     def post_ids() -> list[str]:
         return browser.execute_script(
-            "return [...document.querySelectorAll('#tl-feed .post:not(.ad)')].map(p => p.dataset.id);")
+            "return [...document.querySelectorAll('#tl-feed .post:not(.ad)')].map(p => p.dataset.id);"
+        )
 
     def campaigns() -> list[str]:
         return browser.execute_script(
-            "return [...document.querySelectorAll('#tl-feed .ad')].map(a => a.dataset.campaign);")
+            "return [...document.querySelectorAll('#tl-feed .ad')].map(a => a.dataset.campaign);"
+        )
 
     before = httpx.get(server + "/ui/summary").json()["ads"]["impressions"]
     open_page(browser, server, width, "/#timeline")
@@ -290,8 +313,9 @@ def test_timeline_shows_ads_with_reasons_and_loads_more(server, browser, width):
     shown = campaigns()
     assert shown and len(set(shown)) == len(shown), shown  # no campaign twice on one page
     first = browser.find_element(By.CSS_SELECTOR, "#tl-feed .ad")
-    assert "sponsored" in first.text.lower() and first.find_element(By.CSS_SELECTOR, "a.cta").get_attribute("href") \
-        .startswith(server + "/ads/click?t=")
+    assert "sponsored" in first.text.lower() and first.find_element(By.CSS_SELECTOR, "a.cta").get_attribute(
+        "href"
+    ).startswith(server + "/ads/click?t=")
     first.find_element(By.CSS_SELECTOR, "details summary").click()
     reasons = first.find_element(By.CSS_SELECTOR, "details ul").text
     assert "predicted click rate" in reasons and "per click, second price" in reasons
@@ -343,7 +367,8 @@ def test_dashboard_lists_every_campaign_a_page_at_a_time_sorted_by_any_column(se
 
     def rows(what: str) -> list[str]:  # read in one script: the table is replaced whole on every page
         return browser.execute_script(
-            f"return [...document.querySelectorAll('#dash-ads tr[data-id]')].map(r => {what});")
+            f"return [...document.querySelectorAll('#dash-ads tr[data-id]')].map(r => {what});"
+        )
 
     def ids() -> list[str]:
         return rows("r.dataset.id")

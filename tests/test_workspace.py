@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from roost.workspace import StageMissing, Workspace, atomic_dir, atomic_write_json, file_hash
+from roost.workspace import StageMissing, atomic_dir, atomic_write_json, file_hash
 
 
 def test_manifest_round_trip_and_up_to_date(ws):

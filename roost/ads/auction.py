@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 @dataclass
 class Bid:
-    key: int                # the caller's index for this candidate
-    bid_type: str           # "cpc" or "cpm"
-    bid_micros: int         # per click (cpc) or per 1000 impressions (cpm)
+    key: int  # the caller's index for this candidate
+    bid_type: str  # "cpc" or "cpm"
+    bid_micros: int  # per click (cpc) or per 1000 impressions (cpm)
     pctr: float
 
     @property

@@ -27,26 +27,29 @@ from roost.workspace import atomic_write_json
 
 @dataclass
 class SafetyProbes:
-    space: str                                           # embedding space the probes were trained in
+    space: str  # embedding space the probes were trained in
     names: list[str] = field(default_factory=list)
     weights: list[list[float]] = field(default_factory=list)
     biases: list[float] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
-    inputs: dict = field(default_factory=dict)          # what it was trained from (e.g. the corpus's hash), to redo it
+    inputs: dict = field(default_factory=dict)  # what it was trained from (e.g. the corpus's hash), to redo it
 
     def scores(self, vecs: np.ndarray) -> np.ndarray:
         """Unsafe probability per row: the max over the probes."""
         z = np.atleast_2d(vecs) @ np.asarray(self.weights, dtype=np.float32).T + np.asarray(self.biases)
         return (1.0 / (1.0 + np.exp(-z))).max(axis=1)
 
-    def add(self, name: str, vecs: np.ndarray, labels: np.ndarray, unsafe: set[int], c: float = 1.0,
-            balanced: bool = False) -> None:
+    def add(
+        self, name: str, vecs: np.ndarray, labels: np.ndarray, unsafe: set[int], c: float = 1.0, balanced: bool = False
+    ) -> None:
         from sklearn.linear_model import LogisticRegression
 
         y = np.isin(labels, list(unsafe)).astype(np.int64)
         if not 0 < y.sum() < len(y):
-            raise UserError(f"probe {name!r}: need both safe and unsafe examples (unsafe labels {sorted(unsafe)}), "
-                             f"have {int(y.sum())} unsafe of {len(y)}")
+            raise UserError(
+                f"probe {name!r}: need both safe and unsafe examples (unsafe labels {sorted(unsafe)}), "
+                f"have {int(y.sum())} unsafe of {len(y)}"
+            )
         fit = LogisticRegression(C=c, max_iter=2000, class_weight="balanced" if balanced else None).fit(vecs, y)
         self.names.append(name)
         self.weights.append([float(w) for w in fit.coef_[0]])
@@ -71,8 +74,9 @@ class SafetyProbes:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def workspace_examples(corpus_dir: str | Path, negatives_per_positive: int = 20, max_negatives: int = 50_000,
-                       seed: int = 0) -> tuple[list[str], np.ndarray]:
+def workspace_examples(
+    corpus_dir: str | Path, negatives_per_positive: int = 20, max_negatives: int = 50_000, seed: int = 0
+) -> tuple[list[str], np.ndarray]:
     """Texts and 0/1 labels from the corpus: every post the platform acted on, and a sample of the rest.
 
     Raises ValueError, saying what to do, when the corpus has no moderation signals.
@@ -89,9 +93,11 @@ def workspace_examples(corpus_dir: str | Path, negatives_per_positive: int = 20,
     ids, texts = posts.column("id").to_pylist(), posts.column("text").to_pylist()
     pos = [t for i, t in zip(ids, texts) if i in flagged]
     if not pos:
-        raise UserError(f"no moderation signals in {corpus_dir}: none of its posts was removed, withheld or marked "
-                         "sensitive (API v2 withheld/possibly_sensitive, or a 'moderation' column in CSV/Parquet); "
-                         "train from labelled files instead: --train NAME TEXTS LABELS")
+        raise UserError(
+            f"no moderation signals in {corpus_dir}: none of its posts was removed, withheld or marked "
+            "sensitive (API v2 withheld/possibly_sensitive, or a 'moderation' column in CSV/Parquet); "
+            "train from labelled files instead: --train NAME TEXTS LABELS"
+        )
     rest = [t for i, t in zip(ids, texts) if i not in flagged]
     rng = np.random.default_rng(seed)
     n = min(len(rest), max_negatives, negatives_per_positive * len(pos))
@@ -99,8 +105,9 @@ def workspace_examples(corpus_dir: str | Path, negatives_per_positive: int = 20,
     return pos + neg, np.array([1] * len(pos) + [0] * len(neg), dtype=np.int64)
 
 
-def train_from_signals(corpus_dir: str | Path, embed, space: str, limit: int | None = None, held_out: float = 0.2,
-                       seed: int = 0) -> SafetyProbes:
+def train_from_signals(
+    corpus_dir: str | Path, embed, space: str, limit: int | None = None, held_out: float = 0.2, seed: int = 0
+) -> SafetyProbes:
     """The ``moderation`` probe from the corpus's own signals, with AUC and macro-F1 on a held-out share.
 
     The held-out figures are against the platform's signals, which are noisy:

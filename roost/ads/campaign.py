@@ -105,9 +105,12 @@ class CampaignSpec(BaseModel):
     @model_validator(mode="after")
     def _money(self) -> CampaignSpec:
         bid = to_micros(self.bid)
-        check_campaign_money(bid=bid, max_bid=to_micros(self.max_bid) if self.max_bid else bid,
-                             budget=to_micros(self.budget),
-                             daily_budget=to_micros(self.daily_budget) if self.daily_budget else None)
+        check_campaign_money(
+            bid=bid,
+            max_bid=to_micros(self.max_bid) if self.max_bid else bid,
+            budget=to_micros(self.budget),
+            daily_budget=to_micros(self.daily_budget) if self.daily_budget else None,
+        )
         return self
 
 
@@ -157,7 +160,7 @@ def parse_campaigns(obj: object, source: str) -> list[CampaignSpec]:
     items = obj.get("campaigns") if isinstance(obj, dict) else obj
     if not isinstance(items, list):
         # ValueError, not TypeError: a file of the wrong shape is bad input, reported as such by the CLI
-        raise UserError(f"{source}: expected {{\"campaigns\": [...]}} or a JSON list of campaigns")  # noqa: TRY004
+        raise UserError(f'{source}: expected {{"campaigns": [...]}} or a JSON list of campaigns')  # noqa: TRY004
     specs, seen = [], set()
     for i, item in enumerate(items):
         label = f"campaign #{i}"

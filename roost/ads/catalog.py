@@ -45,8 +45,8 @@ class CampaignInfo:
     bid_type: str
     bid_micros: int
     max_bid_micros: int
-    terms: list[tuple[str, ...]]       # keywords and topics, each as a word tuple
-    topics: frozenset[str]             # targeted topics, lower-cased
+    terms: list[tuple[str, ...]]  # keywords and topics, each as a word tuple
+    topics: frozenset[str]  # targeted topics, lower-cased
     languages: frozenset[str]
     start: float | None
     end: float | None
@@ -66,13 +66,19 @@ def campaign_info(row, creatives: list[Creative]) -> CampaignInfo:
     terms = {tuple(words(t)) for t in targeting.get("keywords", []) + targeting.get("topics", [])}
     hours = schedule.get("hours")
     return CampaignInfo(
-        id=row["id"], bid_type=row["bid_type"], bid_micros=row["bid_micros"], max_bid_micros=row["max_bid_micros"],
+        id=row["id"],
+        bid_type=row["bid_type"],
+        bid_micros=row["bid_micros"],
+        max_bid_micros=row["max_bid_micros"],
         terms=sorted(t for t in terms if t),
         topics=frozenset(t.lower() for t in targeting.get("topics", [])),
         languages=frozenset(lang.lower() for lang in targeting.get("languages", [])),
-        start=_ts(schedule.get("start")), end=_ts(schedule.get("end")),
+        start=_ts(schedule.get("start")),
+        end=_ts(schedule.get("end")),
         hours=frozenset(hours) if hours is not None else None,
-        frequency_cap=row["frequency_cap"], safety_threshold=row["brand_safety_threshold"], creatives=creatives,
+        frequency_cap=row["frequency_cap"],
+        safety_threshold=row["brand_safety_threshold"],
+        creatives=creatives,
     )
 
 
@@ -83,13 +89,15 @@ class Catalog:
         self.creatives: dict[int, Creative] = {}
         self._terms: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
         self._topic_terms: dict[str, list[tuple[tuple[str, ...], str]]] = {}  # first word -> (term, topic)
-        self.by_topic: dict[str, list[str]] = {}                               # topic -> campaign ids, highest bid first
+        self.by_topic: dict[str, list[str]] = {}  # topic -> campaign ids, highest bid first
         self.update(None)
 
     def update(self, ids: list[str] | None) -> list[Creative]:
         """Reload all campaigns (``None``) or the given ones; returns the creatives (re)loaded."""
         by_campaign: dict[str, list[Creative]] = defaultdict(list)
-        loaded = [Creative(r["id"], r["campaign_id"], r["text"], r["landing_url"]) for r in self.store.creative_rows(ids)]
+        loaded = [
+            Creative(r["id"], r["campaign_id"], r["text"], r["landing_url"]) for r in self.store.creative_rows(ids)
+        ]
         for c in loaded:
             by_campaign[c.campaign_id].append(c)
         rows = self.store.campaign_rows(ids)
@@ -125,8 +133,12 @@ class Catalog:
 
     def match_topics(self, present: frozenset[str] | set[str]) -> set[str]:
         """Topics with a vocabulary term whose words all occur in these words."""
-        return {topic for word in present for term, topic in self._topic_terms.get(word, ())
-                if all(w in present for w in term[1:])}
+        return {
+            topic
+            for word in present
+            for term, topic in self._topic_terms.get(word, ())
+            if all(w in present for w in term[1:])
+        }
 
     @staticmethod
     def targets(info: CampaignInfo, present: set[str]) -> bool:

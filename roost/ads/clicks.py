@@ -51,8 +51,9 @@ def load_or_create_secret(path: str | Path) -> bytes:
     """
     path = Path(path)
     if not path.exists():
-        tmp = atomic_write_bytes(path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"),
-                                 secrets.token_bytes(32).hex().encode())
+        tmp = atomic_write_bytes(
+            path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"), secrets.token_bytes(32).hex().encode()
+        )
         os.chmod(tmp, 0o600)
         try:
             os.link(tmp, path)
@@ -95,7 +96,12 @@ class ClickSigner:
             data = json.loads(payload, parse_constant=_refuse_constant)
         except ValueError:
             data = None
-        if not (isinstance(data, dict) and isinstance(data.get("i"), str) and data["i"].isascii() and type(data.get("e")) is int):
+        if not (
+            isinstance(data, dict)
+            and isinstance(data.get("i"), str)
+            and data["i"].isascii()
+            and type(data.get("e")) is int
+        ):
             raise BadToken("click token payload is not an impression id and an expiry")
         if data["e"] < (time.time() if now is None else now):
             raise BadToken("click token has expired")

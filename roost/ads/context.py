@@ -18,10 +18,10 @@ from tqdm import tqdm
 @dataclass
 class UserHistory:
     recent: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # user -> [(post id, text)], newest first
-    activity: dict[str, int] = field(default_factory=dict)                # user -> number of posts
-    langs: dict[str, str] = field(default_factory=dict)                   # user -> most used language
-    posts: dict[str, str] = field(default_factory=dict)                   # post id -> text, for kept posts
-    corpus_dir: Path | None = None                                        # where to look up other posts
+    activity: dict[str, int] = field(default_factory=dict)  # user -> number of posts
+    langs: dict[str, str] = field(default_factory=dict)  # user -> most used language
+    posts: dict[str, str] = field(default_factory=dict)  # post id -> text, for kept posts
+    corpus_dir: Path | None = None  # where to look up other posts
 
     @classmethod
     def from_corpus(cls, corpus_dir: str | Path, keep: int = 5) -> UserHistory:
@@ -45,7 +45,8 @@ class UserHistory:
                     heapq.heappushpop(heaps[author], item)
         recent = {u: [(pid, text) for _, pid, text in sorted(h, reverse=True)] for u, h in heaps.items()}
         return cls(
-            recent=recent, activity=dict(counts),
+            recent=recent,
+            activity=dict(counts),
             langs={u: c.most_common(1)[0][0] for u, c in langs.items()},
             posts={pid: text for items in recent.values() for pid, text in items},
             corpus_dir=Path(corpus_dir),
@@ -60,6 +61,8 @@ class UserHistory:
 
             from roost.corpus.schema import dataset
 
-            table = dataset(self.corpus_dir, "posts").to_table(columns=["id", "text"], filter=ds.field("id").isin(missing))
+            table = dataset(self.corpus_dir, "posts").to_table(
+                columns=["id", "text"], filter=ds.field("id").isin(missing)
+            )
             found.update(zip(table.column("id").to_pylist(), table.column("text").to_pylist()))
         return [found[p] for p in post_ids if p in found]

@@ -58,8 +58,9 @@ class SQLiteBackend:
     def conn(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                 timeout=self.busy_timeout_ms / 1000)
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000
+            )
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous}")
@@ -161,8 +162,13 @@ class PostgresBackend:
         if db is not None and (db.raw.closed or db.raw.broken):
             db = None  # the server restarted or dropped us: reconnect on this request
         if db is None:
-            raw = psycopg.connect(self.url, autocommit=True, row_factory=_row_factory,
-                                  connect_timeout=self.connect_timeout_s, application_name="roost-ads")
+            raw = psycopg.connect(
+                self.url,
+                autocommit=True,
+                row_factory=_row_factory,
+                connect_timeout=self.connect_timeout_s,
+                application_name="roost-ads",
+            )
             db = self._local.db = PgConnection(raw)
         return db
 
@@ -181,8 +187,9 @@ class PostgresBackend:
         """
         ids = sorted(set(ids))
         if ids:
-            db.execute(f"SELECT id FROM campaigns WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id FOR UPDATE",
-                       ids).fetchall()
+            db.execute(
+                f"SELECT id FROM campaigns WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id FOR UPDATE", ids
+            ).fetchall()
 
     def lock_migrations(self, db: PgConnection) -> None:
         db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))

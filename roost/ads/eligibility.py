@@ -13,10 +13,10 @@ from roost.ads.store import LiveState
 class RequestContext:
     now: float
     user_id: str | None = None
-    lang: str | None = None                               # None or "und": language targeting does not apply
-    unsafe_score: float = 0.0                             # brand-safety score of the context, 0..1
+    lang: str | None = None  # None or "und": language targeting does not apply
+    unsafe_score: float = 0.0  # brand-safety score of the context, 0..1
     seen_today: dict[str, int] = field(default_factory=dict)  # campaign id -> this user's impressions today
-    exclude: frozenset[str] = frozenset()                 # campaigns already on this page (the client says which)
+    exclude: frozenset[str] = frozenset()  # campaigns already on this page (the client says which)
 
 
 def frequency_cap(info: CampaignInfo, default: int | None) -> int | None:
@@ -24,8 +24,13 @@ def frequency_cap(info: CampaignInfo, default: int | None) -> int | None:
     return info.frequency_cap if info.frequency_cap is not None else default
 
 
-def ineligible_reason(info: CampaignInfo, state: LiveState | None, ctx: RequestContext,
-                      default_safety_threshold: float, default_frequency_cap: int | None = None) -> str | None:
+def ineligible_reason(
+    info: CampaignInfo,
+    state: LiveState | None,
+    ctx: RequestContext,
+    default_safety_threshold: float,
+    default_frequency_cap: int | None = None,
+) -> str | None:
     """None when eligible; otherwise a short reason (useful in tests and debugging)."""
     if info.id in ctx.exclude:
         return "already on the page"

@@ -25,7 +25,89 @@ if TYPE_CHECKING:
 
 
 # Function words every text shares: left in, they would decide most of a bag-of-words similarity.
-STOPWORDS = frozenset(["a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for", "from", "get", "got", "had", "has", "have", "he", "her", "his", "how", "i", "if", "in", "into", "is", "it", "its", "just", "me", "more", "my", "no", "not", "now", "of", "on", "one", "or", "our", "out", "so", "some", "than", "that", "the", "their", "them", "then", "there", "they", "this", "to", "too", "up", "us", "was", "we", "were", "what", "when", "which", "who", "will", "with", "would", "you", "your"])
+STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "after",
+        "all",
+        "also",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "get",
+        "got",
+        "had",
+        "has",
+        "have",
+        "he",
+        "her",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "just",
+        "me",
+        "more",
+        "my",
+        "no",
+        "not",
+        "now",
+        "of",
+        "on",
+        "one",
+        "or",
+        "our",
+        "out",
+        "so",
+        "some",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "they",
+        "this",
+        "to",
+        "too",
+        "up",
+        "us",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "which",
+        "who",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+    ]
+)
 
 
 @dataclass
@@ -59,8 +141,9 @@ def model_embedder(ws: Workspace, loaded: TextEmbedder | None = None) -> tuple[E
     """The workspace model's embedding function and its space id; StageMissing without a model. ``loaded``: that
     model already in memory (the server's), used rather than reading it again."""
     if not has_model(ws):
-        raise StageMissing(f"no model at {ws.model} (config.json missing): train and export one first, "
-                           "or use --embedder hashing")
+        raise StageMissing(
+            f"no model at {ws.model} (config.json missing): train and export one first, or use --embedder hashing"
+        )
     if loaded is None:
         from roost.embeddings import TextEmbedder
 

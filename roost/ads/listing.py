@@ -26,10 +26,18 @@ PRICE_UNIT = {"cpc": "per click", "cpm": "per 1,000 impressions"}
 
 # sort key -> SQL expression over the query below (never user text in the SQL)
 SORTS = {
-    "name": "LOWER(c.name)", "advertiser": "LOWER(a.name)", "status": "c.status",
-    "bid": "c.bid_micros", "budget": "c.budget_micros", "spend": "c.spend_micros",
-    "remaining": "c.budget_micros - c.spend_micros", "impressions": "impressions", "clicks": "clicks",
-    "ctr": "ctr", "predicted_ctr": "predicted_ctr", "created": "c.created_at",
+    "name": "LOWER(c.name)",
+    "advertiser": "LOWER(a.name)",
+    "status": "c.status",
+    "bid": "c.bid_micros",
+    "budget": "c.budget_micros",
+    "spend": "c.spend_micros",
+    "remaining": "c.budget_micros - c.spend_micros",
+    "impressions": "impressions",
+    "clicks": "clicks",
+    "ctr": "ctr",
+    "predicted_ctr": "predicted_ctr",
+    "created": "c.created_at",
 }
 
 _SELECT = """
@@ -65,20 +73,31 @@ class ListQuery:
 def _row(r, now: float, pacing: PacingConfig | None) -> dict:
     daily = r["daily_budget_micros"]
     return {
-        "id": r["id"], "name": r["name"], "advertiser": r["advertiser"], "status": r["status"],
-        "bid_type": r["bid_type"], "price_unit": PRICE_UNIT[r["bid_type"]],
-        "bid": from_micros(r["bid_micros"]), "max_bid": from_micros(r["max_bid_micros"]),
-        "budget": from_micros(r["budget_micros"]), "daily_budget": from_micros(daily) if daily else None,
-        "spend": from_micros(r["spend_micros"]), "spend_micros": r["spend_micros"],
+        "id": r["id"],
+        "name": r["name"],
+        "advertiser": r["advertiser"],
+        "status": r["status"],
+        "bid_type": r["bid_type"],
+        "price_unit": PRICE_UNIT[r["bid_type"]],
+        "bid": from_micros(r["bid_micros"]),
+        "max_bid": from_micros(r["max_bid_micros"]),
+        "budget": from_micros(r["budget_micros"]),
+        "daily_budget": from_micros(daily) if daily else None,
+        "spend": from_micros(r["spend_micros"]),
+        "spend_micros": r["spend_micros"],
         "remaining": from_micros(r["budget_micros"] - r["spend_micros"]),
         "spend_today": from_micros(r["day_spend"]),
         "pacing": pacing_state(r["status"], r["spend_micros"], r["budget_micros"], r["day_spend"], daily, now, pacing),
-        "impressions": r["impressions"], "clicks": r["clicks"], "ctr": r["ctr"], "predicted_ctr": r["predicted_ctr"],
+        "impressions": r["impressions"],
+        "clicks": r["clicks"],
+        "ctr": r["ctr"],
+        "predicted_ctr": r["predicted_ctr"],
     }
 
 
-def list_campaigns(store: AdStore, query: ListQuery | None = None, now: float | None = None,
-                   pacing: PacingConfig | None = None) -> dict:
+def list_campaigns(
+    store: AdStore, query: ListQuery | None = None, now: float | None = None, pacing: PacingConfig | None = None
+) -> dict:
     """One page of all campaigns, sorted, with ``total`` and ``has_more`` for the pager."""
     q = query or ListQuery()
     now = time.time() if now is None else now
@@ -86,17 +105,31 @@ def list_campaigns(store: AdStore, query: ListQuery | None = None, now: float | 
     total = db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0]
     rows = db.execute(
         _SELECT.format(where_stats="") + f" ORDER BY {SORTS[q.sort]} {q.order.upper()}, c.rowid LIMIT ? OFFSET ?",
-        (utc_day(now), q.limit, q.offset)).fetchall()
-    return {"object": "list", "data": [_row(r, now, pacing) for r in rows], "total": total,
-            "offset": q.offset, "limit": q.limit, "sort": q.sort, "order": q.order,
-            "has_more": q.offset + len(rows) < total}
+        (utc_day(now), q.limit, q.offset),
+    ).fetchall()
+    return {
+        "object": "list",
+        "data": [_row(r, now, pacing) for r in rows],
+        "total": total,
+        "offset": q.offset,
+        "limit": q.limit,
+        "sort": q.sort,
+        "order": q.order,
+        "has_more": q.offset + len(rows) < total,
+    }
 
 
-def campaign_money(store: AdStore, campaign_id: str, now: float | None = None,
-                   pacing: PacingConfig | None = None) -> dict | None:
+def campaign_money(
+    store: AdStore, campaign_id: str, now: float | None = None, pacing: PacingConfig | None = None
+) -> dict | None:
     """The listing's row for one campaign (None when there is no such campaign)."""
     now = time.time() if now is None else now
-    r = store.reader().execute(
-        _SELECT.format(where_stats="WHERE campaign_id = ?") + " WHERE c.id = ?",
-        (campaign_id, utc_day(now), campaign_id)).fetchone()
+    r = (
+        store.reader()
+        .execute(
+            _SELECT.format(where_stats="WHERE campaign_id = ?") + " WHERE c.id = ?",
+            (campaign_id, utc_day(now), campaign_id),
+        )
+        .fetchone()
+    )
     return _row(r, now, pacing) if r is not None else None

@@ -162,8 +162,10 @@ def _sqlite_pctr_sum(db) -> None:
     if "pctr_sum" in {r[1] for r in db.execute("PRAGMA table_info(daily_stats)")}:
         return
     db.execute("ALTER TABLE daily_stats ADD COLUMN pctr_sum REAL NOT NULL DEFAULT 0")
-    db.execute("UPDATE daily_stats SET pctr_sum = (SELECT COALESCE(SUM(i.pctr), 0) FROM impressions i"
-               " WHERE i.campaign_id = daily_stats.campaign_id AND i.day = daily_stats.day)")
+    db.execute(
+        "UPDATE daily_stats SET pctr_sum = (SELECT COALESCE(SUM(i.pctr), 0) FROM impressions i"
+        " WHERE i.campaign_id = daily_stats.campaign_id AND i.day = daily_stats.day)"
+    )
 
 
 Step = str | Callable[[object], None]
@@ -182,12 +184,19 @@ class Migration:
 
 MIGRATIONS = [
     # SQLite's IF NOT EXISTS and the pctr_sum step adopt ads.db files made before migrations were versioned
-    Migration(1, "campaigns, creatives, impressions, clicks, daily stats, embedding cache",
-              sqlite=[*_SQLITE_V1, _sqlite_pctr_sum], postgres=_POSTGRES_V1),
+    Migration(
+        1,
+        "campaigns, creatives, impressions, clicks, daily stats, embedding cache",
+        sqlite=[*_SQLITE_V1, _sqlite_pctr_sum],
+        postgres=_POSTGRES_V1,
+    ),
     # replicas poll for campaigns edited elsewhere (roost.ads.catalog_sync) without scanning the table
-    Migration(2, "index campaigns by updated_at",
-              sqlite=["CREATE INDEX IF NOT EXISTS campaigns_updated_at ON campaigns(updated_at)"],
-              postgres=["CREATE INDEX campaigns_updated_at ON campaigns(updated_at)"]),
+    Migration(
+        2,
+        "index campaigns by updated_at",
+        sqlite=["CREATE INDEX IF NOT EXISTS campaigns_updated_at ON campaigns(updated_at)"],
+        postgres=["CREATE INDEX campaigns_updated_at ON campaigns(updated_at)"],
+    ),
 ]
 
 _VERSIONS = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at {ts} NOT NULL)"
@@ -201,9 +210,11 @@ def head() -> int:
 def current_version(backend: Backend) -> int:
     """The highest version applied (0 for an empty database)."""
     db = backend.conn()
-    table = ("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-             if backend.dialect == "sqlite" else "SELECT 1 FROM pg_tables WHERE tablename = 'schema_migrations'"
-             " AND schemaname = current_schema()")
+    table = (
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        if backend.dialect == "sqlite"
+        else "SELECT 1 FROM pg_tables WHERE tablename = 'schema_migrations' AND schemaname = current_schema()"
+    )
     if db.execute(table).fetchone() is None:
         return 0
     return db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
@@ -223,8 +234,10 @@ def migrate_schema(backend: Backend, target: int | None = None) -> list[Migratio
                 continue  # applied before, or by another migrator while we waited for the lock
             for step in m.steps(backend.dialect):
                 step(db) if callable(step) else db.execute(step)
-            db.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                       (m.version, m.name, time.time()))
+            db.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (m.version, m.name, time.time()),
+            )
             applied.append(m)
     return applied
 
@@ -237,8 +250,12 @@ def check_current(backend: Backend) -> None:
     """Raise SchemaBehind, saying which command fixes it, unless the schema is at :func:`head`."""
     version = current_version(backend)
     if version < head():
-        raise SchemaBehind(f"ads database {backend.describe()} is at schema version {version}, this roost needs "
-                           f"{head()}: run `roost ads migrate --ads-db URL` first")
+        raise SchemaBehind(
+            f"ads database {backend.describe()} is at schema version {version}, this roost needs "
+            f"{head()}: run `roost ads migrate --ads-db URL` first"
+        )
     if version > head():
-        raise SchemaBehind(f"ads database {backend.describe()} is at schema version {version}, newer than this "
-                           f"roost ({head()}): upgrade roost on this replica")
+        raise SchemaBehind(
+            f"ads database {backend.describe()} is at schema version {version}, newer than this "
+            f"roost ({head()}): upgrade roost on this replica"
+        )

@@ -50,23 +50,28 @@ def capped_charge(price_micros: int, remaining: int) -> int:
     return max(0, min(price_micros, remaining))
 
 
-def check_campaign_money(*, bid: int, max_bid: int, budget: int, daily_budget: int | None,
-                         spend: int = 0, day_spend: int = 0) -> None:
+def check_campaign_money(
+    *, bid: int, max_bid: int, budget: int, daily_budget: int | None, spend: int = 0, day_spend: int = 0
+) -> None:
     """Raise MoneyError naming the field when a campaign's amounts break invariant 2."""
     if max_bid < bid:
         raise MoneyError("max_bid", f"{_units(max_bid)} is less than bid {_units(bid)}")
     if max_bid > budget:
         field = "max_bid" if max_bid != bid else "bid"
-        raise MoneyError(field, f"{_units(max_bid)} is more than the budget {_units(budget)}; "
-                                "one charge may never exceed the budget")
+        raise MoneyError(
+            field, f"{_units(max_bid)} is more than the budget {_units(budget)}; one charge may never exceed the budget"
+        )
     if daily_budget is not None and daily_budget > budget:
         raise MoneyError("daily_budget", f"{_units(daily_budget)} is more than the budget {_units(budget)}")
     if budget < spend:
-        raise MoneyError("budget", f"{_units(budget)} is less than the {_units(spend)} already spent; "
-                                   "pause the campaign to stop it")
+        raise MoneyError(
+            "budget", f"{_units(budget)} is less than the {_units(spend)} already spent; pause the campaign to stop it"
+        )
     if daily_budget is not None and daily_budget < day_spend:
-        raise MoneyError("daily_budget", f"{_units(daily_budget)} is less than the {_units(day_spend)} spent "
-                                         "today; pause the campaign to stop it")
+        raise MoneyError(
+            "daily_budget",
+            f"{_units(daily_budget)} is less than the {_units(day_spend)} spent today; pause the campaign to stop it",
+        )
 
 
 def _units(micros: int) -> str:

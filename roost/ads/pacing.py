@@ -16,11 +16,12 @@ DAY_S = 86_400
 @dataclass
 class PacingConfig:
     tolerance: float = 0.1  # how far ahead of schedule (fraction of the daily budget) before it stops entirely
-    warmup: float = 0.02    # spend this fraction freely at the start of the day, so small budgets start
+    warmup: float = 0.02  # spend this fraction freely at the start of the day, so small budgets start
 
 
-def participation(day_spend_micros: int, daily_budget_micros: int | None, now: float,
-                  config: PacingConfig | None = None) -> float:
+def participation(
+    day_spend_micros: int, daily_budget_micros: int | None, now: float, config: PacingConfig | None = None
+) -> float:
     """Probability that the campaign enters this auction (1.0 without a daily budget)."""
     config = config or PacingConfig()
     if daily_budget_micros is None:
@@ -33,14 +34,26 @@ def participation(day_spend_micros: int, daily_budget_micros: int | None, now: f
     return max(0.0, 1.0 - ahead / config.tolerance)
 
 
-def admit(day_spend_micros: int, daily_budget_micros: int | None, now: float, rng: random.Random,
-          config: PacingConfig | None = None) -> bool:
+def admit(
+    day_spend_micros: int,
+    daily_budget_micros: int | None,
+    now: float,
+    rng: random.Random,
+    config: PacingConfig | None = None,
+) -> bool:
     p = participation(day_spend_micros, daily_budget_micros, now, config)
     return p >= 1.0 or rng.random() < p
 
 
-def pacing_state(status: str, spend_micros: int, budget_micros: int, day_spend_micros: int,
-                 daily_budget_micros: int | None, now: float, config: PacingConfig | None = None) -> dict:
+def pacing_state(
+    status: str,
+    spend_micros: int,
+    budget_micros: int,
+    day_spend_micros: int,
+    daily_budget_micros: int | None,
+    now: float,
+    config: PacingConfig | None = None,
+) -> dict:
     """What a marketer needs to know about delivery now: a state and the share of auctions the campaign enters.
 
     States: ``paused``, ``budget_spent``, ``daily_budget_spent``, ``unpaced`` (no daily budget: it enters

@@ -93,8 +93,10 @@ class CTRModel:
     def load(cls, path: str | Path) -> CTRModel:
         data = json.loads(Path(path).read_text())
         if data.get("features") != list(FEATURES):
-            raise UserError(f"{path}: trained on features {data.get('features')}, this roost uses {list(FEATURES)}; "
-                             "run `roost ads train-ctr` again")
+            raise UserError(
+                f"{path}: trained on features {data.get('features')}, this roost uses {list(FEATURES)}; "
+                "run `roost ads train-ctr` again"
+            )
         data.pop("features")
         return cls(**data)
 
@@ -107,8 +109,14 @@ def evaluate(y: np.ndarray, p: np.ndarray, base_rate: float) -> dict:
     ll = float(log_loss(y, p, labels=[0, 1]))
     ll_base = float(log_loss(y, np.full_like(p, np.clip(base_rate, 1e-6, 1 - 1e-6)), labels=[0, 1]))
     auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
-    return {"auc": auc, "log_loss": ll, "base_log_loss": ll_base, "rce": 100.0 * (ll_base - ll) / ll_base,
-            "n": len(y), "clicks": int(y.sum())}
+    return {
+        "auc": auc,
+        "log_loss": ll,
+        "base_log_loss": ll_base,
+        "rce": 100.0 * (ll_base - ll) / ll_base,
+        "n": len(y),
+        "clicks": int(y.sum()),
+    }
 
 
 def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict:
@@ -143,8 +151,10 @@ def train(raw: np.ndarray, y: np.ndarray, test_fraction: float = 0.2, c: float =
     if split < 10 or len(y_test) < 10:
         raise UserError(f"need at least 50 logged impressions to train and test a click model, have {n}")
     if not 0 < y_train.sum() < len(y_train):
-        raise UserError(f"the training part of the log has {int(y_train.sum())} clicks in {len(y_train)} "
-                         "impressions: need both clicks and non-clicks")
+        raise UserError(
+            f"the training part of the log has {int(y_train.sum())} clicks in {len(y_train)} "
+            "impressions: need both clicks and non-clicks"
+        )
     # standardize so the L2 penalty treats every feature alike (similarity spans ~0.3, activity ~5),
     # then fold the scaling back into the weights so serving needs no scaler
     x = transform(raw[:split])
@@ -152,9 +162,11 @@ def train(raw: np.ndarray, y: np.ndarray, test_fraction: float = 0.2, c: float =
     fit = LogisticRegression(C=c, max_iter=1000).fit((x - mean) / std, y_train)
     weights = fit.coef_[0] / std
     base = float(y_train.mean())
-    model = CTRModel(weights=[float(w) for w in weights], bias=float(fit.intercept_[0] - weights @ mean),
-                     base_rate=base)
-    model.metrics = {"train": evaluate(y_train, model.predict(raw[:split]), base),
-                     "test": evaluate(y_test, model.predict(raw[split:]), base)}
+    model = CTRModel(
+        weights=[float(w) for w in weights], bias=float(fit.intercept_[0] - weights @ mean), base_rate=base
+    )
+    model.metrics = {
+        "train": evaluate(y_train, model.predict(raw[:split]), base),
+        "test": evaluate(y_test, model.predict(raw[split:]), base),
+    }
     return model
-

@@ -32,13 +32,17 @@ def find_bin_dir() -> Path:
     on_path = shutil.which("initdb"), shutil.which("pg_ctl")
     if all(on_path):
         return Path(os.path.realpath(on_path[0])).parent
-    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: int(Path(d).parent.name)
-                  if Path(d).parent.name.isdigit() else 0)
+    dirs = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda d: int(Path(d).parent.name) if Path(d).parent.name.isdigit() else 0,
+    )
     for d in reversed(dirs):
         if Path(d, "initdb").exists() and Path(d, "pg_ctl").exists():
             return Path(d)
-    raise PostgresMissing("PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin); "
-                          "install Debian's postgresql package")
+    raise PostgresMissing(
+        "PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin); "
+        "install Debian's postgresql package"
+    )
 
 
 def free_port() -> int:
@@ -85,8 +89,10 @@ def _runner() -> list[str]:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        raise PostgresMissing("running as root and there is no 'postgres' user to run PostgreSQL as "
-                              "(Debian's postgresql package creates it)") from None
+        raise PostgresMissing(
+            "running as root and there is no 'postgres' user to run PostgreSQL as "
+            "(Debian's postgresql package creates it)"
+        ) from None
     if not shutil.which("runuser"):
         raise PostgresMissing("running as root and runuser is missing, so PostgreSQL cannot be started as 'postgres'")
     return ["runuser", "-u", "postgres", "--"]
@@ -102,16 +108,53 @@ def temporary_postgres(settings: PgSettings | None = None) -> Iterator[PgServer]
         pw = pwd.getpwnam("postgres")
         os.chown(root, pw.pw_uid, pw.pw_gid)
     data, port = root / "data", free_port()
-    server = PgServer(port, stop_command=[*run, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
-    options = {"listen_addresses": "127.0.0.1", "port": str(port), "unix_socket_directories": str(root),
-               "max_connections": str(settings.max_connections), "fsync": "on" if settings.fsync else "off",
-               **settings.extra}
+    server = PgServer(
+        port, stop_command=[*run, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+    )
+    options = {
+        "listen_addresses": "127.0.0.1",
+        "port": str(port),
+        "unix_socket_directories": str(root),
+        "max_connections": str(settings.max_connections),
+        "fsync": "on" if settings.fsync else "off",
+        **settings.extra,
+    }
     try:
-        _check([*run, str(bin_dir / "initdb"), "-D", str(data), "-U", server.user, "--auth=trust", "-E", "UTF8",
-                "--no-sync", "--no-instructions"], "initdb")
+        _check(
+            [
+                *run,
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                server.user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            "initdb",
+        )
         opts = " ".join(f"-c {k}={v}" for k, v in options.items())
-        _check([*run, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-o", opts,
-                "-w", "-t", "60", "start"], "pg_ctl start", log=root / "server.log")
+        _check(
+            [
+                *run,
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "server.log"),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            "pg_ctl start",
+            log=root / "server.log",
+        )
         try:
             yield server
         finally:

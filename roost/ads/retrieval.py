@@ -34,7 +34,7 @@ from roost.workspace import atomic_write_json
 def embed_in_batches(embed: EmbedFn, texts: list[str], batch_size: int = 256, desc: str = "embedding") -> np.ndarray:
     out = []
     for i in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=len(texts) <= batch_size):
-        out.append(np.asarray(embed(texts[i:i + batch_size]), dtype=np.float32))
+        out.append(np.asarray(embed(texts[i : i + batch_size]), dtype=np.float32))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -50,8 +50,8 @@ class CreativeIndex:
         self.store, self.embed, self.space = store, embed, space
         self.path = Path(path) if path is not None else None
         self.index: Index | None = None
-        self.rows: dict[int, int] = {}                     # creative id -> row of matrix
-        self.matrix = np.zeros((0, 0), dtype=np.float32)     # every indexed creative's vector
+        self.rows: dict[int, int] = {}  # creative id -> row of matrix
+        self.matrix = np.zeros((0, 0), dtype=np.float32)  # every indexed creative's vector
 
     def _vectors_for(self, creatives: list[Creative]) -> np.ndarray:
         """Cached vectors, embedding (and caching) the creatives not seen in this space before."""
@@ -102,12 +102,17 @@ class CreativeIndex:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")  # replicas may save at once
         self.index.save(str(tmp))
         os.replace(tmp, self.path)
-        atomic_write_json(self.path.with_suffix(".json"), {"space": self.space, "fingerprint": fingerprint(self._indexed())})
+        atomic_write_json(
+            self.path.with_suffix(".json"), {"space": self.space, "fingerprint": fingerprint(self._indexed())}
+        )
 
     def _indexed(self) -> list[Creative]:
         ids = {int(k) for k in self.index.keys}
-        return [Creative(r["id"], r["campaign_id"], r["text"], r["landing_url"])
-                for r in self.store.creative_rows() if r["id"] in ids]
+        return [
+            Creative(r["id"], r["campaign_id"], r["text"], r["landing_url"])
+            for r in self.store.creative_rows()
+            if r["id"] in ids
+        ]
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """The k creatives most similar to ``query``: (creative id, cosine similarity)."""

@@ -36,11 +36,11 @@ RETRIEVAL = ("model", "keyword", "random")
 
 @dataclass
 class AdsConfig:
-    retrieval: str = "model"          # model: ANN over creative embeddings + keyword/topic match; keyword; random
-    use_pctr: bool = True             # False: every ad gets the base rate (rank by bid)
-    ann_candidates: int = 100         # creatives fetched from the ANN index
-    term_candidates: int = 200        # campaigns fetched by keyword/topic match
-    min_topic_weight: float = 0.1     # topics the context is at least this much about bring their top bidders
+    retrieval: str = "model"  # model: ANN over creative embeddings + keyword/topic match; keyword; random
+    use_pctr: bool = True  # False: every ad gets the base rate (rank by bid)
+    ann_candidates: int = 100  # creatives fetched from the ANN index
+    term_candidates: int = 200  # campaigns fetched by keyword/topic match
+    min_topic_weight: float = 0.1  # topics the context is at least this much about bring their top bidders
     reserve_cpm_micros: int = 100_000  # least eCPM an ad must reach (0.10 per 1000 impressions)
     default_safety_threshold: float = 0.5
     # impressions of one campaign per user per UTC day, for campaigns that set no frequency_cap of their own
@@ -52,7 +52,7 @@ class AdsConfig:
     # catalog at start): a context that matches nothing gets no targeted ad (an empty list; run-of-network
     # only with ``fill``). None: no threshold
     no_match_quantile: float | None = 0.99
-    fill: bool = False                # fill slots targeting left empty with random eligible ads (run-of-network)
+    fill: bool = False  # fill slots targeting left empty with random eligible ads (run-of-network)
     pacing: PacingConfig = field(default_factory=PacingConfig)
 
     def __post_init__(self):
@@ -86,7 +86,7 @@ class ServedAd:
     position: int
     pctr: float
     why: dict = field(default_factory=dict)  # "why this ad": the logged features and the targeting terms matched
-    bid_type: str = "cpc"                    # what price_micros buys: a click (cpc) or 1,000 impressions (cpm)
+    bid_type: str = "cpc"  # what price_micros buys: a click (cpc) or 1,000 impressions (cpm)
 
 
 @dataclass
@@ -94,7 +94,7 @@ class _Candidate:
     info: CampaignInfo
     creative: Creative
     similarity: float | None = None  # None until computed (stays None without an embedding)
-    term_share: float = 0.0          # how much the context's texts are on its topics or name its terms (0..1)
+    term_share: float = 0.0  # how much the context's texts are on its topics or name its terms (0..1)
 
 
 @dataclass
@@ -108,11 +108,11 @@ class _Context:
 
     texts: list[str]
     word_sets: list[frozenset[str]]
-    topic_mix: np.ndarray           # (texts, topics): each text's topic posterior (TopicModel)
-    topic_at: dict[str, int]        # topic -> column of topic_mix
-    present: set[str]               # every word of every text (candidate lookup)
-    vec: np.ndarray | None          # mean of the texts' unit vectors: its dot with a creative is the mean similarity
-    unsafe: float = 0.0             # the highest brand-safety score over the texts
+    topic_mix: np.ndarray  # (texts, topics): each text's topic posterior (TopicModel)
+    topic_at: dict[str, int]  # topic -> column of topic_mix
+    present: set[str]  # every word of every text (candidate lookup)
+    vec: np.ndarray | None  # mean of the texts' unit vectors: its dot with a creative is the mean similarity
+    unsafe: float = 0.0  # the highest brand-safety score over the texts
 
     def term_share(self, info: CampaignInfo) -> float:
         """Mean over the texts of how much each is on the campaign's topics (1 when it names one of its terms)."""
@@ -120,8 +120,11 @@ class _Context:
             return 0.0
         cols = [self.topic_at[t] for t in info.topics if t in self.topic_at]
         on_topic = self.topic_mix[:, cols].sum(axis=1) if cols else np.zeros(len(self.word_sets))
-        return float(np.mean([1.0 if Catalog.targets(info, ws) else min(1.0, float(p))
-                              for ws, p in zip(self.word_sets, on_topic)]))
+        return float(
+            np.mean(
+                [1.0 if Catalog.targets(info, ws) else min(1.0, float(p)) for ws, p in zip(self.word_sets, on_topic)]
+            )
+        )
 
     def topic_weights(self) -> dict[str, float]:
         """The context's topic mix: mean of its texts' posteriors."""
@@ -130,17 +133,30 @@ class _Context:
 
 
 class AdService:
-    def __init__(self, store: AdStore, signer: ClickSigner, *, embed: EmbedFn | None = None, space: str = "",
-                 history: UserHistory | None = None, ctr: CTRModel | None = None,
-                 safety: SafetyProbes | None = None, config: AdsConfig | None = None,
-                 clock: Callable[[], float] = time.time, seed: int | None = None, index_path: Path | None = None):
+    def __init__(
+        self,
+        store: AdStore,
+        signer: ClickSigner,
+        *,
+        embed: EmbedFn | None = None,
+        space: str = "",
+        history: UserHistory | None = None,
+        ctr: CTRModel | None = None,
+        safety: SafetyProbes | None = None,
+        config: AdsConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+        index_path: Path | None = None,
+    ):
         self.store, self.signer = store, signer
         self.config = config or AdsConfig()
         if self.config.retrieval == "model" and embed is None:
             raise UserError("model retrieval needs an embedding function (train a model, or use --embedder hashing)")
         if safety is not None and safety.space != space:
-            raise UserError(f"brand-safety probes were trained in embedding space {safety.space!r}, "
-                             f"serving uses {space!r}: run `roost ads train-safety` again")
+            raise UserError(
+                f"brand-safety probes were trained in embedding space {safety.space!r}, "
+                f"serving uses {space!r}: run `roost ads train-safety` again"
+            )
         self.embed, self.space = embed, space
         self.history = history or UserHistory()
         self.ctr = ctr or CTRModel()
@@ -176,8 +192,11 @@ class AdService:
         if q is None or self.index is None:
             return None
         rng = random.Random(0)
-        cands = [c for c in self.catalog.creatives.values()
-                 if self.catalog.campaigns[c.campaign_id].topics and c.id in self.index.rows]
+        cands = [
+            c
+            for c in self.catalog.creatives.values()
+            if self.catalog.campaigns[c.campaign_id].topics and c.id in self.index.rows
+        ]
         cands = rng.sample(cands, min(sample, len(cands)))
         topics = [self.catalog.campaigns[c.campaign_id].topics for c in cands]
         vecs = self.index.matrix[[self.index.rows[c.id] for c in cands]]
@@ -251,8 +270,14 @@ class AdService:
         """Run-of-network: a random sample of campaigns, each with a random creative."""
         cat = self.catalog
         ids = self.rng.sample(self._campaign_ids, min(self.config.term_candidates, len(self._campaign_ids)))
-        found = {cid: _Candidate(cat.campaigns[cid], self.rng.choice(cat.campaigns[cid].creatives),
-                                 term_share=ctx.term_share(cat.campaigns[cid])) for cid in ids}
+        found = {
+            cid: _Candidate(
+                cat.campaigns[cid],
+                self.rng.choice(cat.campaigns[cid].creatives),
+                term_share=ctx.term_share(cat.campaigns[cid]),
+            )
+            for cid in ids
+        }
         return self._with_similarity(found, ctx.vec)
 
     def _candidates(self, ctx: _Context) -> dict[str, _Candidate]:
@@ -283,16 +308,20 @@ class AdService:
         found = self._with_similarity(found, ctx.vec)
         floor = self._min_similarity
         if cfg.retrieval == "model" and floor is not None:
-            found = {cid: c for cid, c in found.items()
-                     if c.term_share >= cfg.min_topic_weight or (c.similarity or 0.0) >= floor}
+            found = {
+                cid: c
+                for cid, c in found.items()
+                if c.term_share >= cfg.min_topic_weight or (c.similarity or 0.0) >= floor
+            }
         return found
 
     def _topic_candidates(self, ctx: _Context, found: dict[str, _Candidate]) -> None:
         """Add the highest bidders of the topics the context is most about (up to ``term_candidates`` in all)."""
         cat, limit = self.catalog, self.config.term_candidates
         weights = ctx.topic_weights()
-        for topic in sorted((t for t, w in weights.items() if w >= self.config.min_topic_weight),
-                            key=weights.get, reverse=True):
+        for topic in sorted(
+            (t for t, w in weights.items() if w >= self.config.min_topic_weight), key=weights.get, reverse=True
+        ):
             for cid in cat.by_topic.get(topic, ()):
                 if len(found) >= limit:
                     return
@@ -326,10 +355,14 @@ class AdService:
         context = self.context(req)
         if not context.texts and cfg.retrieval != "random":
             return []
-        ctx = RequestContext(now=now, user_id=req.user_id, unsafe_score=context.unsafe,
-                             lang=req.lang or (self.history.langs.get(req.user_id) if req.user_id else None),
-                             seen_today=self.store.user_impressions(req.user_id, day) if req.user_id else {},
-                             exclude=frozenset(req.exclude_campaign_ids))
+        ctx = RequestContext(
+            now=now,
+            user_id=req.user_id,
+            unsafe_score=context.unsafe,
+            lang=req.lang or (self.history.langs.get(req.user_id) if req.user_id else None),
+            seen_today=self.store.user_impressions(req.user_id, day) if req.user_id else {},
+            exclude=frozenset(req.exclude_campaign_ids),
+        )
         activity = self.history.activity.get(req.user_id, 0) if req.user_id else 0
         present = context.present
         cands = self._candidates(context)
@@ -341,32 +374,58 @@ class AdService:
         for cand, position, price in placed:
             feats = self._features(cand, position, activity)
             p = float(self.ctr.predict(np.array(feats))[0]) if cfg.use_pctr else self.ctr.base_rate
-            impressions.append(Impression(
-                cand.info.id, cand.creative.id, req.user_id, position, price, p, dict(zip(FEATURES, feats)), now,
-                frequency_cap=frequency_cap(cand.info, cfg.default_frequency_cap)))
+            impressions.append(
+                Impression(
+                    cand.info.id,
+                    cand.creative.id,
+                    req.user_id,
+                    position,
+                    price,
+                    p,
+                    dict(zip(FEATURES, feats)),
+                    now,
+                    frequency_cap=frequency_cap(cand.info, cfg.default_frequency_cap),
+                )
+            )
         kept = self.store.record_impressions(impressions)
         with self._lock:
             for imp in kept:
                 self.counts.setdefault(imp.campaign_id, [0, 0])[0] += 1
-        return [ServedAd(imp.id, imp.campaign_id, imp.creative_id, self.catalog.creatives[imp.creative_id].text,
-                         self.catalog.creatives[imp.creative_id].landing_url, self.signer.sign(imp.id, now),
-                         imp.price_micros, imp.position, imp.pctr,
-                         why={**imp.features, "pctr": imp.pctr, "matched_terms": [
-                             " ".join(t) for t in self.catalog.campaigns[imp.campaign_id].terms if present.issuperset(t)]},
-                         bid_type=self.catalog.campaigns[imp.campaign_id].bid_type)
-                for imp in kept]
+        return [
+            ServedAd(
+                imp.id,
+                imp.campaign_id,
+                imp.creative_id,
+                self.catalog.creatives[imp.creative_id].text,
+                self.catalog.creatives[imp.creative_id].landing_url,
+                self.signer.sign(imp.id, now),
+                imp.price_micros,
+                imp.position,
+                imp.pctr,
+                why={
+                    **imp.features,
+                    "pctr": imp.pctr,
+                    "matched_terms": [
+                        " ".join(t) for t in self.catalog.campaigns[imp.campaign_id].terms if present.issuperset(t)
+                    ],
+                },
+                bid_type=self.catalog.campaigns[imp.campaign_id].bid_type,
+            )
+            for imp in kept
+        ]
 
-    def _auction(self, cands: dict[str, _Candidate], ctx: RequestContext, slots: int, first_position: int,
-                 activity: int) -> list[tuple[_Candidate, int, int]]:
+    def _auction(
+        self, cands: dict[str, _Candidate], ctx: RequestContext, slots: int, first_position: int, activity: int
+    ) -> list[tuple[_Candidate, int, int]]:
         """Eligibility and pacing, then pCTR and GSP: (candidate, position, price) for the winners."""
         cfg = self.config
         states = self.store.live_states(list(cands), utc_day(ctx.now))
         live = []
         for cid, cand in cands.items():
             state = states.get(cid)
-            if ineligible_reason(cand.info, state, ctx, cfg.default_safety_threshold,
-                                 cfg.default_frequency_cap) is None and \
-                    admit(state.day_spend_micros, state.daily_budget_micros, ctx.now, self.rng, cfg.pacing):
+            if ineligible_reason(
+                cand.info, state, ctx, cfg.default_safety_threshold, cfg.default_frequency_cap
+            ) is None and admit(state.day_spend_micros, state.daily_budget_micros, ctx.now, self.rng, cfg.pacing):
                 live.append(cand)
         if not live:
             return []

@@ -43,8 +43,9 @@ def safety_path(ws: Workspace) -> Path:
     return ads_dir(ws) / "safety.json"
 
 
-def record_artifact(ws: Workspace, name: str, made_by: str, inputs: dict[str, str] | None = None,
-                    space: str | None = None) -> dict:
+def record_artifact(
+    ws: Workspace, name: str, made_by: str, inputs: dict[str, str] | None = None, space: str | None = None
+) -> dict:
     """Note ``ads/NAME``, just written by ``made_by``, in ``ads/manifest.json``; returns the manifest.
 
     ads/ holds artifacts that different commands make at different times (the
@@ -59,11 +60,15 @@ def record_artifact(ws: Workspace, name: str, made_by: str, inputs: dict[str, st
     inputs = {**(inputs or {}), **({"model": ws.stage_hash("model")} if (space or "").startswith("model") else {})}
     listed = (ws.read_manifest("ads") or {}).get("artifacts", {})
     artifacts = {k: v for k, v in listed.items() if k != name and (folder / k).is_file()}
-    artifacts[name] = {"sha256": file_hash(path), "bytes": path.stat().st_size, "made_by": made_by,
-                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "inputs": inputs}
+    artifacts[name] = {
+        "sha256": file_hash(path),
+        "bytes": path.stat().st_size,
+        "made_by": made_by,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "inputs": inputs,
+    }
     merged = {k: v for a in artifacts.values() for k, v in a["inputs"].items()}
-    return ws.write_manifest("ads", merged, {"artifacts": len(artifacts)},
-                             artifacts=dict(sorted(artifacts.items())))
+    return ws.write_manifest("ads", merged, {"artifacts": len(artifacts)}, artifacts=dict(sorted(artifacts.items())))
 
 
 def open_store(ws: Workspace, durability: str | None = None, ads_db: str | None = None) -> AdStore:
@@ -75,8 +80,14 @@ def open_store(ws: Workspace, durability: str | None = None, ads_db: str | None 
     return AdStore(ads_db or ws.ads_db, synchronous=synchronous_for(durability))
 
 
-def open_service(ws: Workspace, embedder: str = "auto", config: AdsConfig | None = None, ads_db: str | None = None,
-                 model: TextEmbedder | None = None, **kwargs) -> AdService:
+def open_service(
+    ws: Workspace,
+    embedder: str = "auto",
+    config: AdsConfig | None = None,
+    ads_db: str | None = None,
+    model: TextEmbedder | None = None,
+    **kwargs,
+) -> AdService:
     """An AdService over the workspace's db, with whichever model, click model, probes and corpus it has;
     ``model``: the workspace's model already loaded (the server shares one copy), else it is read here."""
     embed, space = resolve_embedder(ws, embedder, model)
@@ -84,8 +95,18 @@ def open_service(ws: Workspace, embedder: str = "auto", config: AdsConfig | None
     ctr = CTRModel.load(ctr_path(ws)) if ctr_path(ws).exists() else None
     safety = SafetyProbes.load(safety_path(ws)) if safety_path(ws).exists() else None
     signer = ClickSigner(load_or_create_secret(ads_dir(ws) / "click_secret"))
-    service = AdService(open_store(ws, ads_db=ads_db), signer, embed=embed, space=space, history=history, ctr=ctr, safety=safety,
-                        config=config, index_path=ads_dir(ws) / f"creatives-{space}.usearch", **kwargs)
+    service = AdService(
+        open_store(ws, ads_db=ads_db),
+        signer,
+        embed=embed,
+        space=space,
+        history=history,
+        ctr=ctr,
+        safety=safety,
+        config=config,
+        index_path=ads_dir(ws) / f"creatives-{space}.usearch",
+        **kwargs,
+    )
     settle_heap()
     return service
 

@@ -76,12 +76,30 @@ def shared_cache(embed: EmbedFn) -> EmbedFn:
     return cached
 
 
-def run_policy(name: str, campaigns: list[CampaignSpec], history: UserHistory, truth: ClickModel,
-               embed: EmbedFn, space: str, cfg: SimConfig, store: AdStore, ctr: CTRModel | None = None) -> dict:
+def run_policy(
+    name: str,
+    campaigns: list[CampaignSpec],
+    history: UserHistory,
+    truth: ClickModel,
+    embed: EmbedFn,
+    space: str,
+    cfg: SimConfig,
+    store: AdStore,
+    ctr: CTRModel | None = None,
+) -> dict:
     store.add_campaigns(campaigns, now=cfg.start)
     now = [cfg.start]
-    service = AdService(store, ClickSigner(b"simulator-secret-0123456789abcdef"), embed=embed, space=space,
-                        history=history, ctr=ctr, config=POLICIES[name], clock=_clock(now), seed=cfg.seed)
+    service = AdService(
+        store,
+        ClickSigner(b"simulator-secret-0123456789abcdef"),
+        embed=embed,
+        space=space,
+        history=history,
+        ctr=ctr,
+        config=POLICIES[name],
+        clock=_clock(now),
+        seed=cfg.seed,
+    )
     calibrated_from = 0  # the calibration table is measured on the events from here on
     users = sorted(u for u in history.recent if history.recent[u])
     if not users:
@@ -106,25 +124,40 @@ def run_policy(name: str, campaigns: list[CampaignSpec], history: UserHistory, t
     budget = sum(to_micros(c.budget) for c in campaigns)
     impressions, clicks = len(events), sum(int(e["clicked"]) for e in events)
     return {
-        "policy": name, "requests": cfg.requests, "impressions": impressions, "clicks": clicks,
+        "policy": name,
+        "requests": cfg.requests,
+        "impressions": impressions,
+        "clicks": clicks,
         "ctr": clicks / impressions if impressions else 0.0,
-        "revenue": from_micros(spend), "rpm": from_micros(spend) * 1000 / impressions if impressions else 0.0,
+        "revenue": from_micros(spend),
+        "rpm": from_micros(spend) * 1000 / impressions if impressions else 0.0,
         "pctr_auc": evaluate(y, p, float(y.mean()) if len(y) else 0.0)["auc"] if len(set(y)) == 2 else float("nan"),
         "budget_use": spend / budget,
         "calibration": calibration(y[calibrated_from:], p[calibrated_from:]) if len(y) > calibrated_from else None,
     }
 
 
-def simulate(campaigns: list[CampaignSpec], history: UserHistory, truth: ClickModel, embed: EmbedFn, space: str,
-             cfg: SimConfig | None = None, policies: tuple[str, ...] = tuple(POLICIES)) -> list[dict]:
+def simulate(
+    campaigns: list[CampaignSpec],
+    history: UserHistory,
+    truth: ClickModel,
+    embed: EmbedFn,
+    space: str,
+    cfg: SimConfig | None = None,
+    policies: tuple[str, ...] = tuple(POLICIES),
+) -> list[dict]:
     """One result row per policy (see :func:`run_policy` for the columns), random first."""
     cfg = cfg or SimConfig()
     if any(c.id is None for c in campaigns):
         raise UserError("simulated campaigns need ids: the truth model knows campaigns by id")
     embed = shared_cache(embed)
     # every request's context is some user's recent posts: embed them all up front, in batches
-    embed_in_batches(embed, sorted({text for posts in history.recent.values() for _, text in posts}),
-                     batch_size=64, desc="embedding users' posts")
+    embed_in_batches(
+        embed,
+        sorted({text for posts in history.recent.values() for _, text in posts}),
+        batch_size=64,
+        desc="embedding users' posts",
+    )
     rows, ctr = [], None
     with tempfile.TemporaryDirectory(prefix="roost-sim-") as tmp:
         for name in sorted(policies, key=lambda p: p != "random"):

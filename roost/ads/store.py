@@ -124,8 +124,9 @@ class AdStore:
     applies to SQLite only.
     """
 
-    def __init__(self, target: str | Path, synchronous: str = "FULL", busy_timeout_ms: int = 30_000,
-                 migrate: bool | None = None):
+    def __init__(
+        self, target: str | Path, synchronous: str = "FULL", busy_timeout_ms: int = 30_000, migrate: bool | None = None
+    ):
         self.backend: Backend = open_backend(target, synchronous, busy_timeout_ms)
         if self.backend.embedded if migrate is None else migrate:
             migrate_schema(self.backend)
@@ -173,23 +174,44 @@ class AdStore:
             if taken:
                 raise UserError(f"campaign {min(taken)!r} is already in {self.path}")
             names = list(dict.fromkeys(spec.advertiser for spec in specs))
-            db.executemany("INSERT INTO advertisers (name) VALUES (?) ON CONFLICT (name) DO NOTHING",
-                           [(name,) for name in names])
+            db.executemany(
+                "INSERT INTO advertisers (name) VALUES (?) ON CONFLICT (name) DO NOTHING", [(name,) for name in names]
+            )
             advertiser: dict[str, int] = {}
             for chunk in _chunks(names):
-                advertiser.update((r[0], r[1]) for r in db.execute(
-                    f"SELECT name, id FROM advertisers WHERE {_in('name', chunk)}", chunk))
+                advertiser.update(
+                    (r[0], r[1])
+                    for r in db.execute(f"SELECT name, id FROM advertisers WHERE {_in('name', chunk)}", chunk)
+                )
             db.executemany(
                 "INSERT INTO campaigns (id, advertiser_id, name, status, bid_type, bid_micros, max_bid_micros,"
                 " budget_micros, daily_budget_micros, targeting, schedule, frequency_cap, brand_safety_threshold,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(cid, advertiser[spec.advertiser], spec.name, spec.status, spec.bid_type, to_micros(spec.bid),
-                  to_micros(spec.max_bid or spec.bid), to_micros(spec.budget),
-                  to_micros(spec.daily_budget) if spec.daily_budget else None,
-                  spec.targeting.model_dump_json(), spec.schedule.model_dump_json() if spec.schedule else None,
-                  spec.frequency_cap, spec.brand_safety_threshold, now, now) for cid, spec in zip(ids, specs)])
-            db.executemany("INSERT INTO creatives (campaign_id, text, landing_url) VALUES (?, ?, ?)",
-                           [(cid, c.text, c.landing_url) for cid, spec in zip(ids, specs) for c in spec.creatives])
+                [
+                    (
+                        cid,
+                        advertiser[spec.advertiser],
+                        spec.name,
+                        spec.status,
+                        spec.bid_type,
+                        to_micros(spec.bid),
+                        to_micros(spec.max_bid or spec.bid),
+                        to_micros(spec.budget),
+                        to_micros(spec.daily_budget) if spec.daily_budget else None,
+                        spec.targeting.model_dump_json(),
+                        spec.schedule.model_dump_json() if spec.schedule else None,
+                        spec.frequency_cap,
+                        spec.brand_safety_threshold,
+                        now,
+                        now,
+                    )
+                    for cid, spec in zip(ids, specs)
+                ],
+            )
+            db.executemany(
+                "INSERT INTO creatives (campaign_id, text, landing_url) VALUES (?, ?, ?)",
+                [(cid, c.text, c.landing_url) for cid, spec in zip(ids, specs) for c in spec.creatives],
+            )
         return ids
 
     def update_campaign(self, campaign_id: str, patch: CampaignPatch, now: float | None = None) -> None:
@@ -213,10 +235,13 @@ class AdStore:
             if "bid_micros" in sets and "max_bid_micros" not in sets and row["max_bid_micros"] < bid:
                 sets["max_bid_micros"] = bid  # raising the bid above the old cap moves the cap with it
             check_campaign_money(
-                bid=bid, max_bid=sets.get("max_bid_micros", row["max_bid_micros"]),
+                bid=bid,
+                max_bid=sets.get("max_bid_micros", row["max_bid_micros"]),
                 budget=sets.get("budget_micros", state.budget_micros),
                 daily_budget=sets.get("daily_budget_micros", state.daily_budget_micros),
-                spend=state.spend_micros, day_spend=state.day_spend_micros)
+                spend=state.spend_micros,
+                day_spend=state.day_spend_micros,
+            )
             if not sets:
                 return
             sets["updated_at"] = now
@@ -234,15 +259,20 @@ class AdStore:
         sql = "SELECT id, campaign_id, text, landing_url FROM creatives"
         if campaign_ids is None:
             return self._conn().execute(sql + " ORDER BY id").fetchall()
-        return self._conn().execute(f"{sql} WHERE {_in('campaign_id', campaign_ids)} ORDER BY id",
-                                    campaign_ids).fetchall()
+        return (
+            self._conn().execute(f"{sql} WHERE {_in('campaign_id', campaign_ids)} ORDER BY id", campaign_ids).fetchall()
+        )
 
     def campaign_versions(self, since: float | None = None) -> list[tuple[str, float]]:
         """(id, updated_at) of every campaign, or of those updated after ``since`` (roost.ads.catalog_sync)."""
         if since is None:
             return [tuple(r) for r in self._conn().execute("SELECT id, updated_at FROM campaigns").fetchall()]
-        return [tuple(r) for r in self._conn().execute(
-            "SELECT id, updated_at FROM campaigns WHERE updated_at > ?", (since,)).fetchall()]
+        return [
+            tuple(r)
+            for r in self._conn()
+            .execute("SELECT id, updated_at FROM campaigns WHERE updated_at > ?", (since,))
+            .fetchall()
+        ]
 
     def campaign_view(self, campaign_id: str) -> dict | None:
         """The admin API's view of one campaign: its settings, creatives, spend and totals."""
@@ -250,23 +280,39 @@ class AdStore:
         if not rows:
             return None
         r = rows[0]
-        totals = self._conn().execute(
-            "SELECT CAST(COALESCE(SUM(impressions), 0) AS BIGINT), CAST(COALESCE(SUM(clicks), 0) AS BIGINT)"
-            " FROM daily_stats WHERE campaign_id = ?",
-            (campaign_id,)).fetchone()
+        totals = (
+            self._conn()
+            .execute(
+                "SELECT CAST(COALESCE(SUM(impressions), 0) AS BIGINT), CAST(COALESCE(SUM(clicks), 0) AS BIGINT)"
+                " FROM daily_stats WHERE campaign_id = ?",
+                (campaign_id,),
+            )
+            .fetchone()
+        )
         impressions, clicks = totals[0], totals[1]
         return {
-            "id": r["id"], "advertiser": r["advertiser"], "name": r["name"], "status": r["status"],
-            "bid_type": r["bid_type"], "bid": from_micros(r["bid_micros"]), "max_bid": from_micros(r["max_bid_micros"]),
+            "id": r["id"],
+            "advertiser": r["advertiser"],
+            "name": r["name"],
+            "status": r["status"],
+            "bid_type": r["bid_type"],
+            "bid": from_micros(r["bid_micros"]),
+            "max_bid": from_micros(r["max_bid_micros"]),
             "budget": from_micros(r["budget_micros"]),
             "daily_budget": from_micros(r["daily_budget_micros"]) if r["daily_budget_micros"] else None,
             "targeting": json.loads(r["targeting"]),
             "schedule": json.loads(r["schedule"]) if r["schedule"] else None,
-            "frequency_cap": r["frequency_cap"], "brand_safety_threshold": r["brand_safety_threshold"],
-            "creatives": [{"id": c["id"], "text": c["text"], "landing_url": c["landing_url"]}
-                          for c in self.creative_rows([campaign_id])],
-            "spend": from_micros(r["spend_micros"]), "spend_micros": r["spend_micros"],
-            "impressions": impressions, "clicks": clicks, "ctr": clicks / impressions if impressions else 0.0,
+            "frequency_cap": r["frequency_cap"],
+            "brand_safety_threshold": r["brand_safety_threshold"],
+            "creatives": [
+                {"id": c["id"], "text": c["text"], "landing_url": c["landing_url"]}
+                for c in self.creative_rows([campaign_id])
+            ],
+            "spend": from_micros(r["spend_micros"]),
+            "spend_micros": r["spend_micros"],
+            "impressions": impressions,
+            "clicks": clicks,
+            "ctr": clicks / impressions if impressions else 0.0,
         }
 
     # --- serving ---------------------------------------------------------------------------
@@ -275,23 +321,39 @@ class AdStore:
         """Status, spend and today's spend of these campaigns (``db``: inside that transaction)."""
         if not ids:
             return {}
-        rows = (db or self._conn()).execute(
-            "SELECT c.id, c.status, c.spend_micros, c.budget_micros, c.daily_budget_micros,"
-            " COALESCE(d.spend_micros, 0) AS day_spend, c.bid_type FROM campaigns c"
-            " LEFT JOIN daily_stats d ON d.campaign_id = c.id AND d.day = ?"
-            f" WHERE {_in('c.id', ids)}", (day, *ids)).fetchall()
+        rows = (
+            (db or self._conn())
+            .execute(
+                "SELECT c.id, c.status, c.spend_micros, c.budget_micros, c.daily_budget_micros,"
+                " COALESCE(d.spend_micros, 0) AS day_spend, c.bid_type FROM campaigns c"
+                " LEFT JOIN daily_stats d ON d.campaign_id = c.id AND d.day = ?"
+                f" WHERE {_in('c.id', ids)}",
+                (day, *ids),
+            )
+            .fetchall()
+        )
         return {r[0]: LiveState(*r[1:]) for r in rows}
 
     def _impression_counts(self, db: Any, user_id: str, day: str, ids: list[str]) -> dict[str, int]:
         """This user's impressions today of each of these campaigns (frequency caps, settled under the lock)."""
-        return dict(db.execute(f"SELECT campaign_id, COUNT(*) FROM impressions WHERE user_id = ? AND day = ?"
-                               f" AND {_in('campaign_id', ids)} GROUP BY campaign_id", (user_id, day, *ids)).fetchall())
+        return dict(
+            db.execute(
+                f"SELECT campaign_id, COUNT(*) FROM impressions WHERE user_id = ? AND day = ?"
+                f" AND {_in('campaign_id', ids)} GROUP BY campaign_id",
+                (user_id, day, *ids),
+            ).fetchall()
+        )
 
     def user_impressions(self, user_id: str, day: str) -> dict[str, int]:
         """Impressions per campaign this user saw on this day (for frequency caps)."""
-        rows = self._conn().execute(
-            "SELECT campaign_id, COUNT(*) FROM impressions WHERE user_id = ? AND day = ? GROUP BY campaign_id",
-            (user_id, day)).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT campaign_id, COUNT(*) FROM impressions WHERE user_id = ? AND day = ? GROUP BY campaign_id",
+                (user_id, day),
+            )
+            .fetchall()
+        )
         return {r[0]: r[1] for r in rows}
 
     def record_impressions(self, impressions: list[Impression]) -> list[Impression]:
@@ -328,8 +390,21 @@ class AdStore:
                     counts[imp.campaign_id] = counts.get(imp.campaign_id, 0) + 1
                 charge = state.charge(math.ceil(imp.price_micros / 1000)) if state.bid_type == "cpm" else 0
                 imp.id = uuid.uuid4().hex
-                rows.append((imp.id, imp.campaign_id, imp.creative_id, imp.user_id, imp.ts, day, imp.position,
-                             imp.price_micros, charge, imp.pctr, json.dumps(imp.features)))
+                rows.append(
+                    (
+                        imp.id,
+                        imp.campaign_id,
+                        imp.creative_id,
+                        imp.user_id,
+                        imp.ts,
+                        day,
+                        imp.position,
+                        imp.price_micros,
+                        charge,
+                        imp.pctr,
+                        json.dumps(imp.features),
+                    )
+                )
                 if charge:
                     spends.append((charge, imp.campaign_id))
                 bumps.append((imp.campaign_id, day, 1, 0, charge, imp.pctr))
@@ -337,7 +412,9 @@ class AdStore:
             if rows:
                 db.executemany(
                     "INSERT INTO impressions (id, campaign_id, creative_id, user_id, ts, day, position, price_micros,"
-                    " charged_micros, pctr, features) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    " charged_micros, pctr, features) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
                 db.executemany(_BUMP_DAY, bumps)
             if spends:
                 db.executemany("UPDATE campaigns SET spend_micros = spend_micros + ? WHERE id = ?", spends)
@@ -357,7 +434,9 @@ class AdStore:
             imp = db.execute(
                 "SELECT i.campaign_id, i.price_micros, c.bid_type, r.landing_url FROM impressions i"
                 " JOIN campaigns c ON c.id = i.campaign_id JOIN creatives r ON r.id = i.creative_id"
-                " WHERE i.id = ?", (impression_id,)).fetchone()
+                " WHERE i.id = ?",
+                (impression_id,),
+            ).fetchone()
             if imp is None:
                 return None
             cid = imp["campaign_id"]
@@ -365,7 +444,9 @@ class AdStore:
             state = self.live_states([cid], day, db)[cid]  # read under the campaign's lock
             cur = db.execute(
                 "INSERT INTO clicks (impression_id, campaign_id, ts, day, charged_micros) VALUES (?, ?, ?, ?, 0)"
-                " ON CONFLICT (impression_id) DO NOTHING", (impression_id, cid, ts, day))
+                " ON CONFLICT (impression_id) DO NOTHING",
+                (impression_id, cid, ts, day),
+            )
             if cur.rowcount == 0:
                 return Click(impression_id, cid, imp["landing_url"], 0, duplicate=True)
             charge = state.charge(imp["price_micros"]) if imp["bid_type"] == "cpc" else 0
@@ -388,22 +469,41 @@ class AdStore:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._conn().execute(sql + " ORDER BY day, campaign_id", args).fetchall()
-        return [{"campaign_id": r[0], "day": r[1], "impressions": r[2], "clicks": r[3],
-                 "ctr": r[3] / r[2] if r[2] else 0.0, "spend": from_micros(r[4]), "spend_micros": r[4]}
-                for r in rows]
+        return [
+            {
+                "campaign_id": r[0],
+                "day": r[1],
+                "impressions": r[2],
+                "clicks": r[3],
+                "ctr": r[3] / r[2] if r[2] else 0.0,
+                "spend": from_micros(r[4]),
+                "spend_micros": r[4],
+            }
+            for r in rows
+        ]
 
     def events(self) -> list[Any]:
         """Every impression with its logged features and whether it was clicked, oldest first."""
-        return self._conn().execute(
-            "SELECT i.id, i.campaign_id, i.ts, i.position, i.pctr, i.features,"
-            " (c.id IS NOT NULL) AS clicked FROM impressions i LEFT JOIN clicks c ON c.impression_id = i.id"
-            " ORDER BY i.ts, i.rowid").fetchall()
+        return (
+            self._conn()
+            .execute(
+                "SELECT i.id, i.campaign_id, i.ts, i.position, i.pctr, i.features,"
+                " (c.id IS NOT NULL) AS clicked FROM impressions i LEFT JOIN clicks c ON c.impression_id = i.id"
+                " ORDER BY i.ts, i.rowid"
+            )
+            .fetchall()
+        )
 
     def click_counts(self) -> dict[str, tuple[int, int]]:
         """campaign id -> (impressions, clicks), all time."""
-        rows = self._conn().execute(
-            "SELECT campaign_id, CAST(SUM(impressions) AS BIGINT), CAST(SUM(clicks) AS BIGINT) FROM daily_stats"
-            " GROUP BY campaign_id").fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT campaign_id, CAST(SUM(impressions) AS BIGINT), CAST(SUM(clicks) AS BIGINT) FROM daily_stats"
+                " GROUP BY campaign_id"
+            )
+            .fetchall()
+        )
         return {r[0]: (r[1], r[2]) for r in rows}
 
     # --- creative embedding cache ----------------------------------------------------------
@@ -414,9 +514,11 @@ class AdStore:
 
     def save_embeddings(self, space: str, items: list[tuple[int, bytes]]) -> None:
         with self.transaction() as db:
-            db.executemany("INSERT INTO creative_embeddings (creative_id, space, vector) VALUES (?, ?, ?)"
-                           " ON CONFLICT (creative_id, space) DO UPDATE SET vector = excluded.vector",
-                           [(cid, space, vec) for cid, vec in items])
+            db.executemany(
+                "INSERT INTO creative_embeddings (creative_id, space, vector) VALUES (?, ?, ?)"
+                " ON CONFLICT (creative_id, space) DO UPDATE SET vector = excluded.vector",
+                [(cid, space, vec) for cid, vec in items],
+            )
 
 
 def _in(column: str, values: list) -> str:
@@ -427,4 +529,4 @@ def _in(column: str, values: list) -> str:
 
 def _chunks(items: list, size: int = 500) -> Iterable[list]:
     """``items`` in lists of at most ``size`` (an IN list per chunk stays a modest statement)."""
-    return (items[i:i + size] for i in range(0, len(items), size))
+    return (items[i : i + size] for i in range(0, len(items), size))

@@ -11,9 +11,12 @@ from roost.cli import UserError, add_workspace_arg
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("ads", help="ad serving: load campaigns, train models, simulate",
-                                   description="Ad serving: load campaigns, train the click and brand-safety models, "
-                                               "and simulate serving policies.")
+    parser = subparsers.add_parser(
+        "ads",
+        help="ad serving: load campaigns, train models, simulate",
+        description="Ad serving: load campaigns, train the click and brand-safety models, "
+        "and simulate serving policies.",
+    )
     sub = parser.add_subparsers(dest="ads_command", metavar="ADS_COMMAND", required=True)
 
     p = sub.add_parser("load", help="import campaigns from a JSON file into workspace/ads.db (or --ads-db)")
@@ -22,11 +25,14 @@ def register(subparsers) -> None:
     add_ads_db_arg(p)
     p.set_defaults(func=cmd_load)
 
-    p = sub.add_parser("migrate", help="bring the ads database's schema up to this roost's version",
-                       description="Apply the versioned schema migrations (roost/ads/migrations.py) the database "
-                                   "lacks, each in its own transaction, under a lock (safe to run from several "
-                                   "places at once). A PostgreSQL database is migrated only by this command; "
-                                   "replicas refuse to serve one whose schema is behind.")
+    p = sub.add_parser(
+        "migrate",
+        help="bring the ads database's schema up to this roost's version",
+        description="Apply the versioned schema migrations (roost/ads/migrations.py) the database "
+        "lacks, each in its own transaction, under a lock (safe to run from several "
+        "places at once). A PostgreSQL database is migrated only by this command; "
+        "replicas refuse to serve one whose schema is behind.",
+    )
     add_workspace_arg(p)
     add_ads_db_arg(p)
     p.set_defaults(func=cmd_migrate)
@@ -37,42 +43,71 @@ def register(subparsers) -> None:
     add_ads_db_arg(p)
     p.set_defaults(func=cmd_train_ctr)
 
-    p = sub.add_parser("train-safety", help="train brand-safety probes on the model's embeddings",
-                       description="Without --train: one probe, 'moderation', learned from the corpus's own "
-                                   "moderation signals (posts removed, withheld or marked sensitive against the "
-                                   "rest; 20%% held out to report). With --train: one logistic-regression probe per "
-                                   "labelled set (TweetEval format: one text per line, one integer label per line). "
-                                   "Example: --train hate tweeteval/hate/train_text.txt tweeteval/hate/train_labels.txt")
-    p.add_argument("--train", nargs=3, action="append", default=[], metavar=("NAME", "TEXTS", "LABELS"),
-                   help="a probe's name and its training files (repeat for more probes); "
-                        "default: the corpus's moderation signals")
-    p.add_argument("--val", nargs=3, action="append", default=[], metavar=("NAME", "TEXTS", "LABELS"),
-                   help="held-out files for a probe named in --train, to report AUC and macro-F1")
+    p = sub.add_parser(
+        "train-safety",
+        help="train brand-safety probes on the model's embeddings",
+        description="Without --train: one probe, 'moderation', learned from the corpus's own "
+        "moderation signals (posts removed, withheld or marked sensitive against the "
+        "rest; 20%% held out to report). With --train: one logistic-regression probe per "
+        "labelled set (TweetEval format: one text per line, one integer label per line). "
+        "Example: --train hate tweeteval/hate/train_text.txt tweeteval/hate/train_labels.txt",
+    )
+    p.add_argument(
+        "--train",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "TEXTS", "LABELS"),
+        help="a probe's name and its training files (repeat for more probes); default: the corpus's moderation signals",
+    )
+    p.add_argument(
+        "--val",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "TEXTS", "LABELS"),
+        help="held-out files for a probe named in --train, to report AUC and macro-F1",
+    )
     p.add_argument("--unsafe-labels", default="1", help="comma-separated labels that mean unsafe (default: 1)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many training examples per probe")
-    p.add_argument("--embedder", choices=("auto", "model", "hashing"), default="auto",
-                   help="embedding: the workspace model (auto when present) or a hashed bag of words")
+    p.add_argument(
+        "--embedder",
+        choices=("auto", "model", "hashing"),
+        default="auto",
+        help="embedding: the workspace model (auto when present) or a hashed bag of words",
+    )
     add_workspace_arg(p)
     p.set_defaults(func=cmd_train_safety)
 
-    p = sub.add_parser("simulate", help="serve the sample network's users and compare policies",
-                       description="Run the sample network's users through ad requests with their ground-truth "
-                                   "click model; report revenue, CTR, pCTR AUC and budget use for random, "
-                                   "keyword-only and model-matched + pCTR serving.")
+    p = sub.add_parser(
+        "simulate",
+        help="serve the sample network's users and compare policies",
+        description="Run the sample network's users through ad requests with their ground-truth "
+        "click model; report revenue, CTR, pCTR AUC and budget use for random, "
+        "keyword-only and model-matched + pCTR serving.",
+    )
     p.add_argument("--sample", type=Path, required=True, help="the folder `roost sample` wrote (ads.json, truth/)")
     p.add_argument("--requests", type=int, default=2000, help="ad requests per policy (default 2000)")
     p.add_argument("--slots", type=int, default=2, help="ads per request (default 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--embedder", choices=("auto", "model", "hashing"), default="auto",
-                   help="embedding: the workspace model (auto when present) or a hashed bag of words")
+    p.add_argument(
+        "--embedder",
+        choices=("auto", "model", "hashing"),
+        default="auto",
+        help="embedding: the workspace model (auto when present) or a hashed bag of words",
+    )
     add_workspace_arg(p)
     p.set_defaults(func=cmd_simulate)
 
 
 def add_ads_db_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ads-db", default=None, metavar="URL_OR_PATH",
-                   help="the ads database: a postgresql://user@host:port/db URL (shared by replicas) or a SQLite "
-                        "file (default: WORKSPACE/ads.db)")
+    p.add_argument(
+        "--ads-db",
+        default=None,
+        metavar="URL_OR_PATH",
+        help="the ads database: a postgresql://user@host:port/db URL (shared by replicas) or a SQLite "
+        "file (default: WORKSPACE/ads.db)",
+    )
 
 
 def _workspace(args):
@@ -144,8 +179,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         applied = migrate_schema(backend)
     for m in applied:
         print(f"applied migration {m.version}: {m.name}")
-    print(f"ads database {backend.describe()}: schema version {before} -> {head()}"
-          if applied else f"ads database {backend.describe()}: schema already at version {before} (current)")
+    print(
+        f"ads database {backend.describe()}: schema version {before} -> {head()}"
+        if applied
+        else f"ads database {backend.describe()}: schema already at version {before} (current)"
+    )
     backend.close()
     return 0
 
@@ -161,8 +199,10 @@ def cmd_train_ctr(args: argparse.Namespace) -> int:
     model.save(ctr_path(ws))
     record_artifact(ws, ctr_path(ws).name, "roost ads train-ctr")
     test = model.metrics["test"]
-    print(f"click model: {test['n']} test impressions ({test['clicks']} clicks, later {args.test_fraction:.0%} "
-          f"of the log): AUC {test['auc']:.3f}  log loss {test['log_loss']:.4f}  RCE {test['rce']:.1f}%")
+    print(
+        f"click model: {test['n']} test impressions ({test['clicks']} clicks, later {args.test_fraction:.0%} "
+        f"of the log): AUC {test['auc']:.3f}  log loss {test['log_loss']:.4f}  RCE {test['rce']:.1f}%"
+    )
     print(f"saved {ctr_path(ws)} (the server loads it on start)")
     return 0
 
@@ -198,19 +238,26 @@ def cmd_train_safety(args: argparse.Namespace) -> int:
             raise UserError(str(e)) from None
         m = probes.metrics.get("moderation")
         if m:
-            print(f"moderation: {m['flagged']} flagged posts of {m['examples']}; {m['n']} held out: AUC {m['auc']:.3f}"
-                  f"  macro-F1 {m['macro_f1']:.3f} (against the platform's signals)")
+            print(
+                f"moderation: {m['flagged']} flagged posts of {m['examples']}; {m['n']} held out: AUC {m['auc']:.3f}"
+                f"  macro-F1 {m['macro_f1']:.3f} (against the platform's signals)"
+            )
     for name, texts_file, labels_file in args.train:
         texts, labels = read_labelled(texts_file, labels_file)
-        texts, labels = texts[:args.limit], labels[:args.limit]
+        texts, labels = texts[: args.limit], labels[: args.limit]
         probes.add(name, embed_in_batches(embed, texts, desc=f"embedding {name}"), labels, unsafe)
     for name, texts_file, labels_file in args.val:
         texts, labels = read_labelled(texts_file, labels_file)
         m = probes.evaluate(name, embed_in_batches(embed, texts, desc=f"embedding {name} val"), labels, unsafe)
         print(f"{name}: {m['n']} held-out examples: AUC {m['auc']:.3f}  macro-F1 {m['macro_f1']:.3f}")
     probes.save(safety_path(ws))
-    record_artifact(ws, safety_path(ws).name, "roost ads train-safety", space=space,
-                    inputs={} if args.train else {"corpus": ws.stage_hash("corpus")})
+    record_artifact(
+        ws,
+        safety_path(ws).name,
+        "roost ads train-safety",
+        space=space,
+        inputs={} if args.train else {"corpus": ws.stage_hash("corpus")},
+    )
     print(f"saved {len(probes.names)} probes ({', '.join(probes.names)}) to {safety_path(ws)}")
     return 0
 
@@ -230,8 +277,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     truth = ClickModel.load(args.sample)
     embed, space = resolve_embedder(ws, args.embedder)
-    rows = simulate(specs, UserHistory.from_corpus(ws.corpus), truth, embed, space,
-                    SimConfig(requests=args.requests, slots=args.slots, seed=args.seed))
+    rows = simulate(
+        specs,
+        UserHistory.from_corpus(ws.corpus),
+        truth,
+        embed,
+        space,
+        SimConfig(requests=args.requests, slots=args.slots, seed=args.seed),
+    )
     print(format_table(rows))
     base = next(r for r in rows if r["policy"] == "keyword")
     best = next(r for r in rows if r["policy"] == "model+pctr")
@@ -245,7 +298,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def format_calibration(cal: dict) -> str:
     """model+pctr's predicted against observed CTR per decile of the prediction."""
     lines = ["pCTR calibration (model+pctr): decile | impressions | predicted | observed"]
-    lines += [f"{i + 1:>2} | {d['n']:>5} | {d['predicted']:.4f} | {d['observed']:.4f}" for i, d in enumerate(cal["deciles"])]
+    lines += [
+        f"{i + 1:>2} | {d['n']:>5} | {d['predicted']:.4f} | {d['observed']:.4f}" for i, d in enumerate(cal["deciles"])
+    ]
     lines.append(f"largest relative error over deciles with clicks: {cal['max_rel_error']:.1%} (target: within 20%)")
     return "\n".join(lines)
 

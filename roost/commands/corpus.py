@@ -9,28 +9,44 @@ from roost.cli import add_workspace_arg
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "ingest", help="read posts (Twitter/X archive, API JSON, CSV, Parquet, text) into workspace/corpus/",
+        "ingest",
+        help="read posts (Twitter/X archive, API JSON, CSV, Parquet, text) into workspace/corpus/",
         description="Read, normalize, filter, deduplicate and thread posts into workspace/corpus/. "
-                    "Sources may be gzip- or zstd-compressed; folders are read recursively. "
-                    "Ingesting again appends and deduplicates against what is stored.")
-    p.add_argument("sources", nargs="+", metavar="SRC",
-                   help="files or folders to read; with --engine ray also fsspec URLs (s3://, gs://, file://)")
+        "Sources may be gzip- or zstd-compressed; folders are read recursively. "
+        "Ingesting again appends and deduplicates against what is stored.",
+    )
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SRC",
+        help="files or folders to read; with --engine ray also fsspec URLs (s3://, gs://, file://)",
+    )
     add_workspace_arg(p)
     p.add_argument("--config", metavar="FILE", help="IngestConfig settings as JSON or TOML")
     p.add_argument("--workers", type=int, help="worker processes (default: the config's; 0 = one per core)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: this machine's processes (default); ray: Ray Data jobs on a cluster (docs/scale.md)")
-    p.add_argument("--address", metavar="ADDR",
-                   help="with --engine ray: the cluster to join (host:port or ray://...; default: RAY_ADDRESS, "
-                        "else a Ray started on this machine)")
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine's processes (default); ray: Ray Data jobs on a cluster (docs/scale.md)",
+    )
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --engine ray: the cluster to join (host:port or ray://...; default: RAY_ADDRESS, "
+        "else a Ray started on this machine)",
+    )
     p.set_defaults(func=_ingest)
 
     c = subparsers.add_parser("corpus", help="look at the corpus", description="Inspect workspace/corpus/.")
     csub = c.add_subparsers(dest="corpus_command", metavar="ACTION", required=True)
-    s = csub.add_parser("stats", help="counts by language and day, top hashtags and authors, threads, drops",
-                        description="Counts by language and day, top hashtags and authors, thread depths, "
-                                    "and the ingest accounting (read = kept + dropped + malformed).")
+    s = csub.add_parser(
+        "stats",
+        help="counts by language and day, top hashtags and authors, threads, drops",
+        description="Counts by language and day, top hashtags and authors, thread depths, "
+        "and the ingest accounting (read = kept + dropped + malformed).",
+    )
     add_workspace_arg(s)
     s.add_argument("--top", type=int, default=10, help="rows in each top list (default: 10)")
     s.set_defaults(func=_stats)
@@ -49,8 +65,7 @@ def _ingest(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from roost.corpus.ray_engine import ingest_ray
 
-        report = ingest_ray(args.sources, Workspace(args.workspace), cfg, address=args.address,
-                            progress=not args.quiet)
+        report = ingest_ray(args.sources, Workspace(args.workspace), cfg, address=args.address, progress=not args.quiet)
     elif args.address:
         raise SystemExit("roost ingest: --address needs --engine ray")
     else:

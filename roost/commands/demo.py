@@ -23,10 +23,12 @@ _FLAGS: dict[str, tuple[type, str]] = {
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="run the whole pipeline on the sample network and serve it",
+        "demo",
+        help="run the whole pipeline on the sample network and serve it",
         description="sample -> ingest -> tokenizer -> train -> sft -> retriever -> index -> ads -> serve. Each stage "
-                    "is skipped when its artifact is up to date, so a second run starts serving in seconds. "
-                    "The defaults fit the first run in about 10 minutes on 2 idle CPU cores.")
+        "is skipped when its artifact is up to date, so a second run starts serving in seconds. "
+        "The defaults fit the first run in about 10 minutes on 2 idle CPU cores.",
+    )
     from dataclasses import fields
 
     from roost.demo import DemoConfig
@@ -34,7 +36,9 @@ def register(subparsers) -> None:
     add_workspace_arg(p)
     defaults = {f.name: f.default for f in fields(DemoConfig)}
     for name, (kind, text) in _FLAGS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=f"{text} (default: {defaults[name]})")
+        p.add_argument(
+            f"--{name.replace('_', '-')}", type=kind, default=None, help=f"{text} (default: {defaults[name]})"
+        )
     p.add_argument("--no-serve", action="store_true", help="build the stages and stop")
     p.set_defaults(func=run)
 

@@ -20,9 +20,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--format", choices=["hf"], default="hf", help="output format (default: hf)")
     p.add_argument("--out", required=True, type=Path, help="folder to write (replaced atomically if it exists)")
-    p.add_argument("--checkpoint", type=Path,
-                   help="a checkpoint folder (checkpoints/step-NNNNNN) or a checkpoints folder to take the latest "
-                        "of (default: the workspace's latest checkpoint)")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="a checkpoint folder (checkpoints/step-NNNNNN) or a checkpoints folder to take the latest "
+        "of (default: the workspace's latest checkpoint)",
+    )
     add_workspace_arg(p)
     p.set_defaults(func=run_export)
 
@@ -66,8 +69,13 @@ def run_export(args: argparse.Namespace) -> int:
     inputs = {"checkpoint": file_hash(ckpt / "meta.json")}
     if tokenizer is not None:
         inputs["tokenizer"] = file_hash(tokenizer / "tokenizer.json")
-    manifest = ws.manifest("model", inputs, {"params": model.num_params(), "steps": meta.get("step")},
-                           source=f"roost export {ckpt}", model_config=model.config.to_dict())
+    manifest = ws.manifest(
+        "model",
+        inputs,
+        {"params": model.num_params(), "steps": meta.get("step")},
+        source=f"roost export {ckpt}",
+        model_config=model.config.to_dict(),
+    )
     save_hf(model, args.out, tokenizer, manifest=manifest)
     print(f"export: {describe(model.config)}")
     print(f"export: {ckpt} -> {args.out}" + ("" if tokenizer else f" (no tokenizer: none in {ws.tokenizer})"))
@@ -85,8 +93,13 @@ def run_import(args: argparse.Namespace) -> int:
     if args.source.resolve() == ws.model.resolve():
         raise UserError(f"--from {args.source} is the workspace's model folder already")
     config = config_from_hf(read_hf_config(args.source), args.source)
-    manifest = ws.manifest("model", {"source": file_hash(args.source)}, {"params": config.num_params()},
-                           source=f"roost import {args.source}", model_config=config.to_dict())
+    manifest = ws.manifest(
+        "model",
+        {"source": file_hash(args.source)},
+        {"params": config.num_params()},
+        source=f"roost import {args.source}",
+        model_config=config.to_dict(),
+    )
     import_hf(args.source, ws.model, manifest=manifest)
     print(f"import: {describe(config)}")
     print(f"import: {args.source} -> {ws.model}")

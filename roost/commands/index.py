@@ -9,31 +9,47 @@ from roost.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("index", help="build workspace/index/ (lexical + vector + doc store) from the corpus",
-                       description="Build the search index from workspace/corpus, embedding posts with "
-                                   "workspace/model's trained retriever (else the model's pooled hidden states).")
+    p = sub.add_parser(
+        "index",
+        help="build workspace/index/ (lexical + vector + doc store) from the corpus",
+        description="Build the search index from workspace/corpus, embedding posts with "
+        "workspace/model's trained retriever (else the model's pooled hidden states).",
+    )
     add_workspace_arg(p)
     p.add_argument("--no-vectors", action="store_true", help="lexical search only: do not embed posts")
     p.add_argument("--batch-size", type=int, default=2048, help="posts per indexing batch (default 2048)")
     p.set_defaults(func=run_index)
 
-    t = sub.add_parser("train-retriever", help="train the retriever for semantic search on the corpus",
-                       description="Train search's retriever on the corpus, less a held-out share: a post encoder "
-                                   "(a bag of tokens started from the served model's input embeddings) and a query "
-                                   "encoder (the served model, fine-tuned) with InfoNCE on pairs mined from the posts "
-                                   "(post/reply, post/its hashtags, posts sharing a rare hashtag); the hashtags it "
-                                   "predicts per post (document expansion); then tune the fusion weights, the expansion "
-                                   "weight and the no-match threshold on the held-out posts. Writes "
-                                   "workspace/model/retriever.safetensors, which `roost index` and the server use.")
+    t = sub.add_parser(
+        "train-retriever",
+        help="train the retriever for semantic search on the corpus",
+        description="Train search's retriever on the corpus, less a held-out share: a post encoder "
+        "(a bag of tokens started from the served model's input embeddings) and a query "
+        "encoder (the served model, fine-tuned) with InfoNCE on pairs mined from the posts "
+        "(post/reply, post/its hashtags, posts sharing a rare hashtag); the hashtags it "
+        "predicts per post (document expansion); then tune the fusion weights, the expansion "
+        "weight and the no-match threshold on the held-out posts. Writes "
+        "workspace/model/retriever.safetensors, which `roost index` and the server use.",
+    )
     add_workspace_arg(t)
     t.add_argument("--steps", type=int, default=None, help="optimizer steps of the post encoder (default 1500)")
-    t.add_argument("--query-steps", type=int, default=None,
-                   help="optimizer steps of the query encoder (the fine-tuned model); 0: queries use the post "
-                        "encoder (default 100)")
-    t.add_argument("--holdout", type=float, default=None, dest="holdout_fraction",
-                   help="share of the posts held out to tune search on (default 0.1)")
-    t.add_argument("--batch-size", type=int, default=None,
-                   help="pairs per step; the rest of the batch are negatives (default 256)")
+    t.add_argument(
+        "--query-steps",
+        type=int,
+        default=None,
+        help="optimizer steps of the query encoder (the fine-tuned model); 0: queries use the post "
+        "encoder (default 100)",
+    )
+    t.add_argument(
+        "--holdout",
+        type=float,
+        default=None,
+        dest="holdout_fraction",
+        help="share of the posts held out to tune search on (default 0.1)",
+    )
+    t.add_argument(
+        "--batch-size", type=int, default=None, help="pairs per step; the rest of the batch are negatives (default 256)"
+    )
     t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-2)")
     t.add_argument("--dim", type=int, default=None, help="vector size (default: the model width)")
     t.add_argument("--max-pairs", type=int, default=None, help="at most this many mined pairs (default 100000)")
@@ -63,12 +79,16 @@ def run_train_retriever(args: argparse.Namespace) -> int:
     from roost.search.retriever import RetrieverConfig, train_workspace_retriever
     from roost.workspace import Workspace
 
-    given = {k: getattr(args, k) for k in ("steps", "query_steps", "holdout_fraction", "batch_size", "lr", "dim",
-                                          "max_pairs", "seed")}
+    given = {
+        k: getattr(args, k)
+        for k in ("steps", "query_steps", "holdout_fraction", "batch_size", "lr", "dim", "max_pairs", "seed")
+    }
     cfg = RetrieverConfig(**{k: v for k, v in given.items() if v is not None})
     report = train_workspace_retriever(Workspace(args.workspace), cfg)
-    print(f"train-retriever: {report['pairs']} pairs, loss {report['first_loss']:.3f} -> {report['last_loss']:.3f}; "
-          f"wrote {report['path']} (run `roost index` again to re-embed the posts)")
+    print(
+        f"train-retriever: {report['pairs']} pairs, loss {report['first_loss']:.3f} -> {report['last_loss']:.3f}; "
+        f"wrote {report['path']} (run `roost index` again to re-embed the posts)"
+    )
     tuning = report["tuning"]
     print(f"tuned on {report['held_out_posts']} held-out posts: {tuning.get('skipped') or tuning['chosen']}")
     return 0

@@ -31,8 +31,14 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.out if args.out is not None else Path(args.workspace) / "sample"
     s = generate(
-        out, users=args.users, posts=args.posts, seed=args.seed, campaigns=args.campaigns,
-        start=args.start, days=args.days, progress=True,
+        out,
+        users=args.users,
+        posts=args.posts,
+        seed=args.seed,
+        campaigns=args.campaigns,
+        start=args.start,
+        days=args.days,
+        progress=True,
     )
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(s.kinds.items()))
     dirt = ", ".join(f"{k} {v}" for k, v in sorted(s.dirt.items()))

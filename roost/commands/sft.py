@@ -10,23 +10,44 @@ from roost.commands.train import _FLAGS as TRAIN_FLAGS
 # The loop's flags, as `roost train` has them (the model's shape comes from the pretrained model instead)...
 _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
     name: TRAIN_FLAGS[name]
-    for name in ("seq_len", "device_batch", "batch_tokens", "steps", "tokens", "minutes", "optimizer", "schedule",
-                 "min_lr", "grad_clip", "eval_tokens", "keep", "device", "dtype", "parallel", "seed")
+    for name in (
+        "seq_len",
+        "device_batch",
+        "batch_tokens",
+        "steps",
+        "tokens",
+        "minutes",
+        "optimizer",
+        "schedule",
+        "min_lr",
+        "grad_clip",
+        "eval_tokens",
+        "keep",
+        "device",
+        "dtype",
+        "parallel",
+        "seed",
+    )
 }
 # ... with the defaults roost.train.sft.SFT_TRAIN_DEFAULTS changes for fine-tuning.
-_TRAIN_FLAGS.update({
-    "warmup": (int, "linear warmup steps (default: 0)"),
-    "cooldown": (float, "wsd: fraction of the run spent decaying (default: 1.0, linear decay over the whole run)"),
-    "eval_every": (int, "evaluate on the validation conversations every N steps (default: 50)"),
-    "ckpt_every": (int, "checkpoint every N steps; always at the end (default: 200)"),
-    "run": (str, "run name: metrics and plots go to workspace/runs/NAME (default: sft)"),
-    "lr": (float, "peak learning rate of the block matrices before --lr-frac (default: pretraining's)"),
-})
+_TRAIN_FLAGS.update(
+    {
+        "warmup": (int, "linear warmup steps (default: 0)"),
+        "cooldown": (float, "wsd: fraction of the run spent decaying (default: 1.0, linear decay over the whole run)"),
+        "eval_every": (int, "evaluate on the validation conversations every N steps (default: 50)"),
+        "ckpt_every": (int, "checkpoint every N steps; always at the end (default: 200)"),
+        "run": (str, "run name: metrics and plots go to workspace/runs/NAME (default: sft)"),
+        "lr": (float, "peak learning rate of the block matrices before --lr-frac (default: pretraining's)"),
+    }
+)
 _MINING_FLAGS: dict[str, tuple[type, str]] = {
     "system_prompt": (str, "a system turn put before every conversation (default: none)"),
     "val_fraction": (float, "fraction of threads held out for validation (default: 0.05)"),
-    "min_shared_words": (int, "cut a conversation at the first reply that shares fewer content words with the "
-                              "turn it answers (default: 0, every reply kept; 1 keeps replies that take up the question)"),
+    "min_shared_words": (
+        int,
+        "cut a conversation at the first reply that shares fewer content words with the "
+        "turn it answers (default: 0, every reply kept; 1 keeps replies that take up the question)",
+    ),
 }
 _SFT_FLAGS: dict[str, tuple[type, str]] = {
     "lr_frac": (float, "every learning rate is pretraining's times this (default: 1.0)"),
@@ -48,12 +69,21 @@ def register(subparsers) -> None:
     )
     for name, (kind, text) in {**_TRAIN_FLAGS, **_MINING_FLAGS, **_SFT_FLAGS}.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
-    p.add_argument("--all-voices", dest="two_party", action="store_false", default=None,
-                   help="keep many-voiced paths whole (default: cut a path where someone other than the root's "
-                        "author and the first replier speaks)")
+    p.add_argument(
+        "--all-voices",
+        dest="two_party",
+        action="store_false",
+        default=None,
+        help="keep many-voiced paths whole (default: cut a path where someone other than the root's "
+        "author and the first replier speaks)",
+    )
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile each transformer block")
-    p.add_argument("--activation-checkpointing", action="store_true", default=None,
-                   help="recompute each block's activations in backward: less memory, ~1/3 more compute")
+    p.add_argument(
+        "--activation-checkpointing",
+        action="store_true",
+        default=None,
+        help="recompute each block's activations in backward: less memory, ~1/3 more compute",
+    )
     p.add_argument("--resume", action="store_true", help="continue from workspace/checkpoints/sft/latest")
     p.add_argument("--fresh", action="store_true", help="delete existing SFT checkpoints and start over")
     add_workspace_arg(p)
@@ -82,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     if result.model_dir is not None:  # rank 0
         val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
         bpb = f", {result.val_bpb:.4f} bits/byte" if result.val_bpb is not None else ""
-        print(f"fine-tuned to step {result.step}{val}{bpb}; checkpoint {result.checkpoint}; "
-              f"chat model -> {result.model_dir}; metrics -> {result.run_dir}")
+        print(
+            f"fine-tuned to step {result.step}{val}{bpb}; checkpoint {result.checkpoint}; "
+            f"chat model -> {result.model_dir}; metrics -> {result.run_dir}"
+        )
     return 0

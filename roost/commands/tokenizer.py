@@ -20,12 +20,18 @@ def register(subparsers) -> None:
             "pretraining it in its own vocabulary."
         ),
     )
-    p.add_argument("--vocab-size", type=int, default=None,
-                   help="vocabulary size, special tokens included (default: 8192)")
-    p.add_argument("--from-model", action="store_true",
-                   help="use workspace/model's tokenizer as it is instead of training one (for `roost train --init model`)")
     p.add_argument(
-        "--val-fraction", type=float, default=0.01,
+        "--vocab-size", type=int, default=None, help="vocabulary size, special tokens included (default: 8192)"
+    )
+    p.add_argument(
+        "--from-model",
+        action="store_true",
+        help="use workspace/model's tokenizer as it is instead of training one (for `roost train --init model`)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.01,
         help="fraction of posts held out for validation, chosen by a hash of the post id (default: 0.01)",
     )
     p.add_argument("--force", action="store_true", help="retrain and retokenize even when up to date")
@@ -50,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         tm = train_tokenizer_stage(ws, cfg, force=args.force)
     print(
         f"tokenizer: {tm['vocab_size']} tokens, {tm['bytes_per_token']:.3f} bytes/token on "
-        f"{tm['counts']['val_posts']} held-out posts -> {ws.tokenizer}" + (f" (from {ws.model})" if args.from_model else "")
+        f"{tm['counts']['val_posts']} held-out posts -> {ws.tokenizer}"
+        + (f" (from {ws.model})" if args.from_model else "")
     )
     if not args.from_model and tm["vocab_size"] < cfg.vocab_size:
         print(f"tokenizer: note: asked for {cfg.vocab_size} tokens; the corpus has too few repeated pairs for more")

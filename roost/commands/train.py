@@ -16,20 +16,33 @@ from roost.cli import add_workspace_arg
 # flag -> (type, help); every default lives in roost.train.config.TrainConfig, so argparse defaults are None
 # and only the flags a user gives override it (which is also what --resume needs).
 _FLAGS: dict[str, tuple[type, str]] = {
-    "init": (str, ("scratch (random weights) or model: continue pretraining workspace/model/, e.g. a Hugging Face "
-                   "Llama brought in by `roost import`, on token shards made by `roost tokenizer --from-model`; "
-                   "its shape fixes --depth, --max-seq-len and --tie-embeddings (default: scratch)")),
+    "init": (
+        str,
+        (
+            "scratch (random weights) or model: continue pretraining workspace/model/, e.g. a Hugging Face "
+            "Llama brought in by `roost import`, on token shards made by `roost tokenizer --from-model`; "
+            "its shape fixes --depth, --max-seq-len and --tie-embeddings (default: scratch)"
+        ),
+    ),
     "depth": (int, "transformer layers; width = 64 x depth (default: 4)"),
     "max_seq_len": (int, "the model's context length (default: 1024)"),
     "seq_len": (int, "tokens per training sequence, at most --max-seq-len (default: 256)"),
     "device_batch": (int, "sequences per micro-batch on each device (default: 16)"),
-    "batch_tokens": (int, ("tokens per optimizer step = device_batch x seq_len x grad_accum x world_size "
-                           "(default: one micro-batch per device)")),
+    "batch_tokens": (
+        int,
+        (
+            "tokens per optimizer step = device_batch x seq_len x grad_accum x world_size "
+            "(default: one micro-batch per device)"
+        ),
+    ),
     "steps": (int, "optimizer steps to train"),
     "tokens": (int, "training tokens (rounded up to whole steps)"),
     "minutes": (float, "training time budget in minutes (the schedule follows the clock)"),
     "optimizer": (str, "muon (Muon for block matrices, AdamW for the rest) or adamw (default: muon)"),
-    "lr": (float, "peak learning rate of the block matrices (default: derived from the width, see roost/train/optim.py)"),
+    "lr": (
+        float,
+        "peak learning rate of the block matrices (default: derived from the width, see roost/train/optim.py)",
+    ),
     "schedule": (str, "cosine or wsd (warmup-stable-decay) (default: wsd)"),
     "warmup": (int, "linear warmup steps (default: 20)"),
     "cooldown": (float, "wsd: fraction of the run spent decaying (default: 0.4)"),
@@ -40,10 +53,20 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "ckpt_every": (int, "checkpoint every N steps; always at the end (default: 500)"),
     "keep": (int, "checkpoints kept on disk (default: 3)"),
     "device": (str, "auto, cpu, cuda or mps (default: auto)"),
-    "dtype": (str, ("compute dtype: bfloat16 (autocast, fp32 master weights), float32, or auto: bfloat16 on CUDA "
-                    "GPUs with bf16 and on CPUs with AVX512-BF16 or AMX, float32 elsewhere (default: auto)")),
-    "parallel": (str, ("with many processes: ddp (a replica per rank) or fsdp (FSDP2, parameters, gradients and "
-                       "optimizer state sharded across ranks) (default: ddp)")),
+    "dtype": (
+        str,
+        (
+            "compute dtype: bfloat16 (autocast, fp32 master weights), float32, or auto: bfloat16 on CUDA "
+            "GPUs with bf16 and on CPUs with AVX512-BF16 or AMX, float32 elsewhere (default: auto)"
+        ),
+    ),
+    "parallel": (
+        str,
+        (
+            "with many processes: ddp (a replica per rank) or fsdp (FSDP2, parameters, gradients and "
+            "optimizer state sharded across ranks) (default: ddp)"
+        ),
+    ),
     "run": (str, "run name: metrics and plots go to workspace/runs/NAME (default: pretrain)"),
     "seed": (int, "seed of the weights and the data order (default: 1337)"),
 }
@@ -63,20 +86,32 @@ def register(subparsers) -> None:
     )
     for name, (kind, text) in _FLAGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
-    p.add_argument("--tie-embeddings", action="store_true", default=None, help="share the embedding and lm_head weights")
+    p.add_argument(
+        "--tie-embeddings", action="store_true", default=None, help="share the embedding and lm_head weights"
+    )
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile each transformer block")
-    p.add_argument("--activation-checkpointing", action="store_true", default=None,
-                   help="recompute each block's activations in backward: less memory, ~1/3 more compute")
+    p.add_argument(
+        "--activation-checkpointing",
+        action="store_true",
+        default=None,
+        help="recompute each block's activations in backward: less memory, ~1/3 more compute",
+    )
     p.add_argument("--resume", action="store_true", help="continue from workspace/checkpoints/latest")
     p.add_argument("--fresh", action="store_true", help="delete existing checkpoints and start over")
     launch = p.add_argument_group("launching many processes (torchrun)")
     launch.add_argument("--nproc", type=int, default=None, help="processes on this machine (one per GPU)")
-    launch.add_argument("--nnodes", type=int, default=1, help="machines in the job, each running this command (default: 1)")
+    launch.add_argument(
+        "--nnodes", type=int, default=1, help="machines in the job, each running this command (default: 1)"
+    )
     launch.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT where the machines meet (with --nnodes > 1)")
     launch.add_argument("--rdzv-id", default="roost", help="job id shared by the machines of one job (default: roost)")
-    launch.add_argument("--max-restarts", type=int, default=0,
-                        help="restart the whole job this many times after a process fails; it resumes from the newest "
-                             "checkpoint (default: 0)")
+    launch.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        help="restart the whole job this many times after a process fails; it resumes from the newest "
+        "checkpoint (default: 0)",
+    )
     add_workspace_arg(p)
     p.set_defaults(func=run)
 
@@ -100,11 +135,23 @@ def launch(args: argparse.Namespace, argv: list[str]) -> int:
     from torch.distributed.run import get_args_parser
     from torch.distributed.run import run as torchrun
 
-    where = (["--standalone"] if args.nnodes == 1 else
-             ["--nnodes", str(args.nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint,
-              "--rdzv-id", args.rdzv_id])
+    where = (
+        ["--standalone"]
+        if args.nnodes == 1
+        else [
+            "--nnodes",
+            str(args.nnodes),
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            args.rdzv_endpoint,
+            "--rdzv-id",
+            args.rdzv_id,
+        ]
+    )
     torchrun_args = get_args_parser().parse_args(
-        [*where, "--nproc-per-node", str(args.nproc), "--max-restarts", str(args.max_restarts), "-m", "roost"])
+        [*where, "--nproc-per-node", str(args.nproc), "--max-restarts", str(args.max_restarts), "-m", "roost"]
+    )
     torchrun_args.training_script_args = ["train", *argv]  # set, not parsed: torchrun's parser would take --run
     try:
         torchrun(torchrun_args)
@@ -143,8 +190,7 @@ def run(args: argparse.Namespace) -> int:
 def _config(args: argparse.Namespace):
     """The run's TrainConfig: the flags given, over the checkpoint's config with ``--resume``."""
     from roost.cli import UserError
-    from roost.train.config import TrainConfig
-    from roost.train.config import MODEL_FIXED, flag
+    from roost.train.config import MODEL_FIXED, TrainConfig, flag
     from roost.train.pretrain import saved_config
     from roost.workspace import Workspace
 
@@ -152,7 +198,9 @@ def _config(args: argparse.Namespace):
     given = {k: v for k, v in vars(args).items() if v is not None and k in (*_FLAGS, *bools)}
     fixed = [f"--{flag(k)}" for k in MODEL_FIXED if k in given]
     if given.get("init") == "model" and fixed:
-        raise UserError(f"{', '.join(fixed)} cannot go with --init model: the model in workspace/model/ fixes its shape")
+        raise UserError(
+            f"{', '.join(fixed)} cannot go with --init model: the model in workspace/model/ fixes its shape"
+        )
     return saved_config(Workspace(args.workspace)).resumed_with(given) if args.resume else TrainConfig(**given)
 
 
@@ -164,6 +212,8 @@ def _train(args: argparse.Namespace) -> int:
     if result.model_dir is not None:  # rank 0
         val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
         bpb = f", {result.val_bpb:.4f} bits/byte" if result.val_bpb is not None else ""
-        print(f"trained to step {result.step}{val}{bpb}; checkpoint {result.checkpoint}; "
-              f"model -> {result.model_dir}; metrics -> {result.run_dir}")
+        print(
+            f"trained to step {result.step}{val}{bpb}; checkpoint {result.checkpoint}; "
+            f"model -> {result.model_dir}; metrics -> {result.run_dir}"
+        )
     return 0

@@ -32,40 +32,40 @@ class ColumnMap:
 @dataclass
 class IngestConfig:
     # normalization
-    urls: Literal["keep", "placeholder"] = "keep"         # placeholder: replace with <|url|>
-    mentions: Literal["keep", "placeholder"] = "keep"     # placeholder: replace with <|mention|>
-    scrub_pii: bool = True                                # emails, phone numbers -> placeholders
+    urls: Literal["keep", "placeholder"] = "keep"  # placeholder: replace with <|url|>
+    mentions: Literal["keep", "placeholder"] = "keep"  # placeholder: replace with <|mention|>
+    scrub_pii: bool = True  # emails, phone numbers -> placeholders
     # filters (each counted under its own reason in the manifest)
-    min_chars: int = 3                                    # shorter normalized texts are dropped as too_short
+    min_chars: int = 3  # shorter normalized texts are dropped as too_short
     drop_retweets: bool = True
     drop_spam: bool = True
     spam_max_hashtags: int = 10
     spam_max_mentions: int = 10
     spam_max_urls: int = 4
-    spam_learned: bool = True                             # also the learned filter (roost.corpus.spam) at run end
-    spam_model: str | None = None                         # its model JSON; None: the one roost ships
-    languages: list[str] | None = None                    # ISO 639-1 codes to keep; None keeps all
+    spam_learned: bool = True  # also the learned filter (roost.corpus.spam) at run end
+    spam_model: str | None = None  # its model JSON; None: the one roost ships
+    languages: list[str] | None = None  # ISO 639-1 codes to keep; None keeps all
     # language identification: "auto" trusts a record's own `lang` field (Twitter's identifier)
     # and identifies the rest; "detect" always identifies
     lang_source: Literal["auto", "detect", "off"] = "auto"
     lang_model: Literal["fasttext", "lingua"] = "fasttext"  # fastText lid.176: ~20x faster than lingua
-    lang_accuracy: Literal["low", "high"] = "low"         # lingua only; high: better on short texts, ~1 GiB of models
-    lang_candidates: list[str] | None = None              # ISO 639-1 codes the model chooses among; None: all it knows
-                                                          # (for lingua a short list is ~10x faster and more accurate)
+    lang_accuracy: Literal["low", "high"] = "low"  # lingua only; high: better on short texts, ~1 GiB of models
+    lang_candidates: list[str] | None = None  # ISO 639-1 codes the model chooses among; None: all it knows
+    # (for lingua a short list is ~10x faster and more accurate)
     dedup_exact: bool = True
     dedup_near: bool = True
-    near_dup_threshold: float = 0.8                       # Jaccard similarity of word shingles
+    near_dup_threshold: float = 0.8  # Jaccard similarity of word shingles
     num_perm: int = 128
     shingle_words: int = 3
     minhash_seed: int = 1
     # malformed-record limits
     max_field_chars: int = 25_000
     max_line_bytes: int = 1 << 20
-    max_rejects_logged: int = 10_000                      # per run; all are counted
+    max_rejects_logged: int = 10_000  # per run; all are counted
     # CSV / Parquet
     columns: ColumnMap = field(default_factory=ColumnMap)
     # execution
-    workers: int = 0                                      # 0: one per CPU core (max 4); 1: in-process
+    workers: int = 0  # 0: one per CPU core (max 4); 1: in-process
     batch_size: int = 4096
     rows_per_shard: int = 500_000
 

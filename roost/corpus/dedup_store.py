@@ -31,7 +31,8 @@ def _check(stored: dict, params: dict, where: Path) -> None:
         raise ValueError(
             f"{where}: the stored posts were deduplicated with {stored}, this ingest asks for {wanted}; "
             "near duplicates could not be found across the two. Ingest with the same near-dup settings "
-            "(or into a new workspace)")
+            "(or into a new workspace)"
+        )
 
 
 def stored_state(folder: Path, entry: dict | str | None, params: dict) -> dict[str, list[str]]:

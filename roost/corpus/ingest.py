@@ -81,20 +81,33 @@ class IngestReport:
         return self.read / self.seconds if self.seconds else 0.0
 
     def summary(self) -> str:
-        lines = [(f"read {self.read:,} records from {len(self.sources)} source(s) in {self.seconds:.1f}s "
-                  f"({self.posts_per_s:,.0f}/s): kept {self.kept:,}")]
+        lines = [
+            (
+                f"read {self.read:,} records from {len(self.sources)} source(s) in {self.seconds:.1f}s "
+                f"({self.posts_per_s:,.0f}/s): kept {self.kept:,}"
+            )
+        ]
         for title, counts in (("dropped", self.dropped), ("malformed", self.malformed)):
             if counts:
                 lines.append(f"  {title}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
-        lines.append(f"  corpus now: {self.total_posts:,} posts, {self.threads:,} threads; "
-                     f"{self.users_added:,} new users; {self.pii_scrubbed:,} PII spans scrubbed")
+        lines.append(
+            f"  corpus now: {self.total_posts:,} posts, {self.threads:,} threads; "
+            f"{self.users_added:,} new users; {self.pii_scrubbed:,} PII spans scrubbed"
+        )
         return "\n".join(lines)
 
 
 def _params(cfg: IngestConfig) -> dict:
     """The settings stored dedup state depends on: changing them breaks dedup across ingests."""
-    return {"num_perm": cfg.num_perm, "threshold": cfg.near_dup_threshold, "shingle_words": cfg.shingle_words,
-            "seed": cfg.minhash_seed, "urls": cfg.urls, "mentions": cfg.mentions, "scrub_pii": cfg.scrub_pii}
+    return {
+        "num_perm": cfg.num_perm,
+        "threshold": cfg.near_dup_threshold,
+        "shingle_words": cfg.shingle_words,
+        "seed": cfg.minhash_seed,
+        "urls": cfg.urls,
+        "mentions": cfg.mentions,
+        "scrub_pii": cfg.scrub_pii,
+    }
 
 
 @contextmanager
@@ -116,7 +129,9 @@ def _remove_unlisted(folder: Path, listed: set[str]) -> None:
     for p in folder.iterdir():
         table_file = p.name.endswith(".parquet") and p.name.split("-", 1)[0] in ("posts", "threads", "users")
         state_file = p.name.startswith("dedup-") and p.name.endswith(".npz")
-        if ((table_file or state_file) and p.name not in listed) or (p.name.startswith(".") and p.name.endswith(".tmp")):
+        if ((table_file or state_file) and p.name not in listed) or (
+            p.name.startswith(".") and p.name.endswith(".tmp")
+        ):
             p.unlink()
         elif p.is_dir() and p.name.startswith(STAGING_PREFIX):
             shutil.rmtree(p)
@@ -147,8 +162,16 @@ def begin(workspace: Workspace, cfg: IngestConfig) -> Run:
     return Run(folder, old, stored_state(folder, old.get("dedup_state"), _params(cfg)))
 
 
-def finish(workspace: Workspace, r: Run, cfg: IngestConfig, report: IngestReport, inputs: dict[str, str],
-           new: dict[str, list[str]], state: dict[str, list[str]], logs: dict[str, list[dict]]) -> None:
+def finish(
+    workspace: Workspace,
+    r: Run,
+    cfg: IngestConfig,
+    report: IngestReport,
+    inputs: dict[str, str],
+    new: dict[str, list[str]],
+    state: dict[str, list[str]],
+    logs: dict[str, list[dict]],
+) -> None:
     """Rebuild the threads, append the logs, commit the manifest, remove what it no longer lists."""
     cols = read_table(r.folder, "posts", ["id", "reply_to", "conversation_id"])
     threads = build_threads(*(cols.column(c).combine_chunks() for c in cols.column_names))
@@ -163,9 +186,20 @@ def finish(workspace: Workspace, r: Run, cfg: IngestConfig, report: IngestReport
     report.seconds = time.time() - r.t0
     assert report.balanced, f"ingest accounting does not add up: {asdict(report)}"
     old_files = r.old_files
-    _commit(workspace, r.old, cfg, report, r.run, inputs,
-            {"posts": old_files["posts"] + new["posts"], "users": old_files["users"] + new["users"],
-             "threads": new_threads}, state_entry(_params(cfg), state))
+    _commit(
+        workspace,
+        r.old,
+        cfg,
+        report,
+        r.run,
+        inputs,
+        {
+            "posts": old_files["posts"] + new["posts"],
+            "users": old_files["users"] + new["users"],
+            "threads": new_threads,
+        },
+        state_entry(_params(cfg), state),
+    )
     legacy = r.old.get("dedup_state")
     for name in old_files["threads"] + ([legacy] if isinstance(legacy, str) else []):
         (r.folder / name).unlink(missing_ok=True)
@@ -205,8 +239,9 @@ def _results(sources: list[Path], cfg: IngestConfig) -> Iterator[BatchResult]:
             yield pending.popleft().get()
 
 
-def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | None = None,
-           progress: bool = True) -> IngestReport:
+def ingest(
+    sources: list[Path], workspace: Workspace, config: IngestConfig | None = None, progress: bool = True
+) -> IngestReport:
     """Read, clean, filter, deduplicate and thread ``sources`` into ``workspace/corpus/`` (appending)."""
     from tqdm import tqdm
 
@@ -237,7 +272,9 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
                 moderated.extend(b.moderation)
                 if b.skeletons is not None:
                     skeletons.append(b.skeletons)
-                    authors.append(author_keys(b.posts.column("author_id").to_pylist(), b.posts.column("id").to_pylist()))
+                    authors.append(
+                        author_keys(b.posts.column("author_id").to_pylist(), b.posts.column("id").to_pylist())
+                    )
                 for u in b.users:
                     if u["id"] not in known_users:
                         known_users.add(u["id"])
@@ -268,17 +305,28 @@ def ingest(sources: list[Path], workspace: Workspace, config: IngestConfig | Non
         new_posts, new_users = posts_w.close(), users_w.close()
         if skeletons:
             copies = accounts_per_skeleton(np.concatenate(skeletons), np.concatenate(authors))
-            n, log = drop_learned_spam(folder, new_posts, SpamModel.load(cfg.spam_model),
-                                       learned.features(copies, accounts(read_table(folder, "users"))))
+            n, log = drop_learned_spam(
+                folder,
+                new_posts,
+                SpamModel.load(cfg.spam_model),
+                learned.features(copies, accounts(read_table(folder, "users"))),
+            )
             if n:
                 dropped["spam_learned"] += n
                 report.kept -= n
             spam_log.extend(log[: max(0, cfg.max_rejects_logged - len(spam_log))])
         state = {k: r.state[k] + [write_keys(folder, run, k, dedup.new_keys(k))] for k in KINDS}
         report.dropped, report.malformed = dict(dropped), dict(malformed)
-        finish(workspace, r, cfg, report, {str(f): file_hash(f) for f in files},
-               {"posts": new_posts, "users": new_users}, state,
-               {"rejects.jsonl": rejects, "spam.jsonl": spam_log, MODERATION_LOG: moderated})
+        finish(
+            workspace,
+            r,
+            cfg,
+            report,
+            {str(f): file_hash(f) for f in files},
+            {"posts": new_posts, "users": new_users},
+            state,
+            {"rejects.jsonl": rejects, "spam.jsonl": spam_log, MODERATION_LOG: moderated},
+        )
     return report
 
 
@@ -301,8 +349,14 @@ class _KeptSignals:
     def features(self, copies: dict[int, int], users: dict) -> np.ndarray:
         if not self.signals:
             return np.zeros((0, len(FEATURES)))
-        return features(np.concatenate(self.signals), np.concatenate(self.keys), copies, self.authors,
-                        np.concatenate(self.times), users)
+        return features(
+            np.concatenate(self.signals),
+            np.concatenate(self.keys),
+            copies,
+            self.authors,
+            np.concatenate(self.times),
+            users,
+        )
 
 
 def _append_rejects(path: Path, rejects: list[dict]) -> None:
@@ -317,11 +371,25 @@ def _add(a: dict, b: dict) -> dict:
     return {k: a.get(k, 0) + b.get(k, 0) for k in sorted(a.keys() | b.keys())}
 
 
-def _commit(ws: Workspace, old: dict, cfg: IngestConfig, rep: IngestReport, run: str, files: dict[str, str],
-            tables: dict[str, list[str]], dedup_state: dict) -> None:
+def _commit(
+    ws: Workspace,
+    old: dict,
+    cfg: IngestConfig,
+    rep: IngestReport,
+    run: str,
+    files: dict[str, str],
+    tables: dict[str, list[str]],
+    dedup_state: dict,
+) -> None:
     prev = old.get("counts", {})
-    run_counts = {"read": rep.read, "kept": rep.kept, "dropped": rep.dropped, "malformed": rep.malformed,
-                  "pii_scrubbed": rep.pii_scrubbed, "users_added": rep.users_added}
+    run_counts = {
+        "read": rep.read,
+        "kept": rep.kept,
+        "dropped": rep.dropped,
+        "malformed": rep.malformed,
+        "pii_scrubbed": rep.pii_scrubbed,
+        "users_added": rep.users_added,
+    }
     counts = {
         "read": prev.get("read", 0) + rep.read,
         "kept": prev.get("kept", 0) + rep.kept,
@@ -334,7 +402,9 @@ def _commit(ws: Workspace, old: dict, cfg: IngestConfig, rep: IngestReport, run:
     }
     inputs = dict(old.get("inputs", {}))
     inputs.update(files)
-    runs = old.get("runs", []) + [{"run": run, "sources": list(files), "seconds": round(rep.seconds, 3),
-                                   "counts": run_counts}]
-    ws.write_manifest("corpus", inputs=inputs, counts=counts, files=tables, dedup_state=dedup_state,
-                      config=cfg.to_dict(), runs=runs)
+    runs = old.get("runs", []) + [
+        {"run": run, "sources": list(files), "seconds": round(rep.seconds, 3), "counts": run_counts}
+    ]
+    ws.write_manifest(
+        "corpus", inputs=inputs, counts=counts, files=tables, dedup_state=dedup_state, config=cfg.to_dict(), runs=runs
+    )

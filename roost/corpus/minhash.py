@@ -48,7 +48,9 @@ class _Powers:
     def get(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         if len(self.pw) < n:
             m = max(n, 2 * len(self.pw))
-            self.pw, self.inv = (np.cumprod(np.full(m, p, dtype=np.uint64), dtype=np.uint64) for p in (self.P, self.P_INV))
+            self.pw, self.inv = (
+                np.cumprod(np.full(m, p, dtype=np.uint64), dtype=np.uint64) for p in (self.P, self.P_INV)
+            )
             self.pw, self.inv = np.concatenate([[_ONE64], self.pw[:-1]]), np.concatenate([[_ONE64], self.inv[:-1]])
         return self.pw[:n], self.inv[:n]
 
@@ -115,7 +117,7 @@ class MinHasher:
         mixed = fmix32(hashes)
         for lo in range(0, len(counts), chunk):
             hi = min(lo + chunk, len(counts))
-            perm = np.multiply.outer(mixed[offsets[lo]:offsets[hi]], self.a)
+            perm = np.multiply.outer(mixed[offsets[lo] : offsets[hi]], self.a)
             perm += self.b
             out[lo:hi] = np.minimum.reduceat(perm, offsets[lo:hi] - offsets[lo], axis=0)
         return out

@@ -62,7 +62,9 @@ class Normalized:
     pii: int  # emails and phone numbers replaced
 
 
-def normalize_post(text: str, urls_mode: str = "keep", mentions_mode: str = "keep", scrub_pii: bool = True) -> Normalized:
+def normalize_post(
+    text: str, urls_mode: str = "keep", mentions_mode: str = "keep", scrub_pii: bool = True
+) -> Normalized:
     text = clean_text(text)
     urls = [u.rstrip(_URL_TRAIL) for u in URL_RE.findall(text)] if ("http" in text or "www." in text) else []
     hashtags = [h.lower() for h in HASHTAG_RE.findall(text)] if "#" in text else []
@@ -71,7 +73,7 @@ def normalize_post(text: str, urls_mode: str = "keep", mentions_mode: str = "kee
         text, pii = EMAIL_RE.subn(PLACEHOLDERS["email"], text)
     mentions = [m.lower() for m in MENTION_RE.findall(text)] if "@" in text else []
     if urls and urls_mode == "placeholder":
-        text = URL_RE.sub(lambda m: PLACEHOLDERS["url"] + m.group(0)[len(m.group(0).rstrip(_URL_TRAIL)):], text)
+        text = URL_RE.sub(lambda m: PLACEHOLDERS["url"] + m.group(0)[len(m.group(0).rstrip(_URL_TRAIL)) :], text)
     if mentions and mentions_mode == "placeholder":
         text = MENTION_RE.sub(PLACEHOLDERS["mention"], text)
     if scrub_pii and _PHONE_HINT.search(text):
@@ -85,7 +87,7 @@ def _scrub_phones_outside_urls(text: str) -> str:
     """Phone scrubbing that leaves kept URLs intact (their digit runs are not phone numbers)."""
     out, last = [], 0
     for m in URL_RE.finditer(text):
-        out.append(PHONE_RE.sub(_phone, text[last:m.start()]))
+        out.append(PHONE_RE.sub(_phone, text[last : m.start()]))
         out.append(m.group(0))
         last = m.end()
     out.append(PHONE_RE.sub(_phone, text[last:]))

@@ -26,8 +26,22 @@ from roost.corpus.schema import POSTS
 from roost.corpus.sources import Unit, split_lines
 from roost.corpus.spam import post_signals
 
-POST_FIELDS = ("id", "text", "author_id", "created_at", "lang", "reply_to", "conversation_id",
-               "hashtags", "mentions", "urls", "like_count", "retweet_count", "reply_count", "source")
+POST_FIELDS = (
+    "id",
+    "text",
+    "author_id",
+    "created_at",
+    "lang",
+    "reply_to",
+    "conversation_id",
+    "hashtags",
+    "mentions",
+    "urls",
+    "like_count",
+    "retweet_count",
+    "reply_count",
+    "source",
+)
 
 
 @dataclass
@@ -137,8 +151,9 @@ class BatchProcessor:
         langs = [source_lang(rec.lang) if cfg.lang_source == "auto" else None for rec, _, _ in posts]
         if cfg.lang_source != "off":
             todo = [i for i, lang in enumerate(langs) if lang is None]
-            found = detect_languages([posts[i][2].text for i in todo], cfg.lang_accuracy, cfg.lang_candidates,
-                                     cfg.lang_model)
+            found = detect_languages(
+                [posts[i][2].text for i in todo], cfg.lang_accuracy, cfg.lang_candidates, cfg.lang_model
+            )
             for i, lang in zip(todo, found):
                 langs[i] = lang
         langs = [lang or "und" for lang in langs]
@@ -148,9 +163,25 @@ class BatchProcessor:
             r.dropped["language"] += len(posts) - len(keep)
             posts[:] = [posts[i] for i in keep]
             langs = [langs[i] for i in keep]
-        rows = [(rec.id, n.text, rec.author_id, rec.created_at, lang, rec.reply_to, rec.conversation_id, n.hashtags,
-                 n.mentions, rec.entity_urls or n.urls, rec.like_count, rec.retweet_count, rec.reply_count, source)
-                for (rec, source, n), lang in zip(posts, langs)]  # in POST_FIELDS order
+        rows = [
+            (
+                rec.id,
+                n.text,
+                rec.author_id,
+                rec.created_at,
+                lang,
+                rec.reply_to,
+                rec.conversation_id,
+                n.hashtags,
+                n.mentions,
+                rec.entity_urls or n.urls,
+                rec.like_count,
+                rec.retweet_count,
+                rec.reply_count,
+                source,
+            )
+            for (rec, source, n), lang in zip(posts, langs)
+        ]  # in POST_FIELDS order
         p = {k: list(col) for k, col in zip(POST_FIELDS, zip(*rows))} if rows else {k: [] for k in POST_FIELDS}
         r.posts = pa.RecordBatch.from_pydict(p, schema=POSTS)
         return p
@@ -160,8 +191,9 @@ class BatchProcessor:
         texts, ids = p["text"], p["id"]
         r.id_hash = _keys(np.fromiter((xxhash.xxh3_64_intdigest(i.encode()) for i in ids), np.uint64, len(ids)))
         if self.cfg.dedup_exact:
-            r.text_hash = _keys(np.fromiter((xxhash.xxh3_64_intdigest(t.encode()) for t in texts), np.uint64,
-                                            len(texts)))
+            r.text_hash = _keys(
+                np.fromiter((xxhash.xxh3_64_intdigest(t.encode()) for t in texts), np.uint64, len(texts))
+            )
         if self.cfg.dedup_near:
             r.bands = _keys(self.hasher.band_keys(self.hasher.signatures(texts)))
         if self.cfg.drop_spam and self.cfg.spam_learned:

@@ -41,14 +41,21 @@ from roost.workspace import Workspace
 
 KEYS = pa.schema([("key", pa.uint64()), ("order", pa.int64())])  # order -1: a stored key
 CARRIED = {"text_hash": pa.uint64(), "bands": pa.list_(pa.uint64())}  # what the id and text stages pass on
-PEOPLE = pa.schema([("key", pa.string()), ("order", pa.int64()), ("kind", pa.int8()), ("author_key", pa.uint64())]
-                   + list(USERS))  # users, posts by author and posts by skeleton key, in one shuffle
+PEOPLE = pa.schema(
+    [("key", pa.string()), ("order", pa.int64()), ("kind", pa.int8()), ("author_key", pa.uint64())] + list(USERS)
+)  # users, posts by author and posts by skeleton key, in one shuffle
 PARTITION_ROWS = 500_000  # rows a shuffle partition holds at most: worker memory stays flat as the corpus grows
 
 
-def ingest_ray(sources: list[str], workspace: Workspace, config: IngestConfig | None = None,
-               address: str | None = None, progress: bool = True, partitions: int = 0,
-               on_batch: Callable[[str, int], None] | None = None) -> IngestReport:
+def ingest_ray(
+    sources: list[str],
+    workspace: Workspace,
+    config: IngestConfig | None = None,
+    address: str | None = None,
+    progress: bool = True,
+    partitions: int = 0,
+    on_batch: Callable[[str, int], None] | None = None,
+) -> IngestReport:
     """Ingest ``sources`` (paths or fsspec URLs) on a Ray cluster into ``workspace/corpus/``.
 
     ``address``: the cluster (default: a connected one, else ``RAY_ADDRESS``, else a Ray started here).
@@ -61,8 +68,12 @@ def ingest_ray(sources: list[str], workspace: Workspace, config: IngestConfig | 
     files = expand(list(sources))
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(
+            address=address or os.environ.get("RAY_ADDRESS"),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
@@ -82,16 +93,21 @@ def ingest_ray(sources: list[str], workspace: Workspace, config: IngestConfig | 
             ray.shutdown()
 
 
-def _run(files: list[str], workspace: Workspace, cfg: IngestConfig, parts: int,
-         on_batch: Callable[[str, int], None] | None) -> IngestReport:
+def _run(
+    files: list[str], workspace: Workspace, cfg: IngestConfig, parts: int, on_batch: Callable[[str, int], None] | None
+) -> IngestReport:
     import ray
 
     r = begin(workspace, cfg)
     staging = r.folder / f"{STAGING_PREFIX}{r.run}"
-    items = ray.data.from_items([{"index": i, "source": s} for i, s in enumerate(files)],
-                                override_num_blocks=max(1, len(files)))
-    read = items.map_batches(st.read_source, batch_size=1, fn_kwargs={
-        "cfg": cfg, "staging": str(staging), "n_bands": hasher_bands(cfg), "on_batch": on_batch})
+    items = ray.data.from_items(
+        [{"index": i, "source": s} for i, s in enumerate(files)], override_num_blocks=max(1, len(files))
+    )
+    read = items.map_batches(
+        st.read_source,
+        batch_size=1,
+        fn_kwargs={"cfg": cfg, "staging": str(staging), "n_bands": hasher_bands(cfg), "on_batch": on_batch},
+    )
     stats = [json.loads(x) for x in read.to_pandas().sort_values("index")["stats"]]
     report = IngestReport(files)
     dropped, malformed = Counter(), Counter()
@@ -147,8 +163,9 @@ def _by_key(datasets: list, schema: pa.Schema, parts: int, fn, files: list[str],
     counts, times ``per_row``, set how many partitions: at least ``parts``, at most PARTITION_ROWS rows each)."""
     per_row = kwargs.pop("per_row", 1)
     datasets = [d for d in datasets if d is not None]
-    datasets = [d.map_batches(lambda t: t.select(schema.names).cast(schema), batch_format="pyarrow")
-                for d in datasets]  # one schema, whatever Parquet made of list field names or empty inputs
+    datasets = [
+        d.map_batches(lambda t: t.select(schema.names).cast(schema), batch_format="pyarrow") for d in datasets
+    ]  # one schema, whatever Parquet made of list field names or empty inputs
     ds = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
     rows = per_row * sum(_rows(Path(f)) for f in files)
     n = max(parts, -(-rows // PARTITION_ROWS))
@@ -166,8 +183,10 @@ def hasher_bands(cfg: IngestConfig) -> int:
 
 def _select(ds, **cols: str):
     """A dataset of ``cols`` (new name -> source column or expression) in pyarrow batches."""
+
     def pick(t: pa.Table) -> pa.Table:
         return pa.table({new: t.column(old) for new, old in cols.items()})
+
     return ds.map_batches(pick, batch_format="pyarrow")
 
 
@@ -175,8 +194,15 @@ def _where(ds, column: str, value: int):
     return ds.map_batches(lambda t: t.filter(pc.equal(t.column(column), value)), batch_format="pyarrow")
 
 
-def _dedup(folder: Path, stored: dict[str, list[str]], cand_files: list[str], staging: Path, cfg: IngestConfig,
-           parts: int, run: str) -> dict[str, list[str]]:
+def _dedup(
+    folder: Path,
+    stored: dict[str, list[str]],
+    cand_files: list[str],
+    staging: Path,
+    cfg: IngestConfig,
+    parts: int,
+    run: str,
+) -> dict[str, list[str]]:
     """Judge every candidate against the store and the earlier candidates, as ``DedupState.judge`` does;
     writes the dropped ones as notes and the keys this run adds; returns the added key folders."""
     import ray
@@ -191,10 +217,12 @@ def _dedup(folder: Path, stored: dict[str, list[str]], cand_files: list[str], st
         if pad is not None:
             pad = pad.map_batches(lambda t, carry=tuple(carry): _pad_like(t, carry), batch_format="pyarrow")
         schema = pa.schema([("key", pa.uint64()), ("order", pa.int64())] + [(c, CARRIED[c]) for c in carry])
-        judged = _by_key([rows, pad], schema, parts, st.judge_partition, cand_files + _files(folder, stored[kind]),
-                         code=code).materialize()
+        judged = _by_key(
+            [rows, pad], schema, parts, st.judge_partition, cand_files + _files(folder, stored[kind]), code=code
+        ).materialize()
         _select(_where(judged, "verdict", code), order="order", verdict="verdict").map_batches(
-            _note_drops, batch_format="pyarrow").write_parquet(str(notes / kind), partition_cols=["file"])
+            _note_drops, batch_format="pyarrow"
+        ).write_parquet(str(notes / kind), partition_cols=["file"])
         survivors = _where(judged, "verdict", 0)
         _select(survivors, key="key").write_parquet(str(folder / f"dedup-{run}" / kind))
         added[kind].append(f"dedup-{run}/{kind}")
@@ -205,12 +233,19 @@ def _dedup(folder: Path, stored: dict[str, list[str]], cand_files: list[str], st
         live = stage(live, "texts", "text_hash", DUP_TEXT, ["bands"])
     if cfg.dedup_near:
         pairs = live.map_batches(_explode_bands, batch_format="pyarrow")
-        judged = _by_key([pairs, _keys(folder, stored["bands"])], KEYS, parts, st.bands_partition,
-                         cand_files + _files(folder, stored["bands"]), per_row=hasher_bands(cfg)).materialize()
+        judged = _by_key(
+            [pairs, _keys(folder, stored["bands"])],
+            KEYS,
+            parts,
+            st.bands_partition,
+            cand_files + _files(folder, stored["bands"]),
+            per_row=hasher_bands(cfg),
+        ).materialize()
         near = judged.map_batches(lambda t: t.filter(t.column("dominated")), batch_format="pyarrow")
         _select(near, order="order").map_batches(
             lambda t: _note_drops(t.append_column("verdict", pa.array([NEAR_DUP] * t.num_rows, pa.int8()))),
-            batch_format="pyarrow").write_parquet(str(notes / "bands"), partition_cols=["file"])
+            batch_format="pyarrow",
+        ).write_parquet(str(notes / "bands"), partition_cols=["file"])
         new_keys = judged.map_batches(lambda t: t.filter(t.column("new")).select(["key"]), batch_format="pyarrow")
         new_keys.write_parquet(str(folder / f"dedup-{run}" / "bands"))
         added["bands"].append(f"dedup-{run}/bands")
@@ -244,27 +279,38 @@ def _accounts_and_copies(folder: Path, cand_files: list[str], staging: Path, cfg
     staged_files = sorted(str(f) for f in (staging / "users").glob("*.parquet"))
     inputs = [
         ray.data.read_parquet(files, schema=USERS).map_batches(_user_rows, batch_format="pyarrow") if files else None,
-        ray.data.read_parquet(staged_files).map_batches(_user_rows, batch_format="pyarrow") if staged_files else None]
+        ray.data.read_parquet(staged_files).map_batches(_user_rows, batch_format="pyarrow") if staged_files else None,
+    ]
     if learned:
         cand = ray.data.read_parquet(cand_files).select_columns(["order", "author_id", "skeleton", "author_key"])
-        inputs += [cand.map_batches(_post_rows, batch_format="pyarrow"),
-                   cand.map_batches(_skeleton_rows, batch_format="pyarrow")]
+        inputs += [
+            cand.map_batches(_post_rows, batch_format="pyarrow"),
+            cand.map_batches(_skeleton_rows, batch_format="pyarrow"),
+        ]
     if all(x is None for x in inputs):
         return None
     out = _by_key(inputs, PEOPLE, parts, st.people_partition, 2 * cand_files + files + staged_files).materialize()
     if learned:
-        out.map_batches(lambda t: t.filter(pc.is_valid(t.column("order"))).select(st.NOTES.names),
-                        batch_format="pyarrow").write_parquet(str(staging / "notes" / "people"), partition_cols=["file"])
-    return out.map_batches(lambda t: t.filter(pc.is_null(t.column("order"))).select(USERS.names).cast(USERS),
-                           batch_format="pyarrow")
+        out.map_batches(
+            lambda t: t.filter(pc.is_valid(t.column("order"))).select(st.NOTES.names), batch_format="pyarrow"
+        ).write_parquet(str(staging / "notes" / "people"), partition_cols=["file"])
+    return out.map_batches(
+        lambda t: t.filter(pc.is_null(t.column("order"))).select(USERS.names).cast(USERS), batch_format="pyarrow"
+    )
 
 
 def _people(key: pa.Array, order: pa.Array, kind: int, cols: dict[str, pa.Array]) -> pa.Table:
     """Rows of the people shuffle (PEOPLE): the columns a kind has, nulls for the rest."""
     n = len(key)
-    return pa.table({"key": key, "order": order, "kind": pa.array(np.full(n, kind, np.int8)),
-                     **{f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in PEOPLE if f.name not in
-                        ("key", "order", "kind")}}, schema=PEOPLE)
+    return pa.table(
+        {
+            "key": key,
+            "order": order,
+            "kind": pa.array(np.full(n, kind, np.int8)),
+            **{f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in PEOPLE if f.name not in ("key", "order", "kind")},
+        },
+        schema=PEOPLE,
+    )
 
 
 def _user_rows(t: pa.Table) -> pa.Table:

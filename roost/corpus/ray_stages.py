@@ -38,13 +38,29 @@ from roost.corpus.spam import (
 )
 
 ORDER_BITS = 40  # candidates a source may hold: 2^40
-CANDIDATES = pa.schema(list(POSTS) + [
-    ("order", pa.int64()), ("id_hash", pa.uint64()), ("text_hash", pa.uint64()), ("bands", pa.list_(pa.uint64())),
-    ("skeleton", pa.uint64()), ("author_key", pa.uint64()), ("signals", pa.list_(pa.float32())),
-])
+CANDIDATES = pa.schema(
+    list(POSTS)
+    + [
+        ("order", pa.int64()),
+        ("id_hash", pa.uint64()),
+        ("text_hash", pa.uint64()),
+        ("bands", pa.list_(pa.uint64())),
+        ("skeleton", pa.uint64()),
+        ("author_key", pa.uint64()),
+        ("signals", pa.list_(pa.float32())),
+    ]
+)
 # What the dedup and spam stages learn about a candidate, written partitioned by source for its finish task.
-NOTES = pa.schema([("file", pa.int64()), ("order", pa.int64()), ("reason", pa.int8()), ("copies", pa.int64()),
-                   ("acct_created", pa.float64()), ("acct_followers", pa.int64())])
+NOTES = pa.schema(
+    [
+        ("file", pa.int64()),
+        ("order", pa.int64()),
+        ("reason", pa.int8()),
+        ("copies", pa.int64()),
+        ("acct_created", pa.float64()),
+        ("acct_followers", pa.int64()),
+    ]
+)
 ACCOUNTS = pa.schema(list(NOTES) + list(USERS))  # a user row has an id, a note row an order
 USER, POST, SKELETON = 0, 1, 2  # the kinds of row the people shuffle partitions
 
@@ -80,18 +96,22 @@ def candidates(r: BatchResult, first: int, n_bands: int) -> pa.Table:
     bands = r.bands if r.bands is not None else np.zeros((n, n_bands), np.uint64)
     signals = r.spam_signals if r.spam_signals is not None else np.zeros((n, len(TEXT_FEATURES)), np.float32)
     cols.update(
-        order=pa.array(np.arange(first, first + n, dtype=np.int64)), id_hash=pa.array(r.id_hash),
+        order=pa.array(np.arange(first, first + n, dtype=np.int64)),
+        id_hash=pa.array(r.id_hash),
         text_hash=pa.array(r.text_hash if r.text_hash is not None else zeros),
         bands=pa.FixedSizeListArray.from_arrays(pa.array(bands.ravel()), bands.shape[1]).cast(pa.list_(pa.uint64())),
         skeleton=pa.array(r.skeletons if r.skeletons is not None else zeros),
         author_key=pa.array(author_keys(cols["author_id"].to_pylist(), cols["id"].to_pylist())),
-        signals=pa.FixedSizeListArray.from_arrays(pa.array(signals.ravel().astype(np.float32)), signals.shape[1])
-        .cast(pa.list_(pa.float32())))
+        signals=pa.FixedSizeListArray.from_arrays(pa.array(signals.ravel().astype(np.float32)), signals.shape[1]).cast(
+            pa.list_(pa.float32())
+        ),
+    )
     return pa.table(cols, schema=CANDIDATES)
 
 
-def read_source(batch: dict, cfg: IngestConfig, staging: str, n_bands: int,
-                on_batch: Callable[[str, int], None] | None = None) -> dict:
+def read_source(
+    batch: dict, cfg: IngestConfig, staging: str, n_bands: int, on_batch: Callable[[str, int], None] | None = None
+) -> dict:
     """Map task: one source file -> staged candidates, users and logs; returns the file's counts."""
     from roost.corpus.remote import local_file
     from roost.workspace import file_hash
@@ -166,8 +186,14 @@ def bands_partition(t: pa.Table) -> pa.Table:
     ``new`` marks one pair of each key no stored post had (the keys this run adds to the store)."""
     order = t.column("order").to_numpy()
     gmin, head = group_min(t.column("key").combine_chunks(), order)
-    return pa.table({"key": t.column("key"), "order": t.column("order"), "dominated": pa.array(order > gmin),
-                     "new": pa.array(head & (gmin >= 0))})
+    return pa.table(
+        {
+            "key": t.column("key"),
+            "order": t.column("order"),
+            "dominated": pa.array(order > gmin),
+            "new": pa.array(head & (gmin >= 0)),
+        }
+    )
 
 
 def people_partition(t: pa.Table) -> pa.Table:
@@ -201,21 +227,33 @@ def accounts_partition(t: pa.Table) -> pa.Table:
     gmin, _ = group_min(users.column("key").combine_chunks(), users.column("order").to_numpy())
     account = users.filter(pa.array(users.column("order").to_numpy() == gmin))
     created = epoch_or_none(account.column("created_at"))
-    by_id = {k: (c, f) for k, c, f in zip(account.column("key").to_pylist(), created,
-                                          account.column("followers_count").to_pylist()) if c is not None}
+    by_id = {
+        k: (c, f)
+        for k, c, f in zip(account.column("key").to_pylist(), created, account.column("followers_count").to_pylist())
+        if c is not None
+    }
     posts = t.filter(pa.array(is_post))
-    found = [(o, *by_id[k]) for k, o in zip(posts.column("key").to_pylist(), posts.column("order").to_pylist())
-             if k in by_id]
-    acct = notes(np.array([o for o, _, _ in found], np.int64), acct_created=[c for _, c, _ in found],
-                 acct_followers=[f for _, _, f in found])
+    found = [
+        (o, *by_id[k]) for k, o in zip(posts.column("key").to_pylist(), posts.column("order").to_pylist()) if k in by_id
+    ]
+    acct = notes(
+        np.array([o for o, _, _ in found], np.int64),
+        acct_created=[c for _, c, _ in found],
+        acct_followers=[f for _, _, f in found],
+    )
     new_users = account.filter(pc.greater_equal(account.column("order"), 0)).select(USERS.names)
     return pa.concat_tables([_pad(acct, ACCOUNTS), _pad(new_users, ACCOUNTS)])
 
 
 def _pad(t: pa.Table, schema: pa.Schema) -> pa.Table:
     """``t`` with ``schema``'s other columns added as nulls."""
-    return pa.table({f.name: t.column(f.name).cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
-                     for f in schema}, schema=schema)
+    return pa.table(
+        {
+            f.name: t.column(f.name).cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
+            for f in schema
+        },
+        schema=schema,
+    )
 
 
 def epoch_or_none(col: pa.ChunkedArray) -> list[float | None]:
@@ -223,18 +261,29 @@ def epoch_or_none(col: pa.ChunkedArray) -> list[float | None]:
     return [None if np.isnan(s) else float(s) for s in secs]
 
 
-def notes(order: np.ndarray, reason: np.ndarray | None = None, copies: np.ndarray | None = None,
-          acct_created: np.ndarray | None = None, acct_followers: list | None = None) -> pa.Table:
+def notes(
+    order: np.ndarray,
+    reason: np.ndarray | None = None,
+    copies: np.ndarray | None = None,
+    acct_created: np.ndarray | None = None,
+    acct_followers: list | None = None,
+) -> pa.Table:
     n = len(order)
 
     def col(v, t: pa.DataType) -> pa.Array:
         return pa.nulls(n, t) if v is None else pa.array(v, t)
 
-    return pa.table({"file": pa.array(np.asarray(order, np.int64) >> ORDER_BITS), "order": pa.array(order, pa.int64()),
-                     "reason": col(reason, pa.int8()), "copies": col(copies, pa.int64()),
-                     "acct_created": col(acct_created, pa.float64()),
-                     "acct_followers": col(acct_followers, pa.int64())},
-                    schema=NOTES)
+    return pa.table(
+        {
+            "file": pa.array(np.asarray(order, np.int64) >> ORDER_BITS),
+            "order": pa.array(order, pa.int64()),
+            "reason": col(reason, pa.int8()),
+            "copies": col(copies, pa.int64()),
+            "acct_created": col(acct_created, pa.float64()),
+            "acct_followers": col(acct_followers, pa.int64()),
+        },
+        schema=NOTES,
+    )
 
 
 def finish_source(batch: dict, cfg: IngestConfig, staging: str) -> dict:
@@ -245,8 +294,11 @@ def finish_source(batch: dict, cfg: IngestConfig, staging: str) -> dict:
     cand_file = out / "cand" / f"{index:06d}.parquet"
     cand = pq.read_table(cand_file) if cand_file.exists() else CANDIDATES.empty_table()
     note_files = sorted((out / "notes").glob(f"*/file={index}/*.parquet"))
-    note = ds.dataset([str(f) for f in note_files], schema=NOTES, format="parquet").to_table() if note_files \
+    note = (
+        ds.dataset([str(f) for f in note_files], schema=NOTES, format="parquet").to_table()
+        if note_files
         else NOTES.empty_table()
+    )
     drops = note.filter(pc.is_valid(note.column("reason")))
     dropped_orders, first = np.unique(drops.column("order").to_numpy(), return_index=True)
     counts = Counter(DEDUP_REASONS[int(c)] for c in drops.column("reason").to_numpy()[first])
@@ -256,8 +308,9 @@ def finish_source(batch: dict, cfg: IngestConfig, staging: str) -> dict:
         x = _features(kept, note)
         scores, spam = SpamModel.load(cfg.spam_model).decide(x)
         gone = kept.filter(pa.array(spam)).select(["id", "author_id", "text"]).to_pylist()
-        spam_log = [{**row, "by": "model", "score": round(float(s), 4)}
-                    for row, s in zip(gone, scores[spam])][: cfg.max_rejects_logged]
+        spam_log = [{**row, "by": "model", "score": round(float(s), 4)} for row, s in zip(gone, scores[spam])][
+            : cfg.max_rejects_logged
+        ]
         if spam.any():
             counts["spam_learned"] = int(spam.sum())
         kept = kept.filter(pa.array(~spam))
@@ -274,8 +327,12 @@ def _features(kept: pa.Table, note: pa.Table) -> np.ndarray:
     keys = kept.column("skeleton").to_numpy()
     copies = {int(k): copies_by_order[o] for k, o in zip(keys, order.tolist()) if o in copies_by_order}
     a = note.filter(pc.is_valid(note.column("acct_created")))
-    acct = dict(zip(a.column("order").to_pylist(), zip(a.column("acct_created").to_pylist(),
-                                                         a.column("acct_followers").to_pylist())))
+    acct = dict(
+        zip(
+            a.column("order").to_pylist(),
+            zip(a.column("acct_created").to_pylist(), a.column("acct_followers").to_pylist()),
+        )
+    )
     authors = kept.column("author_id").to_pylist()
     users = {au: Account(*acct[o]) for au, o in zip(authors, order.tolist()) if o in acct and au is not None}
     signals = np.array(kept.column("signals").to_pylist(), dtype=np.float32).reshape(-1, len(TEXT_FEATURES))

@@ -19,7 +19,9 @@ import xxhash
 from roost.corpus.config import IngestConfig
 from roost.corpus.sources import Unit
 
-_MONTHS = {m: i for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)}
+_MONTHS = {
+    m: i for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)
+}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 MAX_ID_CHARS = 64
 
@@ -37,7 +39,7 @@ class RawPost(NamedTuple):
     text: str
     author_id: str | None
     created_at: int | None  # microseconds since the epoch, UTC
-    lang: str | None        # the platform's own language tag, when the record has one
+    lang: str | None  # the platform's own language tag, when the record has one
     reply_to: str | None
     conversation_id: str | None
     is_retweet: bool
@@ -92,8 +94,9 @@ _US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc) - _EPOCH
 _MIN_US, _MAX_US = -62_135_596_800_000_000, 253_402_300_799_000_000
 
 
-def _str(v: Any, field: str, cfg: IngestConfig, required: bool = False, limit: int | None = None,
-         allow_empty: bool = False) -> str | None:
+def _str(
+    v: Any, field: str, cfg: IngestConfig, required: bool = False, limit: int | None = None, allow_empty: bool = False
+) -> str | None:
     if allow_empty and v == "":  # an empty post is a record, dropped later by the "empty" filter
         return v
     if v is None or v == "":
@@ -154,8 +157,13 @@ def tweet_record(obj: Any, cfg: IngestConfig) -> RawPost:
         obj = obj["tweet"]
         get = obj.get
     ext, note = _dict(get("extended_tweet"), "extended_tweet"), _dict(get("note_tweet"), "note_tweet")
-    text = _str(note.get("text") or ext.get("full_text") or get("full_text") or get("text"), "text", cfg,
-                required=True, allow_empty=True)
+    text = _str(
+        note.get("text") or ext.get("full_text") or get("full_text") or get("text"),
+        "text",
+        cfg,
+        required=True,
+        allow_empty=True,
+    )
     tid = _id(get("id_str") or get("id"), "id", cfg, required=True)
     author = get("author_id")
     if author is None:
@@ -177,11 +185,15 @@ def tweet_record(obj: Any, cfg: IngestConfig) -> RawPost:
     if entities:
         ent_urls = _dict(entities, "entities").get("urls")
         if isinstance(ent_urls, list):
-            urls = [u["expanded_url"] for u in ent_urls if isinstance(u, dict) and isinstance(u.get("expanded_url"), str)]
+            urls = [
+                u["expanded_url"] for u in ent_urls if isinstance(u, dict) and isinstance(u.get("expanded_url"), str)
+            ]
     lang = get("lang")
     own = get("moderation")  # the network's own export; API v2 has withheld and possibly_sensitive
     return RawPost(
-        id=tid, text=text, author_id=author,
+        id=tid,
+        text=text,
+        author_id=author,
         created_at=_time(get("created_at")),
         lang=lang if isinstance(lang, str) and 0 < len(lang) <= 8 else None,
         reply_to=reply_to,
@@ -191,7 +203,8 @@ def tweet_record(obj: Any, cfg: IngestConfig) -> RawPost:
         retweet_count=_count(metrics.get("retweet_count", get("retweet_count")), "retweet_count"),
         reply_count=_count(metrics.get("reply_count", get("reply_count")), "reply_count"),
         entity_urls=urls or None,
-        moderation=moderation_label(own) or ("withheld" if get("withheld") else None)
+        moderation=moderation_label(own)
+        or ("withheld" if get("withheld") else None)
         or ("sensitive" if get("possibly_sensitive") is True else None),
     )
 
@@ -229,9 +242,21 @@ def row_record(row: dict, cfg: IngestConfig) -> RawPost:
     c = cfg.columns
     text = _str(row.get(c.text), c.text, cfg, required=True, allow_empty=True)
     tid = _id(row.get(c.id), c.id, cfg, required=True)
-    return RawPost(tid, text, _id(row.get(c.author), c.author, cfg), _time(row.get(c.created_at), c.created_at),
-                   None, _id(row.get(c.reply_to), c.reply_to, cfg), _id(row.get(c.conversation), c.conversation, cfg),
-                   False, None, None, None, None, moderation_label(row.get(c.moderation)))
+    return RawPost(
+        tid,
+        text,
+        _id(row.get(c.author), c.author, cfg),
+        _time(row.get(c.created_at), c.created_at),
+        None,
+        _id(row.get(c.reply_to), c.reply_to, cfg),
+        _id(row.get(c.conversation), c.conversation, cfg),
+        False,
+        None,
+        None,
+        None,
+        None,
+        moderation_label(row.get(c.moderation)),
+    )
 
 
 def text_record(line: bytes, file: str, lineno: int, cfg: IngestConfig) -> RawPost:

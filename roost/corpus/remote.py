@@ -35,8 +35,9 @@ def expand(sources: list[str]) -> list[str]:
             raise FileNotFoundError(f"source {s} does not exist (or these credentials cannot see it)")
         if fs.isdir(path):
             root = PurePosixPath(path.rstrip("/"))
-            found = sorted(p for p in fs.find(path) if not any(
-                x.startswith(".") for x in PurePosixPath(p).relative_to(root).parts))
+            found = sorted(
+                p for p in fs.find(path) if not any(x.startswith(".") for x in PurePosixPath(p).relative_to(root).parts)
+            )
             out += [fs.unstrip_protocol(p) for p in found]
         else:
             out.append(fs.unstrip_protocol(path))

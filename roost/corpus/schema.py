@@ -7,8 +7,8 @@ stages read them with :func:`read_table` and never import ingest code.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -17,12 +17,12 @@ TS = pa.timestamp("us", tz="UTC")
 
 POSTS = pa.schema(
     [
-        ("id", pa.string()),               # platform post id, unique in the corpus
-        ("text", pa.string()),             # normalized, PII scrubbed
+        ("id", pa.string()),  # platform post id, unique in the corpus
+        ("text", pa.string()),  # normalized, PII scrubbed
         ("author_id", pa.string()),
         ("created_at", TS),
-        ("lang", pa.string()),             # ISO 639-1, "und" when unknown
-        ("reply_to", pa.string()),         # id of the post this replies to, or null
+        ("lang", pa.string()),  # ISO 639-1, "und" when unknown
+        ("reply_to", pa.string()),  # id of the post this replies to, or null
         ("conversation_id", pa.string()),  # id of the thread's root post, or null
         ("hashtags", pa.list_(pa.string())),  # lower-cased, without '#'
         ("mentions", pa.list_(pa.string())),  # lower-cased, without '@'
@@ -30,7 +30,7 @@ POSTS = pa.schema(
         ("like_count", pa.int64()),
         ("retweet_count", pa.int64()),
         ("reply_count", pa.int64()),
-        ("source", pa.string()),           # the file it was read from
+        ("source", pa.string()),  # the file it was read from
     ]
 )
 
@@ -40,7 +40,7 @@ THREADS = pa.schema(
         ("thread_id", pa.string()),  # the root post's id
         ("post_id", pa.string()),
         ("parent_id", pa.string()),  # null for the root
-        ("depth", pa.int32()),       # 0 for the root
+        ("depth", pa.int32()),  # 0 for the root
     ]
 )
 
@@ -79,9 +79,12 @@ def read_table(corpus_dir: str | Path, table: str, columns: list[str] | None = N
     return dataset(corpus_dir, table).to_table(columns=columns)
 
 
-def iter_batches(corpus_dir: str | Path, table: str, columns: list[str] | None = None, batch_size: int = 8192) -> Iterator[pa.RecordBatch]:
+def iter_batches(
+    corpus_dir: str | Path, table: str, columns: list[str] | None = None, batch_size: int = 8192
+) -> Iterator[pa.RecordBatch]:
     """Stream a table in record batches: memory stays bounded whatever the corpus size."""
     yield from dataset(corpus_dir, table).to_batches(columns=columns, batch_size=batch_size)
+
 
 # Placeholders ingest writes in place of scrubbed or replaced spans; the tokenizer
 # makes each a single special token.

@@ -120,8 +120,17 @@ def logical_suffix(path: Path) -> str:
 
 def sniff_format(path: Path) -> str:
     """archive | tweets_js | csv | tsv | parquet | text | json (lines or one document)."""
-    by_suffix = {".zip": "archive", ".js": "tweets_js", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet",
-                 ".txt": "text", ".jsonl": "json", ".ndjson": "json", ".json": "json"}
+    by_suffix = {
+        ".zip": "archive",
+        ".js": "tweets_js",
+        ".csv": "csv",
+        ".tsv": "tsv",
+        ".parquet": "parquet",
+        ".txt": "text",
+        ".jsonl": "json",
+        ".ndjson": "json",
+        ".json": "json",
+    }
     fmt = by_suffix.get(logical_suffix(path))
     if fmt:
         return fmt
@@ -161,7 +170,7 @@ def iter_blocks(f: IO[bytes], max_line: int, block: int = 1 << 20) -> Iterator[t
             if len(carry) > max_line:  # skip to the end of this over-long line without holding it
                 while chunk and b"\n" not in chunk:
                     chunk = f.read(block)
-                carry = chunk[chunk.find(b"\n") + 1:] if chunk else b""
+                carry = chunk[chunk.find(b"\n") + 1 :] if chunk else b""
                 yield lineno, None, 1
                 lineno += 1
             continue
@@ -228,8 +237,8 @@ def iter_json_array(f: IO[bytes], name: str, cfg: IngestConfig, skip_prefix: boo
         line += buf.count("\n", pos, eq)
         pos = eq + 1
     skip(" \t\r\n")
-    if buf[pos:pos + 1] != "[":
-        yield bad(name, line, "bad_json", "expected a JSON array", buf[pos:pos + 200])
+    if buf[pos : pos + 1] != "[":
+        yield bad(name, line, "bad_json", "expected a JSON array", buf[pos : pos + 200])
         return
     pos += 1
     item = 0
@@ -247,8 +256,13 @@ def iter_json_array(f: IO[bytes], name: str, cfg: IngestConfig, skip_prefix: boo
             except json.JSONDecodeError as e:
                 if len(buf) - pos > cfg.max_line_bytes or not fill():
                     reason = "truncated_file" if eof else "bad_json"
-                    yield bad(name, line, reason, f"item {item + 1}: {e.msg}; the rest of the file is unreadable",
-                              buf[pos:pos + 200])
+                    yield bad(
+                        name,
+                        line,
+                        reason,
+                        f"item {item + 1}: {e.msg}; the rest of the file is unreadable",
+                        buf[pos : pos + 200],
+                    )
                     return
         item += 1
         yield Unit(name, line, "obj", obj)
@@ -260,9 +274,13 @@ def _account_user(data: bytes) -> dict | None:
     """The archive owner from ``data/account.js`` (``window.YTD.account.part0 = [{"account": {...}}]``)."""
     try:
         body = data.decode("utf-8")
-        acc = json.loads(body[body.index("=") + 1:])[0]["account"]
-        return {"id": str(acc["accountId"]), "username": acc.get("username"),
-                "name": acc.get("accountDisplayName"), "created_at": acc.get("createdAt")}
+        acc = json.loads(body[body.index("=") + 1 :])[0]["account"]
+        return {
+            "id": str(acc["accountId"]),
+            "username": acc.get("username"),
+            "name": acc.get("accountDisplayName"),
+            "created_at": acc.get("createdAt"),
+        }
     except (ValueError, KeyError, IndexError, TypeError):
         return None
 
@@ -287,9 +305,13 @@ def _archive_units(path: Path, name: str, cfg: IngestConfig) -> Iterator[Unit]:
         acc_name = next((m for m in members if m.endswith("data/account.js")), None)
         if acc_name:
             account = _account_user(zf.read(acc_name))
-        tweet_files = sorted(m for m in members
-                             if Path(m).parent.name == "data" and Path(m).name.startswith(("tweets", "tweet.", "tweet-"))
-                             and m.endswith(".js"))
+        tweet_files = sorted(
+            m
+            for m in members
+            if Path(m).parent.name == "data"
+            and Path(m).name.startswith(("tweets", "tweet.", "tweet-"))
+            and m.endswith(".js")
+        )
         if not tweet_files:
             yield bad(name, 0, "missing_field", f"no data/tweets.js in the archive (members: {members[:10]})")
             return
@@ -304,8 +326,12 @@ def _csv_units(f: IO[bytes], name: str, cfg: IngestConfig, delimiter: str) -> It
     reader = csv.DictReader(text, delimiter=delimiter)
     cols = cfg.columns
     if reader.fieldnames is None or cols.text not in reader.fieldnames:
-        yield bad(name, 1, "missing_field",
-                  f"no text column {cols.text!r} (columns: {reader.fieldnames}); set columns.text in the config")
+        yield bad(
+            name,
+            1,
+            "missing_field",
+            f"no text column {cols.text!r} (columns: {reader.fieldnames}); set columns.text in the config",
+        )
         return
     for row in reader:
         yield Unit(name, reader.line_num, "row", row)
@@ -318,8 +344,12 @@ def _parquet_units(path: Path, name: str, cfg: IngestConfig) -> Iterator[Unit]:
         pf = pq.ParquetFile(plain)
         present = set(pf.schema_arrow.names)
         if cfg.columns.text not in present:
-            yield bad(name, 1, "missing_field",
-                      f"no text column {cfg.columns.text!r} (columns: {sorted(present)}); set columns.text in the config")
+            yield bad(
+                name,
+                1,
+                "missing_field",
+                f"no text column {cfg.columns.text!r} (columns: {sorted(present)}); set columns.text in the config",
+            )
             return
         wanted = [c for c in dict.fromkeys(vars(cfg.columns).values()) if c in present]
         row_no = 0
@@ -352,7 +382,11 @@ def expand_sources(sources: list[Path]) -> list[Path]:
         if s.is_dir() and (posts := sample_network_posts(s)) is not None:
             out.append(posts)
         elif s.is_dir():
-            out.extend(p for p in sorted(s.rglob("*")) if p.is_file() and not any(x.startswith(".") for x in p.relative_to(s).parts))
+            out.extend(
+                p
+                for p in sorted(s.rglob("*"))
+                if p.is_file() and not any(x.startswith(".") for x in p.relative_to(s).parts)
+            )
         else:
             out.append(s)
     return out

@@ -38,16 +38,25 @@ SHORTENERS = frozenset(
     "short.io s.id v.gd qr.ae adf.ly shorte.st bitly.com".split()
 )
 # What every post shows, and what only an export with users adds (NaN where the account is unknown).
-TEXT_FEATURES = ("urls", "hashtags", "mentions", "entity_share", "shortener_links", "other_accounts_same_text",
-                 "reply_with_link", "pitch_marks")
+TEXT_FEATURES = (
+    "urls",
+    "hashtags",
+    "mentions",
+    "entity_share",
+    "shortener_links",
+    "other_accounts_same_text",
+    "reply_with_link",
+    "pitch_marks",
+)
 ACCOUNT_FEATURES = ("account_age_days", "followers", "followers_per_year")
 FEATURES = TEXT_FEATURES + ACCOUNT_FEATURES
 MIN_SKELETON_WORDS = 4  # shorter texts ("happy birthday!") repeat across accounts without being spam
 # Digits and ASCII punctuation to spaces: then str.split() gives the words (a regex costs 3x as much per post).
 _NON_WORD = str.maketrans({c: " " for c in string.punctuation + string.digits})
 # A sales pitch's words: money, discounts, calls to act. Not "!!": real posts shout as often as spam does.
-_PITCH = re.compile(r"\$\d|\d+ ?%|\b(?:free|dm|claim|giveaway|click|followback|follow back|link in (?:my )?bio)\b",
-                    re.IGNORECASE)
+_PITCH = re.compile(
+    r"\$\d|\d+ ?%|\b(?:free|dm|claim|giveaway|click|followback|follow back|link in (?:my )?bio)\b", re.IGNORECASE
+)
 _PITCH_HINTS = ("$", "%", "free", "dm", "claim", "giveaway", "click", "follow", "bio")  # in the lower-cased text
 
 
@@ -67,8 +76,14 @@ def accounts_per_skeleton(skeletons: np.ndarray, authors: np.ndarray) -> dict[in
 
 def author_keys(author_ids: list[str | None], post_ids: list[str]) -> np.ndarray:
     """A hash per post's account; a post with no author counts as its own account."""
-    return np.fromiter((xxhash.xxh3_64_intdigest((a if a is not None else "post:" + p).encode())
-                        for a, p in zip(author_ids, post_ids)), np.uint64, len(post_ids))
+    return np.fromiter(
+        (
+            xxhash.xxh3_64_intdigest((a if a is not None else "post:" + p).encode())
+            for a, p in zip(author_ids, post_ids)
+        ),
+        np.uint64,
+        len(post_ids),
+    )
 
 
 @dataclass
@@ -80,12 +95,15 @@ class Account:
 def accounts(users: pa.Table) -> dict[str, Account]:
     """The users table as id -> Account (the last row of an id wins)."""
     d = users.select(["id", "created_at", "followers_count"]).to_pydict()
-    return {i: Account(c.timestamp() if c is not None else None, f)
-            for i, c, f in zip(d["id"], d["created_at"], d["followers_count"])}
+    return {
+        i: Account(c.timestamp() if c is not None else None, f)
+        for i, c, f in zip(d["id"], d["created_at"], d["followers_count"])
+    }
 
 
-def post_signals(texts: list[str], urls: list, hashtags: list, mentions: list, reply_to: list) -> tuple[np.ndarray,
-                                                                                                      np.ndarray]:
+def post_signals(
+    texts: list[str], urls: list, hashtags: list, mentions: list, reply_to: list
+) -> tuple[np.ndarray, np.ndarray]:
     """(skeleton keys, TEXT_FEATURES rows with ``other_accounts_same_text`` left 0) of a batch of posts: the part
     that needs only the post, computed in ingest's workers; :func:`features` completes the rows at run end."""
     keys = np.fromiter(map(skeleton_key, texts), np.uint64, len(texts))
@@ -93,9 +111,16 @@ def post_signals(texts: list[str], urls: list, hashtags: list, mentions: list, r
     for i, text in enumerate(texts):
         u, t, m = urls[i] or [], hashtags[i] or [], mentions[i] or []
         shorteners = sum((urlsplit(x).hostname or "").removeprefix("www.") in SHORTENERS for x in u)
-        out[i] = (math.log1p(len(u)), math.log1p(len(t)), math.log1p(len(m)),
-                  min(1.0, (len(u) + len(t) + len(m)) / max(1, len(text.split()))), shorteners, 0.0,
-                  float(reply_to[i] is not None and bool(u)), math.log1p(_pitch_marks(text)))
+        out[i] = (
+            math.log1p(len(u)),
+            math.log1p(len(t)),
+            math.log1p(len(m)),
+            min(1.0, (len(u) + len(t) + len(m)) / max(1, len(text.split()))),
+            shorteners,
+            0.0,
+            float(reply_to[i] is not None and bool(u)),
+            math.log1p(_pitch_marks(text)),
+        )
     return keys, out
 
 
@@ -104,13 +129,19 @@ def _pitch_marks(text: str) -> int:
     return len(_PITCH.findall(text)) if any(h in low for h in _PITCH_HINTS) else 0
 
 
-def features(signals: np.ndarray, keys: np.ndarray, copies: dict[int, int], authors: list[str | None],
-             times: np.ndarray, users: dict[str, Account]) -> np.ndarray:
+def features(
+    signals: np.ndarray,
+    keys: np.ndarray,
+    copies: dict[int, int],
+    authors: list[str | None],
+    times: np.ndarray,
+    users: dict[str, Account],
+) -> np.ndarray:
     """FEATURES rows: ``signals`` from :func:`post_signals` with the run-wide copy counts filled in and each
     post's account (NaN where the export has none), from its author and posting time (epoch seconds, NaN if
     unknown: :func:`epoch_seconds`)."""
     out = np.full((len(signals), len(FEATURES)), np.nan)
-    out[:, :len(TEXT_FEATURES)] = signals
+    out[:, : len(TEXT_FEATURES)] = signals
     col = TEXT_FEATURES.index("other_accounts_same_text")
     out[:, col] = np.log1p([max(0, copies.get(int(k), 1) - 1) for k in keys])
     for i, (author, t) in enumerate(zip(authors, times)):
@@ -118,8 +149,11 @@ def features(signals: np.ndarray, keys: np.ndarray, copies: dict[int, int], auth
         if acct is not None and acct.created_at is not None and not math.isnan(t):
             age = max(0.0, (t - acct.created_at) / 86_400)
             followers = acct.followers or 0
-            out[i, len(TEXT_FEATURES):] = (math.log1p(age), math.log1p(followers),
-                                           math.log1p(followers / max(age / 365, 1 / 12)))
+            out[i, len(TEXT_FEATURES) :] = (
+                math.log1p(age),
+                math.log1p(followers),
+                math.log1p(followers / max(age / 365, 1 / 12)),
+            )
     return out
 
 
@@ -180,18 +214,21 @@ class SpamModel:
 
     def decide(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(P(spam), is spam) per row of FEATURES."""
-        known = ~np.isnan(x[:, len(TEXT_FEATURES):]).any(1)
+        known = ~np.isnan(x[:, len(TEXT_FEATURES) :]).any(1)
         scores = np.empty(len(x))
         scores[known] = self.accounts.scores(x[known])
-        scores[~known] = self.text.scores(x[~known, :len(TEXT_FEATURES)])
+        scores[~known] = self.text.scores(x[~known, : len(TEXT_FEATURES)])
         return scores, scores >= np.where(known, self.accounts.threshold, self.text.threshold)
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, max_good_dropped: float = 0.001, trained_on: str = "") -> SpamModel:
         """Fit both heads on labelled rows (y = 1 spam); the account head on the rows that have one."""
-        known = ~np.isnan(x[:, len(TEXT_FEATURES):]).any(1)
-        return cls(Head.fit(FEATURES, x[known], y[known], max_good_dropped),
-                   Head.fit(TEXT_FEATURES, x[:, :len(TEXT_FEATURES)], y, max_good_dropped), trained_on)
+        known = ~np.isnan(x[:, len(TEXT_FEATURES) :]).any(1)
+        return cls(
+            Head.fit(FEATURES, x[known], y[known], max_good_dropped),
+            Head.fit(TEXT_FEATURES, x[:, : len(TEXT_FEATURES)], y, max_good_dropped),
+            trained_on,
+        )
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
@@ -204,9 +241,12 @@ class SpamModel:
         d = json.loads(path.read_text())
         model = cls(Head(**d["accounts"]), Head(**d["text"]), d.get("trained_on", ""))
         if (tuple(model.accounts.features), tuple(model.text.features)) != (FEATURES, TEXT_FEATURES):
-            raise UserError(f"spam model {path} was trained on other features than this roost computes "
-                             f"({list(FEATURES)}); retrain it (bench/spam.py --write)")
+            raise UserError(
+                f"spam model {path} was trained on other features than this roost computes "
+                f"({list(FEATURES)}); retrain it (bench/spam.py --write)"
+            )
         return model
+
 
 def drop_learned_spam(folder: Path, shards: list[str], model: SpamModel, x: np.ndarray) -> tuple[int, list[dict]]:
     """Rewrite the run's new post shards without the posts ``model`` calls spam; ``x`` holds their FEATURES rows
@@ -219,7 +259,7 @@ def drop_learned_spam(folder: Path, shards: list[str], model: SpamModel, x: np.n
     n, log, start = 0, [], 0
     for name in shards:
         rows = pq.read_metadata(folder / name).num_rows
-        mine, mine_scores = spam[start:start + rows], scores[start:start + rows]
+        mine, mine_scores = spam[start : start + rows], scores[start : start + rows]
         start += rows
         if mine.any():
             table = pq.read_table(folder / name)

@@ -37,7 +37,7 @@ class CorpusStats:
     thread_depths: Counter = field(default_factory=Counter)
     threads: int = 0
     counts: dict = field(default_factory=dict)
-    handles: dict = field(default_factory=dict)      # author id -> username, for the top authors
+    handles: dict = field(default_factory=dict)  # author id -> username, for the top authors
     spam_hashtags: Counter = field(default_factory=Counter)  # hashtags of the posts dropped as spam
 
     def spam_like(self, tag: str) -> bool:
@@ -91,8 +91,10 @@ def format_stats(s: CorpusStats, top: int = 10) -> str:
     c = s.counts
     lines = [f"posts: {s.posts:,}   threads: {s.threads:,}   users: {c.get('users', 0):,}", ""]
     lines += _table("by language:", s.by_lang.most_common(top), s.posts) + [""]
-    days = [("no date" if d is None else str(d), n)
-            for d, n in sorted(s.by_day.items(), key=lambda kv: (kv[0] is None, str(kv[0])))]
+    days = [
+        ("no date" if d is None else str(d), n)
+        for d, n in sorted(s.by_day.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
+    ]
     if len(days) > 2 * top:
         middle = days[top:-top]
         days = days[:top] + [(f"... {len(middle)} more days", sum(n for _, n in middle))] + days[-top:]
@@ -101,17 +103,21 @@ def format_stats(s: CorpusStats, top: int = 10) -> str:
     spammy = [k for k, _ in tags if s.spam_like(k)]
     lines += _table("top hashtags:", [(f"#{k}" + ("  (spam-like)" if k in spammy else ""), v) for k, v in tags])
     if tags and len(spammy) * 2 >= len(tags):
-        lines.append(f"  WARNING: spam-like tags are {len(spammy)} of the top {len(tags)} hashtags "
-                     f"({', '.join('#' + k for k in spammy)}): spam is likely getting through ingest's filters; "
-                     "see corpus/spam.jsonl for what was dropped and the spam_* settings of the ingest config")
+        lines.append(
+            f"  WARNING: spam-like tags are {len(spammy)} of the top {len(tags)} hashtags "
+            f"({', '.join('#' + k for k in spammy)}): spam is likely getting through ingest's filters; "
+            "see corpus/spam.jsonl for what was dropped and the spam_* settings of the ingest config"
+        )
     lines.append("")
     lines += _table("top authors:", [(_author(k, s.handles), v) for k, v in s.authors.most_common(top)]) + [""]
     lines += _table("thread depths (posts at each depth):", sorted(s.thread_depths.items())) + [""]
     read, kept = c.get("read", 0), c.get("kept", 0)
     dropped, malformed = c.get("dropped", {}), c.get("malformed", {})
-    lines.append(f"accounting: read {read:,} = kept {kept:,} + dropped {sum(dropped.values()):,} "
-                 f"+ malformed {sum(malformed.values()):,}"
-                 + ("" if read == kept + sum(dropped.values()) + sum(malformed.values()) else "   (DOES NOT ADD UP)"))
+    lines.append(
+        f"accounting: read {read:,} = kept {kept:,} + dropped {sum(dropped.values()):,} "
+        f"+ malformed {sum(malformed.values()):,}"
+        + ("" if read == kept + sum(dropped.values()) + sum(malformed.values()) else "   (DOES NOT ADD UP)")
+    )
     lines += _table("dropped:", sorted(dropped.items(), key=lambda kv: -kv[1]), read)
     lines += _table("malformed:", sorted(malformed.items(), key=lambda kv: -kv[1]), read)
     return "\n".join(lines)

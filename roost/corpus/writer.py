@@ -67,7 +67,6 @@ class ShardWriter:
             self._writer = None
 
 
-
 def _parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     # dictionary-encode only the columns with few distinct values (ids and texts gain nothing)
     dict_cols = [c for c in ("lang", "source", "author_id") if c in schema.names]

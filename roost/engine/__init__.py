@@ -4,5 +4,15 @@ from roost.engine.kv_cache import KVCache
 from roost.engine.sampling import ParamError, SamplingParams, TokenLogprob
 from roost.engine.scheduler import ContextLengthError, Engine, EngineConfig, Event, QueueFull, Request
 
-__all__ = ["ContextLengthError", "Engine", "EngineConfig", "Event", "KVCache", "ParamError", "QueueFull",
-           "Request", "SamplingParams", "TokenLogprob"]
+__all__ = [
+    "ContextLengthError",
+    "Engine",
+    "EngineConfig",
+    "Event",
+    "KVCache",
+    "ParamError",
+    "QueueFull",
+    "Request",
+    "SamplingParams",
+    "TokenLogprob",
+]

@@ -19,13 +19,13 @@ class TextStream:
         self._decode = decode
         self._stop = stop
         self.ids: list[int] = []
-        self.text = ""          # all text released so far
-        self.stopped = False    # a stop string matched
+        self.text = ""  # all text released so far
+        self.stopped = False  # a stop string matched
         self._base, self._base_text = 0, ""  # ids[:_base] decode to _base_text, ending on a whole character
 
     def _full(self) -> str:
         """The decoded text of all ids; only the ids after the last whole-character point are decoded again."""
-        return self._base_text + self._decode(self.ids[self._base:])
+        return self._base_text + self._decode(self.ids[self._base :])
 
     def add(self, token_id: int) -> str:
         """Add a token; return the text that became final (maybe empty). Sets ``stopped`` on a stop string."""
@@ -39,8 +39,8 @@ class TextStream:
             hits = [i for i in (ready.find(s, start) for s in self._stop) if i >= 0]
             if hits:
                 self.stopped = True
-                return self._release(ready[:min(hits)])
-            ready = ready[:len(ready) - self._held(ready)]
+                return self._release(ready[: min(hits)])
+            ready = ready[: len(ready) - self._held(ready)]
         return self._release(ready)
 
     def flush(self) -> str:
@@ -58,6 +58,6 @@ class TextStream:
     def _release(self, text: str) -> str:
         if len(text) <= len(self.text):
             return ""
-        delta = text[len(self.text):]
+        delta = text[len(self.text) :]
         self.text = text
         return delta

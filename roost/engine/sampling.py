@@ -6,8 +6,8 @@ else shares the decode step.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 
@@ -15,16 +15,16 @@ import torch
 @dataclass
 class SamplingParams:
     max_tokens: int = 16
-    temperature: float = 1.0          # 0: greedy
-    top_k: int = 0                    # 0: no top-k cut
+    temperature: float = 1.0  # 0: greedy
+    top_k: int = 0  # 0: no top-k cut
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
-    logprobs: int | None = None       # None: no logprobs; k >= 0: the chosen token's plus the top k
+    logprobs: int | None = None  # None: no logprobs; k >= 0: the chosen token's plus the top k
     n: int = 1
-    ignore_eos: bool = False          # keep going past end-of-text tokens (benchmarks: a fixed length)
+    ignore_eos: bool = False  # keep going past end-of-text tokens (benchmarks: a fixed length)
 
     def validate(self) -> None:
         """Raise ValueError naming the parameter that is out of range."""
@@ -37,7 +37,7 @@ class SamplingParams:
             ("frequency_penalty", -2 <= self.frequency_penalty <= 2, "must be in [-2, 2]"),
             ("logprobs", self.logprobs is None or 0 <= self.logprobs <= 20, "must be in [0, 20]"),
             ("n", self.n >= 1, "must be >= 1"),
-            ("seed", self.seed is None or -2**63 <= self.seed < 2**63, "must be a 64-bit integer"),
+            ("seed", self.seed is None or -(2**63) <= self.seed < 2**63, "must be a 64-bit integer"),
             ("stop", all(isinstance(s, str) and s for s in self.stop), "must be non-empty strings"),
         ]
         for name, ok, why in checks:
@@ -57,7 +57,7 @@ class ParamError(ValueError):
 class TokenLogprob:
     token_id: int
     logprob: float
-    top: list[tuple[int, float]]      # (token id, logprob), best first
+    top: list[tuple[int, float]]  # (token id, logprob), best first
 
 
 class Sampler:
@@ -103,6 +103,9 @@ class Sampler:
             self.counts[token] += 1
         if p.logprobs is not None:
             top = torch.topk(logprobs, p.logprobs) if p.logprobs else None
-            lp = TokenLogprob(token, float(logprobs[token]),
-                              list(zip(top.indices.tolist(), top.values.tolist())) if top is not None else [])
+            lp = TokenLogprob(
+                token,
+                float(logprobs[token]),
+                list(zip(top.indices.tolist(), top.values.tolist())) if top is not None else [],
+            )
         return token, lp

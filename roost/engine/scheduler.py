@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EngineConfig:
-    slots: int = 8            # sequences decoded together
-    queue: int = 64           # requests waiting for slots before submit() refuses
+    slots: int = 8  # sequences decoded together
+    queue: int = 64  # requests waiting for slots before submit() refuses
     max_len: int | None = None  # cache length per slot; default: the model's context window
     prefill_tokens: int = 4096  # prompts prefilled in one forward, counting padding, at most
 
@@ -54,7 +54,7 @@ class Event:
     text: str
     token_ids: list[int]
     logprobs: list[TokenLogprob]
-    finish_reason: str | None = None   # "stop" | "length" | "error"
+    finish_reason: str | None = None  # "stop" | "length" | "error"
 
 
 class Request:
@@ -120,8 +120,8 @@ class _Sequence:
     slot: int
     sampler: Sampler
     stream: TextStream
-    length: int = 0          # tokens in the cache
-    last_token: int = 0      # sampled, not yet in the cache
+    length: int = 0  # tokens in the cache
+    last_token: int = 0  # sampled, not yet in the cache
     generated: int = 0
 
 
@@ -137,13 +137,19 @@ class Engine:
         if self.max_len > mc.max_seq_len:
             raise ValueError(f"max_len {self.max_len} is past the model's context window {mc.max_seq_len}")
         p = next(model.parameters())
-        self.cache = KVCache(mc.n_layer, self.config.slots, mc.n_kv_head, self.max_len, mc.head_dim,
-                             dtype=p.dtype, device=p.device)
+        self.cache = KVCache(
+            mc.n_layer, self.config.slots, mc.n_kv_head, self.max_len, mc.head_dim, dtype=p.dtype, device=p.device
+        )
         self.device = p.device
         self.vocab_size = mc.vocab_size
         # A generated end of turn, end of text or new turn ends the choice; its text is never shown.
-        self.stop_ids = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id, tokenizer.end_id,
-                         *tokenizer.role_ids.values()}
+        self.stop_ids = {
+            tokenizer.bos_id,
+            tokenizer.eos_id,
+            tokenizer.pad_id,
+            tokenizer.end_id,
+            *tokenizer.role_ids.values(),
+        }
         self._free = list(range(self.config.slots))
         self._waiting: deque[Request] = deque()
         self._running: list[_Sequence] = []
@@ -172,15 +178,18 @@ class Engine:
             raise ParamError("n", f"n={params.n} is more than this server's {self.config.slots} slots")
         if len(prompt_ids) + params.max_tokens > self.max_len:
             raise ContextLengthError(
-                "max_tokens", f"this model's context window is {self.max_len} tokens; the prompt has "
+                "max_tokens",
+                f"this model's context window is {self.max_len} tokens; the prompt has "
                 f"{len(prompt_ids)} and max_tokens asks for {params.max_tokens} more "
-                f"({len(prompt_ids) + params.max_tokens} in all). Shorten the prompt or lower max_tokens.")
+                f"({len(prompt_ids) + params.max_tokens} in all). Shorten the prompt or lower max_tokens.",
+            )
         bad = [t for t in prompt_ids if not 0 <= t < self.vocab_size]
         if bad:
             raise ParamError("prompt", f"token id {bad[0]} is outside the vocabulary [0, {self.vocab_size})")
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams,
-               loop: asyncio.AbstractEventLoop | None = None) -> Request:
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Request:
         """Queue a request; raises ParamError for bad input and QueueFull when the queue is full."""
         self.check(prompt_ids, params)
         request = Request(list(prompt_ids), params, loop)
@@ -271,7 +280,7 @@ class Engine:
         lengths = [len(request.prompt_ids) for request, _ in batch]
         ids = torch.full((len(batch), max(lengths)), self.tokenizer.pad_id, dtype=torch.long)
         for row, (request, _) in enumerate(batch):
-            ids[row, :lengths[row]] = torch.tensor(request.prompt_ids)
+            ids[row, : lengths[row]] = torch.tensor(request.prompt_ids)
         ids = ids.to(self.device)
         positions = torch.arange(ids.shape[1], device=self.device).expand_as(ids)
         self.cache.begin([slots[0] for _, slots in batch], positions)
@@ -284,8 +293,14 @@ class Engine:
                 if i:
                     self.cache.copy_slot(slots[0], slot, lengths[row])
                 seed = None if p.seed is None else p.seed + i
-                seq = _Sequence(request, i, slot, Sampler(p, self.vocab_size, seed, self.tokenizer.placeholder_ids),
-                                TextStream(self.tokenizer.decode, p.stop), length=lengths[row])
+                seq = _Sequence(
+                    request,
+                    i,
+                    slot,
+                    Sampler(p, self.vocab_size, seed, self.tokenizer.placeholder_ids),
+                    TextStream(self.tokenizer.decode, p.stop),
+                    length=lengths[row],
+                )
                 self._running.append(seq)
                 self._accept(seq, *seq.sampler(logits[row]))
 
@@ -332,8 +347,9 @@ class Engine:
         else:
             seq.request._emit(Event(seq.index, text, [token], lps))
 
-    def _finish(self, seq: _Sequence, reason: str, token_ids: list[int] = (), logprobs: list = (),
-                text: str = "") -> None:
+    def _finish(
+        self, seq: _Sequence, reason: str, token_ids: list[int] = (), logprobs: list = (), text: str = ""
+    ) -> None:
         text += seq.stream.flush() if reason != "error" else ""
         self._running.remove(seq)
         heapq.heappush(self._free, seq.slot)

@@ -26,8 +26,12 @@ from roost.errors import UserError
 from roost.workspace import Workspace
 
 # Question templates the sample generator never writes ({s}: a topic bank subject).
-EVAL_TEMPLATES = ("What's your take on {s}?", "Can you tell me about {s}?", "How do you feel about {s} lately?",
-                  "Any advice on {s}?")
+EVAL_TEMPLATES = (
+    "What's your take on {s}?",
+    "Can you tell me about {s}?",
+    "How do you feel about {s} lately?",
+    "Any advice on {s}?",
+)
 _LEADING = re.compile(r"^(?:\s*@\w+)+\s*")
 
 
@@ -46,8 +50,10 @@ def held_out_questions(n: int, seed: int = 0) -> list[tuple[str, str]]:
     from roost.sample.topics import BANKS, TOPICS
 
     rng = random.Random(seed)
-    return [(rng.choice(EVAL_TEMPLATES).format(s=rng.choice(BANKS[t].subjects)).capitalize(), t)
-            for t in (TOPICS[i % len(TOPICS)] for i in range(n))]
+    return [
+        (rng.choice(EVAL_TEMPLATES).format(s=rng.choice(BANKS[t].subjects)).capitalize(), t)
+        for t in (TOPICS[i % len(TOPICS)] for i in range(n))
+    ]
 
 
 def train_judges(ws: Workspace, truth_dir: Path):
@@ -61,18 +67,25 @@ def train_judges(ws: Workspace, truth_dir: Path):
 
     truth = {r["id"]: r for r in map(json.loads, (truth_dir / "post_topics.jsonl").read_text().splitlines())}
     posts = read_table(ws.corpus, "posts", ["id", "text"]).to_pydict()
-    rows = [(_LEADING.sub("", text), truth[i]) for i, text in zip(posts["id"], posts["text"])
-            if i in truth and truth[i]["kind"] in ("post", "reply") and truth[i]["lang"] == "en"]
+    rows = [
+        (_LEADING.sub("", text), truth[i])
+        for i, text in zip(posts["id"], posts["text"])
+        if i in truth and truth[i]["kind"] in ("post", "reply") and truth[i]["lang"] == "en"
+    ]
     if len(rows) < 50:
-        raise UserError(f"only {len(rows)} English organic posts of the corpus are in {truth_dir}: "
-                         "the corpus is not the sample network's")
+        raise UserError(
+            f"only {len(rows)} English organic posts of the corpus are in {truth_dir}: "
+            "the corpus is not the sample network's"
+        )
 
     held = [k % 5 == 0 for k in range(len(rows))]
     judges, accuracy = [], {}
     for field in ("topic", "kind"):
         x, y = [t for t, _ in rows], [r[field] for _, r in rows]
-        judge = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                              LogisticRegression(max_iter=500, class_weight="balanced"))
+        judge = make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+            LogisticRegression(max_iter=500, class_weight="balanced"),
+        )
         judge.fit([a for a, h in zip(x, held) if not h], [b for b, h in zip(y, held) if not h])
         test = [(a, b) for a, b, h in zip(x, y, held) if h]
         accuracy[field] = float(sum(p == b for p, (_, b) in zip(judge.predict([a for a, _ in test]), test)) / len(test))
@@ -89,10 +102,15 @@ def answer(ws: Workspace, questions: list[str], cfg: ChatEvalConfig) -> list[str
     tok = load_tokenizer(ws.model)
     engine = Engine(load_hf(ws.model), tok, EngineConfig(slots=8, queue=len(questions)))
     try:
-        requests = [engine.submit(tok.encode_chat([{"role": "user", "content": q}], add_generation_prompt=True)[0],
-                                  SamplingParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature,
-                                                 top_p=cfg.top_p, seed=cfg.seed + i))
-                    for i, q in enumerate(questions)]
+        requests = [
+            engine.submit(
+                tok.encode_chat([{"role": "user", "content": q}], add_generation_prompt=True)[0],
+                SamplingParams(
+                    max_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + i
+                ),
+            )
+            for i, q in enumerate(questions)
+        ]
         return ["".join(e.text for e in r).strip() for r in requests]
     finally:
         engine.close()
@@ -121,5 +139,7 @@ def eval_chat(ws: Workspace, truth_dir: Path, cfg: ChatEvalConfig | None = None)
     answers = answer(ws, [q for q, _ in pairs], cfg)
     out = score(pairs, answers, topic_judge, reply_judge, corpus)
     out["judge_accuracy"] = accuracy  # on held-out corpus posts: how far the two judges can be trusted
-    out["examples"] = [{"question": q, "topic": t, "answer": a} for (q, t), a in list(zip(pairs, answers))[:cfg.examples]]
+    out["examples"] = [
+        {"question": q, "topic": t, "answer": a} for (q, t), a in list(zip(pairs, answers))[: cfg.examples]
+    ]
     return out

@@ -27,14 +27,14 @@ Split = tuple[list[str], np.ndarray]
 
 @dataclass
 class ClassifyConfig:
-    max_train: int = 5000      # training examples per task (the first N of the train split)
+    max_train: int = 5000  # training examples per task (the first N of the train split)
     max_val: int | None = None
     finetune_steps: int = 200  # 0 skips the fine-tune
     batch_size: int = 16
     body_lr: float = 3e-4
     head_lr: float = 3e-3
     weight_decay: float = 0.01
-    max_len: int = 64          # tokens per text, <|bos|> included
+    max_len: int = 64  # tokens per text, <|bos|> included
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -48,8 +48,10 @@ class ClassifyConfig:
 def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
-    return {"accuracy": float(accuracy_score(y_true, y_pred)),
-            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
 
 
 def tfidf_baseline(train: Split, val: Split) -> dict[str, float]:
@@ -57,8 +59,9 @@ def tfidf_baseline(train: Split, val: Split) -> dict[str, float]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
-                        LogisticRegression(max_iter=2000))
+    clf = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True), LogisticRegression(max_iter=2000)
+    )
     clf.fit(*train)
     return scores(val[1], clf.predict(val[0]))
 
@@ -88,12 +91,14 @@ class SequenceClassifier(nn.Module):
 
 def encode(tokenizer, texts: list[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``<|bos|>`` + tokens, right-padded, and the mask to pool over, as :class:`roost.embeddings.TextEmbedder` does."""
-    return pad_rows([[tokenizer.bos_id, *ids[: max_len - 1]] for ids in tokenizer.encode_batch(texts)],
-                    tokenizer.pad_id)
+    return pad_rows(
+        [[tokenizer.bos_id, *ids[: max_len - 1]] for ids in tokenizer.encode_batch(texts)], tokenizer.pad_id
+    )
 
 
-def finetune(model_dir: str | Path, train: Split, val: Split, n_classes: int, cfg: ClassifyConfig,
-             desc: str = "finetune") -> dict[str, float]:
+def finetune(
+    model_dir: str | Path, train: Split, val: Split, n_classes: int, cfg: ClassifyConfig, desc: str = "finetune"
+) -> dict[str, float]:
     """Train the served model plus a head on ``train`` for ``cfg.finetune_steps`` steps; score on ``val``."""
     from tqdm import tqdm
 
@@ -104,10 +109,13 @@ def finetune(model_dir: str | Path, train: Split, val: Split, n_classes: int, cf
     tokenizer = load_tokenizer(model_dir)
     model = SequenceClassifier(load_hf(model_dir), n_classes)
     max_len = min(cfg.max_len, model.body.config.max_seq_len)
-    optimizer = torch.optim.AdamW([
-        {"params": model.body.parameters(), "lr": cfg.body_lr},
-        {"params": model.head.parameters(), "lr": cfg.head_lr},
-    ], weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.body.parameters(), "lr": cfg.body_lr},
+            {"params": model.head.parameters(), "lr": cfg.head_lr},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
     texts, labels = train
     rng = random.Random(cfg.seed)
     order: list[int] = []

@@ -16,7 +16,11 @@ from roost.workspace import Workspace
 
 
 def validation_loss(
-    ws: Workspace, *, max_tokens: int = 262_144, seq_len: int = 256, batch_size: int = 8,
+    ws: Workspace,
+    *,
+    max_tokens: int = 262_144,
+    seq_len: int = 256,
+    batch_size: int = 8,
     dtype: torch.dtype = torch.float32,
 ) -> dict:
     """``{"val_loss", "val_bpb", "tokens", "params", "source"}`` over up to ``max_tokens`` validation tokens.
@@ -37,15 +41,25 @@ def validation_loss(
     seq_len = min(seq_len, model.config.max_seq_len)
     val = TokenShards(ws.tokens, "val")
     if val.vocab_size != model.config.vocab_size:
-        raise UserError(f"{ws.model} has a vocabulary of {model.config.vocab_size} but the token shards in "
-                         f"{ws.tokens} use {val.vocab_size}: they come from different tokenizers")
+        raise UserError(
+            f"{ws.model} has a vocabulary of {model.config.vocab_size} but the token shards in "
+            f"{ws.tokens} use {val.vocab_size}: they come from different tokenizers"
+        )
     # fewer, shorter rows when the validation split is small, so at least one full batch exists
     while batch_size > 1 and val.num_tokens < batch_size * (seq_len + 1):
         batch_size //= 2
     while seq_len > 16 and val.num_tokens < batch_size * (seq_len + 1):
         seq_len //= 2
-    loader = PackedLoader(val.shards, val.doc_starts, seq_len, batch_size, shuffle=False, name="val",
-                          device=torch.device("cpu"), ignore_targets=placeholder_ids(ws.model))  # as training
+    loader = PackedLoader(
+        val.shards,
+        val.doc_starts,
+        seq_len,
+        batch_size,
+        shuffle=False,
+        name="val",
+        device=torch.device("cpu"),
+        ignore_targets=placeholder_ids(ws.model),
+    )  # as training
     batches = max(1, math.ceil(max_tokens / (batch_size * seq_len)))
     autocast = autocast_for(torch.device("cpu"), dtype)
     evaluator = Evaluator(loader, batches, ws.model, autocast)  # the model folder carries the tokenizer

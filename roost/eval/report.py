@@ -50,8 +50,13 @@ def plot_tweeteval(tasks: dict, metric: str, out: Path) -> Path:
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) + 2), 4))
     for i, ((key, label), color) in enumerate(zip(methods, COLORS)):
-        ax.bar(x + (i - (len(methods) - 1) / 2) * width, [tasks[n].get(key, {}).get(metric, 0) for n in names],
-               width, label=label, color=color)
+        ax.bar(
+            x + (i - (len(methods) - 1) / 2) * width,
+            [tasks[n].get(key, {}).get(metric, 0) for n in names],
+            width,
+            label=label,
+            color=color,
+        )
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel(metric.replace("_", "-"))
     ax.set_ylim(0, 1)
@@ -126,9 +131,12 @@ def write_report(results: dict, ws: Workspace, out_dir: Path, run: str = "pretra
 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "results.json", results)
-    parts = [f"<h1>roost evaluation</h1><p class='muted'>workspace {html.escape(str(ws.root))} · "
-             f"{html.escape(results['created'])} · seconds per part: "
-             + html.escape(", ".join(f"{k} {v}" for k, v in results["seconds"].items())) + "</p>"]
+    parts = [
+        f"<h1>roost evaluation</h1><p class='muted'>workspace {html.escape(str(ws.root))} · "
+        f"{html.escape(results['created'])} · seconds per part: "
+        + html.escape(", ".join(f"{k} {v}" for k, v in results["seconds"].items()))
+        + "</p>"
+    ]
 
     parts.append("<h2>Language model</h2>")
     lm = results.get("lm")
@@ -136,8 +144,12 @@ def write_report(results: dict, ws: Workspace, out_dir: Path, run: str = "pretra
     if (note := _absent(lm)) is not None:
         parts.append(note)
     else:
-        parts.append(_table(["served model", "validation loss (nats/token)", "bits per byte", "tokens", "parameters"],
-                            [[lm["source"], lm["val_loss"], lm.get("val_bpb", float("nan")), lm["tokens"], lm["params"]]]))
+        parts.append(
+            _table(
+                ["served model", "validation loss (nats/token)", "bits per byte", "tokens", "parameters"],
+                [[lm["source"], lm["val_loss"], lm.get("val_bpb", float("nan")), lm["tokens"], lm["params"]]],
+            )
+        )
     if metrics.is_file():
         plot_losses(metrics, out_dir / "loss.png", title=f"training run {run}")
         parts.append("<img src='loss.png' alt='loss curve'>")
@@ -147,12 +159,23 @@ def write_report(results: dict, ws: Workspace, out_dir: Path, run: str = "pretra
     if (note := _absent(chat)) is not None:
         parts.append(note)
     else:
-        parts.append(_table(["questions", "on topic", "a reply, not a new post", "repeats another answer",
-                             "a corpus post verbatim"],
-                            [[chat["questions"], chat["on_topic"], chat["reply_share"], chat["repetition"],
-                              chat["echo_corpus"]]]))
-        parts.append(_table(["question", "topic", "answer"], [[e["question"], e["topic"], e["answer"]]
-                                                              for e in chat["examples"]]))
+        parts.append(
+            _table(
+                [
+                    "questions",
+                    "on topic",
+                    "a reply, not a new post",
+                    "repeats another answer",
+                    "a corpus post verbatim",
+                ],
+                [[chat["questions"], chat["on_topic"], chat["reply_share"], chat["repetition"], chat["echo_corpus"]]],
+            )
+        )
+        parts.append(
+            _table(
+                ["question", "topic", "answer"], [[e["question"], e["topic"], e["answer"]] for e in chat["examples"]]
+            )
+        )
 
     parts.append("<h2>TweetEval classification</h2>")
     tw = results.get("tweeteval")
@@ -162,17 +185,23 @@ def write_report(results: dict, ws: Workspace, out_dir: Path, run: str = "pretra
         tasks = tw["tasks"]
         methods = [(k, label) for k, label in METHODS if any(k in r for r in tasks.values())]
         cols = ["task", "train", "val"] + [f"{label} {m}" for m in ("acc", "F1") for _, label in methods]
-        rows = [[name, r["n_train"], r["n_val"]] + [r[k][metric] for metric in ("accuracy", "macro_f1")
-                                                    for k, _ in methods] for name, r in tasks.items()]
+        rows = [
+            [name, r["n_train"], r["n_val"]] + [r[k][metric] for metric in ("accuracy", "macro_f1") for k, _ in methods]
+            for name, r in tasks.items()
+        ]
         f1_cols = set(range(3 + len(methods), 3 + 2 * len(methods)))
-        parts.append("<p class='muted'>Validation splits; F1 is macro-F1 over the task's labels. "
-                     f"Each method trains on the same examples: the first {tw['config']['max_train']:,} of the "
-                     "task's train split, or all of a smaller one.</p>")
+        parts.append(
+            "<p class='muted'>Validation splits; F1 is macro-F1 over the task's labels. "
+            f"Each method trains on the same examples: the first {tw['config']['max_train']:,} of the "
+            "task's train split, or all of a smaller one.</p>"
+        )
         parts.append(_table(cols, rows, f1_cols))
         plot_tweeteval(tasks, "macro_f1", out_dir / "tweeteval_f1.png")
         plot_tweeteval(tasks, "accuracy", out_dir / "tweeteval_accuracy.png")
-        parts.append("<img src='tweeteval_f1.png' alt='macro-F1 per task'><img src='tweeteval_accuracy.png' "
-                     "alt='accuracy per task'>")
+        parts.append(
+            "<img src='tweeteval_f1.png' alt='macro-F1 per task'><img src='tweeteval_accuracy.png' "
+            "alt='accuracy per task'>"
+        )
         for note in tw.get("notes", []):
             parts.append(f"<p class='muted'>{html.escape(note)}</p>")
 
@@ -182,8 +211,11 @@ def write_report(results: dict, ws: Workspace, out_dir: Path, run: str = "pretra
         parts.append(note)
     else:
         names = sorted({k for r in search.values() for m in r["metrics"].values() for k in m})
-        rows = [[task, mode, r["queries"], *[m.get(k, float("nan")) for k in names]]
-                for task, r in search.items() for mode, m in r["metrics"].items()]
+        rows = [
+            [task, mode, r["queries"], *[m.get(k, float("nan")) for k in names]]
+            for task, r in search.items()
+            for mode, m in r["metrics"].items()
+        ]
         parts.append(_table(["task", "mode", "queries", *names], rows))
         plot_search(search, out_dir / "search.png")
         parts.append("<img src='search.png' alt='search metrics'>")
@@ -200,6 +232,8 @@ def write_report(results: dict, ws: Workspace, out_dir: Path, run: str = "pretra
             plot_calibration(cal, out_dir / "calibration.png")
             parts.append("<img src='calibration.png' alt='predicted against observed CTR per decile'>")
 
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>roost evaluation</title>"
-            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>roost evaluation</title>"
+        f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
     return atomic_write_text(out_dir / "report.html", page)

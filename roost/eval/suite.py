@@ -25,11 +25,11 @@ DEFAULT_TWEETEVAL = Path("../shared/data/tweeteval")
 @dataclass
 class EvalConfig:
     parts: tuple[str, ...] = PARTS
-    tweeteval: Path | None = None      # None: DEFAULT_TWEETEVAL if present, else the part is skipped
-    tasks: list[str] | None = None     # TweetEval task names (None: every task with a train split)
+    tweeteval: Path | None = None  # None: DEFAULT_TWEETEVAL if present, else the part is skipped
+    tasks: list[str] | None = None  # TweetEval task names (None: every task with a train split)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     lm_tokens: int = 262_144
-    sample: Path | None = None         # the sample network (None: WORKSPACE/sample)
+    sample: Path | None = None  # the sample network (None: WORKSPACE/sample)
     search_max_queries: int = 300
     ads_requests: int = 1000
 
@@ -82,8 +82,13 @@ def eval_tweeteval(ws: Workspace, cfg: EvalConfig) -> dict:
             out["notes"].append(f"{task.name}: no train split, left out")
             continue
         train, val = task.split("train", c.max_train), task.split("val", c.max_val)
-        row = {"labels": task.label_names, "n_train": len(train[0]), "n_val": len(val[0]),
-               "tfidf": tfidf_baseline(train, val), "probe": embedding_probe(embedder.embed, train, val)}
+        row = {
+            "labels": task.label_names,
+            "n_train": len(train[0]),
+            "n_val": len(val[0]),
+            "tfidf": tfidf_baseline(train, val),
+            "probe": embedding_probe(embedder.embed, train, val),
+        }
         if c.finetune_steps:
             row["finetune"] = finetune(ws.model, train, val, len(task.label_names), c, desc=f"finetune {task.name}")
         out["tasks"][task.name] = row
@@ -100,8 +105,9 @@ def eval_search(ws: Workspace, cfg: EvalConfig) -> dict:
         return skipped(f"no search index in {ws.index}; run `roost index` first")
     if not truth.is_dir():
         return skipped(f"no sample ground truth at {truth} (the topic task needs the sample network's truth/)")
-    return evaluate_workspace(ws, WorkspaceEval(["topics"], truth, max_queries=cfg.search_max_queries,
-                                                vectors=bool(manifest.get("semantic"))))
+    return evaluate_workspace(
+        ws, WorkspaceEval(["topics"], truth, max_queries=cfg.search_max_queries, vectors=bool(manifest.get("semantic")))
+    )
 
 
 def eval_ads(ws: Workspace, cfg: EvalConfig) -> dict:
@@ -118,18 +124,32 @@ def eval_ads(ws: Workspace, cfg: EvalConfig) -> dict:
         return skipped(f"no corpus in {ws.corpus}; run `roost ingest` first")
     specs = parse_campaigns(json.loads((sample / "ads.json").read_text(encoding="utf-8")), str(sample / "ads.json"))
     embed, space = resolve_embedder(ws, "auto")
-    rows = simulate(specs, UserHistory.from_corpus(ws.corpus), ClickModel.load(sample), embed, space,
-                    SimConfig(requests=cfg.ads_requests))
+    rows = simulate(
+        specs,
+        UserHistory.from_corpus(ws.corpus),
+        ClickModel.load(sample),
+        embed,
+        space,
+        SimConfig(requests=cfg.ads_requests),
+    )
     return {"policies": rows, "requests": cfg.ads_requests}
 
 
 def run_all(ws: Workspace, cfg: EvalConfig, out_dir: Path) -> dict:
     """Run the configured parts; returns ``{part: figures or {"skipped": why}, "seconds": {...}}``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    steps = {"lm": lambda: eval_lm(ws, cfg), "chat": lambda: eval_chat(ws, cfg), "tweeteval": lambda: eval_tweeteval(ws, cfg),
-             "search": lambda: eval_search(ws, cfg), "ads": lambda: eval_ads(ws, cfg)}
-    results: dict = {"workspace": str(ws.root), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     "seconds": {}}
+    steps = {
+        "lm": lambda: eval_lm(ws, cfg),
+        "chat": lambda: eval_chat(ws, cfg),
+        "tweeteval": lambda: eval_tweeteval(ws, cfg),
+        "search": lambda: eval_search(ws, cfg),
+        "ads": lambda: eval_ads(ws, cfg),
+    }
+    results: dict = {
+        "workspace": str(ws.root),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": {},
+    }
     for part in cfg.parts:
         t0 = time.perf_counter()
         print(f"== eval {part}")

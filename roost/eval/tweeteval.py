@@ -32,8 +32,10 @@ class Task:
         texts, labels = read_labelled(self.folder / f"{split}_text.txt", self.folder / f"{split}_labels.txt")
         bad = labels[(labels < 0) | (labels >= len(self.label_names))]
         if len(bad):
-            raise UserError(f"{self.folder / f'{split}_labels.txt'}: label {int(bad[0])} is not in the task's "
-                             f"mapping (0..{len(self.label_names) - 1})")
+            raise UserError(
+                f"{self.folder / f'{split}_labels.txt'}: label {int(bad[0])} is not in the task's "
+                f"mapping (0..{len(self.label_names) - 1})"
+            )
         return texts[:limit], labels[:limit]
 
 
@@ -60,8 +62,9 @@ def find_tasks(root: str | Path, names: list[str] | None = None) -> list[Task]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"TweetEval folder {root} does not exist")
-    tasks = [Task(str(f.relative_to(root)), f, read_mapping(f))
-             for f in sorted(p.parent for p in root.rglob("val_text.txt"))]
+    tasks = [
+        Task(str(f.relative_to(root)), f, read_mapping(f)) for f in sorted(p.parent for p in root.rglob("val_text.txt"))
+    ]
     if not tasks:
         raise UserError(f"{root}: no task folders (folders with val_text.txt) found")
     if names:

@@ -41,7 +41,11 @@ def _advertisers(rng: random.Random, n: int) -> list[tuple[str, str]]:
 
 def _creative(rng: random.Random, brand: str, topic: str, product: str, cid: str) -> dict[str, str]:
     text = rng.choice(CREATIVES).format(
-        P=product[0].upper() + product[1:], product=product, topic=topic.upper() if len(topic) <= 2 else topic, brand=brand, pct=rng.choice((10, 15, 20, 25, 30))
+        P=product[0].upper() + product[1:],
+        product=product,
+        topic=topic.upper() if len(topic) <= 2 else topic,
+        brand=brand,
+        pct=rng.choice((10, 15, 20, 25, 30)),
     )
     url = f"https://{ascii_slug(brand)}.example.com/{ascii_slug(product)}?utm_campaign={cid}"
     return {"text": text, "landing_url": url}

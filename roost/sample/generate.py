@@ -47,7 +47,7 @@ class SampleConfig:
     campaigns: int = 200
     seed: int = 0
     start: str = "2024-01-01"  # first day of posts (UTC)
-    days: int = 180            # posts spread over this many days
+    days: int = 180  # posts spread over this many days
 
     def validate(self) -> None:
         if self.users < 2:
@@ -80,7 +80,7 @@ class SampleSummary:
     posts: int
     campaigns: int
     kinds: dict[str, int] = field(default_factory=dict)  # posts by kind (post, reply, retweet, spam, ...)
-    dirt: dict[str, int] = field(default_factory=dict)   # rewritten posts by kind (pii, mojibake, ...)
+    dirt: dict[str, int] = field(default_factory=dict)  # rewritten posts by kind (pii, mojibake, ...)
     moderation: dict[str, int] = field(default_factory=dict)  # unsafe posts by category, flags by action
     files: list[str] = field(default_factory=list)
 
@@ -102,8 +102,9 @@ def _user_json(u: User, uid: str, n_tweets: int) -> dict[str, Any]:
     }
 
 
-def _render(posts: list[Post], users: list[User], user_ids: list[str], flags: dict[int, moderation.Flag],
-            bar: tqdm) -> tuple[list[dict], list[dict]]:
+def _render(
+    posts: list[Post], users: list[User], user_ids: list[str], flags: dict[int, moderation.Flag], bar: tqdm
+) -> tuple[list[dict], list[dict]]:
     """Tweets in time order with snowflake ids, and their truth lines (``flags``: moderation, by post index)."""
     order = sorted(range(len(posts)), key=lambda i: (posts[i].ms, i))
     ids: list[str] = [""] * len(posts)
@@ -130,7 +131,10 @@ def _render(posts: list[Post], users: list[User], user_ids: list[str], flags: di
         elif p.kind in ("retweet", "quote"):
             t["referenced_tweets"] = [{"type": REFERENCE_TYPES[p.kind], "id": ids[p.ref]}]
         t["public_metrics"] = {
-            "like_count": p.likes, "retweet_count": p.retweets, "reply_count": p.replies, "quote_count": p.quotes,
+            "like_count": p.likes,
+            "retweet_count": p.retweets,
+            "reply_count": p.replies,
+            "quote_count": p.quotes,
         }
         if p.kind == "quote":
             src = posts[p.ref]
@@ -232,17 +236,25 @@ def generate(
         campaigns=len(ads),
         kinds=dict(Counter(p.kind for p in all_posts)),
         dirt=dict(Counter(d for p in all_posts for d in p.dirt if p.kind in ("post", "reply"))),
-        moderation={**Counter(f"unsafe_{f.unsafe}" for f in flags.values() if f.unsafe),
-                    **Counter(f"flag_{f.action}" for f in flags.values() if f.action)},
+        moderation={
+            **Counter(f"unsafe_{f.unsafe}" for f in flags.values() if f.unsafe),
+            **Counter(f"flag_{f.action}" for f in flags.values() if f.action),
+        },
         files=sorted([*files, *(f"{TRUTH_DIR}/{n}" for n in truth_json), "manifest.json"]),
     )
     manifest = {
         "stage": "sample",
         "roost_version": __version__,
         "config": asdict(cfg),
-        "counts": {"users": summary.users, "follows": summary.follows, "posts": summary.posts,
-                   "campaigns": summary.campaigns, "kinds": summary.kinds, "dirt": summary.dirt,
-                   "moderation": summary.moderation},
+        "counts": {
+            "users": summary.users,
+            "follows": summary.follows,
+            "posts": summary.posts,
+            "campaigns": summary.campaigns,
+            "kinds": summary.kinds,
+            "dirt": summary.dirt,
+            "moderation": summary.moderation,
+        },
     }
     atomic_write_json(out / "manifest.json", manifest)
     return summary

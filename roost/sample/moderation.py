@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-UNSAFE_SHARE = 0.08       # of the eligible posts (organic English posts nobody replied to or copied)
+UNSAFE_SHARE = 0.08  # of the eligible posts (organic English posts nobody replied to or copied)
 FALSE_FLAG_SHARE = 0.003  # of the safe ones: marked sensitive by mistake
 ACTIONS = (("removed", 0.3), ("withheld", 0.15), ("sensitive", 0.4), (None, 0.15))  # None: never flagged
 
@@ -30,31 +30,62 @@ ACTIONS = (("removed", 0.3), ("withheld", 0.15), ("sensitive", 0.4), (None, 0.15
 BANKS: dict[str, tuple[list[str], list[str], list[str]]] = {
     "threat": (
         ["swear to god", "mark my words", "last warning,", "i mean it,", "tonight", "one more word and"],
-        ["i will kill", "i am going to shoot", "someone should stab", "i will beat the life out of",
-         "i will burn down the house of", "going to hunt down and hurt", "i will break every bone of"],
+        [
+            "i will kill",
+            "i am going to shoot",
+            "someone should stab",
+            "i will beat the life out of",
+            "i will burn down the house of",
+            "going to hunt down and hurt",
+            "i will break every bone of",
+        ],
         ["you", "that ref", "my neighbour", "the whole team", "every one of them", "that idiot driver", "your family"],
     ),
     "hate": (
         ["honestly", "face it,", "truth is", "say it louder:", "nobody wants to admit it but"],
-        ["all immigrants are vermin and", "those people are subhuman and", "women are worthless and",
-         "that religion is a disease and", "foreigners are animals and", "their kind are filth and"],
-        ["should be wiped out", "should be deported to hell", "deserve to suffer", "do not belong here",
-         "should be locked in cages", "ruin everything they touch"],
+        [
+            "all immigrants are vermin and",
+            "those people are subhuman and",
+            "women are worthless and",
+            "that religion is a disease and",
+            "foreigners are animals and",
+            "their kind are filth and",
+        ],
+        [
+            "should be wiped out",
+            "should be deported to hell",
+            "deserve to suffer",
+            "do not belong here",
+            "should be locked in cages",
+            "ruin everything they touch",
+        ],
     ),
     "insult": (
         ["shut up", "listen here", "lol", "wow", "seriously"],
-        ["you pathetic moron,", "you disgusting pig,", "you worthless piece of trash,", "you braindead loser,",
-         "you ugly stupid clown,", "you filthy scumbag,"],
-        ["nobody likes you", "go crawl back under your rock", "do everyone a favour and vanish",
-         "your mother should be ashamed", "kill yourself", "everyone laughs at you"],
+        [
+            "you pathetic moron,",
+            "you disgusting pig,",
+            "you worthless piece of trash,",
+            "you braindead loser,",
+            "you ugly stupid clown,",
+            "you filthy scumbag,",
+        ],
+        [
+            "nobody likes you",
+            "go crawl back under your rock",
+            "do everyone a favour and vanish",
+            "your mother should be ashamed",
+            "kill yourself",
+            "everyone laughs at you",
+        ],
     ),
 }
 
 
 @dataclass
 class Flag:
-    unsafe: str | None   # the ground truth: the category, or None for a safe post flagged by mistake
-    action: str | None   # what the platform did: removed | withheld | sensitive | None (missed)
+    unsafe: str | None  # the ground truth: the category, or None for a safe post flagged by mistake
+    action: str | None  # what the platform did: removed | withheld | sensitive | None (missed)
 
 
 def _action(rng: random.Random) -> str | None:
@@ -73,15 +104,18 @@ def plant(rng: random.Random, posts: list) -> dict[int, Flag]:
     chosen, so no reply answers words its parent no longer has.
     """
     referenced = {i for p in posts for i in (p.parent, p.ref) if i is not None}
-    eligible = [i for i, p in enumerate(posts)
-                if p.kind in ("post", "reply") and p.lang == "en" and not p.dirt and i not in referenced]
+    eligible = [
+        i
+        for i, p in enumerate(posts)
+        if p.kind in ("post", "reply") and p.lang == "en" and not p.dirt and i not in referenced
+    ]
     flags: dict[int, Flag] = {}
     for i in eligible:
         if rng.random() < UNSAFE_SHARE:
             category = rng.choice(sorted(BANKS))
             opener, core, target = (rng.choice(part) for part in BANKS[category])
             p = posts[i]
-            mention, rest = (p.text.split(" ", 1) if p.kind == "reply" and p.text.startswith("@") else ("", p.text))
+            mention, rest = p.text.split(" ", 1) if p.kind == "reply" and p.text.startswith("@") else ("", p.text)
             p.text = " ".join(x for x in (mention, f"{opener} {core} {target}.", rest) if x)
             flags[i] = Flag(category, _action(rng))
         elif rng.random() < FALSE_FLAG_SHARE:

@@ -30,8 +30,8 @@ class User:
     lang: str
     created_ms: int
     interests: dict[str, float]  # topic -> weight; weights sum to 1
-    fame: float                  # drives followers and engagement
-    activity: float              # drives how often the user posts
+    fame: float  # drives followers and engagement
+    activity: float  # drives how often the user posts
     spam: bool = False
     followees: list[int] = field(default_factory=list)
     followers: int = 0
@@ -100,7 +100,8 @@ def make_users(rng: random.Random, n: int, start_ms: int) -> list[User]:
                 name=name,
                 lang=lang,
                 # spam accounts are young: platforms suspend them within weeks
-                created_ms=start_ms - rng.randrange(*((1, 60) if spam else (30, 5000))) * 86_400_000
+                created_ms=start_ms
+                - rng.randrange(*((1, 60) if spam else (30, 5000))) * 86_400_000
                 - rng.randrange(86_400_000),
                 interests=interests,
                 fame=0.05 if spam else rng.paretovariate(1.3),

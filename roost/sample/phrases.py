@@ -45,21 +45,25 @@ TAILS = _split(
 )
 # Reply openers by speech act, put before the body; the body names the parent's subject.
 REPLY_OPENERS: dict[str, tuple[str, ...]] = {
-    "agree": _split("Totally agree.|100% this.|Exactly!|So true.|Couldn't agree more.|Same here.|This, all of this.|"
-                    "Yes!|Spot on.|Said it better than me.|Facts.|Right there with you."),
-    "disagree": _split("Hard disagree.|Not so sure about that.|I see it differently.|Nah.|Respectfully, no.|"
-                       "Hmm, not really.|Counterpoint:|I'd push back on that.|Have to disagree.|Strong no from me."),
+    "agree": _split(
+        "Totally agree.|100% this.|Exactly!|So true.|Couldn't agree more.|Same here.|This, all of this.|"
+        "Yes!|Spot on.|Said it better than me.|Facts.|Right there with you."
+    ),
+    "disagree": _split(
+        "Hard disagree.|Not so sure about that.|I see it differently.|Nah.|Respectfully, no.|"
+        "Hmm, not really.|Counterpoint:|I'd push back on that.|Have to disagree.|Strong no from me."
+    ),
     "ask": _split("Wait, really?|Interesting.|Hmm.|Huh.|Curious:|Genuine question:|Okay but|Hold on,"),
-    "answer": _split("Good question!|From my experience:|Short answer:|Honestly?|Easy one.|My two cents:|"
-                     "Depends, but|Been there.|Speaking from experience,|If you ask me,"),
+    "answer": _split(
+        "Good question!|From my experience:|Short answer:|Honestly?|Easy one.|My two cents:|"
+        "Depends, but|Been there.|Speaking from experience,|If you ask me,"
+    ),
 }
 
 # Replies, by speech act. "ask" replies are questions, so they get answered in turn.
 # {s} is the parent's subject when it has one, so a reply talks about what its parent said.
 REPLIES: dict[str, tuple[str, ...]] = {
-    "agree": _split(
-        "{o}|{s} {c}.|{s} {c}. {o}|I {a} too, and {s} {c}.|Same with {s}: it {c}.|{s} {c}, no doubt."
-    ),
+    "agree": _split("{o}|{s} {c}.|{s} {c}. {o}|I {a} too, and {s} {c}.|Same with {s}: it {c}.|{s} {c}, no doubt."),
     "disagree": _split(
         "{s} {c}, if anything.|{o}|I think {s} {c} instead.|{s}? It {c}, sorry.|Last time I {a}, {s} {c}."
     ),
@@ -68,8 +72,7 @@ REPLIES: dict[str, tuple[str, ...]] = {
         "What makes {s} different?|Have you tried {s} yet?"
     ),
     "answer": _split(
-        "I think {s} {c}.|{s} {c}.|{s} {c}. {o}|{o} {s} {c}.|Last year I {a}, and {s} {c}.|"
-        "Go with {s}: it {c}."
+        "I think {s} {c}.|{s} {c}.|{s} {c}. {o}|{o} {s} {c}.|Last year I {a}, and {s} {c}.|Go with {s}: it {c}."
     ),
 }
 # What a reply to a statement is; a reply to a question is always an answer.
@@ -171,14 +174,22 @@ FOREIGN: dict[str, dict[str, tuple[str, ...]]] = {
 
 # Per language: tails that close a post or reply, as TAILS does in English.
 FOREIGN_TAILS = {
-    "es": _split("Sin duda.|Qué semana.|Lo repetiría.|Ya os contaré.|Ni de broma.|Vaya día.|Me lo apunto.|"
-                 "Y punto.|Sin arrepentimientos.|Qué ganas."),
-    "fr": _split("Sans regret.|Quelle semaine.|Je recommence quand vous voulez.|À suivre.|Sans rire.|"
-                 "Quelle journée.|Je note.|Point final.|Trop hâte.|Voilà."),
-    "de": _split("Ohne Reue.|Was für eine Woche.|Gerne wieder.|Mehr dazu später.|Kein Witz.|Was für ein Tag.|"
-                 "Notiert.|Punkt.|Ich freu mich.|Na ja."),
-    "pt": _split("Sem arrependimentos.|Que semana.|Faria de novo.|Depois conto mais.|Sem brincadeira.|"
-                 "Que dia.|Anotado.|E pronto.|Que vontade.|Enfim."),
+    "es": _split(
+        "Sin duda.|Qué semana.|Lo repetiría.|Ya os contaré.|Ni de broma.|Vaya día.|Me lo apunto.|"
+        "Y punto.|Sin arrepentimientos.|Qué ganas."
+    ),
+    "fr": _split(
+        "Sans regret.|Quelle semaine.|Je recommence quand vous voulez.|À suivre.|Sans rire.|"
+        "Quelle journée.|Je note.|Point final.|Trop hâte.|Voilà."
+    ),
+    "de": _split(
+        "Ohne Reue.|Was für eine Woche.|Gerne wieder.|Mehr dazu später.|Kein Witz.|Was für ein Tag.|"
+        "Notiert.|Punkt.|Ich freu mich.|Na ja."
+    ),
+    "pt": _split(
+        "Sem arrependimentos.|Que semana.|Faria de novo.|Depois conto mais.|Sem brincadeira.|"
+        "Que dia.|Anotado.|E pronto.|Que vontade.|Enfim."
+    ),
 }
 
 FIRST_NAMES = {

@@ -115,12 +115,21 @@ class PostMaker:
         if lang != "en":
             return {"t": r.choice(FOREIGN_NOUNS[lang][TOPICS.index(topic)])}
         b = BANKS[topic]
-        return {"s": subject or r.choice(b.subjects), "c": r.choice(b.claims), "a": r.choice(b.actions),
-                "o": r.choice(b.opinions), "q": r.choice(b.questions), "s2": r.choice(b.subjects),
-                "c2": r.choice(b.claims), "a2": r.choice(b.actions), "o2": r.choice(b.opinions)}
+        return {
+            "s": subject or r.choice(b.subjects),
+            "c": r.choice(b.claims),
+            "a": r.choice(b.actions),
+            "o": r.choice(b.opinions),
+            "q": r.choice(b.questions),
+            "s2": r.choice(b.subjects),
+            "c2": r.choice(b.claims),
+            "a2": r.choice(b.actions),
+            "o2": r.choice(b.opinions),
+        }
 
-    def _fill(self, templates: tuple[str, ...], topic: str, lang: str, subject: str | None = None,
-              opener: str | None = None) -> tuple[str, str | None]:
+    def _fill(
+        self, templates: tuple[str, ...], topic: str, lang: str, subject: str | None = None, opener: str | None = None
+    ) -> tuple[str, str | None]:
         """A text from one of ``templates`` with glue around it (a lead-in or reply opener, a second
         sentence, a tail: see phrases.LEAD_INS), so that organic posts seldom repeat; and the subject its
         template names, if any."""
@@ -174,16 +183,29 @@ class PostMaker:
     def reply(self, user: User, parent: Post, parent_idx: int, root_idx: int, act: str) -> Post:
         lang = self._lang(user)
         if lang == "en":  # an English reply names its parent's subject (when the parent is English too)
-            body, subject = self._fill(REPLIES[act], parent.topic, lang, parent.subject,
-                                       self.rng.choice(REPLY_OPENERS[act]))
+            body, subject = self._fill(
+                REPLIES[act], parent.topic, lang, parent.subject, self.rng.choice(REPLY_OPENERS[act])
+            )
         else:
             body, subject = self._fill(FOREIGN[lang][act], parent.topic, lang)
         if self.rng.random() < 0.15:
             body += " " + self.rng.choice(BANKS[parent.topic].emoji)
         ms = parent.ms + 30_000 + int(self.rng.expovariate(1 / 3_600_000))
         text = f"@{self.users[parent.author].username} {body}"
-        return Post(user.idx, ms, text, lang, parent.topic, "reply", parent=parent_idx, root=root_idx,
-                    depth=parent.depth + 1, act=act, question=act == "ask", subject=subject)
+        return Post(
+            user.idx,
+            ms,
+            text,
+            lang,
+            parent.topic,
+            "reply",
+            parent=parent_idx,
+            root=root_idx,
+            depth=parent.depth + 1,
+            act=act,
+            question=act == "ask",
+            subject=subject,
+        )
 
     # --- threads --------------------------------------------------------------
 
@@ -288,22 +310,42 @@ class PostMaker:
 
     def _retweet(self, src: Post, src_idx: int) -> Post:
         text = f"RT @{self.users[src.author].username}: {src.text}"
-        return Post(self._someone_else(src.author), self._later(src.ms), text, src.lang, src.topic, "retweet",
-                    ref=src_idx, dirt=list(src.dirt), urls=dict(src.urls))
+        return Post(
+            self._someone_else(src.author),
+            self._later(src.ms),
+            text,
+            src.lang,
+            src.topic,
+            "retweet",
+            ref=src_idx,
+            dirt=list(src.dirt),
+            urls=dict(src.urls),
+        )
 
     def _quote(self, src: Post, src_idx: int) -> Post:
         quoter = self.users[self._someone_else(src.author)]
         act = self.rng.choice(("agree", "disagree"))
         body, _ = self._fill(REPLIES[act], src.topic, "en", src.subject, self.rng.choice(REPLY_OPENERS[act]))
         tco = self._tco()
-        return Post(quoter.idx, self._later(src.ms), f"{body} {tco}", "en", src.topic, "quote", ref=src_idx,
-                    urls={tco: None})
+        return Post(
+            quoter.idx, self._later(src.ms), f"{body} {tco}", "en", src.topic, "quote", ref=src_idx, urls={tco: None}
+        )
 
     def _copy(self, src: Post, src_idx: int, kind: str, text: str) -> Post:
         author = src.author if self.rng.random() < 0.4 else self._someone_else(src.author)
         ms = self.start_ms + self.rng.randrange(self.span_ms)
-        return Post(author, ms, text, src.lang, src.topic, kind, ref=src_idx, question=src.question,
-                    dirt=list(src.dirt), urls=dict(src.urls))
+        return Post(
+            author,
+            ms,
+            text,
+            src.lang,
+            src.topic,
+            kind,
+            ref=src_idx,
+            question=src.question,
+            dirt=list(src.dirt),
+            urls=dict(src.urls),
+        )
 
     def _duplicate(self, src: Post, src_idx: int) -> Post:
         return self._copy(src, src_idx, "duplicate", src.text)
@@ -328,8 +370,17 @@ class PostMaker:
         style = r.choices(list(SPAM_STYLES), weights=list(SPAM_STYLES.values()))[0]
         if style == "reply":
             text = f"@{self.users[src.author].username} {r.choice(SPAM_REPLY_HOOKS)} {self._spam_link()}"
-            return Post(r.choice(self.spammers), self._later(src.ms), text, "en", None, "spam", parent=src_idx,
-                        root=src_idx, depth=1)
+            return Post(
+                r.choice(self.spammers),
+                self._later(src.ms),
+                text,
+                "en",
+                None,
+                "spam",
+                parent=src_idx,
+                root=src_idx,
+                depth=1,
+            )
         if style == "stuffing":
             links = " ".join(self._spam_link() for _ in range(r.randint(2, 4)))
             tags = r.sample(SPAM_TAGS, r.randint(5, 9)) + list(BANKS[src.topic].hashtags[:2])

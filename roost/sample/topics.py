@@ -14,18 +14,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TopicBank:
-    subjects: tuple[str, ...]    # singular noun phrases a post is about
-    claims: tuple[str, ...]      # verb phrases that follow a subject
-    actions: tuple[str, ...]     # first-person past-tense activities
-    opinions: tuple[str, ...]    # short standalone sentences
-    questions: tuple[str, ...]   # topic questions (end with "?")
-    hashtags: tuple[str, ...]    # common tags, without '#'
+    subjects: tuple[str, ...]  # singular noun phrases a post is about
+    claims: tuple[str, ...]  # verb phrases that follow a subject
+    actions: tuple[str, ...]  # first-person past-tense activities
+    opinions: tuple[str, ...]  # short standalone sentences
+    questions: tuple[str, ...]  # topic questions (end with "?")
+    hashtags: tuple[str, ...]  # common tags, without '#'
     rare_hashtags: tuple[str, ...]
     emoji: tuple[str, ...]
-    keywords: tuple[str, ...]    # ad targeting keywords
-    products: tuple[str, ...]    # what advertisers of the topic sell
-    brands: tuple[str, ...]      # advertiser name stems
-    related: tuple[str, ...]     # topics a campaign may also target
+    keywords: tuple[str, ...]  # ad targeting keywords
+    products: tuple[str, ...]  # what advertisers of the topic sell
+    brands: tuple[str, ...]  # advertiser name stems
+    related: tuple[str, ...]  # topics a campaign may also target
 
 
 def _bank(**fields: str) -> TopicBank:
@@ -256,8 +256,7 @@ BANKS: dict[str, TopicBank] = {
         "finished a thirty day challenge|went to the gym at 6am",
         opinions="No pain, no gain.|Consistency beats intensity.|Never skip leg day.|"
         "Sleep is the best supplement.|Progress, not perfection.",
-        questions="What is your favorite workout split?|How do you stay motivated in winter?|"
-        "Is creatine worth taking?",
+        questions="What is your favorite workout split?|How do you stay motivated in winter?|Is creatine worth taking?",
         hashtags="fitness|gym|workout|running",
         rare_hashtags="Calisthenics|Powerlifting|UltraRunning",
         emoji="💪|🏋️|🏃",
@@ -409,8 +408,7 @@ BANKS: dict[str, TopicBank] = {
         "drove the coast road at sunrise|changed my own oil",
         opinions="Manual gearboxes forever.|Electric is the future.|Nothing beats an open road.|"
         "Check your tire pressure.|Torque is addictive.",
-        questions="Should my next car be electric?|What is the best first car?|"
-        "Is the extended warranty worth it?",
+        questions="Should my next car be electric?|What is the best first car?|Is the extended warranty worth it?",
         hashtags="cars|CarsOfTwitter|EV|automotive",
         rare_hashtags="JDM|ClassicCars|TrackDay",
         emoji="🚗|🏎️|🔋",

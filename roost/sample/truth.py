@@ -48,7 +48,9 @@ class ClickModel:
     def load(cls, sample_dir: str | Path) -> ClickModel:
         truth = Path(sample_dir) / TRUTH_DIR
         if not (truth / "click_model.json").exists():
-            raise FileNotFoundError(f"{truth / 'click_model.json'} not found; run `roost sample --out {sample_dir}` first")
+            raise FileNotFoundError(
+                f"{truth / 'click_model.json'} not found; run `roost sample --out {sample_dir}` first"
+            )
         params = json.loads((truth / "click_model.json").read_text())
         return cls(
             interests=json.loads((truth / "user_interests.json").read_text()),

@@ -63,4 +63,8 @@ def pages(tweets: list[dict[str, Any]], users_by_id: dict[str, dict[str, Any]]) 
     for i in range(0, len(tweets), PAGE_SIZE):
         data = tweets[i : i + PAGE_SIZE]
         authors = list(dict.fromkeys(t["author_id"] for t in data))
-        yield {"data": data, "includes": {"users": [users_by_id[a] for a in authors]}, "meta": {"result_count": len(data)}}
+        yield {
+            "data": data,
+            "includes": {"users": [users_by_id[a] for a in authors]},
+            "meta": {"result_count": len(data)},
+        }

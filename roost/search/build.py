@@ -17,8 +17,17 @@ from roost.search.lexical import LexicalIndex
 from roost.search.vector import VectorConfig, VectorIndex
 from roost.workspace import Workspace, atomic_dir
 
-POST_COLUMNS = ["id", "text", "author_id", "created_at", "lang", "hashtags",
-                "like_count", "retweet_count", "reply_count"]
+POST_COLUMNS = [
+    "id",
+    "text",
+    "author_id",
+    "created_at",
+    "lang",
+    "hashtags",
+    "like_count",
+    "retweet_count",
+    "reply_count",
+]
 
 
 @dataclass
@@ -37,16 +46,30 @@ def batch_posts(batch: pa.RecordBatch) -> list[Post]:
     """Posts of one corpus record batch (columns as in :data:`POST_COLUMNS`)."""
     d = batch.to_pydict()
     secs = pc.divide(pc.cast(batch.column("created_at"), pa.int64()), 1_000_000).to_pylist()
-    return [Post(id=d["id"][i], text=d["text"][i] or "", author_id=d["author_id"][i],
-                 created_at=float(secs[i] or 0), lang=d["lang"][i], hashtags=list(d["hashtags"][i] or []),
-                 engagement=engagement(d["like_count"][i], d["retweet_count"][i], d["reply_count"][i]))
-            for i in range(batch.num_rows)]
+    return [
+        Post(
+            id=d["id"][i],
+            text=d["text"][i] or "",
+            author_id=d["author_id"][i],
+            created_at=float(secs[i] or 0),
+            lang=d["lang"][i],
+            hashtags=list(d["hashtags"][i] or []),
+            engagement=engagement(d["like_count"][i], d["retweet_count"][i], d["reply_count"][i]),
+        )
+        for i in range(batch.num_rows)
+    ]
 
 
-def build_index(posts: Iterable[list[Post]], out: str | Path, embed: SearchModel | EmbedFn | None, *,
-                total: int | None = None,
-                author_quality: dict[str, float] | None = None, config: BuildConfig | None = None,
-                vector_config: VectorConfig | None = None) -> dict:
+def build_index(
+    posts: Iterable[list[Post]],
+    out: str | Path,
+    embed: SearchModel | EmbedFn | None,
+    *,
+    total: int | None = None,
+    author_quality: dict[str, float] | None = None,
+    config: BuildConfig | None = None,
+    vector_config: VectorConfig | None = None,
+) -> dict:
     """Write a complete index folder at ``out`` from batches of posts; returns counts."""
     cfg = config or BuildConfig()
     model = SearchModel.of(embed)
@@ -86,8 +109,12 @@ def build_index(posts: Iterable[list[Post]], out: str | Path, embed: SearchModel
     if vectors is not None:
         vectors.save(out / VECTORS)
     docs.close()
-    return {"posts": n, "duplicate_ids_skipped": dupes, "vectors": len(vectors) if vectors else 0,
-            "dim": vectors.ndim if vectors else 0}
+    return {
+        "posts": n,
+        "duplicate_ids_skipped": dupes,
+        "vectors": len(vectors) if vectors else 0,
+        "dim": vectors.ndim if vectors else 0,
+    }
 
 
 def _corpus_posts(corpus: Path, batch_size: int) -> Iterator[list[Post]]:
@@ -100,8 +127,14 @@ def author_quality_from_users(corpus: Path, half: float) -> dict[str, float]:
     return {u: saturate(f or 0, half) for u, f in zip(users["id"], users["followers_count"])}
 
 
-def build_workspace_index(ws: Workspace, embed: SearchModel | EmbedFn | None, *, model_hash: str | None = None,
-                          config: BuildConfig | None = None, vector_config: VectorConfig | None = None) -> dict:
+def build_workspace_index(
+    ws: Workspace,
+    embed: SearchModel | EmbedFn | None,
+    *,
+    model_hash: str | None = None,
+    config: BuildConfig | None = None,
+    vector_config: VectorConfig | None = None,
+) -> dict:
     """Build ``ws.index`` atomically from ``ws.corpus``; writes and returns its manifest."""
     cfg = config or BuildConfig()
     ws.require("corpus")
@@ -111,8 +144,16 @@ def build_workspace_index(ws: Workspace, embed: SearchModel | EmbedFn | None, *,
     total = schema.dataset(ws.corpus, "posts").count_rows()
     quality = author_quality_from_users(ws.corpus, cfg.followers_half)
     with atomic_dir(ws.index) as tmp:
-        counts = build_index(_corpus_posts(ws.corpus, cfg.batch_size), tmp, embed, total=total,
-                             author_quality=quality, config=cfg, vector_config=vector_config)
-        manifest = ws.write_manifest("index", inputs, counts, folder=tmp,
-                                     semantic=embed is not None, files=[DOCS, LEXICAL, VECTORS])
+        counts = build_index(
+            _corpus_posts(ws.corpus, cfg.batch_size),
+            tmp,
+            embed,
+            total=total,
+            author_quality=quality,
+            config=cfg,
+            vector_config=vector_config,
+        )
+        manifest = ws.write_manifest(
+            "index", inputs, counts, folder=tmp, semantic=embed is not None, files=[DOCS, LEXICAL, VECTORS]
+        )
     return manifest

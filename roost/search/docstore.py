@@ -75,19 +75,22 @@ class Filters:
         return any(v is not None for v in (self.author, self.since, self.until, self.hashtag, self.lang))
 
     def accepts(self, p: Post) -> bool:
-        return ((self.author is None or p.author_id == self.author)
-                and (self.since is None or p.created_at >= self.since)
-                and (self.until is None or p.created_at < self.until)
-                and (self.hashtag is None or self.hashtag in p.hashtags)
-                and (self.lang is None or p.lang == self.lang))
+        return (
+            (self.author is None or p.author_id == self.author)
+            and (self.since is None or p.created_at >= self.since)
+            and (self.until is None or p.created_at < self.until)
+            and (self.hashtag is None or self.hashtag in p.hashtags)
+            and (self.lang is None or p.lang == self.lang)
+        )
 
 
 _COLS = "key, id, text, author_id, created_at, lang, hashtags, engagement"
 
 
 def _row_post(r) -> Post:
-    return Post(key=r[0], id=r[1], text=r[2], author_id=r[3], created_at=r[4], lang=r[5],
-                hashtags=r[6].split(), engagement=r[7])
+    return Post(
+        key=r[0], id=r[1], text=r[2], author_id=r[3], created_at=r[4], lang=r[5], hashtags=r[6].split(), engagement=r[7]
+    )
 
 
 class DocStore:
@@ -107,7 +110,7 @@ class DocStore:
     # ---- writes -------------------------------------------------------------------------
     def next_key(self) -> int:
         with self._lock:
-            return (self._db.execute("SELECT COALESCE(MAX(key), -1) + 1 FROM posts").fetchone()[0])
+            return self._db.execute("SELECT COALESCE(MAX(key), -1) + 1 FROM posts").fetchone()[0]
 
     def add(self, posts: Iterable[Post], vectors: np.ndarray | None = None) -> None:
         """Insert posts (their ``key`` already set); with ``vectors``, keep them as pending for the vector index."""
@@ -116,17 +119,26 @@ class DocStore:
             self._db.execute("BEGIN")
             self._db.executemany(
                 f"INSERT INTO posts ({_COLS}) VALUES (?,?,?,?,?,?,?,?)",
-                [(p.key, p.id, p.text, p.author_id, p.created_at, p.lang, " ".join(p.hashtags), p.engagement)
-                 for p in posts])
-            self._db.executemany("INSERT INTO post_tags VALUES (?,?)",
-                                 [(p.key, t) for p in posts for t in set(p.hashtags)])
+                [
+                    (p.key, p.id, p.text, p.author_id, p.created_at, p.lang, " ".join(p.hashtags), p.engagement)
+                    for p in posts
+                ],
+            )
+            self._db.executemany(
+                "INSERT INTO post_tags VALUES (?,?)", [(p.key, t) for p in posts for t in set(p.hashtags)]
+            )
             if vectors is not None:
-                self._db.executemany("INSERT INTO pending_vectors VALUES (?,?)",
-                                     [(p.key, v.astype(np.float32).tobytes()) for p, v in zip(posts, vectors)])
+                self._db.executemany(
+                    "INSERT INTO pending_vectors VALUES (?,?)",
+                    [(p.key, v.astype(np.float32).tobytes()) for p, v in zip(posts, vectors)],
+                )
             newest = max((p.created_at for p in posts), default=None)
             if newest is not None:
-                self._db.execute("INSERT INTO meta VALUES ('newest', ?) ON CONFLICT(name) DO UPDATE "
-                                 "SET value = MAX(CAST(value AS REAL), excluded.value)", (newest,))
+                self._db.execute(
+                    "INSERT INTO meta VALUES ('newest', ?) ON CONFLICT(name) DO UPDATE "
+                    "SET value = MAX(CAST(value AS REAL), excluded.value)",
+                    (newest,),
+                )
 
     def delete(self, post_id: str) -> int | None:
         """Mark a post deleted; returns its key, or None when there is no such live post."""
@@ -159,7 +171,7 @@ class DocStore:
         out: dict[int, Post] = {}
         with self._lock:
             for i in range(0, len(keys), 900):  # SQLite's bound-parameter limit
-                chunk = keys[i:i + 900]
+                chunk = keys[i : i + 900]
                 q = f"SELECT {_COLS} FROM posts WHERE deleted = 0 AND key IN ({','.join('?' * len(chunk))})"
                 out.update((r[0], _row_post(r)) for r in self._db.execute(q, chunk))
         return out
@@ -171,19 +183,29 @@ class DocStore:
 
     def live_keys_above(self, key: int) -> list[int]:
         with self._lock:
-            return [r[0] for r in self._db.execute("SELECT key FROM posts WHERE deleted = 0 AND key > ? ORDER BY key",
-                                                   (key,))]
+            return [
+                r[0]
+                for r in self._db.execute("SELECT key FROM posts WHERE deleted = 0 AND key > ? ORDER BY key", (key,))
+            ]
 
     def has_author(self, author_id: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM posts WHERE author_id = ? AND deleted = 0 LIMIT 1",
-                                    (author_id,)).fetchone() is not None
+            return (
+                self._db.execute(
+                    "SELECT 1 FROM posts WHERE author_id = ? AND deleted = 0 LIMIT 1", (author_id,)
+                ).fetchone()
+                is not None
+            )
 
     def matching_keys(self, f: Filters, limit: int) -> list[int]:
         """Keys of live posts passing the filters, at most ``limit`` of them."""
         where, args = ["p.deleted = 0"], []
-        for col, val in (("p.author_id = ?", f.author), ("p.created_at >= ?", f.since),
-                         ("p.created_at < ?", f.until), ("p.lang = ?", f.lang)):
+        for col, val in (
+            ("p.author_id = ?", f.author),
+            ("p.created_at >= ?", f.since),
+            ("p.created_at < ?", f.until),
+            ("p.lang = ?", f.lang),
+        ):
             if val is not None:
                 where.append(col)
                 args.append(val)
@@ -200,7 +222,9 @@ class DocStore:
         if not ids:
             return {}
         with self._lock:
-            rows = self._db.execute(f"SELECT author_id, quality FROM authors WHERE author_id IN ({','.join('?' * len(ids))})", ids)
+            rows = self._db.execute(
+                f"SELECT author_id, quality FROM authors WHERE author_id IN ({','.join('?' * len(ids))})", ids
+            )
             return dict(rows.fetchall())
 
     def deleted_keys(self) -> list[int]:

@@ -87,8 +87,9 @@ class QueryEncoder(nn.Module):
 class Retriever:
     """Posts by the token bag, queries by :class:`QueryEncoder`; both give float32 [N, dim] unit vectors."""
 
-    def __init__(self, tokenizer, encoder: TokenBagEncoder, query_encoder: QueryEncoder | None = None,
-                 batch_size: int = 4096):
+    def __init__(
+        self, tokenizer, encoder: TokenBagEncoder, query_encoder: QueryEncoder | None = None, batch_size: int = 4096
+    ):
         self.tokenizer, self.encoder, self.batch_size = tokenizer, encoder.eval(), batch_size
         self.query_encoder = query_encoder.eval() if query_encoder is not None else None
 
@@ -115,8 +116,13 @@ class Retriever:
         return out
 
 
-def save_retriever(path: str | Path, bag: TokenBagEncoder, query: QueryEncoder | None, settings: dict,
-                   expansion: np.ndarray | None = None) -> Path:
+def save_retriever(
+    path: str | Path,
+    bag: TokenBagEncoder,
+    query: QueryEncoder | None,
+    settings: dict,
+    expansion: np.ndarray | None = None,
+) -> Path:
     """One safetensors file: the bag's table, the query encoder's weights (``query.*``), the expansion tags'
     vectors, and in its metadata the query encoder's model config and ``settings`` (the ranking, the
     expansion's tags and config, tuned for this retriever)."""
@@ -127,8 +133,13 @@ def save_retriever(path: str | Path, bag: TokenBagEncoder, query: QueryEncoder |
         state["expansion"] = torch.from_numpy(np.ascontiguousarray(expansion, dtype=np.float32))
     meta = {"format": "pt", "max_len": str(bag.max_len), "settings": json.dumps(settings)}
     if query is not None:
-        state.update({f"query.{k}": v.detach().contiguous().cpu() for k, v in query.state_dict().items()
-                      if not k.startswith(("bag.", "model.lm_head")) and "rope" not in k})
+        state.update(
+            {
+                f"query.{k}": v.detach().contiguous().cpu()
+                for k, v in query.state_dict().items()
+                if not k.startswith(("bag.", "model.lm_head")) and "rope" not in k
+            }
+        )
         meta.update(query_config=json.dumps(query.model.config.to_dict()), query_max_len=str(query.max_len))
     return atomic_write_bytes(path, save(state, metadata=meta))
 
@@ -147,8 +158,10 @@ def load_retriever(path: str | Path, tokenizer) -> tuple[TokenBagEncoder, QueryE
     except SafetensorError as e:
         raise UserError(f"{path}: not a readable safetensors file ({e}); run `roost train-retriever` again") from None
     if "table" not in keys or any(k not in ("table", "expansion") and not k.startswith("query.") for k in keys):
-        raise UserError(f"{path}: not a retriever (expected a tensor 'table' [vocab, dim] and 'query.*' "
-                         f"weights; found {sorted(keys)[:5]})")
+        raise UserError(
+            f"{path}: not a retriever (expected a tensor 'table' [vocab, dim] and 'query.*' "
+            f"weights; found {sorted(keys)[:5]})"
+        )
     bag = TokenBagEncoder(tensors.pop("table"), int(meta.get("max_len", 128))).eval()
     settings = json.loads(meta.get("settings", "{}"))
     if "expansion" in tensors:
@@ -165,22 +178,27 @@ def load_retriever(path: str | Path, tokenizer) -> tuple[TokenBagEncoder, QueryE
         missing, unexpected = query.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith(("bag.", "model.lm_head")) and "rope" not in k]
         if missing or unexpected:
-            raise UserError(f"{path}: query encoder weights do not match its config: missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]}")
+            raise UserError(
+                f"{path}: query encoder weights do not match its config: missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]}"
+            )
         query.eval()
     return bag, query, settings
 
 
-def load_search_model(model_dir: str | Path, *, rerank: bool = False,
-                      served: TextEmbedder | None = None) -> SearchModel:
+def load_search_model(
+    model_dir: str | Path, *, rerank: bool = False, served: TextEmbedder | None = None
+) -> SearchModel:
     """What search uses from ``workspace/model``: its trained retriever (post and query encoders, tuned
     ranking, tag expansion), else the model's pooled hidden states with the default ranking; with ``rerank``,
     also the language model's query-likelihood re-ranker (:mod:`roost.search.rerank`). ``served``: that model
     already loaded (the server's), used rather than reading the folder again."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
-        raise FileNotFoundError(f"no served model in {model_dir} (config.json missing); "
-                                "run `roost train` and `roost export` first, or build with --no-vectors")
+        raise FileNotFoundError(
+            f"no served model in {model_dir} (config.json missing); "
+            "run `roost train` and `roost export` first, or build with --no-vectors"
+        )
     has_retriever = (model_dir / RETRIEVER_FILE).is_file()
     if served is None and (rerank or not has_retriever):
         from roost.embeddings import TextEmbedder
@@ -202,8 +220,10 @@ def _load_retriever_model(model_dir: Path) -> SearchModel:
     tokenizer = load_tokenizer(model_dir)
     bag, query, settings = load_retriever(path, tokenizer)
     if tokenizer.vocab_size > bag.bag.num_embeddings:
-        raise UserError(f"{path} has {bag.bag.num_embeddings} token rows but the tokenizer has "
-                         f"{tokenizer.vocab_size} tokens; run `roost train-retriever` again")
+        raise UserError(
+            f"{path} has {bag.bag.num_embeddings} token rows but the tokenizer has "
+            f"{tokenizer.vocab_size} tokens; run `roost train-retriever` again"
+        )
     retriever = Retriever(tokenizer, bag, query)
     ranking = RankingConfig(**settings.get("ranking", {}))
     expand = None

@@ -29,7 +29,7 @@ MAX_QUERY_CHARS = 1000
 MAX_K = 100
 
 ExpandFn = Callable[[np.ndarray], list[list[str]]]  # post vectors -> index terms predicted for each post
-RerankFn = Callable[[str, list[str]], np.ndarray]   # (query, post texts) -> scores, higher is better
+RerankFn = Callable[[str, list[str]], np.ndarray]  # (query, post texts) -> scores, higher is better
 
 
 @dataclass
@@ -70,7 +70,9 @@ def parse_time(value: str | None, param: str) -> float | None:
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise QueryError(param, f"{value!r} is not an ISO 8601 date or datetime (e.g. 2024-05-01 or 2024-05-01T12:00:00Z)") from None
+        raise QueryError(
+            param, f"{value!r} is not an ISO 8601 date or datetime (e.g. 2024-05-01 or 2024-05-01T12:00:00Z)"
+        ) from None
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
 
 
@@ -102,8 +104,13 @@ class Hit:
     components: dict[str, float]
 
     def to_dict(self, explain: bool = False) -> dict:
-        d = {"id": self.post.id, "text": self.post.text, "author": self.post.author_id,
-             "created_at": self.post.created_iso, "score": self.score}
+        d = {
+            "id": self.post.id,
+            "text": self.post.text,
+            "author": self.post.author_id,
+            "created_at": self.post.created_iso,
+            "score": self.score,
+        }
         if explain:
             d["explain"] = self.components
         return d
@@ -112,8 +119,14 @@ class Hit:
 class SearchIndex:
     """An opened ``index/`` folder. Thread-safe: queries run concurrently, writes one at a time."""
 
-    def __init__(self, path: str | Path, model: SearchModel | EmbedFn | None = None, *,
-                 ranking: RankingConfig | None = None, vector_config: VectorConfig | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        model: SearchModel | EmbedFn | None = None,
+        *,
+        ranking: RankingConfig | None = None,
+        vector_config: VectorConfig | None = None,
+    ):
         self.path = Path(path)
         self.model = SearchModel.of(model)
         self.ranking = ranking or (self.model.ranking if self.model is not None else RankingConfig())
@@ -214,8 +227,11 @@ class SearchIndex:
         req.validate()
         if req.mode != "lexical" and not self.semantic_ready:
             why = "it was built without a model" if self.vectors is None else "no embedding model is loaded"
-            raise QueryError("mode", f"mode={req.mode} needs the vector index, but {why}; "
-                                     "use mode=lexical or rebuild with `roost index` after training a model")
+            raise QueryError(
+                "mode",
+                f"mode={req.mode} needs the vector index, but {why}; "
+                "use mode=lexical or rebuild with `roost index` after training a model",
+            )
         cfg = self.ranking
         n = max(cfg.candidates, req.k)
         lists: dict[str, list[tuple[int, float]]] = {}
@@ -229,8 +245,10 @@ class SearchIndex:
             lists["vector"] = vector
         posts = self.docs.get(list({k for ranked in lists.values() for k, _ in ranked}))
         # deleted posts and posts the filters refuse drop out here, whichever list they came from
-        lists = {name: [(k, s) for k, s in ranked if k in posts and req.filters.accepts(posts[k])][:n]
-                 for name, ranked in lists.items()}
+        lists = {
+            name: [(k, s) for k, s in ranked if k in posts and req.filters.accepts(posts[k])][:n]
+            for name, ranked in lists.items()
+        }
         fused = fuse(lists, cfg)
         quality = self.docs.author_quality(posts[k].author_id for k in fused)
         newest = self.docs.newest()
@@ -243,7 +261,7 @@ class SearchIndex:
         hits.sort(key=lambda h: (-h.score, h.post.key))
         if req.mode == "hybrid" and cfg.rerank_top > 0 and self.model is not None and self.model.rerank is not None:
             hits[: cfg.rerank_top] = self._rerank(req.q, hits[: cfg.rerank_top])
-        return hits[:req.k]
+        return hits[: req.k]
 
     def _rerank(self, q: str, top: list[Hit]) -> list[Hit]:
         """``top`` reordered by the model's re-ranker; the positions keep their scores, so the list stays sorted
@@ -273,4 +291,3 @@ class SearchIndex:
         if mode == "semantic":
             return s.components["vector"]
         return final_score(s.components["relevance"], feats, self.ranking)
-

@@ -91,8 +91,9 @@ def is_heldout(tag: str, fraction: float = 0.5) -> bool:
     return xxhash.xxh64_intdigest(tag.lower().encode()) % 1000 < fraction * 1000
 
 
-def hashtag_task(texts: list[str], *, min_posts: int = 5, max_queries: int = 300,
-                 heldout_fraction: float = 0.5) -> EvalTask:
+def hashtag_task(
+    texts: list[str], *, min_posts: int = 5, max_queries: int = 300, heldout_fraction: float = 0.5
+) -> EvalTask:
     """The hashtag retrieval task over raw tweet texts (deduplicated here)."""
     texts = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
     tags_of = [[t.lower() for t in _HASHTAG_RE.findall(text)] for text in texts]
@@ -103,8 +104,15 @@ def hashtag_task(texts: list[str], *, min_posts: int = 5, max_queries: int = 300
     return tag_query_task("hashtags", texts, tags_of, eval_tags, counts, "t")
 
 
-def tag_query_task(name: str, texts: list[str], tags_of: list[list[str]], query_tags: list[str], counts: Counter,
-                   id_prefix: str, keep_tags: bool = False) -> EvalTask:
+def tag_query_task(
+    name: str,
+    texts: list[str],
+    tags_of: list[list[str]],
+    query_tags: list[str],
+    counts: Counter,
+    id_prefix: str,
+    keep_tags: bool = False,
+) -> EvalTask:
     """Posts with every ``query_tags`` hashtag removed from their text (left in with ``keep_tags``); a query
     per tag (its words, split by ``counts``) whose relevant posts are those that carried it. ``tags_of``: each
     text's lower-cased tags."""
@@ -132,8 +140,13 @@ def training_posts(texts: list[str], heldout_fraction: float = 0.5) -> list[Post
     for i, text in enumerate(texts):
         tags = {t.lower() for t in _HASHTAG_RE.findall(text)}
         kept = _HASHTAG_RE.sub(lambda m: "" if is_heldout(m.group(1).lower(), heldout_fraction) else m.group(0), text)
-        posts.append(Post(id=f"t{i}", text=" ".join(kept.split()),
-                          hashtags=sorted(t for t in tags if not is_heldout(t, heldout_fraction))))
+        posts.append(
+            Post(
+                id=f"t{i}",
+                text=" ".join(kept.split()),
+                hashtags=sorted(t for t in tags if not is_heldout(t, heldout_fraction)),
+            )
+        )
     return posts
 
 
@@ -179,11 +192,11 @@ class WorkspaceEval:
     every task whose data is given."""
 
     tasks: list[str] | None = None
-    truth: Path | None = None    # the sample network's truth/ folder (topics task)
-    tweets: Path | None = None   # a text file or folder of *_text.txt (hashtags task)
-    unseen: Path | None = None   # posts the pipeline never saw, one a line (unseen task)
+    truth: Path | None = None  # the sample network's truth/ folder (topics task)
+    tweets: Path | None = None  # a text file or folder of *_text.txt (hashtags task)
+    unseen: Path | None = None  # posts the pipeline never saw, one a line (unseen task)
     max_queries: int = 300
-    vectors: bool = True         # False: lexical mode only, no model needed
+    vectors: bool = True  # False: lexical mode only, no model needed
 
 
 def evaluate_workspace(ws, cfg: WorkspaceEval) -> dict[str, dict]:
@@ -192,11 +205,14 @@ def evaluate_workspace(ws, cfg: WorkspaceEval) -> dict[str, dict]:
 
     from roost.search.embed import load_search_model
 
-    tasks = cfg.tasks or [t for t, given in (("topics", cfg.truth), ("hashtags", cfg.tweets),
-                                             ("unseen", cfg.unseen)) if given]
+    tasks = cfg.tasks or [
+        t for t, given in (("topics", cfg.truth), ("hashtags", cfg.tweets), ("unseen", cfg.unseen)) if given
+    ]
     if not tasks:
-        raise UserError("nothing to evaluate: pass --truth SAMPLE_DIR/truth (topics task), --tweets PATH (hashtags "
-                        "task) and/or --unseen FILE (unseen task)")
+        raise UserError(
+            "nothing to evaluate: pass --truth SAMPLE_DIR/truth (topics task), --tweets PATH (hashtags "
+            "task) and/or --unseen FILE (unseen task)"
+        )
     modes = MODES if cfg.vectors else ("lexical",)
     embed = load_search_model(ws.model) if cfg.vectors else None
     results: dict[str, dict] = {}
@@ -207,8 +223,9 @@ def evaluate_workspace(ws, cfg: WorkspaceEval) -> dict[str, dict]:
             from roost.search.unseen import UnseenConfig, evaluate_unseen, read_post_texts
 
             ws.require("corpus")
-            results[task] = evaluate_unseen(ws, read_post_texts(cfg.unseen), UnseenConfig(max_queries=cfg.max_queries),
-                                            embed)
+            results[task] = evaluate_unseen(
+                ws, read_post_texts(cfg.unseen), UnseenConfig(max_queries=cfg.max_queries), embed
+            )
             continue
         if task == "topics":
             if cfg.truth is None:

@@ -22,10 +22,10 @@ from roost.search.text import hashtag_words, tokenize
 
 @dataclass
 class ExpansionConfig:
-    min_posts: int = 3            # a tag on at least this many training posts can be predicted
+    min_posts: int = 3  # a tag on at least this many training posts can be predicted
     max_tags: int = 20_000
-    top: int = 3                  # tags predicted per post, at most
-    min_similarity: float = 0.5   # ... each at least this close to the post (measured: 0.5-0.6 alike, BENCHMARKS.md)
+    top: int = 3  # tags predicted per post, at most
+    min_similarity: float = 0.5  # ... each at least this close to the post (measured: 0.5-0.6 alike, BENCHMARKS.md)
 
 
 def tag_vocabulary(hashtags: list[list[str]], counts: Counter, cfg: ExpansionConfig) -> tuple[list[str], list[str]]:

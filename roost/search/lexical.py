@@ -104,12 +104,16 @@ class LexicalIndex:
         if f.since is not None or f.until is not None:
             lo = f.since if f.since is not None else -1e18
             hi = f.until if f.until is not None else 1e18
-            qs.append(tantivy.Query.range_query(self.schema, "ts", tantivy.FieldType.Float, lo, hi,
-                                                include_lower=True, include_upper=False))
+            qs.append(
+                tantivy.Query.range_query(
+                    self.schema, "ts", tantivy.FieldType.Float, lo, hi, include_lower=True, include_upper=False
+                )
+            )
         return [tantivy.Query.const_score_query(q, 0.0) for q in qs]
 
-    def search(self, text: str, k: int, filters: Filters | None = None,
-               expansion_weight: float = 0.0) -> list[tuple[int, float]]:
+    def search(
+        self, text: str, k: int, filters: Filters | None = None, expansion_weight: float = 0.0
+    ) -> list[tuple[int, float]]:
         """Top ``k`` (key, bm25) for the query's terms (any of them), restricted by ``filters``.
 
         With ``expansion_weight`` > 0 the terms also match the posts' expansion field (terms the
@@ -119,8 +123,10 @@ class LexicalIndex:
             return []
         should = [tantivy.Query.term_query(self.schema, "body", t) for t in terms]
         if expansion_weight > 0:
-            should += [tantivy.Query.boost_query(tantivy.Query.term_query(self.schema, "expansion", t), expansion_weight)
-                       for t in terms]
+            should += [
+                tantivy.Query.boost_query(tantivy.Query.term_query(self.schema, "expansion", t), expansion_weight)
+                for t in terms
+            ]
         body = tantivy.Query.boolean_query([(tantivy.Occur.Should, q) for q in should])
         must = self._filter_query(filters) if filters else []
         query = tantivy.Query.boolean_query([(tantivy.Occur.Must, q) for q in [body, *must]]) if must else body

@@ -73,8 +73,15 @@ class PostPreparer:
             if created.tzinfo is None:
                 created = created.replace(tzinfo=timezone.utc)
             tags = r.get("hashtags")
-            accepted.append(Post(
-                id=r["id"], text=n.text, author_id=r.get("author_id"), created_at=created.timestamp(), lang=lang,
-                hashtags=[t.lstrip("#").lower() for t in tags] if tags is not None else n.hashtags,
-                engagement=engagement(r.get("like_count"), r.get("retweet_count"), r.get("reply_count"))))
+            accepted.append(
+                Post(
+                    id=r["id"],
+                    text=n.text,
+                    author_id=r.get("author_id"),
+                    created_at=created.timestamp(),
+                    lang=lang,
+                    hashtags=[t.lstrip("#").lower() for t in tags] if tags is not None else n.hashtags,
+                    engagement=engagement(r.get("like_count"), r.get("retweet_count"), r.get("reply_count")),
+                )
+            )
         return accepted, rejected

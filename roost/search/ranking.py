@@ -25,20 +25,20 @@ from roost.search.docstore import Post, saturate
 
 @dataclass
 class RankingConfig:
-    fusion: str = "score"            # "score" (CombSUM of normalised scores) or "rrf"
+    fusion: str = "score"  # "score" (CombSUM of normalised scores) or "rrf"
     rrf_k: int = 60
-    candidates: int = 50             # how many each retriever contributes to the fusion (at least k)
-    w_lexical: float = 1.0           # fusion weight of the BM25 list
-    w_vector: float = 1.0            # fusion weight of the vector list
-    min_similarity: float = -1.0     # when no word matches, vector hits below this cosine are none (-1: keep all)
-    w_expansion: float = 0.0         # BM25 weight of the terms the model predicted for a post (0: off)
-    rerank_top: int = 0              # hybrid: re-rank this many fused candidates by the model (0: off; rerank.py)
+    candidates: int = 50  # how many each retriever contributes to the fusion (at least k)
+    w_lexical: float = 1.0  # fusion weight of the BM25 list
+    w_vector: float = 1.0  # fusion weight of the vector list
+    min_similarity: float = -1.0  # when no word matches, vector hits below this cosine are none (-1: keep all)
+    w_expansion: float = 0.0  # BM25 weight of the terms the model predicted for a post (0: off)
+    rerank_top: int = 0  # hybrid: re-rank this many fused candidates by the model (0: off; rerank.py)
     w_relevance: float = 1.0
     w_recency: float = 0.05
     w_engagement: float = 0.05
     w_author: float = 0.02
     recency_half_life_days: float = 30.0
-    engagement_half: float = 20.0    # an engagement of this many counts scores 0.5
+    engagement_half: float = 20.0  # an engagement of this many counts scores 0.5
 
 
 @dataclass
@@ -76,8 +76,9 @@ def normalised(ranked: list[tuple[int, float]], depth: int, min_max: bool) -> li
     return [min(max((s - floor) / (top - floor), 0.0), 1.0) for _, s in ranked]
 
 
-def score_fusion(lists: dict[str, list[tuple[int, float]]], depth: int,
-                 weights: dict[str, float] | None = None) -> dict[int, Scored]:
+def score_fusion(
+    lists: dict[str, list[tuple[int, float]]], depth: int, weights: dict[str, float] | None = None
+) -> dict[int, Scored]:
     """Weighted CombSUM of normalised scores (:func:`normalised`; cosine lists, named "vector", min-max)."""
     weights = {name: (weights or {}).get(name, 1.0) for name in lists}
     fused: dict[int, Scored] = {}
@@ -92,8 +93,9 @@ def score_fusion(lists: dict[str, list[tuple[int, float]]], depth: int,
     return fused
 
 
-def rrf(lists: dict[str, list[tuple[int, float]]], k: int = 60,
-        weights: dict[str, float] | None = None) -> dict[int, Scored]:
+def rrf(
+    lists: dict[str, list[tuple[int, float]]], k: int = 60, weights: dict[str, float] | None = None
+) -> dict[int, Scored]:
     """Weighted reciprocal rank fusion of named ranked lists of (key, score); a list's weight defaults to 1."""
     weights = {name: (weights or {}).get(name, 1.0) for name in lists}
     fused: dict[int, Scored] = {}
@@ -119,5 +121,9 @@ def features(post: Post, author_quality: float, newest: float, cfg: RankingConfi
 
 
 def final_score(relevance: float, feats: dict[str, float], cfg: RankingConfig) -> float:
-    return (cfg.w_relevance * relevance + cfg.w_recency * feats["recency"]
-            + cfg.w_engagement * feats["engagement"] + cfg.w_author * feats["author_quality"])
+    return (
+        cfg.w_relevance * relevance
+        + cfg.w_recency * feats["recency"]
+        + cfg.w_engagement * feats["engagement"]
+        + cfg.w_author * feats["author_quality"]
+    )

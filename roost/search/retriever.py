@@ -46,20 +46,20 @@ if TYPE_CHECKING:
 class RetrieverConfig:
     steps: int = 1500
     batch_size: int = 256
-    lr: float = 1e-2            # the table's rows move far from the LM's: 1e-3 barely changes them
+    lr: float = 1e-2  # the table's rows move far from the LM's: 1e-3 barely changes them
     weight_decay: float = 0.0
-    temperature: float = 0.3     # measured on the hashtag task: 0.05 -> 0.1 -> 0.3 raised NDCG@10, 0.5 no further
-    dim: int | None = None      # vector size; None: the model's width, smaller: the table's top principal directions
-    max_len: int = 128          # tokens of a text that count
+    temperature: float = 0.3  # measured on the hashtag task: 0.05 -> 0.1 -> 0.3 raised NDCG@10, 0.5 no further
+    dim: int | None = None  # vector size; None: the model's width, smaller: the table's top principal directions
+    max_len: int = 128  # tokens of a text that count
     max_pairs: int = 100_000
-    rare_max_posts: int = 20    # a hashtag on at most this many posts counts as rare
-    query_steps: int = 100      # steps of the query encoder (the fine-tuned LM); 0: queries use the bag
+    rare_max_posts: int = 20  # a hashtag on at most this many posts counts as rare
+    query_steps: int = 100  # steps of the query encoder (the fine-tuned LM); 0: queries use the bag
     query_batch_size: int = 128
-    query_lr: float = 3e-4      # the LM's weights
+    query_lr: float = 3e-4  # the LM's weights
     query_proj_lr: float = 1e-3  # the map from its pooled states into the bag's space
-    query_max_len: int = 16    # tokens of a query; pairs with longer anchors do not train the query encoder
+    query_max_len: int = 16  # tokens of a query; pairs with longer anchors do not train the query encoder
     holdout_fraction: float = 0.1  # posts kept out of training to tune fusion, expansion and the threshold on
-    tune_min_posts: int = 3        # a held-out hashtag on this many posts becomes a tuning query
+    tune_min_posts: int = 3  # a held-out hashtag on this many posts becomes a tuning query
     expansion: ExpansionConfig = field(default_factory=ExpansionConfig)
     val_fraction: float = 0.05
     seed: int = 0
@@ -67,9 +67,9 @@ class RetrieverConfig:
 
 @dataclass
 class Pairs:
-    texts: list[str]            # distinct texts
-    anchor: np.ndarray          # [P] index into texts
-    positive: np.ndarray        # [P] index into texts
+    texts: list[str]  # distinct texts
+    anchor: np.ndarray  # [P] index into texts
+    positive: np.ndarray  # [P] index into texts
     kinds: dict[str, int]
 
 
@@ -77,8 +77,9 @@ def _strip_tag(text: str, tag: str) -> str:
     return " ".join(re.sub(rf"#{re.escape(tag)}\b", " ", text, flags=re.IGNORECASE).split())
 
 
-def mine_pairs(ids: list[str], texts: list[str], reply_to: list[str | None], hashtags: list[list[str]],
-               cfg: RetrieverConfig) -> Pairs:
+def mine_pairs(
+    ids: list[str], texts: list[str], reply_to: list[str | None], hashtags: list[list[str]], cfg: RetrieverConfig
+) -> Pairs:
     """Training pairs from posts (parallel lists, as in the corpus posts table)."""
     rng = random.Random(cfg.seed)
     by_id = {pid: i for i, pid in enumerate(ids)}
@@ -107,7 +108,9 @@ def mine_pairs(ids: list[str], texts: list[str], reply_to: list[str | None], has
     return Pairs(list(vocab), anchor, positive, {k: len(v) for k, v in sorted(raw.items())})
 
 
-def info_nce(a: torch.Tensor, p: torch.Tensor, a_idx: torch.Tensor, p_idx: torch.Tensor, temperature: float) -> torch.Tensor:
+def info_nce(
+    a: torch.Tensor, p: torch.Tensor, a_idx: torch.Tensor, p_idx: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Symmetric InfoNCE over a batch of unit vectors; same-text pairs off the diagonal are not negatives."""
     logits = a @ p.T / temperature
     same = (a_idx[:, None] == a_idx[None, :]) | (p_idx[:, None] == p_idx[None, :])
@@ -118,14 +121,20 @@ def info_nce(a: torch.Tensor, p: torch.Tensor, a_idx: torch.Tensor, p_idx: torch
 
 
 @torch.no_grad()
-def recall_at_1(encoder, ids: list[list[int]], anchor: torch.Tensor, positive: torch.Tensor, batch: int = 256,
-                docs: torch.Tensor | None = None) -> float:
+def recall_at_1(
+    encoder,
+    ids: list[list[int]],
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    batch: int = 256,
+    docs: torch.Tensor | None = None,
+) -> float:
     """Share of anchors whose own positive is the nearest among a batch of candidates (duplicate texts excluded).
 
     ``docs`` (the positives' vectors, unnormalized, indexed like ``ids``) stands in for encoding the positives."""
     hits = total = 0
     for s in range(0, len(anchor), batch):
-        ai, pi = anchor[s:s + batch], positive[s:s + batch]
+        ai, pi = anchor[s : s + batch], positive[s : s + batch]
         p = F.normalize(docs[pi], dim=-1) if docs is not None else encoder([ids[i] for i in pi.tolist()])
         sims = encoder([ids[i] for i in ai.tolist()]) @ p.T
         same = (pi[:, None] == pi[None, :]) | (ai[:, None] == ai[None, :])
@@ -159,8 +168,10 @@ def train_retriever(table: torch.Tensor, ids: list[list[int]], pairs: Pairs, cfg
     val = (anchor[:n_val], positive[:n_val])
     anchor, positive = anchor[n_val:], positive[n_val:]
     if len(anchor) < 2:
-        raise UserError(f"only {len(anchor)} training pairs could be mined from the corpus; it needs replies "
-                         "or hashtags (at least 2 pairs)")
+        raise UserError(
+            f"only {len(anchor)} training pairs could be mined from the corpus; it needs replies "
+            "or hashtags (at least 2 pairs)"
+        )
     opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     before = recall_at_1(encoder, ids, *val) if n_val else None
     g = torch.Generator().manual_seed(cfg.seed)
@@ -177,9 +188,16 @@ def train_retriever(table: torch.Tensor, ids: list[list[int]], pairs: Pairs, cfg
     encoder.eval()
     after = recall_at_1(encoder, ids, *val) if n_val else None
     k = max(1, len(losses) // 10)
-    report = {"pairs": int(len(anchor) + n_val), "kinds": pairs.kinds, "texts": len(pairs.texts),
-              "first_loss": float(np.mean(losses[:k])), "last_loss": float(np.mean(losses[-k:])),
-              "val_pairs": n_val, "val_recall@1_before": before, "val_recall@1_after": after}
+    report = {
+        "pairs": int(len(anchor) + n_val),
+        "kinds": pairs.kinds,
+        "texts": len(pairs.texts),
+        "first_loss": float(np.mean(losses[:k])),
+        "last_loss": float(np.mean(losses[-k:])),
+        "val_pairs": n_val,
+        "val_recall@1_before": before,
+        "val_recall@1_after": after,
+    }
     return encoder, report
 
 
@@ -210,8 +228,10 @@ def train_query_encoder(query: QueryEncoder, ids: list[list[int]], pairs: Pairs,
     before = val_recall()
     query.train()
     body = [p for n, p in query.model.named_parameters() if p.requires_grad and not n.startswith("lm_head")]
-    opt = torch.optim.AdamW([{"params": body, "lr": cfg.query_lr},
-                             {"params": query.proj.parameters(), "lr": cfg.query_proj_lr}], weight_decay=0.0)
+    opt = torch.optim.AdamW(
+        [{"params": body, "lr": cfg.query_lr}, {"params": query.proj.parameters(), "lr": cfg.query_proj_lr}],
+        weight_decay=0.0,
+    )
     g = torch.Generator().manual_seed(cfg.seed + 1)
     losses = []
     for _ in tqdm(range(cfg.query_steps), desc="train-retriever queries", unit="step"):
@@ -224,9 +244,13 @@ def train_query_encoder(query: QueryEncoder, ids: list[list[int]], pairs: Pairs,
         losses.append(loss.item())
     query.eval()
     k = max(1, len(losses) // 10)
-    return {"pairs": int(len(anchor) + n_val), "first_loss": float(np.mean(losses[:k])) if losses else None,
-            "last_loss": float(np.mean(losses[-k:])) if losses else None,
-            "val_recall@1_before": before, "val_recall@1_after": val_recall()}
+    return {
+        "pairs": int(len(anchor) + n_val),
+        "first_loss": float(np.mean(losses[:k])) if losses else None,
+        "last_loss": float(np.mean(losses[-k:])) if losses else None,
+        "val_recall@1_before": before,
+        "val_recall@1_after": val_recall(),
+    }
 
 
 def model_token_table(model_dir: Path) -> torch.Tensor:
@@ -278,8 +302,9 @@ def train_workspace_retriever(ws: Workspace, cfg: RetrieverConfig) -> dict:
     kept = unseen_task(held_texts, UnseenConfig(min_posts=cfg.tune_min_posts), counts, keep_tags=True)
     retriever = Retriever(tokenizer, bag, query)
     if query is not None and len(task.queries) >= MIN_QUERIES:  # keep the transformer for queries only if it helps
-        q = semantic_quality({"query_encoder": SearchModel(retriever, retriever.queries),
-                              "bag": SearchModel(retriever)}, task)
+        q = semantic_quality(
+            {"query_encoder": SearchModel(retriever, retriever.queries), "bag": SearchModel(retriever)}, task
+        )
         report["query"]["held_out_semantic"] = q
         if sum(q["bag"].values()) > sum(q["query_encoder"].values()):
             query = retriever.query_encoder = None
@@ -289,8 +314,10 @@ def train_workspace_retriever(ws: Workspace, cfg: RetrieverConfig) -> dict:
     model = SearchModel(retriever, retriever.queries, expand=expander)
     calibration = held_texts or train["text"][: cfg.batch_size]
     ranking, report["tuning"] = tune_ranking(model, task, calibration[:5000], kept)
-    settings = {"ranking": {k: getattr(ranking, k) for k in TUNED},
-                "expansion": {"tags": tags, "words": words, "config": asdict(cfg.expansion)}}
+    settings = {
+        "ranking": {k: getattr(ranking, k) for k in TUNED},
+        "expansion": {"tags": tags, "words": words, "config": asdict(cfg.expansion)},
+    }
     path = save_retriever(ws.model / RETRIEVER_FILE, bag, query, settings, expander.vectors)
     report.update(path=str(path), config=asdict(cfg), expansion_tags=len(tags), held_out_posts=int(held.sum()))
     atomic_write_json(ws.run_dir("retriever") / "report.json", report)

@@ -34,9 +34,11 @@ from roost.search.eval import EvalTask, evaluate
 from roost.search.ranking import RankingConfig
 
 # (fusion, w_lexical, w_vector): each list alone, then each fusion over the vector weights worth trying
-FUSION_GRID = ([("score", 1.0, 0.0), ("score", 0.0, 1.0)]
-               + [("score", 1.0, w) for w in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)]
-               + [("rrf", 1.0, w) for w in (0.25, 0.5, 1.0, 2.0, 4.0)])
+FUSION_GRID = (
+    [("score", 1.0, 0.0), ("score", 0.0, 1.0)]
+    + [("score", 1.0, w) for w in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)]
+    + [("rrf", 1.0, w) for w in (0.25, 0.5, 1.0, 2.0, 4.0)]
+)
 EXPANSION_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 MIN_QUERIES = 10
 HOLDOUT_SALT = 0x5EED  # so the held-out share is independent of other splits by a hash of the text (e.g. unseen.py's)
@@ -45,8 +47,9 @@ HOLDOUT_SALT = 0x5EED  # so the held-out share is independent of other splits by
 def holdout(texts: list[str], fraction: float, seed: int = 0) -> np.ndarray:
     """A boolean mask of posts held out from training, by a seeded hash of the text (repeats go together)."""
     cut = fraction * 1_000_000
-    return np.array([xxhash.xxh64_intdigest(t.encode(), seed=seed + HOLDOUT_SALT) % 1_000_000 < cut for t in texts],
-                    dtype=bool)
+    return np.array(
+        [xxhash.xxh64_intdigest(t.encode(), seed=seed + HOLDOUT_SALT) % 1_000_000 < cut for t in texts], dtype=bool
+    )
 
 
 def nonsense_queries(n: int, seed: int = 0) -> list[str]:
@@ -91,8 +94,9 @@ def worst_ratio(hybrid: list[dict[str, float]], parts: list[dict[str, dict[str, 
     return min(h[k] / max(p["lexical"][k], p["semantic"][k], 1e-9) for h, p in zip(hybrid, parts) for k in METRICS)
 
 
-def tune_ranking(model: SearchModel, task: EvalTask, calibration_texts: list[str],
-                 kept: EvalTask | None = None) -> tuple[RankingConfig, dict]:
+def tune_ranking(
+    model: SearchModel, task: EvalTask, calibration_texts: list[str], kept: EvalTask | None = None
+) -> tuple[RankingConfig, dict]:
     """The ranking for ``model``, tuned on ``task`` (held-out posts and their hashtag queries); with a report.
 
     ``kept`` is the same task with the hashtags left in the posts: queries whose words the posts do contain,
@@ -104,10 +108,14 @@ def tune_ranking(model: SearchModel, task: EvalTask, calibration_texts: list[str
     min_sim = calibrate_min_similarity(model, model.embed(calibration_texts))
     base = RankingConfig(min_similarity=min_sim)
     if len(task.queries) < MIN_QUERIES:
-        return base, {"chosen": {"min_similarity": min_sim},
-                      "skipped": f"{len(task.queries)} held-out queries (fewer than {MIN_QUERIES}): default weights"}
-    with tempfile.TemporaryDirectory(prefix="roost-tune-") as tmp, \
-            tempfile.TemporaryDirectory(prefix="roost-tune-kept-") as tmp_kept:
+        return base, {
+            "chosen": {"min_similarity": min_sim},
+            "skipped": f"{len(task.queries)} held-out queries (fewer than {MIN_QUERIES}): default weights",
+        }
+    with (
+        tempfile.TemporaryDirectory(prefix="roost-tune-") as tmp,
+        tempfile.TemporaryDirectory(prefix="roost-tune-kept-") as tmp_kept,
+    ):
         build_index([task.posts], tmp, model, total=len(task.posts))
         index = SearchIndex(tmp, model, ranking=base)
         tasks = [(index, task.queries)]
@@ -139,13 +147,27 @@ def tune_ranking(model: SearchModel, task: EvalTask, calibration_texts: list[str
             for ix, _ in tasks:
                 ix.close()
     per_task, cfg = max(results, key=lambda r: (worst_ratio(r[0], parts), sum(_objective(m) for m in r[0])))
-    report = {"queries": len(task.queries), "posts": len(task.posts), "lexical": lexical,
-              "lexical_expanded": best_lex, "semantic": semantic, "hybrid": per_task[0],
-              "hybrid_tags_kept": per_task[1] if kept is not None else None,
-              "parts_tags_kept": parts[1] if kept is not None else None,
-              "worst_ratio_to_parts": worst_ratio(per_task, parts),
-              "grid": [{"fusion": c.fusion, "w_lexical": c.w_lexical, "w_vector": c.w_vector, "removed": r[0],
-                        "kept": r[1] if kept is not None else None, "worst_ratio": worst_ratio(r, parts)}
-                       for r, c in results],
-              "chosen": {k: v for k, v in asdict(cfg).items() if k in TUNED}}
+    report = {
+        "queries": len(task.queries),
+        "posts": len(task.posts),
+        "lexical": lexical,
+        "lexical_expanded": best_lex,
+        "semantic": semantic,
+        "hybrid": per_task[0],
+        "hybrid_tags_kept": per_task[1] if kept is not None else None,
+        "parts_tags_kept": parts[1] if kept is not None else None,
+        "worst_ratio_to_parts": worst_ratio(per_task, parts),
+        "grid": [
+            {
+                "fusion": c.fusion,
+                "w_lexical": c.w_lexical,
+                "w_vector": c.w_vector,
+                "removed": r[0],
+                "kept": r[1] if kept is not None else None,
+                "worst_ratio": worst_ratio(r, parts),
+            }
+            for r, c in results
+        ],
+        "chosen": {k: v for k, v in asdict(cfg).items() if k in TUNED},
+    }
     return cfg, report

@@ -30,8 +30,8 @@ _HASHTAG_RE = re.compile(r"#(\w+)")
 
 @dataclass
 class UnseenConfig:
-    eval_fraction: float = 0.25   # share of the (deduplicated) posts that the pipeline never sees
-    min_posts: int = 3            # a hashtag on at least this many eval posts becomes a query
+    eval_fraction: float = 0.25  # share of the (deduplicated) posts that the pipeline never sees
+    min_posts: int = 3  # a hashtag on at least this many eval posts becomes a query
     max_queries: int = 500
     seed: int = 0
 
@@ -47,8 +47,9 @@ def split_texts(texts: list[str], cfg: UnseenConfig) -> tuple[list[str], list[st
     return train, held
 
 
-def unseen_task(eval_texts: list[str], cfg: UnseenConfig, counts: Counter | None = None,
-                keep_tags: bool = False) -> EvalTask:
+def unseen_task(
+    eval_texts: list[str], cfg: UnseenConfig, counts: Counter | None = None, keep_tags: bool = False
+) -> EvalTask:
     """Queries from the eval posts' hashtags (on >= ``min_posts`` posts), removed from the posts' text
     (left in with ``keep_tags``: the same queries over words the posts contain).
 
@@ -56,8 +57,9 @@ def unseen_task(eval_texts: list[str], cfg: UnseenConfig, counts: Counter | None
     counts = counts if counts is not None else word_counts(eval_texts)
     tags_of = [[t.lower() for t in _HASHTAG_RE.findall(text)] for text in eval_texts]
     df = Counter(t for tags in tags_of for t in set(tags))
-    query_tags = sorted((t for t, c in df.items() if c >= cfg.min_posts and not t.isdigit()),
-                        key=lambda t: (-df[t], t))[: cfg.max_queries]
+    query_tags = sorted(
+        (t for t, c in df.items() if c >= cfg.min_posts and not t.isdigit()), key=lambda t: (-df[t], t)
+    )[: cfg.max_queries]
     return tag_query_task("unseen", eval_texts, tags_of, query_tags, counts, "u", keep_tags)
 
 
@@ -88,16 +90,27 @@ ABLATIONS = [
     ("semantic, post encoder for queries too", "semantic", {}, False),
     ("semantic, no no-match threshold", "semantic", {"min_similarity": -1.0}, True),
     ("semantic", "semantic", {}, True),
-    ("hybrid, RRF equal weights, no expansion", "hybrid",
-     {"fusion": "rrf", "w_lexical": 1.0, "w_vector": 1.0, "w_expansion": 0.0}, True),
+    (
+        "hybrid, RRF equal weights, no expansion",
+        "hybrid",
+        {"fusion": "rrf", "w_lexical": 1.0, "w_vector": 1.0, "w_expansion": 0.0},
+        True,
+    ),
     ("hybrid, tuned fusion, no expansion", "hybrid", {"w_expansion": 0.0}, True),
     ("hybrid (default)", "hybrid", {}, True),
     ("hybrid + LM query-likelihood re-rank, top 10", "hybrid", {"rerank_top": 10}, True),
 ]
 
 
-def evaluate_unseen(ws, texts: list[str], cfg: UnseenConfig, model: SearchModel | None = None, *,
-                    seed_posts: int = 100, batch: int = 1000) -> dict:
+def evaluate_unseen(
+    ws,
+    texts: list[str],
+    cfg: UnseenConfig,
+    model: SearchModel | None = None,
+    *,
+    seed_posts: int = 100,
+    batch: int = 1000,
+) -> dict:
     """The protocol on ``ws``'s model: an index seeded with a few corpus posts, ``texts`` added live
     through :meth:`SearchIndex.add` after ingest's filters (as ``POST /admin/posts`` does), then every row
     of :data:`ABLATIONS`; then the same queries over the posts with their hashtags kept (words the posts
@@ -117,8 +130,10 @@ def evaluate_unseen(ws, texts: list[str], cfg: UnseenConfig, model: SearchModel 
     prepare = PostPreparer.for_workspace(ws)
     seed = next(schema.iter_batches(ws.corpus, "posts", columns=POST_COLUMNS, batch_size=seed_posts), None)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="roost-unseen-") as tmp, \
-            tempfile.TemporaryDirectory(prefix="roost-unseen-kept-") as tmp_kept:
+    with (
+        tempfile.TemporaryDirectory(prefix="roost-unseen-") as tmp,
+        tempfile.TemporaryDirectory(prefix="roost-unseen-kept-") as tmp_kept,
+    ):
         for folder in (tmp, tmp_kept):
             build_index([batch_posts(seed)] if seed is not None else [], folder, model)
         index, kept_index = SearchIndex(tmp, model), SearchIndex(tmp_kept, model)
@@ -153,18 +168,24 @@ def _add_live(index: SearchIndex, task: EvalTask, prepare, batch: int) -> tuple[
 def format_ablation(result: dict) -> str:
     """The ablation as a table, each row's NDCG@10 and MRR also as a multiple of lexical's."""
     peer = result["rows"][0]["metrics"]
-    lines = [f"unseen posts: {result['posts']} added live, {result['queries']} hashtag queries",
-             f"{'row':<44} {'NDCG@10':>8} {'R@100':>7} {'MRR':>7} {'NDCG x':>7} {'MRR x':>6}"]
+    lines = [
+        f"unseen posts: {result['posts']} added live, {result['queries']} hashtag queries",
+        f"{'row':<44} {'NDCG@10':>8} {'R@100':>7} {'MRR':>7} {'NDCG x':>7} {'MRR x':>6}",
+    ]
     for r in result["rows"]:
         m = r["metrics"]
         ratio = [m[k] / peer[k] if peer[k] else float("nan") for k in ("ndcg@10", "mrr")]
-        lines.append(f"{r['name']:<44} {m['ndcg@10']:>8.4f} {m['recall@100']:>7.4f} {m['mrr']:>7.4f} "
-                     f"{ratio[0]:>6.2f}x {ratio[1]:>5.2f}x")
+        lines.append(
+            f"{r['name']:<44} {m['ndcg@10']:>8.4f} {m['recall@100']:>7.4f} {m['mrr']:>7.4f} "
+            f"{ratio[0]:>6.2f}x {ratio[1]:>5.2f}x"
+        )
     if result.get("kept"):
         lines.append("the same queries, hashtags kept in the posts")
         kept = result["kept"]
         for mode, m in kept.items():
             ratio = [m[k] / kept["lexical"][k] if kept["lexical"][k] else float("nan") for k in ("ndcg@10", "mrr")]
-            lines.append(f"{mode:<44} {m['ndcg@10']:>8.4f} {m['recall@100']:>7.4f} {m['mrr']:>7.4f} "
-                         f"{ratio[0]:>6.2f}x {ratio[1]:>5.2f}x")
+            lines.append(
+                f"{mode:<44} {m['ndcg@10']:>8.4f} {m['recall@100']:>7.4f} {m['mrr']:>7.4f} "
+                f"{ratio[0]:>6.2f}x {ratio[1]:>5.2f}x"
+            )
     return "\n".join(lines)

@@ -17,10 +17,10 @@ from usearch.index import Index
 
 @dataclass
 class VectorConfig:
-    exact_below: int = 20_000   # brute-force search under this many vectors
-    dtype: str = "f16"          # storage precision: f16 halves memory at no visible cost in recall
-    connectivity: int = 16      # HNSW "M"
-    expansion_add: int = 64     # efConstruction: recall@100 0.999 at half the build time of 128
+    exact_below: int = 20_000  # brute-force search under this many vectors
+    dtype: str = "f16"  # storage precision: f16 halves memory at no visible cost in recall
+    connectivity: int = 16  # HNSW "M"
+    expansion_add: int = 64  # efConstruction: recall@100 0.999 at half the build time of 128
     expansion_search: int = 128  # ef
 
 
@@ -28,10 +28,14 @@ class VectorIndex:
     def __init__(self, ndim: int, config: VectorConfig | None = None):
         self.config = config or VectorConfig()
         self.ndim = ndim
-        self.index = Index(ndim=ndim, metric="ip", dtype=self.config.dtype,
-                           connectivity=self.config.connectivity,
-                           expansion_add=self.config.expansion_add,
-                           expansion_search=self.config.expansion_search)
+        self.index = Index(
+            ndim=ndim,
+            metric="ip",
+            dtype=self.config.dtype,
+            connectivity=self.config.connectivity,
+            expansion_add=self.config.expansion_add,
+            expansion_search=self.config.expansion_search,
+        )
 
     @classmethod
     def load(cls, path: str | Path, config: VectorConfig | None = None) -> VectorIndex:
@@ -65,8 +69,12 @@ class VectorIndex:
         """Top ``k`` (key, cosine similarity) for one unit query vector."""
         if len(self.index) == 0:
             return []
-        m = self.index.search(np.asarray(query, dtype=np.float32), min(k, len(self.index)), threads=1,
-                              exact=len(self.index) < self.config.exact_below)
+        m = self.index.search(
+            np.asarray(query, dtype=np.float32),
+            min(k, len(self.index)),
+            threads=1,
+            exact=len(self.index) < self.config.exact_below,
+        )
         return [(int(key), 1.0 - float(d)) for key, d in zip(m.keys, m.distances)]
 
     def search_among(self, query: np.ndarray, keys: list[int], k: int) -> list[tuple[int, float]]:

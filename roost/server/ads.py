@@ -42,8 +42,10 @@ class ServeBody(BaseModel):
     slots: int = Field(default=1, ge=1, le=10)
     lang: str | None = Field(default=None, max_length=8)
     exclude_campaign_ids: list[Annotated[str, Field(max_length=64)]] = Field(
-        default_factory=list, max_length=100,
-        description="campaigns already on this page: a timeline asks once per ad slot and passes what it has shown")
+        default_factory=list,
+        max_length=100,
+        description="campaigns already on this page: a timeline asks once per ad slot and passes what it has shown",
+    )
 
 
 def open_service(state: ServerState, served: ServedModel | None) -> tuple[AdService | None, str | None]:
@@ -60,8 +62,10 @@ def open_service(state: ServerState, served: ServedModel | None) -> tuple[AdServ
         return None, str(e)
     service.follow_catalog()  # campaigns created or edited through other replicas reach this one in seconds
     if service.safety is None:
-        warning = ("brand safety is off: no safety model in this workspace, so ads may run next to unsafe posts; "
-                   "train one with `roost ads train-safety` (it learns from the corpus's moderation signals)")
+        warning = (
+            "brand safety is off: no safety model in this workspace, so ads may run next to unsafe posts; "
+            "train one with `roost ads train-safety` (it learns from the corpus's moderation signals)"
+        )
         state.warnings.append(warning)
         print(f"roost serve: {warning}", file=sys.stderr)
     return service, None
@@ -70,16 +74,24 @@ def open_service(state: ServerState, served: ServedModel | None) -> tuple[AdServ
 def _service(request: Request) -> AdService:
     services = request.app.state.roost.services
     if services.ads is None:
-        raise APIError(404, f"ads are not set up in this workspace: {services.ads_error or 'no ads service'}",
-                       type="not_found_error")
+        raise APIError(
+            404,
+            f"ads are not set up in this workspace: {services.ads_error or 'no ads service'}",
+            type="not_found_error",
+        )
     return services.ads
 
 
 def _unavailable() -> APIError:
     """A shared ads database that stops answering: a 503 the client (or balancer) retries, not a 500. Nothing
     was acknowledged, and an open transaction is rolled back by the database."""
-    return APIError(503, "the ads database does not answer; retry shortly", type="service_unavailable",
-                    code="ads_db_unavailable", headers={"Retry-After": "1"})
+    return APIError(
+        503,
+        "the ads database does not answer; retry shortly",
+        type="service_unavailable",
+        code="ads_db_unavailable",
+        headers={"Retry-After": "1"},
+    )
 
 
 @router.post("/ads/serve", dependencies=[Depends(require_api_key)])
@@ -94,16 +106,32 @@ def serve(body: ServeBody, request: Request) -> dict:
     except DatabaseUnavailable:
         raise _unavailable() from None
     base = request.app.state.roost.config.base_url()  # configured (--public-url), never the request's Host header
-    return {"ads": [{
-        "impression_id": ad.impression_id, "campaign_id": ad.campaign_id, "creative_id": ad.creative_id,
-        "text": ad.text, "landing_url": ad.landing_url, "click_url": f"{base}/ads/click?t={ad.click_token}",
-        "price": from_micros(ad.price_micros), "bid_type": ad.bid_type, "price_unit": PRICE_UNIT[ad.bid_type],
-        "position": ad.position, "why": ad.why,
-    } for ad in ads]}
+    return {
+        "ads": [
+            {
+                "impression_id": ad.impression_id,
+                "campaign_id": ad.campaign_id,
+                "creative_id": ad.creative_id,
+                "text": ad.text,
+                "landing_url": ad.landing_url,
+                "click_url": f"{base}/ads/click?t={ad.click_token}",
+                "price": from_micros(ad.price_micros),
+                "bid_type": ad.bid_type,
+                "price_unit": PRICE_UNIT[ad.bid_type],
+                "position": ad.position,
+                "why": ad.why,
+            }
+            for ad in ads
+        ]
+    }
 
 
-@router.get("/ads/click", status_code=302, response_class=RedirectResponse,
-            responses={302: {"description": "to the ad's landing page"}})
+@router.get(
+    "/ads/click",
+    status_code=302,
+    response_class=RedirectResponse,
+    responses={302: {"description": "to the ad's landing page"}},
+)
 def click(request: Request, t: str = Query(..., max_length=1000, description="signed click token")):
     service = _service(request)
     try:
@@ -113,8 +141,9 @@ def click(request: Request, t: str = Query(..., max_length=1000, description="si
     except DatabaseUnavailable:
         raise _unavailable() from None
     if recorded is None:
-        raise APIError(404, "the impression this click token names is not in the ads database", param="t",
-                       type="not_found_error")
+        raise APIError(
+            404, "the impression this click token names is not in the ads database", param="t", type="not_found_error"
+        )
     return RedirectResponse(check_landing_url(recorded.landing_url), status_code=302)
 
 
@@ -145,8 +174,13 @@ def campaign_page(service: AdService, sort: str, order: str, limit: int, offset:
 
 
 @router.get("/admin/campaigns", dependencies=[Depends(require_admin_key)])
-def campaigns(request: Request, sort: SortKey = "spend", order: Literal["asc", "desc"] = "desc",
-              limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=2**53)) -> dict:
+def campaigns(
+    request: Request,
+    sort: SortKey = "spend",
+    order: Literal["asc", "desc"] = "desc",
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=2**53),
+) -> dict:
     """Every campaign, a page at a time: spend, remaining budget, pacing, impressions, clicks, CTR."""
     return campaign_page(_service(request), sort, order, limit, offset)
 
@@ -173,11 +207,9 @@ def patch_campaign(campaign_id: str, patch: CampaignPatch, request: Request) -> 
 
 
 @router.get("/admin/reports", dependencies=[Depends(require_admin_key)])
-def reports(request: Request, start: str | None = None, end: str | None = None,
-            campaign_id: str | None = None) -> dict:
+def reports(request: Request, start: str | None = None, end: str | None = None, campaign_id: str | None = None) -> dict:
     for name, value in (("start", start), ("end", end)):
         if value is not None and not _DAY.match(value):
             raise APIError(400, f"{name} must be a UTC day as YYYY-MM-DD, got {value!r}", param=name)
     rows = _service(request).store.report(start, end, campaign_id)
     return {"object": "list", "data": rows}
-

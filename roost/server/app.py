@@ -32,8 +32,15 @@ def load_services(state: ServerState) -> Services:
     search_service = search.open_service(state, model)
     ads_service, ads_error = ads.open_service(state, model)
     engine = None if state.config.llm_url else openai.open_service(state, model)  # --llm-url: generation elsewhere
-    return Services(model=model, openai=engine, search=search_service, ads=ads_service,
-                    ads_error=ads_error, feed=ui.open_feed(search_service), upstream=upstream.open_service(state))
+    return Services(
+        model=model,
+        openai=engine,
+        search=search_service,
+        ads=ads_service,
+        ads_error=ads_error,
+        feed=ui.open_feed(search_service),
+        upstream=upstream.open_service(state),
+    )
 
 
 @contextlib.asynccontextmanager

@@ -31,13 +31,21 @@ def bearer(request: Request) -> str | None:
 def require_api_key(request: Request) -> None:
     config = request.app.state.roost.config
     if config.api_keys and not keys_match(bearer(request), config.api_keys):
-        raise APIError(401, "Incorrect or missing API key. Pass it as 'Authorization: Bearer KEY'.",
-                       type="authentication_error", code="invalid_api_key")
+        raise APIError(
+            401,
+            "Incorrect or missing API key. Pass it as 'Authorization: Bearer KEY'.",
+            type="authentication_error",
+            code="invalid_api_key",
+        )
 
 
 def require_admin_key(request: Request) -> None:
     config = request.app.state.roost.config
     given = bearer(request) or request.headers.get("x-admin-key")
     if not config.admin_key or not keys_match(given, [config.admin_key]):
-        raise APIError(401, "Admin routes need the admin key: 'Authorization: Bearer ADMIN_KEY'.",
-                       type="authentication_error", code="invalid_admin_key")
+        raise APIError(
+            401,
+            "Admin routes need the admin key: 'Authorization: Bearer ADMIN_KEY'.",
+            type="authentication_error",
+            code="invalid_admin_key",
+        )

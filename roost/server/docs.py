@@ -31,10 +31,15 @@ FAVICON = "/favicon.ico"
 def swagger_ui(request: Request) -> HTMLResponse:
     root = request.scope.get("root_path", "").rstrip("/")  # the app's path behind a proxy
     schema, dist = f"{root}{request.app.openapi_url}", f"{root}{PREFIX}"
-    return get_swagger_ui_html(openapi_url=schema, title=f"{request.app.title} API docs",
-                               swagger_js_url=f"{dist}/swagger-ui-bundle.js", swagger_css_url=f"{dist}/swagger-ui.css",
-                               swagger_favicon_url=FAVICON, oauth2_redirect_url=None,
-                               swagger_ui_parameters=request.app.swagger_ui_parameters)
+    return get_swagger_ui_html(
+        openapi_url=schema,
+        title=f"{request.app.title} API docs",
+        swagger_js_url=f"{dist}/swagger-ui-bundle.js",
+        swagger_css_url=f"{dist}/swagger-ui.css",
+        swagger_favicon_url=FAVICON,
+        oauth2_redirect_url=None,
+        swagger_ui_parameters=request.app.swagger_ui_parameters,
+    )
 
 
 @router.get(PREFIX + "/{name}", include_in_schema=False)

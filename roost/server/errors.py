@@ -32,8 +32,16 @@ log = logging.getLogger(__name__)
 class APIError(Exception):
     """Raise from a route to answer with an OpenAI-style error body."""
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
         self.headers = headers or {}
@@ -41,9 +49,13 @@ class APIError(Exception):
 
 def no_index_error(state: ServerState, what: str) -> APIError:
     """The 503 of a surface that needs the search index when the workspace has none, with the remedy."""
-    return APIError(503, f"{what}: no search index in {state.workspace.index}; "
-                         f"run `roost index --workspace {state.workspace.root}` and restart the server",
-                    type="service_unavailable", code="no_index")
+    return APIError(
+        503,
+        f"{what}: no search index in {state.workspace.index}; "
+        f"run `roost index --workspace {state.workspace.root}` and restart the server",
+        type="service_unavailable",
+        code="no_index",
+    )
 
 
 _FIELD_FIRST = re.compile(r"^([A-Za-z_][\w.]*): ")
@@ -80,29 +92,49 @@ def install_error_handlers(app: FastAPI) -> None:
         if cause is None:
             raise e
         log.error("%s %s: disk full: %s", request.method, request.url.path, cause)
-        return JSONResponse(error_body("the server's disk is full: this request failed; retry it once space "
-                                       "is freed", "server_error", code="disk_full"),
-                            status_code=507, headers={"Retry-After": "60"})
+        return JSONResponse(
+            error_body(
+                "the server's disk is full: this request failed; retry it once space is freed",
+                "server_error",
+                code="disk_full",
+            ),
+            status_code=507,
+            headers={"Retry-After": "60"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, e: Exception):
         """Last resort: an OpenAI-shaped body that says nothing of the exception (uvicorn logs its traceback)."""
-        return JSONResponse(error_body("internal server error; the server log has the details", "server_error",
-                                       code="internal_error"), status_code=500)
+        return JSONResponse(
+            error_body("internal server error; the server log has the details", "server_error", code="internal_error"),
+            status_code=500,
+        )
 
 
 ERROR_SCHEMA = {
-    "type": "object", "required": ["error"], "additionalProperties": False,
-    "properties": {"error": {
-        "type": "object", "required": ["message", "type", "param", "code"], "additionalProperties": False,
-        "properties": {"message": {"type": "string"}, "type": {"type": "string"},
-                       "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}},
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "additionalProperties": False,
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
 }
 
 
 def document_errors(app: FastAPI) -> None:
     """Make the OpenAPI schema say what the server does: every 4xx/5xx has ERROR_SCHEMA's shape, and a bad
     body is a 400, not FastAPI's default 422 (which this server never sends)."""
+
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
@@ -115,8 +147,10 @@ def document_errors(app: FastAPI) -> None:
                 for op in operations.values():
                     op["responses"].pop("422", None)
                     op["responses"]["4XX"] = {"description": "Bad request, in OpenAI's error shape", **error}
-                    op["responses"]["5XX"] = {"description": "Server-side failure (never the exception's text)",
-                                              **error}
+                    op["responses"]["5XX"] = {
+                        "description": "Server-side failure (never the exception's text)",
+                        **error,
+                    }
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -40,12 +40,12 @@ EXEMPT = frozenset({"/health"})
 class Limits:
     """Defaults fit one laptop serving a few clients; ``roost serve --help`` names the flag of each."""
 
-    max_body_bytes: int = 4 * 2**20      # 1000 posts of ~4 KB for /admin/posts fit; 20 MB prompts do not
-    max_prompt_chars: int = 100_000      # prompt, chat messages or one embedding input, checked before tokenizing
-    max_embedding_inputs: int = 256      # texts per /v1/embeddings request
-    concurrency: int = 32                # requests in flight per client
-    rate: float = 100.0                  # requests per second per client, sustained (0: no rate limit)
-    burst: int = 200                     # requests a client may send at once after being idle
+    max_body_bytes: int = 4 * 2**20  # 1000 posts of ~4 KB for /admin/posts fit; 20 MB prompts do not
+    max_prompt_chars: int = 100_000  # prompt, chat messages or one embedding input, checked before tokenizing
+    max_embedding_inputs: int = 256  # texts per /v1/embeddings request
+    concurrency: int = 32  # requests in flight per client
+    rate: float = 100.0  # requests per second per client, sustained (0: no rate limit)
+    burst: int = 200  # requests a client may send at once after being idle
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_prompt_chars", "max_embedding_inputs", "concurrency", "burst"):
@@ -60,8 +60,15 @@ def error_body(message: str, type: str, param: str | None = None, code: str | No
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
-def error_response(status: int, message: str, type: str, *, param: str | None = None, code: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    message: str,
+    type: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     from starlette.responses import JSONResponse  # here, so `roost --help` (which reads Limits) stays fast
 
     return JSONResponse(error_body(message, type, param, code), status_code=status, headers=headers)
@@ -135,13 +142,17 @@ class GuardMiddleware:
             bucket.tokens = min(lim.burst, bucket.tokens + (now - bucket.stamp) * lim.rate)
             bucket.stamp = now
         if bucket.in_flight >= lim.concurrency:
-            return _too_many(f"this client already has {bucket.in_flight} requests in flight, the most this "
-                             f"server allows (--max-concurrency {lim.concurrency})", 1), None
+            return _too_many(
+                f"this client already has {bucket.in_flight} requests in flight, the most this "
+                f"server allows (--max-concurrency {lim.concurrency})",
+                1,
+            ), None
         if lim.rate:
             if bucket.tokens < 1:
                 wait = math.ceil((1 - bucket.tokens) / lim.rate)
-                return _too_many(f"this client is over {lim.rate:g} requests per second "
-                                 f"(--rate-limit; bursts of {lim.burst})", wait), None
+                return _too_many(
+                    f"this client is over {lim.rate:g} requests per second (--rate-limit; bursts of {lim.burst})", wait
+                ), None
             bucket.tokens -= 1
         return None, bucket
 
@@ -197,15 +208,24 @@ def _replay(body: bytes, receive):
 
 
 def _too_many(message: str, retry_after: int) -> JSONResponse:
-    return error_response(429, f"{message}; retry after {retry_after} s", "rate_limit_error",
-                          code="rate_limit_exceeded", headers={"Retry-After": str(retry_after)})
+    return error_response(
+        429,
+        f"{message}; retry after {retry_after} s",
+        "rate_limit_error",
+        code="rate_limit_exceeded",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def _too_large(size: int, limit: int, at_least: bool = False) -> JSONResponse:
     told = f"more than {limit}" if at_least else str(size)
-    return error_response(413, f"the request body is {told} bytes; this server takes at most {limit} "
-                               "(--max-body-bytes). Send less per request.", "invalid_request_error",
-                          code="request_too_large")
+    return error_response(
+        413,
+        f"the request body is {told} bytes; this server takes at most {limit} "
+        "(--max-body-bytes). Send less per request.",
+        "invalid_request_error",
+        code="request_too_large",
+    )
 
 
 # A surrogate escape (\uD800-\uDFFF), or one encoded raw (ED A0-BF ..), which Python's json accepts too.
@@ -224,5 +244,9 @@ def _surrogate_refusal(body: bytes) -> JSONResponse | None:
     if path is None:
         return None
     where = path or "the body"
-    return error_response(400, f"{where}: the text holds a lone UTF-16 surrogate escape (such as \\ud800), "
-                               "which is not a Unicode character", "invalid_request_error", param=path or None)
+    return error_response(
+        400,
+        f"{where}: the text holds a lone UTF-16 surrogate escape (such as \\ud800), which is not a Unicode character",
+        "invalid_request_error",
+        param=path or None,
+    )

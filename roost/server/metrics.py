@@ -18,14 +18,20 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 class ServingMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.requests = Counter("roost_http_requests", "HTTP requests by route, method and status",
-                                ["route", "method", "status"], registry=r)
+        self.requests = Counter(
+            "roost_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
         self.prompt_tokens = Counter("roost_prompt_tokens", "Prompt tokens of generation requests", registry=r)
         self.generation_tokens = Counter("roost_generation_tokens", "Tokens generated", registry=r)
-        self.time_to_first_token = Histogram("roost_time_to_first_token_seconds", "Time from request to first token",
-                                             buckets=LATENCY_BUCKETS, registry=r)
-        self.inter_token_latency = Histogram("roost_inter_token_latency_seconds", "Time between generated tokens",
-                                             buckets=LATENCY_BUCKETS, registry=r)
+        self.time_to_first_token = Histogram(
+            "roost_time_to_first_token_seconds", "Time from request to first token", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.inter_token_latency = Histogram(
+            "roost_inter_token_latency_seconds", "Time between generated tokens", buckets=LATENCY_BUCKETS, registry=r
+        )
         self.queue_depth = Gauge("roost_queue_depth", "Requests waiting for a slot", registry=r)
         self.running_slots = Gauge("roost_running_slots", "Engine slots generating now", registry=r)
 

@@ -45,6 +45,7 @@ router = APIRouter(dependencies=[Depends(require_api_key)])
 
 # ---- request bodies ----------------------------------------------------------------------------
 
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")  # unknown OpenAI fields (user, metadata, ...) are accepted and unused
 
@@ -58,7 +59,7 @@ class _SamplingBody(_Body):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)                       # not in OpenAI's API; vLLM and others accept it
+    top_k: int = Field(0, ge=0)  # not in OpenAI's API; vLLM and others accept it
     n: int = Field(1, ge=1, le=16)
     stop: str | list[str] | None = None
     seed: int | None = None
@@ -66,7 +67,7 @@ class _SamplingBody(_Body):
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    ignore_eos: bool = False                          # not in OpenAI's API (vLLM's): run to max_tokens
+    ignore_eos: bool = False  # not in OpenAI's API (vLLM's): run to max_tokens
 
 
 class TextPart(_Body):
@@ -101,6 +102,7 @@ class EmbeddingRequest(_Body):
 
 # ---- the service -------------------------------------------------------------------------------
 
+
 @dataclass
 class OpenAIService:
     engine: Engine
@@ -127,11 +129,20 @@ def _service(request: Request, model: str | None = None) -> OpenAIService:
     state: ServerState = request.app.state.roost
     service = state.services.openai
     if service is None:
-        raise APIError(404, f"this server has no model loaded ({state.workspace.model} is missing); "
-                       "run `roost train` or `roost export` to make one", param="model", code="model_not_found")
+        raise APIError(
+            404,
+            f"this server has no model loaded ({state.workspace.model} is missing); "
+            "run `roost train` or `roost export` to make one",
+            param="model",
+            code="model_not_found",
+        )
     if model is not None and model != service.model_name:
-        raise APIError(404, f"The model '{model}' does not exist. This server serves: {service.model_name}.",
-                       param="model", code="model_not_found")
+        raise APIError(
+            404,
+            f"The model '{model}' does not exist. This server serves: {service.model_name}.",
+            param="model",
+            code="model_not_found",
+        )
     return service
 
 
@@ -152,6 +163,7 @@ def _model_card(service: OpenAIService) -> dict:
 
 # ---- generation --------------------------------------------------------------------------------
 
+
 def _limits(request: Request) -> Limits:
     return request.app.state.roost.config.limits
 
@@ -159,9 +171,13 @@ def _limits(request: Request) -> Limits:
 def _check_length(size: int, limits: Limits, param: str, what: str = "the prompt") -> None:
     """Refuse text too long to tokenize here before anything reads it (a token is at least one character)."""
     if size > limits.max_prompt_chars:
-        raise APIError(400, f"{param}: {what} is {size} characters (or token ids) long; this server takes at most "
-                            f"{limits.max_prompt_chars} (--max-prompt-chars)", param=param,
-                       code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"{param}: {what} is {size} characters (or token ids) long; this server takes at most "
+            f"{limits.max_prompt_chars} (--max-prompt-chars)",
+            param=param,
+            code="context_length_exceeded",
+        )
 
 
 def _sampling(body: _SamplingBody, max_tokens: int, logprobs: int | None):
@@ -172,16 +188,26 @@ def _sampling(body: _SamplingBody, max_tokens: int, logprobs: int | None):
         raise APIError(400, f"stop: at most 4 stop strings, got {len(stop)}", param="stop")
     if any(not s for s in stop):
         raise APIError(400, "stop: stop strings must not be empty", param="stop")
-    return SamplingParams(max_tokens=max_tokens, temperature=body.temperature, top_k=body.top_k, top_p=body.top_p,
-                          seed=body.seed, stop=stop, presence_penalty=body.presence_penalty,
-                          frequency_penalty=body.frequency_penalty, logprobs=logprobs, n=body.n,
-                          ignore_eos=body.ignore_eos)
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_k=body.top_k,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=stop,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        logprobs=logprobs,
+        n=body.n,
+        ignore_eos=body.ignore_eos,
+    )
 
 
 def _chat_texts(body: ChatRequest, limits: Limits) -> list[str]:
     """Each message's text; the messages' length together checked against the limit."""
-    texts = [m.content if isinstance(m.content, str) else "".join(p.text for p in m.content or [])
-             for m in body.messages]
+    texts = [
+        m.content if isinstance(m.content, str) else "".join(p.text for p in m.content or []) for m in body.messages
+    ]
     _check_length(sum(map(len, texts)), limits, "messages", "the conversation")
     return texts
 
@@ -194,8 +220,9 @@ def _chat_prompt(service: OpenAIService, body: ChatRequest, texts: list[str]) ->
     for i, (m, content) in enumerate(zip(body.messages, texts)):
         bad = next((t for t in SPECIAL_TOKENS if t in content), None)
         if bad:
-            raise APIError(400, f"messages[{i}].content contains the reserved token {bad!r}",
-                           param=f"messages.{i}.content")
+            raise APIError(
+                400, f"messages[{i}].content contains the reserved token {bad!r}", param=f"messages.{i}.content"
+            )
         messages.append({"role": "system" if m.role == "developer" else m.role, "content": content})
     return service.tokenizer.encode_chat(messages, add_generation_prompt=True)[0]
 
@@ -226,8 +253,13 @@ def _submit(service: OpenAIService, prompt: list[int], params, prompt_param: str
     try:
         return service.engine.submit(prompt, params, loop=asyncio.get_running_loop())
     except QueueFull as e:
-        raise APIError(429, f"the server is busy: {e}; retry after {e.retry_after} s", type="rate_limit_error",
-                       code="rate_limit_exceeded", headers={"Retry-After": str(e.retry_after)}) from None
+        raise APIError(
+            429,
+            f"the server is busy: {e}; retry after {e.retry_after} s",
+            type="rate_limit_error",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(e.retry_after)},
+        ) from None
     except ContextLengthError as e:
         raise APIError(400, str(e), param=prompt_param, code="context_length_exceeded") from None
     except ParamError as e:
@@ -278,8 +310,11 @@ async def _collect(request: Request, job) -> list[dict]:
 
 
 def _usage(job) -> dict:
-    return {"prompt_tokens": job.prompt_tokens, "completion_tokens": job.completion_tokens,
-            "total_tokens": job.prompt_tokens + job.completion_tokens}
+    return {
+        "prompt_tokens": job.prompt_tokens,
+        "completion_tokens": job.completion_tokens,
+        "total_tokens": job.prompt_tokens + job.completion_tokens,
+    }
 
 
 def _sse(obj: dict) -> str:
@@ -305,8 +340,10 @@ class _Logprobs:
     def chat(self, lps: list) -> dict:
         def entry(tid: int, lp: float) -> dict:
             return {"token": self.text(tid), "logprob": lp, "bytes": self.token_bytes(tid)}
-        return {"content": [{**entry(x.token_id, x.logprob), "top_logprobs": [entry(t, v) for t, v in x.top]}
-                            for x in lps]}
+
+        return {
+            "content": [{**entry(x.token_id, x.logprob), "top_logprobs": [entry(t, v) for t, v in x.top]} for x in lps]
+        }
 
     def completion(self, lps: list, offset: int = 0) -> dict:
         tokens = [self.text(x.token_id) for x in lps]
@@ -314,8 +351,12 @@ class _Logprobs:
         for t in tokens:
             offsets.append(pos)
             pos += len(t)
-        return {"tokens": tokens, "token_logprobs": [x.logprob for x in lps],
-                "top_logprobs": [{self.text(t): v for t, v in x.top} for x in lps], "text_offset": offsets}
+        return {
+            "tokens": tokens,
+            "token_logprobs": [x.logprob for x in lps],
+            "top_logprobs": [{self.text(t): v for t, v in x.top} for x in lps],
+            "text_offset": offsets,
+        }
 
 
 def _byte_table() -> dict[str, int]:
@@ -344,25 +385,51 @@ async def chat_completions(body: ChatRequest, request: Request):
     head = {"id": rid, "created": created, "model": service.model_name, "system_fingerprint": None}
     if not body.stream:
         choices = await _collect(request, job)
-        return {**head, "object": "chat.completion", "usage": _usage(job), "choices": [
-            {"index": i, "message": {"role": "assistant", "content": c["text"]},
-             "logprobs": lp.chat(c["logprobs"]) if body.logprobs else None, "finish_reason": c["finish_reason"]}
-            for i, c in enumerate(choices)]}
+        return {
+            **head,
+            "object": "chat.completion",
+            "usage": _usage(job),
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": c["text"]},
+                    "logprobs": lp.chat(c["logprobs"]) if body.logprobs else None,
+                    "finish_reason": c["finish_reason"],
+                }
+                for i, c in enumerate(choices)
+            ],
+        }
 
     usage = body.stream_options is not None and body.stream_options.include_usage
 
     def chunk(choices: list[dict], **extra) -> str:
-        return _sse({**head, "object": "chat.completion.chunk", "choices": choices,
-                     **({"usage": None} if usage else {}), **extra})
+        return _sse(
+            {
+                **head,
+                "object": "chat.completion.chunk",
+                "choices": choices,
+                **({"usage": None} if usage else {}),
+                **extra,
+            }
+        )
 
     async def stream() -> AsyncIterator[str]:
         for i in range(body.n):
-            yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                          "finish_reason": None}])
+            yield chunk(
+                [{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
+            )
         async for e in _events(request, job):
             if e.text or e.logprobs:
-                yield chunk([{"index": e.index, "delta": {"content": e.text},
-                              "logprobs": lp.chat(e.logprobs) if body.logprobs else None, "finish_reason": None}])
+                yield chunk(
+                    [
+                        {
+                            "index": e.index,
+                            "delta": {"content": e.text},
+                            "logprobs": lp.chat(e.logprobs) if body.logprobs else None,
+                            "finish_reason": None,
+                        }
+                    ]
+                )
             if e.finish_reason:
                 yield chunk([{"index": e.index, "delta": {}, "logprobs": None, "finish_reason": e.finish_reason}])
         if usage:
@@ -378,14 +445,29 @@ async def completions(body: CompletionRequest, request: Request):
     prompt = await run_in_threadpool(_completion_prompt, service, _completion_input(body, _limits(request)))
     job = _submit(service, prompt, _sampling(body, body.max_tokens or 16, body.logprobs), "prompt")
     rid, created, lp = f"cmpl-{uuid.uuid4().hex}", int(time.time()), _Logprobs(service.tokenizer)
-    head = {"id": rid, "object": "text_completion", "created": created, "model": service.model_name,
-            "system_fingerprint": None}
+    head = {
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": service.model_name,
+        "system_fingerprint": None,
+    }
     with_lp = body.logprobs is not None
     if not body.stream:
         choices = await _collect(request, job)
-        return {**head, "usage": _usage(job), "choices": [
-            {"index": i, "text": c["text"], "logprobs": lp.completion(c["logprobs"]) if with_lp else None,
-             "finish_reason": c["finish_reason"]} for i, c in enumerate(choices)]}
+        return {
+            **head,
+            "usage": _usage(job),
+            "choices": [
+                {
+                    "index": i,
+                    "text": c["text"],
+                    "logprobs": lp.completion(c["logprobs"]) if with_lp else None,
+                    "finish_reason": c["finish_reason"],
+                }
+                for i, c in enumerate(choices)
+            ],
+        }
 
     usage = body.stream_options is not None and body.stream_options.include_usage
 
@@ -396,8 +478,16 @@ async def completions(body: CompletionRequest, request: Request):
         offsets = [0] * body.n
         async for e in _events(request, job):
             if e.text or e.logprobs:
-                yield chunk([{"index": e.index, "text": e.text, "finish_reason": None,
-                              "logprobs": lp.completion(e.logprobs, offsets[e.index]) if with_lp else None}])
+                yield chunk(
+                    [
+                        {
+                            "index": e.index,
+                            "text": e.text,
+                            "finish_reason": None,
+                            "logprobs": lp.completion(e.logprobs, offsets[e.index]) if with_lp else None,
+                        }
+                    ]
+                )
                 offsets[e.index] += len(e.text)
             if e.finish_reason:
                 yield chunk([{"index": e.index, "text": "", "logprobs": None, "finish_reason": e.finish_reason}])
@@ -410,6 +500,7 @@ async def completions(body: CompletionRequest, request: Request):
 
 # ---- embeddings --------------------------------------------------------------------------------
 
+
 @router.post("/v1/embeddings")
 async def embeddings(body: EmbeddingRequest, request: Request) -> dict:
     service, limits = _service(request, body.model), _limits(request)
@@ -419,8 +510,12 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict:
     if not raw:
         raise APIError(400, "input: give at least one text", param="input")
     if len(raw) > limits.max_embedding_inputs:
-        raise APIError(400, f"input: {len(raw)} inputs; this server embeds at most {limits.max_embedding_inputs} "
-                            "per request (--max-embedding-inputs)", param="input")
+        raise APIError(
+            400,
+            f"input: {len(raw)} inputs; this server embeds at most {limits.max_embedding_inputs} "
+            "per request (--max-embedding-inputs)",
+            param="input",
+        )
     for i, x in enumerate(raw):
         _check_length(len(x), limits, "input", f"input[{i}]")
     vocab = service.tokenizer.vocab_size
@@ -432,9 +527,12 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict:
     def encode(v):
         return base64.b64encode(v.tobytes()).decode() if body.encoding_format == "base64" else v.tolist()
 
-    return {"object": "list", "model": service.model_name,
-            "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
-            "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
+    return {
+        "object": "list",
+        "model": service.model_name,
+        "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
+        "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
+    }
 
 
 def _embed(service: OpenAIService, raw: list[str] | list[list[int]]) -> tuple[np.ndarray, int]:

@@ -38,8 +38,9 @@ def open_service(state: ServerState, served: ServedModel | None) -> SearchServic
     embed, model_error = None, None
     if manifest.get("semantic"):
         try:
-            embed = load_search_model(state.workspace.model, rerank=state.config.search_rerank > 0,
-                                      served=served.embedder if served else None)
+            embed = load_search_model(
+                state.workspace.model, rerank=state.config.search_rerank > 0, served=served.embedder if served else None
+            )
             embed.ranking = replace(embed.ranking, rerank_top=state.config.search_rerank)
         except (FileNotFoundError, ValueError, ImportError, OSError) as e:
             model_error = f"the model did not load ({e})"
@@ -102,9 +103,13 @@ def _service(request: Request) -> SearchService:
     if service is None:
         raise no_index_error(state, "search is not available")
     if isinstance(service, Unavailable):
-        raise APIError(503, f"search is not available: {service.reason}; rebuild it with `roost index --workspace "
-                            f"{state.workspace.root}` and restart the server", type="service_unavailable",
-                       code="index_unavailable")
+        raise APIError(
+            503,
+            f"search is not available: {service.reason}; rebuild it with `roost index --workspace "
+            f"{state.workspace.root}` and restart the server",
+            type="service_unavailable",
+            code="index_unavailable",
+        )
     return service
 
 
@@ -113,25 +118,49 @@ def _bad(e: ValueError) -> APIError:
 
 
 @router.get("/search", dependencies=[Depends(require_api_key)])
-def search(request: Request, q: str = "", k: int = 10, mode: str = "hybrid", author: str | None = None,
-           since: str | None = None, until: str | None = None, hashtag: str | None = None,
-           lang: str | None = None, explain: bool = False) -> dict:
+def search(
+    request: Request,
+    q: str = "",
+    k: int = 10,
+    mode: str = "hybrid",
+    author: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    hashtag: str | None = None,
+    lang: str | None = None,
+    explain: bool = False,
+) -> dict:
     service = _service(request)
     if mode != "lexical" and service.model_error:
         state: ServerState = request.app.state.roost
-        raise APIError(503, f"mode={mode} is not available: {service.model_error}; use mode=lexical, or run "
-                            f"`roost train-retriever --workspace {state.workspace.root}` (or `roost export`) and "
-                            "restart the server", type="service_unavailable", code="model_unavailable")
+        raise APIError(
+            503,
+            f"mode={mode} is not available: {service.model_error}; use mode=lexical, or run "
+            f"`roost train-retriever --workspace {state.workspace.root}` (or `roost export`) and "
+            "restart the server",
+            type="service_unavailable",
+            code="model_unavailable",
+        )
     t0 = time.perf_counter()
     try:
-        filters = Filters(author=service.author_id(author) if author and author.strip() else None, since=parse_time(since, "since"), until=parse_time(until, "until"),
-                          hashtag=hashtag.lstrip("#").lower() if hashtag else None, lang=lang or None)
+        filters = Filters(
+            author=service.author_id(author) if author and author.strip() else None,
+            since=parse_time(since, "since"),
+            until=parse_time(until, "until"),
+            hashtag=hashtag.lstrip("#").lower() if hashtag else None,
+            lang=lang or None,
+        )
         hits = service.index.search(SearchRequest(q=q, k=k, mode=mode, filters=filters))
     except ValueError as e:
         raise _bad(e) from None
     data = [{**h.to_dict(explain), "username": service.usernames.get(h.post.author_id)} for h in hits]
-    return {"object": "list", "query": q, "mode": mode, "data": data,
-            "took_ms": round((time.perf_counter() - t0) * 1000, 3)}
+    return {
+        "object": "list",
+        "query": q,
+        "mode": mode,
+        "data": data,
+        "took_ms": round((time.perf_counter() - t0) * 1000, 3),
+    }
 
 
 class PostIn(BaseModel):
@@ -142,7 +171,7 @@ class PostIn(BaseModel):
     author_id: str | None = None
     created_at: datetime | None = None  # default: now
     lang: str | None = None
-    hashtags: list[str] | None = None   # default: taken from the text
+    hashtags: list[str] | None = None  # default: taken from the text
     like_count: int = Field(0, ge=0)
     retweet_count: int = Field(0, ge=0)
     reply_count: int = Field(0, ge=0)
@@ -156,8 +185,13 @@ class PostsIn(BaseModel):
 def add_posts(request: Request, body: PostsIn) -> dict:
     service = _service(request)
     if service.index.vectors is not None and service.index.embed is None:
-        raise APIError(503, "posts cannot be added: the index has vectors but the model to embed them did not "
-                            "load (see the server log)", type="service_unavailable", code="no_model")
+        raise APIError(
+            503,
+            "posts cannot be added: the index has vectors but the model to embed them did not "
+            "load (see the server log)",
+            type="service_unavailable",
+            code="no_model",
+        )
     accepted, rejected = service.prepare([p.model_dump() for p in body.posts])
     if accepted:
         service.index.add(accepted)
@@ -168,7 +202,11 @@ def add_posts(request: Request, body: PostsIn) -> dict:
 @router.delete("/admin/posts/{post_id:path}", dependencies=[Depends(require_admin_key)])
 def delete_post(request: Request, post_id: str) -> dict:
     if not _service(request).index.delete(post_id):
-        raise APIError(404, f"no post with id {post_id!r} in the search index", type="not_found_error",
-                       param="post_id", code="post_not_found")
+        raise APIError(
+            404,
+            f"no post with id {post_id!r} in the search index",
+            type="not_found_error",
+            param="post_id",
+            code="post_not_found",
+        )
     return {"id": post_id, "object": "post", "deleted": True}
-

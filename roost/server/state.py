@@ -30,15 +30,15 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: list[str] = field(default_factory=list)  # empty: no key needed for the API
-    admin_key: str | None = None                        # None: admin routes refused
+    admin_key: str | None = None  # None: admin routes refused
     slots: int = 8
     queue: int = 64
     model_name: str = "roost"
     public_url: str | None = None  # base of links handed out (click URLs); None: http://HOST:PORT
     limits: Limits = field(default_factory=Limits)
     search_rerank: int = 0  # hybrid search re-ranks this many fused posts by the model's query likelihood (0: off)
-    ads_db: str | None = None       # the ads database: a postgresql:// URL (shared by replicas) or a file; None: ads.db
-    llm_url: str | None = None      # an OpenAI-compatible engine for chat and completions (roost.server.upstream)
+    ads_db: str | None = None  # the ads database: a postgresql:// URL (shared by replicas) or a file; None: ads.db
+    llm_url: str | None = None  # an OpenAI-compatible engine for chat and completions (roost.server.upstream)
     llm_api_key: str | None = None  # sent to that engine; None: the client's Authorization is forwarded
 
     def base_url(self) -> str:

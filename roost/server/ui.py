@@ -64,25 +64,44 @@ class PostFeed:
             args.append(author)
         with self._lock:
             if cursor is not None:
-                row = self._db.execute("SELECT created_at, key FROM posts WHERE key = ?",
-                                       (_cursor_key(cursor),)).fetchone()
+                row = self._db.execute(
+                    "SELECT created_at, key FROM posts WHERE key = ?", (_cursor_key(cursor),)
+                ).fetchone()
                 if row is None:
-                    raise APIError(400, f"cursor {cursor!r} is no post of this index; pass a next_cursor "
-                                        "/timeline handed out", param="cursor")
+                    raise APIError(
+                        400,
+                        f"cursor {cursor!r} is no post of this index; pass a next_cursor /timeline handed out",
+                        param="cursor",
+                    )
                 where += " AND (created_at < ? OR (created_at = ? AND key < ?))"
                 args += [row[0], row[0], row[1]]
-            keys = [r[0] for r in self._db.execute(
-                f"SELECT key FROM posts WHERE {where} ORDER BY created_at DESC, key DESC LIMIT ?", [*args, n + 1])]
+            keys = [
+                r[0]
+                for r in self._db.execute(
+                    f"SELECT key FROM posts WHERE {where} ORDER BY created_at DESC, key DESC LIMIT ?", [*args, n + 1]
+                )
+            ]
         more, keys = len(keys) > n, keys[:n]
         posts = self.docs.get(keys)
-        page = [{"id": p.id, "text": p.text, "author": p.author_id, "username": self.usernames.get(p.author_id),
-                 "created_at": p.created_iso, "hashtags": p.hashtags, "engagement": p.engagement}
-                for p in (posts[k] for k in keys if k in posts)]
+        page = [
+            {
+                "id": p.id,
+                "text": p.text,
+                "author": p.author_id,
+                "username": self.usernames.get(p.author_id),
+                "created_at": p.created_iso,
+                "hashtags": p.hashtags,
+                "engagement": p.engagement,
+            }
+            for p in (posts[k] for k in keys if k in posts)
+        ]
         return page, str(keys[-1]) if more else None
 
     def authors(self, n: int) -> list[dict]:
-        sql = ("SELECT author_id, COUNT(*) AS posts FROM posts WHERE deleted = 0 AND author_id IS NOT NULL "
-               "GROUP BY author_id ORDER BY posts DESC, author_id LIMIT ?")
+        sql = (
+            "SELECT author_id, COUNT(*) AS posts FROM posts WHERE deleted = 0 AND author_id IS NOT NULL "
+            "GROUP BY author_id ORDER BY posts DESC, author_id LIMIT ?"
+        )
         with self._lock:
             rows = self._db.execute(sql, (n,)).fetchall()
         return [{"id": r[0], "username": self.usernames.get(r[0]), "posts": r[1]} for r in rows]
@@ -94,8 +113,9 @@ class PostFeed:
 def _cursor_key(cursor: str) -> int:
     """A cursor's post key: ASCII digits that fit SQLite's 64-bit integers (else a 400, never a 500)."""
     if not (cursor.isascii() and cursor.isdigit()) or int(cursor) >= 2**63:
-        raise APIError(400, f"cursor {cursor!r} is not a cursor; pass a next_cursor /timeline handed out",
-                       param="cursor")
+        raise APIError(
+            400, f"cursor {cursor!r} is not a cursor; pass a next_cursor /timeline handed out", param="cursor"
+        )
     return int(cursor)
 
 
@@ -118,6 +138,7 @@ def _feed(request: Request) -> PostFeed:
 
 # ---- the page --------------------------------------------------------------------------------
 
+
 @router.get("/", include_in_schema=False)
 def index_page() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -137,10 +158,14 @@ def static_file(name: str) -> FileResponse:
 
 # ---- timeline --------------------------------------------------------------------------------
 
+
 @router.get("/timeline", dependencies=[Depends(require_api_key)])
-def timeline(request: Request, user_id: str | None = Query(None, max_length=200, description="author id or @handle"),
-             n: int = Query(20, ge=1, le=100),
-             cursor: str | None = Query(None, max_length=40, description="next_cursor of the page before")) -> dict:
+def timeline(
+    request: Request,
+    user_id: str | None = Query(None, max_length=200, description="author id or @handle"),
+    n: int = Query(20, ge=1, le=100),
+    cursor: str | None = Query(None, max_length=40, description="next_cursor of the page before"),
+) -> dict:
     """The newest posts, or the newest posts of ``user_id``, a page at a time: ``next_cursor`` (null on the
     last page) asks for the next."""
     feed = _feed(request)
@@ -151,17 +176,27 @@ def timeline(request: Request, user_id: str | None = Query(None, max_length=200,
 
 
 @router.get("/ui/users", dependencies=[Depends(require_api_key)])
-def users(request: Request, n: int = Query(20, ge=1, le=200),
-          ids: str | None = Query(None, max_length=4000, description="comma-separated user ids to name")) -> dict:
+def users(
+    request: Request,
+    n: int = Query(20, ge=1, le=200),
+    ids: str | None = Query(None, max_length=4000, description="comma-separated user ids to name"),
+) -> dict:
     """The most active authors (to pick whose timeline to show), or the handles of the users in ``ids``."""
     feed = _feed(request)
     if ids is not None:
-        return {"object": "list", "data": [{"id": i, "username": feed.usernames.get(i)}
-                                           for i in dict.fromkeys(x.strip() for x in ids.split(",")) if i]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": i, "username": feed.usernames.get(i)}
+                for i in dict.fromkeys(x.strip() for x in ids.split(","))
+                if i
+            ],
+        }
     return {"object": "list", "data": feed.authors(n)}
 
 
 # ---- dashboard -------------------------------------------------------------------------------
+
 
 @dataclass
 class RunSummary:
@@ -203,15 +238,24 @@ def ads_summary(service, top: int = 10) -> dict:
     """Campaign count, total spend and budget, and the top campaigns by spend (the listing's first page)."""
     from roost.ads.listing import ListQuery, list_campaigns
 
-    totals = service.store.reader().execute(
-        # SQL both databases take: PostgreSQL sums no booleans and sums BIGINT as NUMERIC
-        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END), 0),"
-        " CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT), CAST(COALESCE(SUM(budget_micros), 0) AS BIGINT)"
-        " FROM campaigns").fetchone()
+    totals = (
+        service.store.reader()
+        .execute(
+            # SQL both databases take: PostgreSQL sums no booleans and sums BIGINT as NUMERIC
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END), 0),"
+            " CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT), CAST(COALESCE(SUM(budget_micros), 0) AS BIGINT)"
+            " FROM campaigns"
+        )
+        .fetchone()
+    )
     counts = service.store.click_counts().values()
     return {
-        "campaigns": totals[0], "active": totals[1], "spend": totals[2] / 1e6, "budget": totals[3] / 1e6,
-        "impressions": sum(i for i, _ in counts), "clicks": sum(c for _, c in counts),
+        "campaigns": totals[0],
+        "active": totals[1],
+        "spend": totals[2] / 1e6,
+        "budget": totals[3] / 1e6,
+        "impressions": sum(i for i, _ in counts),
+        "clicks": sum(c for _, c in counts),
         "top": list_campaigns(service.store, ListQuery(limit=top), pacing=service.config.pacing)["data"],
     }
 
@@ -243,8 +287,11 @@ def summary(request: Request) -> dict:
     state: ServerState = request.app.state.roost
     ws = state.workspace
     runs_dir = ws.root / "runs"
-    runs = [run_summary(d) for d in sorted(runs_dir.iterdir()) if (d / "metrics.jsonl").is_file()] \
-        if runs_dir.is_dir() else []
+    runs = (
+        [run_summary(d) for d in sorted(runs_dir.iterdir()) if (d / "metrics.jsonl").is_file()]
+        if runs_dir.is_dir()
+        else []
+    )
     index = ws.read_manifest("index")
     feed = state.services.feed
     ads = state.services.ads
@@ -252,19 +299,36 @@ def summary(request: Request) -> dict:
     corpus = ws.read_manifest("corpus")
     return {
         "corpus": corpus["counts"] if corpus else None,
-        "model": {**model["counts"], "source": model.get("source"), "created": model.get("created"),
-                  **dict(zip(("stage", "run"), served_run(model)))} if model else None,
+        "model": {
+            **model["counts"],
+            "source": model.get("source"),
+            "created": model.get("created"),
+            **dict(zip(("stage", "run"), served_run(model))),
+        }
+        if model
+        else None,
         "runs": [r.__dict__ for r in runs],
-        "index": {**index["counts"], "live_posts": feed.docs.count() if feed else None,
-                  "size_bytes": _folder_bytes(ws.index), "semantic": bool(index.get("semantic"))} if index else None,
+        "index": {
+            **index["counts"],
+            "live_posts": feed.docs.count() if feed else None,
+            "size_bytes": _folder_bytes(ws.index),
+            "semantic": bool(index.get("semantic")),
+        }
+        if index
+        else None,
         "ads": ads_summary(ads) if ads is not None else None,
         "services": state.services.names(),
     }
 
 
 @router.get("/ui/campaigns", dependencies=[Depends(require_api_key)])
-def campaigns(request: Request, sort: SortKey = "spend", order: Literal["asc", "desc"] = "desc",
-              limit: int = Query(20, ge=1, le=500), offset: int = Query(0, ge=0, le=2**53)) -> dict:
+def campaigns(
+    request: Request,
+    sort: SortKey = "spend",
+    order: Literal["asc", "desc"] = "desc",
+    limit: int = Query(20, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=2**53),
+) -> dict:
     """The dashboard's campaign table: ``GET /admin/campaigns``'s listing, read-only like the summary."""
     ads = request.app.state.roost.services.ads
     if ads is None:

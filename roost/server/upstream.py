@@ -44,9 +44,9 @@ _PASSED_HEADERS = ("content-type", "x-request-id")
 
 @dataclass
 class UpstreamConfig:
-    url: str                      # the engine's OpenAI base, e.g. http://gpu-host:8001/v1
-    api_key: str | None = None    # sent to the engine; None: forward the client's Authorization
-    timeout_s: float = 600.0      # one request, start to end (a long generation)
+    url: str  # the engine's OpenAI base, e.g. http://gpu-host:8001/v1
+    api_key: str | None = None  # sent to the engine; None: forward the client's Authorization
+    timeout_s: float = 600.0  # one request, start to end (a long generation)
     connect_timeout_s: float = 5.0
     max_connections: int = 256
 
@@ -59,7 +59,8 @@ class Upstream:
         self.client = httpx.AsyncClient(
             base_url=config.url.rstrip("/") + "/",
             timeout=httpx.Timeout(config.timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=32))
+            limits=httpx.Limits(max_connections=config.max_connections, max_keepalive_connections=32),
+        )
 
     def headers(self, request: Request) -> dict[str, str]:
         auth = f"Bearer {self.config.api_key}" if self.config.api_key else request.headers.get("authorization")
@@ -68,9 +69,11 @@ class Upstream:
     async def ping(self) -> str | None:
         """None when the engine answers ``GET models``; else why not (for /ready)."""
         try:
-            r = await self.client.get("models", timeout=self.config.connect_timeout_s,
-                                      headers={"authorization": f"Bearer {self.config.api_key}"}
-                                      if self.config.api_key else None)
+            r = await self.client.get(
+                "models",
+                timeout=self.config.connect_timeout_s,
+                headers={"authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else None,
+            )
         except httpx.HTTPError as e:
             return f"the LLM engine at {self.config.url} is unreachable ({type(e).__name__})"
         return None if r.status_code < 500 else f"the LLM engine at {self.config.url} answered {r.status_code}"
@@ -93,10 +96,15 @@ def _upstream(request: Request) -> Upstream:
 
 def _failure(e: httpx.HTTPError, url: str) -> APIError:
     if isinstance(e, httpx.TimeoutException):
-        return APIError(504, f"the LLM engine at {url} did not answer in time", type="server_error",
-                        code="upstream_timeout")
-    return APIError(502, f"the LLM engine at {url} is unreachable ({type(e).__name__})", type="server_error",
-                    code="upstream_unavailable")
+        return APIError(
+            504, f"the LLM engine at {url} did not answer in time", type="server_error", code="upstream_timeout"
+        )
+    return APIError(
+        502,
+        f"the LLM engine at {url} is unreachable ({type(e).__name__})",
+        type="server_error",
+        code="upstream_unavailable",
+    )
 
 
 def _relay_error(status: int, body: bytes, url: str) -> Response:
@@ -107,8 +115,10 @@ def _relay_error(status: int, body: bytes, url: str) -> Response:
         message = json.loads(body)["error"]["message"]
     except (ValueError, KeyError, TypeError):
         message = body[:500].decode("utf-8", "replace")
-    return JSONResponse(error_body(f"the LLM engine at {url} failed ({status}): {message}", "server_error",
-                                   code="upstream_error"), status_code=502)
+    return JSONResponse(
+        error_body(f"the LLM engine at {url} failed ({status}): {message}", "server_error", code="upstream_error"),
+        status_code=502,
+    )
 
 
 async def _forward(request: Request, path: str) -> Response:
@@ -134,8 +144,11 @@ async def _forward(request: Request, path: str) -> Response:
         if r.status_code != 200:
             return _relay_error(r.status_code, content, up.config.url)
         return Response(content, status_code=200, media_type=r.headers.get("content-type", "application/json"))
-    return StreamingResponse(_relay_stream(r, up.config.url), media_type="text/event-stream",
-                             headers={k: v for k, v in r.headers.items() if k in _PASSED_HEADERS[1:]})
+    return StreamingResponse(
+        _relay_stream(r, up.config.url),
+        media_type="text/event-stream",
+        headers={k: v for k, v in r.headers.items() if k in _PASSED_HEADERS[1:]},
+    )
 
 
 async def _relay_stream(r: httpx.Response, url: str) -> AsyncIterator[bytes]:
@@ -145,8 +158,9 @@ async def _relay_stream(r: httpx.Response, url: str) -> AsyncIterator[bytes]:
             yield chunk
     except httpx.HTTPError as e:
         log.warning("LLM engine stream from %s broke off: %s", url, e)
-        err = error_body(f"the LLM engine at {url} broke off the stream ({type(e).__name__})", "server_error",
-                         code="upstream_error")
+        err = error_body(
+            f"the LLM engine at {url} broke off the stream ({type(e).__name__})", "server_error", code="upstream_error"
+        )
         yield f"data: {json.dumps(err)}\n\n".encode()
     finally:
         await r.aclose()

@@ -135,9 +135,7 @@ def _prune(root: Path, keep: int, newest: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def load(
-    path: Path, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], info: dist.DistInfo
-) -> dict:
+def load(path: Path, model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], info: dist.DistInfo) -> dict:
     """Restore model, optimizers and this rank's RNG from ``path``; returns its meta."""
     path = Path(path)
     model_state, optim_state = get_state_dict(model, optimizers)

@@ -21,7 +21,15 @@ INITS = ("scratch", "model")  # random weights, or workspace/model/ (roost.train
 
 # Fields that fix the model and the data order: a resumed run may not change them.
 FROZEN_ON_RESUME = (
-    "depth", "max_seq_len", "seq_len", "device_batch", "optimizer", "lr", "seed", "tie_embeddings", "init",
+    "depth",
+    "max_seq_len",
+    "seq_len",
+    "device_batch",
+    "optimizer",
+    "lr",
+    "seed",
+    "tie_embeddings",
+    "init",
 )
 # What the model in workspace/model/ fixes when training starts from it (--init model).
 MODEL_FIXED = ("depth", "max_seq_len", "tie_embeddings")
@@ -77,7 +85,16 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
                 raise UserError(f"--{flag(name)} must be a positive number, got {v!r}")
 
-        for name in ("depth", "max_seq_len", "seq_len", "device_batch", "eval_every", "eval_tokens", "ckpt_every", "keep"):
+        for name in (
+            "depth",
+            "max_seq_len",
+            "seq_len",
+            "device_batch",
+            "eval_every",
+            "eval_tokens",
+            "ckpt_every",
+            "keep",
+        ):
             positive(name)
         for name in ("batch_tokens", "steps", "tokens", "minutes", "lr"):
             positive(name, allow_none=True)
@@ -89,8 +106,14 @@ class TrainConfig:
             raise UserError(f"--min-lr must be a fraction of the peak in [0, 1], got {self.min_lr}")
         if self.grad_clip < 0:
             raise UserError(f"--grad-clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
-        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("device", DEVICES),
-                              ("dtype", DTYPES), ("parallel", PARALLEL), ("init", INITS)):
+        for name, allowed in (
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("device", DEVICES),
+            ("dtype", DTYPES),
+            ("parallel", PARALLEL),
+            ("init", INITS),
+        ):
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         given = [f"--{n}" for n in ("steps", "tokens", "minutes") if getattr(self, n) is not None]

@@ -90,8 +90,12 @@ class MinedConversations:
 
     @property
     def counts(self) -> dict[str, int]:
-        return {"threads": self.threads, "paths": self.paths, "train_conversations": len(self.train),
-                "val_conversations": len(self.val)}
+        return {
+            "threads": self.threads,
+            "paths": self.paths,
+            "train_conversations": len(self.train),
+            "val_conversations": len(self.val),
+        }
 
 
 @dataclass
@@ -101,7 +105,9 @@ class _Post:
     order: str  # sorts replies in the order they were posted: time, then id
 
 
-def mine_conversations(corpus_dir: str | Path, cfg: MiningConfig | None = None, progress: bool = False) -> MinedConversations:
+def mine_conversations(
+    corpus_dir: str | Path, cfg: MiningConfig | None = None, progress: bool = False
+) -> MinedConversations:
     """Conversations from every reply thread of the corpus, split into train and validation."""
     from tqdm import tqdm
 
@@ -138,8 +144,10 @@ def _thread_posts(corpus_dir: Path, post_ids: pa.ChunkedArray) -> dict[str, _Pos
     )
     times = pc.fill_null(pc.cast(table.column("created_at"), pa.int64()), 0).to_numpy(zero_copy_only=False)
     columns = (table.column(name).to_pylist() for name in ("id", "text", "author_id"))
-    return {post_id: _Post(text or "", author or "", f"{int(t):020d}:{post_id}")
-            for post_id, text, author, t in zip(*columns, times)}
+    return {
+        post_id: _Post(text or "", author or "", f"{int(t):020d}:{post_id}")
+        for post_id, text, author, t in zip(*columns, times)
+    }
 
 
 def _val_threads(roots: list[str], fraction: float) -> list[str]:
@@ -191,7 +199,9 @@ def _conversation(root: str, path: list[str], posts: dict[str, _Post], cfg: Mini
     if len(turns) < MIN_TURNS:
         return None
     messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
-    messages += [{"role": ("user", "assistant")[i % 2], "content": "\n".join(texts)} for i, (_, texts, _) in enumerate(turns)]
+    messages += [
+        {"role": ("user", "assistant")[i % 2], "content": "\n".join(texts)} for i, (_, texts, _) in enumerate(turns)
+    ]
     return Conversation(root, tuple(p for _, _, ids in turns for p in ids), messages)
 
 

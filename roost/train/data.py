@@ -16,8 +16,8 @@ checkpoint saves: it means the same thing at every world size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -74,7 +74,9 @@ class PackedLoader:
         self.device = torch.device(device)
         self.ignore_targets = torch.tensor(sorted(ignore_targets), dtype=torch.long)
         per_shard = [sequence_starts(d, len(s), seq_len) for s, d in zip(shards, doc_starts)]
-        self.seq_shard = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in enumerate(per_shard)] or [np.zeros(0, np.int64)])
+        self.seq_shard = np.concatenate(
+            [np.full(len(p), i, dtype=np.int64) for i, p in enumerate(per_shard)] or [np.zeros(0, np.int64)]
+        )
         self.seq_offset = np.concatenate(per_shard or [np.zeros(0, np.int64)])
         if shrink_batch:
             self.batch_size = batch_size = max(1, min(batch_size, len(self.seq_offset) // world_size))

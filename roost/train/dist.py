@@ -56,7 +56,9 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
         preference = "cuda" if cuda else "mps" if mps else "cpu"
     if preference == "cuda":
         if not cuda:
-            raise UserError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False); use --device cpu")
+            raise UserError(
+                "--device cuda: no CUDA device is available (torch.cuda.is_available() is False); use --device cpu"
+            )
         return torch.device("cuda", local_rank)
     if preference == "mps" and not mps:
         raise UserError("--device mps: MPS is not available on this machine; use --device cpu")

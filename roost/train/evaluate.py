@@ -20,7 +20,9 @@ from roost.train.data import IGNORE_INDEX, PackedLoader
 
 
 class Evaluator:
-    def __init__(self, loader: PackedLoader, num_batches: int, tokenizer_dir: Path | None, autocast=contextlib.nullcontext):
+    def __init__(
+        self, loader: PackedLoader, num_batches: int, tokenizer_dir: Path | None, autocast=contextlib.nullcontext
+    ):
         self.loader, self.autocast = loader, autocast
         self.num_batches = max(1, min(num_batches, loader.batches_per_epoch // loader.world_size))
         self.special_ids: torch.Tensor | None = None

@@ -108,19 +108,36 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
     if info.is_main:
         from tqdm import tqdm
 
-        print(f"{describe(model_cfg)}\n{run.title} on {info.device} x {info.world_size}: {step_tokens:,} tokens/step "
-              f"({cfg.device_batch} x {cfg.seq_len} x {grad_accum} accum x {info.world_size} ranks"
-              + (f", {cfg.parallel}" if info.distributed else "") + "), "
-              f"{cfg.optimizer}, {cfg.schedule} schedule, " + (f"{total_steps} steps" if total_steps else f"{cfg.minutes} min"))
+        print(
+            f"{describe(model_cfg)}\n{run.title} on {info.device} x {info.world_size}: {step_tokens:,} tokens/step "
+            f"({cfg.device_batch} x {cfg.seq_len} x {grad_accum} accum x {info.world_size} ranks"
+            + (f", {cfg.parallel}" if info.distributed else "")
+            + "), "
+            f"{cfg.optimizer}, {cfg.schedule} schedule, "
+            + (f"{total_steps} steps" if total_steps else f"{cfg.minutes} min")
+        )
         bar = tqdm(total=total_steps, initial=step, desc=cfg.run, unit="step", dynamic_ncols=True)
 
     def save_checkpoint(step: int) -> Path:
-        meta = {"config": cfg.to_dict(), "model_config": model_cfg.to_dict(), "loader": loader.state_dict(),
-                "train_seconds": train_seconds, "run": cfg.run, **run.checkpoints.meta}
+        meta = {
+            "config": cfg.to_dict(),
+            "model_config": model_cfg.to_dict(),
+            "loader": loader.state_dict(),
+            "train_seconds": train_seconds,
+            "run": cfg.run,
+            **run.checkpoints.meta,
+        }
         path = checkpoint.save(run.checkpoints.dir, step, model, optimizers, meta, info, cfg.keep)
         if info.is_main:
-            atomic_write_json(run.checkpoints.dir / "manifest.json", ws.manifest(
-                "checkpoints", run.checkpoints.manifest_inputs, {"step": step, "tokens": step * step_tokens}, latest=path.name))
+            atomic_write_json(
+                run.checkpoints.dir / "manifest.json",
+                ws.manifest(
+                    "checkpoints",
+                    run.checkpoints.manifest_inputs,
+                    {"step": step, "tokens": step * step_tokens},
+                    latest=path.name,
+                ),
+            )
         return path
 
     # ---- the loop: evaluate, step, log, checkpoint
@@ -137,11 +154,18 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
             break
 
         t0 = time.perf_counter()
-        lr_mult = lr_factor(step, progress(step, train_seconds), warmup=cfg.warmup, schedule=cfg.schedule,
-                            cooldown=cfg.cooldown, min_lr=cfg.min_lr)
+        lr_mult = lr_factor(
+            step,
+            progress(step, train_seconds),
+            warmup=cfg.warmup,
+            schedule=cfg.schedule,
+            cooldown=cfg.cooldown,
+            min_lr=cfg.min_lr,
+        )
         set_lr(optimizers, lr_mult)
-        train_loss, grad_norm, rank_seconds = train_step(run.wrapped, model, optimizers, loader, grad_accum,
-                                                         cfg.grad_clip, run.autocast, info)
+        train_loss, grad_norm, rank_seconds = train_step(
+            run.wrapped, model, optimizers, loader, grad_accum, cfg.grad_clip, run.autocast, info
+        )
         dt = time.perf_counter() - t0  # train_step's all_gather waited for every rank
         train_seconds += dt
         step += 1
@@ -149,10 +173,18 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
         if log:
             tokens_per_s = step_tokens / dt
             slowest = max(range(info.world_size), key=rank_seconds.__getitem__)
-            record = {"step": step, "loss": train_loss, "lr": matrix_lr(optimizers), "lr_mult": lr_mult, "grad_norm": grad_norm,
-                      "tokens_per_s": tokens_per_s, "seconds": train_seconds,
-                      "rank_tokens_per_s": [step_tokens / info.world_size / t for t in rank_seconds],
-                      "slowest_rank": slowest, "slowest_rank_s": rank_seconds[slowest]}
+            record = {
+                "step": step,
+                "loss": train_loss,
+                "lr": matrix_lr(optimizers),
+                "lr_mult": lr_mult,
+                "grad_norm": grad_norm,
+                "tokens_per_s": tokens_per_s,
+                "seconds": train_seconds,
+                "rank_tokens_per_s": [step_tokens / info.world_size / t for t in rank_seconds],
+                "slowest_rank": slowest,
+                "slowest_rank_s": rank_seconds[slowest],
+            }
             if peak:
                 record["mfu"] = flops_per_token * tokens_per_s / (peak * info.world_size)
             log.log(record)
@@ -169,9 +201,18 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
     if info.is_main:
         bar.close()
         log.close()
-        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{cfg.run}: {describe_short(model_cfg, cfg)}")
-    return TrainResult(step, train_loss, val.get("val_loss") if val else None, val.get("val_bpb") if val else None,
-                       last_ckpt, None, run_dir)
+        plot_losses(
+            run_dir / "metrics.jsonl", run_dir / "loss.png", title=f"{cfg.run}: {describe_short(model_cfg, cfg)}"
+        )
+    return TrainResult(
+        step,
+        train_loss,
+        val.get("val_loss") if val else None,
+        val.get("val_bpb") if val else None,
+        last_ckpt,
+        None,
+        run_dir,
+    )
 
 
 def train_step(
@@ -215,5 +256,3 @@ def train_step(
 
 def describe_short(model_cfg: GPTConfig, cfg: TrainConfig) -> str:
     return f"depth {model_cfg.n_layer}, {model_cfg.num_params() / 1e6:.1f}M params, {cfg.optimizer}"
-
-

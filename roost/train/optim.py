@@ -97,14 +97,23 @@ def build_optimizers(
     ]
     if optimizer == "adamw":
         adam_groups.append(
-            {"params": params["matrix"], "lr": lrs.matrix, "base_lr": lrs.matrix, "weight_decay": ADAMW_MATRIX_WEIGHT_DECAY}
+            {
+                "params": params["matrix"],
+                "lr": lrs.matrix,
+                "base_lr": lrs.matrix,
+                "weight_decay": ADAMW_MATRIX_WEIGHT_DECAY,
+            }
         )
         return [_adamw(adam_groups, device)]
     if optimizer != "muon":
         raise UserError(f"unknown optimizer {optimizer!r}; use adamw or muon")
     muon = torch.optim.Muon(
         [{"params": params["matrix"], "lr": lrs.matrix, "base_lr": lrs.matrix}],
-        lr=lrs.matrix, weight_decay=0.0, momentum=MUON_MOMENTUM, nesterov=True, adjust_lr_fn="original",
+        lr=lrs.matrix,
+        weight_decay=0.0,
+        momentum=MUON_MOMENTUM,
+        nesterov=True,
+        adjust_lr_fn="original",
     )
     return [_adamw(adam_groups, device), muon]
 

@@ -27,8 +27,13 @@ from roost.workspace import Workspace, file_hash
 
 def train(ws: Workspace, cfg: TrainConfig, *, resume: bool = False, fresh: bool = False) -> TrainResult:
     """Pretrain (or, with ``resume``, continue) the model; returns where things were written."""
-    return launch(ws.checkpoints, cfg.device, resume=resume, fresh=fresh,
-                  stage=lambda info, resume, fresh: run(ws, plan(ws, cfg, info, resume=resume, fresh=fresh), info))
+    return launch(
+        ws.checkpoints,
+        cfg.device,
+        resume=resume,
+        fresh=fresh,
+        stage=lambda info, resume, fresh: run(ws, plan(ws, cfg, info, resume=resume, fresh=fresh), info),
+    )
 
 
 def saved_config(ws: Workspace) -> TrainConfig:
@@ -55,31 +60,61 @@ def plan(ws: Workspace, cfg: TrainConfig, info: dist.DistInfo, *, resume: bool, 
         cfg = fixed_by_model(cfg, start.config)
         model_cfg = start.config
     else:
-        model_cfg = GPTConfig.from_depth(cfg.depth, vocab_size=train_data.vocab_size, max_seq_len=cfg.max_seq_len,
-                                         tie_embeddings=cfg.tie_embeddings)
+        model_cfg = GPTConfig.from_depth(
+            cfg.depth, vocab_size=train_data.vocab_size, max_seq_len=cfg.max_seq_len, tie_embeddings=cfg.tie_embeddings
+        )
     check_fits(model_cfg, cfg, info)
 
     # ingest's placeholders are never targets, in training or in its validation loss
-    shard_args = {"rank": info.rank, "world_size": info.world_size, "device": info.device,
-                  "ignore_targets": placeholder_ids(ws.tokenizer)}
-    loader = PackedLoader(train_data.shards, train_data.doc_starts, cfg.seq_len, cfg.device_batch, seed=cfg.seed,
-                          accum=cfg.grad_accum(info.world_size), **shard_args)
-    val_loader = PackedLoader(val_data.shards, val_data.doc_starts, cfg.seq_len, cfg.device_batch, shuffle=False,
-                              name="val", shrink_batch=True, **shard_args)
+    shard_args = {
+        "rank": info.rank,
+        "world_size": info.world_size,
+        "device": info.device,
+        "ignore_targets": placeholder_ids(ws.tokenizer),
+    }
+    loader = PackedLoader(
+        train_data.shards,
+        train_data.doc_starts,
+        cfg.seq_len,
+        cfg.device_batch,
+        seed=cfg.seed,
+        accum=cfg.grad_accum(info.world_size),
+        **shard_args,
+    )
+    val_loader = PackedLoader(
+        val_data.shards,
+        val_data.doc_starts,
+        cfg.seq_len,
+        cfg.device_batch,
+        shuffle=False,
+        name="val",
+        shrink_batch=True,
+        **shard_args,
+    )
     step_tokens = cfg.step_tokens(info.world_size)
-    total_steps = cfg.steps or (None if cfg.minutes else
-                                math.ceil((cfg.tokens or TOKENS_PER_PARAM * model_cfg.num_params()) / step_tokens))
+    total_steps = cfg.steps or (
+        None if cfg.minutes else math.ceil((cfg.tokens or TOKENS_PER_PARAM * model_cfg.num_params()) / step_tokens)
+    )
     init = {"init_hash": init_hash} if init_hash else {}
 
     def export(whole: GPT, result: TrainResult) -> Path:
         return export_model(ws, whole, model_cfg, tokens_hash, result.step, result.step * step_tokens, init_hash)
 
     return Plan(
-        cfg=cfg, model_cfg=model_cfg, model=lambda: start if start is not None else GPT(model_cfg), loader=loader,
-        val_loader=val_loader, total_steps=total_steps,
-        checkpoints=Checkpoints(ws.checkpoints, {"tokens_hash": tokens_hash, **init},
-                                {"tokens": tokens_hash, **({"init": init_hash} if init_hash else {})}),
-        export=export, resume_from=ckpt, fresh=fresh,
+        cfg=cfg,
+        model_cfg=model_cfg,
+        model=lambda: start if start is not None else GPT(model_cfg),
+        loader=loader,
+        val_loader=val_loader,
+        total_steps=total_steps,
+        checkpoints=Checkpoints(
+            ws.checkpoints,
+            {"tokens_hash": tokens_hash, **init},
+            {"tokens": tokens_hash, **({"init": init_hash} if init_hash else {})},
+        ),
+        export=export,
+        resume_from=ckpt,
+        fresh=fresh,
     )
 
 
@@ -98,35 +133,59 @@ def initial_model(ws: Workspace, tokens_vocab: int) -> tuple[GPT, str]:
     model_tokenizer = ws.model / TOKENIZER_FILE
     made_from = ws.require("tokenizer").get("inputs", {}).get("model_tokenizer")
     if not model_tokenizer.is_file() or made_from != file_hash(model_tokenizer):
-        raise UserError(f"--init model: {ws.tokenizer} is not {ws.model}'s tokenizer; run "
-                         f"`roost tokenizer --from-model --workspace {ws.root}` to take it and re-make the token shards")
+        raise UserError(
+            f"--init model: {ws.tokenizer} is not {ws.model}'s tokenizer; run "
+            f"`roost tokenizer --from-model --workspace {ws.root}` to take it and re-make the token shards"
+        )
     if ws.require("tokens").get("inputs", {}).get("tokenizer") != ws.stage_hash("tokenizer"):
-        raise UserError(f"--init model: the token shards in {ws.tokens} were not made with {ws.tokenizer}; "
-                         f"run `roost tokenizer --from-model --workspace {ws.root}`")
+        raise UserError(
+            f"--init model: the token shards in {ws.tokens} were not made with {ws.tokenizer}; "
+            f"run `roost tokenizer --from-model --workspace {ws.root}`"
+        )
     model = load_hf(ws.model)
     if tokens_vocab > model.config.vocab_size:
-        raise UserError(f"--init model: the token shards have {tokens_vocab} ids, more than {ws.model}'s "
-                         f"vocab_size {model.config.vocab_size}")
+        raise UserError(
+            f"--init model: the token shards have {tokens_vocab} ids, more than {ws.model}'s "
+            f"vocab_size {model.config.vocab_size}"
+        )
     return model, file_hash(ws.model / WEIGHTS)
 
 
 def fixed_by_model(cfg: TrainConfig, model_cfg: GPTConfig) -> TrainConfig:
     """``cfg`` with the shape fields the starting model fixes, so checkpoints record (and resume checks) the truth."""
     if cfg.seq_len > model_cfg.max_seq_len:
-        raise UserError(f"--seq-len {cfg.seq_len} is above the model's context {model_cfg.max_seq_len}; lower --seq-len")
-    return dataclasses.replace(cfg, depth=model_cfg.n_layer, max_seq_len=model_cfg.max_seq_len,
-                               tie_embeddings=model_cfg.tie_embeddings)
+        raise UserError(
+            f"--seq-len {cfg.seq_len} is above the model's context {model_cfg.max_seq_len}; lower --seq-len"
+        )
+    return dataclasses.replace(
+        cfg, depth=model_cfg.n_layer, max_seq_len=model_cfg.max_seq_len, tie_embeddings=model_cfg.tie_embeddings
+    )
 
 
-def export_model(ws: Workspace, model: GPT, model_cfg: GPTConfig, tokens_hash: str, step: int, tokens: int,
-                 init_hash: str | None = None) -> Path:
+def export_model(
+    ws: Workspace,
+    model: GPT,
+    model_cfg: GPTConfig,
+    tokens_hash: str,
+    step: int,
+    tokens: int,
+    init_hash: str | None = None,
+) -> Path:
     """The served model (``workspace/model/``), as a Hugging Face Llama folder; ``init_hash``: the weights file
     training started from (``--init model``)."""
     from roost.export import save_hf
 
     has_tokenizer = ws.read_manifest("tokenizer") is not None
-    inputs = {"tokens": tokens_hash, **({"tokenizer": ws.stage_hash("tokenizer")} if has_tokenizer else {}),
-              **({"init": init_hash} if init_hash else {})}
-    manifest = ws.manifest("model", inputs, {"params": model.num_params(), "steps": step, "tokens": tokens},
-                           source="roost train", model_config=model_cfg.to_dict())
+    inputs = {
+        "tokens": tokens_hash,
+        **({"tokenizer": ws.stage_hash("tokenizer")} if has_tokenizer else {}),
+        **({"init": init_hash} if init_hash else {}),
+    }
+    manifest = ws.manifest(
+        "model",
+        inputs,
+        {"params": model.num_params(), "steps": step, "tokens": tokens},
+        source="roost train",
+        model_config=model_cfg.to_dict(),
+    )
     return save_hf(model, ws.model, ws.tokenizer if has_tokenizer else None, manifest=manifest)

@@ -34,8 +34,9 @@ from roost.train.optim import build_optimizers, scale_peak_lrs
 from roost.workspace import Workspace
 
 
-def launch(ckpt_dir: Path, device: str, *, resume: bool, fresh: bool,
-           stage: Callable[[dist.DistInfo, bool, bool], TrainResult]) -> TrainResult:
+def launch(
+    ckpt_dir: Path, device: str, *, resume: bool, fresh: bool, stage: Callable[[dist.DistInfo, bool, bool], TrainResult]
+) -> TrainResult:
     """``stage(info, resume, fresh)`` in this process's place in the run.
 
     Under ``torchrun --max-restarts K``, a restarted job (TORCHELASTIC_RESTART_COUNT > 0)
@@ -66,16 +67,19 @@ def session(device: str) -> Iterator[dist.DistInfo]:
         dist.shutdown()
 
 
-def checkpoint_to_resume(ckpt_dir: Path, *, resume: bool, fresh: bool, kind: str = "",
-                         what: str = "that run", start_over: str = "start over") -> Path | None:
+def checkpoint_to_resume(
+    ckpt_dir: Path, *, resume: bool, fresh: bool, kind: str = "", what: str = "that run", start_over: str = "start over"
+) -> Path | None:
     """The checkpoint ``--resume`` continues, or None for a new run; refuses a new run over old checkpoints
     unless ``--fresh`` (which deletes them). ``kind``, ``what``, ``start_over``: the stage's words in the errors."""
     ckpt = checkpoint.latest_checkpoint(ckpt_dir)
     if resume and ckpt is None:
         raise UserError(f"--resume: no {kind}checkpoint in {ckpt_dir}; start a run without --resume")
     if not resume and ckpt is not None and not fresh:
-        raise UserError(f"{ckpt_dir} already holds {ckpt.name}; pass --resume to continue {what}, "
-                         f"or --fresh to delete its checkpoints and {start_over}")
+        raise UserError(
+            f"{ckpt_dir} already holds {ckpt.name}; pass --resume to continue {what}, "
+            f"or --fresh to delete its checkpoints and {start_over}"
+        )
     return ckpt if resume else None
 
 
@@ -118,12 +122,25 @@ def run(ws: Workspace, plan: Plan, info: dist.DistInfo) -> TrainResult:
         plan.loader.load_state_dict(meta["loader"])
         step, train_seconds = meta["step"], meta["train_seconds"]
 
-    result = fit(ws, Fit(
-        cfg=cfg, info=info, model=model, wrapped=wrapped, optimizers=optimizers, loader=plan.loader,
-        evaluator=Evaluator(plan.val_loader, eval_batches, ws.tokenizer, autocast), autocast=autocast,
-        total_steps=plan.total_steps, checkpoints=plan.checkpoints, step=step, train_seconds=train_seconds,
-        resumed_from=plan.resume_from, title=plan.title,
-    ))
+    result = fit(
+        ws,
+        Fit(
+            cfg=cfg,
+            info=info,
+            model=model,
+            wrapped=wrapped,
+            optimizers=optimizers,
+            loader=plan.loader,
+            evaluator=Evaluator(plan.val_loader, eval_batches, ws.tokenizer, autocast),
+            autocast=autocast,
+            total_steps=plan.total_steps,
+            checkpoints=plan.checkpoints,
+            step=step,
+            train_seconds=train_seconds,
+            resumed_from=plan.resume_from,
+            title=plan.title,
+        ),
+    )
     whole = dist.unsharded(model, lambda: GPT(plan.model_cfg))  # a collective under FSDP: every rank takes part
     if info.is_main:
         result.model_dir = plan.export(whole, result)
@@ -166,7 +183,9 @@ def check_fits(model_cfg: GPTConfig, cfg: TrainConfig, info: dist.DistInfo) -> N
         return
     shards = info.world_size if cfg.parallel == "fsdp" else 1
     tokens = cfg.device_batch * cfg.seq_len
-    need = 16 * model_cfg.num_params() // shards + tokens * (34 * model_cfg.n_embd * model_cfg.n_layer + 4 * model_cfg.vocab_size)
+    need = 16 * model_cfg.num_params() // shards + tokens * (
+        34 * model_cfg.n_embd * model_cfg.n_layer + 4 * model_cfg.vocab_size
+    )
     if need > 0.9 * total:
         raise UserError(
             f"--depth {cfg.depth} ({model_cfg.num_params() / 1e6:.0f}M parameters) with --device-batch "

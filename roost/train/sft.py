@@ -63,7 +63,9 @@ class SFTConfig:
                 raise UserError(f"--epochs must be a positive number, got {self.epochs}")
             given = [f"--{n}" for n in ("steps", "tokens", "minutes") if getattr(self.train, n) is not None]
             if given:
-                raise UserError(f"give at most one of --epochs, --steps, --tokens, --minutes (got --epochs and {given[0]})")
+                raise UserError(
+                    f"give at most one of --epochs, --steps, --tokens, --minutes (got --epochs and {given[0]})"
+                )
 
     @classmethod
     def make(cls, train: dict | None = None, mining: dict | None = None, **sft) -> SFTConfig:
@@ -129,8 +131,13 @@ class PackedChats:
         return int((self.labels != IGNORE_INDEX).sum())
 
 
-def pack_conversations(tok: RoostTokenizer, conversations: list[Conversation], seq_len: int,
-                       progress: bool = False, desc: str = "sft: packing") -> PackedChats:
+def pack_conversations(
+    tok: RoostTokenizer,
+    conversations: list[Conversation],
+    seq_len: int,
+    progress: bool = False,
+    desc: str = "sft: packing",
+) -> PackedChats:
     """Best-fit-decreasing packing of whole conversations into rows of ``seq_len + 1`` tokens.
 
     Each row feeds one training sequence (inputs ``row[:-1]``, targets
@@ -287,8 +294,13 @@ def sft(ws: Workspace, cfg: SFTConfig, *, resume: bool = False, fresh: bool = Fa
 
     As ``roost train`` does, a job torchrun restarts (``--max-restarts``) resumes by itself.
     """
-    return launch(sft_checkpoints(ws), cfg.train.device, resume=resume, fresh=fresh,
-                  stage=lambda info, resume, fresh: run(ws, plan(ws, cfg, info, resume=resume, fresh=fresh), info))
+    return launch(
+        sft_checkpoints(ws),
+        cfg.train.device,
+        resume=resume,
+        fresh=fresh,
+        stage=lambda info, resume, fresh: run(ws, plan(ws, cfg, info, resume=resume, fresh=fresh), info),
+    )
 
 
 def sft_checkpoints(ws: Workspace) -> Path:
@@ -297,8 +309,14 @@ def sft_checkpoints(ws: Workspace) -> Path:
 
 def resume_point(ws: Workspace, *, resume: bool = True, fresh: bool = False) -> Path | None:
     """The newest SFT checkpoint, which ``--resume`` continues (None for a new run)."""
-    return checkpoint_to_resume(sft_checkpoints(ws), resume=resume, fresh=fresh, kind="SFT ",
-                                what="that fine-tuning", start_over="start over from the pretrained model")
+    return checkpoint_to_resume(
+        sft_checkpoints(ws),
+        resume=resume,
+        fresh=fresh,
+        kind="SFT ",
+        what="that fine-tuning",
+        start_over="start over from the pretrained model",
+    )
 
 
 def saved_sft_config(ws: Workspace) -> SFTConfig:
@@ -322,57 +340,92 @@ def plan(ws: Workspace, cfg: SFTConfig, info: dist.DistInfo, *, resume: bool, fr
     else:
         pretrained = load_pretrained(ws)
         model = pretrained.model
-        pretrained_info = {"source": pretrained.source, "weights_hash": pretrained.weights_hash, "step": pretrained.step}
+        pretrained_info = {
+            "source": pretrained.source,
+            "weights_hash": pretrained.weights_hash,
+            "step": pretrained.step,
+        }
     inputs["pretrained"] = pretrained_info["weights_hash"]
     model_cfg = model.config
     if cfg.train.seq_len > model_cfg.max_seq_len:
-        raise UserError(f"--seq-len {cfg.train.seq_len} is above the pretrained model's context "
-                         f"{model_cfg.max_seq_len}; lower --seq-len")
-    train_cfg = replace(cfg.train, depth=model_cfg.n_layer, max_seq_len=model_cfg.max_seq_len,
-                        tie_embeddings=model_cfg.tie_embeddings)
+        raise UserError(
+            f"--seq-len {cfg.train.seq_len} is above the pretrained model's context "
+            f"{model_cfg.max_seq_len}; lower --seq-len"
+        )
+    train_cfg = replace(
+        cfg.train, depth=model_cfg.n_layer, max_seq_len=model_cfg.max_seq_len, tie_embeddings=model_cfg.tie_embeddings
+    )
     cfg = replace(cfg, train=train_cfg)
     tok = load_tokenizer(ws.tokenizer)
     if tok.vocab_size > model_cfg.vocab_size:
-        raise UserError(f"the tokenizer in {ws.tokenizer} has {tok.vocab_size} tokens, more than the pretrained "
-                         f"model's vocab_size {model_cfg.vocab_size}: they were not made together; rerun `roost train`")
+        raise UserError(
+            f"the tokenizer in {ws.tokenizer} has {tok.vocab_size} tokens, more than the pretrained "
+            f"model's vocab_size {model_cfg.vocab_size}: they were not made together; rerun `roost train`"
+        )
     grad_accum = train_cfg.grad_accum(info.world_size)
     check_fits(model_cfg, train_cfg, info)
 
     # ---- data
     mined = mine_conversations(ws.corpus, cfg.mining, progress=info.is_main)
     if not mined.train:
-        raise UserError(f"no training conversations in the {mined.threads} reply thread(s) of {ws.corpus} "
-                         "(each needs a reply and a post to reply to); ingest more threads with `roost ingest`")
+        raise UserError(
+            f"no training conversations in the {mined.threads} reply thread(s) of {ws.corpus} "
+            "(each needs a reply and a post to reply to); ingest more threads with `roost ingest`"
+        )
     shard_args = {"rank": info.rank, "world_size": info.world_size, "device": info.device}
     packed = pack_conversations(tok, mined.train, train_cfg.seq_len, progress=info.is_main)
     packed_val = pack_conversations(tok, mined.val, train_cfg.seq_len, progress=info.is_main, desc="sft: packing val")
     loader = ChatLoader(packed, train_cfg.device_batch, seed=train_cfg.seed, accum=grad_accum, **shard_args)
     if packed_val.rows < info.world_size:
-        raise UserError(f"{packed_val.rows} validation row(s) from {len(mined.val)} conversation(s) of "
-                         f"{mined.threads} threads cannot feed {info.world_size} rank(s); raise --val-fraction "
-                         f"(now {cfg.mining.val_fraction}) or ingest more threads")
-    val_loader = ChatLoader(packed_val, train_cfg.device_batch, shuffle=False, name="val", shrink_batch=True,
-                            **shard_args)
-    counts = {**mined.counts, "train_rows": packed.rows, "train_trained_tokens": packed.trained_tokens,
-              "val_rows": packed_val.rows, "cropped": packed.cropped + packed_val.cropped,
-              "dropped": packed.dropped + packed_val.dropped}
+        raise UserError(
+            f"{packed_val.rows} validation row(s) from {len(mined.val)} conversation(s) of "
+            f"{mined.threads} threads cannot feed {info.world_size} rank(s); raise --val-fraction "
+            f"(now {cfg.mining.val_fraction}) or ingest more threads"
+        )
+    val_loader = ChatLoader(
+        packed_val, train_cfg.device_batch, shuffle=False, name="val", shrink_batch=True, **shard_args
+    )
+    counts = {
+        **mined.counts,
+        "train_rows": packed.rows,
+        "train_trained_tokens": packed.trained_tokens,
+        "val_rows": packed_val.rows,
+        "cropped": packed.cropped + packed_val.cropped,
+        "dropped": packed.dropped + packed_val.dropped,
+    }
     if info.is_main:
-        print(f"sft: {counts['train_conversations']:,} train / {counts['val_conversations']:,} val conversations "
-              f"from {counts['threads']:,} threads, packed into {packed.rows:,} rows of {packed.row_len} tokens "
-              f"({counts['cropped']} cropped, {counts['dropped']} dropped); from {pretrained_info['source']}")
+        print(
+            f"sft: {counts['train_conversations']:,} train / {counts['val_conversations']:,} val conversations "
+            f"from {counts['threads']:,} threads, packed into {packed.rows:,} rows of {packed.row_len} tokens "
+            f"({counts['cropped']} cropped, {counts['dropped']} dropped); from {pretrained_info['source']}"
+        )
 
     def export(whole: GPT, result: TrainResult) -> Path:
-        manifest = ws.manifest("model", inputs, {**counts, "params": whole.num_params(), "steps": result.step},
-                               source=SFT_SOURCE, model_config=model_cfg.to_dict(), pretrained=pretrained_info,
-                               sft=cfg.sft_dict())
+        manifest = ws.manifest(
+            "model",
+            inputs,
+            {**counts, "params": whole.num_params(), "steps": result.step},
+            source=SFT_SOURCE,
+            model_config=model_cfg.to_dict(),
+            pretrained=pretrained_info,
+            sft=cfg.sft_dict(),
+        )
         return save_hf(whole, ws.model, ws.tokenizer, manifest=manifest)
 
     # the optimizers start fresh, every peak rate times lr_frac
     return Plan(
-        cfg=train_cfg, model_cfg=model_cfg, model=lambda: model, loader=loader, val_loader=val_loader,
+        cfg=train_cfg,
+        model_cfg=model_cfg,
+        model=lambda: model,
+        loader=loader,
+        val_loader=val_loader,
         total_steps=total_steps_for(cfg, loader, grad_accum, train_cfg.step_tokens(info.world_size)),
-        checkpoints=Checkpoints(sft_checkpoints(ws), {"sft": cfg.sft_dict(), "inputs": inputs,
-                                                      "pretrained": pretrained_info}, inputs),
-        export=export, resume_from=ckpt, fresh=fresh, lr_scale=cfg.lr_frac,
+        checkpoints=Checkpoints(
+            sft_checkpoints(ws), {"sft": cfg.sft_dict(), "inputs": inputs, "pretrained": pretrained_info}, inputs
+        ),
+        export=export,
+        resume_from=ckpt,
+        fresh=fresh,
+        lr_scale=cfg.lr_frac,
         title="fine-tuning",
     )
