@@ -21,6 +21,31 @@ def add_workspace_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", "-w", default="workspace", help="workspace folder (default: ./workspace)")
 
 
+def config_defaults(config: object) -> dict[str, object]:
+    """A config dataclass's (or instance's) field values: the defaults that ``--help`` shows."""
+    from dataclasses import MISSING, fields, is_dataclass
+
+    if not isinstance(config, type):
+        return {f.name: getattr(config, f.name) for f in fields(config)}
+    assert is_dataclass(config), config
+    return {
+        f.name: f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+        for f in fields(config)
+        if f.default is not MISSING or f.default_factory is not MISSING
+    }
+
+
+def add_config_flags(parser, flags: dict[str, tuple[type, str]], defaults: dict[str, object]) -> None:
+    """``--name`` for each of ``flags`` (name -> (type, help)). The argparse default is None, so only the flags a
+    user gives override the config; the help's "(default: X)" comes from ``defaults`` (:func:`config_defaults`),
+    so every default is written once, in its dataclass. A None default adds nothing: the help says what unset
+    means."""
+    for name, (kind, text) in flags.items():
+        default = defaults.get(name)
+        help_text = text if default is None else f"{text} (default: {default})"
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=help_text)
+
+
 # Command modules in pipeline order, so `roost --help` reads top to bottom; others follow by name.
 PIPELINE_ORDER = ("sample", "corpus", "tokenizer", "train", "sft", "export", "index", "ads", "serve", "eval", "demo")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from roost.cli import add_workspace_arg
+from roost.cli import add_config_flags, add_workspace_arg, config_defaults
 
 # flag -> help; each default is roost.demo.DemoConfig's, read from it for the help text (argparse defaults are
 # None, so only given flags override the config)
@@ -29,16 +29,10 @@ def register(subparsers) -> None:
         "is skipped when its artifact is up to date, so a second run starts serving in seconds. "
         "The defaults fit the first run in about 10 minutes on 2 idle CPU cores.",
     )
-    from dataclasses import fields
-
     from roost.demo import DemoConfig
 
     add_workspace_arg(p)
-    defaults = {f.name: f.default for f in fields(DemoConfig)}
-    for name, (kind, text) in _FLAGS.items():
-        p.add_argument(
-            f"--{name.replace('_', '-')}", type=kind, default=None, help=f"{text} (default: {defaults[name]})"
-        )
+    add_config_flags(p, _FLAGS, config_defaults(DemoConfig))
     p.add_argument("--no-serve", action="store_true", help="build the stages and stop")
     p.set_defaults(func=run)
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from roost.cli import add_workspace_arg
+from roost.cli import add_config_flags, add_workspace_arg, config_defaults
+
+# flag -> (type, help); the defaults are roost.sample.generate.SampleConfig's
+_FLAGS: dict[str, tuple[type, str]] = {
+    "users": (int, "number of users"),
+    "posts": (int, "number of posts, dirt included"),
+    "campaigns": (int, "number of ad campaigns"),
+    "seed": (int, "random seed"),
+    "start": (str, "first day of posts, UTC"),
+    "days": (int, "days the posts span"),
+}
 
 
 def register(subparsers) -> None:
@@ -17,12 +27,9 @@ def register(subparsers) -> None:
     )
     add_workspace_arg(p)
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <workspace>/sample)")
-    p.add_argument("--users", type=int, default=2000, help="number of users (default: 2000)")
-    p.add_argument("--posts", type=int, default=50_000, help="number of posts, dirt included (default: 50000)")
-    p.add_argument("--campaigns", type=int, default=200, help="number of ad campaigns (default: 200)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--start", default="2024-01-01", help="first day of posts, UTC (default: 2024-01-01)")
-    p.add_argument("--days", type=int, default=180, help="days the posts span (default: 180)")
+    from roost.sample.generate import SampleConfig
+
+    add_config_flags(p, _FLAGS, config_defaults(SampleConfig))
     p.set_defaults(func=run)
 
 
@@ -30,19 +37,11 @@ def run(args: argparse.Namespace) -> int:
     from roost.sample import generate
 
     out = args.out if args.out is not None else Path(args.workspace) / "sample"
-    s = generate(
-        out,
-        users=args.users,
-        posts=args.posts,
-        seed=args.seed,
-        campaigns=args.campaigns,
-        start=args.start,
-        days=args.days,
-        progress=True,
-    )
+    given = {k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None}
+    s = generate(out, progress=True, **given)
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(s.kinds.items()))
     dirt = ", ".join(f"{k} {v}" for k, v in sorted(s.dirt.items()))
-    print(f"wrote sample network to {out} (seed {args.seed})")
+    print(f"wrote sample network to {out} (seed {s.config.seed})")
     print(f"  users.jsonl   {s.users} users")
     print(f"  follows.csv   {s.follows} follows")
     print(f"  posts.jsonl   {s.posts} posts: {kinds}")

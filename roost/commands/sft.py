@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from roost.cli import add_workspace_arg
+from roost.cli import add_config_flags, add_workspace_arg, config_defaults
 from roost.commands.train import _FLAGS as TRAIN_FLAGS
+from roost.train.sft_config import SFTConfig
 
 # The loop's flags, as `roost train` has them (the model's shape comes from the pretrained model instead)...
 _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
@@ -29,28 +30,28 @@ _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
         "seed",
     )
 }
-# ... with the defaults roost.train.sft.SFT_TRAIN_DEFAULTS changes for fine-tuning.
+# ... and the flags whose help fine-tuning words its own way (the defaults: roost.train.sft_config).
 _TRAIN_FLAGS.update(
     {
-        "warmup": (int, "linear warmup steps (default: 0)"),
-        "cooldown": (float, "wsd: fraction of the run spent decaying (default: 1.0, linear decay over the whole run)"),
-        "eval_every": (int, "evaluate on the validation conversations every N steps (default: 50)"),
-        "ckpt_every": (int, "checkpoint every N steps; always at the end (default: 200)"),
-        "run": (str, "run name: metrics and plots go to workspace/runs/NAME (default: sft)"),
+        "warmup": (int, "linear warmup steps"),
+        "cooldown": (float, "wsd: fraction of the run spent decaying (1.0: linear decay over the whole run)"),
+        "eval_every": (int, "evaluate on the validation conversations every N steps"),
+        "ckpt_every": (int, "checkpoint every N steps; always at the end"),
+        "run": (str, "run name: metrics and plots go to workspace/runs/NAME"),
         "lr": (float, "peak learning rate of the block matrices before --lr-frac (default: pretraining's)"),
     }
 )
 _MINING_FLAGS: dict[str, tuple[type, str]] = {
     "system_prompt": (str, "a system turn put before every conversation (default: none)"),
-    "val_fraction": (float, "fraction of threads held out for validation (default: 0.05)"),
+    "val_fraction": (float, "fraction of threads held out for validation"),
     "min_shared_words": (
         int,
         "cut a conversation at the first reply that shares fewer content words with the "
-        "turn it answers (default: 0, every reply kept; 1 keeps replies that take up the question)",
+        "turn it answers (0 keeps every reply; 1 keeps replies that take up the question)",
     ),
 }
 _SFT_FLAGS: dict[str, tuple[type, str]] = {
-    "lr_frac": (float, "every learning rate is pretraining's times this (default: 1.0)"),
+    "lr_frac": (float, "every learning rate is pretraining's times this"),
     "epochs": (float, "passes over the conversations, when no --steps/--tokens/--minutes (default: 1)"),
 }
 
@@ -67,8 +68,9 @@ def register(subparsers) -> None:
             "exactly) and writes the chat model to workspace/model/."
         ),
     )
-    for name, (kind, text) in {**_TRAIN_FLAGS, **_MINING_FLAGS, **_SFT_FLAGS}.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
+    defaults = SFTConfig()  # fine-tuning's defaults, written once (roost/train/sft_config.py)
+    for flags, config in ((_TRAIN_FLAGS, defaults.train), (_MINING_FLAGS, defaults.mining), (_SFT_FLAGS, defaults)):
+        add_config_flags(p, flags, config_defaults(config))
     p.add_argument(
         "--all-voices",
         dest="two_party",

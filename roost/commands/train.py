@@ -11,23 +11,24 @@ from __future__ import annotations
 import argparse
 import os
 
-from roost.cli import add_workspace_arg
+from roost.cli import add_config_flags, add_workspace_arg, config_defaults
+from roost.train.config import TrainConfig
 
-# flag -> (type, help); every default lives in roost.train.config.TrainConfig, so argparse defaults are None
-# and only the flags a user gives override it (which is also what --resume needs).
+# flag -> (type, help); every default lives in roost.train.config.TrainConfig (add_config_flags shows it), so
+# argparse defaults are None and only the flags a user gives override it (which is also what --resume needs).
 _FLAGS: dict[str, tuple[type, str]] = {
     "init": (
         str,
         (
             "scratch (random weights) or model: continue pretraining workspace/model/, e.g. a Hugging Face "
             "Llama brought in by `roost import`, on token shards made by `roost tokenizer --from-model`; "
-            "its shape fixes --depth, --max-seq-len and --tie-embeddings (default: scratch)"
+            "its shape fixes --depth, --max-seq-len and --tie-embeddings"
         ),
     ),
-    "depth": (int, "transformer layers; width = 64 x depth (default: 4)"),
-    "max_seq_len": (int, "the model's context length (default: 1024)"),
-    "seq_len": (int, "tokens per training sequence, at most --max-seq-len (default: 256)"),
-    "device_batch": (int, "sequences per micro-batch on each device (default: 16)"),
+    "depth": (int, "transformer layers; width = 64 x depth"),
+    "max_seq_len": (int, "the model's context length"),
+    "seq_len": (int, "tokens per training sequence, at most --max-seq-len"),
+    "device_batch": (int, "sequences per micro-batch on each device"),
     "batch_tokens": (
         int,
         (
@@ -38,37 +39,37 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "steps": (int, "optimizer steps to train"),
     "tokens": (int, "training tokens (rounded up to whole steps)"),
     "minutes": (float, "training time budget in minutes (the schedule follows the clock)"),
-    "optimizer": (str, "muon (Muon for block matrices, AdamW for the rest) or adamw (default: muon)"),
+    "optimizer": (str, "muon (Muon for block matrices, AdamW for the rest) or adamw"),
     "lr": (
         float,
         "peak learning rate of the block matrices (default: derived from the width, see roost/train/optim.py)",
     ),
-    "schedule": (str, "cosine or wsd (warmup-stable-decay) (default: wsd)"),
-    "warmup": (int, "linear warmup steps (default: 20)"),
-    "cooldown": (float, "wsd: fraction of the run spent decaying (default: 0.4)"),
-    "min_lr": (float, "final learning rate as a fraction of the peak (default: 0)"),
-    "grad_clip": (float, "clip the global gradient norm to this; 0 disables (default: 1.0)"),
-    "eval_every": (int, "evaluate on validation every N steps (default: 100)"),
-    "eval_tokens": (int, "validation tokens per evaluation (default: 65536)"),
-    "ckpt_every": (int, "checkpoint every N steps; always at the end (default: 500)"),
-    "keep": (int, "checkpoints kept on disk (default: 3)"),
-    "device": (str, "auto, cpu, cuda or mps (default: auto)"),
+    "schedule": (str, "cosine or wsd (warmup-stable-decay)"),
+    "warmup": (int, "linear warmup steps"),
+    "cooldown": (float, "wsd: fraction of the run spent decaying"),
+    "min_lr": (float, "final learning rate as a fraction of the peak"),
+    "grad_clip": (float, "clip the global gradient norm to this; 0 disables"),
+    "eval_every": (int, "evaluate on validation every N steps"),
+    "eval_tokens": (int, "validation tokens per evaluation"),
+    "ckpt_every": (int, "checkpoint every N steps; always at the end"),
+    "keep": (int, "checkpoints kept on disk"),
+    "device": (str, "auto, cpu, cuda or mps"),
     "dtype": (
         str,
         (
             "compute dtype: bfloat16 (autocast, fp32 master weights), float32, or auto: bfloat16 on CUDA "
-            "GPUs with bf16 and on CPUs with AVX512-BF16 or AMX, float32 elsewhere (default: auto)"
+            "GPUs with bf16 and on CPUs with AVX512-BF16 or AMX, float32 elsewhere"
         ),
     ),
     "parallel": (
         str,
         (
             "with many processes: ddp (a replica per rank) or fsdp (FSDP2, parameters, gradients and "
-            "optimizer state sharded across ranks) (default: ddp)"
+            "optimizer state sharded across ranks)"
         ),
     ),
-    "run": (str, "run name: metrics and plots go to workspace/runs/NAME (default: pretrain)"),
-    "seed": (int, "seed of the weights and the data order (default: 1337)"),
+    "run": (str, "run name: metrics and plots go to workspace/runs/NAME"),
+    "seed": (int, "seed of the weights and the data order"),
 }
 
 
@@ -84,8 +85,7 @@ def register(subparsers) -> None:
             "random weights. For many processes: torchrun --nproc-per-node N -m roost train ..."
         ),
     )
-    for name, (kind, text) in _FLAGS.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
+    add_config_flags(p, _FLAGS, config_defaults(TrainConfig))
     p.add_argument(
         "--tie-embeddings", action="store_true", default=None, help="share the embedding and lm_head weights"
     )
@@ -109,8 +109,7 @@ def register(subparsers) -> None:
         "--max-restarts",
         type=int,
         default=0,
-        help="restart the whole job this many times after a process fails; it resumes from the newest "
-        "checkpoint (default: 0)",
+        help="restart the whole job this many times after a process fails; it resumes from the newest checkpoint",
     )
     add_workspace_arg(p)
     p.set_defaults(func=run)

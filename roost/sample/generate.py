@@ -167,19 +167,10 @@ def _jsonl(rows) -> str:
     return "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in rows)
 
 
-def generate(
-    out_dir: str | Path,
-    *,
-    users: int = 2000,
-    posts: int = 50_000,
-    seed: int = 0,
-    campaigns: int = 200,
-    start: str = "2024-01-01",
-    days: int = 180,
-    progress: bool = False,
-) -> SampleSummary:
-    """Write the sample network to ``out_dir`` (created if missing; each file replaced atomically)."""
-    cfg = SampleConfig(users=users, posts=posts, campaigns=campaigns, seed=seed, start=start, days=days)
+def generate(out_dir: str | Path, *, progress: bool = False, **config) -> SampleSummary:
+    """Write the sample network to ``out_dir`` (created if missing; each file replaced atomically); ``config``:
+    :class:`SampleConfig`'s fields (users, posts, campaigns, seed, start, days), its defaults where absent."""
+    cfg = SampleConfig(**config)
     cfg.validate()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

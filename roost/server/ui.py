@@ -267,7 +267,7 @@ def served_run(model: dict) -> tuple[str, str | None]:
     base's pretraining loss.
     """
     from roost.train.config import TrainConfig
-    from roost.train.sft import SFT_SOURCE, SFT_TRAIN_DEFAULTS
+    from roost.train.sft_config import SFT_SOURCE, SFT_TRAIN_DEFAULTS
 
     sft_run = SFT_TRAIN_DEFAULTS["run"]
     source = model.get("source") or ""
