@@ -19,13 +19,16 @@ from roost.corpus.schema import read_table
 from roost.sample.generate import generate
 from roost.workspace import Workspace
 
+# read when ray is imported: with it unset, ray.cluster_utils.Cluster's nodes bind the machine's address
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 try:
     import ray
 except ImportError:  # pragma: no cover - CI installs the test extra, which has ray
     ray = None
     if os.environ.get("CI"):
         raise
-pytestmark = pytest.mark.skipif(ray is None, reason="ray is not installed (pip install -e '.[ray]')")
+pytestmark = [pytest.mark.skipif(ray is None, reason="ray is not installed (pip install -e '.[ray]')"),
+              pytest.mark.timeout(600)]  # 30-70 s a test here; 140 s seen with the whole suite beside it
 
 CFG = {"workers": 1, "batch_size": 64}
 MB = 1 << 20
@@ -33,8 +36,7 @@ MB = 1 << 20
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Two Ray nodes of one CPU each, on loopback only (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0)."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    """Two Ray nodes of one CPU each, on loopback only (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, set above)."""
     from ray.cluster_utils import Cluster
 
     c = Cluster(
@@ -44,7 +46,8 @@ def cluster():
         c.add_node(num_cpus=1, object_store_memory=80 * MB)
         c.wait_for_nodes()
         ray.init(address=c.address, log_to_driver=False)
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        alive = [n for n in ray.nodes() if n["Alive"]]
+        assert len(alive) == 2 and {n["NodeManagerAddress"] for n in alive} == {"127.0.0.1"}
         yield c
     finally:
         ray.shutdown()
