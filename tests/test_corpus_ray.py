@@ -27,8 +27,10 @@ except ImportError:  # pragma: no cover - CI installs the test extra, which has 
     ray = None
     if os.environ.get("CI"):
         raise
-pytestmark = [pytest.mark.skipif(ray is None, reason="ray is not installed (pip install -e '.[ray]')"),
-              pytest.mark.timeout(600)]  # 30-70 s a test here; 140 s seen with the whole suite beside it
+pytestmark = [
+    pytest.mark.skipif(ray is None, reason="ray is not installed (pip install -e '.[ray]')"),
+    pytest.mark.timeout(600),
+]  # 30-70 s a test here; 140 s seen with the whole suite beside it
 
 CFG = {"workers": 1, "batch_size": 64}
 MB = 1 << 20
