@@ -77,3 +77,20 @@ def test_tuning_objective_is_the_worst_ratio_to_the_better_part():
     big_on_kept = [{"ndcg@10": 0.18, "mrr": 0.40}, {"ndcg@10": 0.90, "mrr": 0.90}]
     assert abs(worst_ratio(big_on_kept, parts) - 0.9) < 1e-9  # loses to semantic on removed, whatever kept
     assert worst_ratio(big_on_kept, parts) < worst_ratio(wins_both, parts)
+
+
+def test_tuning_keeps_exact_word_matches_before_it_maximises_the_worst_ratio():
+    from roost.search.ranking import RankingConfig
+    from roost.search.tune import choose, keeps_exact_matches
+
+    parts = [
+        {"lexical": {"ndcg@10": 0.08, "mrr": 0.17}, "semantic": {"ndcg@10": 0.18, "mrr": 0.30}},
+        {"lexical": {"ndcg@10": 0.65, "mrr": 0.72}, "semantic": {"ndcg@10": 0.24, "mrr": 0.37}},
+    ]
+    buries_words = ([{"ndcg@10": 0.16, "mrr": 0.30}, {"ndcg@10": 0.63, "mrr": 0.76}], RankingConfig(w_vector=1.0))
+    keeps_words = ([{"ndcg@10": 0.14, "mrr": 0.29}, {"ndcg@10": 0.70, "mrr": 0.81}], RankingConfig(w_vector=0.5))
+    lexical_alone = ([parts[0]["lexical"], parts[1]["lexical"]], RankingConfig(w_vector=0.0))
+    assert not keeps_exact_matches(buries_words[0], parts) and keeps_exact_matches(keeps_words[0], parts)
+    # the first has the better worst ratio (0.89 against 0.78) but loses to BM25 where the words are there
+    assert choose([buries_words, lexical_alone, keeps_words], parts)[1].w_vector == 0.5
+    assert choose([buries_words, lexical_alone], parts)[1].w_vector == 0.0  # lexical alone always qualifies
