@@ -21,16 +21,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from roost.server.auth import require_api_key
 from roost.server.errors import APIError
 from roost.server.limits import Limits
+from roost.server.openai_bodies import ChatRequest, CompletionRequest, EmbeddingRequest, SamplingBody
 from roost.server.state import ServedModel, ServerState
 
 if TYPE_CHECKING:
@@ -41,63 +41,6 @@ if TYPE_CHECKING:
     from roost.tokenizer import RoostTokenizer
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
-
-
-# ---- request bodies ----------------------------------------------------------------------------
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # unknown OpenAI fields (user, metadata, ...) are accepted and unused
-
-
-class StreamOptions(_Body):
-    include_usage: bool = False
-
-
-class _SamplingBody(_Body):
-    model: str
-    max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)  # not in OpenAI's API; vLLM and others accept it
-    n: int = Field(1, ge=1, le=16)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    presence_penalty: float = Field(0.0, ge=-2, le=2)
-    frequency_penalty: float = Field(0.0, ge=-2, le=2)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    ignore_eos: bool = False  # not in OpenAI's API (vLLM's): run to max_tokens
-
-
-class TextPart(_Body):
-    type: Literal["text"]
-    text: str
-
-
-class ChatMessage(_Body):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
-
-
-class ChatRequest(_SamplingBody):
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    logprobs: bool = False
-    top_logprobs: int | None = Field(None, ge=0, le=20)
-
-
-class CompletionRequest(_SamplingBody):
-    prompt: str | list[str] | list[int] | list[list[int]]
-    logprobs: int | None = Field(None, ge=0, le=5)
-    echo: bool = False
-    suffix: str | None = None
-
-
-class EmbeddingRequest(_Body):
-    model: str
-    input: str | list[str] | list[int] | list[list[int]]
-    encoding_format: Literal["float", "base64"] = "float"
 
 
 # ---- the service -------------------------------------------------------------------------------
@@ -180,7 +123,7 @@ def _check_length(size: int, limits: Limits, param: str, what: str = "the prompt
         )
 
 
-def _sampling(body: _SamplingBody, max_tokens: int, logprobs: int | None):
+def _sampling(body: SamplingBody, max_tokens: int, logprobs: int | None):
     from roost.engine import SamplingParams
 
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
