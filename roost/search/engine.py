@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from roost.embedfn import EmbedFn
+from roost.search.dfs import TermStats
 from roost.search.docstore import DocStore, Filters, Post
 from roost.search.lexical import LexicalIndex
 from roost.search.ranking import RankingConfig, Scored, features, final_score, fuse
@@ -223,71 +224,103 @@ class SearchIndex:
             return self.vectors.search_among(qvec, allowed, n)
         return self.vectors.search(qvec, n * 10)  # many posts pass: over-fetch, the filters run later
 
-    def search(self, req: SearchRequest) -> list[Hit]:
-        req.validate()
-        if req.mode != "lexical" and not self.semantic_ready:
+    def check_mode(self, mode: str) -> None:
+        if mode != "lexical" and not self.semantic_ready:
             why = "it was built without a model" if self.vectors is None else "no embedding model is loaded"
             raise QueryError(
                 "mode",
-                f"mode={req.mode} needs the vector index, but {why}; "
+                f"mode={mode} needs the vector index, but {why}; "
                 "use mode=lexical or rebuild with `roost index` after training a model",
             )
+
+    def search(self, req: SearchRequest) -> list[Hit]:
+        req.validate()
+        self.check_mode(req.mode)
+        qvec = self.model.queries([req.q])[0] if req.mode != "lexical" else None
+        found = self.candidates(req, qvec)
+        return rank(req, found, self.ranking, self.model)
+
+    def candidates(self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None = None) -> Candidates:
+        """This index's lists for ``req`` (``qvec``: the query's vector, for semantic and hybrid), each cut to
+        the ranking's candidates after the filters, with their posts. With ``stats`` (all partitions'
+        summed counts) the BM25 scores are those of one index over every partition."""
         cfg = self.ranking
         n = max(cfg.candidates, req.k)
         lists: dict[str, list[tuple[int, float]]] = {}
         if req.mode in ("lexical", "hybrid"):
-            lists["bm25"] = self.lexical.search(req.q, n, req.filters, cfg.w_expansion)
-        if req.mode in ("semantic", "hybrid"):
-            qvec = self.model.queries([req.q])[0]
-            vector = self._semantic(qvec, n, req.filters)
-            if not self._matches_lexically(req, lists):  # nothing matches by words: only confident vector hits
-                vector = [(k, s) for k, s in vector if s >= cfg.min_similarity]
-            lists["vector"] = vector
+            lists["bm25"] = self.lexical.search(req.q, n, req.filters, cfg.w_expansion, stats)
+        if qvec is not None:
+            lists["vector"] = self._semantic(qvec, n, req.filters)
         posts = self.docs.get(list({k for ranked in lists.values() for k, _ in ranked}))
         # deleted posts and posts the filters refuse drop out here, whichever list they came from
         lists = {
             name: [(k, s) for k, s in ranked if k in posts and req.filters.accepts(posts[k])][:n]
             for name, ranked in lists.items()
         }
-        fused = fuse(lists, cfg)
-        quality = self.docs.author_quality(posts[k].author_id for k in fused)
-        newest = self.docs.newest()
-        hits = []
-        for key, s in fused.items():
-            post = posts[key]
-            feats = features(post, quality.get(post.author_id, 0.0), newest, cfg)
-            s.components.update(feats)
-            hits.append(Hit(post, self._score(req.mode, s, feats), s.components))
-        hits.sort(key=lambda h: (-h.score, h.post.key))
-        if req.mode == "hybrid" and cfg.rerank_top > 0 and self.model is not None and self.model.rerank is not None:
-            hits[: cfg.rerank_top] = self._rerank(req.q, hits[: cfg.rerank_top])
-        return hits[: req.k]
-
-    def _rerank(self, q: str, top: list[Hit]) -> list[Hit]:
-        """``top`` reordered by the model's re-ranker; the positions keep their scores, so the list stays sorted
-        by score, and each hit's ``rerank`` component says what moved it."""
-        scores = self.model.rerank(q, [h.post.text for h in top])
-        slots = [h.score for h in top]
-        order = sorted(range(len(top)), key=lambda i: -scores[i])  # stable: ties keep the fused order
-        reranked = [top[i] for i in order]
-        for h, i, slot in zip(reranked, order, slots):
-            h.components["rerank"] = float(scores[i])
-            h.score = slot
-        return reranked
-
-    def _matches_lexically(self, req: SearchRequest, lists: dict[str, list[tuple[int, float]]]) -> bool:
-        """Whether any post matches the query's words (or its predicted tags' words) under the filters.
-
-        A query that matches no word anywhere, e.g. a string of letters that is no word, gets vector hits only
-        above the retriever's calibrated ``min_similarity``, so it returns nothing rather than the nearest
-        posts of nothing; a query with word matches keeps every vector hit, ranked."""
         if "bm25" in lists:
-            return bool(lists["bm25"])
-        return bool(self.lexical.search(req.q, 1, req.filters, self.ranking.w_expansion))
+            matches = bool(lists["bm25"])
+        else:
+            matches = bool(self.lexical.search(req.q, 1, req.filters, cfg.w_expansion))
+        listed = {k: posts[k] for ranked in lists.values() for k, _ in ranked}
+        quality = self.docs.author_quality(p.author_id for p in listed.values())
+        return Candidates(lists, listed, matches, self.docs.newest(), quality)
 
-    def _score(self, mode: str, s: Scored, feats: dict[str, float]) -> float:
-        if mode == "lexical":
-            return s.components["bm25"]
-        if mode == "semantic":
-            return s.components["vector"]
-        return final_score(s.components["relevance"], feats, self.ranking)
+
+@dataclass
+class Candidates:
+    """What one index (or one partition) offers for a query, before fusion and ranking."""
+
+    lists: dict[str, list[tuple[int, float]]]  # "bm25" and/or "vector": (key, score), best first
+    posts: dict[int, Post]  # the listed posts, by key
+    matches: bool  # whether any post matches the query's words (or predicted tags) under the filters
+    newest: float  # the newest post's time, for recency
+    quality: dict[str, float]  # the listed posts' authors' quality
+
+
+def rank(
+    req: SearchRequest,
+    found: Candidates,
+    cfg: RankingConfig,
+    model: SearchModel | None,
+) -> list[Hit]:
+    """Fuse the candidate lists, add the post features, sort, and re-rank the head when the model can.
+
+    A query that matches no word anywhere, e.g. a string of letters that is no word, gets vector hits only
+    above the retriever's calibrated ``min_similarity``, so it returns nothing rather than the nearest posts
+    of nothing; a query with word matches keeps every vector hit, ranked."""
+    lists = dict(found.lists)
+    if "vector" in lists and not found.matches:
+        lists["vector"] = [(k, s) for k, s in lists["vector"] if s >= cfg.min_similarity]
+    fused = fuse(lists, cfg)
+    posts, quality = found.posts, found.quality
+    hits = []
+    for key, s in fused.items():
+        post = posts[key]
+        feats = features(post, quality.get(post.author_id, 0.0), found.newest, cfg)
+        s.components.update(feats)
+        hits.append(Hit(post, _score(req.mode, s, feats, cfg), s.components))
+    hits.sort(key=lambda h: (-h.score, h.post.key))
+    if req.mode == "hybrid" and cfg.rerank_top > 0 and model is not None and model.rerank is not None:
+        hits[: cfg.rerank_top] = _rerank(model.rerank, req.q, hits[: cfg.rerank_top])
+    return hits[: req.k]
+
+
+def _rerank(rerank: RerankFn, q: str, top: list[Hit]) -> list[Hit]:
+    """``top`` reordered by the model's re-ranker; the positions keep their scores, so the list stays sorted
+    by score, and each hit's ``rerank`` component says what moved it."""
+    scores = rerank(q, [h.post.text for h in top])
+    slots = [h.score for h in top]
+    order = sorted(range(len(top)), key=lambda i: -scores[i])  # stable: ties keep the fused order
+    reranked = [top[i] for i in order]
+    for h, i, slot in zip(reranked, order, slots):
+        h.components["rerank"] = float(scores[i])
+        h.score = slot
+    return reranked
+
+
+def _score(mode: str, s: Scored, feats: dict[str, float], cfg: RankingConfig) -> float:
+    if mode == "lexical":
+        return s.components["bm25"]
+    if mode == "semantic":
+        return s.components["vector"]
+    return final_score(s.components["relevance"], feats, cfg)

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import tantivy
 
+from roost.search.dfs import FIELDS, TermStats, bm25, matched_terms
 from roost.search.docstore import Filters, Post
 from roost.search.text import tokenize
 
 MAX_QUERY_TERMS = 64
+FIELD_IDS = {1: "body", 2: "expansion"}  # the order of _schema's fields, as tantivy's explanations name them
 
 
 def _schema() -> tantivy.Schema:
@@ -45,6 +47,7 @@ class LexicalIndex:
         self._lock = threading.Lock()
         self.index.reload()
         self._searcher = self.index.searcher()
+        self._sizes: dict[str, tuple[int, float]] | None = None  # field -> (docs, tokens), per searcher
 
     @property
     def writer(self) -> tantivy.IndexWriter:
@@ -81,6 +84,7 @@ class LexicalIndex:
                 self._writer.commit()
             self.index.reload()
             self._searcher = self.index.searcher()
+            self._sizes = None
 
     def close(self) -> None:
         with self._lock:
@@ -111,26 +115,90 @@ class LexicalIndex:
             )
         return [tantivy.Query.const_score_query(q, 0.0) for q in qs]
 
+    @staticmethod
+    def query_terms(text: str) -> list[str]:
+        return list(dict.fromkeys(tokenize(text)))[:MAX_QUERY_TERMS]
+
     def search(
-        self, text: str, k: int, filters: Filters | None = None, expansion_weight: float = 0.0
+        self,
+        text: str,
+        k: int,
+        filters: Filters | None = None,
+        expansion_weight: float = 0.0,
+        stats: TermStats | None = None,
     ) -> list[tuple[int, float]]:
         """Top ``k`` (key, bm25) for the query's terms (any of them), restricted by ``filters``.
 
         With ``expansion_weight`` > 0 the terms also match the posts' expansion field (terms the
-        model predicted for the post), their BM25 scaled by that weight."""
-        terms = list(dict.fromkeys(tokenize(text)))[:MAX_QUERY_TERMS]
+        model predicted for the post), their BM25 scaled by that weight. With ``stats`` (the sums of
+        every partition's :meth:`term_stats`) the scores are those one index over all partitions
+        would give (:mod:`roost.search.dfs`)."""
+        terms = self.query_terms(text)
         if not terms:
             return []
-        should = [tantivy.Query.term_query(self.schema, "body", t) for t in terms]
-        if expansion_weight > 0:
-            should += [
-                tantivy.Query.boost_query(tantivy.Query.term_query(self.schema, "expansion", t), expansion_weight)
-                for t in terms
-            ]
+        weights = {"body": 1.0, "expansion": expansion_weight}
+        boost = self._global_boosts(terms, stats) if stats is not None else {}
+        should = []
+        for f in FIELDS:
+            if weights[f] > 0:
+                for t in terms:
+                    q = tantivy.Query.term_query(self.schema, f, t)
+                    b = weights[f] * boost.get((f, t), 1.0)
+                    should.append(q if b == 1.0 else tantivy.Query.boost_query(q, b))
         body = tantivy.Query.boolean_query([(tantivy.Occur.Should, q) for q in should])
         must = self._filter_query(filters) if filters else []
         query = tantivy.Query.boolean_query([(tantivy.Occur.Must, q) for q in [body, *must]]) if must else body
         searcher = self._searcher
-        hits = searcher.search(query, k, count=False).hits
-        keys = searcher.fast_field_values("key", [addr for _, addr in hits])
-        return [(int(key), float(score)) for (score, _), key in zip(hits, keys)]
+        # with global statistics the candidates are re-scored, so fetch beyond k: a post whose rank moves
+        # with the average length (the one count the boosts leave local) is still among them
+        hits = searcher.search(query, k if stats is None else 2 * k + 10, count=False).hits
+        keys = [int(key) for key in searcher.fast_field_values("key", [addr for _, addr in hits])]
+        if stats is None:
+            return [(key, float(score)) for (score, _), key in zip(hits, keys)]
+        rescored = [(key, self._global_score(query, addr, stats, weights)) for (_, addr), key in zip(hits, keys)]
+        rescored.sort(key=lambda ks: (-ks[1], ks[0]))
+        return rescored[:k]
+
+    def _global_boosts(self, terms: list[str], stats: TermStats) -> dict[tuple[str, str], float]:
+        """Per (field, term): global idf / local idf, so tantivy ranks candidates by the global rarity."""
+        local = self.term_stats(terms)
+        return {(f, t): stats.idf(f, t) / local.idf(f, t) for f in FIELDS for t in terms if local.df.get(f, {}).get(t)}
+
+    def _global_score(self, query: tantivy.Query, addr, stats: TermStats, weights: dict[str, float]) -> float:
+        total = 0.0
+        for m in matched_terms(query.explain(self._searcher, addr).to_json()):
+            f = FIELD_IDS.get(m.field_id)  # filter clauses (author, tag, ...) score nothing
+            if f is not None:
+                total += weights[f] * bm25(m.tf, m.dl, stats.idf(f, m.term), stats.avgdl(f))
+        return total
+
+    def term_stats(self, terms: list[str]) -> TermStats:
+        """This index's counts for BM25 of ``terms``, to be summed over partitions (:func:`dfs.merge`)."""
+        searcher = self._searcher
+        sizes = self._field_sizes()
+        docs = max((n for n, _ in sizes.values()), default=0)
+        return TermStats(
+            docs=docs,
+            tokens={f: tokens for f, (_, tokens) in sizes.items()},
+            df={f: {t: searcher.doc_freq(f, t) for t in terms} for f in FIELDS},
+        )
+
+    def _field_sizes(self) -> dict[str, tuple[int, float]]:
+        """Per field: the documents and tokens tantivy's BM25 counts (deleted documents too, until merged).
+
+        tantivy does not expose them directly; its explanation of any match reports N and the
+        average length, so one match per field is explained (cached until the next commit)."""
+        if self._sizes is not None:
+            return self._sizes
+        searcher, sizes = self._searcher, {}
+        for f in FIELDS:
+            top = searcher.terms_with_prefix(f, "", limit=1)
+            if not top:
+                continue
+            q = tantivy.Query.term_query(self.schema, f, top[0][0])
+            hits = searcher.search(q, 1, count=False).hits
+            if hits:
+                m = matched_terms(q.explain(searcher, hits[0][1]).to_json())[0]
+                sizes[f] = (int(m.docs), m.docs * m.avgdl)
+        self._sizes = sizes
+        return sizes
