@@ -18,6 +18,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_workspace_arg(p)
     p.add_argument("--no-vectors", action="store_true", help="lexical search only: do not embed posts")
     p.add_argument("--batch-size", type=int, default=2048, help="posts per indexing batch (default 2048)")
+    p.add_argument(
+        "--partitions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="split the index into N partitions by post id, each served by `roost serve-partition` "
+        "(default 0: one index)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="with --partitions: build (and embed) this many partitions at once, one process each (default 1)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="with --partitions: build in local processes or as Ray tasks on a cluster (default local)",
+    )
+    p.add_argument("--address", default=None, help="with --engine ray: the cluster's address (default: start one)")
     p.set_defaults(func=run_index)
 
     t = sub.add_parser(
@@ -65,11 +86,34 @@ def run_index(args: argparse.Namespace) -> int:
     ws = Workspace(args.workspace)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    embed = model_hash = None
-    if not args.no_vectors:
-        embed = load_search_model(ws.model)
-        model_hash = file_hash(ws.model)
-    m = build_workspace_index(ws, embed, model_hash=model_hash, config=BuildConfig(batch_size=args.batch_size))
+    if args.partitions < 0 or args.partitions == 1:
+        raise UserError(f"--partitions must be 2 or more (0: one index), got {args.partitions}")
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if not args.no_vectors and not (ws.model / "config.json").is_file():
+        raise UserError(
+            f"no served model in {ws.model}; run `roost train` and `roost export` first, or pass --no-vectors"
+        )
+    config = BuildConfig(batch_size=args.batch_size)
+    model_hash = None if args.no_vectors else file_hash(ws.model)
+    if args.partitions:
+        from roost.search.partition import build_partitioned_index
+
+        m = build_partitioned_index(
+            ws,
+            args.partitions,
+            model_dir=None if args.no_vectors else ws.model,
+            model_hash=model_hash,
+            workers=args.workers,
+            engine=args.engine,
+            address=args.address,
+            config=config,
+        )
+        c = m["counts"]
+        print(f"index: {c['posts']} posts in {args.partitions} partitions {c['per_partition']} -> {ws.index}")
+        return 0
+    embed = None if args.no_vectors else load_search_model(ws.model)
+    m = build_workspace_index(ws, embed, model_hash=model_hash, config=config)
     c = m["counts"]
     print(f"index: {c['posts']} posts, {c['vectors']} vectors (dim {c['dim']}) -> {ws.index}")
     return 0

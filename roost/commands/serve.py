@@ -77,6 +77,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Authorization header is forwarded)",
     )
     p.add_argument(
+        "--search-partition",
+        action="append",
+        default=[],
+        dest="search_partitions",
+        metavar="URLS",
+        help="serve search from partition servers (`roost serve-partition`), one flag per partition in "
+        "order, its replicas' URLs comma-separated: --search-partition http://h1:8101,http://h2:8101 "
+        "--search-partition http://h1:8102 (docs/search-partitions.md)",
+    )
+    p.add_argument("--search-partition-key", default=None, metavar="KEY", help="the partition servers' --key")
+    p.add_argument(
+        "--search-deadline",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="a partition that has not answered a query within this many seconds is left out and the "
+        "answer marked partial (default 2)",
+    )
+    p.add_argument(
         "--graceful-timeout",
         type=float,
         default=30.0,
@@ -160,6 +179,12 @@ def run_serve(args: argparse.Namespace) -> int:
         and not args.ads_db.startswith(("postgresql://", "postgres://"))
     ):
         raise UserError("--ads-db must be a postgresql:// URL or a file path")
+    if args.search_deadline <= 0:
+        raise UserError(f"--search-deadline must be more than 0, got {args.search_deadline}")
+    for urls in args.search_partitions:
+        for url in urls.split(","):
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+                raise UserError(f"--search-partition takes http(s) URLs, comma-separated; got {url!r}")
     if args.graceful_timeout < 0:
         raise UserError(f"--graceful-timeout must be 0 or more, got {args.graceful_timeout}")
     try:
@@ -188,6 +213,9 @@ def run_serve(args: argparse.Namespace) -> int:
         ads_db=args.ads_db,
         llm_url=args.llm_url,
         llm_api_key=args.llm_api_key,
+        search_partitions=list(args.search_partitions),
+        search_partition_key=args.search_partition_key,
+        search_deadline_s=args.search_deadline,
     )
     app = create_app(config)
     if args.public_url is None and args.host in ("0.0.0.0", "::", ""):

@@ -88,7 +88,8 @@ def build_index(
                     dupes += 1
                     continue
                 seen.add(p.id)
-                p.key = n + len(fresh)
+                if p.key < 0:  # a partition's posts come keyed by their place in the whole corpus
+                    p.key = n + len(fresh)
                 fresh.append(p)
             if fresh:
                 vecs = model.embed([p.text for p in fresh]) if model is not None else None

@@ -13,31 +13,24 @@ shard score with the sums. roost does the same:
 2. The front adds them up (:func:`merge`) and sends the sum with the query.
 3. Each partition asks tantivy for candidates with each term boosted from its
    local to the global ``idf``, so the only difference left is the average
-   length, then re-scores the candidates exactly: tantivy's ``explain`` gives
-   each matched term's frequency and the document's (encoded) length, and
-   :func:`bm25` applies tantivy's own formula with the global counts.
+   length, fetches a margin beyond what it returns, and re-scores them exactly
+   (:func:`rescore`): the post's tokens as they were indexed (kept in the doc
+   store), its length as
+   tantivy stores it (:func:`fieldnorm`), and tantivy's BM25 with the global
+   counts.
 
 With one partition the sums are its own counts and the score is tantivy's.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
-import re
 from dataclasses import dataclass, field
 
 K1, B = 1.2, 0.75  # tantivy's BM25 parameters
 FIELDS = ("body", "expansion")
-_TERM = re.compile(r'Term=Term\(field=(\d+), type=Str, "(.*)"\)$')
-_RUST_ESCAPE = re.compile(r"\\u\{([0-9a-fA-F]+)\}|\\(.)")  # how Rust's Debug writes a str
-_SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
-
-
-def _unescape(m: re.Match) -> str:
-    if m.group(1):
-        return chr(int(m.group(1), 16))
-    return _SIMPLE.get(m.group(2), m.group(2))
 
 
 @dataclass
@@ -88,37 +81,59 @@ def bm25(tf: float, dl: float, idf: float, avgdl: float) -> float:
     return idf * (K1 + 1) * tf / (tf + K1 * (1 - B + B * dl / avgdl))
 
 
-@dataclass
-class Matched:
-    """One query term found in one field of a document, as tantivy's explanation reports it."""
-
-    field_id: int
-    term: str
-    tf: float
-    dl: float
-    idf_n: float  # the documents holding the term, as the explaining index counts them
-    docs: float  # N, as the explaining index counts it
-    avgdl: float
-
-
-def matched_terms(explanation_json: str) -> list[Matched]:
-    """Every TermQuery node of a tantivy explanation (boosts and boolean sums around them are skipped)."""
-    out: list[Matched] = []
-
-    def walk(node: dict) -> None:
-        if node.get("description", "").startswith("TermQuery"):
-            m = _TERM.match((node.get("context") or [""])[0])
-            if m:
-                out.append(_matched(int(m.group(1)), m.group(2), node))
-            return
-        for child in node.get("details", []):
-            walk(child)
-
-    walk(json.loads(explanation_json))
-    return out
+def _fieldnorms() -> list[int]:
+    """The document lengths tantivy can store (one byte per document and field, as Lucene does): exact up to
+    40 tokens, then buckets of eight whose width doubles every eight."""
+    table, length, step = list(range(41)), 40, 2
+    while len(table) < 256:
+        for _ in range(8):
+            length += step
+            table.append(length)
+        step *= 2
+    return table[:256]
 
 
-def _matched(field_id: int, term: str, node: dict) -> Matched:
+FIELDNORMS = _fieldnorms()
+
+
+def fieldnorm(length: int) -> int:
+    """A document length as tantivy stores it, and so scores it."""
+    return FIELDNORMS[bisect.bisect_right(FIELDNORMS, length) - 1]
+
+
+def post_score(fields: dict[str, list[str]], terms: list[str], weights: dict[str, float], stats: TermStats) -> float:
+    """The BM25 of one post for the query's ``terms`` with ``stats``: what one index over every partition gives.
+
+    ``fields``: the post's tokens per field, as they were indexed."""
+    total = 0.0
+    for f, tokens in fields.items():
+        w = weights.get(f, 0.0)
+        if w <= 0 or not tokens:
+            continue
+        dl, avgdl = fieldnorm(len(tokens)), stats.avgdl(f)
+        for t in terms:
+            tf = tokens.count(t)
+            if tf:
+                total += w * bm25(tf, dl, stats.idf(f, t), avgdl)
+    return total
+
+
+def rescore(
+    ranked: list[tuple[int, float]],
+    fields: dict[int, dict[str, list[str]]],
+    terms: list[str],
+    weights: dict[str, float],
+    stats: TermStats,
+) -> list[tuple[int, float]]:
+    """Candidates (key, local score) re-scored with the global ``stats`` from their indexed ``fields``, best
+    first (ties by key)."""
+    scored = [(k, post_score(fields[k], terms, weights, stats)) for k, _ in ranked if k in fields]
+    scored.sort(key=lambda ks: (-ks[1], ks[0]))
+    return scored
+
+
+def index_sizes(explanation_json: str) -> tuple[float, float]:
+    """(N, average length) from a tantivy explanation of one term's match: the counts its BM25 used."""
     values: dict[str, float] = {}
 
     def collect(n: dict) -> None:
@@ -126,13 +141,5 @@ def _matched(field_id: int, term: str, node: dict) -> Matched:
         for child in n.get("details", []):
             collect(child)
 
-    collect(node)
-    return Matched(
-        field_id=field_id,
-        term=_RUST_ESCAPE.sub(_unescape, term),
-        tf=values["freq"],
-        dl=values["dl"],
-        idf_n=values["n"],
-        docs=values["N"],
-        avgdl=values["avgdl"],
-    )
+    collect(json.loads(explanation_json))
+    return values["N"], values["avgdl"]

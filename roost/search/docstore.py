@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from roost.search.text import tokenize
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS posts (
     key INTEGER PRIMARY KEY,
@@ -29,7 +31,9 @@ CREATE TABLE IF NOT EXISTS posts (
     lang TEXT,
     hashtags TEXT NOT NULL DEFAULT '',   -- space-separated (tags are single words)
     engagement REAL NOT NULL DEFAULT 0, -- likes + 2 * retweets + replies
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    body TEXT NOT NULL DEFAULT '',      -- the indexed tokens, space-separated (a partition re-scores with them)
+    expansion TEXT NOT NULL DEFAULT ''  -- the index terms the model predicted, likewise
 );
 CREATE INDEX IF NOT EXISTS posts_author ON posts(author_id);
 CREATE INDEX IF NOT EXISTS posts_time ON posts(created_at);
@@ -54,7 +58,7 @@ class Post:
     hashtags: list[str] = field(default_factory=list)
     engagement: float = 0.0
     key: int = -1
-    expansion: list[str] = field(default_factory=list)  # index terms the model predicts for the post (not stored)
+    expansion: list[str] = field(default_factory=list)  # index terms the model predicts for the post
 
     @property
     def created_iso(self) -> str:
@@ -89,7 +93,14 @@ _COLS = "key, id, text, author_id, created_at, lang, hashtags, engagement"
 
 def _row_post(r) -> Post:
     return Post(
-        key=r[0], id=r[1], text=r[2], author_id=r[3], created_at=r[4], lang=r[5], hashtags=r[6].split(), engagement=r[7]
+        key=r[0],
+        id=r[1],
+        text=r[2],
+        author_id=r[3],
+        created_at=r[4],
+        lang=r[5],
+        hashtags=r[6].split(),
+        engagement=r[7],
     )
 
 
@@ -102,6 +113,10 @@ class DocStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged live post survives a power cut
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(posts)")}
+        for name in ("body", "expansion"):  # a doc store from before the columns: rebuild it to partition it
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE posts ADD COLUMN {name} TEXT NOT NULL DEFAULT ''")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -118,9 +133,20 @@ class DocStore:
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
-                f"INSERT INTO posts ({_COLS}) VALUES (?,?,?,?,?,?,?,?)",
+                f"INSERT INTO posts ({_COLS}, body, expansion) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (p.key, p.id, p.text, p.author_id, p.created_at, p.lang, " ".join(p.hashtags), p.engagement)
+                    (
+                        p.key,
+                        p.id,
+                        p.text,
+                        p.author_id,
+                        p.created_at,
+                        p.lang,
+                        " ".join(p.hashtags),
+                        p.engagement,
+                        " ".join(tokenize(p.text)),
+                        " ".join(p.expansion),
+                    )
                     for p in posts
                 ],
             )
@@ -174,6 +200,18 @@ class DocStore:
                 chunk = keys[i : i + 900]
                 q = f"SELECT {_COLS} FROM posts WHERE deleted = 0 AND key IN ({','.join('?' * len(chunk))})"
                 out.update((r[0], _row_post(r)) for r in self._db.execute(q, chunk))
+        return out
+
+    def indexed(self, keys: list[int]) -> dict[int, dict[str, list[str]]]:
+        """The tokens each post was indexed with, per field (``body``, ``expansion``), by key."""
+        out: dict[int, dict[str, list[str]]] = {}
+        with self._lock:
+            for i in range(0, len(keys), 900):
+                chunk = keys[i : i + 900]
+                q = f"SELECT key, body, expansion FROM posts WHERE key IN ({','.join('?' * len(chunk))})"
+                out.update(
+                    (r[0], {"body": r[1].split(), "expansion": r[2].split()}) for r in self._db.execute(q, chunk)
+                )
         return out
 
     def key_of(self, post_id: str) -> int | None:
@@ -242,6 +280,15 @@ class DocStore:
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE name = 'newest'").fetchone()
         return float(row[0]) if row else 0.0
+
+    def meta(self, name: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
     def live_ids(self) -> set[str]:
         with self._lock:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from roost.embedfn import EmbedFn
-from roost.search.dfs import TermStats
+from roost.search.dfs import TermStats, rescore
 from roost.search.docstore import DocStore, Filters, Post
 from roost.search.lexical import LexicalIndex
 from roost.search.ranking import RankingConfig, Scored, features, final_score, fuse
@@ -115,6 +115,16 @@ class Hit:
         if explain:
             d["explain"] = self.components
         return d
+
+
+@dataclass
+class SearchAnswer:
+    hits: list[Hit]
+    missing: list[int] = field(default_factory=list)  # partitions with no answer: the hits are partial
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing)
 
 
 class SearchIndex:
@@ -233,6 +243,16 @@ class SearchIndex:
                 "use mode=lexical or rebuild with `roost index` after training a model",
             )
 
+    def search_partial(self, req: SearchRequest) -> SearchAnswer:
+        return SearchAnswer(self.search(req))  # one index is never partial
+
+    def has_author(self, author_id: str) -> bool:
+        return self.docs.has_author(author_id)
+
+    def can_add(self) -> bool:
+        """False when the index has vectors but no model to embed new posts with."""
+        return self.vectors is None or self.model is not None
+
     def search(self, req: SearchRequest) -> list[Hit]:
         req.validate()
         self.check_mode(req.mode)
@@ -252,6 +272,10 @@ class SearchIndex:
         if qvec is not None:
             lists["vector"] = self._semantic(qvec, n, req.filters)
         posts = self.docs.get(list({k for ranked in lists.values() for k, _ in ranked}))
+        if stats is not None and "bm25" in lists:  # the scores one index over every partition gives
+            weights = {"body": 1.0, "expansion": cfg.w_expansion}
+            fields = self.docs.indexed([k for k, _ in lists["bm25"]])
+            lists["bm25"] = rescore(lists["bm25"], fields, self.lexical.query_terms(req.q), weights, stats)
         # deleted posts and posts the filters refuse drop out here, whichever list they came from
         lists = {
             name: [(k, s) for k, s in ranked if k in posts and req.filters.accepts(posts[k])][:n]

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import tantivy
 
-from roost.search.dfs import FIELDS, TermStats, bm25, matched_terms
+from roost.search.dfs import FIELDS, TermStats, index_sizes
 from roost.search.docstore import Filters, Post
 from roost.search.text import tokenize
 
 MAX_QUERY_TERMS = 64
-FIELD_IDS = {1: "body", 2: "expansion"}  # the order of _schema's fields, as tantivy's explanations name them
 
 
 def _schema() -> tantivy.Schema:
@@ -131,8 +130,8 @@ class LexicalIndex:
 
         With ``expansion_weight`` > 0 the terms also match the posts' expansion field (terms the
         model predicted for the post), their BM25 scaled by that weight. With ``stats`` (the sums of
-        every partition's :meth:`term_stats`) the scores are those one index over all partitions
-        would give (:mod:`roost.search.dfs`)."""
+        every partition's :meth:`term_stats`) tantivy ranks by the global rarity of each term and more
+        than ``k`` come back, for :func:`roost.search.dfs.rescore` (:mod:`roost.search.dfs`)."""
         terms = self.query_terms(text)
         if not terms:
             return []
@@ -149,28 +148,16 @@ class LexicalIndex:
         must = self._filter_query(filters) if filters else []
         query = tantivy.Query.boolean_query([(tantivy.Occur.Must, q) for q in [body, *must]]) if must else body
         searcher = self._searcher
-        # with global statistics the candidates are re-scored, so fetch beyond k: a post whose rank moves
+        # with global statistics the caller re-scores (dfs.rescore), so fetch beyond k: a post whose rank moves
         # with the average length (the one count the boosts leave local) is still among them
-        hits = searcher.search(query, k if stats is None else 2 * k + 10, count=False).hits
-        keys = [int(key) for key in searcher.fast_field_values("key", [addr for _, addr in hits])]
-        if stats is None:
-            return [(key, float(score)) for (score, _), key in zip(hits, keys)]
-        rescored = [(key, self._global_score(query, addr, stats, weights)) for (_, addr), key in zip(hits, keys)]
-        rescored.sort(key=lambda ks: (-ks[1], ks[0]))
-        return rescored[:k]
+        hits = searcher.search(query, k if stats is None else k + k // 2 + 10, count=False).hits
+        keys = searcher.fast_field_values("key", [addr for _, addr in hits])
+        return [(int(key), float(score)) for (score, _), key in zip(hits, keys)]
 
     def _global_boosts(self, terms: list[str], stats: TermStats) -> dict[tuple[str, str], float]:
         """Per (field, term): global idf / local idf, so tantivy ranks candidates by the global rarity."""
         local = self.term_stats(terms)
         return {(f, t): stats.idf(f, t) / local.idf(f, t) for f in FIELDS for t in terms if local.df.get(f, {}).get(t)}
-
-    def _global_score(self, query: tantivy.Query, addr, stats: TermStats, weights: dict[str, float]) -> float:
-        total = 0.0
-        for m in matched_terms(query.explain(self._searcher, addr).to_json()):
-            f = FIELD_IDS.get(m.field_id)  # filter clauses (author, tag, ...) score nothing
-            if f is not None:
-                total += weights[f] * bm25(m.tf, m.dl, stats.idf(f, m.term), stats.avgdl(f))
-        return total
 
     def term_stats(self, terms: list[str]) -> TermStats:
         """This index's counts for BM25 of ``terms``, to be summed over partitions (:func:`dfs.merge`)."""
@@ -198,7 +185,7 @@ class LexicalIndex:
             q = tantivy.Query.term_query(self.schema, f, top[0][0])
             hits = searcher.search(q, 1, count=False).hits
             if hits:
-                m = matched_terms(q.explain(searcher, hits[0][1]).to_json())[0]
-                sizes[f] = (int(m.docs), m.docs * m.avgdl)
+                docs, avgdl = index_sizes(q.explain(searcher, hits[0][1]).to_json())
+                sizes[f] = (int(docs), docs * avgdl)
         self._sizes = sizes
         return sizes

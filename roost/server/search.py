@@ -17,7 +17,9 @@ from pydantic import BaseModel, Field
 
 from roost.search.docstore import Filters
 from roost.search.engine import SearchIndex, SearchRequest, parse_time
+from roost.search.front import PartitionedIndex
 from roost.search.live import PostPreparer
+from roost.search.replica import PartitionError
 from roost.server.auth import require_admin_key, require_api_key
 from roost.server.errors import APIError, no_index_error
 from roost.server.state import ServedModel, ServerState
@@ -47,7 +49,7 @@ def open_service(state: ServerState, served: ServedModel | None) -> SearchServic
             log.warning("search: semantic and hybrid modes disabled: %s", model_error)
             state.warnings.append(f"search: semantic and hybrid modes disabled: {model_error}")
     try:
-        index = SearchIndex(state.workspace.index, embed)
+        index = open_index(state, manifest, embed)
     except Exception as e:  # a damaged index must not take the other surfaces down; /search says why
         log.exception("search: cannot open the index in %s", state.workspace.index)
         state.warnings.append(f"search: cannot open the index: {type(e).__name__}: {e}")
@@ -55,6 +57,32 @@ def open_service(state: ServerState, served: ServedModel | None) -> SearchServic
     prepare = PostPreparer.for_workspace(state.workspace)
     prepare.warm_up()
     return SearchService(index, prepare, read_usernames(state.workspace), model_error)
+
+
+def open_index(state: ServerState, manifest: dict, embed) -> SearchIndex | PartitionedIndex:
+    """The workspace's index; a partitioned one through its partition servers (``--search-partition``) or,
+    without them, with every partition opened in this process."""
+    from roost.search.front import FrontConfig
+    from roost.search.partition import part_dir, partitions_in
+    from roost.search.replica import LocalPartition, RemotePartition
+
+    config = state.config
+    front = FrontConfig(deadline_s=config.search_deadline_s)
+    if config.search_partitions:
+        replicas = [
+            [
+                RemotePartition(url, key=config.search_partition_key, timeout_s=config.search_deadline_s)
+                for url in urls.split(",")
+            ]
+            for urls in config.search_partitions
+        ]
+        log_path = state.workspace.root / "search-writes.sqlite"  # what a lagging replica is replayed from
+        return PartitionedIndex(replicas, embed, config=front, log_path=log_path)
+    parts = partitions_in(manifest)
+    if parts == 0:
+        return SearchIndex(state.workspace.index, embed)
+    local = [[LocalPartition(SearchIndex(part_dir(state.workspace.index, i), embed))] for i in range(parts)]
+    return PartitionedIndex(local, embed, config=front)
 
 
 @dataclass
@@ -76,7 +104,7 @@ def read_usernames(ws) -> dict[str, str]:
 
 @dataclass
 class SearchService:
-    index: SearchIndex
+    index: SearchIndex | PartitionedIndex
     prepare: PostPreparer  # normalizes and filters posts added live, like ingest
     usernames: dict[str, str] = field(default_factory=dict)  # author id -> handle
     model_error: str | None = None  # why semantic and hybrid search are off, when the model did not load
@@ -89,7 +117,7 @@ class SearchService:
         value = value.strip()
         if value.startswith("@"):
             return self._by_handle.get(value[1:].lower(), value)  # an unknown handle matches no post
-        if self.index.docs.has_author(value):
+        if self.index.has_author(value):
             return value
         return self._by_handle.get(value.lower(), value)
 
@@ -111,6 +139,16 @@ def _service(request: Request) -> SearchService:
             code="index_unavailable",
         )
     return service
+
+
+def _partition_down(e: PartitionError) -> APIError:
+    return APIError(
+        503,
+        f"the write was not applied: {e}; retry it",
+        type="service_unavailable",
+        code="partition_unavailable",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _bad(e: ValueError) -> APIError:
@@ -150,15 +188,17 @@ def search(
             hashtag=hashtag.lstrip("#").lower() if hashtag else None,
             lang=lang or None,
         )
-        hits = service.index.search(SearchRequest(q=q, k=k, mode=mode, filters=filters))
+        answer = service.index.search_partial(SearchRequest(q=q, k=k, mode=mode, filters=filters))
     except ValueError as e:
         raise _bad(e) from None
-    data = [{**h.to_dict(explain), "username": service.usernames.get(h.post.author_id)} for h in hits]
+    data = [{**h.to_dict(explain), "username": service.usernames.get(h.post.author_id)} for h in answer.hits]
     return {
         "object": "list",
         "query": q,
         "mode": mode,
         "data": data,
+        "partial": answer.partial,  # true: the partitions named in missing_partitions did not answer in time
+        "missing_partitions": answer.missing,
         "took_ms": round((time.perf_counter() - t0) * 1000, 3),
     }
 
@@ -184,7 +224,7 @@ class PostsIn(BaseModel):
 @router.post("/admin/posts", dependencies=[Depends(require_admin_key)])
 def add_posts(request: Request, body: PostsIn) -> dict:
     service = _service(request)
-    if service.index.vectors is not None and service.index.embed is None:
+    if not service.index.can_add():
         raise APIError(
             503,
             "posts cannot be added: the index has vectors but the model to embed them did not "
@@ -194,14 +234,21 @@ def add_posts(request: Request, body: PostsIn) -> dict:
         )
     accepted, rejected = service.prepare([p.model_dump() for p in body.posts])
     if accepted:
-        service.index.add(accepted)
+        try:
+            service.index.add(accepted)
+        except PartitionError as e:
+            raise _partition_down(e) from None
     return {"object": "list", "added": [p.id for p in accepted], "rejected": rejected}
 
 
 # ":path": a post id may hold "/" (POST /admin/posts accepts it), so it must be deletable too
 @router.delete("/admin/posts/{post_id:path}", dependencies=[Depends(require_admin_key)])
 def delete_post(request: Request, post_id: str) -> dict:
-    if not _service(request).index.delete(post_id):
+    try:
+        deleted = _service(request).index.delete(post_id)
+    except PartitionError as e:
+        raise _partition_down(e) from None
+    if not deleted:
         raise APIError(
             404,
             f"no post with id {post_id!r} in the search index",

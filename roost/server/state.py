@@ -40,6 +40,9 @@ class ServeConfig:
     ads_db: str | None = None  # the ads database: a postgresql:// URL (shared by replicas) or a file; None: ads.db
     llm_url: str | None = None  # an OpenAI-compatible engine for chat and completions (roost.server.upstream)
     llm_api_key: str | None = None  # sent to that engine; None: the client's Authorization is forwarded
+    search_partitions: list[str] = field(default_factory=list)  # per partition: its replicas' URLs, comma-separated
+    search_partition_key: str | None = None  # the partition servers' --key
+    search_deadline_s: float = 2.0  # partitions not answering a query round within this are left out (partial)
 
     def base_url(self) -> str:
         """Where clients reach this server, from configuration only: never from a request's Host header."""

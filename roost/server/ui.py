@@ -121,10 +121,11 @@ def _cursor_key(cursor: str) -> int:
 
 def open_feed(search: object) -> PostFeed | None:
     """The timeline over ``search``'s doc store (a ``SearchService``); None when search is not up."""
+    from roost.search.engine import SearchIndex
     from roost.server.search import SearchService
 
-    if not isinstance(search, SearchService):
-        return None
+    if not isinstance(search, SearchService) or not isinstance(search.index, SearchIndex):
+        return None  # a partitioned index has no one doc store to page through
     return PostFeed(search.index.docs, search.usernames, search.author_id)
 
 

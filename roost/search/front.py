@@ -1,0 +1,265 @@
+"""The front of a partitioned index: fan a query out to every partition, merge, rank once.
+
+A query takes two rounds, as Elasticsearch's DFS query-then-fetch does: first every
+partition's counts of the query's terms (summed, :mod:`roost.search.dfs`), then
+every partition's candidates scored with the sums. The front embeds the query once,
+merges the candidate lists and ranks them with the same code as one index
+(:func:`roost.search.engine.rank`), so N partitions answer as one index would.
+
+Faults: each round waits at most ``deadline_s`` for the partitions. A partition that
+is down, errs or is late is left out and the answer is marked partial, naming it;
+a partition with replicas tries the next replica first. Writes go to every replica
+of the post's partition and are acknowledged when one has applied them; with a
+write log (``log_path``) each write is kept there first, and a replica that missed
+writes (down, or restarted) is replayed from the log before it serves reads again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from roost.search.dfs import TermStats, merge
+from roost.search.docstore import Post
+from roost.search.engine import Candidates, Hit, QueryError, SearchAnswer, SearchModel, SearchRequest, rank
+from roost.search.lexical import LexicalIndex
+from roost.search.partition import partition_of
+from roost.search.ranking import RankingConfig
+from roost.search.replica import PartitionError
+from roost.search.wire import post_from_dict, post_to_dict
+
+log = logging.getLogger(__name__)
+
+
+class Partition(Protocol):
+    """One replica of one partition, in this process (:class:`SearchIndex`) or over HTTP."""
+
+    def term_stats(self, terms: list[str]) -> TermStats: ...
+
+    def candidates(self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None) -> Candidates: ...
+
+    def apply(self, seq: int | None, op: str, payload: dict) -> dict: ...
+
+    def applied(self) -> int: ...
+
+    def has_author(self, author_id: str) -> bool: ...
+
+
+@dataclass
+class FrontConfig:
+    deadline_s: float = 2.0  # per round of a query: partitions not back by then are left out (partial answer)
+
+
+class WriteLog:
+    """Every write the front acknowledged, by sequence number: what a lagging replica is replayed from."""
+
+    def __init__(self, path: str | Path):
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS writes (seq INTEGER PRIMARY KEY, part INTEGER NOT NULL, "
+            "op TEXT NOT NULL, payload TEXT NOT NULL)"
+        )
+        self._lock = threading.Lock()
+
+    def append(self, part: int, op: str, payload: dict) -> int:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO writes (part, op, payload) VALUES (?,?,?)", (part, op, json.dumps(payload))
+            )
+            return int(cur.lastrowid)
+
+    def after(self, part: int, seq: int) -> list[tuple[int, str, dict]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, op, payload FROM writes WHERE part = ? AND seq > ? ORDER BY seq", (part, seq)
+            ).fetchall()
+        return [(s, op, json.loads(p)) for s, op, p in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class PartitionedIndex:
+    """N partitions (each a list of replicas) answering as one index."""
+
+    def __init__(
+        self,
+        partitions: list[list[Partition]],
+        model: SearchModel | None = None,
+        *,
+        ranking: RankingConfig | None = None,
+        config: FrontConfig | None = None,
+        log_path: str | Path | None = None,
+    ):
+        if not partitions or any(not replicas for replicas in partitions):
+            raise ValueError("a partitioned index needs at least one replica of every partition")
+        self.partitions = partitions
+        self.model = model
+        self.ranking = ranking or (model.ranking if model is not None else RankingConfig())
+        self.config = config or FrontConfig()
+        self.log = WriteLog(log_path) if log_path is not None else None
+        self._stale: set[tuple[int, int]] = set()  # (partition, replica) that missed writes: no reads until replayed
+        self._turn = itertools.count()
+        self._pool = ThreadPoolExecutor(max_workers=4 * len(partitions), thread_name_prefix="fanout")
+        self._write_lock = threading.RLock()  # writes and replays, one at a time, in the log's order
+        if self.log is not None:
+            for i, replicas in enumerate(partitions):
+                for r in range(len(replicas)):
+                    self._stale.add((i, r))
+                    self._catch_up(i, r)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.log is not None:
+            self.log.close()
+
+    # ---- queries ------------------------------------------------------------------------
+    def search(self, req: SearchRequest) -> list[Hit]:
+        return self.search_partial(req).hits
+
+    def search_partial(self, req: SearchRequest) -> SearchAnswer:
+        req.validate()
+        if req.mode != "lexical" and self.model is None:
+            raise QueryError("mode", f"mode={req.mode} needs the model, which this server has not loaded")
+        qvec = self.model.queries([req.q])[0] if req.mode != "lexical" else None
+        stats, missing = None, set()
+        if req.mode in ("lexical", "hybrid"):
+            terms = LexicalIndex.query_terms(req.q)
+            parts, missing = self._fan_out(lambda p: p.term_stats(terms))
+            stats = merge(list(parts.values()))
+        found, late = self._fan_out(lambda p: p.candidates(req, qvec, stats))
+        missing |= late
+        return SearchAnswer(rank(req, self._merge(found, req), self.ranking, self.model), sorted(missing))
+
+    def _merge(self, found: dict[int, Candidates], req: SearchRequest) -> Candidates:
+        """One candidate set: keys made unique across partitions, each list cut back to the ranking's depth."""
+        n = max(self.ranking.candidates, req.k)
+        size = len(self.partitions)
+        lists: dict[str, list[tuple[int, float]]] = {}
+        posts: dict[int, Post] = {}
+        quality: dict[str, float] = {}
+        for i, c in found.items():
+            for name, ranked in c.lists.items():
+                lists.setdefault(name, []).extend((k * size + i, s) for k, s in ranked)
+            posts.update((k * size + i, p) for k, p in c.posts.items())
+            quality.update(c.quality)
+        for ranked in lists.values():
+            ranked.sort(key=lambda ks: (-ks[1], ks[0]))
+            del ranked[n:]
+        return Candidates(
+            lists,
+            posts,
+            any(c.matches for c in found.values()),
+            max((c.newest for c in found.values()), default=0.0),
+            quality,
+        )
+
+    def _fan_out(self, call) -> tuple[dict[int, object], set[int]]:
+        """``call(replica)`` on one replica of every partition at once; (answers by partition, missing)."""
+        futures = {self._pool.submit(self._ask, i, call): i for i in range(len(self.partitions))}
+        wait(futures, timeout=self.config.deadline_s)
+        answers, missing = {}, set()
+        for fut, i in futures.items():
+            if not fut.done():
+                fut.cancel()
+                log.warning("search: partition %d left out: no answer within %.2f s", i, self.config.deadline_s)
+                missing.add(i)
+                continue
+            try:
+                answers[i] = fut.result()
+            except PartitionError as e:
+                log.warning("search: partition %d left out: %s", i, e)
+                missing.add(i)
+        return answers, missing  # a QueryError (a bad query is bad everywhere) was raised above: the client's 400
+
+    def _ask(self, i: int, call):
+        """Try partition ``i``'s replicas that are in sync, starting at a rotating one."""
+        replicas = self.partitions[i]
+        start = next(self._turn)
+        errors = []
+        for j in range(len(replicas)):
+            r = (start + j) % len(replicas)
+            if (i, r) in self._stale and not self._catch_up(i, r):
+                errors.append(f"replica {r} is behind")
+                continue
+            try:
+                return call(replicas[r])
+            except PartitionError as e:
+                errors.append(f"replica {r}: {e}")
+        raise PartitionError(f"partition {i}: " + "; ".join(errors))
+
+    def has_author(self, author_id: str) -> bool:
+        for i in range(len(self.partitions)):
+            try:
+                if self._ask(i, lambda p: p.has_author(author_id)):
+                    return True
+            except PartitionError:
+                continue
+        return False
+
+    def can_add(self) -> bool:
+        return True  # each partition embeds the posts it is given, with its own model
+
+    # ---- writes -------------------------------------------------------------------------
+    def add(self, posts: list[Post]) -> list[Post]:
+        """Add posts to their partitions; each is searchable when this returns."""
+        by_part: dict[int, list[Post]] = {}
+        for p in posts:
+            by_part.setdefault(partition_of(p.id, len(self.partitions)), []).append(p)
+        added: list[Post] = []
+        for i, group in by_part.items():
+            result = self._write(i, "add", {"posts": [post_to_dict(p) for p in group]})
+            added += [post_from_dict(d) for d in result["added"]]
+        return added
+
+    def delete(self, post_id: str) -> bool:
+        """Remove a post from its partition in every mode; False when no live post has this id."""
+        return bool(self._write(partition_of(post_id, len(self.partitions)), "delete", {"id": post_id})["deleted"])
+
+    def _write(self, i: int, op: str, payload: dict) -> dict:
+        """Apply a write on every replica of partition ``i``; acknowledged when one of them applied it."""
+        with self._write_lock:  # one write at a time keeps the log's order the order replicas apply
+            seq = self.log.append(i, op, payload) if self.log is not None else None
+            result, errors = None, []
+            for r, replica in enumerate(self.partitions[i]):
+                if (i, r) in self._stale and not self._catch_up(i, r, upto=seq):
+                    errors.append(f"replica {r} is behind")
+                    continue
+                try:
+                    answer = replica.apply(seq, op, payload)
+                    result = result or answer
+                except PartitionError as e:
+                    errors.append(f"replica {r}: {e}")
+                    if self.log is not None:  # it catches up from the log; without one it would just miss it
+                        self._stale.add((i, r))
+            if result is None:
+                raise PartitionError(f"partition {i} applied no replica of the write: " + "; ".join(errors))
+            return result
+
+    def _catch_up(self, i: int, r: int, upto: int | None = None) -> bool:
+        """Replay the log to replica ``r`` of partition ``i`` (entries before ``upto``); True when in sync."""
+        if self.log is None:
+            return False
+        replica = self.partitions[i][r]
+        with self._write_lock:
+            try:
+                for seq, op, payload in self.log.after(i, replica.applied()):
+                    if upto is not None and seq >= upto:
+                        break
+                    replica.apply(seq, op, payload)
+            except PartitionError as e:
+                log.info("search: partition %d replica %d still behind: %s", i, r, e)
+                return False
+            self._stale.discard((i, r))
+            return True

@@ -1,0 +1,45 @@
+"""What the front and the partitions send each other, as JSON-ready dicts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from roost.search.docstore import Filters, Post
+from roost.search.engine import Candidates, SearchRequest
+
+
+def post_to_dict(p: Post) -> dict:
+    return asdict(p)
+
+
+def post_from_dict(d: dict) -> Post:
+    return Post(**d)
+
+
+def request_to_dict(req: SearchRequest) -> dict:
+    return {"q": req.q, "k": req.k, "mode": req.mode, "filters": asdict(req.filters)}
+
+
+def request_from_dict(d: dict) -> SearchRequest:
+    return SearchRequest(q=d["q"], k=int(d["k"]), mode=d["mode"], filters=Filters(**d.get("filters", {})))
+
+
+def candidates_to_dict(c: Candidates) -> dict:
+    return {
+        "lists": {name: [[k, s] for k, s in ranked] for name, ranked in c.lists.items()},
+        "posts": [post_to_dict(p) for p in c.posts.values()],
+        "matches": c.matches,
+        "newest": c.newest,
+        "quality": c.quality,
+    }
+
+
+def candidates_from_dict(d: dict) -> Candidates:
+    posts = [post_from_dict(p) for p in d["posts"]]
+    return Candidates(
+        lists={name: [(int(k), float(s)) for k, s in ranked] for name, ranked in d["lists"].items()},
+        posts={p.key: p for p in posts},
+        matches=bool(d["matches"]),
+        newest=float(d["newest"]),
+        quality={a: float(q) for a, q in d["quality"].items()},
+    )

@@ -1,0 +1,121 @@
+"""``roost serve-partition``: one partition of a partitioned search index, served to the front.
+
+The front (``roost serve --search-partition URL ...``) is this server's only client:
+it asks for term counts, then candidates scored with the summed counts, and sends
+the writes routed to this partition (:mod:`roost.search.front`). Clients never call
+it directly. A ``--key`` makes every route need ``Authorization: Bearer KEY``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from pydantic import BaseModel, Field
+
+from roost.search.dfs import TermStats
+from roost.search.engine import QueryError, SearchIndex
+from roost.search.lexical import MAX_QUERY_TERMS
+from roost.search.replica import LocalPartition
+from roost.search.wire import candidates_to_dict, request_from_dict
+from roost.server.auth import bearer, keys_match
+from roost.server.errors import APIError, install_error_handlers
+from roost.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PartitionConfig:
+    workspace: Path
+    partition: int
+    index_dir: Path  # this replica's copy of the partition folder
+    key: str | None = None
+    api_keys: list[str] = field(default_factory=list)  # what the shared error handlers and auth expect
+    admin_key: str | None = None
+
+
+@dataclass
+class PartitionState:
+    workspace: Workspace
+    config: PartitionConfig
+    partition: LocalPartition
+
+
+class StatsIn(BaseModel):
+    terms: list[str] = Field(max_length=MAX_QUERY_TERMS)
+
+
+class CandidatesIn(BaseModel):
+    request: dict
+    qvec: list[float] | None = None
+    stats: dict | None = None
+
+
+class ApplyIn(BaseModel):
+    seq: int | None = None
+    op: str
+    payload: dict
+
+
+def _require_key(request: Request) -> None:
+    key = request.app.state.roost.config.key
+    if key and not keys_match(bearer(request), [key]):
+        raise APIError(401, "this partition needs 'Authorization: Bearer KEY' (its --key)", type="authentication_error")
+
+
+def _partition(request: Request) -> LocalPartition:
+    return request.app.state.roost.partition
+
+
+def create_partition_app(config: PartitionConfig) -> FastAPI:
+    """The partition's index opened (with the workspace's search model when the index has vectors)."""
+    from roost.search.embed import load_search_model
+
+    ws = Workspace(config.workspace)
+    manifest = ws.read_manifest("index") or {}
+    model = load_search_model(ws.model) if manifest.get("semantic") else None
+    index = SearchIndex(config.index_dir, model)
+    app = FastAPI(title=f"roost search partition {config.partition}", docs_url=None, redoc_url=None)
+    app.state.roost = PartitionState(ws, config, LocalPartition(index))
+    install_error_handlers(app)
+    app.add_event_handler("shutdown", index.close)
+    deps = [Depends(_require_key)]
+
+    @app.get("/partition/health", dependencies=deps)
+    def health(request: Request) -> dict:
+        p = _partition(request)
+        return {"partition": config.partition, "posts": p.index.docs.count(), "applied": p.applied()}
+
+    @app.post("/partition/stats", dependencies=deps)
+    def stats(request: Request, body: StatsIn) -> dict:
+        return _partition(request).term_stats(body.terms).to_dict()
+
+    @app.post("/partition/candidates", dependencies=deps)
+    def candidates(request: Request, body: CandidatesIn) -> dict:
+        try:
+            req = request_from_dict(body.request)
+            qvec = None if body.qvec is None else np.asarray(body.qvec, dtype=np.float32)
+            stats = None if body.stats is None else TermStats.from_dict(body.stats)
+            found = _partition(request).candidates(req, qvec, stats)
+        except QueryError as e:
+            raise APIError(400, str(e), param=e.param) from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise APIError(400, f"request: {type(e).__name__}: {e}", param="request") from None
+        return candidates_to_dict(found)
+
+    @app.post("/partition/apply", dependencies=deps)
+    def apply(request: Request, body: ApplyIn) -> dict:
+        try:
+            return _partition(request).apply(body.seq, body.op, body.payload)
+        except (KeyError, TypeError, ValueError) as e:
+            raise APIError(400, f"payload: {type(e).__name__}: {e}", param="payload") from None
+
+    @app.get("/partition/authors/{author_id:path}", dependencies=deps)
+    def author(request: Request, author_id: str) -> dict:
+        return {"id": author_id, "known": _partition(request).has_author(author_id)}
+
+    return app
