@@ -41,7 +41,9 @@ TAILS = _split(
     "What a week.|Anyway.|Worth it.|Not sure how I feel about it.|Wild times.|Would do it again.|"
     "Mark my words.|Tell me I'm wrong.|Long story.|Big if true.|Noted for next time.|Learned a lot.|"
     "Can't stop smiling.|Deep breath.|Back to work now.|Happy with that.|Ask me anything.|Not even joking.|"
-    "Weekend sorted.|Sleep can wait."
+    "Weekend sorted.|Sleep can wait.|Thread later.|Send help.|Zero complaints.|Lesson learned.|Ten out of ten.|"
+    "Day made.|Still laughing.|Off to bed.|Coffee first.|You heard it here first.|Make of that what you will.|"
+    "Details soon.|Bookmarking this.|Just saying.|Again, no regrets."
 )
 # Reply openers by speech act, put before the body; the body names the parent's subject.
 REPLY_OPENERS: dict[str, tuple[str, ...]] = {
@@ -129,46 +131,103 @@ FOREIGN: dict[str, dict[str, tuple[str, ...]]] = {
     "es": {
         "statements": _split(
             "Me encanta {t}.|Hoy toca hablar de {t}.|Sinceramente, {t} me sorprendió hoy.|"
-            "Opinión impopular: {t} no es para tanto.|No puedo dejar de pensar en {t}.|¡Qué día! Todo gira en torno a {t}."
+            "Opinión impopular: {t} no es para tanto.|No puedo dejar de pensar en {t}.|¡Qué día! Todo gira en torno a {t}.|"
+            "Esta semana descubrí {t} de verdad.|Anoche, {t} fue el tema durante horas.|Nadie habla de esto: {t}.|"
+            "Llevo todo el día con {t} en la cabeza."
         ),
-        "questions": _split("¿Qué opináis de {t}?|¿Alguien más está siguiendo {t}?"),
-        "agree": _split("¡Totalmente de acuerdo! {t} es lo mejor.|Exacto, pienso lo mismo."),
-        "disagree": _split("No estoy de acuerdo, {t} está sobrevalorado.|Pues yo lo veo distinto."),
-        "ask": _split("¿En serio? ¿Por qué lo dices?|¿Y qué tal {t}?"),
-        "answer": _split("Buena pregunta. Para mí, {t} es lo mejor.|Yo diría que {t}, sin duda."),
+        "questions": _split(
+            "¿Qué opináis de {t}?|¿Alguien más está siguiendo {t}?|¿Me recomendáis algo sobre {t}?|"
+            "Pregunta seria: ¿{t} merece la pena?"
+        ),
+        "agree": _split(
+            "¡Totalmente de acuerdo! {t} es lo mejor.|Exacto, pienso lo mismo.|Justo lo que iba a decir.|"
+            "Tal cual, {t} no decepciona."
+        ),
+        "disagree": _split(
+            "No estoy de acuerdo, {t} está sobrevalorado.|Pues yo lo veo distinto.|Permíteme discrepar.|"
+            "Para nada, {t} me dejó frío."
+        ),
+        "ask": _split(
+            "¿En serio? ¿Por qué lo dices?|¿Y qué tal {t}?|¿Desde cuándo te interesa {t}?|¿Lo dices en broma?"
+        ),
+        "answer": _split(
+            "Buena pregunta. Para mí, {t} es lo mejor.|Yo diría que {t}, sin duda.|Por experiencia: {t}, siempre.|"
+            "Depende, pero yo me quedo con {t}."
+        ),
     },
     "fr": {
         "statements": _split(
             "J'adore {t}.|Franchement, {t}, c'est incroyable.|Avis impopulaire : {t}, c'est surcoté.|"
-            "Ce soir, {t} était génial.|Encore une journée consacrée à {t}.|Je ne pense qu'à {t} aujourd'hui."
+            "Ce soir, {t} était génial.|Encore une journée consacrée à {t}.|Je ne pense qu'à {t} aujourd'hui.|"
+            "Cette semaine, j'ai redécouvert {t}.|Personne n'en parle, et c'est dommage : {t}.|"
+            "Hier soir, {t} a occupé toute la conversation.|Toute la journée, {t} m'a trotté dans la tête."
         ),
-        "questions": _split("{t}, vous en pensez quoi ?|Qui suit {t} en ce moment ?"),
-        "agree": _split("Entièrement d'accord ! {t}, c'est top.|Exactement, je pense pareil."),
-        "disagree": _split("Pas d'accord, {t}, c'est surcoté.|Je ne suis pas convaincu."),
-        "ask": _split("Vraiment ? Pourquoi tu dis ça ?|Et {t}, alors ?"),
-        "answer": _split("Bonne question. Pour moi, {t}, c'est le meilleur.|Je dirais {t}, sans hésiter."),
+        "questions": _split(
+            "{t}, vous en pensez quoi ?|Qui suit {t} en ce moment ?|Des conseils sur {t} ?|"
+            "Question sérieuse : {t}, ça vaut le coup ?"
+        ),
+        "agree": _split(
+            "Entièrement d'accord ! {t}, c'est top.|Exactement, je pense pareil.|C'est exactement ce que j'allais dire.|"
+            "Tout à fait, {t} ne déçoit jamais."
+        ),
+        "disagree": _split(
+            "Pas d'accord, {t}, c'est surcoté.|Je ne suis pas convaincu.|Je me permets de ne pas être d'accord.|"
+            "Pas du tout, {t} m'a laissé froid."
+        ),
+        "ask": _split("Vraiment ? Pourquoi tu dis ça ?|Et {t}, alors ?|Depuis quand tu suis {t} ?|Tu plaisantes ?"),
+        "answer": _split(
+            "Bonne question. Pour moi, {t}, c'est le meilleur.|Je dirais {t}, sans hésiter.|Par expérience : {t}, toujours.|"
+            "Ça dépend, mais je choisis {t}."
+        ),
     },
     "de": {
         "statements": _split(
             "{t} war heute unglaublich.|Ehrlich gesagt ist {t} überbewertet.|Ich liebe es: {t}!|"
-            "Unpopuläre Meinung: {t} wird gehypt.|Heute dreht sich alles um eins: {t}.|Endlich Wochenende und {t}."
+            "Unpopuläre Meinung: {t} wird gehypt.|Heute dreht sich alles um eins: {t}.|Endlich Wochenende und {t}.|"
+            "Diese Woche neu entdeckt: {t}.|Gestern Abend stundenlang diskutiert: {t}.|"
+            "Keiner redet darüber, schade eigentlich: {t}.|Den ganzen Tag im Kopf: {t}."
         ),
-        "questions": _split("{t}: was meint ihr?|Wer verfolgt gerade auch {t}?"),
-        "agree": _split("Stimmt total! {t} ist einfach top.|Genau, sehe ich auch so."),
-        "disagree": _split("Sehe ich anders, {t} ist überbewertet.|Da bin ich nicht sicher."),
-        "ask": _split("Echt jetzt? Warum?|Und wie war {t}?"),
-        "answer": _split("Gute Frage. Für mich ist {t} das Beste.|Ich würde sagen: {t}, ganz klar."),
+        "questions": _split(
+            "{t}: was meint ihr?|Wer verfolgt gerade auch {t}?|Habt ihr Tipps? Thema: {t}.|Ernste Frage: lohnt sich {t}?"
+        ),
+        "agree": _split(
+            "Stimmt total! {t} ist einfach top.|Genau, sehe ich auch so.|Wollte ich gerade sagen.|"
+            "Absolut, {t} enttäuscht nie."
+        ),
+        "disagree": _split(
+            "Sehe ich anders, {t} ist überbewertet.|Da bin ich nicht sicher.|Da muss ich widersprechen.|"
+            "Überhaupt nicht, {t} hat mich kaltgelassen."
+        ),
+        "ask": _split("Echt jetzt? Warum?|Und wie war {t}?|Seit wann interessiert dich {t}?|Meinst du das ernst?"),
+        "answer": _split(
+            "Gute Frage. Für mich ist {t} das Beste.|Ich würde sagen: {t}, ganz klar.|Aus Erfahrung: {t}, immer.|"
+            "Kommt drauf an, aber für mich: {t}."
+        ),
     },
     "pt": {
         "statements": _split(
             "Eu amo {t}.|Sinceramente, {t} foi incrível hoje.|Opinião impopular: {t} não é tudo isso.|"
-            "Hoje só se fala de uma coisa: {t}.|Ainda pensando em tudo isso: {t}.|Que dia! {t} salvou a semana."
+            "Hoje só se fala de uma coisa: {t}.|Ainda pensando em tudo isso: {t}.|Que dia! {t} salvou a semana.|"
+            "Essa semana eu redescobri {t}.|Ontem à noite o assunto foi um só: {t}.|"
+            "Ninguém comenta isso, e deveria: {t}.|O dia todo com isso na cabeça: {t}."
         ),
-        "questions": _split("{t}: o que vocês acham?|Alguém mais acompanhando {t}?"),
-        "agree": _split("Concordo totalmente! {t} é demais.|Exatamente, penso igual."),
-        "disagree": _split("Discordo, {t} é superestimado.|Não tenho tanta certeza."),
-        "ask": _split("Sério? Por quê?|E {t}, como foi?"),
-        "answer": _split("Boa pergunta. Pra mim, {t} é o melhor.|Eu diria {t}, sem dúvida."),
+        "questions": _split(
+            "{t}: o que vocês acham?|Alguém mais acompanhando {t}?|Alguma dica sobre {t}?|"
+            "Pergunta séria: {t} vale a pena?"
+        ),
+        "agree": _split(
+            "Concordo totalmente! {t} é demais.|Exatamente, penso igual.|Era bem isso que eu ia dizer.|"
+            "Com certeza, {t} nunca decepciona."
+        ),
+        "disagree": _split(
+            "Discordo, {t} é superestimado.|Não tenho tanta certeza.|Vou ter que discordar.|"
+            "Nada disso, {t} me deixou frio."
+        ),
+        "ask": _split("Sério? Por quê?|E {t}, como foi?|Desde quando você curte {t}?|Tá falando sério?"),
+        "answer": _split(
+            "Boa pergunta. Pra mim, {t} é o melhor.|Eu diria {t}, sem dúvida.|Por experiência: {t}, sempre.|"
+            "Depende, mas eu fico com {t}."
+        ),
     },
 }
 
@@ -176,20 +235,33 @@ FOREIGN: dict[str, dict[str, tuple[str, ...]]] = {
 FOREIGN_TAILS = {
     "es": _split(
         "Sin duda.|Qué semana.|Lo repetiría.|Ya os contaré.|Ni de broma.|Vaya día.|Me lo apunto.|"
-        "Y punto.|Sin arrepentimientos.|Qué ganas."
+        "Y punto.|Sin arrepentimientos.|Qué ganas.|Lo dicho.|Mañana más.|Cero quejas.|Palabra.|Qué risa.|"
+        "A dormir.|Primero café.|Os leo.|Lección aprendida.|Diez de diez."
     ),
     "fr": _split(
         "Sans regret.|Quelle semaine.|Je recommence quand vous voulez.|À suivre.|Sans rire.|"
-        "Quelle journée.|Je note.|Point final.|Trop hâte.|Voilà."
+        "Quelle journée.|Je note.|Point final.|Trop hâte.|Voilà.|Rien à ajouter.|La suite demain.|Aucun regret.|"
+        "Promis.|Je ris encore.|Au lit.|Café d'abord.|Je vous lis.|Leçon retenue.|Dix sur dix."
     ),
     "de": _split(
         "Ohne Reue.|Was für eine Woche.|Gerne wieder.|Mehr dazu später.|Kein Witz.|Was für ein Tag.|"
-        "Notiert.|Punkt.|Ich freu mich.|Na ja."
+        "Notiert.|Punkt.|Ich freu mich.|Na ja.|Mehr gibt es nicht zu sagen.|Morgen mehr.|Keine Beschwerden.|"
+        "Versprochen.|Ich lache immer noch.|Ab ins Bett.|Erst mal Kaffee.|Ich lese mit.|Wieder was gelernt.|"
+        "Zehn von zehn."
     ),
     "pt": _split(
         "Sem arrependimentos.|Que semana.|Faria de novo.|Depois conto mais.|Sem brincadeira.|"
-        "Que dia.|Anotado.|E pronto.|Que vontade.|Enfim."
+        "Que dia.|Anotado.|E pronto.|Que vontade.|Enfim.|Falei.|Amanhã tem mais.|Zero reclamações.|"
+        "Prometo.|Ainda rindo.|Hora de dormir.|Primeiro o café.|Tô lendo vocês.|Lição aprendida.|Nota dez."
     ),
+}
+
+# Per language: lead-ins that may open a post, as LEAD_INS do in English.
+FOREIGN_LEAD_INS = {
+    "es": _split("Bueno,|A ver,|Os cuento:|Confesión:|Dato curioso:|Actualización:|Para que conste,|Sin más,"),
+    "fr": _split("Bon,|Alors,|Petite mise à jour :|Confession :|Le saviez-vous :|Pour info,|Soyons clairs,|Bref,"),
+    "de": _split("Also,|Kurzes Update:|Geständnis:|Fun Fact:|Mal ehrlich,|Nur zur Info:|Ganz ehrlich:|Tja,"),
+    "pt": _split("Bom,|Então,|Confissão:|Curiosidade:|Atualização:|Só pra registrar,|Vou falar:|Enfim,"),
 }
 
 FIRST_NAMES = {

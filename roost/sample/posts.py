@@ -20,6 +20,7 @@ from roost.sample.phrases import (
     EMAIL_DOMAINS,
     FOLLOW_UPS,
     FOREIGN,
+    FOREIGN_LEAD_INS,
     FOREIGN_NOUNS,
     FOREIGN_TAILS,
     LEAD_INS,
@@ -47,6 +48,7 @@ EXTRA_RATES = {"retweet": 0.05, "quote": 0.01, "duplicate": 0.02, "near_duplicat
 MODIFIED_RATES = {"pii": 0.02, "html_entities": 0.02, "mojibake": 0.02}
 MIN_POSTS_FOR_ALL_DIRT = 50
 NEAR_DUP_MIN_WORDS = 16
+SHORT_BODY_WORDS = 8  # a template filled to fewer words always gets a second sentence
 SPAM_STYLES = {"stuffing": 0.4, "campaign": 0.35, "reply": 0.25}  # share of spam posts (see PostMaker._spam)
 
 _CAPITALIZE = re.compile(r"(^|[.!?]\s+)([¡¿]?)([^\W\d_])")
@@ -128,23 +130,30 @@ class PostMaker:
         }
 
     def _fill(
-        self, templates: tuple[str, ...], topic: str, lang: str, subject: str | None = None, opener: str | None = None
+        self,
+        templates: tuple[str, ...],
+        topic: str,
+        lang: str,
+        subject: str | None = None,
+        opener: str | None = None,
+        reply: bool = False,
     ) -> tuple[str, str | None]:
         """A text from one of ``templates`` with glue around it (a lead-in or reply opener, a second
-        sentence, a tail: see phrases.LEAD_INS), so that organic posts seldom repeat; and the subject its
-        template names, if any."""
+        sentence, a tail: see phrases.LEAD_INS; a reply gets no lead-in), so that organic posts seldom repeat;
+        and the subject its template names, if any."""
         r = self.rng
         slots = self._slots(topic, lang, subject)
         parts = [opener] if opener else []
-        if lang == "en" and not opener and r.random() < 0.35:
-            parts.append(r.choice(LEAD_INS))
+        if not opener and not reply and r.random() < 0.35:
+            parts.append(r.choice(LEAD_INS if lang == "en" else FOREIGN_LEAD_INS[lang]))
         template = r.choice(templates)
         parts.append(template.format(**slots))
-        if r.random() < 0.7:
+        if r.random() < 0.7 or len(parts[-1].split()) < SHORT_BODY_WORDS:  # a short body alone repeats often
             if lang == "en":
                 parts.append(r.choice(FOLLOW_UPS).format(**slots))
             else:
-                parts.append(r.choice(FOREIGN[lang]["statements"]).format(**self._slots(topic, lang, None)))
+                second = r.choice([t for t in FOREIGN[lang]["statements"] if t != template])
+                parts.append(second.format(**self._slots(topic, lang, None)))
         if r.random() < 0.8:
             parts.append(r.choice(TAILS if lang == "en" else FOREIGN_TAILS[lang]))
         return _capitalize(" ".join(parts)), slots["s"] if "{s}" in template else None  # only a subject it names
@@ -187,7 +196,7 @@ class PostMaker:
                 REPLIES[act], parent.topic, lang, parent.subject, self.rng.choice(REPLY_OPENERS[act])
             )
         else:
-            body, subject = self._fill(FOREIGN[lang][act], parent.topic, lang)
+            body, subject = self._fill(FOREIGN[lang][act], parent.topic, lang, reply=True)
         if self.rng.random() < 0.15:
             body += " " + self.rng.choice(BANKS[parent.topic].emoji)
         ms = parent.ms + 30_000 + int(self.rng.expovariate(1 / 3_600_000))
@@ -352,9 +361,10 @@ class PostMaker:
 
     def _near_duplicate(self, src: Post, src_idx: int) -> Post:
         """Add a filler word or two at the end, or swap the last word for one: an edit that touches one or two
-        word shingles, so the copy is near by ingest's measure (Jaccard >= 0.8 of 3-word shingles)."""
+        word shingles, so the copy is near by ingest's measure (Jaccard >= 0.8 of 3-word shingles). A copy of a
+        post with dirt only adds: a swap could take the phone number or the mojibake its truth records."""
         r, words, fillers = self.rng, src.text.split(" "), NEAR_DUP_WORDS[src.lang]
-        if r.random() < 0.3 and len(words) > 2:
+        if r.random() < 0.3 and len(words) > 2 and not src.dirt:
             words[-1] = r.choice([f for f in fillers if f != words[-1]])
         else:
             words += r.sample(fillers, r.choice((1, 1, 2)))
