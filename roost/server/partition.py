@@ -8,6 +8,7 @@ it directly. A ``--key`` makes every route need ``Authorization: Bearer KEY``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,10 +80,15 @@ def create_partition_app(config: PartitionConfig) -> FastAPI:
     manifest = ws.read_manifest("index") or {}
     model = load_search_model(ws.model) if manifest.get("semantic") else None
     index = SearchIndex(config.index_dir, model)
-    app = FastAPI(title=f"roost search partition {config.partition}", docs_url=None, redoc_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        index.close()  # releases tantivy's writer lock
+
+    app = FastAPI(title=f"roost search partition {config.partition}", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.roost = PartitionState(ws, config, LocalPartition(index))
     install_error_handlers(app)
-    app.add_event_handler("shutdown", index.close)
     deps = [Depends(_require_key)]
 
     @app.get("/partition/health", dependencies=deps)

@@ -144,7 +144,8 @@ def _service(request: Request) -> SearchService:
 def _partition_down(e: PartitionError) -> APIError:
     return APIError(
         503,
-        f"the write was not applied: {e}; retry it",
+        f"no replica has applied the write yet ({e}); with partition servers it is kept in the front's "
+        "write log and applied when the partition is back; retrying it is safe",
         type="service_unavailable",
         code="partition_unavailable",
         headers={"Retry-After": "1"},
