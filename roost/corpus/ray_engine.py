@@ -25,26 +25,18 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from roost.corpus import ray_shuffle as sh
 from roost.corpus import ray_stages as st
 from roost.corpus.config import IngestConfig
 from roost.corpus.dedup import DUP_ID, DUP_TEXT, NEAR_DUP
-from roost.corpus.dedup_store import KEY_SCHEMA, KINDS
+from roost.corpus.dedup_store import KINDS
 from roost.corpus.ingest import STAGING_PREFIX, IngestReport, _locked, begin, finish
 from roost.corpus.minhash import MinHasher
 from roost.corpus.remote import expand
-from roost.corpus.schema import MODERATION_LOG, USERS, table_files
+from roost.corpus.schema import MODERATION_LOG, table_files
 from roost.workspace import Workspace
 
-KEYS = pa.schema([("key", pa.uint64()), ("order", pa.int64())])  # order -1: a stored key
-CARRIED = {"text_hash": pa.uint64(), "bands": pa.list_(pa.uint64())}  # what the id and text stages pass on
-PEOPLE = pa.schema(
-    [("key", pa.string()), ("order", pa.int64()), ("kind", pa.int8()), ("author_key", pa.uint64())] + list(USERS)
-)  # users, posts by author and posts by skeleton key, in one shuffle
-PARTITION_ROWS = 500_000  # rows a shuffle partition holds at most: worker memory stays flat as the corpus grows
+CODES = {"ids": DUP_ID, "texts": DUP_TEXT, "bands": NEAR_DUP}  # the drop reason each dedup stage notes
 
 
 def ingest_ray(
@@ -59,7 +51,7 @@ def ingest_ray(
     """Ingest ``sources`` (paths or fsspec URLs) on a Ray cluster into ``workspace/corpus/``.
 
     ``address``: the cluster (default: a connected one, else ``RAY_ADDRESS``, else a Ray started here).
-    ``partitions``: hash partitions of each shuffle (0: two per CPU of the cluster). ``on_batch(source, i)``
+    ``partitions``: key ranges each shuffle is cut into at least (0: two per CPU of the cluster). ``on_batch(source, i)``
     is called in the worker after each batch a source is read in (tests use it to kill a worker).
     """
     import ray
@@ -78,13 +70,6 @@ def ingest_ray(
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         ctx.verbose_progress = False
-        # hash shuffle (actors) partitions by key as SHUFFLE_V2 does, with ~3 s instead of ~9 s fixed cost a
-        # shuffle on a 2-core box (measured, Ray 2.60)
-        ctx.shuffle_strategy = ray.data.context.ShuffleStrategy.HASH_SHUFFLE
-        if min((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=0) < 4:
-            # Ray gives each shuffle aggregator a share of a CPU; on nodes of one or two CPUs those shares
-            # leave no whole CPU for the shuffle's map tasks and the job waits forever (seen with 2 x 1 CPU)
-            ctx.hash_shuffle_operator_actor_num_cpus_override = 0
         parts = partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))  # the fewest a shuffle gets
         with _locked(workspace.corpus):
             return _run(files, workspace, cfg, parts, on_batch)
@@ -117,9 +102,9 @@ def _run(
         dropped.update(s["dropped"])
         malformed.update(s["malformed"])
 
-    cand = sorted(str(f) for f in (staging / "cand").glob("*.parquet"))
-    new_state = _dedup(r.folder, r.state, cand, staging, cfg, parts, r.run) if cand else {k: [] for k in KINDS}
-    new_users = _accounts_and_copies(r.folder, cand, staging, cfg, parts)
+    cands = sum(s["candidates"] for s in stats)
+    new_state = _dedup(r.folder, r.state, cands, staging, cfg, parts, r.run)
+    _accounts_and_copies(r.folder, cands, staging, cfg, parts)
 
     done = items.map_batches(st.finish_source, batch_size=1, fn_kwargs={"cfg": cfg, "staging": str(staging)})
     spam_log: list[dict] = []
@@ -132,8 +117,6 @@ def _run(
     report.dropped, report.malformed = dict(dropped), dict(malformed)
 
     new = {"posts": _move(staging / "posts", r.folder, "posts", r.run)}
-    if new_users is not None:
-        new_users.write_parquet(str(staging / "users_out"))
     new["users"] = _move(staging / "users_out", r.folder, "users", r.run)
     report.users_added = sum(_rows(r.folder / f) for f in new["users"])
     state = {k: r.state[k] + new_state[k] for k in KINDS}
@@ -142,34 +125,13 @@ def _run(
     return report
 
 
-def _keys(folder: Path, dirs: list[str]):
-    """Stored keys of one kind as a dataset of (key, order -1); None when there are none (Ray's shuffle
-    does not take an empty input's schema-less blocks)."""
+def _ranges(n: int, fn, **kwargs) -> list[dict]:
+    """Run ``fn`` as one Ray Data task for each of ``n`` key ranges; their counts."""
     import ray
 
-    files = _files(folder, dirs)
-    if not files:
-        return None
-    return ray.data.read_parquet(files, schema=KEY_SCHEMA).map_batches(_stored, batch_format="pyarrow")
-
-
-def _stored(t: pa.Table) -> pa.Table:
-    return t.append_column("order", pa.array(np.full(t.num_rows, -1, np.int64)))
-
-
-def _by_key(datasets: list, schema: pa.Schema, parts: int, fn, files: list[str], **kwargs):
-    """Hash-partition the union by ``key`` (Ray keeps each partition in one block, as its groupby relies on)
-    and run ``fn`` on each whole partition. ``files``: the Parquet files the rows come from (their row
-    counts, times ``per_row``, set how many partitions: at least ``parts``, at most PARTITION_ROWS rows each)."""
-    per_row = kwargs.pop("per_row", 1)
-    datasets = [d for d in datasets if d is not None]
-    datasets = [
-        d.map_batches(lambda t: t.select(schema.names).cast(schema), batch_format="pyarrow") for d in datasets
-    ]  # one schema, whatever Parquet made of list field names or empty inputs
-    ds = datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
-    rows = per_row * sum(_rows(Path(f)) for f in files)
-    n = max(parts, -(-rows // PARTITION_ROWS))
-    return ds.repartition(n, keys=["key"]).map_batches(fn, batch_size=None, batch_format="pyarrow", fn_kwargs=kwargs)
+    items = ray.data.from_items([{"part": p} for p in range(n)], override_num_blocks=n)
+    done = items.map_batches(fn, batch_size=1, fn_kwargs={"parts": n, **kwargs})
+    return [json.loads(x) for x in done.to_pandas()["stats"]]
 
 
 def _files(folder: Path, dirs: list[str]) -> list[str]:
@@ -181,154 +143,69 @@ def hasher_bands(cfg: IngestConfig) -> int:
     return MinHasher(cfg.num_perm, cfg.near_dup_threshold, cfg.shingle_words, cfg.minhash_seed).bands
 
 
-def _select(ds, **cols: str):
-    """A dataset of ``cols`` (new name -> source column or expression) in pyarrow batches."""
-
-    def pick(t: pa.Table) -> pa.Table:
-        return pa.table({new: t.column(old) for new, old in cols.items()})
-
-    return ds.map_batches(pick, batch_format="pyarrow")
-
-
-def _where(ds, column: str, value: int):
-    return ds.map_batches(lambda t: t.filter(pc.equal(t.column(column), value)), batch_format="pyarrow")
-
-
 def _dedup(
     folder: Path,
     stored: dict[str, list[str]],
-    cand_files: list[str],
+    cands: int,
     staging: Path,
     cfg: IngestConfig,
     parts: int,
     run: str,
 ) -> dict[str, list[str]]:
-    """Judge every candidate against the store and the earlier candidates, as ``DedupState.judge`` does;
-    writes the dropped ones as notes and the keys this run adds; returns the added key folders."""
-    import ray
-
-    cand = ray.data.read_parquet(cand_files).select_columns(["order", "id_hash", "text_hash", "bands"])
+    """Judge every candidate against the store and the earlier candidates, as ``DedupState.judge`` does:
+    ids, then the survivors' texts, then their band keys, each a range stage (:mod:`ray_shuffle`) that
+    writes the dropped posts as notes and the keys this run adds. Returns the added key folders."""
     added: dict[str, list[str]] = {k: [] for k in KINDS}
-    notes = staging / "notes"
-
-    def stage(live, kind: str, key: str, code: int, carry: list[str]):
-        rows = _select(live, key=key, order="order", **{c: c for c in carry})
-        pad = _keys(folder, stored[kind])
-        if pad is not None:
-            pad = pad.map_batches(lambda t, carry=tuple(carry): _pad_like(t, carry), batch_format="pyarrow")
-        schema = pa.schema([("key", pa.uint64()), ("order", pa.int64())] + [(c, CARRIED[c]) for c in carry])
-        judged = _by_key(
-            [rows, pad], schema, parts, st.judge_partition, cand_files + _files(folder, stored[kind]), code=code
-        ).materialize()
-        _select(_where(judged, "verdict", code), order="order", verdict="verdict").map_batches(
-            _note_drops, batch_format="pyarrow"
-        ).write_parquet(str(notes / kind), partition_cols=["file"])
-        survivors = _where(judged, "verdict", 0)
-        _select(survivors, key="key").write_parquet(str(folder / f"dedup-{run}" / kind))
-        added[kind].append(f"dedup-{run}/{kind}")
-        return survivors
-
-    live = stage(cand, "ids", "id_hash", DUP_ID, ["text_hash", "bands"])
-    if cfg.dedup_exact:
-        live = stage(live, "texts", "text_hash", DUP_TEXT, ["bands"])
-    if cfg.dedup_near:
-        pairs = live.map_batches(_explode_bands, batch_format="pyarrow")
-        judged = _by_key(
-            [pairs, _keys(folder, stored["bands"])],
-            KEYS,
-            parts,
-            st.bands_partition,
-            cand_files + _files(folder, stored["bands"]),
-            per_row=hasher_bands(cfg),
-        ).materialize()
-        near = judged.map_batches(lambda t: t.filter(t.column("dominated")), batch_format="pyarrow")
-        _select(near, order="order").map_batches(
-            lambda t: _note_drops(t.append_column("verdict", pa.array([NEAR_DUP] * t.num_rows, pa.int8()))),
-            batch_format="pyarrow",
-        ).write_parquet(str(notes / "bands"), partition_cols=["file"])
-        new_keys = judged.map_batches(lambda t: t.filter(t.column("new")).select(["key"]), batch_format="pyarrow")
-        new_keys.write_parquet(str(folder / f"dedup-{run}" / "bands"))
-        added["bands"].append(f"dedup-{run}/bands")
+    if not cands:
+        return added
+    stages = ["ids"] + ["texts"] * cfg.dedup_exact + ["bands"] * cfg.dedup_near
+    rows = cands
+    for i, kind in enumerate(stages):
+        old = _files(folder, stored[kind])
+        n = sh.parts_for(rows + sum(_rows(Path(f)) for f in old), parts)
+        rel = f"dedup-{run}/{kind}"
+        (folder / rel).mkdir(parents=True, exist_ok=True)
+        out = _ranges(
+            n,
+            sh.dedup_range,
+            kind=kind,
+            code=CODES[kind],
+            inputs=_files(staging, [f"keys/{kind}"]),
+            stored=old,
+            staging=str(staging),
+            keys_out=str(folder / rel),
+            nxt=stages[i + 1] if i + 1 < len(stages) else None,
+        )
+        rows = sum(o["passed"] for o in out)
+        added[kind].append(rel)
     return added
 
 
-def _pad_like(t: pa.Table, carry: tuple[str, ...]) -> pa.Table:
-    """Stored keys with the candidates' carried columns (zeros, empty lists), so the two can be unioned."""
-    n = t.num_rows
-    extra = {"text_hash": pa.array([0] * n, pa.uint64()), "bands": pa.array([[]] * n, pa.list_(pa.uint64()))}
-    return pa.table({"key": t.column("key"), "order": t.column("order"), **{c: extra[c] for c in carry}})
-
-
-def _explode_bands(t: pa.Table) -> pa.Table:
-    bands = t.column("bands").combine_chunks()
-    lengths = pc.list_value_length(bands).to_numpy(zero_copy_only=False)
-    order = np.repeat(t.column("order").to_numpy(), lengths)
-    return pa.table({"key": pc.list_flatten(bands), "order": pa.array(order)})
-
-
-def _note_drops(t: pa.Table) -> pa.Table:
-    return st.notes(t.column("order").to_numpy(), reason=t.column("verdict").to_numpy())
-
-
-def _accounts_and_copies(folder: Path, cand_files: list[str], staging: Path, cfg: IngestConfig, parts: int):
-    """Notes for the learned spam filter (copies by skeleton, each post's account); returns the new users."""
+def _accounts_and_copies(folder: Path, cands: int, staging: Path, cfg: IngestConfig, parts: int) -> None:
+    """The run's new users (users_out/) and the learned spam filter's notes (copies by skeleton, each
+    post's account), by user-id key and skeleton key in one range stage."""
     import ray
 
-    learned = cfg.drop_spam and cfg.spam_learned and bool(cand_files)
-    files = [str(f) for f in table_files(folder, "users")]
-    staged_files = sorted(str(f) for f in (staging / "users").glob("*.parquet"))
-    inputs = [
-        ray.data.read_parquet(files, schema=USERS).map_batches(_user_rows, batch_format="pyarrow") if files else None,
-        ray.data.read_parquet(staged_files).map_batches(_user_rows, batch_format="pyarrow") if staged_files else None,
-    ]
-    if learned:
-        cand = ray.data.read_parquet(cand_files).select_columns(["order", "author_id", "skeleton", "author_key"])
-        inputs += [
-            cand.map_batches(_post_rows, batch_format="pyarrow"),
-            cand.map_batches(_skeleton_rows, batch_format="pyarrow"),
-        ]
-    if all(x is None for x in inputs):
-        return None
-    out = _by_key(inputs, PEOPLE, parts, st.people_partition, 2 * cand_files + files + staged_files).materialize()
-    if learned:
-        out.map_batches(
-            lambda t: t.filter(pc.is_valid(t.column("order"))).select(st.NOTES.names), batch_format="pyarrow"
-        ).write_parquet(str(staging / "notes" / "people"), partition_cols=["file"])
-    return out.map_batches(
-        lambda t: t.filter(pc.is_null(t.column("order"))).select(USERS.names).cast(USERS), batch_format="pyarrow"
-    )
-
-
-def _people(key: pa.Array, order: pa.Array, kind: int, cols: dict[str, pa.Array]) -> pa.Table:
-    """Rows of the people shuffle (PEOPLE): the columns a kind has, nulls for the rest."""
-    n = len(key)
-    return pa.table(
-        {
-            "key": key,
-            "order": order,
-            "kind": pa.array(np.full(n, kind, np.int8)),
-            **{f.name: cols.get(f.name, pa.nulls(n, f.type)) for f in PEOPLE if f.name not in ("key", "order", "kind")},
-        },
-        schema=PEOPLE,
-    )
-
-
-def _user_rows(t: pa.Table) -> pa.Table:
-    """Users: stored ones (no ``order`` column) at order -1, this run's staged ones at theirs."""
-    order = t.column("order") if "order" in t.column_names else pa.array(np.full(t.num_rows, -1, np.int64))
-    return _people(t.column("id"), order, st.USER, {c: t.column(c) for c in USERS.names})
-
-
-def _post_rows(t: pa.Table) -> pa.Table:
-    t = t.filter(pc.is_valid(t.column("author_id")))
-    return _people(t.column("author_id"), t.column("order"), st.POST, {})
-
-
-def _skeleton_rows(t: pa.Table) -> pa.Table:
-    """Candidates with a skeleton key (0: too short to say), keyed NUL + the key."""
-    t = t.filter(pc.not_equal(t.column("skeleton"), pa.scalar(0, pa.uint64())))
-    key = pc.binary_join_element_wise("\x00", pc.cast(t.column("skeleton"), pa.string()), "")
-    return _people(key, t.column("order"), st.SKELETON, {"author_key": t.column("author_key")})
+    stored = [str(f) for f in table_files(folder, "users")]
+    if stored:
+        items = ray.data.from_items(
+            [{"part": j, "path": f} for j, f in enumerate(stored)], override_num_blocks=len(stored)
+        )
+        items.map_batches(sh.key_stored_users, batch_size=1, fn_kwargs={"staging": str(staging)}).materialize()
+    users = _files(staging, ["users", "users_stored"])
+    learned = cfg.drop_spam and cfg.spam_learned and cands > 0
+    authors = _files(staging, ["keys/authors"]) if learned else []
+    skeletons = _files(staging, ["keys/skeletons"]) if learned else []
+    rows = sum(_rows(Path(f)) for f in users + authors + skeletons)
+    if rows:
+        _ranges(
+            sh.parts_for(rows, parts),
+            sh.people_range,
+            users=users,
+            authors=authors,
+            skeletons=skeletons,
+            staging=str(staging),
+        )
 
 
 def _logs(staging: Path, n: int, cfg: IngestConfig) -> dict[str, list[dict]]:

@@ -38,6 +38,7 @@ from roost.corpus.spam import (
 )
 
 ORDER_BITS = 40  # candidates a source may hold: 2^40
+KEYED = ["id_hash", "order", "text_hash", "bands", "author_id", "author_key", "skeleton"]  # what the shuffles take
 CANDIDATES = pa.schema(
     list(POSTS)
     + [
@@ -62,7 +63,7 @@ NOTES = pa.schema(
     ]
 )
 ACCOUNTS = pa.schema(list(NOTES) + list(USERS))  # a user row has an id, a note row an order
-USER, POST, SKELETON = 0, 1, 2  # the kinds of row the people shuffle partitions
+USER, POST = 0, 1  # the kinds of row the users stage groups by account
 
 _processor: tuple[str, BatchProcessor] | None = None
 
@@ -76,15 +77,15 @@ def processor(cfg: IngestConfig) -> BatchProcessor:
     return _processor[1]
 
 
-def write_atomic(table: pa.Table, path: Path) -> None:
+def write_atomic(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
     """Written under a temporary name and renamed: a retried task replaces, never adds. Nothing is written
-    for no rows (Ray reads an empty Parquet file as a block without columns, which its shuffle refuses)."""
+    for no rows (readers take the files there are)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if not table.num_rows:
         path.unlink(missing_ok=True)
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, row_group_size=row_group_size)
     os.replace(tmp, path)
 
 
@@ -113,6 +114,7 @@ def read_source(
     batch: dict, cfg: IngestConfig, staging: str, n_bands: int, on_batch: Callable[[str, int], None] | None = None
 ) -> dict:
     """Map task: one source file -> staged candidates, users and logs; returns the file's counts."""
+    from roost.corpus.ray_shuffle import stage_keys  # it imports this module's partition code
     from roost.corpus.remote import local_file
     from roost.workspace import file_hash
 
@@ -120,7 +122,7 @@ def read_source(
     out, proc = Path(staging), processor(cfg)
     read, dropped, malformed, pii = 0, Counter(), Counter(), 0
     logs: dict[str, list] = {"rejects": [], "spam": [], "moderation": []}
-    users, n = [], 0
+    users, n, keys = [], 0, []
     cand_path = out / "cand" / f"{index:06d}.parquet"
     cand_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = cand_path.with_name(f".{cand_path.name}.{os.getpid()}.tmp")
@@ -136,7 +138,9 @@ def read_source(
             logs["spam"] += r.spam[: max(0, cfg.max_rejects_logged - len(logs["spam"]))]
             logs["moderation"] += r.moderation
             users += r.users
-            writer.write_table(candidates(r, (index << ORDER_BITS) + n, n_bands))
+            c = candidates(r, (index << ORDER_BITS) + n, n_bands)
+            writer.write_table(c)
+            keys.append(c.select(KEYED))
             n += r.posts.num_rows
             if on_batch is not None:
                 on_batch(source, i)
@@ -146,13 +150,22 @@ def read_source(
         tmp.unlink()
     u = pa.Table.from_pylist(users, schema=USERS)
     u = u.append_column("order", pa.array(np.arange(len(users), dtype=np.int64) + (index << ORDER_BITS)))
-    write_atomic(u, out / "users" / f"{index:06d}.parquet")
+    learned = cfg.drop_spam and cfg.spam_learned
+    stage_keys(pa.concat_tables(keys) if keys else None, u, out, index, learned)
     logs_path = out / "logs" / f"{index:06d}.json"
     logs_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = logs_path.with_name(f".{logs_path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(logs, default=str))
     os.replace(tmp, logs_path)
-    stats = {"source": source, "hash": digest, "read": read, "dropped": dropped, "malformed": malformed, "pii": pii}
+    stats = {
+        "source": source,
+        "hash": digest,
+        "read": read,
+        "candidates": n,
+        "dropped": dropped,
+        "malformed": malformed,
+    }
+    stats["pii"] = pii
     return {"index": np.array([index]), "stats": np.array([json.dumps(stats)])}
 
 
@@ -194,18 +207,6 @@ def bands_partition(t: pa.Table) -> pa.Table:
             "new": pa.array(head & (gmin >= 0)),
         }
     )
-
-
-def people_partition(t: pa.Table) -> pa.Table:
-    """One shuffle by a string key serves both run-wide signals: users and their posts by user id
-    (:func:`accounts_partition`), and candidates by skeleton key, prefixed NUL so no id can equal it
-    (:func:`copies_partition`). Returns ACCOUNTS rows."""
-    kind = t.column("kind").to_numpy(zero_copy_only=False)
-    out = [accounts_partition(t.filter(pa.array(kind != SKELETON)))]
-    skeletons = t.filter(pa.array(kind == SKELETON))
-    if skeletons.num_rows:
-        out.append(_pad(copies_partition(skeletons), ACCOUNTS))
-    return pa.concat_tables(out)
 
 
 def copies_partition(t: pa.Table) -> pa.Table:
@@ -293,9 +294,9 @@ def finish_source(batch: dict, cfg: IngestConfig, staging: str) -> dict:
     out = Path(staging)
     cand_file = out / "cand" / f"{index:06d}.parquet"
     cand = pq.read_table(cand_file) if cand_file.exists() else CANDIDATES.empty_table()
-    note_files = sorted((out / "notes").glob(f"*/file={index}/*.parquet"))
+    note_files = [str(f) for f in sorted((out / "notes").glob("*/*.parquet"))]  # each sorted by order, so file
     note = (
-        ds.dataset([str(f) for f in note_files], schema=NOTES, format="parquet").to_table()
+        ds.dataset(note_files, schema=NOTES, format="parquet").to_table(filter=pc.field("file") == index)
         if note_files
         else NOTES.empty_table()
     )
