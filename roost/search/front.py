@@ -21,6 +21,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
-from roost.search.dfs import TermStats, merge
+from roost.search.dfs import FIELDS, TermStats, merge
 from roost.search.docstore import Post
 from roost.search.engine import Candidates, Hit, QueryError, SearchAnswer, SearchModel, SearchRequest, rank
 from roost.search.lexical import LexicalIndex
@@ -57,6 +58,39 @@ class Partition(Protocol):
 @dataclass
 class FrontConfig:
     deadline_s: float = 2.0  # per round of a query: partitions not back by then are left out (partial answer)
+    stats_ttl_s: float = 10.0  # summed term counts are reused this long, or until a write through this front
+
+
+class StatsCache:
+    """The summed term counts of earlier queries, so a query whose terms were all seen skips the first round.
+
+    Writes through this front clear it, so one front's answers stay those of one index; with several fronts
+    (or a partition rebuilt behind the front's back) the counts may be ``ttl_s`` old."""
+
+    def __init__(self, ttl_s: float):
+        self.ttl_s = ttl_s
+        self.clear()
+
+    def clear(self) -> None:
+        self._base: TermStats | None = None  # documents and tokens
+        self._df: dict[tuple[str, str], int] = {}
+        self._since = time.monotonic()
+
+    def lookup(self, terms: list[str]) -> tuple[TermStats | None, list[str]]:
+        """(the counts when every term is known, else None; the unknown terms)."""
+        if time.monotonic() - self._since > self.ttl_s:
+            self.clear()
+        unknown = [t for t in terms if (FIELDS[0], t) not in self._df]
+        if self._base is None or unknown:
+            return None, unknown or terms
+        df = {f: {t: self._df[(f, t)] for t in terms} for f in FIELDS}
+        return TermStats(self._base.docs, dict(self._base.tokens), df), []
+
+    def store(self, stats: TermStats) -> None:
+        self._base = stats
+        for f, terms in stats.df.items():
+            for t, n in terms.items():
+                self._df[(f, t)] = n
 
 
 class WriteLog:
@@ -112,6 +146,7 @@ class PartitionedIndex:
         self._stale: set[tuple[int, int]] = set()  # (partition, replica) that missed writes: no reads until replayed
         self._turn = itertools.count()
         self._pool = ThreadPoolExecutor(max_workers=4 * len(partitions), thread_name_prefix="fanout")
+        self._stats = StatsCache(self.config.stats_ttl_s)
         self._write_lock = threading.RLock()  # writes and replays, one at a time, in the log's order
         if self.log is not None:
             for i, replicas in enumerate(partitions):
@@ -136,8 +171,13 @@ class PartitionedIndex:
         stats, missing = None, set()
         if req.mode in ("lexical", "hybrid"):
             terms = LexicalIndex.query_terms(req.q)
-            parts, missing = self._fan_out(lambda p: p.term_stats(terms))
-            stats = merge(list(parts.values()))
+            stats, unknown = self._stats.lookup(terms)
+            if stats is None:
+                parts, missing = self._fan_out(lambda p: p.term_stats(unknown))
+                stats = merge(list(parts.values()))
+                if not missing:  # a sum without every partition is this query's only
+                    self._stats.store(stats)
+                    stats = self._stats.lookup(terms)[0]
         found, late = self._fan_out(lambda p: p.candidates(req, qvec, stats))
         missing |= late
         return SearchAnswer(rank(req, self._merge(found, req), self.ranking, self.model), sorted(missing))
@@ -230,6 +270,7 @@ class PartitionedIndex:
     def _write(self, i: int, op: str, payload: dict) -> dict:
         """Apply a write on every replica of partition ``i``; acknowledged when one of them applied it."""
         with self._write_lock:  # one write at a time keeps the log's order the order replicas apply
+            self._stats.clear()
             seq = self.log.append(i, op, payload) if self.log is not None else None
             result, errors = None, []
             for r, replica in enumerate(self.partitions[i]):
@@ -258,6 +299,7 @@ class PartitionedIndex:
                     if upto is not None and seq >= upto:
                         break
                     replica.apply(seq, op, payload)
+                    self._stats.clear()
             except PartitionError as e:
                 log.info("search: partition %d replica %d still behind: %s", i, r, e)
                 return False

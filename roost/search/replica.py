@@ -16,7 +16,7 @@ import numpy as np
 
 from roost.search.dfs import TermStats
 from roost.search.engine import Candidates, QueryError, SearchIndex, SearchRequest
-from roost.search.wire import candidates_from_dict, post_from_dict, post_to_dict, request_to_dict
+from roost.search.wire import candidates_from_dict, dumps, loads, post_from_dict, post_to_dict, request_to_dict
 
 APPLIED = "applied_seq"
 
@@ -78,15 +78,17 @@ class RemotePartition:
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         try:
-            r = self._http.request(method, path, json=body)
+            content = None if body is None else dumps(body)
+            headers = {"Content-Type": "application/json"} if body is not None else None
+            r = self._http.request(method, path, content=content, headers=headers)
         except httpx.HTTPError as e:
             raise PartitionError(f"{self.url}: {type(e).__name__}: {e}") from None
         if r.status_code == 400:
-            err = r.json().get("error", {})
+            err = loads(r.content).get("error", {})
             raise QueryError(err.get("param") or "q", err.get("message", r.text))
         if r.status_code != 200:
             raise PartitionError(f"{self.url}{path} answered {r.status_code}: {r.text[:200]}")
-        return r.json()
+        return loads(r.content)
 
     def term_stats(self, terms: list[str]) -> TermStats:
         return TermStats.from_dict(self._call("POST", "/partition/stats", {"terms": terms}))
@@ -94,7 +96,7 @@ class RemotePartition:
     def candidates(self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None) -> Candidates:
         body = {
             "request": request_to_dict(req),
-            "qvec": None if qvec is None else np.asarray(qvec, dtype=np.float32).tolist(),
+            "qvec": None if qvec is None else np.asarray(qvec, dtype=np.float32),
             "stats": None if stats is None else stats.to_dict(),
         }
         return candidates_from_dict(self._call("POST", "/partition/candidates", body))

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request
-from pydantic import BaseModel, Field
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel
 
 from roost.search.dfs import TermStats
 from roost.search.engine import QueryError, SearchIndex
 from roost.search.lexical import MAX_QUERY_TERMS
 from roost.search.replica import LocalPartition
-from roost.search.wire import candidates_to_dict, request_from_dict
+from roost.search.wire import candidates_to_dict, dumps, loads, request_from_dict
 from roost.server.auth import bearer, keys_match
 from roost.server.errors import APIError, install_error_handlers
 from roost.workspace import Workspace
@@ -46,16 +48,6 @@ class PartitionState:
     partition: LocalPartition
 
 
-class StatsIn(BaseModel):
-    terms: list[str] = Field(max_length=MAX_QUERY_TERMS)
-
-
-class CandidatesIn(BaseModel):
-    request: dict
-    qvec: list[float] | None = None
-    stats: dict | None = None
-
-
 class ApplyIn(BaseModel):
     seq: int | None = None
     op: str
@@ -66,6 +58,20 @@ def _require_key(request: Request) -> None:
     key = request.app.state.roost.config.key
     if key and not keys_match(bearer(request), [key]):
         raise APIError(401, "this partition needs 'Authorization: Bearer KEY' (its --key)", type="authentication_error")
+
+
+async def _json(request: Request) -> dict:
+    try:
+        body = loads(await request.body())
+    except ValueError as e:
+        raise APIError(400, f"the body is not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "the body must be a JSON object")
+    return body
+
+
+def _answer(payload: dict) -> Response:
+    return Response(dumps(payload), media_type="application/json")
 
 
 def _partition(request: Request) -> LocalPartition:
@@ -96,22 +102,29 @@ def create_partition_app(config: PartitionConfig) -> FastAPI:
         p = _partition(request)
         return {"partition": config.partition, "posts": p.index.docs.count(), "applied": p.applied()}
 
+    # the query routes parse and write JSON with orjson, not pydantic: a query's candidates are a hundred
+    # posts, and FastAPI's encoder took longer than the search itself
     @app.post("/partition/stats", dependencies=deps)
-    def stats(request: Request, body: StatsIn) -> dict:
-        return _partition(request).term_stats(body.terms).to_dict()
+    async def stats(request: Request) -> Response:
+        body = await _json(request)
+        terms = body.get("terms")
+        if not isinstance(terms, list) or len(terms) > MAX_QUERY_TERMS or not all(isinstance(t, str) for t in terms):
+            raise APIError(400, f"terms: a list of at most {MAX_QUERY_TERMS} strings", param="terms")
+        return _answer(_partition(request).term_stats(terms).to_dict())
 
     @app.post("/partition/candidates", dependencies=deps)
-    def candidates(request: Request, body: CandidatesIn) -> dict:
+    async def candidates(request: Request) -> Response:
+        body = await _json(request)
         try:
-            req = request_from_dict(body.request)
-            qvec = None if body.qvec is None else np.asarray(body.qvec, dtype=np.float32)
-            stats = None if body.stats is None else TermStats.from_dict(body.stats)
-            found = _partition(request).candidates(req, qvec, stats)
+            req = request_from_dict(body["request"])
+            qvec = None if body.get("qvec") is None else np.asarray(body["qvec"], dtype=np.float32)
+            stats = None if body.get("stats") is None else TermStats.from_dict(body["stats"])
+            found = await run_in_threadpool(_partition(request).candidates, req, qvec, stats)
         except QueryError as e:
             raise APIError(400, str(e), param=e.param) from None
         except (KeyError, TypeError, ValueError) as e:
             raise APIError(400, f"request: {type(e).__name__}: {e}", param="request") from None
-        return candidates_to_dict(found)
+        return _answer(candidates_to_dict(found))
 
     @app.post("/partition/apply", dependencies=deps)
     def apply(request: Request, body: ApplyIn) -> dict:

@@ -1,0 +1,198 @@
+"""Partitioned search through HTTP: hybrid latency with 1, 2 and 4 partitions against one index, same run.
+
+    .venv/bin/python bench/search_partitions.py --posts 1000000 --model workspace/model --work tmp/bench-parts
+
+Posts are synthetic (bench/search.py's generator: TweetEval's words by frequency), embedded once with the
+trained model's retriever and the vectors reused by every layout, so each layout indexes the same posts with
+the same vectors. Each layout is served by real processes on 127.0.0.1: ``roost serve`` over one index (the
+peer), or ``roost serve --search-partition ...`` in front of P ``roost serve-partition`` processes. One
+client sends the same queries to each, one at a time. Prints latency per layout, the fan-out overhead
+(front over P partitions against one index at p50), and memory per partition process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search import queries, rss_mib, synthetic_posts  # noqa: E402  (bench/search.py)
+
+from roost.search.build import build_index  # noqa: E402
+from roost.search.embed import load_search_model  # noqa: E402
+from roost.search.engine import SearchModel  # noqa: E402
+from roost.search.partition import partition_of  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def vm_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def dir_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def embed_all(model: SearchModel, posts_n: int, out: Path) -> tuple[dict[str, int], np.ndarray]:
+    """Every post's vector, once (the slow part), kept in ``out`` for the next run."""
+    texts = [p.text for batch in synthetic_posts(posts_n, seed=0) for p in batch]
+    if out.exists():
+        vecs = np.load(out, mmap_mode="r")
+    else:
+        t0 = time.perf_counter()
+        vecs = np.concatenate([model.embed(texts[i : i + 4096]) for i in range(0, len(texts), 4096)])
+        np.save(out, vecs)
+        print(f"embedded {len(texts):,} posts in {time.perf_counter() - t0:.0f} s")
+    return {t: i for i, t in enumerate(texts)}, vecs
+
+
+def build_layout(root: Path, parts: int, model: SearchModel, row: dict[str, int], vecs: np.ndarray, n: int) -> None:
+    """``parts`` partition folders under ``root`` (part-0 ...), keys by place in the corpus."""
+    if (root / "done").exists():
+        return
+    lookup = SearchModel(
+        lambda texts: np.asarray(vecs[[row[t] for t in texts]]), model.queries, model.ranking, model.expand
+    )
+    for i in range(parts):
+
+        def mine(i=i):
+            pos = 0
+            for batch in synthetic_posts(n, seed=0):
+                for j, p in enumerate(batch):
+                    p.key = pos + j
+                pos += len(batch)
+                yield [p for p in batch if partition_of(p.id, parts) == i]
+
+        build_index(mine(), root / f"part-{i}", lookup)
+    (root / "done").touch()
+
+
+def workspace(root: Path, model_dir: Path, manifest: dict) -> Path:
+    """A workspace folder whose model is ``model_dir`` and whose index manifest is ``manifest``."""
+    (root / "index").mkdir(parents=True, exist_ok=True)
+    if not (root / "model").exists():
+        (root / "model").symlink_to(model_dir.resolve())
+    (root / "index" / "manifest.json").write_text(json.dumps({"stage": "index", "inputs": {}, **manifest}))
+    return root
+
+
+def start(cmd: list[str], url: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{cmd} exited with {proc.returncode}"
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=5).status_code == 200:
+                return proc
+        time.sleep(0.5)
+    raise TimeoutError(f"{cmd} did not start")
+
+
+def measure(base: str, qs: list[str], mode: str) -> dict:
+    lat = []
+    with httpx.Client(timeout=60) as client:
+        for q in qs[:20]:  # warm-up
+            client.get(f"{base}/search", params={"q": q, "mode": mode, "k": 10})
+        partial = 0
+        for q in qs:
+            t0 = time.perf_counter()
+            r = client.get(f"{base}/search", params={"q": q, "mode": mode, "k": 10})
+            lat.append((time.perf_counter() - t0) * 1000)
+            assert r.status_code == 200, r.text
+            partial += bool(r.json().get("partial"))
+    a = np.array(lat)
+    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "partial": partial}
+
+
+def serve_layout(ws: Path, parts: int, layout: Path | None, qs: list[str], modes: list[str]) -> dict:
+    roost = [sys.executable, "-m", "roost"]
+    procs, urls = [], []
+    try:
+        for i in range(parts):
+            port = free_port()
+            cmd = roost + ["serve-partition", "-w", str(ws), "--partition", str(i), "--port", str(port)]
+            cmd += ["--index-dir", str(layout / f"part-{i}")]
+            procs.append(start(cmd, f"http://127.0.0.1:{port}/partition/health"))
+            urls.append(f"http://127.0.0.1:{port}")
+        port = free_port()
+        cmd = roost + ["serve", "-w", str(ws), "--port", str(port), "--search-deadline", "30"]
+        for u in urls:
+            cmd += ["--search-partition", u]
+        front = start(cmd, f"http://127.0.0.1:{port}/health")
+        procs.append(front)
+        out = {mode: measure(f"http://127.0.0.1:{port}", qs, mode) for mode in modes}
+        out["rss"] = [vm_rss_mib(p.pid) for p in procs]
+        return out
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=60)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--posts", type=int, default=100_000)
+    ap.add_argument("--model", type=Path, required=True, help="a workspace/model folder with a trained retriever")
+    ap.add_argument("--work", type=Path, default=Path("tmp/bench-parts"))
+    ap.add_argument("--partitions", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--modes", nargs="+", default=["hybrid", "lexical"])
+    args = ap.parse_args()
+    work = args.work / f"n{args.posts}"
+    work.mkdir(parents=True, exist_ok=True)
+    model = load_search_model(args.model)
+    row, vecs = embed_all(model, args.posts, work / "vectors.npy")
+    qs = queries(args.queries, seed=0)
+    rows = []
+    for parts in sorted(set([1, *args.partitions])):
+        t0 = time.perf_counter()
+        build_layout(work / f"layout-{parts}", parts, model, row, vecs, args.posts)
+        print(f"layout {parts}: built in {time.perf_counter() - t0:.0f} s, {dir_mib(work / f'layout-{parts}'):.0f} MiB")
+    # the peer: one index served by one `roost serve`
+    single = workspace(work / "ws-single", args.model, {"semantic": True})
+    for name in ("docs.sqlite", "lexical", "vectors.usearch"):
+        link = single / "index" / name
+        if not link.exists():
+            link.symlink_to((work / "layout-1" / "part-0" / name).resolve())
+    r = serve_layout(single, 0, None, qs, args.modes)
+    rows.append(("one index (peer)", 0, r))
+    for parts in args.partitions:
+        ws = workspace(work / f"ws-{parts}", args.model, {"semantic": True, "partitions": parts})
+        rows.append(
+            (f"front + {parts} partitions", parts, serve_layout(ws, parts, work / f"layout-{parts}", qs, args.modes))
+        )
+    peer = rows[0][2]
+    print(f"\n{args.posts:,} posts, {args.queries} queries, k=10, one client; load average {os.getloadavg()[0]:.1f}")
+    head = "| layout | " + " | ".join(f"{m} p50 ms | {m} p99 ms" for m in args.modes)
+    print(head + " | fan-out overhead at p50 (hybrid) | RSS per partition MiB | front RSS MiB |")
+    print("|---|" + "---:|" * (2 * len(args.modes) + 3))
+    for name, _, r in rows:
+        cells = " | ".join(f"{r[m]['p50']:.1f} | {r[m]['p99']:.1f}" for m in args.modes)
+        over = r[args.modes[0]]["p50"] - peer[args.modes[0]]["p50"]
+        per = ", ".join(f"{x:.0f}" for x in r["rss"][:-1]) or "-"
+        print(f"| {name} | {cells} | {over:+.1f} | {per} | {r['rss'][-1]:.0f} |")
+    print(f"bench process RSS {rss_mib():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
