@@ -82,6 +82,28 @@ def test_simulator_model_matching_beats_keywords_and_random(tmp_path):
     assert by["model+pctr"]["pctr_auc"] > 0.55  # its own traffic is all well matched: position is what is left
 
 
+def test_simulator_counts_strict_ads_next_to_unsafe_posts_and_safety_probes_stop_them(tmp_path):
+    """Half the campaigns set a strict brand-safety threshold (0.2); a probe scoring every context 0.3 passes the
+    default (0.5) but not theirs. The users whose posts are ground-truth unsafe get none of their ads with the
+    probe, and some without it (so the count can fail)."""
+    from roost.ads.brand_safety import SafetyProbes
+
+    campaigns, truth = world(tmp_path)
+    for c in campaigns[::2]:
+        c["brand_safety_threshold"] = 0.2
+    specs = [CampaignSpec.model_validate(c) for c in campaigns]
+    h, history = HashingEmbedder(), UserHistory.from_corpus(tmp_path / "corpus")
+    unsafe = frozenset(f"p{u}-0" for u in range(0, 40, 2))
+    dim = len(h(["x"])[0])
+    probe = SafetyProbes(h.space, ["all"], [[0.0] * dim], [float(np.log(0.3 / 0.7))])
+    cfg = SimConfig(requests=200, slots=2)
+    (without,) = simulate(specs, history, truth, h, h.space, cfg, ("random",), unsafe_posts=unsafe)
+    (with_probe,) = simulate(specs, history, truth, h, h.space, cfg, ("random",), probe, unsafe)
+    assert without["unsafe_requests"] == with_probe["unsafe_requests"] > 50
+    assert without["strict_next_to_unsafe"] > 20 and with_probe["strict_next_to_unsafe"] == 0
+    assert with_probe["impressions"] == without["impressions"]  # the other half still fills every slot
+
+
 def test_click_model_learns_and_reports_time_split_metrics():
     rng = np.random.default_rng(0)
     n = 2000

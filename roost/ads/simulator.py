@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from roost.ads.brand_safety import SafetyProbes
 from roost.ads.campaign import CampaignSpec, from_micros, to_micros
 from roost.ads.clicks import ClickSigner
 from roost.ads.context import UserHistory
@@ -44,11 +45,15 @@ class SimConfig:
     requests: int = 2000
     slots: int = 2
     seed: int = 0
-    start: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the simulated day
-    # a policy with a click model recalibrates it on its own served impressions after this share of the
-    # requests (``recalibrate``), and the calibration table is measured on the requests after it either way
-    recalibrate_after: float = 0.5
-    recalibrate: bool = False  # Platt on half a simulated day did not help (BENCHMARKS.md, Ads): off
+    start: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the first simulated day
+    # the requests are spread evenly over this many days: more requests for a finer measure need not mean more
+    # requests per user per day (frequency caps and daily budgets are per day)
+    days: int = 1
+    # a policy with a click model recalibrates it (isotonic, CTRModel.calibrated) on its own served impressions
+    # after this share of the requests (``recalibrate``), and the calibration table is measured on the requests
+    # after it either way: the exploration log's model runs 40-50% high on the ads serving picks
+    recalibrate_after: float = 0.3
+    recalibrate: bool = True
 
 
 # Every policy fills empty slots run-of-network, so all deliver the same impressions.
@@ -86,8 +91,13 @@ def run_policy(
     cfg: SimConfig,
     store: AdStore,
     ctr: CTRModel | None = None,
+    safety: SafetyProbes | None = None,
+    unsafe_posts: frozenset[str] = frozenset(),
 ) -> dict:
+    """Serve ``cfg.requests`` requests with policy ``name``; ``unsafe_posts`` (ground truth) are the post ids
+    next to which a strict advertiser's ad (one that set its own brand-safety threshold) is counted."""
     store.add_campaigns(campaigns, now=cfg.start)
+    strict = {c.id for c in campaigns if c.brand_safety_threshold is not None}
     now = [cfg.start]
     service = AdService(
         store,
@@ -96,6 +106,7 @@ def run_policy(
         space=space,
         history=history,
         ctr=ctr,
+        safety=safety,
         config=POLICIES[name],
         clock=_clock(now),
         seed=cfg.seed,
@@ -105,6 +116,7 @@ def run_policy(
     if not users:
         raise UserError("the corpus has no users with posts to simulate")
     pick, clicks_rng = random.Random(cfg.seed), random.Random(cfg.seed + 1)
+    unsafe_requests = strict_next_to_unsafe = 0
     switch = int(cfg.requests * cfg.recalibrate_after) if ctr is not None and cfg.recalibrate_after > 0 else 0
     for i in tqdm(range(cfg.requests), desc=f"simulating {name}", unit="req"):
         if i == switch > 0:
@@ -112,9 +124,13 @@ def run_policy(
             calibrated_from = len(y)
             if cfg.recalibrate and 0 < y.sum() < len(y):  # a fit needs clicks and non-clicks
                 service.ctr = ctr.calibrated(raw, y)
-        now[0] = cfg.start + DAY_S * i / cfg.requests
+        now[0] = cfg.start + DAY_S * cfg.days * i / cfg.requests
         user = pick.choice(users)
-        for ad in service.serve(AdRequest(user_id=user, slots=cfg.slots)):
+        ads = service.serve(AdRequest(user_id=user, slots=cfg.slots))
+        if any(post_id in unsafe_posts for post_id, _ in history.recent[user]):
+            unsafe_requests += 1
+            strict_next_to_unsafe += sum(ad.campaign_id in strict for ad in ads)
+        for ad in ads:
             if clicks_rng.random() < truth.p_click(user, ad.campaign_id, ad.position):
                 service.click(ad.click_token)
     events = store.events()
@@ -133,6 +149,8 @@ def run_policy(
         "rpm": from_micros(spend) * 1000 / impressions if impressions else 0.0,
         "pctr_auc": evaluate(y, p, float(y.mean()) if len(y) else 0.0)["auc"] if len(set(y)) == 2 else float("nan"),
         "budget_use": spend / budget,
+        "unsafe_requests": unsafe_requests,  # requests whose context holds a ground-truth unsafe post
+        "strict_next_to_unsafe": strict_next_to_unsafe,  # strict advertisers' impressions in those
         "calibration": calibration(y[calibrated_from:], p[calibrated_from:]) if len(y) > calibrated_from else None,
     }
 
@@ -145,8 +163,11 @@ def simulate(
     space: str,
     cfg: SimConfig | None = None,
     policies: tuple[str, ...] = tuple(POLICIES),
+    safety: SafetyProbes | None = None,
+    unsafe_posts: frozenset[str] = frozenset(),
 ) -> list[dict]:
-    """One result row per policy (see :func:`run_policy` for the columns), random first."""
+    """One result row per policy (see :func:`run_policy` for the columns), random first; every policy serves
+    with the same brand-safety probes (``safety``; None: none, as a server without a safety model)."""
     cfg = cfg or SimConfig()
     if any(c.id is None for c in campaigns):
         raise UserError("simulated campaigns need ids: the truth model knows campaigns by id")
@@ -162,7 +183,9 @@ def simulate(
     with tempfile.TemporaryDirectory(prefix="roost-sim-") as tmp:
         for name in sorted(policies, key=lambda p: p != "random"):
             store = AdStore(Path(tmp) / f"{name}.db", synchronous="NORMAL")  # throwaway: no fsync per event
-            rows.append(run_policy(name, campaigns, history, truth, embed, space, cfg, store, ctr))
+            rows.append(
+                run_policy(name, campaigns, history, truth, embed, space, cfg, store, ctr, safety, unsafe_posts)
+            )
             if name == "random":
                 ctr = train(*events_to_arrays(store.events()))
     return rows

@@ -89,6 +89,9 @@ def register(subparsers) -> None:
     p.add_argument("--sample", type=Path, required=True, help="the folder `roost sample` wrote (ads.json, truth/)")
     p.add_argument("--requests", type=int, default=2000, help="ad requests per policy (default 2000)")
     p.add_argument("--slots", type=int, default=2, help="ads per request (default 2)")
+    p.add_argument(
+        "--days", type=int, default=1, help="simulated days the requests are spread over (caps are per day; default 1)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--embedder",
@@ -270,20 +273,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     ws = _workspace(args)
     ws.require("corpus")
-    if args.requests < 10 or args.slots < 1:
-        raise UserError("--requests must be at least 10 and --slots at least 1")
+    if args.requests < 10 or args.slots < 1 or args.days < 1:
+        raise UserError("--requests must be at least 10, --slots and --days at least 1")
     specs = parse_campaigns(read_json(args.sample / "ads.json"), str(args.sample / "ads.json"))
     from roost.sample.truth import ClickModel
 
     truth = ClickModel.load(args.sample)
     embed, space = resolve_embedder(ws, args.embedder)
+    safety, unsafe_posts = _simulation_safety(ws, args.sample, space)
     rows = simulate(
         specs,
         UserHistory.from_corpus(ws.corpus),
         truth,
         embed,
         space,
-        SimConfig(requests=args.requests, slots=args.slots, seed=args.seed),
+        SimConfig(requests=args.requests, slots=args.slots, seed=args.seed, days=args.days),
+        safety=safety,
+        unsafe_posts=unsafe_posts,
     )
     print(format_table(rows))
     base = next(r for r in rows if r["policy"] == "keyword")
@@ -295,18 +301,55 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulation_safety(ws, sample: Path, space: str):
+    """The workspace's brand-safety probes when trained in ``space`` (else None, with a note), and the ids of
+    the sample's ground-truth unsafe posts, next to which strict advertisers' impressions are counted."""
+    from roost.ads.brand_safety import SafetyProbes
+    from roost.ads.setup import safety_path
+
+    path, probes = safety_path(ws), None
+    if path.exists():
+        probes = SafetyProbes.load(path)
+        if probes.space != space:
+            print(f"note: {path} was trained in space {probes.space!r}, not {space!r}: simulating without it")
+            probes = None
+    else:
+        print(f"note: no brand-safety probes ({path}): simulating without them (`roost ads train-safety`)")
+    truth = sample / "truth" / "post_topics.jsonl"
+    rows = map(json.loads, truth.read_text().splitlines()) if truth.exists() else ()
+    return probes, frozenset(row["id"] for row in rows if row.get("unsafe"))
+
+
 def format_calibration(cal: dict) -> str:
     """model+pctr's predicted against observed CTR per decile of the prediction."""
-    lines = ["pCTR calibration (model+pctr): decile | impressions | predicted | observed"]
+    lines = ["pCTR calibration (model+pctr): decile | impressions | clicks | predicted | observed | error"]
     lines += [
-        f"{i + 1:>2} | {d['n']:>5} | {d['predicted']:.4f} | {d['observed']:.4f}" for i, d in enumerate(cal["deciles"])
+        f"{i + 1:>2} | {d['n']:>5} | {d['clicks']:>4} | {d['predicted']:.4f} | {d['observed']:.4f} | "
+        + (f"{(d['predicted'] - d['observed']) / d['observed']:+.0%}" if d["clicks"] else "-")
+        for i, d in enumerate(cal["deciles"])
     ]
     lines.append(f"largest relative error over deciles with clicks: {cal['max_rel_error']:.1%} (target: within 20%)")
+    lines.append(
+        f"over the deciles with ~100+ clicks (relative standard error <= 10%): {cal['max_rel_error_measured']:.1%}; "
+        f"{cal['unmeasured']} decile(s) with too few clicks to judge 20% (more --requests)"
+    )
     return "\n".join(lines)
 
 
 def format_table(rows: list[dict]) -> str:
-    cols = ["policy", "requests", "impressions", "clicks", "ctr", "revenue", "rpm", "pctr_auc", "budget_use"]
+    cols = [
+        "policy",
+        "requests",
+        "impressions",
+        "clicks",
+        "ctr",
+        "revenue",
+        "rpm",
+        "pctr_auc",
+        "budget_use",
+        "unsafe_requests",
+        "strict_next_to_unsafe",
+    ]
     fmt = {"ctr": "{:.4f}", "revenue": "{:.2f}", "rpm": "{:.3f}", "pctr_auc": "{:.3f}", "budget_use": "{:.1%}"}
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
