@@ -39,6 +39,9 @@ def test_calibration_maps_predictions_back_to_observed_rates_per_decile(tmp_path
     p_old, p_new = model.predict(test_raw), fixed.predict(test_raw)
     order = np.argsort(p_old, kind="stable")
     assert np.all(np.diff(p_new[order]) >= 0)  # the map never reverses two ads' order (ties are allowed)
+    few = model.calibrated(raw[:6000], y[:6000])  # 756 clicks, under 1,000: the two-number (Platt) map
+    assert few.calibration != fixed.calibration
+    assert calibration(test_y, few.predict(test_raw))["max_rel_error"] < 0.2
     fixed.save(tmp_path / "ctr.json")
     assert np.allclose(CTRModel.load(tmp_path / "ctr.json").predict(test_raw), p_new)
 

@@ -95,9 +95,11 @@ def run_policy(
     unsafe_posts: frozenset[str] = frozenset(),
 ) -> dict:
     """Serve ``cfg.requests`` requests with policy ``name``; ``unsafe_posts`` (ground truth) are the post ids
-    next to which a strict advertiser's ad (one that set its own brand-safety threshold) is counted."""
+    next to which a strict advertiser's ad is counted: one whose own brand-safety threshold is at or below the
+    default (an advertiser who set 0.9 asked for less care than one who set nothing)."""
     store.add_campaigns(campaigns, now=cfg.start)
-    strict = {c.id for c in campaigns if c.brand_safety_threshold is not None}
+    default = POLICIES[name].default_safety_threshold
+    strict = {c.id for c in campaigns if c.brand_safety_threshold is not None and c.brand_safety_threshold <= default}
     now = [cfg.start]
     service = AdService(
         store,
