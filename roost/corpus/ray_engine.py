@@ -1,14 +1,15 @@
 """``roost ingest --engine ray``: the local engine's ingest as Ray Data jobs, same result on the same input.
 
 1. Read: one task per source file runs the shared per-post code (``BatchProcessor``) and stages the
-   file's candidates, users and logs (:func:`ray_stages.read_source`).
-2. Dedup, global: candidates' id hashes with the stored ids are hash-partitioned by key, and in each
-   partition a post is a duplicate when a stored post or an earlier one has its key; the survivors' text
-   hashes likewise, then their MinHash LSH band keys (a near duplicate shares a band with an earlier
-   post). Stored keys are Parquet read as datasets, so no process holds them all; each run writes the
-   keys it added (:mod:`roost.corpus.dedup_store`, the local engine's format too).
-3. Users and spam signals, one shuffle: the users table and the candidates by author (new users; each
-   post's account) and the candidates by skeleton key (how many accounts posted the same text).
+   file's candidates, users and logs, and its keys sorted for the shuffles (:func:`ray_stages.read_source`).
+2. Dedup, global: the candidates' id hashes and the stored ids are cut into key ranges, one task a range
+   (:mod:`ray_shuffle`: a range is read from every sorted key file with a filter), and in each range a post
+   is a duplicate when a stored post or an earlier one has its key; the survivors' text hashes likewise,
+   then their MinHash LSH band keys (a near duplicate shares a band with an earlier post). No process
+   holds all the stored keys; each run writes the keys it added (:mod:`roost.corpus.dedup_store`, the
+   local engine's format too), sorted, so later runs read only their range of them.
+3. Users and spam signals, one range stage: the users table and the candidates by account key (new
+   users; each post's account) and the candidates by skeleton key (how many accounts posted the same text).
 4. Finish: one task per source drops what 2 and 3 noted and writes its posts; the driver renames the
    files into the corpus and commits the manifest (``ingest.finish``: threads, logs, accounting).
 
@@ -46,12 +47,14 @@ def ingest_ray(
     address: str | None = None,
     progress: bool = True,
     partitions: int = 0,
+    range_rows: int = sh.PARTITION_ROWS,
     on_batch: Callable[[str, int], None] | None = None,
 ) -> IngestReport:
     """Ingest ``sources`` (paths or fsspec URLs) on a Ray cluster into ``workspace/corpus/``.
 
     ``address``: the cluster (default: a connected one, else ``RAY_ADDRESS``, else a Ray started here).
-    ``partitions``: key ranges each shuffle is cut into at least (0: two per CPU of the cluster). ``on_batch(source, i)``
+    ``partitions``: key ranges each shuffle is cut into at least (0: two per CPU of the cluster);
+    ``range_rows``: rows a range holds at most (a range task's memory). ``on_batch(source, i)``
     is called in the worker after each batch a source is read in (tests use it to kill a worker).
     """
     import ray
@@ -70,7 +73,8 @@ def ingest_ray(
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         ctx.verbose_progress = False
-        parts = partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))  # the fewest a shuffle gets
+        least = partitions or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        parts = sh.Ranges(least, range_rows)
         with _locked(workspace.corpus):
             return _run(files, workspace, cfg, parts, on_batch)
     finally:
@@ -79,7 +83,11 @@ def ingest_ray(
 
 
 def _run(
-    files: list[str], workspace: Workspace, cfg: IngestConfig, parts: int, on_batch: Callable[[str, int], None] | None
+    files: list[str],
+    workspace: Workspace,
+    cfg: IngestConfig,
+    parts: sh.Ranges,
+    on_batch: Callable[[str, int], None] | None,
 ) -> IngestReport:
     import ray
 
@@ -149,7 +157,7 @@ def _dedup(
     cands: int,
     staging: Path,
     cfg: IngestConfig,
-    parts: int,
+    parts: sh.Ranges,
     run: str,
 ) -> dict[str, list[str]]:
     """Judge every candidate against the store and the earlier candidates, as ``DedupState.judge`` does:
@@ -162,7 +170,7 @@ def _dedup(
     rows = cands
     for i, kind in enumerate(stages):
         old = _files(folder, stored[kind])
-        n = sh.parts_for(rows + sum(_rows(Path(f)) for f in old), parts)
+        n = parts.count(rows + sum(_rows(Path(f)) for f in old))
         rel = f"dedup-{run}/{kind}"
         (folder / rel).mkdir(parents=True, exist_ok=True)
         out = _ranges(
@@ -181,7 +189,7 @@ def _dedup(
     return added
 
 
-def _accounts_and_copies(folder: Path, cands: int, staging: Path, cfg: IngestConfig, parts: int) -> None:
+def _accounts_and_copies(folder: Path, cands: int, staging: Path, cfg: IngestConfig, parts: sh.Ranges) -> None:
     """The run's new users (users_out/) and the learned spam filter's notes (copies by skeleton, each
     post's account), by user-id key and skeleton key in one range stage."""
     import ray
@@ -199,7 +207,7 @@ def _accounts_and_copies(folder: Path, cands: int, staging: Path, cfg: IngestCon
     rows = sum(_rows(Path(f)) for f in users + authors + skeletons)
     if rows:
         _ranges(
-            sh.parts_for(rows, parts),
+            parts.count(rows),
             sh.people_range,
             users=users,
             authors=authors,

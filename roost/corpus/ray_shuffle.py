@@ -17,6 +17,7 @@ it). A range task names its outputs by its range and writes them under a tempora
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +60,16 @@ def str_keys(values: list[str]) -> np.ndarray:
     return np.fromiter((xxhash.xxh3_64_intdigest(v.encode()) for v in values), np.uint64, len(values))
 
 
-def parts_for(rows: int, least: int) -> int:
-    """Ranges a stage of ``rows`` rows is cut into: at least ``least``, at most PARTITION_ROWS rows each."""
-    return max(least, -(-rows // PARTITION_ROWS))
+@dataclass
+class Ranges:
+    """How a stage is cut: into at least ``least`` key ranges (work for every CPU), of at most ``most_rows``
+    rows each (what bounds a range task's memory)."""
+
+    least: int = 2
+    most_rows: int = PARTITION_ROWS
+
+    def count(self, rows: int) -> int:
+        return max(self.least, -(-rows // self.most_rows))
 
 
 def bounds(p: int, parts: int) -> tuple[int, int | None]:

@@ -1,6 +1,6 @@
-"""What the Ray engine's tasks run: reading a source file, judging keys by partition, finishing a file.
+"""What the Ray engine's tasks run: reading a source file, judging the keys of one range, finishing a file.
 
-Every task writes its output under a name fixed by its input (a source's index, Ray's block ids) and
+Every task writes its output under a name fixed by its input (a source's index, a key range) and
 renames it into place when complete, so a task Ray retries after its worker died overwrites its first
 attempt's output instead of adding to it: no record is lost or counted twice. Per-post work is
 :class:`roost.corpus.process.BatchProcessor`, the same code the local engine runs.
@@ -186,7 +186,7 @@ def group_min(keys: pa.Array, order: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def judge_partition(t: pa.Table, code: int) -> pa.Table:
-    """Rows of one hash partition (new candidates, and stored keys at order -1): each new row is kept for
+    """Rows of one key range (new candidates, and stored keys at order -1): each new row is kept for
     the next check when it is the first with its key, else marked ``code``. Stored rows are left out."""
     order = t.column("order").to_numpy()
     gmin, _ = group_min(t.column("key").combine_chunks(), order)
@@ -195,7 +195,7 @@ def judge_partition(t: pa.Table, code: int) -> pa.Table:
 
 
 def bands_partition(t: pa.Table) -> pa.Table:
-    """Band keys of one partition: a pair is dominated when an earlier post (or a stored one) has its key;
+    """Band keys of one range: a pair is dominated when an earlier post (or a stored one) has its key;
     ``new`` marks one pair of each key no stored post had (the keys this run adds to the store)."""
     order = t.column("order").to_numpy()
     gmin, head = group_min(t.column("key").combine_chunks(), order)
