@@ -240,3 +240,33 @@ def test_front_over_partition_servers(cluster, one):
         got, body = ids(base, "platypus", "lexical")
         assert body["partial"] is False and got == [kept]
         assert httpx.get(f"{p0a.url}/partition/health").json()["applied"] >= 1
+
+
+def test_partitions_built_as_ray_tasks(tmp_path, model_root, one):
+    """`roost index --partitions N --engine ray`: each partition embedded by a Ray task on a real cluster
+    (one node on 127.0.0.1), and the result answers as one index."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # nodes on loopback only; read when ray is imported
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[ray]')")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "object_store_memory": 80 * 2**20, "include_dashboard": False},
+    )
+    try:
+        shutil.copytree(model_root, tmp_path / "ws")
+        ws = Workspace(tmp_path / "ws")
+        write_corpus(ws, corpus_posts())
+        assert (
+            main(["index", "-w", str(ws.root), "--partitions", "2", "--engine", "ray", "--address", cluster.address])
+            == 0
+        )
+        assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    one, model = one
+    front = PartitionedIndex([[LocalPartition(SearchIndex(part_dir(ws.index, i), model))] for i in range(2)], model)
+    for q in QUERIES:
+        want = [h.post.id for h in one.search(SearchRequest(q=q, k=10, mode="hybrid"))]
+        assert [h.post.id for h in front.search(SearchRequest(q=q, k=10, mode="hybrid"))] == want, q
