@@ -60,8 +60,9 @@ class TokenBagEncoder(nn.Module):
     def raw(self, ids: list[list[int]]) -> torch.Tensor:
         """The mean of the tokens' rows, not normalized [B, dim]."""
         ids = [x[: self.max_len] for x in ids]
-        flat = torch.tensor([t for x in ids for t in x], dtype=torch.long)
-        offsets = torch.tensor([0, *accumulate(map(len, ids))][:-1], dtype=torch.long)
+        device = self.bag.weight.device
+        flat = torch.tensor([t for x in ids for t in x], dtype=torch.long, device=device)
+        offsets = torch.tensor([0, *accumulate(map(len, ids))][:-1], dtype=torch.long, device=device)
         return self.bag(flat, offsets)
 
     def forward(self, ids: list[list[int]]) -> torch.Tensor:
@@ -80,6 +81,8 @@ class QueryEncoder(nn.Module):
     def forward(self, ids: list[list[int]]) -> torch.Tensor:
         ids = [x[: self.max_len - 1] for x in ids]
         idx, mask = pad_rows([[self.bos_id, *x] for x in ids], self.pad_id)  # pooled as TextEmbedder pools
+        device = self.proj.weight.device
+        idx, mask = idx.to(device), mask.to(device)
         pooled = mean_pool(self.model.forward_hidden(idx), mask)
         return F.normalize(self.bag.raw(ids) + self.proj(pooled), dim=-1)
 
@@ -112,7 +115,7 @@ class Retriever:
         with torch.inference_mode():
             for s in range(0, len(texts), batch_size):
                 ids = self.tokenizer.encode_batch(list(texts[s : s + batch_size]))
-                out[s : s + len(ids)] = encoder(ids).numpy()
+                out[s : s + len(ids)] = encoder(ids).float().cpu().numpy()
         return out
 
 
@@ -187,12 +190,13 @@ def load_retriever(path: str | Path, tokenizer) -> tuple[TokenBagEncoder, QueryE
 
 
 def load_search_model(
-    model_dir: str | Path, *, rerank: bool = False, served: TextEmbedder | None = None
+    model_dir: str | Path, *, rerank: bool = False, served: TextEmbedder | None = None, device: str = "cpu"
 ) -> SearchModel:
     """What search uses from ``workspace/model``: its trained retriever (post and query encoders, tuned
     ranking, tag expansion), else the model's pooled hidden states with the default ranking; with ``rerank``,
     also the language model's query-likelihood re-ranker (:mod:`roost.search.rerank`). ``served``: that model
-    already loaded (the server's), used rather than reading the folder again."""
+    already loaded (the server's), used rather than reading the folder again. ``device``: where the encoders
+    run (``roost index`` embeds on the GPU when there is one)."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(
@@ -203,8 +207,8 @@ def load_search_model(
     if served is None and (rerank or not has_retriever):
         from roost.embeddings import TextEmbedder
 
-        served = TextEmbedder.from_dir(model_dir)
-    model = _load_retriever_model(model_dir) if has_retriever else SearchModel(served.embed)
+        served = TextEmbedder.from_dir(model_dir, device=device)
+    model = _load_retriever_model(model_dir, device) if has_retriever else SearchModel(served.embed)
     if rerank:
         from roost.search.rerank import QueryLikelihood
 
@@ -212,7 +216,7 @@ def load_search_model(
     return model
 
 
-def _load_retriever_model(model_dir: Path) -> SearchModel:
+def _load_retriever_model(model_dir: Path, device: str = "cpu") -> SearchModel:
     from roost.search.expand import ExpansionConfig, TagExpander
     from roost.tokenizer import load_tokenizer
 
@@ -224,7 +228,7 @@ def _load_retriever_model(model_dir: Path) -> SearchModel:
             f"{path} has {bag.bag.num_embeddings} token rows but the tokenizer has "
             f"{tokenizer.vocab_size} tokens; run `roost train-retriever` again"
         )
-    retriever = Retriever(tokenizer, bag, query)
+    retriever = Retriever(tokenizer, bag.to(device), query.to(device) if query is not None else None)
     ranking = RankingConfig(**settings.get("ranking", {}))
     expand = None
     if "expansion_vectors" in settings:

@@ -87,7 +87,8 @@ def build_partition(job: PartitionJob) -> dict:
         from roost.search.embed import load_search_model
 
         torch.set_num_threads(job.threads)
-        embed = load_search_model(job.model_dir)
+        device = f"cuda:{job.part % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
+        embed = load_search_model(job.model_dir, device=device)  # one GPU per worker when there are several
     corpus = Path(job.corpus)
     counts = build_index(
         partition_posts(corpus, job.part, job.parts, job.config.batch_size),
@@ -106,7 +107,8 @@ def run_jobs(jobs: list[PartitionJob], workers: int, engine: str = "local", addr
 
         if not ray.is_initialized():
             ray.init(address=address, log_to_driver=False)
-        task = ray.remote(num_cpus=1)(build_partition)
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0  # Ray gives each task its own GPU
+        task = ray.remote(num_cpus=1, num_gpus=gpus)(build_partition)
         return ray.get([task.remote(j) for j in jobs])
     if workers <= 1:
         return [build_partition(j) for j in jobs]
