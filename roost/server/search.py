@@ -34,6 +34,8 @@ def open_service(state: ServerState, served: ServedModel | None) -> SearchServic
     from roost.search.embed import load_search_model
 
     manifest = state.workspace.read_manifest("index")
+    if manifest is None and state.config.search_partitions:  # a front needs no index of its own, only the model
+        manifest = {"semantic": (state.workspace.model / "config.json").is_file()}
     if manifest is None:
         log.warning("search: no index in %s; run `roost index` to enable /search", state.workspace.root)
         return None
