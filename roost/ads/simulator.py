@@ -10,6 +10,14 @@ The click model for model-matched serving is trained on the random policy's
 log: an exploration bucket. Trained on its own log instead, it would only ever
 see well-matched ads (every impression has high similarity), could not learn
 what similarity is worth, and would lean on the campaign's past CTR instead.
+Serving then shows ads where that log is thin (high interest), so after the
+first ``recalibrate_after`` of its requests model-matched serving recalibrates
+the click model on its own served impressions (``CTRModel.calibrated``), and
+the calibration table is measured on the requests after that.
+
+Brand safety: every policy serves with the same probes, and each row counts the
+impressions of strict advertisers in requests whose context holds a
+ground-truth unsafe post (``strict_next_to_unsafe``; the target is zero).
 """
 
 from __future__ import annotations
