@@ -270,3 +270,17 @@ def test_partitions_built_as_ray_tasks(tmp_path, model_root, one):
     for q in QUERIES:
         want = [h.post.id for h in one.search(SearchRequest(q=q, k=10, mode="hybrid"))]
         assert [h.post.id for h in front.search(SearchRequest(q=q, k=10, mode="hybrid"))] == want, q
+
+
+def test_serve_opens_a_partitioned_index_in_process(tmp_path, model_root, one):
+    """`roost serve` on a partitioned index with no partition servers: every partition in its own process."""
+    ws = workspace_with_index(model_root, tmp_path / "ws", 2)
+    one, _ = one
+    with live_server(ws, admin_key="admin-secret") as (base, _):
+        for q in QUERIES[:3]:
+            assert ids(base, q)[0] == [h.post.id for h in one.search(SearchRequest(q=q, k=10, mode="hybrid"))]
+        new = post_on(0, "inproc")
+        r = httpx.post(f"{base}/admin/posts", json={"posts": [{"id": new, "text": "echidna"}]}, headers=ADMIN)
+        assert r.status_code == 200 and r.json()["added"] == [new], r.text
+        assert ids(base, "echidna", "lexical")[0] == [new]
+        assert httpx.get(f"{base}/health", timeout=30).status_code == 200
