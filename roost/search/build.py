@@ -128,6 +128,15 @@ def author_quality_from_users(corpus: Path, half: float) -> dict[str, float]:
     return {u: saturate(f or 0, half) for u, f in zip(users["id"], users["followers_count"])}
 
 
+def index_inputs(ws: Workspace, model_hash: str | None) -> dict[str, str]:
+    """What an index is made from (manifest inputs): the corpus, and the model when it has vectors."""
+    ws.require("corpus")
+    inputs = {"corpus": ws.stage_hash("corpus")}
+    if model_hash is not None:
+        inputs["model"] = model_hash
+    return inputs
+
+
 def build_workspace_index(
     ws: Workspace,
     embed: SearchModel | EmbedFn | None,
@@ -138,10 +147,7 @@ def build_workspace_index(
 ) -> dict:
     """Build ``ws.index`` atomically from ``ws.corpus``; writes and returns its manifest."""
     cfg = config or BuildConfig()
-    ws.require("corpus")
-    inputs = {"corpus": ws.stage_hash("corpus")}
-    if model_hash is not None:
-        inputs["model"] = model_hash
+    inputs = index_inputs(ws, model_hash)
     total = schema.dataset(ws.corpus, "posts").count_rows()
     quality = author_quality_from_users(ws.corpus, cfg.followers_half)
     with atomic_dir(ws.index) as tmp:

@@ -35,6 +35,7 @@ from roost.search.build import (
     author_quality_from_users,
     batch_posts,
     build_index,
+    index_inputs,
 )
 from roost.search.docstore import Post
 from roost.workspace import Workspace, atomic_dir
@@ -129,10 +130,7 @@ def build_partitioned_index(
 ) -> dict:
     """Build ``ws.index`` as ``parts`` partitions, atomically; writes and returns its manifest."""
     cfg = config or BuildConfig()
-    ws.require("corpus")
-    inputs = {"corpus": ws.stage_hash("corpus")}
-    if model_hash is not None:
-        inputs["model"] = model_hash
+    inputs = index_inputs(ws, model_hash)
     workers = max(1, min(workers, parts))
     threads = max(1, (os.cpu_count() or 1) // workers)
     with atomic_dir(ws.index) as tmp:
