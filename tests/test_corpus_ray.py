@@ -56,6 +56,23 @@ def cluster():
         c.shutdown()
 
 
+def _reply(i: int, text: str, to: str, conversation: str | None) -> dict:
+    return v2(i, text, referenced_tweets=[{"type": "replied_to", "id": to}], conversation_id=conversation)
+
+
+# a thread the sample network lacks: a reply whose parent is missing (its conversation root is stored), replies
+# without a conversation id, a loop, and (second run) a reply to a post of the first run
+THREAD_A = [
+    v2(900010, "the harbour ferry changes its winter timetable from the first of next month"),
+    _reply(900011, "does anyone know whether the early boat still stops at the north pier", "899999", "900010"),
+    _reply(900012, "the notice at the ticket office says the late ferry is cancelled on sundays", "900010", None),
+    _reply(900013, "that is going to make the sunday market a lot harder for the island stalls", "900012", None),
+    _reply(900015, "my bicycle chain keeps slipping whenever I climb the hill past the library", "900016", None),
+    _reply(900016, "try a new chain and cassette together, a worn cassette eats new chains fast", "900015", None),
+]
+THREAD_B = [_reply(900014, "the island council should ask the operator for a shuttle bus instead", "900013", None)]
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> dict[str, list[Path]]:
     """A sample network's posts (users, spam, replies, dups, PII, moderation) cut into three files, plus
@@ -66,11 +83,13 @@ def sources(tmp_path_factory) -> dict[str, list[Path]]:
     third = len(lines) // 3
     text = "the committee meets on thursday to argue about the bike lanes on main street again"
     extra_a = [v2(900001, text), v2(900002, text + " tonight"), json.dumps(v2(900003, "one more post for the test"))]
+    extra_a += THREAD_A
     extra_b = [
         v2(900001, "same id as a post of the first run"),
         v2(900004, text),
         v2(900005, text.replace("thursday", "friday")),
         "{broken",
+        *THREAD_B,
     ]
     a1 = write_jsonl(d / "a1.jsonl", lines[:third] + extra_a)
     a2 = write_jsonl(d / "a2.jsonl", lines[third : 2 * third] + extra_a[:1])
@@ -130,6 +149,15 @@ def test_ray_matches_local_even_when_a_worker_dies(cluster, sources, tmp_path):
         assert local.dropped.get(reason), f"the test input has no {reason} drop; it checks nothing there"
     _same(local, remote, ws_local, ws_ray)
     assert local.users_added > 0 and len(_corpus(ws_local)[1]) > 0
+    threads = _corpus(ws_ray)[1]
+    for row in [
+        ("900010", "900011", "900010", 1),
+        ("900010", "900012", "900010", 1),
+        ("900010", "900013", "900012", 2),
+    ]:
+        assert row in threads  # parent missing (its root stored); replies without a conversation id
+    assert not {t for t in threads if t[1] in ("900015", "900016")}  # a loop is no thread
+    assert remote.threads == local.threads and remote.total_posts == local.total_posts
     manifest = ws_ray.read_manifest("corpus")
     assert manifest["counts"]["read"] == local.read and not list(ws_ray.corpus.glob(".staging-*"))
     spam = (ws_ray.corpus / "spam.jsonl").read_text().splitlines()
@@ -154,6 +182,8 @@ def test_incremental_ray_ingest_of_a_url_dedups_against_the_store(cluster, sourc
     assert local.dropped["duplicate_id"] >= 21 and local.dropped["duplicate"] >= 1
     assert local.dropped["near_duplicate"] >= 1 and local.malformed == {"bad_json": 1}
     _same(local, remote, ws_local, ws_ray)
+    assert ("900010", "900014", "900013", 3) in _corpus(ws_ray)[1]  # threads span the stored posts and the new
+    assert remote.threads == local.threads and remote.total_posts == local.total_posts
     runs = ws_ray.read_manifest("corpus")["runs"]
     assert len(runs) == 2 and runs[1]["sources"] == [sources["second"][0].as_uri()]
     state = ws_ray.read_manifest("corpus")["dedup_state"]

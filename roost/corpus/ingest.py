@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from roost.corpus.config import IngestConfig
 from roost.corpus.dedup import DUP_ID, DUP_TEXT, KEEP, NEAR_DUP, DedupState, HashSet
@@ -38,7 +39,7 @@ from roost.corpus.dedup_store import (
 )
 from roost.corpus.dedup_store import remove_unlisted as remove_unlisted_keys
 from roost.corpus.process import BatchProcessor, BatchResult, init_worker, run_batch
-from roost.corpus.schema import MODERATION_LOG, POSTS, USERS, read_table
+from roost.corpus.schema import MODERATION_LOG, POSTS, USERS, read_table, table_files
 from roost.corpus.sources import Unit, expand_sources, read_units
 from roost.corpus.spam import (
     FEATURES,
@@ -171,18 +172,25 @@ def finish(
     new: dict[str, list[str]],
     state: dict[str, list[str]],
     logs: dict[str, list[dict]],
+    threads: tuple[list[str], int] | None = None,
 ) -> None:
-    """Rebuild the threads, append the logs, commit the manifest, remove what it no longer lists."""
-    cols = read_table(r.folder, "posts", ["id", "reply_to", "conversation_id"])
-    threads = build_threads(*(cols.column(c).combine_chunks() for c in cols.column_names))
-    threads_w = ShardWriter(r.folder, "threads", threads.schema, r.run, max(1, threads.num_rows))
-    threads_w.write(threads)
-    new_threads = threads_w.close()
+    """Rebuild the threads (unless ``threads`` gives the run's threads files, already in the corpus, and
+    their thread count: the Ray engine builds them on the cluster), append the logs, commit the manifest,
+    remove what it no longer lists."""
+    if threads is None:
+        cols = read_table(r.folder, "posts", ["id", "reply_to", "conversation_id"])
+        table = build_threads(*(cols.column(c).combine_chunks() for c in cols.column_names))
+        threads_w = ShardWriter(r.folder, "threads", table.schema, r.run, max(1, table.num_rows))
+        threads_w.write(table)
+        new_threads = threads_w.close()
+        report.total_posts = cols.num_rows
+        report.threads = len(pc.unique(table.column("thread_id"))) if table.num_rows else 0
+    else:
+        new_threads, report.threads = threads
+        report.total_posts = sum(pq.read_metadata(f).num_rows for f in table_files(r.folder, "posts"))
     for name, rows in logs.items():
         _append_rejects(r.folder / name, [{"run": r.run, **x} for x in rows])
     report.files = new["posts"] + new["users"] + new_threads
-    report.total_posts = cols.num_rows
-    report.threads = len(pc.unique(threads.column("thread_id"))) if threads.num_rows else 0
     report.seconds = time.time() - r.t0
     assert report.balanced, f"ingest accounting does not add up: {asdict(report)}"
     old_files = r.old_files

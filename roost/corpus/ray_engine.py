@@ -11,10 +11,12 @@
 3. Users and spam signals, one range stage: the users table and the candidates by account key (new
    users; each post's account) and the candidates by skeleton key (how many accounts posted the same text).
 4. Finish: one task per source drops what 2 and 3 noted and writes its posts; the driver renames the
-   files into the corpus and commits the manifest (``ingest.finish``: threads, logs, accounting).
+   files into the corpus.
+5. Threads over the stored and the new posts, by pointer jumping in range stages (:mod:`ray_threads`:
+   ``build_threads``'s table, built without any process holding the corpus's reply columns); then the
+   driver commits the manifest (``ingest.finish``: logs, accounting).
 
-The driver holds per-source counts, the (capped) logs and the moderation labels. Thread rebuilding
-still reads the posts' id and reply columns into the driver, as the local engine does.
+The driver holds per-source counts, the (capped) logs and the moderation labels.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from roost.corpus.dedup import DUP_ID, DUP_TEXT, NEAR_DUP
 from roost.corpus.dedup_store import KINDS
 from roost.corpus.ingest import STAGING_PREFIX, IngestReport, _locked, begin, finish
 from roost.corpus.minhash import MinHasher
+from roost.corpus.ray_threads import rebuild_threads
 from roost.corpus.remote import expand
 from roost.corpus.schema import MODERATION_LOG, table_files
 from roost.workspace import Workspace
@@ -128,7 +131,10 @@ def _run(
     new["users"] = _move(staging / "users_out", r.folder, "users", r.run)
     report.users_added = sum(_rows(r.folder / f) for f in new["users"])
     state = {k: r.state[k] + new_state[k] for k in KINDS}
-    finish(workspace, r, cfg, report, {s["source"]: s["hash"] for s in stats}, new, state, logs)
+    posts = [str(r.folder / f) for f in r.old_files["posts"] + new["posts"]]
+    out, n_threads = rebuild_threads(posts, staging / "threads", parts, _ranges)
+    threads = (_move(out, r.folder, "threads", r.run), n_threads)
+    finish(workspace, r, cfg, report, {s["source"]: s["hash"] for s in stats}, new, state, logs, threads)
     shutil.rmtree(staging, ignore_errors=True)
     return report
 
