@@ -10,11 +10,21 @@ Wall-clock latency on a shared machine includes waiting for a core, so each
 row also gives the CPU time per decision (``time.thread_time`` around each
 call: the decision's own work, whatever the load).
 
+Workers: 1 and 2 threads in one process (they share the GIL), and
+``--processes N``: N forked worker processes, each a copy of the service after
+start-up sharing the one database, as a production server runs replicas; the
+requests are split across them and decisions/s is for all together.
+
 Peer: the same service with the ANN index swapped for an exact scan of every
 creative vector (numpy matrix product), in the same run; the table gives the
-latency ratio.
+latency ratio (``--no-peer`` leaves it out).
+
+``--ads-db postgresql`` runs the same on a throwaway PostgreSQL (roost.ads.pgtemp,
+fsync and synchronous_commit on) instead of a SQLite file.
 
     .venv/bin/python bench/ads.py --campaigns 10000 100000 --requests 2000
+    .venv/bin/python bench/ads.py --campaigns 100000 --requests 2000 --processes 2 --no-peer
+    .venv/bin/python bench/ads.py --campaigns 100000 --requests 2000 --processes 2 3 --no-peer --ads-db postgresql
     .venv/bin/python bench/ads.py --campaigns 100000 --requests 1000 --durability power
     .venv/bin/python bench/ads.py --campaigns 10000 --embedder model --workspace workspace
 """
@@ -22,6 +32,9 @@ latency ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing as mp
+import os
 import random
 import tempfile
 import threading
@@ -35,6 +48,7 @@ from tqdm import tqdm
 from roost.ads.campaign import CampaignSpec
 from roost.ads.clicks import ClickSigner
 from roost.ads.embedder import resolve_embedder
+from roost.ads.pgtemp import PgSettings, temporary_postgres
 from roost.ads.retrieval import CreativeIndex
 from roost.ads.service import AdRequest, AdService
 from roost.ads.setup import settle_heap
@@ -103,26 +117,28 @@ class ExactIndex(CreativeIndex):
         return [(int(self._keys[i]), float(sims[i])) for i in top]
 
 
+def _serve_all(service: AdService, part: list[AdRequest]) -> tuple[list[float], list[float], int]:
+    """Serve ``part`` one by one: (wall ms, CPU ms, ads served)."""
+    lat, cpu, n = [], [], 0
+    for req in part:
+        t, c = time.perf_counter(), time.thread_time()
+        n += len(service.serve(req))
+        cpu.append((time.thread_time() - c) * 1000)
+        lat.append((time.perf_counter() - t) * 1000)
+    return lat, cpu, n
+
+
 def time_serving(
     service: AdService, requests: list[AdRequest], threads: int
 ) -> tuple[float, np.ndarray, np.ndarray, int]:
     """(decisions/s, wall latencies in ms, CPU ms per decision, ads served) over ``requests`` split across ``threads``."""
-    lat: list[float] = []
-    cpu: list[float] = []
-    served = [0]
+    results: list[tuple[list[float], list[float], int]] = []
     lock = threading.Lock()
 
     def worker(part: list[AdRequest]) -> None:
-        mine, mine_cpu, n = [], [], 0
-        for req in part:
-            t, c = time.perf_counter(), time.thread_time()
-            n += len(service.serve(req))
-            mine_cpu.append((time.thread_time() - c) * 1000)
-            mine.append((time.perf_counter() - t) * 1000)
+        got = _serve_all(service, part)
         with lock:
-            lat.extend(mine)
-            cpu.extend(mine_cpu)
-            served[0] += n
+            results.append(got)
 
     start = time.perf_counter()
     pool = [threading.Thread(target=worker, args=(requests[k::threads],)) for k in range(threads)]
@@ -130,33 +146,92 @@ def time_serving(
         t.start()
     for t in pool:
         t.join()
-    return len(requests) / (time.perf_counter() - start), np.array(lat), np.array(cpu), served[0]
+    return _totals(len(requests) / (time.perf_counter() - start), results)
+
+
+def time_processes(
+    service: AdService, requests: list[AdRequest], processes: int
+) -> tuple[float, np.ndarray, np.ndarray, int]:
+    """As :func:`time_serving`, with ``processes`` forked copies of the service (replicas on one database).
+
+    The workers are forked after start-up, so each holds the catalog and index without building them
+    (copy-on-write pages), opens its own database connections (roost.ads.db does after a fork), and
+    waits for one signal, so the clock runs only while they all serve.
+    """
+    ctx = mp.get_context("fork")
+    go, out = ctx.Event(), ctx.Queue()
+
+    def worker(part: list[AdRequest]) -> None:
+        go.wait()
+        out.put(_serve_all(service, part))
+
+    pool = [ctx.Process(target=worker, args=(requests[k::processes],)) for k in range(processes)]
+    for p in pool:
+        p.start()
+    time.sleep(1.0)  # let every worker reach the start line
+    start = time.perf_counter()
+    go.set()
+    results = [out.get() for _ in pool]
+    elapsed = time.perf_counter() - start
+    for p in pool:
+        p.join()
+        if p.exitcode != 0:
+            raise RuntimeError(f"a serving process exited with {p.exitcode}")
+    return _totals(len(requests) / elapsed, results)
+
+
+def _totals(rate: float, results: list[tuple[list[float], list[float], int]]):
+    lat = np.array([x for r in results for x in r[0]])
+    cpu = np.array([x for r in results for x in r[1]])
+    return rate, lat, cpu, sum(r[2] for r in results)
+
+
+def open_bench_store(args, tmp: str, stack: contextlib.ExitStack) -> AdStore:
+    """An empty ads store: a SQLite file in ``tmp``, or a database on a throwaway PostgreSQL (``--ads-db``)."""
+    if args.ads_db == "postgresql":
+        pg = stack.enter_context(temporary_postgres(PgSettings(fsync=True)))
+        return AdStore(pg.create_database("bench"), migrate=True)
+    return AdStore(Path(tmp) / "ads.db", synchronous=synchronous_for(args.durability))
 
 
 def bench(n: int, args, embed, space) -> list[dict]:
     rng = random.Random(n)
     specs = make_campaigns(n, rng)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="roost-bench-ads-") as tmp:
-        store = AdStore(Path(tmp) / "ads.db", synchronous=synchronous_for(args.durability))
+    with tempfile.TemporaryDirectory(prefix="roost-bench-ads-") as tmp, contextlib.ExitStack() as stack:
+        store = open_bench_store(args, tmp, stack)
         store.add_campaigns(specs)
+        # the same campaigns (same seed) get the same creative ids, so a saved graph from an earlier run fits
+        index_path = Path(args.index_dir) / f"creatives-{n}-{space}.usearch" if args.index_dir else None
         t = time.perf_counter()
-        service = AdService(store, ClickSigner(b"bench-secret-0123456789abcdef012"), embed=embed, space=space, seed=0)
+        service = AdService(
+            store,
+            ClickSigner(b"bench-secret-0123456789abcdef012"),
+            embed=embed,
+            space=space,
+            seed=0,
+            index_path=index_path,
+        )
+        if index_path is not None and not index_path.exists():
+            service.index.save()
         settle_heap()  # as open_service does for the server
         build_s = time.perf_counter() - t
-        for name in ("ann (usearch)", "exact scan (peer)"):
+        for name in ("ann (usearch)", "exact scan (peer)")[: 1 if args.no_peer else 2]:
             if name.startswith("exact"):
                 exact = ExactIndex(store, embed, space)
                 exact.rows, exact.matrix, exact.index = service.index.rows, service.index.matrix, service.index.index
                 service.index = exact
             time_serving(service, make_requests(50, rng), 1)  # warm up
-            for threads in (1, 2):
-                rate, lat, cpu, ads = time_serving(service, make_requests(args.requests, rng), threads)
+            workers = [(f"{k} thread{'s' if k > 1 else ''}", time_serving, k) for k in (1, 2)]
+            workers += [(f"{k} processes", time_processes, k) for k in args.processes]
+            for label, run, k in workers:
+                rate, lat, cpu, ads = run(service, make_requests(args.requests, rng), k)
                 rows.append(
                     {
                         "campaigns": n,
+                        "ads db": args.ads_db,
                         "retrieval": name,
-                        "threads": threads,
+                        "workers": label,
                         "decisions/s": rate,
                         "p50 ms": float(np.percentile(lat, 50)),
                         "p99 ms": float(np.percentile(lat, 99)),
@@ -166,6 +241,9 @@ def bench(n: int, args, embed, space) -> list[dict]:
                         "startup s": build_s,
                     }
                 )
+                print(rows[-1], flush=True)
+        service.close()
+        store.close()
     return rows
 
 
@@ -182,14 +260,21 @@ def main() -> None:
         "or power (synchronous=FULL, one fsync per decision)",
     )
     p.add_argument("--workspace", default="workspace", help="for --embedder model: the workspace with model/")
+    p.add_argument("--processes", type=int, nargs="*", default=[], help="also time N forked serving processes")
+    p.add_argument("--ads-db", choices=("sqlite", "postgresql"), default="sqlite")
+    p.add_argument("--no-peer", action="store_true", help="leave out the exact-scan peer rows")
+    p.add_argument(
+        "--index-dir", default=None, help="keep the built creative index here and load it on the next run (faster)"
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     embed, space = resolve_embedder(Workspace(args.workspace), args.embedder)
     rows = [row for n in args.campaigns for row in bench(n, args, embed, space)]
     cols = [
         "campaigns",
+        "ads db",
         "retrieval",
-        "threads",
+        "workers",
         "decisions/s",
         "p50 ms",
         "p99 ms",
@@ -200,14 +285,16 @@ def main() -> None:
     ]
     print(
         f"\nembedder: {space}; {args.requests} decisions per row, 2 ads each asked; "
-        f"impressions committed with durability={args.durability} (synchronous={synchronous_for(args.durability)})"
+        f"impressions committed with durability={args.durability} (synchronous={synchronous_for(args.durability)}"
+        f" for SQLite; PostgreSQL: fsync and synchronous_commit on); load average {os.getloadavg()}"
     )
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
-    for n in args.campaigns:
-        ann = next(r for r in rows if r["campaigns"] == n and r["threads"] == 1 and r["retrieval"].startswith("ann"))
-        ex = next(r for r in rows if r["campaigns"] == n and r["threads"] == 1 and r["retrieval"].startswith("exact"))
+    for n in [] if args.no_peer else args.campaigns:
+        one = [r for r in rows if r["campaigns"] == n and r["workers"] == "1 thread"]
+        ann = next(r for r in one if r["retrieval"].startswith("ann"))
+        ex = next(r for r in one if r["retrieval"].startswith("exact"))
         print(
             f"{n} campaigns, 1 thread: ANN p99 {ann['p99 ms']:.2f} ms (CPU {ann['cpu ms p99']:.2f} ms) "
             f"vs exact scan {ex['p99 ms']:.2f} ms (CPU {ex['cpu ms p99']:.2f} ms) "

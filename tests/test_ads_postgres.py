@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -193,7 +194,7 @@ def test_pacing_on_one_replica_sees_what_another_spent_today(pg_url):
     service = AdService(
         replicas[1],
         ClickSigner(SECRET),
-        config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0),
+        config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0, live_state_max_age_s=0.5),
         clock=lambda: early,
         seed=0,
     )
@@ -202,6 +203,7 @@ def test_pacing_on_one_replica_sees_what_another_spent_today(pg_url):
     for k in range(6):  # the other replica spends 3.00 of today's 10.00: 30% of the budget at 2% of the day
         [imp] = replicas[0].record_impressions([impression(replicas[0], "paced", f"v{k}", price=500_000)])
         assert replicas[0].record_click(imp.id, early).charged_micros == 500_000
+    time.sleep(0.6)  # another replica's spend reaches this one's live-state cache within live_state_max_age_s
     assert all(service.serve(request) == [] for _ in range(20))  # far ahead of schedule: throttled to nothing here
 
 

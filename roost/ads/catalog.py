@@ -15,6 +15,7 @@ vocabulary estimates which topics a user posts about.
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 from collections import defaultdict
@@ -87,7 +88,8 @@ class Catalog:
         self.store = store
         self.campaigns: dict[str, CampaignInfo] = {}
         self.creatives: dict[int, Creative] = {}
-        self._terms: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+        # first word -> term -> [(rank by bid, campaign id)], highest bid first
+        self._terms: dict[str, dict[tuple[str, ...], list[tuple[int, str]]]] = {}
         self._topic_terms: dict[str, list[tuple[tuple[str, ...], str]]] = {}  # first word -> (term, topic)
         self.by_topic: dict[str, list[str]] = {}  # topic -> campaign ids, highest bid first
         self.update(None)
@@ -114,17 +116,17 @@ class Catalog:
         return loaded
 
     def _index_terms(self) -> None:
-        """Posting lists per first word, highest bid first, so capped lookups keep the best."""
-        index: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
+        """Posting lists per first word and term, highest bid first, so capped lookups keep the best."""
+        index: dict[str, dict[tuple[str, ...], list[tuple[int, str]]]] = defaultdict(lambda: defaultdict(list))
         vocab: dict[str, set[tuple[str, ...]]] = defaultdict(set)
         by_topic: dict[str, list[str]] = defaultdict(list)
-        for info in sorted(self.campaigns.values(), key=lambda c: -c.bid_micros):
+        for rank, info in enumerate(sorted(self.campaigns.values(), key=lambda c: -c.bid_micros)):
             for term in info.terms:
-                index[term[0]].append((term, info.id))
+                index[term[0]][term].append((rank, info.id))
             for topic in info.topics:
                 vocab[topic].update(info.terms)
                 by_topic[topic].append(info.id)
-        self._terms = index
+        self._terms = {word: dict(terms) for word, terms in index.items()}
         topic_index: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
         for topic, terms in vocab.items():
             for term in terms:
@@ -142,17 +144,30 @@ class Catalog:
 
     @staticmethod
     def targets(info: CampaignInfo, present: set[str]) -> bool:
-        """Does one of the campaign's keywords or topics occur in these context words?"""
-        return any(all(w in present for w in term) for term in info.terms)
+        """Does one of the campaign's keywords or topics occur in these context words?
+
+        Plain loops: this runs for every candidate of every decision, and generator expressions cost
+        several times as much in CPython."""
+        for term in info.terms:
+            for w in term:
+                if w not in present:
+                    break
+            else:
+                return True
+        return False
 
     def match_terms(self, context_words: list[str], limit: int) -> set[str]:
-        """Campaigns with a keyword or topic whose words all occur in the context (at most ``limit``)."""
+        """Campaigns with a keyword or topic whose words all occur in the context (at most ``limit``).
+
+        Per word, the terms that match are found first and only their campaigns walked, merged by bid:
+        a word that starts a long posting list of terms the context does not complete costs nothing.
+        """
         present = set(context_words)
         found: set[str] = set()
         for word in present:
-            for term, cid in self._terms.get(word, ()):
+            matched = [ids for term, ids in self._terms.get(word, {}).items() if all(w in present for w in term[1:])]
+            for _, cid in matched[0] if len(matched) == 1 else heapq.merge(*matched):
                 if len(found) >= limit:
                     return found
-                if cid not in found and all(w in present for w in term[1:]):
-                    found.add(cid)
+                found.add(cid)
         return found

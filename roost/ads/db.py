@@ -4,9 +4,12 @@
 the syntax both dialects share (``ON CONFLICT`` upserts, ``CAST``, ``LOWER``);
 a backend here supplies what differs:
 
-- connections: one per thread for both (SQLite: a file handle; PostgreSQL: an
-  autocommit psycopg connection, so reads outside a transaction take no locks),
-  and rows that answer both ``row[0]`` and ``row["name"]``;
+- connections: SQLite, one file handle per thread; PostgreSQL, a pool
+  (psycopg_pool, :class:`PgPoolConfig`) of autocommit connections shared by the
+  replica's threads: a read borrows one for its statement, a transaction for its
+  length, so a replica holds at most ``max_size`` server connections however many
+  request threads it runs (PostgreSQL's are processes, and its ``max_connections``
+  is shared by every replica); rows answer both ``row[0]`` and ``row["name"]``;
 - transactions: SQLite takes the whole database's write lock up front
   (``BEGIN IMMEDIATE``); PostgreSQL runs ``BEGIN`` and the store then locks the
   campaign rows it will charge (:meth:`lock_campaigns`, ``SELECT ... FOR UPDATE``
@@ -18,11 +21,13 @@ a backend here supplies what differs:
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -51,11 +56,22 @@ class SQLiteBackend:
         self.synchronous = synchronous.upper()
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
+        # this process's writers queue here rather than in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms...
+        # between tries: two serving threads then waited out whole sleeps for a lock held a fraction of a ms
+        self._write_lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _after_fork(self) -> None:
+        """A forked worker (one serving process of several) opens its own connections: SQLite's may not cross
+        a fork, and a lock held by a thread of the parent would never be released here."""
+        self._local, self._write_lock, self._pid = threading.local(), threading.Lock(), os.getpid()
 
     def describe(self) -> str:
         return str(self.path)
 
     def conn(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            self._after_fork()
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(
@@ -71,15 +87,18 @@ class SQLiteBackend:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock up front, rolls back on error."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock up front, rolls back on error.
+
+        Other processes on the same file still meet in SQLite's lock (its busy handler waits for them)."""
         db = self.conn()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def lock_campaigns(self, db: sqlite3.Connection, ids: Sequence[str]) -> None:
         """Nothing to do: ``BEGIN IMMEDIATE`` already holds the database's only write lock."""
@@ -131,6 +150,52 @@ class PgConnection:
         return cur
 
 
+class _Result:
+    """A statement's rows, read whole before its connection goes back to the pool."""
+
+    def __init__(self, cur):
+        self.rowcount = cur.rowcount
+        self._rows = cur.fetchall() if cur.description is not None else []
+        self._next = 0
+
+    def fetchall(self) -> list:
+        rows, self._next = self._rows[self._next :], len(self._rows)
+        return rows
+
+    def fetchone(self) -> Any:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def __iter__(self) -> Iterator:
+        return iter(self.fetchall())
+
+
+class PgReader:
+    """Reads outside a transaction: each statement runs on a connection borrowed from the pool for it."""
+
+    def __init__(self, backend: PostgresBackend):
+        self.backend = backend
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Result:
+        with self.backend.borrow() as raw:
+            return _Result(raw.execute(_pg_sql(sql), tuple(params)))
+
+
+@dataclass
+class PgPoolConfig:
+    """How many PostgreSQL connections one replica keeps, and how long a request waits for one.
+
+    ``wait_s`` is also how long a request waits while the database is away before it fails (503 from the
+    server); short, so a balancer's health check and a client's request get their answer in time.
+    """
+
+    min_size: int = 2
+    max_size: int = 8  # two cores serve ~2 statements at once; more connections only queue in PostgreSQL
+    wait_s: float = 2.0
+
+
 # pg_advisory_xact_lock key for schema migrations: two `roost ads migrate` (or replicas) never migrate at once
 _MIGRATION_LOCK = 0x726F6F7374  # "roost"
 
@@ -145,38 +210,62 @@ class PostgresBackend:
     dialect = "postgres"
     embedded = False  # migrations run by `roost ads migrate`, never implicitly by a serving replica
 
-    def __init__(self, url: str, connect_timeout_s: int = 5):
+    def __init__(self, url: str, connect_timeout_s: int = 5, pool: PgPoolConfig | None = None):
         import psycopg  # noqa: F401  (fail here, with the URL in hand, if the driver is missing)
 
         self.url = url
         self.connect_timeout_s = connect_timeout_s
-        self._local = threading.local()
+        self.pool_config = pool or PgPoolConfig()
+        self._pool: Any = None
+        self._pid = 0
+        self._pool_lock = threading.Lock()
 
     def describe(self) -> str:
         return redact(self.url)
 
-    def conn(self) -> PgConnection:
-        import psycopg
+    def _the_pool(self) -> Any:
+        """This process's pool, opened on first use (and again in a forked worker: its threads do not cross)."""
+        if self._pool is None or self._pid != os.getpid():
+            from psycopg_pool import ConnectionPool
 
-        db = getattr(self._local, "db", None)
-        if db is not None and (db.raw.closed or db.raw.broken):
-            db = None  # the server restarted or dropped us: reconnect on this request
-        if db is None:
-            raw = psycopg.connect(
-                self.url,
-                autocommit=True,
-                row_factory=_row_factory,
-                connect_timeout=self.connect_timeout_s,
-                application_name="roost-ads",
-            )
-            db = self._local.db = PgConnection(raw)
-        return db
+            with self._pool_lock:
+                if self._pool is None or self._pid != os.getpid():
+                    cfg = self.pool_config
+                    self._pool = ConnectionPool(
+                        self.url,
+                        min_size=cfg.min_size,
+                        max_size=cfg.max_size,
+                        timeout=cfg.wait_s,
+                        kwargs={
+                            "autocommit": True,
+                            "row_factory": _row_factory,
+                            "connect_timeout": self.connect_timeout_s,
+                            "application_name": "roost-ads",
+                        },
+                        name="roost-ads",
+                        open=True,
+                    )
+                    self._pid = os.getpid()
+        return self._pool
+
+    @contextmanager
+    def borrow(self) -> Iterator[Any]:
+        """A pooled connection for the block; a broken one (server restarted) is discarded on return."""
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self._the_pool().connection() as raw:
+                yield raw
+        except PoolTimeout as e:
+            raise PoolTimeout(f"ads database {self.describe()}: {e} (is the server up and reachable?)") from None
+
+    def conn(self) -> PgReader:
+        return PgReader(self)
 
     @contextmanager
     def transaction(self) -> Iterator[PgConnection]:
-        db = self.conn()
-        with db.raw.transaction():
-            yield db
+        with self.borrow() as raw, raw.transaction():
+            yield PgConnection(raw)
 
     def lock_campaigns(self, db: PgConnection, ids: Sequence[str]) -> None:
         """Row locks on these campaigns until commit, taken in id order (no deadlock between two charges).
@@ -195,10 +284,9 @@ class PostgresBackend:
         db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.raw.close()
-            self._local.db = None
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+        self._pool = None
 
 
 Backend = SQLiteBackend | PostgresBackend

@@ -24,6 +24,7 @@ from roost.ads.clicks import ClickSigner
 from roost.ads.context import UserHistory
 from roost.ads.eligibility import RequestContext, frequency_cap, ineligible_reason
 from roost.ads.embedder import EmbedFn
+from roost.ads.live import LiveStates
 from roost.ads.pacing import PacingConfig, admit
 from roost.ads.pctr import FEATURES, CTRModel, smoothed_ctr
 from roost.ads.retrieval import CreativeIndex
@@ -53,6 +54,9 @@ class AdsConfig:
     # only with ``fill``). None: no threshold
     no_match_quantile: float | None = 0.99
     fill: bool = False  # fill slots targeting left empty with random eligible ads (run-of-network)
+    # how stale a campaign's status/budget/spend may be when it enters an auction (roost.ads.live: money is
+    # settled again under the database's lock when impressions are written; 0 reads them for every decision)
+    live_state_max_age_s: float = 1.0
     pacing: PacingConfig = field(default_factory=PacingConfig)
 
     def __post_init__(self):
@@ -113,18 +117,30 @@ class _Context:
     present: set[str]  # every word of every text (candidate lookup)
     vec: np.ndarray | None  # mean of the texts' unit vectors: its dot with a creative is the mean similarity
     unsafe: float = 0.0  # the highest brand-safety score over the texts
+    on_topic_cache: dict[frozenset[str], list[float]] = field(default_factory=dict)  # topic set -> per-text share
 
     def term_share(self, info: CampaignInfo) -> float:
-        """Mean over the texts of how much each is on the campaign's topics (1 when it names one of its terms)."""
+        """Mean over the texts of how much each is on the campaign's topics (1 when it names one of its terms).
+
+        Called for every candidate (a hundred and more per decision), so it stays in plain Python: each
+        text's on-topic share is computed once per distinct topic set (:meth:`_on_topic`), not per campaign.
+        """
         if not self.word_sets:
             return 0.0
-        cols = [self.topic_at[t] for t in info.topics if t in self.topic_at]
-        on_topic = self.topic_mix[:, cols].sum(axis=1) if cols else np.zeros(len(self.word_sets))
-        return float(
-            np.mean(
-                [1.0 if Catalog.targets(info, ws) else min(1.0, float(p)) for ws, p in zip(self.word_sets, on_topic)]
-            )
-        )
+        total = 0.0
+        for ws, p in zip(self.word_sets, self._on_topic(info.topics)):
+            total += 1.0 if Catalog.targets(info, ws) else p
+        return total / len(self.word_sets)
+
+    def _on_topic(self, topics: frozenset[str]) -> list[float]:
+        """Each text's posterior mass on these topics, capped at 1 (cached: campaigns share topic sets)."""
+        shares = self.on_topic_cache.get(topics)
+        if shares is None:
+            cols = [self.topic_at[t] for t in topics if t in self.topic_at]
+            n = len(self.word_sets)
+            shares = np.minimum(1.0, self.topic_mix[:, cols].sum(axis=1)).tolist() if cols else [0.0] * n
+            self.on_topic_cache[topics] = shares
+        return shares
 
     def topic_weights(self) -> dict[str, float]:
         """The context's topic mix: mean of its texts' posteriors."""
@@ -165,6 +181,7 @@ class AdService:
         self.rng = random.Random(seed)
         self._lock = threading.Lock()
         self.catalog = Catalog(store)
+        self.live = LiveStates(store, self.config.live_state_max_age_s)
         self.index = CreativeIndex(store, embed, space, index_path) if embed is not None else None
         if self.index is not None and self.index.add(list(self.catalog.creatives.values())):
             self.index.save()  # the next start loads it instead of building the graph again
@@ -239,6 +256,7 @@ class AdService:
             self._campaign_ids = list(self.catalog.campaigns)
             self._min_similarity = self._calibrate_similarity()
             self._fit_topics()
+        self.live.forget(campaign_ids)
 
     # --- the decision ----------------------------------------------------------------------
 
@@ -388,6 +406,13 @@ class AdService:
                 )
             )
         kept = self.store.record_impressions(impressions)
+        # what this write changed (a CPM charge) or found changed (an ad dropped): read it again next time
+        kept_ids = {id(imp) for imp in kept}
+        self.live.forget(
+            imp.campaign_id
+            for imp in impressions
+            if id(imp) not in kept_ids or self.catalog.campaigns[imp.campaign_id].bid_type == "cpm"
+        )
         with self._lock:
             for imp in kept:
                 self.counts.setdefault(imp.campaign_id, [0, 0])[0] += 1
@@ -419,7 +444,7 @@ class AdService:
     ) -> list[tuple[_Candidate, int, int]]:
         """Eligibility and pacing, then pCTR and GSP: (candidate, position, price) for the winners."""
         cfg = self.config
-        states = self.store.live_states(list(cands), utc_day(ctx.now))
+        states = self.live.get(list(cands), utc_day(ctx.now))
         live = []
         for cid, cand in cands.items():
             state = states.get(cid)
@@ -444,6 +469,8 @@ class AdService:
         impression_id = self.signer.verify(token, self.clock())
         click = self.store.record_click(impression_id, self.clock())
         if click is not None and not click.duplicate:
+            if click.charged_micros:
+                self.live.forget([click.campaign_id])
             with self._lock:
                 self.counts.setdefault(click.campaign_id, [0, 0])[1] += 1
         return click

@@ -1,0 +1,71 @@
+"""Campaigns' live state (status, budget, spend) for eligibility, read through a short-lived cache.
+
+Why a cache: eligibility and pacing look at the live state of every candidate
+of a decision (a hundred and more at 100k campaigns), and reading them from the
+database was the largest share of a decision's time (an ``IN`` list of that
+many ids per decision; PostgreSQL adds a round trip and its planning).
+
+Why it is safe for money: the cache only decides which campaigns *enter* the
+auction. Everything money depends on is settled again under the database's lock
+when the impressions are written (:meth:`AdStore.record_impressions`: status,
+budget, today's budget and frequency caps) and when a click is charged (the
+charge capped at what is left). A stale entry can at worst let a campaign that
+ran out a moment ago win a slot that is then dropped, not shown; it never
+charges a cent more.
+
+What a decision sees: this process's own writes at once (the service drops the
+entries it writes, :meth:`LiveStates.forget`), and other replicas' writes within
+``max_age_s`` (pausing a campaign through another replica, spend it made there):
+entries older than that are read again. Pacing reads today's spend through the
+same cache, so its throttle lags another replica's spend by at most as long.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from roost.ads.store import AdStore, LiveState
+
+
+class LiveStates:
+    """campaign id -> (LiveState, when read); one day's worth, dropped whole when the UTC day turns."""
+
+    def __init__(self, store: AdStore, max_age_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.store, self.max_age_s, self.clock = store, max_age_s, clock
+        self._lock = threading.Lock()
+        self._day = ""
+        self._entries: dict[str, tuple[LiveState, float]] = {}
+        self._forgotten = 0  # bumped by forget: a read that overlapped a write is not cached
+
+    def get(self, ids: list[str], day: str) -> dict[str, LiveState]:
+        """The live state of these campaigns (unknown ids are left out), reading only what is missing or old."""
+        now = self.clock()
+        oldest = now - self.max_age_s
+        with self._lock:
+            if day != self._day:
+                self._day, self._entries = day, {}
+            entries, generation = self._entries, self._forgotten
+            found: dict[str, LiveState] = {}
+            missing: list[str] = []
+            for cid in ids:
+                entry = entries.get(cid)
+                if entry is not None and entry[1] >= oldest:
+                    found[cid] = entry[0]
+                else:
+                    missing.append(cid)
+        if missing:
+            fresh = self.store.live_states(missing, day)
+            with self._lock:
+                if day == self._day and generation == self._forgotten:
+                    self._entries.update((cid, (state, now)) for cid, state in fresh.items())
+            found.update(fresh)
+        return found
+
+    def forget(self, ids: Iterable[str]) -> None:
+        """Drop these campaigns' entries: this process just changed them (a charge, an edit), read them again."""
+        with self._lock:
+            self._forgotten += 1
+            for cid in ids:
+                self._entries.pop(cid, None)

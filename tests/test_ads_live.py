@@ -1,0 +1,79 @@
+"""The live-state cache (roost.ads.live): what a decision sees of status and spend, and when it reads again."""
+
+from roost.ads.campaign import CampaignPatch, CampaignSpec
+from roost.ads.clicks import ClickSigner
+from roost.ads.live import LiveStates
+from roost.ads.service import AdRequest, AdsConfig, AdService
+from roost.ads.store import AdStore
+
+NOON = 1_780_000_000.0 - 1_780_000_000.0 % 86_400 + 43_200
+DAY = "2026-05-28"
+
+
+def spec(cid: str, bid_type: str = "cpc", budget: float = 10.0) -> CampaignSpec:
+    return CampaignSpec.model_validate(
+        {
+            "id": cid,
+            "advertiser": "Acme",
+            "name": cid,
+            "budget": budget,
+            "bid_type": bid_type,
+            "bid": 0.5 if bid_type == "cpc" else 400.0,
+            "targeting": {"keywords": ["shoes"]},
+            "creatives": [{"text": f"{cid} shoes", "landing_url": f"https://acme.example/{cid}"}],
+        }
+    )
+
+
+class Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_entries_are_read_once_then_again_when_old_forgotten_or_the_day_turns(tmp_path):
+    store = AdStore(tmp_path / "ads.db", synchronous="NORMAL")
+    store.add_campaigns([spec("a"), spec("b")])
+    reads: list[list[str]] = []
+    real = store.live_states
+    store.live_states = lambda ids, day, db=None: reads.append(sorted(ids)) or real(ids, day, db)
+    clock = Clock()
+    live = LiveStates(store, max_age_s=1.0, clock=clock)
+    assert set(live.get(["a", "b", "nope"], DAY)) == {"a", "b"}  # an unknown id is left out, as the store does
+    assert live.get(["a", "b"], DAY)["a"].status == "active" and reads == [["a", "b", "nope"]]
+    store.update_campaign("a", CampaignPatch(status="paused"))
+    assert live.get(["a"], DAY)["a"].status == "active"  # within max_age: the entry stands
+    live.forget(["a"])  # this process changed it
+    assert live.get(["a", "b"], DAY)["a"].status == "paused" and reads[-1] == ["a"]
+    clock.t += 1.5
+    live.get(["a", "b"], DAY)
+    assert reads[-1] == ["a", "b"]  # both older than max_age: read again
+    live.get(["a"], "2026-05-29")
+    assert reads[-1] == ["a"]  # a new UTC day starts empty
+
+
+def test_a_decision_sees_its_own_charges_and_edits_at_once(tmp_path):
+    """The service forgets what it wrote (a CPM charge) or edited: those are read again, the rest is not."""
+    store = AdStore(tmp_path / "ads.db", synchronous="NORMAL")
+    store.add_campaigns([spec("cpm", "cpm", budget=1000.0), spec("cpc")])  # 400.00 CPM outbids 0.50 a click
+    reads: list[list[str]] = []
+    real = store.live_states
+    # the decision's reads (the impression's write re-reads under its lock, with db given: not counted)
+    store.live_states = lambda ids, day, db=None: (db is None and reads.append(sorted(ids))) or real(ids, day, db)
+    service = AdService(
+        store,
+        ClickSigner(b"0123456789abcdef0123456789abcdef"),
+        config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0, live_state_max_age_s=3600),
+        clock=lambda: NOON,
+        seed=0,
+    )
+    request = AdRequest(query="shoes", slots=1)
+    assert [ad.campaign_id for ad in service.serve(request)] == ["cpm"] and reads[-1] == ["cpc", "cpm"]
+    before = len(reads)
+    assert [ad.campaign_id for ad in service.serve(request)] == ["cpm"]
+    assert reads[before:] == [["cpm"]]  # charged by the impression: read again; the CPC one was not charged
+    store.update_campaign("cpm", CampaignPatch(status="paused"))
+    service.refresh(["cpm"])  # what the admin API and the catalog poller call after an edit
+    assert [ad.campaign_id for ad in service.serve(request)] == ["cpc"]
