@@ -54,6 +54,8 @@ class Partition(Protocol):
 
     def has_author(self, author_id: str) -> bool: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass
 class FrontConfig:
@@ -69,32 +71,36 @@ class StatsCache:
 
     def __init__(self, ttl_s: float):
         self.ttl_s = ttl_s
+        self._lock = threading.Lock()
         self.clear()
 
     def clear(self) -> None:
-        self._base: TermStats | None = None  # documents and tokens
-        self._df: dict[tuple[str, str], int] = {}
-        self._since = time.monotonic()
+        with self._lock:
+            self._base: TermStats | None = None  # documents and tokens
+            self._df: dict[tuple[str, str], int] = {}
+            self._since = time.monotonic()
 
     def lookup(self, terms: list[str]) -> tuple[TermStats | None, list[str]]:
         """(the counts when every term is known, else None; the unknown terms)."""
         if time.monotonic() - self._since > self.ttl_s:
             self.clear()
-        unknown = [t for t in terms if (FIELDS[0], t) not in self._df]
-        if self._base is None or unknown:
-            return None, unknown or terms
-        df = {f: {t: self._df[(f, t)] for t in terms} for f in FIELDS}
-        return TermStats(self._base.docs, dict(self._base.tokens), df), []
+        with self._lock:
+            unknown = [t for t in terms if (FIELDS[0], t) not in self._df]
+            if self._base is None or unknown:
+                return None, unknown or terms
+            df = {f: {t: self._df[(f, t)] for t in terms} for f in FIELDS}
+            return TermStats(self._base.docs, dict(self._base.tokens), df), []
 
     def store(self, stats: TermStats) -> None:
-        self._base = stats
-        for f, terms in stats.df.items():
-            for t, n in terms.items():
-                self._df[(f, t)] = n
+        with self._lock:
+            self._base = stats
+            for f, terms in stats.df.items():
+                for t, n in terms.items():
+                    self._df[(f, t)] = n
 
 
 class WriteLog:
-    """Every write the front acknowledged, by sequence number: what a lagging replica is replayed from."""
+    """Every write the front took, by sequence number: what a lagging replica is replayed from."""
 
     def __init__(self, path: str | Path):
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -156,6 +162,9 @@ class PartitionedIndex:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for replicas in self.partitions:
+            for replica in replicas:
+                replica.close()  # an index in this process releases tantivy's writer lock
         if self.log is not None:
             self.log.close()
 

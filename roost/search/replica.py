@@ -47,6 +47,9 @@ class LocalPartition:
     def has_author(self, author_id: str) -> bool:
         return self.index.docs.has_author(author_id)
 
+    def close(self) -> None:
+        self.index.close()
+
     def apply(self, seq: int | None, op: str, payload: dict) -> dict:
         """Apply one write (``add`` posts or ``delete`` an id); a ``seq`` at or below the applied one is a
         repeat and changes nothing."""
