@@ -45,6 +45,9 @@ class DemoConfig:
     # chat fine-tuning on the corpus's reply threads (roost.train.sft)
     sft_minutes: float | None = 1.0
     sft_steps: int | None = None  # a step count instead of the time budget (tests)
+    # keep a reply only while it shares this many content words with the turn it answers (MiningConfig): the
+    # sample's bare "Same here." and switches of language teach a chat model to ignore the question
+    sft_min_shared_words: int = 1
     eval_tokens: int = 16_384
     # search's retriever: post encoder steps (0 skips the retriever), query encoder steps, pairs mined
     retriever_steps: int = 600
@@ -64,6 +67,8 @@ class DemoConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+        if self.sft_min_shared_words < 0:
+            raise UserError(f"--sft-min-shared-words must be >= 0, got {self.sft_min_shared_words}")
         if not 0 < self.port < 65536:
             raise UserError(f"--port must be in 1..65535, got {self.port}")
 
@@ -207,7 +212,8 @@ class Demo:
                 "minutes": c.sft_minutes,
                 "steps": c.sft_steps,
                 "eval_tokens": c.eval_tokens,
-            }
+            },
+            {"min_shared_words": c.sft_min_shared_words},
         )
 
     def sft(self) -> tuple[bool, str]:

@@ -128,6 +128,22 @@ def test_changed_training_reruns_only_what_depends_on_it(built):
     assert ws.read_manifest("index")["inputs"]["model"] == file_hash(ws.model)
 
 
+def test_sft_trains_on_replies_that_take_up_the_question(built):
+    from dataclasses import replace
+
+    from roost.train.conversations import _content_words, mine_conversations
+
+    root, demo = built
+    ws, mining = Workspace(root), demo.sft_config().mining
+    assert ws.read_manifest("model")["sft"]["mining"]["min_shared_words"] == 1
+    mined = mine_conversations(ws.corpus, mining)
+    assert mined.train and mined.val
+    for c in mined.train + mined.val:
+        for user, assistant in zip(c.messages[0::2], c.messages[1::2]):
+            assert _content_words([user["content"]]) & _content_words([assistant["content"]]), c.messages
+    assert len(mine_conversations(ws.corpus, replace(mining, min_shared_words=0)).train) > len(mined.train)
+
+
 def test_cli_help_and_bad_arguments(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["demo", "--help"])

@@ -121,6 +121,22 @@ def test_a_conversation_is_cut_at_the_first_reply_that_does_not_answer(ws):
         MiningConfig(min_shared_words=-1)
 
 
+def test_validation_is_drawn_among_threads_that_kept_a_conversation(ws):
+    from roost.tokenizer import ValSplit
+
+    roots = [f"t{k}" for k in range(3)]
+    lowest = roots[int(ValSplit.hashes(roots).argmin())]  # the thread a 1% split holds out, as it has no other
+    posts = []
+    for r in roots:
+        reply = "@ann lol" if r == lowest else "@ann The derby was a masterclass"
+        posts += [(r, "ann", "Is the derby worth it?", None), (f"{r}-a", "bob", reply, r)]
+    write_corpus(ws, posts)
+    mined = mine_conversations(ws.corpus, MiningConfig(val_fraction=0.01, min_shared_words=1))
+    # the lowest-hash thread lost its only reply, so another one is held out rather than none
+    assert len(mined.train) == 1 and len(mined.val) == 1
+    assert lowest not in {c.thread_id for c in mined.train + mined.val}
+
+
 def test_no_threads_names_the_command_to_run(ws):
     write_corpus(ws, [("p1", "ann", "just me", None), ("p2", "bob", "and me", None)])
     with pytest.raises(ValueError, match=r"no reply threads .* run `roost ingest`"):

@@ -11,6 +11,7 @@ from roost.cli import add_config_flags, add_workspace_arg, config_defaults
 _FLAGS: dict[str, tuple[type, str]] = {
     "train_minutes": (float, "pretraining time budget in minutes"),
     "sft_minutes": (float, "chat fine-tuning time budget in minutes"),
+    "sft_min_shared_words": (int, "SFT keeps a reply only while it shares this many content words with its parent"),
     "depth": (int, "transformer layers; width = 64 x depth"),
     "posts": (int, "posts in the sample network"),
     "users": (int, "users in the sample network"),
