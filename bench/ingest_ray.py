@@ -10,7 +10,8 @@ how the rate grows with nodes; the first is the Ray engine's overhead against th
 same cores. ``--big`` ingests more posts on the two-node cluster, cut into proportionally more files of the same
 size, to compare the peak memory of a Ray worker (the largest VmHWM of any Ray worker process, polled
 from /proc) at two corpus sizes. Every run
-checks that Ray kept the same posts as the local engine.
+checks that Ray kept the same posts as the local engine. ``--driver-only`` runs only the one-node Ray ingest at
+``--n`` and prints its driver's peak RSS (VmHWM, reset before the run) and its threads, to compare commits.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class WorkerPeak:
 
 
 def run_ray(files: list[Path], ws_dir: Path, nodes: list[int], range_rows: int) -> tuple[float, int, float, set]:
-    """(seconds, posts read, peak worker MiB, kept ids) of one Ray ingest on a fresh cluster of ``nodes``."""
+    """(seconds, posts read, peak worker MiB, kept ids) of one Ray ingest on a fresh cluster of ``nodes``; prints
+    the driver's peak RSS during the ingest and the threads it wrote."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
     from ray.cluster_utils import Cluster
@@ -101,12 +103,15 @@ def run_ray(files: list[Path], ws_dir: Path, nodes: list[int], range_rows: int) 
             c.add_node(num_cpus=n, object_store_memory=512 * MB)
         c.wait_for_nodes()
         ray.init(address=c.address, log_to_driver=False, logging_level="ERROR")
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM from here: the driver's peak in this ingest
         with WorkerPeak() as peak:
             t = time.perf_counter()
             rep = ingest_ray(
                 [str(f) for f in files], Workspace(ws_dir), IngestConfig(), progress=False, range_rows=range_rows
             )
             secs = time.perf_counter() - t
+        driver = next(int(x.split()[1]) for x in Path("/proc/self/status").read_text().splitlines() if "VmHWM" in x)
+        print(f"ray {nodes}: driver peak RSS {driver / 1024:,.0f} MiB; {rep.threads:,} threads", flush=True)
         kept = set(read_table(Workspace(ws_dir).corpus, "posts", ["id"]).column("id").to_pylist())
         print(f"ray {nodes} {rep.read:,} posts: peak worker {peak.peak_kb / 1024:,.0f} MiB in {peak.who!r}", flush=True)
         return secs, rep.read, peak.peak_kb / 1024, kept
@@ -134,6 +139,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=16, help="source files the posts are cut into (default 16)")
     ap.add_argument("--range-rows", type=int, default=500_000, help="rows a shuffle range holds at most")
     ap.add_argument("--memory-only", action="store_true", help="only the two-node runs at --n and --big")
+    ap.add_argument("--driver-only", action="store_true", help="only the one-node Ray run at --n")
     ap.add_argument("--data-dir", default=str(Path(tempfile.gettempdir()) / "roost-bench-ray"))
     args = ap.parse_args()
     cores = os.cpu_count() or 1
@@ -151,6 +157,10 @@ def main() -> None:
 
     files = corpus(args.n)
     two = ("ray engine", "1 x 1 CPU + 1 x 1 CPU")
+    if args.driver_only:
+        secs, read, peak, _ = run_ray(files, data / "ws-ray", [cores], args.range_rows)
+        _table([("ray engine", f"1 x {cores} CPU", args.n, secs, read / secs, peak)])
+        return
     if args.memory_only:
         for n in (args.n, args.big):
             secs, read, peak, _ = run_ray(corpus(n), data / "ws-ray", [1, 1], args.range_rows)
