@@ -28,10 +28,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search import queries, rss_mib, synthetic_posts  # noqa: E402  (bench/search.py)
 
-from roost.search.build import build_index  # noqa: E402
+from roost.search.build import BuildConfig, build_index  # noqa: E402
 from roost.search.embed import load_search_model  # noqa: E402
 from roost.search.engine import SearchModel  # noqa: E402
 from roost.search.partition import partition_of  # noqa: E402
+from roost.search.vector import VectorConfig  # noqa: E402
 
 
 def free_port() -> int:
@@ -64,7 +65,9 @@ def embed_all(model: SearchModel, posts_n: int, out: Path) -> tuple[dict[str, in
     return {t: i for i, t in enumerate(texts)}, vecs
 
 
-def build_layout(root: Path, parts: int, model: SearchModel, row: dict[str, int], vecs: np.ndarray, n: int) -> None:
+def build_layout(
+    root: Path, parts: int, model: SearchModel, row: dict[str, int], vecs: np.ndarray, n: int, vector: VectorConfig
+) -> None:
     """``parts`` partition folders under ``root`` (part-0 ...), keys by place in the corpus."""
     if (root / "done").exists():
         return
@@ -81,7 +84,7 @@ def build_layout(root: Path, parts: int, model: SearchModel, row: dict[str, int]
                 pos += len(batch)
                 yield [p for p in batch if partition_of(p.id, parts) == i]
 
-        build_index(mine(), root / f"part-{i}", lookup)
+        build_index(mine(), root / f"part-{i}", lookup, config=BuildConfig(threads=2), vector_config=vector)
     (root / "done").touch()
 
 
@@ -157,6 +160,9 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--modes", nargs="+", default=["hybrid", "lexical"])
+    ap.add_argument("--vector-dtype", default="f16", help="usearch storage (i8 builds and loads faster)")
+    ap.add_argument("--connectivity", type=int, default=16)
+    ap.add_argument("--expansion-add", type=int, default=64)
     args = ap.parse_args()
     work = args.work / f"n{args.posts}"
     work.mkdir(parents=True, exist_ok=True)
@@ -166,7 +172,8 @@ def main() -> None:
     rows = []
     for parts in sorted(set([1, *args.partitions])):
         t0 = time.perf_counter()
-        build_layout(work / f"layout-{parts}", parts, model, row, vecs, args.posts)
+        vector = VectorConfig(dtype=args.vector_dtype, connectivity=args.connectivity, expansion_add=args.expansion_add)
+        build_layout(work / f"layout-{parts}", parts, model, row, vecs, args.posts, vector)
         print(f"layout {parts}: built in {time.perf_counter() - t0:.0f} s, {dir_mib(work / f'layout-{parts}'):.0f} MiB")
     # the peer: one index served by one `roost serve`
     single = workspace(work / "ws-single", args.model, {"semantic": True})
