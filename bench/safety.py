@@ -6,15 +6,15 @@ macro-F1 minus the peer's on ``val``. Classifiers:
 
 - ``tfidf+lr`` (the peer): word 1-2-gram TF-IDF, logistic regression, C=4;
 - ``tfidf+lr:cv``: the same with C chosen by cross-validation on train;
-- ``probe:hashing``: roost's brand-safety probe (``SafetyProbes``, logistic
-  regression) on the hashed bag-of-words embedding the server uses without a model;
-- ``probe:model``: the same probe on the workspace model's embeddings (what
-  ``roost serve`` uses when the workspace has a model), with ``--workspace``;
+- ``probe:hashing``: the embedding-only probe roost served before (balanced
+  logistic regression) on the hashed bag-of-words embedding the server uses without a model;
+- ``probe:model``: the same probe on the workspace model's embeddings, with ``--workspace``;
 - ``hybrid:cv``: word TF-IDF next to the model's embeddings (scaled by a weight),
   one logistic regression; C (1, 4, 16) and the weight (1, 2) chosen by 3-fold cross-validation on train;
 - ``bpe:cv``: TF-IDF over the model's own tokens (1-2-grams of BPE ids) + LR, C by
   cross-validation: the tokenizer's share of ``bpe+emb:cv``, without the embeddings;
-- ``bpe+emb:cv``: ``hybrid:cv`` with TF-IDF over the model's own tokens instead of words.
+- ``bpe+emb:cv``: ``hybrid:cv`` with TF-IDF over the model's own tokens instead of words: what
+  ``roost ads train-safety`` trains and the server scores (``roost.ads.safety_model.TokenProbe``).
 
 Every choice (C, embedding weight) is made by stratified k-fold macro-F1 on
 train only; val is only reported. Scored at 0.5, as served
@@ -30,33 +30,21 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from scipy import sparse
+
+from roost.ads.safety_model import cv_fit, fit_lr, macro_f1, model_tokens, stack, tfidf
 
 Split = tuple[list[str], np.ndarray]
-GRID_C = (1.0, 4.0, 16.0)
-GRID_WEIGHT = (1.0, 2.0)
 
 
 def load(root: Path, task: str, split: str) -> Split:
     from roost.labelled import read_labelled
 
     return read_labelled(root / task / f"{split}_text.txt", root / task / f"{split}_labels.txt")
-
-
-def macro_f1(y: np.ndarray, yhat: np.ndarray) -> float:
-    """Binary macro-F1 from counts (fast enough for thousands of bootstrap resamples)."""
-    tp = float(np.sum(y & yhat))
-    fp, fn = float(np.sum(~y & yhat)), float(np.sum(y & ~yhat))
-    tn = len(y) - tp - fp - fn
-    f_pos = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-    f_neg = 2 * tn / (2 * tn + fn + fp) if tn + fn + fp else 0.0
-    return (f_pos + f_neg) / 2
 
 
 def bootstrap_diff(y: np.ndarray, a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -71,83 +59,32 @@ def bootstrap_diff(y: np.ndarray, a: np.ndarray, b: np.ndarray, n: int = 2000, s
     return float(lo), float(hi)
 
 
-def fit_lr(x, y: np.ndarray, c: float):
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=c, max_iter=3000, class_weight="balanced").fit(x, y)
-
-
-def choose_by_cv(features: Callable, grid: list[dict], y: np.ndarray, k: int = 3) -> tuple[dict, float]:
-    """The grid point with the best mean k-fold macro-F1 on train. ``features(fit_rows, score_rows)`` returns a
-    function of the parameters giving (x_fit, x_score); it is built once per fold, so vocabularies are learnt
-    inside each fold and not again for every grid point."""
-    from sklearn.model_selection import StratifiedKFold
-
-    folds = list(StratifiedKFold(k, shuffle=True, random_state=0).split(np.zeros(len(y)), y))
-    made = [(features(fit_rows, score_rows), fit_rows, score_rows) for fit_rows, score_rows in folds]
-    best, best_f1 = grid[0], -1.0
-    for params in grid:
-        f1s = []
-        for at, fit_rows, score_rows in made:
-            x_fit, x_score = at(params)
-            p = fit_lr(x_fit, y[fit_rows], params["C"]).predict_proba(x_score)[:, 1]
-            f1s.append(macro_f1(y[score_rows].astype(bool), p > 0.5))
-        if np.mean(f1s) > best_f1:
-            best, best_f1 = params, float(np.mean(f1s))
-    return best, best_f1
-
-
 def word_tfidf():
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
 
 
-def bpe_tfidf(tokenizer):
-    """TF-IDF over the model's own BPE token ids (1-2-grams): the model's vocabulary, not words."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    def tokens(text: str) -> list[str]:
-        ids = [str(i) for i in tokenizer.encode_batch([text])[0]]
-        return ids + [f"{a}_{b}" for a, b in itertools.pairwise(ids)]
-
-    return TfidfVectorizer(analyzer=tokens, min_df=2, sublinear_tf=True)
-
-
-def tfidf_lr(train: Split, val: Split, make=word_tfidf, emb: tuple[np.ndarray, np.ndarray] | None = None, cv=False):
-    """Validation probabilities and the chosen parameters of (TF-IDF [+ weighted embeddings]) + LR."""
-    texts, y = train
+def tfidf_lr(train: Split, val: Split, make=None, emb: tuple[np.ndarray, np.ndarray] | None = None, cv=False):
+    """Validation probabilities and the chosen parameters of (TF-IDF [+ weighted embeddings]) + LR: the same
+    fit as roost's served probe (``roost.ads.safety_model.cv_fit``); ``make(n_texts)`` gives the TF-IDF."""
     e_tr, e_val = emb if emb else (None, None)
-
-    def features(fit_texts: list[str], other: list[str], e_fit=None, e_other=None) -> Callable:
-        vec = make()
-        x_fit, x_other = vec.fit_transform(fit_texts), vec.transform(other)
-        if e_fit is None:
-            return lambda params: (x_fit, x_other)
-        return lambda params: (
-            sparse.hstack([x_fit, sparse.csr_matrix(params["weight"] * e_fit)]).tocsr(),
-            sparse.hstack([x_other, sparse.csr_matrix(params["weight"] * e_other)]).tocsr(),
-        )
-
-    def in_fold(fit_rows: np.ndarray, score_rows: np.ndarray) -> Callable:
-        e = (e_tr[fit_rows], e_tr[score_rows]) if emb else (None, None)
-        return features([texts[i] for i in fit_rows], [texts[i] for i in score_rows], *e)
-
-    grid = [{"C": 4.0, "weight": 1.0}]
-    if cv:
-        grid = [{"C": c, "weight": w} for c in GRID_C for w in (GRID_WEIGHT if emb else (1.0,))]
-    params, cv_f1 = choose_by_cv(in_fold, grid, y) if len(grid) > 1 else (grid[0], float("nan"))
-    x_fit, x_val = features(texts, val[0], e_tr, e_val)(params)
-    shown = {k: v for k, v in params.items() if emb or k != "weight"}
-    return fit_lr(x_fit, y, params["C"]).predict_proba(x_val)[:, 1], {**shown, "cv_f1": cv_f1}
+    vec, lr, chosen = cv_fit(train[0], train[1], make or (lambda n: word_tfidf()), e_tr, cv)
+    p = lr.predict_proba(stack(vec.transform(val[0]), e_val, chosen["weight"]))[:, 1]
+    return p, {k: v for k, v in chosen.items() if emb or k != "weight"}
 
 
-def probe(vecs: tuple[np.ndarray, np.ndarray], y: np.ndarray, space: str):
-    from roost.ads.brand_safety import SafetyProbes
+def served(train: Split, val: Split, vecs: tuple[np.ndarray, np.ndarray], tokenize):
+    """What ``roost ads train-safety`` trains and serving scores: ``SafetyProbes`` over tokens + embeddings."""
+    from roost.ads.safety_model import TokenProbe
 
-    probes = SafetyProbes(space=space)
-    probes.add("x", vecs[0], y, {1}, balanced=True)
-    return probes.scores(vecs[1]), {}
+    probe = TokenProbe.fit(train[0], vecs[0], train[1], tokenize)
+    return probe.scorer(tokenize)(val[0], vecs[1]), probe.chosen
+
+
+def probe(vecs: tuple[np.ndarray, np.ndarray], y: np.ndarray):
+    """The embedding-only probe roost served before (balanced LR, C=1)."""
+    return fit_lr(vecs[0], y, 1.0).predict_proba(vecs[1])[:, 1], {}
 
 
 def cached_embed(embed, space: str, texts: list[str], cache: Path | None) -> np.ndarray:
@@ -201,15 +138,15 @@ def classifiers(train: Split, val: Split, hashing, model, cache: Path | None) ->
     runs = [
         ("tfidf+lr", lambda: tfidf_lr(train, val)),
         ("tfidf+lr:cv", lambda: tfidf_lr(train, val, cv=True)),
-        ("probe:hashing", lambda: probe(vecs(hashing, hashing.space), train[1], hashing.space)),
+        ("probe:hashing", lambda: probe(vecs(hashing, hashing.space), train[1])),
     ]
     if model:
         embed, space, tok = model
         runs += [
-            ("probe:model", lambda: probe(vecs(embed, space), train[1], space)),
+            ("probe:model", lambda: probe(vecs(embed, space), train[1])),
             ("hybrid:cv", lambda: tfidf_lr(train, val, emb=vecs(embed, space), cv=True)),
-            ("bpe:cv", lambda: tfidf_lr(train, val, make=lambda: bpe_tfidf(tok), cv=True)),
-            ("bpe+emb:cv", lambda: tfidf_lr(train, val, make=lambda: bpe_tfidf(tok), emb=vecs(embed, space), cv=True)),
+            ("bpe:cv", lambda: tfidf_lr(train, val, make=lambda n: tfidf(model_tokens(tok), n), cv=True)),
+            ("bpe+emb:cv", lambda: served(train, val, vecs(embed, space), model_tokens(tok))),
         ]
     return runs
 

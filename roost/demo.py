@@ -309,7 +309,12 @@ class Demo:
         ws, path = self.ws, safety_path(self.ws)
         embed, space = resolve_embedder(ws, "auto")
         inputs = {"corpus": ws.stage_hash("corpus")}
-        old = SafetyProbes.load(path) if path.is_file() else None
+        old = None
+        if path.is_file():
+            try:
+                old = SafetyProbes.load(path)
+            except UserError:  # probes from an older roost: retrain them
+                pass
         if old is not None and old.space == space and old.inputs == inputs:
             return False, f"probes {', '.join(old.names)} in {path}"
         try:

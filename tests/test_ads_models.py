@@ -95,7 +95,9 @@ def test_simulator_counts_strict_ads_next_to_unsafe_posts_and_safety_probes_stop
     h, history = HashingEmbedder(), UserHistory.from_corpus(tmp_path / "corpus")
     unsafe = frozenset(f"p{u}-0" for u in range(0, 40, 2))
     dim = len(h(["x"])[0])
-    probe = SafetyProbes(h.space, ["all"], [[0.0] * dim], [float(np.log(0.3 / 0.7))])
+    constant = {"vocab": ["x"], "idf": [1.0], "token_weights": [0.0], "emb_weights": [0.0] * dim}
+    constant.update(emb_weight=1.0, bias=float(np.log(0.3 / 0.7)), chosen={})
+    probe = SafetyProbes(h.space, names=["all"], probes=[constant]).bind(h)
     cfg = SimConfig(requests=200, slots=2)
     (without,) = simulate(specs, history, truth, h, h.space, cfg, ("random",), unsafe_posts=unsafe)
     (with_probe,) = simulate(specs, history, truth, h, h.space, cfg, ("random",), probe, unsafe)

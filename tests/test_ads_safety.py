@@ -84,12 +84,13 @@ def test_train_safety_learns_from_the_workspace_signals_and_finds_the_truly_unsa
     ingest([out / "posts.jsonl"], ws, IngestConfig(workers=1))
     assert main(["ads", "train-safety", "--workspace", str(ws.root), "--embedder", "hashing"]) == 0
     assert "moderation:" in capsys.readouterr().out
-    probes = SafetyProbes.load(safety_path(ws))
+    probes = SafetyProbes.load(safety_path(ws), HashingEmbedder())
     assert probes.names == ["moderation"] and probes.metrics["moderation"]["auc"] > 0.8
     from roost.corpus.schema import read_table
 
     posts = read_table(ws.corpus, "posts", ["id", "text"]).to_pylist()
-    scores = probes.scores(HashingEmbedder()([p["text"] for p in posts]))
+    texts = [p["text"] for p in posts]
+    scores = probes.scores(texts, HashingEmbedder()(texts))
     is_unsafe = np.array([bool(truth[p["id"]].get("unsafe")) for p in posts])
     from sklearn.metrics import roc_auc_score
 
@@ -115,8 +116,9 @@ def test_a_server_without_a_safety_model_says_so_at_start_and_in_health(tmp_path
     assert any("brand safety is off" in w for w in warnings), warnings
     assert "brand safety is off" in capfd.readouterr().err
     h = HashingEmbedder()
-    probes = SafetyProbes(space=h.space)
-    probes.add("moderation", h(["i will hurt you"] * 5 + ["nice day"] * 5), np.array([1] * 5 + [0] * 5), {1})
+    probes = SafetyProbes(space=h.space).bind(h)
+    texts = ["i will hurt you"] * 5 + ["nice day"] * 5
+    probes.add("moderation", texts, h(texts), np.array([1] * 5 + [0] * 5), {1})
     probes.save(safety_path(ws))
     with live_server(ws.root) as (url, _):
         assert httpx.get(url + "/health").json()["warnings"] == []

@@ -99,8 +99,8 @@ def test_brand_safety_threshold_per_campaign(tmp_path):
 
     h = HashingEmbedder()
     texts = ["you are vile trash and i hate you"] * 20 + ["lovely morning run in the park"] * 20
-    probes = SafetyProbes(space=h.space)
-    probes.add("hate", h(texts), np.array([1] * 20 + [0] * 20), {1})
+    probes = SafetyProbes(space=h.space).bind(h)
+    probes.add("hate", texts, h(texts), np.array([1] * 20 + [0] * 20), {1})
     specs = [
         spec("careful", "running shoes for the park"),
         spec("bold", "running shoes for the park", brand_safety_threshold=1.0),

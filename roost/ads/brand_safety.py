@@ -1,11 +1,11 @@
-"""Brand safety: logistic-regression probes on the model's embeddings flag unsafe context.
+"""Brand safety: classifiers over a text's model tokens and its embedding flag unsafe context.
 
 By default the one probe, ``moderation``, learns from the network's own
 signals: the posts ingest saw removed, withheld or marked sensitive
 (``corpus/moderation.jsonl``) against the posts nobody acted on
 (:func:`workspace_examples`), so a workspace needs no labelled files. Those
 labels are noisy (platforms miss some unsafe posts and flag some safe ones),
-and the probe is weighted for its rare positives so it does not learn to say
+and the probe (:mod:`roost.ads.safety_model`) is weighted for its rare positives so it does not learn to say
 "safe" always. Probes can also be trained from labelled files in the TweetEval
 format (a text file with one example per line and a label file with one integer
 label per line). A context's unsafe score is the highest probability any probe
@@ -21,57 +21,90 @@ from pathlib import Path
 
 import numpy as np
 
+from roost.ads.safety_model import Tokenize, TokenProbe, tokens_for
 from roost.errors import UserError
 from roost.workspace import atomic_write_json
+
+FORMAT = 2  # 1 (no "format" key): logistic regression on the embeddings alone
 
 
 @dataclass
 class SafetyProbes:
+    """Named classifiers (:class:`TokenProbe`), each over the text's tokens and its embedding in ``space``.
+
+    Scoring needs the tokens the probes were trained on: :meth:`bind` them from the embedder (the model's
+    tokenizer, or the hashing embedder's words) after loading.
+    """
+
     space: str  # embedding space the probes were trained in
+    tokens: str = ""  # "model" (the model tokenizer's ids) or "words" (no model); set by bind()
     names: list[str] = field(default_factory=list)
-    weights: list[list[float]] = field(default_factory=list)
-    biases: list[float] = field(default_factory=list)
+    probes: list[dict] = field(default_factory=list)  # TokenProbe fields, one per name
     metrics: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)  # what it was trained from (e.g. the corpus's hash), to redo it
+    format: int = FORMAT
+    _tokenize: Tokenize | None = field(default=None, repr=False, compare=False)
+    _scorers: list = field(default_factory=list, repr=False, compare=False)
 
-    def scores(self, vecs: np.ndarray) -> np.ndarray:
-        """Unsafe probability per row: the max over the probes."""
-        z = np.atleast_2d(vecs) @ np.asarray(self.weights, dtype=np.float32).T + np.asarray(self.biases)
-        return (1.0 / (1.0 + np.exp(-z))).max(axis=1)
+    def bind(self, embed) -> SafetyProbes:
+        """Use ``embed``'s tokens (the embedder the vectors come from); refuse a different kind than trained on."""
+        kind, tokenize = tokens_for(embed)
+        if self.tokens and kind != self.tokens:
+            raise UserError(
+                f"brand-safety probes were trained on {self.tokens} tokens, the embedder gives {kind} tokens: "
+                "rerun `roost ads train-safety` with this embedder"
+            )
+        self.tokens, self._tokenize = kind, tokenize
+        self._scorers = [TokenProbe(**p).scorer(tokenize) for p in self.probes]
+        return self
 
-    def add(
-        self, name: str, vecs: np.ndarray, labels: np.ndarray, unsafe: set[int], c: float = 1.0, balanced: bool = False
-    ) -> None:
-        from sklearn.linear_model import LogisticRegression
+    def _bound(self) -> Tokenize:
+        if self._tokenize is None:
+            raise RuntimeError("SafetyProbes.bind(embed) first: scoring needs the tokens the probes were trained on")
+        return self._tokenize
 
+    def scores(self, texts: list[str], vecs: np.ndarray) -> np.ndarray:
+        """Unsafe probability per text (``vecs``: their embeddings, one row each): the max over the probes."""
+        self._bound()
+        return np.max([score(texts, vecs) for score in self._scorers], axis=0)
+
+    def add(self, name: str, texts: list[str], vecs: np.ndarray, labels: np.ndarray, unsafe: set[int]) -> None:
+        """Train probe ``name`` (C and the embedding weight chosen by cross-validation on these examples)."""
         y = np.isin(labels, list(unsafe)).astype(np.int64)
         if not 0 < y.sum() < len(y):
             raise UserError(
                 f"probe {name!r}: need both safe and unsafe examples (unsafe labels {sorted(unsafe)}), "
                 f"have {int(y.sum())} unsafe of {len(y)}"
             )
-        fit = LogisticRegression(C=c, max_iter=2000, class_weight="balanced" if balanced else None).fit(vecs, y)
+        probe = TokenProbe.fit(texts, vecs, y, self._bound())
         self.names.append(name)
-        self.weights.append([float(w) for w in fit.coef_[0]])
-        self.biases.append(float(fit.intercept_[0]))
+        self.probes.append(asdict(probe))
+        self._scorers.append(probe.scorer(self._bound()))
 
-    def evaluate(self, name: str, vecs: np.ndarray, labels: np.ndarray, unsafe: set[int]) -> dict:
+    def evaluate(self, name: str, texts: list[str], vecs: np.ndarray, labels: np.ndarray, unsafe: set[int]) -> dict:
         """AUC and macro-F1 (at 0.5) of one probe on held-out examples."""
         from sklearn.metrics import f1_score, roc_auc_score
 
-        i = self.names.index(name)
-        p = 1.0 / (1.0 + np.exp(-(vecs @ np.asarray(self.weights[i]) + self.biases[i])))
+        p = self._scorers[self.names.index(name)](texts, vecs)
         y = np.isin(labels, list(unsafe)).astype(np.int64)
         m = {"auc": float(roc_auc_score(y, p)), "macro_f1": float(f1_score(y, p > 0.5, average="macro")), "n": len(y)}
         self.metrics[name] = m
         return m
 
     def save(self, path: str | Path) -> None:
-        atomic_write_json(path, asdict(self))
+        atomic_write_json(path, {k: v for k, v in asdict(self).items() if not k.startswith("_")})
 
     @classmethod
-    def load(cls, path: str | Path) -> SafetyProbes:
-        return cls(**json.loads(Path(path).read_text()))
+    def load(cls, path: str | Path, embed=None) -> SafetyProbes:
+        """The saved probes, bound to ``embed``'s tokens when given; a clear error for an older format."""
+        data = json.loads(Path(path).read_text())
+        if data.get("format") != FORMAT:
+            raise UserError(
+                f"{path} holds brand-safety probes in an older format (embeddings only, format "
+                f"{data.get('format', 1)}; this roost reads {FORMAT}): rerun `roost ads train-safety`"
+            )
+        probes = cls(**data)
+        return probes.bind(embed) if embed is not None else probes
 
 
 def workspace_examples(
@@ -119,10 +152,11 @@ def train_from_signals(
     texts, labels = workspace_examples(corpus_dir, seed=seed)
     order = np.random.default_rng(seed).permutation(len(texts))[:limit]
     cut = max(1, int(len(order) * (1 - held_out)))
-    vecs = embed_in_batches(embed, [texts[i] for i in order], desc="embedding moderated posts")
-    probes = SafetyProbes(space=space)
-    probes.add("moderation", vecs[:cut], labels[order[:cut]], {1}, balanced=True)
+    shuffled = [texts[i] for i in order]
+    vecs = embed_in_batches(embed, shuffled, desc="embedding moderated posts")
+    probes = SafetyProbes(space=space).bind(embed)
+    probes.add("moderation", shuffled[:cut], vecs[:cut], labels[order[:cut]], {1})
     if len(set(labels[order[cut:]].tolist())) == 2:
-        probes.evaluate("moderation", vecs[cut:], labels[order[cut:]], {1})
+        probes.evaluate("moderation", shuffled[cut:], vecs[cut:], labels[order[cut:]], {1})
         probes.metrics["moderation"].update(flagged=int(labels.sum()), examples=len(texts))
     return probes

@@ -279,7 +279,7 @@ class AdService:
             vecs = self._embed_texts(texts)
             vec = vecs.mean(axis=0)
             if self.safety is not None:
-                unsafe = float(self.safety.scores(vecs).max())
+                unsafe = float(self.safety.scores(texts, vecs).max())
         model, topic_at, posterior = self._topics
         topic_mix = np.array([posterior(t) for t in texts]).reshape(len(texts), len(model.topics))
         return _Context(texts, word_sets, topic_mix, topic_at, set().union(*word_sets), vec, unsafe)

@@ -93,7 +93,7 @@ def open_service(
     embed, space = resolve_embedder(ws, embedder, model)
     history = UserHistory.from_corpus(ws.corpus) if ws.read_manifest("corpus") else None
     ctr = CTRModel.load(ctr_path(ws)) if ctr_path(ws).exists() else None
-    safety = SafetyProbes.load(safety_path(ws)) if safety_path(ws).exists() else None
+    safety = SafetyProbes.load(safety_path(ws), embed) if safety_path(ws).exists() else None
     signer = ClickSigner(load_or_create_secret(ads_dir(ws) / "click_secret"))
     service = AdService(
         open_store(ws, ads_db=ads_db),

@@ -231,7 +231,7 @@ def cmd_train_safety(args: argparse.Namespace) -> int:
         if name not in names:
             raise UserError(f"--val {name}: no --train probe of that name (have {names})")
     embed, space = resolve_embedder(ws, args.embedder)
-    probes = SafetyProbes(space=space)
+    probes = SafetyProbes(space=space).bind(embed)
     if not args.train:
         if not ws.read_manifest("corpus"):
             raise UserError(f"no corpus in {ws.root}: run `roost ingest` first, or give labelled files with --train")
@@ -248,10 +248,10 @@ def cmd_train_safety(args: argparse.Namespace) -> int:
     for name, texts_file, labels_file in args.train:
         texts, labels = read_labelled(texts_file, labels_file)
         texts, labels = texts[: args.limit], labels[: args.limit]
-        probes.add(name, embed_in_batches(embed, texts, desc=f"embedding {name}"), labels, unsafe)
+        probes.add(name, texts, embed_in_batches(embed, texts, desc=f"embedding {name}"), labels, unsafe)
     for name, texts_file, labels_file in args.val:
         texts, labels = read_labelled(texts_file, labels_file)
-        m = probes.evaluate(name, embed_in_batches(embed, texts, desc=f"embedding {name} val"), labels, unsafe)
+        m = probes.evaluate(name, texts, embed_in_batches(embed, texts, desc=f"embedding {name} val"), labels, unsafe)
         print(f"{name}: {m['n']} held-out examples: AUC {m['auc']:.3f}  macro-F1 {m['macro_f1']:.3f}")
     probes.save(safety_path(ws))
     record_artifact(
@@ -280,7 +280,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     truth = ClickModel.load(args.sample)
     embed, space = resolve_embedder(ws, args.embedder)
-    safety, unsafe_posts = _simulation_safety(ws, args.sample, space)
+    safety, unsafe_posts = _simulation_safety(ws, args.sample, embed, space)
     rows = simulate(
         specs,
         UserHistory.from_corpus(ws.corpus),
@@ -301,7 +301,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulation_safety(ws, sample: Path, space: str):
+def _simulation_safety(ws, sample: Path, embed, space: str):
     """The workspace's brand-safety probes when trained in ``space`` (else None, with a note), and the ids of
     the sample's ground-truth unsafe posts, next to which strict advertisers' impressions are counted."""
     from roost.ads.brand_safety import SafetyProbes
@@ -313,6 +313,8 @@ def _simulation_safety(ws, sample: Path, space: str):
         if probes.space != space:
             print(f"note: {path} was trained in space {probes.space!r}, not {space!r}: simulating without it")
             probes = None
+        else:
+            probes.bind(embed)
     else:
         print(f"note: no brand-safety probes ({path}): simulating without them (`roost ads train-safety`)")
     truth = sample / "truth" / "post_topics.jsonl"
