@@ -52,3 +52,19 @@ def test_sft_help_shows_fine_tuning_defaults_not_pretraining_ones():
     helps = {a.dest: a.help for a in subcommand("sft")._actions}
     assert helps["warmup"].endswith("(default: 0)") and helps["run"].endswith("(default: sft)")
     assert {a.dest: a.help for a in subcommand("train")._actions}["warmup"].endswith("(default: 20)")
+
+
+@pytest.mark.parametrize(
+    ("argv", "workspace"),
+    [
+        (["eval", "-w", "given-before", "chat"], "given-before"),
+        (["eval", "chat", "-w", "given-after"], "given-after"),
+        (["eval", "--workspace", "before-search", "search"], "before-search"),
+        (["eval", "chat"], "workspace"),
+    ],
+)
+def test_eval_keeps_an_option_given_before_its_target(argv, workspace):
+    """argparse copies a subparser's defaults over the parent's parsed values; `roost eval -w WS chat` used WS's
+    default, ./workspace, instead."""
+    args = build_parser().parse_args(argv)
+    assert args.workspace == workspace

@@ -72,6 +72,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--no-vectors", action="store_true", help="lexical mode only (no model needed)")
     s.add_argument("--out", type=Path, help="results JSON (default: WORKSPACE/runs/eval-search/results.json)")
     s.set_defaults(func=run_eval_search)
+    for target in targets.choices.values():
+        keep_given_before(p, target)
+
+
+def keep_given_before(parent: argparse.ArgumentParser, target: argparse.ArgumentParser) -> None:
+    """An option given before TARGET (``roost eval -w WS chat``) keeps its value: argparse copies a subparser's
+    defaults over what the parent parsed, so options both parsers have default to nothing on the TARGET's."""
+    given_before = {a.dest for a in parent._actions if a.option_strings}
+    for action in target._actions:
+        if action.option_strings and action.dest in given_before and action.dest != "help":
+            action.default = argparse.SUPPRESS
 
 
 def run_eval_search(args: argparse.Namespace) -> int:
