@@ -137,7 +137,7 @@ def serve_layout(ws: Path, parts: int, layout: Path | None, qs: list[str], modes
             procs.append(start(cmd, f"http://127.0.0.1:{port}/partition/health"))
             urls.append(f"http://127.0.0.1:{port}")
         port = free_port()
-        cmd = roost + ["serve", "-w", str(ws), "--port", str(port), "--search-deadline", "30"]
+        cmd = roost + ["serve", "-w", str(ws), "--port", str(port), "--search-deadline", "30", "--rate-limit", "0"]
         for u in urls:
             cmd += ["--search-partition", u]
         front = start(cmd, f"http://127.0.0.1:{port}/health")
