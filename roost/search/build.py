@@ -14,6 +14,7 @@ from roost.corpus import schema
 from roost.search.docstore import DocStore, Post, saturate
 from roost.search.engine import DOCS, LEXICAL, VECTORS, EmbedFn, SearchModel
 from roost.search.lexical import LexicalIndex
+from roost.search.text import body_text
 from roost.search.vector import VectorConfig, VectorIndex
 from roost.workspace import Workspace, atomic_dir
 
@@ -96,8 +97,9 @@ def build_index(
                 if model is not None:
                     for p, terms in zip(fresh, model.expansions(vecs, len(fresh))):
                         p.expansion = terms
-                docs.add(fresh)
-                lexical.add(fresh)
+                bodies = [body_text(p.text) for p in fresh]  # tokenized once for both
+                docs.add(fresh, bodies=bodies)
+                lexical.add(fresh, bodies)
                 if vecs is not None:
                     if vectors is None:
                         vectors = VectorIndex(vecs.shape[1], vector_config)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roost.search.text import tokenize
+from roost.search.text import body_text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS posts (
@@ -127,9 +127,11 @@ class DocStore:
         with self._lock:
             return self._db.execute("SELECT COALESCE(MAX(key), -1) + 1 FROM posts").fetchone()[0]
 
-    def add(self, posts: Iterable[Post], vectors: np.ndarray | None = None) -> None:
-        """Insert posts (their ``key`` already set); with ``vectors``, keep them as pending for the vector index."""
+    def add(self, posts: Iterable[Post], vectors: np.ndarray | None = None, bodies: list[str] | None = None) -> None:
+        """Insert posts (their ``key`` already set; ``bodies``: their :func:`body_text`, when already made); with
+        ``vectors``, keep them as pending for the vector index."""
         posts = list(posts)
+        bodies = bodies if bodies is not None else [body_text(p.text) for p in posts]
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
@@ -144,10 +146,10 @@ class DocStore:
                         p.lang,
                         " ".join(p.hashtags),
                         p.engagement,
-                        " ".join(tokenize(p.text)),
+                        body,
                         " ".join(p.expansion),
                     )
-                    for p in posts
+                    for p, body in zip(posts, bodies)
                 ],
             )
             self._db.executemany(

@@ -22,6 +22,7 @@ from roost.search.dfs import TermStats, rescore
 from roost.search.docstore import DocStore, Filters, Post
 from roost.search.lexical import LexicalIndex
 from roost.search.ranking import RankingConfig, Scored, features, final_score, fuse
+from roost.search.text import body_text
 from roost.search.vector import VectorConfig, VectorIndex
 
 DOCS, LEXICAL, VECTORS = "docs.sqlite", "lexical", "vectors.usearch"
@@ -201,8 +202,9 @@ class SearchIndex:
             start = self.docs.next_key()
             for i, p in enumerate(posts):
                 p.key = start + i
-            self.docs.add(posts, vecs)
-            self.lexical.add(posts)
+            bodies = [body_text(p.text) for p in posts]  # tokenized once for both
+            self.docs.add(posts, vecs, bodies)
+            self.lexical.add(posts, bodies)
             self.lexical.commit()
             if vecs is not None:
                 self.vectors.add([p.key for p in posts], vecs, threads=1)

@@ -15,7 +15,7 @@ import tantivy
 
 from roost.search.dfs import FIELDS, TermStats, index_sizes
 from roost.search.docstore import Filters, Post
-from roost.search.text import tokenize
+from roost.search.text import body_text, tokenize
 
 MAX_QUERY_TERMS = 64
 
@@ -54,13 +54,15 @@ class LexicalIndex:
             self._writer = self.index.writer(heap_size=self._heap, num_threads=self._threads)
         return self._writer
 
-    def add(self, posts: list[Post]) -> None:
-        """Stage posts; they become searchable at the next :meth:`commit`."""
+    def add(self, posts: list[Post], bodies: list[str] | None = None) -> None:
+        """Stage posts (``bodies``: their :func:`body_text`, when already made); they become searchable at the
+        next :meth:`commit`."""
+        bodies = bodies if bodies is not None else [body_text(p.text) for p in posts]
         with self._lock:
-            for p in posts:
+            for p, body in zip(posts, bodies):
                 doc = tantivy.Document()
                 doc.add_unsigned("key", p.key)
-                doc.add_text("body", " ".join(tokenize(p.text)))
+                doc.add_text("body", body)
                 if p.expansion:
                     doc.add_text("expansion", " ".join(p.expansion))
                 if p.author_id is not None:

@@ -51,6 +51,12 @@ def tokenize(text: str) -> list[str]:
     return terms
 
 
+def body_text(text: str) -> str:
+    """A post's text as the lexical index holds it (and the doc store keeps, for re-scoring): its tokens,
+    space-separated."""
+    return " ".join(tokenize(text))
+
+
 def word_counts(texts: Iterable[str]) -> Counter:
     """Counts of the alphabetic words of texts (hashtags left out): the vocabulary :func:`segment` splits with."""
     return Counter(w for text in texts for w in tokenize(_HASHTAG_RE.sub(" ", text)) if w.isalpha())

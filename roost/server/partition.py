@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +37,6 @@ class PartitionConfig:
     partition: int
     index_dir: Path  # this replica's copy of the partition folder
     key: str | None = None
-    api_keys: list[str] = field(default_factory=list)  # what the shared error handlers and auth expect
-    admin_key: str | None = None
 
 
 @dataclass
