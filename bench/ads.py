@@ -15,6 +15,11 @@ Workers: 1 and 2 threads in one process (they share the GIL), and
 start-up sharing the one database, as a production server runs replicas; the
 requests are split across them and decisions/s is for all together.
 
+Brand safety is on (``--no-safety`` turns it off): a probe (roost.ads.brand_safety) trained at start on
+the sample network's abusive sentences (roost.sample.moderation) against its ordinary posts, so every
+decision scores its context as the server does. Frequency caps are on (the service's default cap, and
+a third of the campaigns set their own).
+
 Peer: the same service with the ANN index swapped for an exact scan of every
 creative vector (numpy matrix product), in the same run; the table gives the
 latency ratio (``--no-peer`` leaves it out).
@@ -45,6 +50,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from roost.ads.brand_safety import SafetyProbes
 from roost.ads.campaign import CampaignSpec
 from roost.ads.clicks import ClickSigner
 from roost.ads.embedder import resolve_embedder
@@ -53,6 +59,7 @@ from roost.ads.retrieval import CreativeIndex
 from roost.ads.service import AdRequest, AdService
 from roost.ads.setup import settle_heap
 from roost.ads.store import AdStore, synchronous_for
+from roost.sample.moderation import BANKS as UNSAFE_BANKS
 from roost.sample.topics import BANKS
 from roost.workspace import Workspace
 
@@ -103,6 +110,17 @@ def make_requests(n: int, rng: random.Random) -> list[AdRequest]:
             )
         )
     return out
+
+
+def train_safety(embed, space: str, rng: random.Random, n: int = 300) -> SafetyProbes:
+    """A brand-safety probe from the sample's abusive sentences (unsafe) and its topic posts (safe)."""
+    unsafe = [" ".join(rng.choice(part) for part in UNSAFE_BANKS[rng.choice(sorted(UNSAFE_BANKS))]) for _ in range(n)]
+    banks = [BANKS[t] for t in sorted(BANKS)]
+    safe = [f"{rng.choice(b.subjects)} {rng.choice(b.claims)}" for b in (rng.choice(banks) for _ in range(n))]
+    texts = unsafe + safe
+    probes = SafetyProbes(space=space).bind(embed)
+    probes.add("moderation", texts, np.asarray(embed(texts)), np.array([1] * n + [0] * n), {1})
+    return probes
 
 
 class ExactIndex(CreativeIndex):
@@ -211,6 +229,7 @@ def bench(n: int, args, embed, space) -> list[dict]:
             space=space,
             seed=0,
             index_path=index_path,
+            safety=None if args.no_safety else train_safety(embed, space, random.Random(1)),
         )
         if index_path is not None and not index_path.exists():
             service.index.save()
@@ -262,6 +281,7 @@ def main() -> None:
     p.add_argument("--workspace", default="workspace", help="for --embedder model: the workspace with model/")
     p.add_argument("--processes", type=int, nargs="*", default=[], help="also time N forked serving processes")
     p.add_argument("--ads-db", choices=("sqlite", "postgresql"), default="sqlite")
+    p.add_argument("--no-safety", action="store_true", help="serve without brand safety (on by default)")
     p.add_argument("--no-peer", action="store_true", help="leave out the exact-scan peer rows")
     p.add_argument(
         "--index-dir", default=None, help="keep the built creative index here and load it on the next run (faster)"
@@ -286,7 +306,8 @@ def main() -> None:
     print(
         f"\nembedder: {space}; {args.requests} decisions per row, 2 ads each asked; "
         f"impressions committed with durability={args.durability} (synchronous={synchronous_for(args.durability)}"
-        f" for SQLite; PostgreSQL: fsync and synchronous_commit on); load average {os.getloadavg()}"
+        f" for SQLite; PostgreSQL: fsync and synchronous_commit on); brand safety {'off' if args.no_safety else 'on'}, "
+        f"frequency caps on; load average {os.getloadavg()}"
     )
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:

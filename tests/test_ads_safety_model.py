@@ -71,3 +71,21 @@ def test_probes_saved_by_an_older_roost_say_to_rerun_train_safety(tmp_path):
         SafetyProbes.load(safety_path(ws))
     with pytest.raises(UserError, match="rerun `roost ads train-safety`"):
         open_service(ws, embedder="hashing")
+
+
+def test_the_served_scorer_gives_what_scikit_learns_tfidf_and_lr_give(tokenizer):
+    """Serving computes TF-IDF by hand (sklearn's transform was most of a decision's time): same numbers."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts, y = SAFE * 5 + UNSAFE * 5, np.array([0] * 20 + [1] * 20)
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(len(texts), 8))
+    tokenize = model_tokens(tokenizer)
+    probe = TokenProbe.fit(texts, vecs, y, tokenize)
+    queries = ["zorblax zorblax in the park park", "a lovely walk", "", "qqq unknown words only"]
+    qvecs = rng.normal(size=(len(queries), 8))
+    vec = TfidfVectorizer(analyzer=tokenize, sublinear_tf=True, vocabulary={t: i for i, t in enumerate(probe.vocab)})
+    vec.idf_ = np.asarray(probe.idf)
+    z = vec.transform(queries) @ np.asarray(probe.token_weights)
+    z += qvecs @ (np.asarray(probe.emb_weights) * probe.emb_weight) + probe.bias
+    np.testing.assert_allclose(probe.scorer(tokenize)(queries, qvecs), 1 / (1 + np.exp(-z)), rtol=1e-9, atol=1e-12)

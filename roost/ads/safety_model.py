@@ -12,6 +12,7 @@ embedder) the tokens are the hashing embedder's own words.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -147,15 +148,30 @@ class TokenProbe:
         )
 
     def scorer(self, tokenize: Tokenize) -> Callable[[list[str], np.ndarray], np.ndarray]:
-        """A function of (texts, their embeddings) giving the unsafe probability per text."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
+        """A function of (texts, their embeddings) giving the unsafe probability per text.
 
-        vec = TfidfVectorizer(analyzer=tokenize, sublinear_tf=True, vocabulary={t: i for i, t in enumerate(self.vocab)})
-        vec.idf_ = np.asarray(self.idf)
-        w_tok, w_emb = np.asarray(self.token_weights), np.asarray(self.emb_weights) * self.emb_weight
+        It computes what scikit-learn's ``TfidfVectorizer.transform`` (sublinear tf, l2 norm) and the LR give,
+        with one dict lookup per token: the vectorizer's input checks cost 3-4 ms a call, most of an ad
+        decision's time when every decision scores its context (BENCHMARKS.md, Ads).
+        """
+        weighted = {t: (idf, idf * w) for t, idf, w in zip(self.vocab, self.idf, self.token_weights)}
+        w_emb = np.asarray(self.emb_weights) * self.emb_weight
 
         def score(texts: list[str], vecs: np.ndarray) -> np.ndarray:
-            z = vec.transform(texts) @ w_tok + np.atleast_2d(vecs) @ w_emb + self.bias
+            z = np.atleast_2d(vecs) @ w_emb + self.bias
+            for k, text in enumerate(texts):
+                counts: dict[str, int] = {}
+                for token in tokenize(text):
+                    if token in weighted:
+                        counts[token] = counts.get(token, 0) + 1
+                norm = dot = 0.0
+                for token, n in counts.items():
+                    tf = 1.0 + math.log(n)
+                    idf, idf_w = weighted[token]
+                    norm += (tf * idf) ** 2
+                    dot += tf * idf_w
+                if norm:
+                    z[k] += dot / math.sqrt(norm)
             return 1.0 / (1.0 + np.exp(-z))
 
         return score
