@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from roost.ads.auction import Bid, run_auction
+from roost.ads.auction import run_auction
 from roost.ads.campaign import CampaignSpec, parse_campaigns, to_micros
 from roost.ads.clicks import BadToken, ClickSigner, load_or_create_secret
 from roost.ads.pacing import DAY_S, participation
@@ -65,24 +65,26 @@ def test_duplicate_ids_in_one_file_are_refused():
 
 
 def test_gsp_each_winner_pays_the_least_that_keeps_its_position():
-    bids = [
-        Bid(0, "cpc", 1_000_000, 0.02),  # score 20000
-        Bid(1, "cpc", 2_000_000, 0.005),  # score 10000
-        Bid(2, "cpm", 5_000_000, 1.0),  # score 5000
-        Bid(3, "cpm", 1_000_000, 1.0),
-    ]  # score 1000: below the reserve
-    wins = run_auction(bids, slots=3, reserve_micros=2000)
-    assert [w.bid.key for w in wins] == [0, 1, 2]
+    bids = [1_000_000, 2_000_000, 5_000_000, 1_000_000]
+    cpc = [True, True, False, False]
+    pctr = [0.02, 0.005, 1.0, 1.0]  # scores 20000, 10000, 5000, and 1000: below the reserve
+    wins = run_auction(bids, cpc, pctr, slots=3, reserve_micros=2000)
+    assert [(w.index, w.position) for w in wins] == [(0, 0), (1, 1), (2, 2)]
     assert wins[0].price_micros == 500_000  # 10000 / 0.02
     assert wins[1].price_micros == 1_000_000  # 5000 / 0.005
     assert wins[2].price_micros == 2_000_000  # reserve 2000 per impression = 2.0 CPM (bid 3 is below it)
-    assert all(w.price_micros <= w.bid.bid_micros for w in wins)
+    assert all(w.price_micros <= bids[w.index] for w in wins)
 
 
 def test_gsp_price_never_exceeds_the_bid_and_reserve_filters():
-    wins = run_auction([Bid(0, "cpc", 100, 0.5)], slots=2, reserve_micros=40)
+    wins = run_auction([100], [True], [0.5], slots=2, reserve_micros=40)
     assert wins[0].price_micros == 80
-    assert run_auction([Bid(0, "cpc", 100, 0.1)], slots=1, reserve_micros=40) == []
+    assert run_auction([100], [True], [0.1], slots=1, reserve_micros=40) == []
+
+
+def test_gsp_ties_keep_the_input_order_and_the_second_pays_the_first_bids_score():
+    wins = run_auction([500, 500, 500], [True, True, True], [0.1, 0.1, 0.1], slots=2)
+    assert [w.index for w in wins] == [0, 1] and [w.price_micros for w in wins] == [500, 500]
 
 
 # --- pacing --------------------------------------------------------------------------------

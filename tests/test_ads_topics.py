@@ -66,7 +66,7 @@ def test_a_users_interest_outbids_a_higher_bid_off_their_topic(tmp_path):
     svc.config.retrieval = "keyword"
     context = svc.context(AdRequest(user_id="ann"))
     assert len(context.texts) == 4
-    assert context.term_share(svc.catalog.campaigns["chess"]) < 0.1
+    assert context.term_shares(svc.catalog, ["chess"])[0] < 0.1
 
 
 def test_server_durability_survives_a_process_crash_by_default_and_power_loss_on_request(tmp_path, monkeypatch):

@@ -1,12 +1,20 @@
-"""May this campaign be shown in this context now? One function, one reason per refusal."""
+"""May these campaigns be shown in this context now? One numpy pass over a decision's candidates.
+
+A candidate is refused when it is already on the page, unknown to the database,
+paused or out of budget (``enters`` False: :func:`roost.ads.live.summary`), not started or
+ended, outside its scheduled hours, at its frequency cap for this user today,
+targeting other languages, or when the context's brand-safety score is above its
+threshold.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
-from roost.ads.catalog import CampaignInfo
-from roost.ads.store import LiveState
+import numpy as np
+
+from roost.ads.catalog import CampaignArrays, CampaignInfo
 
 
 @dataclass
@@ -24,34 +32,28 @@ def frequency_cap(info: CampaignInfo, default: int | None) -> int | None:
     return info.frequency_cap if info.frequency_cap is not None else default
 
 
-def ineligible_reason(
-    info: CampaignInfo,
-    state: LiveState | None,
+def eligible(
+    arrays: CampaignArrays,
+    campaigns: dict[str, CampaignInfo],
+    ids: list[str],
+    rows: np.ndarray,
+    enters: np.ndarray,
     ctx: RequestContext,
     default_safety_threshold: float,
     default_frequency_cap: int | None = None,
-) -> str | None:
-    """None when eligible; otherwise a short reason (useful in tests and debugging)."""
-    if info.id in ctx.exclude:
-        return "already on the page"
-    if state is None:
-        return "unknown campaign"
-    if state.status != "active":
-        return "paused"
-    if not state.has_budget():
-        return "budget spent"
-    if info.start is not None and ctx.now < info.start:
-        return "not started"
-    if info.end is not None and ctx.now >= info.end:
-        return "ended"
-    if info.hours is not None and time.gmtime(ctx.now).tm_hour not in info.hours:
-        return "outside scheduled hours"
-    cap = frequency_cap(info, default_frequency_cap)
-    if cap is not None and ctx.user_id is not None and ctx.seen_today.get(info.id, 0) >= cap:
-        return "frequency cap"
-    if info.languages and ctx.lang not in (None, "und") and ctx.lang not in info.languages:
-        return "language"
-    threshold = info.safety_threshold if info.safety_threshold is not None else default_safety_threshold
-    if ctx.unsafe_score > threshold:
-        return "brand safety"
-    return None
+) -> np.ndarray:
+    """True where campaign ``ids[k]`` (catalog row ``rows[k]``, live ``enters[k]``) may be shown."""
+    ok = enters & (arrays.start[rows] <= ctx.now) & (ctx.now < arrays.end[rows])
+    ok &= (arrays.hours[rows] >> time.gmtime(ctx.now).tm_hour) & 1 == 1
+    threshold = arrays.safety_threshold[rows]
+    ok &= ~(ctx.unsafe_score > np.where(np.isnan(threshold), default_safety_threshold, threshold))
+    if ctx.user_id is not None and ctx.seen_today:
+        cap = arrays.frequency_cap[rows]
+        cap = np.where(np.isnan(cap), np.inf if default_frequency_cap is None else default_frequency_cap, cap)
+        ok &= np.array([ctx.seen_today.get(cid, 0) for cid in ids]) < cap
+    if ctx.exclude:
+        ok &= np.array([cid not in ctx.exclude for cid in ids], bool)
+    if ctx.lang not in (None, "und"):
+        for k in np.flatnonzero(ok & arrays.has_languages[rows]).tolist():
+            ok[k] = ctx.lang in campaigns[ids[k]].languages
+    return ok

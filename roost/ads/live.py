@@ -26,40 +26,60 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+import numpy as np
+
 from roost.ads.store import AdStore, LiveState
+
+_UNKNOWN = (False, 0.0, float("nan"))  # a campaign the database does not have: it never enters
+
+
+def summary(state: LiveState) -> tuple[bool, float, float]:
+    """(may it enter: active with budget left, today's spend, daily budget or NaN): what a decision reads."""
+    daily = float("nan") if state.daily_budget_micros is None else float(state.daily_budget_micros)
+    return state.status == "active" and state.has_budget(), float(state.day_spend_micros), daily
 
 
 class LiveStates:
-    """campaign id -> (LiveState, when read); one day's worth, dropped whole when the UTC day turns."""
+    """campaign id -> (LiveState, when read, its summary); one day's worth, dropped whole when the UTC day turns."""
 
     def __init__(self, store: AdStore, max_age_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
         self.store, self.max_age_s, self.clock = store, max_age_s, clock
         self._lock = threading.Lock()
         self._day = ""
-        self._entries: dict[str, tuple[LiveState, float]] = {}
+        self._entries: dict[str, tuple[LiveState, float, tuple[bool, float, float]]] = {}
         self._forgotten = 0  # bumped by forget: a read that overlapped a write is not cached
 
     def get(self, ids: list[str], day: str) -> dict[str, LiveState]:
         """The live state of these campaigns (unknown ids are left out), reading only what is missing or old."""
+        return {cid: entry[0] for cid, entry in self._entries_for(ids, day).items()}
+
+    def arrays(self, ids: list[str], day: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per id: may it enter an auction (bool), today's spend, daily budget (NaN: none), as numpy arrays."""
+        entries = self._entries_for(ids, day)
+        rows = [entries[cid][2] if cid in entries else _UNKNOWN for cid in ids]
+        enters, day_spend, daily = zip(*rows) if rows else ((), (), ())
+        return np.array(enters, bool), np.array(day_spend, np.float64), np.array(daily, np.float64)
+
+    def _entries_for(self, ids: list[str], day: str) -> dict[str, tuple[LiveState, float, tuple[bool, float, float]]]:
         now = self.clock()
         oldest = now - self.max_age_s
         with self._lock:
             if day != self._day:
                 self._day, self._entries = day, {}
             entries, generation = self._entries, self._forgotten
-            found: dict[str, LiveState] = {}
+            found = {}
             missing: list[str] = []
             for cid in ids:
                 entry = entries.get(cid)
                 if entry is not None and entry[1] >= oldest:
-                    found[cid] = entry[0]
+                    found[cid] = entry
                 else:
                     missing.append(cid)
         if missing:
-            fresh = self.store.live_states(missing, day)
+            fresh = {cid: (state, now, summary(state)) for cid, state in self.store.live_states(missing, day).items()}
             with self._lock:
                 if day == self._day and generation == self._forgotten:
-                    self._entries.update((cid, (state, now)) for cid, state in fresh.items())
+                    self._entries.update(fresh)
             found.update(fresh)
         return found
 

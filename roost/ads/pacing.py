@@ -7,8 +7,9 @@ proportion to how far ahead it is; one on or behind schedule always enters.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+
+import numpy as np
 
 DAY_S = 86_400
 
@@ -23,26 +24,25 @@ def participation(
     day_spend_micros: int, daily_budget_micros: int | None, now: float, config: PacingConfig | None = None
 ) -> float:
     """Probability that the campaign enters this auction (1.0 without a daily budget)."""
+    budget = np.nan if daily_budget_micros is None else daily_budget_micros
+    return float(participations(np.array([day_spend_micros], float), np.array([budget], float), now, config)[0])
+
+
+def participations(
+    day_spend_micros: np.ndarray, daily_budget_micros: np.ndarray, now: float, config: PacingConfig | None = None
+) -> np.ndarray:
+    """:func:`participation` of many campaigns at once (``daily_budget_micros`` NaN: no daily budget)."""
     config = config or PacingConfig()
-    if daily_budget_micros is None:
-        return 1.0
-    spent = day_spend_micros / daily_budget_micros
     elapsed = (now % DAY_S) / DAY_S
-    ahead = spent - max(elapsed, config.warmup)
-    if ahead <= 0:
-        return 1.0
-    return max(0.0, 1.0 - ahead / config.tolerance)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ahead = day_spend_micros / daily_budget_micros - max(elapsed, config.warmup)
+    p = np.clip(1.0 - ahead / config.tolerance, 0.0, 1.0)
+    return np.where(np.isnan(ahead) | (ahead <= 0), 1.0, p)
 
 
-def admit(
-    day_spend_micros: int,
-    daily_budget_micros: int | None,
-    now: float,
-    rng: random.Random,
-    config: PacingConfig | None = None,
-) -> bool:
-    p = participation(day_spend_micros, daily_budget_micros, now, config)
-    return p >= 1.0 or rng.random() < p
+def admitted(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Which campaigns enter, each with its participation probability ``p`` (certain at 1)."""
+    return (p >= 1.0) | (rng.random(len(p)) < p)
 
 
 def pacing_state(

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from roost.ads.auction import Bid, run_auction
+from roost.ads.auction import run_auction
 from roost.ads.brand_safety import SafetyProbes
-from roost.ads.catalog import CampaignInfo, Catalog, Creative, words
+from roost.ads.catalog import Catalog, Creative, words
 from roost.ads.clicks import ClickSigner
 from roost.ads.context import UserHistory
-from roost.ads.eligibility import RequestContext, frequency_cap, ineligible_reason
+from roost.ads.eligibility import RequestContext, eligible, frequency_cap
 from roost.ads.embedder import EmbedFn
 from roost.ads.live import LiveStates
-from roost.ads.pacing import PacingConfig, admit
+from roost.ads.pacing import PacingConfig, admitted, participations
 from roost.ads.pctr import FEATURES, CTRModel, smoothed_ctr
 from roost.ads.retrieval import CreativeIndex
 from roost.ads.store import AdStore, Click, Impression, utc_day
@@ -94,11 +94,28 @@ class ServedAd:
 
 
 @dataclass
-class _Candidate:
-    info: CampaignInfo
-    creative: Creative
-    similarity: float | None = None  # None until computed (stays None without an embedding)
-    term_share: float = 0.0  # how much the context's texts are on its topics or name its terms (0..1)
+class _Candidates:
+    """A decision's candidate campaigns as arrays: one entry each, with the creative it would show.
+
+    Why arrays: there are a hundred and more per decision at 100k campaigns, and eligibility, pacing,
+    features, pCTR and the auction each make one numpy pass over them (BENCHMARKS.md, Ads).
+    """
+
+    ids: list[str]
+    rows: np.ndarray  # rows of the catalog's arrays
+    creatives: list[Creative]
+    similarity: np.ndarray  # cosine to the context (0 without an embedding)
+    term_share: np.ndarray  # how much the context's texts are on its topics or name its terms (0..1)
+
+    def subset(self, keep: np.ndarray) -> _Candidates:
+        at = np.flatnonzero(keep).tolist()
+        return _Candidates(
+            [self.ids[k] for k in at],
+            self.rows[at],
+            [self.creatives[k] for k in at],
+            self.similarity[at],
+            self.term_share[at],
+        )
 
 
 @dataclass
@@ -117,28 +134,32 @@ class _Context:
     present: set[str]  # every word of every text (candidate lookup)
     vec: np.ndarray | None  # mean of the texts' unit vectors: its dot with a creative is the mean similarity
     unsafe: float = 0.0  # the highest brand-safety score over the texts
-    on_topic_cache: dict[frozenset[str], list[float]] = field(default_factory=dict)  # topic set -> per-text share
+    on_topic_cache: dict[frozenset[str], np.ndarray] = field(default_factory=dict)  # topic set -> per-text share
 
-    def term_share(self, info: CampaignInfo) -> float:
-        """Mean over the texts of how much each is on the campaign's topics (1 when it names one of its terms).
+    def term_shares(self, catalog: Catalog, ids: list[str], rows: np.ndarray | None = None) -> np.ndarray:
+        """Per campaign: mean over the texts of how much each is on its topics (1 when it names one of its terms).
 
-        Called for every candidate (a hundred and more per decision), so it stays in plain Python: each
-        text's on-topic share is computed once per distinct topic set (:meth:`_on_topic`), not per campaign.
+        Each text's on-topic share is computed once per distinct topic set (campaigns share a handful),
+        then spread over the campaigns with one index; only the term match is a Python loop.
         """
-        if not self.word_sets:
-            return 0.0
-        total = 0.0
-        for ws, p in zip(self.word_sets, self._on_topic(info.topics)):
-            total += 1.0 if Catalog.targets(info, ws) else p
-        return total / len(self.word_sets)
+        if not self.word_sets or not ids:
+            return np.zeros(len(ids))
+        arrays = catalog.arrays
+        rows = np.array([arrays.row[cid] for cid in ids]) if rows is None else rows
+        sets, at = np.unique(arrays.topic_set[rows], return_inverse=True)
+        shares = np.stack([self._on_topic(arrays.topic_sets[k]) for k in sets.tolist()], axis=1)[:, at.reshape(-1)]
+        for t, ws in enumerate(self.word_sets):
+            named = [k for k, cid in enumerate(ids) if Catalog.targets(catalog.campaigns[cid], ws)]
+            shares[t, named] = 1.0
+        return shares.mean(axis=0)
 
-    def _on_topic(self, topics: frozenset[str]) -> list[float]:
+    def _on_topic(self, topics: frozenset[str]) -> np.ndarray:
         """Each text's posterior mass on these topics, capped at 1 (cached: campaigns share topic sets)."""
         shares = self.on_topic_cache.get(topics)
         if shares is None:
             cols = [self.topic_at[t] for t in topics if t in self.topic_at]
             n = len(self.word_sets)
-            shares = np.minimum(1.0, self.topic_mix[:, cols].sum(axis=1)).tolist() if cols else [0.0] * n
+            shares = np.minimum(1.0, self.topic_mix[:, cols].sum(axis=1)) if cols else np.zeros(n)
             self.on_topic_cache[topics] = shares
         return shares
 
@@ -179,6 +200,7 @@ class AdService:
         self.safety = safety
         self.clock = clock
         self.rng = random.Random(seed)
+        self.np_rng = np.random.default_rng(seed)  # pacing's draws, one per throttled candidate
         self._lock = threading.Lock()
         self.catalog = Catalog(store)
         self.live = LiveStates(store, self.config.live_state_max_age_s)
@@ -284,21 +306,13 @@ class AdService:
         topic_mix = np.array([posterior(t) for t in texts]).reshape(len(texts), len(model.topics))
         return _Context(texts, word_sets, topic_mix, topic_at, set().union(*word_sets), vec, unsafe)
 
-    def _random_candidates(self, ctx: _Context) -> dict[str, _Candidate]:
+    def _random_candidates(self, ctx: _Context) -> _Candidates:
         """Run-of-network: a random sample of campaigns, each with a random creative."""
         cat = self.catalog
         ids = self.rng.sample(self._campaign_ids, min(self.config.term_candidates, len(self._campaign_ids)))
-        found = {
-            cid: _Candidate(
-                cat.campaigns[cid],
-                self.rng.choice(cat.campaigns[cid].creatives),
-                term_share=ctx.term_share(cat.campaigns[cid]),
-            )
-            for cid in ids
-        }
-        return self._with_similarity(found, ctx.vec)
+        return self._gathered(ctx, {cid: (self.rng.choice(cat.campaigns[cid].creatives), None) for cid in ids})
 
-    def _candidates(self, ctx: _Context) -> dict[str, _Candidate]:
+    def _candidates(self, ctx: _Context) -> _Candidates:
         """Candidate campaigns, each with one creative, its similarity and its term share.
 
         Both features are filled in whatever the retrieval, so every policy logs the same features.
@@ -306,10 +320,11 @@ class AdService:
         cfg, cat = self.config, self.catalog
         if cfg.retrieval == "random":
             return self._random_candidates(ctx)
-        found: dict[str, _Candidate] = {}
-        for cid in cat.match_terms(list(ctx.present), cfg.term_candidates):
-            info = cat.campaigns[cid]
-            found[cid] = _Candidate(info, info.creatives[0], term_share=ctx.term_share(info))
+        # campaign id -> (creative, its similarity or None until computed)
+        found = {
+            cid: (cat.campaigns[cid].creatives[0], None)
+            for cid in cat.match_terms(list(ctx.present), cfg.term_candidates)
+        }
         if cfg.retrieval == "model":
             self._topic_candidates(ctx, found)
         if cfg.retrieval == "model" and ctx.vec is not None:
@@ -317,23 +332,16 @@ class AdService:
                 creative = cat.creatives.get(creative_id)
                 if creative is None:
                     continue
-                cand = found.get(creative.campaign_id)
-                if cand is None:
-                    info = cat.campaigns[creative.campaign_id]
-                    found[info.id] = _Candidate(info, creative, sim, term_share=ctx.term_share(info))
-                elif cand.similarity is None or sim > cand.similarity:
-                    cand.creative, cand.similarity = creative, sim
-        found = self._with_similarity(found, ctx.vec)
+                had = found.get(creative.campaign_id)
+                if had is None or had[1] is None or sim > had[1]:
+                    found[creative.campaign_id] = (creative, sim)
+        cands = self._gathered(ctx, found)
         floor = self._min_similarity
         if cfg.retrieval == "model" and floor is not None:
-            found = {
-                cid: c
-                for cid, c in found.items()
-                if c.term_share >= cfg.min_topic_weight or (c.similarity or 0.0) >= floor
-            }
-        return found
+            cands = cands.subset((cands.term_share >= cfg.min_topic_weight) | (cands.similarity >= floor))
+        return cands
 
-    def _topic_candidates(self, ctx: _Context, found: dict[str, _Candidate]) -> None:
+    def _topic_candidates(self, ctx: _Context, found: dict[str, tuple[Creative, float | None]]) -> None:
         """Add the highest bidders of the topics the context is most about (up to ``term_candidates`` in all)."""
         cat, limit = self.catalog, self.config.term_candidates
         weights = ctx.topic_weights()
@@ -344,25 +352,31 @@ class AdService:
                 if len(found) >= limit:
                     return
                 if cid not in found:
-                    info = cat.campaigns[cid]
-                    found[cid] = _Candidate(info, info.creatives[0], term_share=ctx.term_share(info))
+                    found[cid] = (cat.campaigns[cid].creatives[0], None)
 
-    def _with_similarity(self, found: dict[str, _Candidate], vec: np.ndarray | None) -> dict[str, _Candidate]:
-        """Fill in similarity whatever the retrieval (one matrix product), so every policy logs the same features.
+    def _gathered(self, ctx: _Context, found: dict[str, tuple[Creative, float | None]]) -> _Candidates:
+        """The found campaigns as arrays, with term shares, and similarity filled in (one matrix product).
 
-        A keyword match shows its creative most similar to the context.
+        Similarity is filled in whatever the retrieval, so every policy logs the same features. A keyword
+        or topic match shows its creative most similar to the context.
         """
-        todo = [c for c in found.values() if c.similarity is None]
-        if vec is None or not todo:
-            return found
-        options = [c.info.creatives if c.term_share else [c.creative] for c in todo]
-        sims = self.index.similarity(vec, [cr.id for opts in options for cr in opts]).tolist()
-        at = 0
-        for cand, opts in zip(todo, options):
-            best = max(range(len(opts)), key=lambda i: sims[at + i])
-            cand.creative, cand.similarity = opts[best], sims[at + best]
-            at += len(opts)
-        return found
+        ids = list(found)
+        arrays = self.catalog.arrays
+        rows = np.array([arrays.row[cid] for cid in ids], np.int64)
+        creatives = [creative for creative, _ in found.values()]
+        shares = ctx.term_shares(self.catalog, ids, rows)
+        sims = np.array([0.0 if sim is None else sim for _, sim in found.values()])
+        todo = [k for k, (_, sim) in enumerate(found.values()) if sim is None]
+        if ctx.vec is not None and todo:
+            campaigns = self.catalog.campaigns
+            options = [campaigns[ids[k]].creatives if shares[k] else [creatives[k]] for k in todo]
+            scored = self.index.similarity(ctx.vec, [cr.id for opts in options for cr in opts]).tolist()
+            at = 0
+            for k, opts in zip(todo, options):
+                best = max(range(len(opts)), key=lambda i: scored[at + i])
+                creatives[k], sims[k] = opts[best], scored[at + best]
+                at += len(opts)
+        return _Candidates(ids, rows, creatives, sims, shares)
 
     def serve(self, req: AdRequest) -> list[ServedAd]:
         cfg = self.config
@@ -386,25 +400,29 @@ class AdService:
         cands = self._candidates(context)
         placed = self._auction(cands, ctx, req.slots, 0, activity)
         if cfg.fill and len(placed) < req.slots:
-            extra = {cid: c for cid, c in self._random_candidates(context).items() if cid not in cands}
+            extra = self._random_candidates(context)
+            taken = set(cands.ids)
+            extra = extra.subset(np.array([cid not in taken for cid in extra.ids], bool))
             placed += self._auction(extra, ctx, req.slots - len(placed), len(placed), activity)
-        impressions = []
-        for cand, position, price in placed:
-            feats = self._features(cand, position, activity)
-            p = float(self.ctr.predict(np.array(feats))[0]) if cfg.use_pctr else self.ctr.base_rate
-            impressions.append(
-                Impression(
-                    cand.info.id,
-                    cand.creative.id,
-                    req.user_id,
-                    position,
-                    price,
-                    p,
-                    dict(zip(FEATURES, feats)),
-                    now,
-                    frequency_cap=frequency_cap(cand.info, cfg.default_frequency_cap),
-                )
+        if not placed:
+            return []
+        # logged with the slot each ad won (the auction predicted them all at the first slot)
+        feats = np.array([features for *_, features in placed])
+        pctr = self.ctr.predict(feats).tolist() if cfg.use_pctr else [self.ctr.base_rate] * len(placed)
+        impressions = [
+            Impression(
+                cid,
+                creative.id,
+                req.user_id,
+                position,
+                price,
+                p,
+                dict(zip(FEATURES, features)),
+                now,
+                frequency_cap=frequency_cap(self.catalog.campaigns[cid], cfg.default_frequency_cap),
             )
+            for (cid, creative, position, price, features), p in zip(placed, pctr)
+        ]
         kept = self.store.record_impressions(impressions)
         # what this write changed (a CPM charge) or found changed (an ad dropped): read it again next time
         kept_ids = {id(imp) for imp in kept}
@@ -440,29 +458,54 @@ class AdService:
         ]
 
     def _auction(
-        self, cands: dict[str, _Candidate], ctx: RequestContext, slots: int, first_position: int, activity: int
-    ) -> list[tuple[_Candidate, int, int]]:
-        """Eligibility and pacing, then pCTR and GSP: (candidate, position, price) for the winners."""
-        cfg = self.config
-        states = self.live.get(list(cands), utc_day(ctx.now))
-        live = []
-        for cid, cand in cands.items():
-            state = states.get(cid)
-            if ineligible_reason(
-                cand.info, state, ctx, cfg.default_safety_threshold, cfg.default_frequency_cap
-            ) is None and admit(state.day_spend_micros, state.daily_budget_micros, ctx.now, self.rng, cfg.pacing):
-                live.append(cand)
-        if not live:
-            return []
-        raw = np.array([self._features(c, first_position, activity) for c in live], dtype=np.float64)
-        pctr = self.ctr.predict(raw) if cfg.use_pctr else np.full(len(live), self.ctr.base_rate)
-        bids = [Bid(i, c.info.bid_type, c.info.bid_micros, float(p)) for i, (c, p) in enumerate(zip(live, pctr))]
-        wins = run_auction(bids, slots, cfg.reserve_cpm_micros / 1000)
-        return [(live[w.bid.key], first_position + w.position, w.price_micros) for w in wins]
+        self, cands: _Candidates, ctx: RequestContext, slots: int, first_position: int, activity: int
+    ) -> list[tuple[str, Creative, int, int, list[float]]]:
+        """Eligibility and pacing, then pCTR and GSP, in numpy over the candidates.
 
-    def _features(self, cand: _Candidate, position: int, activity: int) -> list[float]:
-        imps, clicks = self.counts.get(cand.info.id, (0, 0))
-        return [cand.similarity or 0.0, cand.term_share, float(position), smoothed_ctr(imps, clicks), float(activity)]
+        Returns (campaign id, creative, position, price, logged features) for the winners.
+        """
+        cfg = self.config
+        if not cands.ids:
+            return []
+        enters, day_spend, daily_budget = self.live.arrays(cands.ids, utc_day(ctx.now))
+        ok = eligible(
+            self.catalog.arrays,
+            self.catalog.campaigns,
+            cands.ids,
+            cands.rows,
+            enters,
+            ctx,
+            cfg.default_safety_threshold,
+            cfg.default_frequency_cap,
+        )
+        ok &= admitted(participations(day_spend, daily_budget, ctx.now, cfg.pacing), self.np_rng)
+        live = cands.subset(ok)
+        if not live.ids:
+            return []
+        counts = np.array([self.counts.get(cid, (0, 0)) for cid in live.ids], np.float64).reshape(-1, 2)
+        n = len(live.ids)
+        raw = np.column_stack(
+            [
+                live.similarity,
+                live.term_share,
+                np.full(n, float(first_position)),
+                smoothed_ctr(counts[:, 0], counts[:, 1]),
+                np.full(n, float(activity)),
+            ]
+        )
+        pctr = self.ctr.predict(raw) if cfg.use_pctr else np.full(n, self.ctr.base_rate)
+        arrays = self.catalog.arrays
+        wins = run_auction(
+            arrays.bid_micros[live.rows], arrays.cpc[live.rows], pctr, slots, cfg.reserve_cpm_micros / 1000
+        )
+        placed = []
+        for w in wins:
+            features = raw[w.index].tolist()
+            features[2] = float(first_position + w.position)  # the slot it won, as logged and predicted
+            placed.append(
+                (live.ids[w.index], live.creatives[w.index], first_position + w.position, w.price_micros, features)
+            )
+        return placed
 
     def click(self, token: str) -> Click | None:
         """Verify a click token (BadToken if forged or expired) and record the click once."""
