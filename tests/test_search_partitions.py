@@ -25,7 +25,7 @@ from roost.search.dfs import FIELDNORMS, fieldnorm, merge
 from roost.search.docstore import Filters, Post
 from roost.search.embed import load_search_model
 from roost.search.engine import SearchIndex, SearchRequest
-from roost.search.front import PartitionedIndex
+from roost.search.front import FrontConfig, PartitionedIndex
 from roost.search.lexical import LexicalIndex
 from roost.search.partition import build_partitioned_index, part_dir, partition_of
 from roost.search.replica import LocalPartition
@@ -103,28 +103,79 @@ def _flatten(explanation: str) -> list[str]:
     return out
 
 
+class CountingPartition(LocalPartition):
+    """A partition in this process that counts the first rounds (term counts asked for) it answers."""
+
+    asked = 0
+
+    def term_stats(self, terms):
+        CountingPartition.asked += 1
+        return super().term_stats(terms)
+
+
 @pytest.mark.parametrize("parts", [1, 2, 3])
 def test_partitions_answer_as_one_index(tmp_path, model_root, one, parts):
     one, model = one
     part_ws = workspace_with_index(model_root, tmp_path / "parts", parts)
-    replicas = [[LocalPartition(SearchIndex(part_dir(Workspace(part_ws).index, i), model))] for i in range(parts)]
-    front = PartitionedIndex(replicas, model)
-    sizes = [r[0].index.docs.count() for r in replicas]
+    indexes = [SearchIndex(part_dir(Workspace(part_ws).index, i), model) for i in range(parts)]
+    replicas = [[CountingPartition(ix)] for ix in indexes]
+    sizes = [ix.docs.count() for ix in indexes]
     assert sum(sizes) == one.docs.count() == 150 and (parts == 1 or min(sizes) > 0)
     filters = [Filters(), Filters(author="u1"), Filters(hashtag="foodie")]
-    for mode in ("lexical", "semantic", "hybrid"):
-        for q in QUERIES:
-            for f in filters:
-                want = one.search(SearchRequest(q=q, k=10, mode=mode, filters=f))
-                got = front.search_partial(SearchRequest(q=q, k=10, mode=mode, filters=f))
-                assert not got.partial
-                assert [h.post.id for h in got.hits] == [h.post.id for h in want], (mode, q, f)
-                assert [h.score for h in got.hits] == pytest.approx([h.score for h in want], rel=1e-4)
+    # the front's term table holds every partition's whole dictionary (one round a query), or only each
+    # partition's 5 most frequent terms (most queries ask the partitions for their counts first)
+    for limit in (100_000, 5):
+        front = PartitionedIndex(replicas, model, config=FrontConfig(vocabulary_limit=limit))
+        CountingPartition.asked = 0
+        for mode in ("lexical", "semantic", "hybrid"):
+            for q in QUERIES:
+                for f in filters:
+                    want = one.search(SearchRequest(q=q, k=10, mode=mode, filters=f))
+                    got = front.search_partial(SearchRequest(q=q, k=10, mode=mode, filters=f))
+                    assert not got.partial
+                    assert [h.post.id for h in got.hits] == [h.post.id for h in want], (limit, mode, q, f)
+                    assert [h.score for h in got.hits] == pytest.approx([h.score for h in want], rel=1e-4)
+        if limit > 1000:
+            assert CountingPartition.asked == 0  # the table knew every term
+        else:
+            assert 0 < CountingPartition.asked <= parts * len(QUERIES)  # asked once a query, then kept
     # the sums of the partitions' counts are the one index's counts
     terms = LexicalIndex.query_terms("pasta garlic keeper")
     total, single = merge([r[0].term_stats(terms) for r in replicas]), one.lexical.term_stats(terms)
     assert total.docs == single.docs and total.df == single.df
     assert total.tokens["body"] == pytest.approx(single.tokens["body"], rel=1e-5)
+
+
+def test_term_table_follows_writes(tmp_path, model_root, one):
+    """Posts added through the front add their counts to its table; a delete makes it ask until reloaded."""
+    _, model = one
+    part_ws = workspace_with_index(model_root, tmp_path / "parts", 2)
+    replicas = [[CountingPartition(SearchIndex(part_dir(Workspace(part_ws).index, i), model))] for i in range(2)]
+    front = PartitionedIndex(replicas, model)
+    terms = LexicalIndex.query_terms("quokka pasta garlic numbat")
+
+    def summed():
+        return merge([r[0].term_stats(terms) for r in replicas])
+
+    before = front._terms.lookup(terms)
+    assert before is not None and before.df["body"]["quokka"] == 0 and before.df == summed().df
+    new = [
+        Post(id=f"w{i}", text=f"quokka pasta {'numbat ' * i}garlic", author_id="u9", created_at=1e9) for i in range(4)
+    ]
+    front.add(new)
+    after, want = front._terms.lookup(terms), summed()
+    assert after.docs == want.docs == before.docs + 4 and after.df == want.df and after.df["body"]["quokka"] == 4
+    assert after.tokens["body"] == pytest.approx(want.tokens["body"], rel=1e-6)
+    CountingPartition.asked = 0
+    assert [h.post.id for h in front.search(SearchRequest(q="numbat", k=3, mode="lexical"))] == ["w3", "w2", "w1"]
+    assert CountingPartition.asked == 0
+    assert front.delete("w3")
+    assert front._terms.lookup(terms) is None  # tantivy's counts change when it merges: ask, until reloaded
+    assert [h.post.id for h in front.search(SearchRequest(q="numbat", k=3, mode="lexical"))] == ["w2", "w1"]
+    assert CountingPartition.asked == 2
+    front._terms.reload()
+    assert front._terms.lookup(terms).df == summed().df
+    front.close()
 
 
 # ---- real processes ---------------------------------------------------------------------------------------

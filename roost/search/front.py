@@ -1,8 +1,10 @@
 """The front of a partitioned index: fan a query out to every partition, merge, rank once.
 
-A query takes two rounds, as Elasticsearch's DFS query-then-fetch does: first every
-partition's counts of the query's terms (summed, :mod:`roost.search.dfs`), then
-every partition's candidates scored with the sums. The front embeds the query once,
+Lexical scores use the sums of every partition's term counts (:mod:`roost.search.dfs`),
+as Elasticsearch's DFS query-then-fetch does. The front keeps those sums in a table
+(:mod:`roost.search.term_table`), so a query normally takes one round: every
+partition's candidates scored with the sums; a query with a term the table does not
+know first asks every partition for its counts. The front embeds the query once,
 merges the candidate lists and ranks them with the same code as one index
 (:func:`roost.search.engine.rank`), so N partitions answer as one index would.
 
@@ -21,7 +23,6 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,14 @@ from typing import Protocol
 
 import numpy as np
 
-from roost.search.dfs import FIELDS, TermStats, merge
+from roost.search.dfs import TermStats, merge
 from roost.search.docstore import Post
 from roost.search.engine import Candidates, Hit, QueryError, SearchAnswer, SearchModel, SearchRequest, rank
 from roost.search.lexical import LexicalIndex
 from roost.search.partition import partition_of
 from roost.search.ranking import RankingConfig
 from roost.search.replica import PartitionError
+from roost.search.term_table import TermTable, Vocabulary
 from roost.search.wire import post_from_dict, post_to_dict
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,8 @@ class Partition(Protocol):
     """One replica of one partition, in this process (:class:`SearchIndex`) or over HTTP."""
 
     def term_stats(self, terms: list[str]) -> TermStats: ...
+
+    def vocabulary(self, limit: int) -> Vocabulary: ...
 
     def candidates(self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None) -> Candidates: ...
 
@@ -60,43 +64,8 @@ class Partition(Protocol):
 @dataclass
 class FrontConfig:
     deadline_s: float = 2.0  # per round of a query: partitions not back by then are left out (partial answer)
-    stats_ttl_s: float = 10.0  # summed term counts are reused this long, or until a write through this front
-
-
-class StatsCache:
-    """The summed term counts of earlier queries, so a query whose terms were all seen skips the first round.
-
-    Writes through this front clear it, so one front's answers stay those of one index; with several fronts
-    (or a partition rebuilt behind the front's back) the counts may be ``ttl_s`` old."""
-
-    def __init__(self, ttl_s: float):
-        self.ttl_s = ttl_s
-        self._lock = threading.Lock()
-        self.clear()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._base: TermStats | None = None  # documents and tokens
-            self._df: dict[tuple[str, str], int] = {}
-            self._since = time.monotonic()
-
-    def lookup(self, terms: list[str]) -> tuple[TermStats | None, list[str]]:
-        """(the counts when every term is known, else None; the unknown terms)."""
-        if time.monotonic() - self._since > self.ttl_s:
-            self.clear()
-        with self._lock:
-            unknown = [t for t in terms if (FIELDS[0], t) not in self._df]
-            if self._base is None or unknown:
-                return None, unknown or terms
-            df = {f: {t: self._df[(f, t)] for t in terms} for f in FIELDS}
-            return TermStats(self._base.docs, dict(self._base.tokens), df), []
-
-    def store(self, stats: TermStats) -> None:
-        with self._lock:
-            self._base = stats
-            for f, terms in stats.df.items():
-                for t, n in terms.items():
-                    self._df[(f, t)] = n
+    stats_ttl_s: float = 30.0  # the term table is reloaded this often (other fronts' writes reach it then)
+    vocabulary_limit: int = 100_000  # terms per field and partition in the table; rarer ones are asked for
 
 
 class WriteLog:
@@ -152,13 +121,14 @@ class PartitionedIndex:
         self._stale: set[tuple[int, int]] = set()  # (partition, replica) that missed writes: no reads until replayed
         self._turn = itertools.count()
         self._pool = ThreadPoolExecutor(max_workers=4 * len(partitions), thread_name_prefix="fanout")
-        self._stats = StatsCache(self.config.stats_ttl_s)
+        self._terms = TermTable(self._vocabularies, self.config.stats_ttl_s)
         self._write_lock = threading.RLock()  # writes and replays, one at a time, in the log's order
         if self.log is not None:
             for i, replicas in enumerate(partitions):
                 for r in range(len(replicas)):
                     self._stale.add((i, r))
                     self._catch_up(i, r)
+        self._terms.reload()  # at most deadline_s; a partition down now leaves the table to a later load
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -180,13 +150,12 @@ class PartitionedIndex:
         stats, missing = None, set()
         if req.mode in ("lexical", "hybrid"):
             terms = LexicalIndex.query_terms(req.q)
-            stats, unknown = self._stats.lookup(terms)
-            if stats is None:
-                parts, missing = self._fan_out(lambda p: p.term_stats(unknown))
+            stats = self._terms.lookup(terms)
+            if stats is None:  # a term the table does not know: ask every partition first
+                parts, missing = self._fan_out(lambda p: p.term_stats(terms))
                 stats = merge(list(parts.values()))
                 if not missing:  # a sum without every partition is this query's only
-                    self._stats.store(stats)
-                    stats = self._stats.lookup(terms)[0]
+                    self._terms.store(stats)
         found, late = self._fan_out(lambda p: p.candidates(req, qvec, stats))
         missing |= late
         return SearchAnswer(rank(req, self._merge(found, req), self.ranking, self.model), sorted(missing))
@@ -213,6 +182,11 @@ class PartitionedIndex:
             max((c.newest for c in found.values()), default=0.0),
             quality,
         )
+
+    def _vocabularies(self) -> list[Vocabulary] | None:
+        """Every partition's most frequent terms, for the term table; None when one did not answer."""
+        found, missing = self._fan_out(lambda p: p.vocabulary(self.config.vocabulary_limit))
+        return None if missing else [found[i] for i in range(len(self.partitions))]
 
     def _fan_out(self, call) -> tuple[dict[int, object], set[int]]:
         """``call(replica)`` on one replica of every partition at once; (answers by partition, missing)."""
@@ -279,7 +253,6 @@ class PartitionedIndex:
     def _write(self, i: int, op: str, payload: dict) -> dict:
         """Apply a write on every replica of partition ``i``; acknowledged when one of them applied it."""
         with self._write_lock:  # one write at a time keeps the log's order the order replicas apply
-            self._stats.clear()
             seq = self.log.append(i, op, payload) if self.log is not None else None
             result, errors = None, []
             for r, replica in enumerate(self.partitions[i]):
@@ -294,7 +267,12 @@ class PartitionedIndex:
                     if self.log is not None:  # it catches up from the log; without one it would just miss it
                         self._stale.add((i, r))
             if result is None:
+                self._terms.invalidate()  # some replica may have applied it before failing
                 raise PartitionError(f"partition {i} applied no replica of the write: " + "; ".join(errors))
+            if op == "add" and result.get("stats") is not None:
+                self._terms.added(TermStats.from_dict(result["stats"]))
+            elif not result.get("repeat"):
+                self._terms.invalidate()  # a delete: tantivy's counts change when its segment is merged
             return result
 
     def _catch_up(self, i: int, r: int, upto: int | None = None) -> bool:
@@ -308,7 +286,7 @@ class PartitionedIndex:
                     if upto is not None and seq >= upto:
                         break
                     replica.apply(seq, op, payload)
-                    self._stats.clear()
+                    self._terms.invalidate()
             except PartitionError as e:
                 log.info("search: partition %d replica %d still behind: %s", i, r, e)
                 return False

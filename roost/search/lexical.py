@@ -164,13 +164,19 @@ class LexicalIndex:
     def term_stats(self, terms: list[str]) -> TermStats:
         """This index's counts for BM25 of ``terms``, to be summed over partitions (:func:`dfs.merge`)."""
         searcher = self._searcher
+        return self._with_sizes({f: {t: searcher.doc_freq(f, t) for t in terms} for f in FIELDS})
+
+    def vocabulary(self, limit: int) -> tuple[TermStats, bool]:
+        """The counts of this index's ``limit`` most frequent terms per field (tantivy lists a field's
+        dictionary by document frequency), and True when that is every term it holds."""
+        searcher = self._searcher
+        df = {f: dict(searcher.terms_with_prefix(f, "", limit=limit)) for f in FIELDS}
+        return self._with_sizes(df), all(len(terms) < limit for terms in df.values())
+
+    def _with_sizes(self, df: dict[str, dict[str, int]]) -> TermStats:
         sizes = self._field_sizes()
         docs = max((n for n, _ in sizes.values()), default=0)
-        return TermStats(
-            docs=docs,
-            tokens={f: tokens for f, (_, tokens) in sizes.items()},
-            df={f: {t: searcher.doc_freq(f, t) for t in terms} for f in FIELDS},
-        )
+        return TermStats(docs=docs, tokens={f: tokens for f, (_, tokens) in sizes.items()}, df=df)
 
     def _field_sizes(self) -> dict[str, tuple[int, float]]:
         """Per field: the documents and tokens tantivy's BM25 counts (deleted documents too, until merged).

@@ -30,6 +30,8 @@ from roost.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
+MAX_VOCABULARY = 10_000_000  # terms per field a front may ask for at once
+
 
 @dataclass
 class PartitionConfig:
@@ -109,6 +111,14 @@ def create_partition_app(config: PartitionConfig) -> FastAPI:
         if not isinstance(terms, list) or len(terms) > MAX_QUERY_TERMS or not all(isinstance(t, str) for t in terms):
             raise APIError(400, f"terms: a list of at most {MAX_QUERY_TERMS} strings", param="terms")
         return _answer(_partition(request).term_stats(terms).to_dict())
+
+    @app.post("/partition/vocabulary", dependencies=deps)
+    async def vocabulary(request: Request) -> Response:
+        limit = (await _json(request)).get("limit")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_VOCABULARY:
+            raise APIError(400, f"limit: an integer from 1 to {MAX_VOCABULARY:,}", param="limit")
+        found = await run_in_threadpool(_partition(request).vocabulary, limit)
+        return _answer(found.to_dict())
 
     @app.post("/partition/candidates", dependencies=deps)
     async def candidates(request: Request) -> Response:
