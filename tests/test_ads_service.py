@@ -204,3 +204,23 @@ def test_the_saved_creative_index_is_reused_and_rebuilt_when_the_db_changes(tmp_
     svc = open_service(ws, embedder="hashing")
     assert saved.stat().st_mtime_ns != stamp
     assert served(svc, query="espresso beans") == ["coffee"]
+
+
+def test_targeting_over_arrays_needs_every_word_of_a_term(tmp_path):
+    """The catalog's array match (one gather over candidates' term ids) is the keyword rule: all words of a term."""
+    from roost.ads.catalog import Catalog
+
+    store = AdStore(tmp_path / "ads.db", synchronous="NORMAL")
+    store.add_campaigns(
+        [
+            spec("pc", "x", ["gaming pc", "console"]),
+            spec("chairs", "x", ["gaming chair"], targeting={"keywords": ["gaming chair"], "topics": ["furniture"]}),
+            spec("tea", "x", ["green tea", "matcha", "oolong tea"]),
+        ]
+    )
+    arrays = Catalog(store).arrays
+    rows = np.array([arrays.row[c] for c in ("tea", "pc", "chairs", "pc")])
+    assert arrays.targeted(rows, {"gaming", "pc"}).tolist() == [False, True, False, True]
+    assert arrays.targeted(rows, {"gaming", "tea"}).tolist() == [False, False, False, False]  # no whole term
+    assert arrays.targeted(rows, {"furniture", "oolong", "tea"}).tolist() == [True, False, True, False]
+    assert arrays.targeted(rows[:0], {"pc"}).tolist() == []

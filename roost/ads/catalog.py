@@ -81,11 +81,20 @@ class CampaignArrays:
     has_languages: np.ndarray  # language targeting is checked in Python, for these few only
     topic_set: np.ndarray  # index into topic_sets: campaigns share a handful of topic sets
     topic_sets: list[frozenset[str]]
+    term_ptr: np.ndarray  # campaign row r's terms are term_ids[term_ptr[r]:term_ptr[r + 1]]
+    term_ids: np.ndarray
+    terms_by_word: dict[str, list[tuple[tuple[str, ...], int]]]  # first word -> (term, term id)
+    term_count: int
 
     @classmethod
     def of(cls, campaigns: list[CampaignInfo]) -> CampaignArrays:
         nan = float("nan")
         sets: dict[frozenset[str], int] = {}
+        term_of: dict[tuple[str, ...], int] = {}
+        ids = [[term_of.setdefault(t, len(term_of)) for t in c.terms] for c in campaigns]
+        by_word: dict[str, list[tuple[tuple[str, ...], int]]] = defaultdict(list)
+        for term, i in term_of.items():
+            by_word[term[0]].append((term, i))
         return cls(
             ids=[c.id for c in campaigns],
             row={c.id: i for i, c in enumerate(campaigns)},
@@ -101,7 +110,27 @@ class CampaignArrays:
             has_languages=np.array([bool(c.languages) for c in campaigns], bool),
             topic_set=np.array([sets.setdefault(c.topics, len(sets)) for c in campaigns], np.int64),
             topic_sets=list(sets),
+            term_ptr=np.cumsum([0] + [len(t) for t in ids]),
+            term_ids=np.array([i for t in ids for i in t], np.int64),
+            terms_by_word=dict(by_word),
+            term_count=len(term_of),
         )
+
+    def targeted(self, rows: np.ndarray, present: frozenset[str] | set[str]) -> np.ndarray:
+        """Per row: does one of the campaign's keywords or topics occur in these words?
+
+        The terms the words complete are found first (a few dict lookups), then each candidate's term ids
+        are looked up in one gather: no Python per candidate.
+        """
+        hit = np.zeros(self.term_count, bool)
+        hit[
+            [i for w in present for term, i in self.terms_by_word.get(w, ()) if all(x in present for x in term[1:])]
+        ] = True
+        starts = self.term_ptr[rows]
+        lens = self.term_ptr[rows + 1] - starts
+        at = np.arange(int(lens.sum())) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        owner = np.repeat(np.arange(len(rows)), lens)
+        return np.bincount(owner[hit[self.term_ids[at]]], minlength=len(rows)) > 0
 
 
 def _ts(value: str | None) -> float | None:
@@ -190,20 +219,6 @@ class Catalog:
             for term, topic in self._topic_terms.get(word, ())
             if all(w in present for w in term[1:])
         }
-
-    @staticmethod
-    def targets(info: CampaignInfo, present: set[str]) -> bool:
-        """Does one of the campaign's keywords or topics occur in these context words?
-
-        Plain loops: this runs for every candidate of every decision, and generator expressions cost
-        several times as much in CPython."""
-        for term in info.terms:
-            for w in term:
-                if w not in present:
-                    break
-            else:
-                return True
-        return False
 
     def match_terms(self, context_words: list[str], limit: int) -> set[str]:
         """Campaigns with a keyword or topic whose words all occur in the context (at most ``limit``).

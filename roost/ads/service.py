@@ -140,7 +140,7 @@ class _Context:
         """Per campaign: mean over the texts of how much each is on its topics (1 when it names one of its terms).
 
         Each text's on-topic share is computed once per distinct topic set (campaigns share a handful),
-        then spread over the campaigns with one index; only the term match is a Python loop.
+        then spread over the campaigns with one index, and the texts naming a campaign's term count 1.
         """
         if not self.word_sets or not ids:
             return np.zeros(len(ids))
@@ -149,8 +149,7 @@ class _Context:
         sets, at = np.unique(arrays.topic_set[rows], return_inverse=True)
         shares = np.stack([self._on_topic(arrays.topic_sets[k]) for k in sets.tolist()], axis=1)[:, at.reshape(-1)]
         for t, ws in enumerate(self.word_sets):
-            named = [k for k, cid in enumerate(ids) if Catalog.targets(catalog.campaigns[cid], ws)]
-            shares[t, named] = 1.0
+            shares[t, arrays.targeted(rows, ws)] = 1.0
         return shares.mean(axis=0)
 
     def _on_topic(self, topics: frozenset[str]) -> np.ndarray:
