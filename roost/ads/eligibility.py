@@ -1,10 +1,11 @@
 """May these campaigns be shown in this context now? One numpy pass over a decision's candidates.
 
-A candidate is refused when it is already on the page, unknown to the database,
-paused or out of budget (``enters`` False: :func:`roost.ads.live.summary`), not started or
-ended, outside its scheduled hours, at its frequency cap for this user today,
-targeting other languages, or when the context's brand-safety score is above its
-threshold.
+A candidate is refused when it is already on the page, not started or ended,
+outside its scheduled hours, at its frequency cap for this user today, targeting
+other languages, or when the context's brand-safety score is above its
+threshold: what the catalog knows. Whether it is unknown to the database, paused
+or out of budget is its live state (:func:`roost.ads.live.summary`), read only
+for the candidates the auction reaches (:meth:`roost.ads.service.AdService._auction`).
 """
 
 from __future__ import annotations
@@ -37,13 +38,12 @@ def eligible(
     campaigns: dict[str, CampaignInfo],
     ids: list[str],
     rows: np.ndarray,
-    enters: np.ndarray,
     ctx: RequestContext,
     default_safety_threshold: float,
     default_frequency_cap: int | None = None,
 ) -> np.ndarray:
-    """True where campaign ``ids[k]`` (catalog row ``rows[k]``, live ``enters[k]``) may be shown."""
-    ok = enters & (arrays.start[rows] <= ctx.now) & (ctx.now < arrays.end[rows])
+    """True where campaign ``ids[k]`` (catalog row ``rows[k]``) may be shown, as far as the catalog knows."""
+    ok = (arrays.start[rows] <= ctx.now) & (ctx.now < arrays.end[rows])
     ok &= (arrays.hours[rows] >> time.gmtime(ctx.now).tm_hour) & 1 == 1
     threshold = arrays.safety_threshold[rows]
     ok &= ~(ctx.unsafe_score > np.where(np.isnan(threshold), default_safety_threshold, threshold))

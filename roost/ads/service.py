@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from roost.ads.auction import run_auction
+from roost.ads.auction import run_auction, scores
 from roost.ads.brand_safety import SafetyProbes
+from roost.ads.candidates import Candidates, Context
 from roost.ads.catalog import Catalog, Creative, words
 from roost.ads.clicks import ClickSigner
 from roost.ads.context import UserHistory
@@ -91,81 +92,6 @@ class ServedAd:
     pctr: float
     why: dict = field(default_factory=dict)  # "why this ad": the logged features and the targeting terms matched
     bid_type: str = "cpc"  # what price_micros buys: a click (cpc) or 1,000 impressions (cpm)
-
-
-@dataclass
-class _Candidates:
-    """A decision's candidate campaigns as arrays: one entry each, with the creative it would show.
-
-    Why arrays: there are a hundred and more per decision at 100k campaigns, and eligibility, pacing,
-    features, pCTR and the auction each make one numpy pass over them (BENCHMARKS.md, Ads).
-    """
-
-    ids: list[str]
-    rows: np.ndarray  # rows of the catalog's arrays
-    creatives: list[Creative]
-    similarity: np.ndarray  # cosine to the context (0 without an embedding)
-    term_share: np.ndarray  # how much the context's texts are on its topics or name its terms (0..1)
-
-    def subset(self, keep: np.ndarray) -> _Candidates:
-        at = np.flatnonzero(keep).tolist()
-        return _Candidates(
-            [self.ids[k] for k in at],
-            self.rows[at],
-            [self.creatives[k] for k in at],
-            self.similarity[at],
-            self.term_share[at],
-        )
-
-
-@dataclass
-class _Context:
-    """The request's context texts, each kept apart.
-
-    A user's recent posts are scored one by one and averaged: the share of them on
-    a campaign's topic estimates how much the user cares about it (the user's
-    interest), where one joined text only says whether the topic came up at all.
-    """
-
-    texts: list[str]
-    word_sets: list[frozenset[str]]
-    topic_mix: np.ndarray  # (texts, topics): each text's topic posterior (TopicModel)
-    topic_at: dict[str, int]  # topic -> column of topic_mix
-    present: set[str]  # every word of every text (candidate lookup)
-    vec: np.ndarray | None  # mean of the texts' unit vectors: its dot with a creative is the mean similarity
-    unsafe: float = 0.0  # the highest brand-safety score over the texts
-    on_topic_cache: dict[frozenset[str], np.ndarray] = field(default_factory=dict)  # topic set -> per-text share
-
-    def term_shares(self, catalog: Catalog, ids: list[str], rows: np.ndarray | None = None) -> np.ndarray:
-        """Per campaign: mean over the texts of how much each is on its topics (1 when it names one of its terms).
-
-        Each text's on-topic share is computed once per distinct topic set (campaigns share a handful),
-        then spread over the campaigns with one index, and the texts naming a campaign's term count 1.
-        """
-        if not self.word_sets or not ids:
-            return np.zeros(len(ids))
-        arrays = catalog.arrays
-        rows = np.array([arrays.row[cid] for cid in ids]) if rows is None else rows
-        sets, at = np.unique(arrays.topic_set[rows], return_inverse=True)
-        shares = np.stack([self._on_topic(arrays.topic_sets[k]) for k in sets.tolist()], axis=1)[:, at.reshape(-1)]
-        for t, ws in enumerate(self.word_sets):
-            shares[t, arrays.targeted(rows, ws)] = 1.0
-        return shares.mean(axis=0)
-
-    def _on_topic(self, topics: frozenset[str]) -> np.ndarray:
-        """Each text's posterior mass on these topics, capped at 1 (cached: campaigns share topic sets)."""
-        shares = self.on_topic_cache.get(topics)
-        if shares is None:
-            cols = [self.topic_at[t] for t in topics if t in self.topic_at]
-            n = len(self.word_sets)
-            shares = np.minimum(1.0, self.topic_mix[:, cols].sum(axis=1)) if cols else np.zeros(n)
-            self.on_topic_cache[topics] = shares
-        return shares
-
-    def topic_weights(self) -> dict[str, float]:
-        """The context's topic mix: mean of its texts' posteriors."""
-        mean = self.topic_mix.mean(axis=0) if len(self.topic_mix) else np.zeros(len(self.topic_at))
-        return {t: float(mean[i]) for t, i in self.topic_at.items()}
 
 
 class AdService:
@@ -292,7 +218,7 @@ class AdService:
             parts = [text for _, text in self.history.recent.get(req.user_id, [])]
         return [p for p in parts if p and p.strip()]
 
-    def context(self, req: AdRequest) -> _Context:
+    def context(self, req: AdRequest) -> Context:
         texts = self.context_texts(req)
         word_sets = [frozenset(words(t)) for t in texts]
         vec, unsafe = None, 0.0
@@ -303,15 +229,15 @@ class AdService:
                 unsafe = float(self.safety.scores(texts, vecs).max())
         model, topic_at, posterior = self._topics
         topic_mix = np.array([posterior(t) for t in texts]).reshape(len(texts), len(model.topics))
-        return _Context(texts, word_sets, topic_mix, topic_at, set().union(*word_sets), vec, unsafe)
+        return Context(texts, word_sets, topic_mix, topic_at, set().union(*word_sets), vec, unsafe)
 
-    def _random_candidates(self, ctx: _Context) -> _Candidates:
+    def _random_candidates(self, ctx: Context) -> Candidates:
         """Run-of-network: a random sample of campaigns, each with a random creative."""
         cat = self.catalog
         ids = self.rng.sample(self._campaign_ids, min(self.config.term_candidates, len(self._campaign_ids)))
         return self._gathered(ctx, {cid: (self.rng.choice(cat.campaigns[cid].creatives), None) for cid in ids})
 
-    def _candidates(self, ctx: _Context) -> _Candidates:
+    def _candidates(self, ctx: Context) -> Candidates:
         """Candidate campaigns, each with one creative, its similarity and its term share.
 
         Both features are filled in whatever the retrieval, so every policy logs the same features.
@@ -340,7 +266,7 @@ class AdService:
             cands = cands.subset((cands.term_share >= cfg.min_topic_weight) | (cands.similarity >= floor))
         return cands
 
-    def _topic_candidates(self, ctx: _Context, found: dict[str, tuple[Creative, float | None]]) -> None:
+    def _topic_candidates(self, ctx: Context, found: dict[str, tuple[Creative, float | None]]) -> None:
         """Add the highest bidders of the topics the context is most about (up to ``term_candidates`` in all)."""
         cat, limit = self.catalog, self.config.term_candidates
         weights = ctx.topic_weights()
@@ -353,7 +279,7 @@ class AdService:
                 if cid not in found:
                     found[cid] = (cat.campaigns[cid].creatives[0], None)
 
-    def _gathered(self, ctx: _Context, found: dict[str, tuple[Creative, float | None]]) -> _Candidates:
+    def _gathered(self, ctx: Context, found: dict[str, tuple[Creative, float | None]]) -> Candidates:
         """The found campaigns as arrays, with term shares, and similarity filled in (one matrix product).
 
         Similarity is filled in whatever the retrieval, so every policy logs the same features. A keyword
@@ -375,7 +301,7 @@ class AdService:
                 best = max(range(len(opts)), key=lambda i: scored[at + i])
                 creatives[k], sims[k] = opts[best], scored[at + best]
                 at += len(opts)
-        return _Candidates(ids, rows, creatives, sims, shares)
+        return Candidates(ids, rows, creatives, sims, shares)
 
     def serve(self, req: AdRequest) -> list[ServedAd]:
         cfg = self.config
@@ -457,54 +383,69 @@ class AdService:
         ]
 
     def _auction(
-        self, cands: _Candidates, ctx: RequestContext, slots: int, first_position: int, activity: int
+        self, cands: Candidates, ctx: RequestContext, slots: int, first_position: int, activity: int
     ) -> list[tuple[str, Creative, int, int, list[float]]]:
-        """Eligibility and pacing, then pCTR and GSP, in numpy over the candidates.
+        """Eligibility, pCTR and ranking in numpy over the candidates, then live state and pacing from the top.
 
-        Returns (campaign id, creative, position, price, logged features) for the winners.
+        Returns (campaign id, creative, position, price, logged features) for the winners. Why the top first:
+        the features and the catalog's rules need no database, and GSP's outcome depends only on the best
+        ``slots + 1`` candidates that may enter; so live state (status, budget, spend) is read for the best
+        ranked few, more only when some of them may not enter, instead of for every candidate (most of a
+        decision's database reads at 100k campaigns). Same winners and prices as checking them all first.
         """
         cfg = self.config
-        if not cands.ids:
-            return []
-        enters, day_spend, daily_budget = self.live.arrays(cands.ids, utc_day(ctx.now))
+        arrays = self.catalog.arrays
         ok = eligible(
-            self.catalog.arrays,
+            arrays,
             self.catalog.campaigns,
             cands.ids,
             cands.rows,
-            enters,
             ctx,
             cfg.default_safety_threshold,
             cfg.default_frequency_cap,
         )
-        ok &= admitted(participations(day_spend, daily_budget, ctx.now, cfg.pacing), self.np_rng)
-        live = cands.subset(ok)
-        if not live.ids:
+        cands = cands.subset(ok)
+        if not cands.ids:
             return []
-        counts = np.array([self.counts.get(cid, (0, 0)) for cid in live.ids], np.float64).reshape(-1, 2)
-        n = len(live.ids)
+        counts = np.array([self.counts.get(cid, (0, 0)) for cid in cands.ids], np.float64).reshape(-1, 2)
+        n = len(cands.ids)
         raw = np.column_stack(
             [
-                live.similarity,
-                live.term_share,
+                cands.similarity,
+                cands.term_share,
                 np.full(n, float(first_position)),
                 smoothed_ctr(counts[:, 0], counts[:, 1]),
                 np.full(n, float(activity)),
             ]
         )
         pctr = self.ctr.predict(raw) if cfg.use_pctr else np.full(n, self.ctr.base_rate)
-        arrays = self.catalog.arrays
-        wins = run_auction(
-            arrays.bid_micros[live.rows], arrays.cpc[live.rows], pctr, slots, cfg.reserve_cpm_micros / 1000
-        )
+        bid, cpc = arrays.bid_micros[cands.rows], arrays.cpc[cands.rows]
+        score = scores(bid, cpc, pctr)
+        ranked = np.flatnonzero(score >= cfg.reserve_cpm_micros / 1000)
+        ranked = ranked[np.argsort(-score[ranked], kind="stable")]
+        entrants = self._entrants(cands.ids, ranked, slots + 1, ctx.now)
+        wins = run_auction(bid[entrants], cpc[entrants], pctr[entrants], slots, cfg.reserve_cpm_micros / 1000)
         placed = []
         for w in wins:
-            features = raw[w.index].tolist()
+            k = int(entrants[w.index])
+            features = raw[k].tolist()
             features[2] = float(first_position + w.position)  # the slot it won, as logged and predicted
-            placed.append(
-                (live.ids[w.index], live.creatives[w.index], first_position + w.position, w.price_micros, features)
-            )
+            placed.append((cands.ids[k], cands.creatives[k], first_position + w.position, w.price_micros, features))
         return placed
+
+    def _entrants(self, ids: list[str], ranked: np.ndarray, want: int, now: float) -> np.ndarray:
+        """The first ``want`` of ``ranked`` (indexes into ``ids``, best first) whose live state and pacing let
+        them in, read a batch at a time (twice as many as still wanted, then double)."""
+        day, found, at = utc_day(now), [], 0
+        batch = 2 * want
+        while len(found) < want and at < len(ranked):
+            part = ranked[at : at + batch]
+            at += len(part)
+            batch *= 2
+            enters, day_spend, daily_budget = self.live.arrays([ids[k] for k in part.tolist()], day)
+            enters &= admitted(participations(day_spend, daily_budget, now, self.config.pacing), self.np_rng)
+            found.extend(part[enters].tolist())
+        return np.array(found[:want], np.int64)
 
     def click(self, token: str) -> Click | None:
         """Verify a click token (BadToken if forged or expired) and record the click once."""

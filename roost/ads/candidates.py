@@ -1,0 +1,89 @@
+"""A decision's context texts and candidate campaigns, as the service's numpy passes read them.
+
+Why arrays: a decision at 100k campaigns has a hundred and more candidates; eligibility, pacing, the
+features, pCTR and the auction each make one numpy pass over them instead of a Python object and call
+per candidate (BENCHMARKS.md, Ads: "Decision speed at 100k campaigns").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from roost.ads.catalog import Catalog, Creative
+
+
+@dataclass
+class Candidates:
+    """A decision's candidate campaigns as arrays: one entry each, with the creative it would show.
+
+    Why arrays: there are a hundred and more per decision at 100k campaigns, and eligibility, pacing,
+    features, pCTR and the auction each make one numpy pass over them (BENCHMARKS.md, Ads).
+    """
+
+    ids: list[str]
+    rows: np.ndarray  # rows of the catalog's arrays
+    creatives: list[Creative]
+    similarity: np.ndarray  # cosine to the context (0 without an embedding)
+    term_share: np.ndarray  # how much the context's texts are on its topics or name its terms (0..1)
+
+    def subset(self, keep: np.ndarray) -> Candidates:
+        at = np.flatnonzero(keep).tolist()
+        return Candidates(
+            [self.ids[k] for k in at],
+            self.rows[at],
+            [self.creatives[k] for k in at],
+            self.similarity[at],
+            self.term_share[at],
+        )
+
+
+@dataclass
+class Context:
+    """The request's context texts, each kept apart.
+
+    A user's recent posts are scored one by one and averaged: the share of them on
+    a campaign's topic estimates how much the user cares about it (the user's
+    interest), where one joined text only says whether the topic came up at all.
+    """
+
+    texts: list[str]
+    word_sets: list[frozenset[str]]
+    topic_mix: np.ndarray  # (texts, topics): each text's topic posterior (TopicModel)
+    topic_at: dict[str, int]  # topic -> column of topic_mix
+    present: set[str]  # every word of every text (candidate lookup)
+    vec: np.ndarray | None  # mean of the texts' unit vectors: its dot with a creative is the mean similarity
+    unsafe: float = 0.0  # the highest brand-safety score over the texts
+    on_topic_cache: dict[frozenset[str], np.ndarray] = field(default_factory=dict)  # topic set -> per-text share
+
+    def term_shares(self, catalog: Catalog, ids: list[str], rows: np.ndarray | None = None) -> np.ndarray:
+        """Per campaign: mean over the texts of how much each is on its topics (1 when it names one of its terms).
+
+        Each text's on-topic share is computed once per distinct topic set (campaigns share a handful),
+        then spread over the campaigns with one index, and the texts naming a campaign's term count 1.
+        """
+        if not self.word_sets or not ids:
+            return np.zeros(len(ids))
+        arrays = catalog.arrays
+        rows = np.array([arrays.row[cid] for cid in ids]) if rows is None else rows
+        sets, at = np.unique(arrays.topic_set[rows], return_inverse=True)
+        shares = np.stack([self._on_topic(arrays.topic_sets[k]) for k in sets.tolist()], axis=1)[:, at.reshape(-1)]
+        for t, ws in enumerate(self.word_sets):
+            shares[t, arrays.targeted(rows, ws)] = 1.0
+        return shares.mean(axis=0)
+
+    def _on_topic(self, topics: frozenset[str]) -> np.ndarray:
+        """Each text's posterior mass on these topics, capped at 1 (cached: campaigns share topic sets)."""
+        shares = self.on_topic_cache.get(topics)
+        if shares is None:
+            cols = [self.topic_at[t] for t in topics if t in self.topic_at]
+            n = len(self.word_sets)
+            shares = np.minimum(1.0, self.topic_mix[:, cols].sum(axis=1)) if cols else np.zeros(n)
+            self.on_topic_cache[topics] = shares
+        return shares
+
+    def topic_weights(self) -> dict[str, float]:
+        """The context's topic mix: mean of its texts' posteriors."""
+        mean = self.topic_mix.mean(axis=0) if len(self.topic_mix) else np.zeros(len(self.topic_at))
+        return {t: float(mean[i]) for t, i in self.topic_at.items()}
