@@ -77,3 +77,29 @@ def test_a_decision_sees_its_own_charges_and_edits_at_once(tmp_path):
     store.update_campaign("cpm", CampaignPatch(status="paused"))
     service.refresh(["cpm"])  # what the admin API and the catalog poller call after an edit
     assert [ad.campaign_id for ad in service.serve(request)] == ["cpc"]
+
+
+def test_live_state_is_read_for_the_best_ranked_first_and_further_down_only_when_they_cannot_enter(tmp_path):
+    """Ten CPM campaigns bidding 10..1 CPM; one slot: the top four are read first (twice slots + 1). With the top
+    five paused, the next batch (eight) is read and the sixth wins at the seventh's price, as if all were checked."""
+    store = AdStore(tmp_path / "ads.db", synchronous="NORMAL")
+    store.add_campaigns([spec(f"c{k}", "cpm", budget=1000.0).model_copy(update={"bid": 10.0 - k}) for k in range(10)])
+    reads: list[list[str]] = []
+    real = store.live_states
+    store.live_states = lambda ids, day, db=None: (db is None and reads.append(sorted(ids))) or real(ids, day, db)
+    service = AdService(
+        store,
+        ClickSigner(b"0123456789abcdef0123456789abcdef"),
+        config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0, live_state_max_age_s=0),
+        clock=lambda: NOON,
+        seed=0,
+    )
+    request = AdRequest(query="shoes", slots=1)
+    [ad] = service.serve(request)
+    assert ad.campaign_id == "c0" and ad.price_micros == 9_000_000 and reads == [["c0", "c1", "c2", "c3"]]
+    for k in range(5):
+        store.update_campaign(f"c{k}", CampaignPatch(status="paused"))
+    reads.clear()
+    [ad] = service.serve(request)
+    assert ad.campaign_id == "c5" and ad.price_micros == 4_000_000  # second price: c6's 4.00 CPM
+    assert reads == [[f"c{k}" for k in range(4)], [f"c{k}" for k in range(4, 10)]]
