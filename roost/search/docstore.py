@@ -194,15 +194,24 @@ class DocStore:
     # ---- reads --------------------------------------------------------------------------
     def get(self, keys: list[int]) -> dict[int, Post]:
         """Live posts by key (deleted and unknown keys are left out)."""
-        if not keys:
-            return {}
-        out: dict[int, Post] = {}
+        return {r[0]: _row_post(r) for r in self._live_rows(keys, _COLS)}
+
+    def get_indexed(self, keys: list[int]) -> tuple[dict[int, Post], dict[int, dict[str, list[str]]]]:
+        """Live posts by key, and the tokens each was indexed with (as :meth:`indexed`), in one read."""
+        posts, fields = {}, {}
+        for r in self._live_rows(keys, _COLS + ", body, expansion"):
+            posts[r[0]] = _row_post(r)
+            fields[r[0]] = {"body": r[8].split(), "expansion": r[9].split()}
+        return posts, fields
+
+    def _live_rows(self, keys: list[int], cols: str) -> list[tuple]:
+        rows: list[tuple] = []
         with self._lock:
             for i in range(0, len(keys), 900):  # SQLite's bound-parameter limit
                 chunk = keys[i : i + 900]
-                q = f"SELECT {_COLS} FROM posts WHERE deleted = 0 AND key IN ({','.join('?' * len(chunk))})"
-                out.update((r[0], _row_post(r)) for r in self._db.execute(q, chunk))
-        return out
+                q = f"SELECT {cols} FROM posts WHERE deleted = 0 AND key IN ({','.join('?' * len(chunk))})"
+                rows += self._db.execute(q, chunk).fetchall()
+        return rows
 
     def indexed(self, keys: list[int]) -> dict[int, dict[str, list[str]]]:
         """The tokens each post was indexed with, per field (``body``, ``expansion``), by key."""

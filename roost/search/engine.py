@@ -122,6 +122,7 @@ class Hit:
 class SearchAnswer:
     hits: list[Hit]
     missing: list[int] = field(default_factory=list)  # partitions with no answer: the hits are partial
+    partition_ms: float | None = None  # a partitioned index: the slowest partition's own time for its candidates
 
     @property
     def partial(self) -> bool:
@@ -273,11 +274,13 @@ class SearchIndex:
             lists["bm25"] = self.lexical.search(req.q, n, req.filters, cfg.w_expansion, stats)
         if qvec is not None:
             lists["vector"] = self._semantic(qvec, n, req.filters)
-        posts = self.docs.get(list({k for ranked in lists.values() for k, _ in ranked}))
+        keys = list({k for ranked in lists.values() for k, _ in ranked})
         if stats is not None and "bm25" in lists:  # the scores one index over every partition gives
+            posts, fields = self.docs.get_indexed(keys)
             weights = {"body": 1.0, "expansion": cfg.w_expansion}
-            fields = self.docs.indexed([k for k, _ in lists["bm25"]])
             lists["bm25"] = rescore(lists["bm25"], fields, self.lexical.query_terms(req.q), weights, stats)
+        else:
+            posts = self.docs.get(keys)
         # deleted posts and posts the filters refuse drop out here, whichever list they came from
         lists = {
             name: [(k, s) for k, s in ranked if k in posts and req.filters.accepts(posts[k])][:n]
@@ -301,6 +304,7 @@ class Candidates:
     matches: bool  # whether any post matches the query's words (or predicted tags) under the filters
     newest: float  # the newest post's time, for recency
     quality: dict[str, float]  # the listed posts' authors' quality
+    took_ms: float = 0.0  # the partition's own time for them (the front reports the slowest)
 
 
 def rank(

@@ -158,7 +158,8 @@ class PartitionedIndex:
                     self._terms.store(stats)
         found, late = self._fan_out(lambda p: p.candidates(req, qvec, stats))
         missing |= late
-        return SearchAnswer(rank(req, self._merge(found, req), self.ranking, self.model), sorted(missing))
+        hits = rank(req, self._merge(found, req), self.ranking, self.model)
+        return SearchAnswer(hits, sorted(missing), max((c.took_ms for c in found.values()), default=0.0))
 
     def _merge(self, found: dict[int, Candidates], req: SearchRequest) -> Candidates:
         """One candidate set: keys made unique across partitions, each list cut back to the ranking's depth."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from urllib.parse import quote, urlsplit
 
 import numpy as np
@@ -41,9 +42,12 @@ class LocalPartition:
         return Vocabulary(*self.index.lexical.vocabulary(limit))
 
     def candidates(self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None) -> Candidates:
+        t0 = time.perf_counter()
         req.validate()
         self.index.check_mode(req.mode)
-        return self.index.candidates(req, qvec, stats)
+        found = self.index.candidates(req, qvec, stats)
+        found.took_ms = (time.perf_counter() - t0) * 1000
+        return found
 
     def applied(self) -> int:
         return int(self.index.docs.meta(APPLIED) or 0)

@@ -44,21 +44,33 @@ loads = orjson.loads
 
 
 def candidates_to_dict(c: Candidates) -> dict:
+    """A partition's candidates; each post a row of what the front ranks and answers with (not the expansion
+    terms, the longest part of a post and used only inside the partition)."""
+    rows = [
+        [p.key, p.id, p.text, p.author_id, p.created_at, p.lang, p.hashtags, p.engagement] for p in c.posts.values()
+    ]
     return {
         "lists": {name: [[k, s] for k, s in ranked] for name, ranked in c.lists.items()},
-        "posts": [post_to_dict(p) for p in c.posts.values()],
+        "posts": rows,
         "matches": c.matches,
         "newest": c.newest,
         "quality": c.quality,
+        "took_ms": c.took_ms,
     }
 
 
 def candidates_from_dict(d: dict) -> Candidates:
-    posts = [post_from_dict(p) for p in d["posts"]]
+    posts = {
+        r[0]: Post(
+            key=r[0], id=r[1], text=r[2], author_id=r[3], created_at=r[4], lang=r[5], hashtags=r[6], engagement=r[7]
+        )
+        for r in d["posts"]
+    }
     return Candidates(
         lists={name: [(int(k), float(s)) for k, s in ranked] for name, ranked in d["lists"].items()},
-        posts={p.key: p for p in posts},
+        posts=posts,
         matches=bool(d["matches"]),
         newest=float(d["newest"]),
         quality={a: float(q) for a, q in d["quality"].items()},
+        took_ms=float(d.get("took_ms", 0.0)),
     )

@@ -203,6 +203,7 @@ def search(
         "partial": answer.partial,  # true: the partitions named in missing_partitions did not answer in time
         "missing_partitions": answer.missing,
         "took_ms": round((time.perf_counter() - t0) * 1000, 3),
+        **({} if answer.partition_ms is None else {"partition_ms": round(answer.partition_ms, 3)}),
     }
 
 
