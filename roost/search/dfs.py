@@ -101,23 +101,6 @@ def fieldnorm(length: int) -> int:
     return FIELDNORMS[bisect.bisect_right(FIELDNORMS, length) - 1]
 
 
-def post_score(fields: dict[str, list[str]], terms: list[str], weights: dict[str, float], stats: TermStats) -> float:
-    """The BM25 of one post for the query's ``terms`` with ``stats``: what one index over every partition gives.
-
-    ``fields``: the post's tokens per field, as they were indexed."""
-    total = 0.0
-    for f, tokens in fields.items():
-        w = weights.get(f, 0.0)
-        if w <= 0 or not tokens:
-            continue
-        dl, avgdl = fieldnorm(len(tokens)), stats.avgdl(f)
-        for t in terms:
-            tf = tokens.count(t)
-            if tf:
-                total += w * bm25(tf, dl, stats.idf(f, t), avgdl)
-    return total
-
-
 def rescore(
     ranked: list[tuple[int, float]],
     fields: dict[int, dict[str, list[str]]],
@@ -126,8 +109,29 @@ def rescore(
     stats: TermStats,
 ) -> list[tuple[int, float]]:
     """Candidates (key, local score) re-scored with the global ``stats`` from their indexed ``fields``, best
-    first (ties by key)."""
-    scored = [(k, post_score(fields[k], terms, weights, stats)) for k, _ in ranked if k in fields]
+    first (ties by key): the BM25 one index over every partition gives them."""
+    # per field: its weight, average length and each term's idf, computed once for all candidates
+    scoring = [
+        (f, w, stats.avgdl(f), [(t, stats.idf(f, t)) for t in terms])
+        for f, w in weights.items()
+        if w > 0 and f in FIELDS
+    ]
+    scored = []
+    for k, _ in ranked:
+        post = fields.get(k)
+        if post is None:
+            continue
+        total = 0.0
+        for f, w, avgdl, idfs in scoring:
+            tokens = post.get(f)
+            if not tokens:
+                continue
+            dl = fieldnorm(len(tokens))
+            for t, idf in idfs:
+                tf = tokens.count(t)
+                if tf:
+                    total += w * bm25(tf, dl, idf, avgdl)
+        scored.append((k, total))
     scored.sort(key=lambda ks: (-ks[1], ks[0]))
     return scored
 
