@@ -28,7 +28,7 @@ from roost.search.engine import SearchIndex, SearchRequest
 from roost.search.front import FrontConfig, PartitionedIndex
 from roost.search.lexical import LexicalIndex
 from roost.search.partition import build_partitioned_index, part_dir, partition_of
-from roost.search.replica import LocalPartition
+from roost.search.replica import LocalPartition, RemotePartition
 from roost.workspace import Workspace
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
@@ -252,6 +252,7 @@ def test_front_over_partition_servers(cluster, one):
                 got, body = ids(base, q, mode)
                 assert body["partial"] is False and body["missing_partitions"] == []
                 assert got == [h.post.id for h in one.search(SearchRequest(q=q, k=10, mode=mode))], (mode, q)
+                assert 0 < body["partition_ms"] <= body["took_ms"]  # the slowest partition's own time
 
         # live writes: routed to the owning partition, searchable at once, deletes hold in every mode
         new = post_on(1, "fresh")
@@ -278,6 +279,12 @@ def test_front_over_partition_servers(cluster, one):
         p1.start()  # a restarted partition serves again, and gets the write it missed from the log
         got, body = ids(base, "wombat", "lexical")
         assert body["partial"] is False and got == [pending]
+
+        # a call sent and never read (the query failed elsewhere) must not answer this thread's next call
+        direct = RemotePartition(p1.url)
+        direct.begin("candidates", SearchRequest(q="wombat", mode="lexical"), None, None).abandon()
+        assert direct.term_stats(["wombat"]).df["body"] == {"wombat": 1}
+        direct.close()
 
         # replicas: one replica down takes writes through the other; back up, it is replayed from the log
         p0a.kill()

@@ -23,6 +23,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,11 +153,11 @@ class PartitionedIndex:
             terms = LexicalIndex.query_terms(req.q)
             stats = self._terms.lookup(terms)
             if stats is None:  # a term the table does not know: ask every partition first
-                parts, missing = self._fan_out(lambda p: p.term_stats(terms))
+                parts, missing = self._fan_out("term_stats", terms)
                 stats = merge(list(parts.values()))
                 if not missing:  # a sum without every partition is this query's only
                     self._terms.store(stats)
-        found, late = self._fan_out(lambda p: p.candidates(req, qvec, stats))
+        found, late = self._fan_out("candidates", req, qvec, stats)
         missing |= late
         hits = rank(req, self._merge(found, req), self.ranking, self.model)
         return SearchAnswer(hits, sorted(missing), max((c.took_ms for c in found.values()), default=0.0))
@@ -186,15 +187,43 @@ class PartitionedIndex:
 
     def _vocabularies(self) -> list[Vocabulary] | None:
         """Every partition's most frequent terms, for the term table; None when one did not answer."""
-        found, missing = self._fan_out(lambda p: p.vocabulary(self.config.vocabulary_limit))
+        found, missing = self._fan_out("vocabulary", self.config.vocabulary_limit)
         return None if missing else [found[i] for i in range(len(self.partitions))]
 
-    def _fan_out(self, call) -> tuple[dict[int, object], set[int]]:
-        """``call(replica)`` on one replica of every partition at once; (answers by partition, missing)."""
-        futures = {self._pool.submit(self._ask, i, call): i for i in range(len(self.partitions))}
-        wait(futures, timeout=self.config.deadline_s)
+    def _fan_out(self, call: str, *args) -> tuple[dict[int, object], set[int]]:
+        """``call(*args)`` on one replica of every partition at once; (answers by partition, missing).
+
+        A replica over HTTP is sent the call from this thread, all of them before any answer is read, so a
+        query hands nothing to other threads (each hand-off was a wake-up to wait for on a busy machine). A
+        replica in this process, and a retry on another replica, run in the pool."""
+        deadline = time.monotonic() + self.config.deadline_s
+        sent, pooled = {}, {}
+        for i, replicas in enumerate(self.partitions):
+            r = next(self._turn) % len(replicas)
+            if (i, r) in self._stale or not hasattr(replicas[r], "begin"):
+                pooled[i] = self._pool.submit(self._ask, i, call, args, r)
+                continue
+            try:
+                sent[i] = (r, replicas[r].begin(call, *args))
+            except PartitionError as e:
+                pooled[i] = self._pool.submit(self._ask, i, call, args, r + 1, f"replica {r}: {e}")
         answers, missing = {}, set()
-        for fut, i in futures.items():
+        try:
+            while sent:
+                i, (r, pending) = sent.popitem()
+                try:
+                    answers[i] = pending.result(max(deadline - time.monotonic(), 0.001))
+                except PartitionError as e:
+                    if len(self.partitions[i]) > 1:
+                        pooled[i] = self._pool.submit(self._ask, i, call, args, r + 1, f"replica {r}: {e}")
+                    else:
+                        log.warning("search: partition %d left out: %s", i, e)
+                        missing.add(i)
+        finally:  # a QueryError (a bad query is bad everywhere) leaves answers unread: their connections go
+            for _, pending in sent.values():
+                pending.abandon()
+        wait(pooled.values(), timeout=max(deadline - time.monotonic(), 0.0))
+        for i, fut in pooled.items():
             if not fut.done():
                 fut.cancel()
                 log.warning("search: partition %d left out: no answer within %.2f s", i, self.config.deadline_s)
@@ -205,20 +234,21 @@ class PartitionedIndex:
             except PartitionError as e:
                 log.warning("search: partition %d left out: %s", i, e)
                 missing.add(i)
-        return answers, missing  # a QueryError (a bad query is bad everywhere) was raised above: the client's 400
+        return answers, missing  # a QueryError was raised above: the client's 400
 
-    def _ask(self, i: int, call):
-        """Try partition ``i``'s replicas that are in sync, starting at a rotating one."""
+    def _ask(self, i: int, call: str, args: tuple, start: int | None = None, failed: str | None = None):
+        """Try partition ``i``'s replicas that are in sync, from ``start`` (a rotating one by default); after
+        ``failed`` (the replica before ``start`` failed so), the others."""
         replicas = self.partitions[i]
-        start = next(self._turn)
-        errors = []
-        for j in range(len(replicas)):
+        start = next(self._turn) if start is None else start
+        errors = [failed] if failed else []
+        for j in range(len(replicas) - bool(failed)):
             r = (start + j) % len(replicas)
             if (i, r) in self._stale and not self._catch_up(i, r):
                 errors.append(f"replica {r} is behind")
                 continue
             try:
-                return call(replicas[r])
+                return getattr(replicas[r], call)(*args)
             except PartitionError as e:
                 errors.append(f"replica {r}: {e}")
         raise PartitionError(f"partition {i}: " + "; ".join(errors))
@@ -226,7 +256,7 @@ class PartitionedIndex:
     def has_author(self, author_id: str) -> bool:
         for i in range(len(self.partitions)):
             try:
-                if self._ask(i, lambda p: p.has_author(author_id)):
+                if self._ask(i, "has_author", (author_id,)):
                     return True
             except PartitionError:
                 continue
