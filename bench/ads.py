@@ -29,7 +29,7 @@ fsync and synchronous_commit on) instead of a SQLite file.
 
     .venv/bin/python bench/ads.py --campaigns 10000 100000 --requests 2000
     .venv/bin/python bench/ads.py --campaigns 100000 --requests 2000 --processes 2 --no-peer
-    .venv/bin/python bench/ads.py --campaigns 100000 --requests 2000 --processes 2 3 --no-peer --ads-db postgresql
+    .venv/bin/python bench/ads.py --campaigns 100000 --requests 2000 --processes 2 3 --no-peer --ads-db sqlite postgresql
     .venv/bin/python bench/ads.py --campaigns 100000 --requests 1000 --durability power
     .venv/bin/python bench/ads.py --campaigns 10000 --embedder model --workspace workspace
 """
@@ -204,20 +204,20 @@ def _totals(rate: float, results: list[tuple[list[float], list[float], int]]):
     return rate, lat, cpu, sum(r[2] for r in results)
 
 
-def open_bench_store(args, tmp: str, stack: contextlib.ExitStack) -> AdStore:
+def open_bench_store(args, ads_db: str, tmp: str, stack: contextlib.ExitStack) -> AdStore:
     """An empty ads store: a SQLite file in ``tmp``, or a database on a throwaway PostgreSQL (``--ads-db``)."""
-    if args.ads_db == "postgresql":
+    if ads_db == "postgresql":
         pg = stack.enter_context(temporary_postgres(PgSettings(fsync=True)))
         return AdStore(pg.create_database("bench"), migrate=True)
     return AdStore(Path(tmp) / "ads.db", synchronous=synchronous_for(args.durability))
 
 
-def bench(n: int, args, embed, space) -> list[dict]:
+def bench(n: int, ads_db: str, args, embed, space) -> list[dict]:
     rng = random.Random(n)
     specs = make_campaigns(n, rng)
     rows = []
     with tempfile.TemporaryDirectory(prefix="roost-bench-ads-") as tmp, contextlib.ExitStack() as stack:
-        store = open_bench_store(args, tmp, stack)
+        store = open_bench_store(args, ads_db, tmp, stack)
         store.add_campaigns(specs)
         # the same campaigns (same seed) get the same creative ids, so a saved graph from an earlier run fits
         index_path = Path(args.index_dir) / f"creatives-{n}-{space}.usearch" if args.index_dir else None
@@ -238,7 +238,7 @@ def bench(n: int, args, embed, space) -> list[dict]:
         for name in ("ann (usearch)", "exact scan (peer)")[: 1 if args.no_peer else 2]:
             if name.startswith("exact"):
                 exact = ExactIndex(store, embed, space)
-                exact.rows, exact.matrix, exact.index = service.index.rows, service.index.matrix, service.index.index
+                exact.__dict__.update(service.index.__dict__)  # the same vectors and graph, searched by a full scan
                 service.index = exact
             time_serving(service, make_requests(50, rng), 1)  # warm up
             workers = [(f"{k} thread{'s' if k > 1 else ''}", time_serving, k) for k in (1, 2)]
@@ -248,7 +248,7 @@ def bench(n: int, args, embed, space) -> list[dict]:
                 rows.append(
                     {
                         "campaigns": n,
-                        "ads db": args.ads_db,
+                        "ads db": ads_db,
                         "retrieval": name,
                         "workers": label,
                         "decisions/s": rate,
@@ -280,7 +280,9 @@ def main() -> None:
     )
     p.add_argument("--workspace", default="workspace", help="for --embedder model: the workspace with model/")
     p.add_argument("--processes", type=int, nargs="*", default=[], help="also time N forked serving processes")
-    p.add_argument("--ads-db", choices=("sqlite", "postgresql"), default="sqlite")
+    p.add_argument(
+        "--ads-db", choices=("sqlite", "postgresql"), nargs="+", default=["sqlite"], help="one or both, same run"
+    )
     p.add_argument("--no-safety", action="store_true", help="serve without brand safety (on by default)")
     p.add_argument("--no-peer", action="store_true", help="leave out the exact-scan peer rows")
     p.add_argument(
@@ -289,7 +291,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     embed, space = resolve_embedder(Workspace(args.workspace), args.embedder)
-    rows = [row for n in args.campaigns for row in bench(n, args, embed, space)]
+    rows = [row for n in args.campaigns for db in args.ads_db for row in bench(n, db, args, embed, space)]
     cols = [
         "campaigns",
         "ads db",

@@ -29,6 +29,9 @@ class Candidates:
     term_share: np.ndarray  # how much the context's texts are on its topics or name its terms (0..1)
 
     def subset(self, keep: np.ndarray) -> Candidates:
+        """The candidates where ``keep`` is True (this object itself when all are kept: most decisions)."""
+        if keep.all():
+            return self
         at = np.flatnonzero(keep).tolist()
         return Candidates(
             [self.ids[k] for k in at],

@@ -51,6 +51,7 @@ class CreativeIndex:
         self.path = Path(path) if path is not None else None
         self.index: Index | None = None
         self.rows: dict[int, int] = {}  # creative id -> row of matrix
+        self._row_of = np.zeros(0, np.int64)  # the same as an array indexed by creative id (-1: not indexed)
         self.matrix = np.zeros((0, 0), dtype=np.float32)  # every indexed creative's vector
 
     def _vectors_for(self, creatives: list[Creative]) -> np.ndarray:
@@ -87,6 +88,9 @@ class CreativeIndex:
         base = len(self.rows)
         self.rows.update((creatives[i].id, base + j) for j, i in enumerate(fresh))
         self.matrix = np.concatenate([self.matrix.reshape(-1, vecs.shape[1]), vecs[fresh]])
+        row_of = np.full(max(self.rows) + 1, -1, np.int64)  # ids are the database's: dense from 1
+        row_of[list(self.rows)] = list(self.rows.values())
+        self._row_of = row_of
         if self.index is None:
             self.index = self._load_saved(creatives) or Index(ndim=vecs.shape[1], metric="cos", dtype="i8")
         new = ~np.asarray(self.index.contains(keys), dtype=bool)
@@ -119,13 +123,17 @@ class CreativeIndex:
         if self.index is None or len(self.index) == 0:
             return []
         found = self.index.search(query.astype(np.float32), min(k, len(self.index)))
-        ids = [int(key) for key in found.keys]
-        return list(zip(ids, self.similarity(query, ids).tolist()))  # exact, as for every other candidate
+        ids = np.asarray(found.keys, np.int64)
+        return list(zip(ids.tolist(), self.similarity(query, ids).tolist()))  # exact, as for every other candidate
 
-    def similarity(self, query: np.ndarray, creative_ids: list[int]) -> np.ndarray:
-        if not creative_ids:
+    def similarity(self, query: np.ndarray, creative_ids: list[int] | np.ndarray) -> np.ndarray:
+        """Exact cosine of each creative (all indexed) to ``query``: one gather of matrix rows, one product."""
+        if not len(creative_ids):
             return np.zeros(0, np.float32)
-        return self.matrix[[self.rows[i] for i in creative_ids]] @ query
+        rows = self._row_of[np.asarray(creative_ids, np.int64)]
+        if rows.min() < 0:
+            raise KeyError(f"creatives not in the index: {np.asarray(creative_ids)[rows < 0].tolist()}")
+        return self.matrix[rows] @ query
 
 
 def _progress(n: int):
