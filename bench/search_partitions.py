@@ -6,7 +6,8 @@ Posts are synthetic (bench/search.py's generator: TweetEval's words by frequency
 trained model's retriever and the vectors reused by every layout, so each layout indexes the same posts with
 the same vectors. Each layout is served by real processes on 127.0.0.1: ``roost serve`` over one index (the
 peer), or ``roost serve --search-partition ...`` in front of P ``roost serve-partition`` processes. One
-client sends the same queries to each, one at a time. Prints latency per layout, the fan-out overhead two
+client sends the same queries to every layout, all served at once, interleaved query by query (so a busy
+moment on a shared machine falls on every layout alike). Prints latency per layout, the fan-out overhead two
 ways (the front over P partitions against one index at p50; and, per query, the front's latency less its
 slowest partition's own time for the query, which the front reports as ``partition_ms``), and memory per
 partition process.
@@ -112,50 +113,69 @@ def start(cmd: list[str], url: str) -> subprocess.Popen:
     raise TimeoutError(f"{cmd} did not start")
 
 
-def measure(base: str, qs: list[str], mode: str) -> dict:
-    lat = []
+def measure(bases: list[str], qs: list[str], mode: str) -> list[dict]:
+    """The same queries to every layout, interleaved: each query goes to every layout in turn (the first
+    layout rotating), so a busy moment on this shared machine falls on all of them alike."""
+    lat = [[] for _ in bases]
+    over = [[] for _ in bases]
+    partial = [0 for _ in bases]
     with httpx.Client(timeout=60) as client:
         for q in qs[:20]:  # warm-up
-            client.get(f"{base}/search", params={"q": q, "mode": mode, "k": 10})
-        partial, over = 0, []
-        for q in qs:
-            t0 = time.perf_counter()
-            r = client.get(f"{base}/search", params={"q": q, "mode": mode, "k": 10})
-            lat.append((time.perf_counter() - t0) * 1000)
-            assert r.status_code == 200, r.text
-            partial += bool(r.json().get("partial"))
-            if "partition_ms" in r.json():  # what the front added to its slowest partition's own time
-                over.append(lat[-1] - r.json()["partition_ms"])
-    a = np.array(lat)
-    out = {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "partial": partial}
-    out["over_slowest_p50"] = float(np.percentile(over, 50)) if over else float("nan")
+            for base in bases:
+                client.get(f"{base}/search", params={"q": q, "mode": mode, "k": 10})
+        for n, q in enumerate(qs):
+            for j in range(len(bases)):
+                j = (j + n) % len(bases)
+                t0 = time.perf_counter()
+                r = client.get(f"{bases[j]}/search", params={"q": q, "mode": mode, "k": 10})
+                lat[j].append((time.perf_counter() - t0) * 1000)
+                assert r.status_code == 200, r.text
+                body = r.json()
+                partial[j] += bool(body.get("partial"))
+                if "partition_ms" in body:  # what the front added to its slowest partition's own time
+                    over[j].append(lat[j][-1] - body["partition_ms"])
+    out = []
+    for j in range(len(bases)):
+        a = np.array(lat[j])
+        paired = a - np.array(lat[0])  # this layout against the first (the peer), query by query
+        out.append(
+            {
+                "p50": float(np.percentile(a, 50)),
+                "p99": float(np.percentile(a, 99)),
+                "partial": partial[j],
+                "paired_p50": float(np.percentile(paired, 50)),
+                "over_slowest_p50": float(np.percentile(over[j], 50)) if over[j] else float("nan"),
+            }
+        )
     return out
 
 
-def serve_layout(ws: Path, parts: int, layout: Path | None, qs: list[str], modes: list[str]) -> dict:
+def serve_layout(stack: contextlib.ExitStack, ws: Path, parts: int, layout: Path | None) -> tuple[str, list]:
+    """Start a layout's processes (P partition servers and a front, or one server over one index); (URL, procs)."""
     roost = [sys.executable, "-m", "roost"]
     procs, urls = [], []
-    try:
-        for i in range(parts):
-            port = free_port()
-            cmd = roost + ["serve-partition", "-w", str(ws), "--partition", str(i), "--port", str(port)]
-            cmd += ["--index-dir", str(layout / f"part-{i}")]
-            procs.append(start(cmd, f"http://127.0.0.1:{port}/partition/health"))
-            urls.append(f"http://127.0.0.1:{port}")
+    for i in range(parts):
         port = free_port()
-        cmd = roost + ["serve", "-w", str(ws), "--port", str(port), "--search-deadline", "30", "--rate-limit", "0"]
-        for u in urls:
-            cmd += ["--search-partition", u]
-        front = start(cmd, f"http://127.0.0.1:{port}/health")
-        procs.append(front)
-        out = {mode: measure(f"http://127.0.0.1:{port}", qs, mode) for mode in modes}
-        out["rss"] = [vm_rss_mib(p.pid) for p in procs]
-        return out
+        cmd = roost + ["serve-partition", "-w", str(ws), "--partition", str(i), "--port", str(port)]
+        cmd += ["--index-dir", str(layout / f"part-{i}")]
+        procs.append(stack.enter_context(started(cmd, f"http://127.0.0.1:{port}/partition/health")))
+        urls.append(f"http://127.0.0.1:{port}")
+    port = free_port()
+    cmd = roost + ["serve", "-w", str(ws), "--port", str(port), "--search-deadline", "30", "--rate-limit", "0"]
+    for u in urls:
+        cmd += ["--search-partition", u]
+    procs.append(stack.enter_context(started(cmd, f"http://127.0.0.1:{port}/health")))
+    return f"http://127.0.0.1:{port}", procs
+
+
+@contextlib.contextmanager
+def started(cmd: list[str], url: str):
+    proc = start(cmd, url)
+    try:
+        yield proc
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=60)
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def main() -> None:
@@ -175,7 +195,6 @@ def main() -> None:
     model = load_search_model(args.model)
     row, vecs = embed_all(model, args.posts, work / "vectors.npy")
     qs = queries(args.queries, seed=0)
-    rows = []
     for parts in sorted(set([1, *args.partitions])):
         t0 = time.perf_counter()
         vector = VectorConfig(dtype=args.vector_dtype, connectivity=args.connectivity, expansion_add=args.expansion_add)
@@ -187,27 +206,32 @@ def main() -> None:
         link = single / "index" / name
         if not link.exists():
             link.symlink_to((work / "layout-1" / "part-0" / name).resolve())
-    r = serve_layout(single, 0, None, qs, args.modes)
-    rows.append(("one index (peer)", 0, r))
-    for parts in args.partitions:
-        ws = workspace(work / f"ws-{parts}", args.model, {"semantic": True, "partitions": parts})
-        rows.append(
-            (f"front + {parts} partitions", parts, serve_layout(ws, parts, work / f"layout-{parts}", qs, args.modes))
-        )
-    peer = rows[0][2]
+    names = ["one index (peer)"] + [f"front + {parts} partitions" for parts in args.partitions]
+    with contextlib.ExitStack() as stack:
+        layouts = [serve_layout(stack, single, 0, None)]
+        for parts in args.partitions:
+            ws = workspace(work / f"ws-{parts}", args.model, {"semantic": True, "partitions": parts})
+            layouts.append(serve_layout(stack, ws, parts, work / f"layout-{parts}"))
+        bases = [base for base, _ in layouts]
+        results = {mode: measure(bases, qs, mode) for mode in args.modes}
+        rss = [[vm_rss_mib(p.pid) for p in procs] for _, procs in layouts]
     print(f"\n{args.posts:,} posts, {args.queries} queries, k=10, one client; load average {os.getloadavg()[0]:.1f}")
-    head = "| layout | " + " | ".join(f"{m} p50 ms | {m} p99 ms" for m in args.modes)
     first = args.modes[0]
+    head = "| layout | " + " | ".join(f"{m} p50 ms | {m} p99 ms" for m in args.modes)
     print(
-        head + f" | {first} p50 over one index | {first} p50 over the slowest partition's own time"
-        " | RSS per partition MiB | front RSS MiB |"
+        head + f" | {first} p50 over one index | {first} over one index, query by query, p50"
+        f" | {first} over the slowest partition's own time, p50 | RSS per partition MiB | front RSS MiB |"
     )
-    print("|---|" + "---:|" * (2 * len(args.modes) + 4))
-    for name, _, r in rows:
+    print("|---|" + "---:|" * (2 * len(args.modes) + 5))
+    for j, name in enumerate(names):
+        r = {m: results[m][j] for m in args.modes}
         cells = " | ".join(f"{r[m]['p50']:.1f} | {r[m]['p99']:.1f}" for m in args.modes)
-        over = r[first]["p50"] - peer[first]["p50"]
-        per = ", ".join(f"{x:.0f}" for x in r["rss"][:-1]) or "-"
-        print(f"| {name} | {cells} | {over:+.1f} | {r[first]['over_slowest_p50']:.1f} | {per} | {r['rss'][-1]:.0f} |")
+        over = r[first]["p50"] - results[first][0]["p50"]
+        per = ", ".join(f"{x:.0f}" for x in rss[j][:-1]) or "-"
+        print(
+            f"| {name} | {cells} | {over:+.1f} | {r[first]['paired_p50']:+.1f} | {r[first]['over_slowest_p50']:.1f}"
+            f" | {per} | {rss[j][-1]:.0f} |"
+        )
     print(f"bench process RSS {rss_mib():.0f} MiB")
 
 

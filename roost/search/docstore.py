@@ -112,6 +112,9 @@ class DocStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged live post survives a power cut
+        # reads through a memory map (up to SQLite's 2 GiB cap), not a read() call per page: a query reads a few
+        # hundred posts at random, and this cut that read by about a third
+        self._db.execute("PRAGMA mmap_size=2147418112").fetchall()
         self._db.executescript(_SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(posts)")}
         for name in ("body", "expansion"):  # a doc store from before the columns: rebuild it to partition it
