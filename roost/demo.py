@@ -37,7 +37,7 @@ class DemoConfig:
     vocab_size: int = 4096
     val_fraction: float = 0.02  # held-out posts: about 900 of the 50k-post network
     # depth 2 (width 128, 1.4M parameters): a step costs a fifth of depth 4's on a CPU, so the demo's minutes train
-    # it for ~730 + 245 steps on one idle core against ~160 + 50, and only then does the chat model answer on the
+    # it for ~790 + 260 steps on one idle core against ~156 + 52, and only then does the chat model answer on the
     # question's topic (97% against 69% of held-out questions, BENCHMARKS.md "Chat: does the demo model answer?")
     depth: int = 2
     seq_len: int = 128
