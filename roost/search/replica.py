@@ -9,6 +9,7 @@ rest from its write log (a write seen twice is applied once).
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -81,6 +82,23 @@ class LocalPartition:
             return {"applied": self.applied(), "added": [], "deleted": False, "stats": None, **result}
 
 
+class _NoDelay:
+    """http.client sends a request's headers and body in two writes; without TCP_NODELAY the body could wait
+    for the server's acknowledgement of the headers (in the front's tail latency: p90 2.6 against 1.0 ms)."""
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+
+
+class _HTTP(_NoDelay, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPS(_NoDelay, http.client.HTTPSConnection):
+    pass
+
+
 class Connections:
     """Keep-alive HTTP connections to one server, one per thread of the front.
 
@@ -95,7 +113,7 @@ class Connections:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"partition URL {url!r}: use http://HOST:PORT or https://HOST:PORT")
-        self._kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        self._kind = _HTTPS if parts.scheme == "https" else _HTTP
         self._host, self._port, self._prefix = parts.hostname, parts.port, parts.path.rstrip("/")
         self.timeout_s = timeout_s
         self._local = threading.local()
