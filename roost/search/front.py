@@ -65,7 +65,7 @@ class Partition(Protocol):
 @dataclass
 class FrontConfig:
     deadline_s: float = 2.0  # per round of a query: partitions not back by then are left out (partial answer)
-    stats_ttl_s: float = 30.0  # the term table is reloaded this often (other fronts' writes reach it then)
+    stats_ttl_s: float = 60.0  # the term table is reloaded this often (other fronts' writes, merges reach it then)
     vocabulary_limit: int = 100_000  # terms per field and partition in the table; rarer ones are asked for
 
 
@@ -302,8 +302,7 @@ class PartitionedIndex:
                 raise PartitionError(f"partition {i} applied no replica of the write: " + "; ".join(errors))
             if op == "add" and result.get("stats") is not None:
                 self._terms.added(TermStats.from_dict(result["stats"]))
-            elif not result.get("repeat"):
-                self._terms.invalidate()  # a delete: tantivy's counts change when its segment is merged
+            # a delete leaves tantivy's counts as they were until its segment is merged; a reload sees the merge
             return result
 
     def _catch_up(self, i: int, r: int, upto: int | None = None) -> bool:

@@ -14,9 +14,10 @@ first round), and the sum is kept until the next reload.
 
 Writes through this front keep the table exact: a partition answers an added post
 with its counts (:func:`counts_of`), which are added here. A delete changes
-tantivy's counts only when its segment is merged, at a time the front cannot see,
-so it empties the table (every query asks first) until the reload that follows.
-With several fronts, another front's writes reach this table at its next reload.
+nothing at once: tantivy counts a deleted post until its segment is merged, at a
+time the front cannot see, and the next reload picks the merge up. With several
+fronts, another front's writes reach this table at its next reload too. A replay
+of missed writes to a replica empties the table until it is reloaded.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class TermTable:
                         s.df[f][t] = s.df[f].get(t, 0) + n
 
     def invalidate(self) -> None:
-        """The counts changed in a way the front cannot follow (a delete, a replay): forget them, reload."""
+        """The counts changed in a way the front cannot follow (a replay, a failed write): forget them, reload."""
         with self._lock:
             self._writes += 1
             self._sums = _Sums()
