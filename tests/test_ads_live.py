@@ -54,21 +54,27 @@ def test_entries_are_read_once_then_again_when_old_forgotten_or_the_day_turns(tm
     assert reads[-1] == ["a"]  # a new UTC day starts empty
 
 
-def test_a_decision_sees_its_own_charges_and_edits_at_once(tmp_path):
-    """The service forgets what it wrote (a CPM charge) or edited: those are read again, the rest is not."""
-    store = AdStore(tmp_path / "ads.db", synchronous="NORMAL")
-    store.add_campaigns([spec("cpm", "cpm", budget=1000.0), spec("cpc")])  # 400.00 CPM outbids 0.50 a click
+def counting_reads(store: AdStore, max_age_s: float) -> tuple[AdService, list[list[str]]]:
+    """A keyword-matching service on ``store`` and the list of the live-state reads its decisions make (the
+    impression's write re-reads under its lock, with ``db`` given: not counted)."""
     reads: list[list[str]] = []
     real = store.live_states
-    # the decision's reads (the impression's write re-reads under its lock, with db given: not counted)
     store.live_states = lambda ids, day, db=None: (db is None and reads.append(sorted(ids))) or real(ids, day, db)
     service = AdService(
         store,
         ClickSigner(b"0123456789abcdef0123456789abcdef"),
-        config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0, live_state_max_age_s=3600),
+        config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0, live_state_max_age_s=max_age_s),
         clock=lambda: NOON,
         seed=0,
     )
+    return service, reads
+
+
+def test_a_decision_sees_its_own_charges_and_edits_at_once(tmp_path):
+    """The service forgets what it wrote (a CPM charge) or edited: those are read again, the rest is not."""
+    store = AdStore(tmp_path / "ads.db", synchronous="NORMAL")
+    store.add_campaigns([spec("cpm", "cpm", budget=1000.0), spec("cpc")])  # 400.00 CPM outbids 0.50 a click
+    service, reads = counting_reads(store, max_age_s=3600)
     request = AdRequest(query="shoes", slots=1)
     assert [ad.campaign_id for ad in service.serve(request)] == ["cpm"] and reads[-1] == ["cpc", "cpm"]
     before = len(reads)
@@ -84,16 +90,7 @@ def test_live_state_is_read_for_the_best_ranked_first_and_further_down_only_when
     five paused, the next batch (eight) is read and the sixth wins at the seventh's price, as if all were checked."""
     store = AdStore(tmp_path / "ads.db", synchronous="NORMAL")
     store.add_campaigns([spec(f"c{k}", "cpm", budget=1000.0).model_copy(update={"bid": 10.0 - k}) for k in range(10)])
-    reads: list[list[str]] = []
-    real = store.live_states
-    store.live_states = lambda ids, day, db=None: (db is None and reads.append(sorted(ids))) or real(ids, day, db)
-    service = AdService(
-        store,
-        ClickSigner(b"0123456789abcdef0123456789abcdef"),
-        config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0, live_state_max_age_s=0),
-        clock=lambda: NOON,
-        seed=0,
-    )
+    service, reads = counting_reads(store, max_age_s=0)
     request = AdRequest(query="shoes", slots=1)
     [ad] = service.serve(request)
     assert ad.campaign_id == "c0" and ad.price_micros == 9_000_000 and reads == [["c0", "c1", "c2", "c3"]]
