@@ -5,6 +5,7 @@ The HTTP tests run real ``roost serve-partition`` processes on 127.0.0.1 behind 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -104,13 +105,19 @@ def _flatten(explanation: str) -> list[str]:
 
 
 class CountingPartition(LocalPartition):
-    """A partition in this process that counts the first rounds (term counts asked for) it answers."""
+    """A partition in this process that counts the first rounds (term counts asked for) it answers, and the
+    depths it is asked for candidates at."""
 
     asked = 0
+    depths: list = []
 
     def term_stats(self, terms):
         CountingPartition.asked += 1
         return super().term_stats(terms)
+
+    def candidates(self, req, qvec, stats, depth=None):
+        CountingPartition.depths.append(depth)
+        return super().candidates(req, qvec, stats, depth)
 
 
 @pytest.mark.parametrize("parts", [1, 2, 3])
@@ -123,10 +130,14 @@ def test_partitions_answer_as_one_index(tmp_path, model_root, one, parts):
     assert sum(sizes) == one.docs.count() == 150 and (parts == 1 or min(sizes) > 0)
     filters = [Filters(), Filters(author="u1"), Filters(hashtag="foodie")]
     # the front's term table holds every partition's whole dictionary (one round a query), or only each
-    # partition's 5 most frequent terms (most queries ask the partitions for their counts first)
-    for limit in (100_000, 5):
-        front = PartitionedIndex(replicas, model, config=FrontConfig(vocabulary_limit=limit))
-        CountingPartition.asked = 0
+    # partition's 5 most frequent terms (most queries ask the partitions for their counts first); each
+    # partition is first asked for 1.5 times its share of each list's top n, or for a fifth of it (so that
+    # most queries ask partitions again for all n)
+    n = one.ranking.candidates
+    for config in (FrontConfig(), FrontConfig(vocabulary_limit=5), FrontConfig(first_share=0.2)):
+        limit = config.vocabulary_limit
+        front = PartitionedIndex(replicas, model, config=config)
+        CountingPartition.asked, CountingPartition.depths = 0, []
         for mode in ("lexical", "semantic", "hybrid"):
             for q in QUERIES:
                 for f in filters:
@@ -139,6 +150,10 @@ def test_partitions_answer_as_one_index(tmp_path, model_root, one, parts):
             assert CountingPartition.asked == 0  # the table knew every term
         else:
             assert 0 < CountingPartition.asked <= parts * len(QUERIES)  # asked once a query, then kept
+        first = n if parts == 1 else math.ceil(config.first_share * n / parts)
+        assert first in CountingPartition.depths and set(CountingPartition.depths) <= {first, n}
+        if config.first_share < 1 and parts > 1:
+            assert CountingPartition.depths.count(n) > len(QUERIES)  # asked again, and the answers still agree
     # the sums of the partitions' counts are the one index's counts
     terms = LexicalIndex.query_terms("pasta garlic keeper")
     total, single = merge([r[0].term_stats(terms) for r in replicas]), one.lexical.term_stats(terms)

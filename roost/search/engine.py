@@ -263,17 +263,20 @@ class SearchIndex:
         found = self.candidates(req, qvec)
         return rank(req, found, self.ranking, self.model)
 
-    def candidates(self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None = None) -> Candidates:
+    def candidates(
+        self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None = None, depth: int | None = None
+    ) -> Candidates:
         """This index's lists for ``req`` (``qvec``: the query's vector, for semantic and hybrid), each cut to
-        the ranking's candidates after the filters, with their posts. With ``stats`` (all partitions'
-        summed counts) the BM25 scores are those of one index over every partition."""
+        ``depth`` (default: the ranking's candidates) after the filters, with their posts. With ``stats`` (all
+        partitions' summed counts) the BM25 scores are those of one index over every partition."""
         cfg = self.ranking
-        n = max(cfg.candidates, req.k)
+        n = max(cfg.candidates, req.k) if depth is None else depth
         lists: dict[str, list[tuple[int, float]]] = {}
         if req.mode in ("lexical", "hybrid"):
             lists["bm25"] = self.lexical.search(req.q, n, req.filters, cfg.w_expansion, stats)
         if qvec is not None:
             lists["vector"] = self._semantic(qvec, n, req.filters)
+        truncated = {name: len(ranked) >= n for name, ranked in lists.items()}  # more may lie past the cut
         keys = list({k for ranked in lists.values() for k, _ in ranked})
         if stats is not None and "bm25" in lists:  # the scores one index over every partition gives
             posts, fields = self.docs.get_indexed(keys)
@@ -292,7 +295,7 @@ class SearchIndex:
             matches = bool(self.lexical.search(req.q, 1, req.filters, cfg.w_expansion))
         listed = {k: posts[k] for ranked in lists.values() for k, _ in ranked}
         quality = self.docs.author_quality(p.author_id for p in listed.values())
-        return Candidates(lists, listed, matches, self.docs.newest(), quality)
+        return Candidates(lists, listed, matches, self.docs.newest(), quality, truncated=truncated)
 
 
 @dataclass
@@ -305,6 +308,7 @@ class Candidates:
     newest: float  # the newest post's time, for recency
     quality: dict[str, float]  # the listed posts' authors' quality
     took_ms: float = 0.0  # the partition's own time for them (the front reports the slowest)
+    truncated: dict[str, bool] = field(default_factory=dict)  # per list: cut at the depth asked, more may follow
 
 
 def rank(

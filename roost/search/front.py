@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -51,7 +52,9 @@ class Partition(Protocol):
 
     def vocabulary(self, limit: int) -> Vocabulary: ...
 
-    def candidates(self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None) -> Candidates: ...
+    def candidates(
+        self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None, depth: int | None = None
+    ) -> Candidates: ...
 
     def apply(self, seq: int | None, op: str, payload: dict) -> dict: ...
 
@@ -67,6 +70,7 @@ class FrontConfig:
     deadline_s: float = 2.0  # per round of a query: partitions not back by then are left out (partial answer)
     stats_ttl_s: float = 60.0  # the term table is reloaded this often (other fronts' writes, merges reach it then)
     vocabulary_limit: int = 100_000  # terms per field and partition in the table; rarer ones are asked for
+    first_share: float = 1.5  # each partition is first asked for this times its share (1/P) of each list's top n
 
 
 class WriteLog:
@@ -157,10 +161,29 @@ class PartitionedIndex:
                 stats = merge(list(parts.values()))
                 if not missing:  # a sum without every partition is this query's only
                     self._terms.store(stats)
-        found, late = self._fan_out("candidates", req, qvec, stats)
+        found, late = self._candidates(req, qvec, stats)
         missing |= late
         hits = rank(req, self._merge(found, req), self.ranking, self.model)
         return SearchAnswer(hits, sorted(missing), max((c.took_ms for c in found.values()), default=0.0))
+
+    def _candidates(
+        self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None
+    ) -> tuple[dict[int, Candidates], set[int]]:
+        """Every partition's candidates, enough for the top n of each list over all partitions.
+
+        The ranking fuses each list's top n (``ranking.candidates``) over all posts. A partition holds about
+        n/P of them, so each is first asked for ``first_share`` times that; a partition whose list was cut
+        there with its last score still within the top n so far may hold more, and is asked again for all n
+        (rare: with 4 partitions, more than 1.5 times its share of the top 50 in one partition)."""
+        n, size = max(self.ranking.candidates, req.k), len(self.partitions)
+        depth = n if size == 1 else min(n, math.ceil(self.config.first_share * n / size))
+        found, missing = self._fan_out("candidates", req, qvec, stats, depth)
+        short = _cut_short(found, n) if depth < n else set()
+        if short:
+            more, late = self._fan_out("candidates", req, qvec, stats, n, only=short)
+            found.update(more)
+            missing |= late  # its first answer stays in, but may lack some of the top n: the answer is partial
+        return found, missing
 
     def _merge(self, found: dict[int, Candidates], req: SearchRequest) -> Candidates:
         """One candidate set: keys made unique across partitions, each list cut back to the ranking's depth."""
@@ -190,8 +213,9 @@ class PartitionedIndex:
         found, missing = self._fan_out("vocabulary", self.config.vocabulary_limit)
         return None if missing else [found[i] for i in range(len(self.partitions))]
 
-    def _fan_out(self, call: str, *args) -> tuple[dict[int, object], set[int]]:
-        """``call(*args)`` on one replica of every partition at once; (answers by partition, missing).
+    def _fan_out(self, call: str, *args, only: set[int] | None = None) -> tuple[dict[int, object], set[int]]:
+        """``call(*args)`` on one replica of every partition (or those in ``only``) at once; (answers by
+        partition, missing).
 
         A replica over HTTP is sent the call from this thread, all of them before any answer is read, so a
         query hands nothing to other threads (each hand-off was a wake-up to wait for on a busy machine). A
@@ -199,6 +223,8 @@ class PartitionedIndex:
         deadline = time.monotonic() + self.config.deadline_s
         sent, pooled = {}, {}
         for i, replicas in enumerate(self.partitions):
+            if only is not None and i not in only:
+                continue
             r = next(self._turn) % len(replicas)
             if (i, r) in self._stale or not hasattr(replicas[r], "begin"):
                 pooled[i] = self._pool.submit(self._ask, i, call, args, r)
@@ -322,3 +348,17 @@ class PartitionedIndex:
                 return False
             self._stale.discard((i, r))
             return True
+
+
+def _cut_short(found: dict[int, Candidates], n: int) -> set[int]:
+    """Partitions whose list was cut at the depth asked while its last score is still within the top ``n`` of
+    all partitions' lists (or the lists hold fewer than ``n``): more of the top ``n`` may lie past the cut."""
+    short = set()
+    for name in {name for c in found.values() for name in c.lists}:
+        scores = sorted((s for c in found.values() for _, s in c.lists.get(name, [])), reverse=True)
+        nth = scores[n - 1] if len(scores) >= n else -math.inf
+        for i, c in found.items():
+            ranked = c.lists.get(name, [])
+            if c.truncated.get(name) and (not ranked or ranked[-1][1] >= nth):
+                short.add(i)
+    return short

@@ -43,11 +43,13 @@ class LocalPartition:
     def vocabulary(self, limit: int) -> Vocabulary:
         return Vocabulary(*self.index.lexical.vocabulary(limit))
 
-    def candidates(self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None) -> Candidates:
+    def candidates(
+        self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None, depth: int | None = None
+    ) -> Candidates:
         t0 = time.perf_counter()
         req.validate()
         self.index.check_mode(req.mode)
-        found = self.index.candidates(req, qvec, stats)
+        found = self.index.candidates(req, qvec, stats, depth)
         found.took_ms = (time.perf_counter() - t0) * 1000
         return found
 
@@ -249,12 +251,13 @@ class RemotePartition:
         elif call == "vocabulary":
             path, body, decode = "/partition/vocabulary", {"limit": args[0]}, Vocabulary.from_dict
         elif call == "candidates":
-            req, qvec, stats = args
+            req, qvec, stats, depth = (*args, None)[:4]
             path, decode = "/partition/candidates", candidates_from_dict
             body = {
                 "request": request_to_dict(req),
                 "qvec": None if qvec is None else np.asarray(qvec, dtype=np.float32),
                 "stats": None if stats is None else stats.to_dict(),
+                "depth": depth,
             }
         else:
             raise ValueError(f"unknown partition call {call!r}")
@@ -266,8 +269,10 @@ class RemotePartition:
     def vocabulary(self, limit: int) -> Vocabulary:
         return self.begin("vocabulary", limit).result()
 
-    def candidates(self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None) -> Candidates:
-        return self.begin("candidates", req, qvec, stats).result()
+    def candidates(
+        self, req: SearchRequest, qvec: np.ndarray | None, stats: TermStats | None, depth: int | None = None
+    ) -> Candidates:
+        return self.begin("candidates", req, qvec, stats, depth).result()
 
     def applied(self) -> int:
         return int(self._call("GET", "/partition/health")["applied"])

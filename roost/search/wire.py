@@ -56,6 +56,7 @@ def candidates_to_dict(c: Candidates) -> dict:
         "newest": c.newest,
         "quality": c.quality,
         "took_ms": c.took_ms,
+        "truncated": c.truncated,
     }
 
 
@@ -73,4 +74,5 @@ def candidates_from_dict(d: dict) -> Candidates:
         newest=float(d["newest"]),
         quality={a: float(q) for a, q in d["quality"].items()},
         took_ms=float(d.get("took_ms", 0.0)),
+        truncated={name: bool(t) for name, t in d.get("truncated", {}).items()},
     )

@@ -127,9 +127,14 @@ def create_partition_app(config: PartitionConfig) -> FastAPI:
             req = request_from_dict(body["request"])
             qvec = None if body.get("qvec") is None else np.asarray(body["qvec"], dtype=np.float32)
             stats = None if body.get("stats") is None else TermStats.from_dict(body["stats"])
+            depth = body.get("depth")
+            if depth is not None and (
+                not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= 10_000
+            ):
+                raise APIError(400, "depth: an integer from 1 to 10,000, or null", param="depth")
             # on the event loop, not a worker thread: the search holds the GIL for most of its few ms anyway, and
             # the hop to a thread and back cost a front query two wake-ups on a busy machine
-            found = _partition(request).candidates(req, qvec, stats)
+            found = _partition(request).candidates(req, qvec, stats, depth)
         except QueryError as e:
             raise APIError(400, str(e), param=e.param) from None
         except (KeyError, TypeError, ValueError) as e:
