@@ -44,11 +44,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def vm_rss_mib(pid: int) -> float:
+def vm_rss_mib(pid: int) -> str:
+    """Resident memory as "total (anonymous)" MiB: the rest is file pages (the doc store is read through a
+    memory map), which the kernel can drop and which every replica of a file on one machine shares."""
+    fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon"):
+            fields[name] = int(value.split()[0]) / 1024
+    return f"{fields.get('VmRSS', float('nan')):.0f} ({fields.get('RssAnon', float('nan')):.0f})"
 
 
 def dir_mib(path: Path) -> float:
@@ -100,17 +104,28 @@ def workspace(root: Path, model_dir: Path, manifest: dict) -> Path:
     return root
 
 
-def start(cmd: list[str], url: str) -> subprocess.Popen:
+@contextlib.contextmanager
+def launched(cmd: list[str]):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{cmd} exited with {proc.returncode}"
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=5).status_code == 200:
-                return proc
-        time.sleep(0.5)
-    raise TimeoutError(f"{cmd} did not start")
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def wait_up(procs: list[tuple[subprocess.Popen, str]]) -> None:
+    """Wait until every process answers 200 on its URL."""
+    deadline = time.monotonic() + 900
+    for proc, url in procs:
+        while True:
+            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+            assert time.monotonic() < deadline, f"{proc.args} did not start"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=5).status_code == 200:
+                    break
+            time.sleep(0.5)
 
 
 def measure(bases: list[str], qs: list[str], mode: str) -> list[dict]:
@@ -150,32 +165,32 @@ def measure(bases: list[str], qs: list[str], mode: str) -> list[dict]:
     return out
 
 
-def serve_layout(stack: contextlib.ExitStack, ws: Path, parts: int, layout: Path | None) -> tuple[str, list]:
-    """Start a layout's processes (P partition servers and a front, or one server over one index); (URL, procs)."""
+def serve_layouts(stack: contextlib.ExitStack, layouts: list[tuple[Path, int, Path | None]]) -> list[tuple[str, list]]:
+    """Start every layout's processes, (workspace, P, layout folder) each: P partition servers and a front, or
+    (P = 0) one server over one index. All partition servers start at once, then all fronts; (URL, procs) each."""
     roost = [sys.executable, "-m", "roost"]
-    procs, urls = [], []
-    for i in range(parts):
+    parts_of, waiting = [], []
+    for ws, parts, layout in layouts:
+        procs, urls = [], []
+        for i in range(parts):
+            port = free_port()
+            cmd = roost + ["serve-partition", "-w", str(ws), "--partition", str(i), "--port", str(port)]
+            procs.append(stack.enter_context(launched(cmd + ["--index-dir", str(layout / f"part-{i}")])))
+            urls.append(f"http://127.0.0.1:{port}")
+            waiting.append((procs[-1], f"{urls[-1]}/partition/health"))
+        parts_of.append((procs, urls))
+    wait_up(waiting)
+    out, waiting = [], []
+    for (ws, _, _), (procs, urls) in zip(layouts, parts_of):
         port = free_port()
-        cmd = roost + ["serve-partition", "-w", str(ws), "--partition", str(i), "--port", str(port)]
-        cmd += ["--index-dir", str(layout / f"part-{i}")]
-        procs.append(stack.enter_context(started(cmd, f"http://127.0.0.1:{port}/partition/health")))
-        urls.append(f"http://127.0.0.1:{port}")
-    port = free_port()
-    cmd = roost + ["serve", "-w", str(ws), "--port", str(port), "--search-deadline", "30", "--rate-limit", "0"]
-    for u in urls:
-        cmd += ["--search-partition", u]
-    procs.append(stack.enter_context(started(cmd, f"http://127.0.0.1:{port}/health")))
-    return f"http://127.0.0.1:{port}", procs
-
-
-@contextlib.contextmanager
-def started(cmd: list[str], url: str):
-    proc = start(cmd, url)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        cmd = roost + ["serve", "-w", str(ws), "--port", str(port), "--search-deadline", "30", "--rate-limit", "0"]
+        for u in urls:
+            cmd += ["--search-partition", u]
+        procs.append(stack.enter_context(launched(cmd)))
+        waiting.append((procs[-1], f"http://127.0.0.1:{port}/health"))
+        out.append((f"http://127.0.0.1:{port}", procs))
+    wait_up(waiting)
+    return out
 
 
 def main() -> None:
@@ -208,10 +223,11 @@ def main() -> None:
             link.symlink_to((work / "layout-1" / "part-0" / name).resolve())
     names = ["one index (peer)"] + [f"front + {parts} partitions" for parts in args.partitions]
     with contextlib.ExitStack() as stack:
-        layouts = [serve_layout(stack, single, 0, None)]
+        specs: list[tuple[Path, int, Path | None]] = [(single, 0, None)]
         for parts in args.partitions:
             ws = workspace(work / f"ws-{parts}", args.model, {"semantic": True, "partitions": parts})
-            layouts.append(serve_layout(stack, ws, parts, work / f"layout-{parts}"))
+            specs.append((ws, parts, work / f"layout-{parts}"))
+        layouts = serve_layouts(stack, specs)
         bases = [base for base, _ in layouts]
         results = {mode: measure(bases, qs, mode) for mode in args.modes}
         rss = [[vm_rss_mib(p.pid) for p in procs] for _, procs in layouts]
@@ -220,17 +236,18 @@ def main() -> None:
     head = "| layout | " + " | ".join(f"{m} p50 ms | {m} p99 ms" for m in args.modes)
     print(
         head + f" | {first} p50 over one index | {first} over one index, query by query, p50"
-        f" | {first} over the slowest partition's own time, p50 | RSS per partition MiB | front RSS MiB |"
+        f" | {first} over the slowest partition's own time, p50 | RSS (anonymous) per partition MiB"
+        " | front RSS (anonymous) MiB |"
     )
     print("|---|" + "---:|" * (2 * len(args.modes) + 5))
     for j, name in enumerate(names):
         r = {m: results[m][j] for m in args.modes}
         cells = " | ".join(f"{r[m]['p50']:.1f} | {r[m]['p99']:.1f}" for m in args.modes)
         over = r[first]["p50"] - results[first][0]["p50"]
-        per = ", ".join(f"{x:.0f}" for x in rss[j][:-1]) or "-"
+        per = ", ".join(rss[j][:-1]) or "-"
         print(
             f"| {name} | {cells} | {over:+.1f} | {r[first]['paired_p50']:+.1f} | {r[first]['over_slowest_p50']:.1f}"
-            f" | {per} | {rss[j][-1]:.0f} |"
+            f" | {per} | {rss[j][-1]} |"
         )
     print(f"bench process RSS {rss_mib():.0f} MiB")
 
