@@ -77,3 +77,27 @@ def test_fp32_iteration_changes_only_the_rounding():
     for a, b, before in zip(fp32_p, bf16_p, _params(1)):
         assert not torch.equal(a, b)
         torch.testing.assert_close(a - before, b - before, atol=0.05 * (b - before).abs().max().item(), rtol=0)
+
+
+def test_sharded_parameters_take_torchs_own_step(tmp_path):
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        kwargs = dict(lr=0.02, weight_decay=0.1, momentum=0.95, nesterov=True, adjust_lr_fn="original")
+        sharded = [torch.nn.Parameter(distribute_tensor(p.detach(), mesh, [Shard(0)])) for p in _params(2)]
+        plain = _params(2)
+        ours, theirs = Muon(sharded, ns_dtype=torch.float32, **kwargs), torch.optim.Muon(plain, **kwargs)
+        assert ours.sharded and not Muon(_params(2), **kwargs).sharded
+        _grads(plain, 0)
+        for p, q in zip(sharded, plain):
+            p.grad = distribute_tensor(q.grad, mesh, [Shard(0)])
+        ours.step()
+        theirs.step()
+        for p, q in zip(sharded, plain):  # torch's bf16 iteration, not the fp32 one asked for unsharded
+            assert torch.equal(p.full_tensor(), q)
+    finally:
+        dist.destroy_process_group()
