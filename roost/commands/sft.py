@@ -49,6 +49,13 @@ _MINING_FLAGS: dict[str, tuple[type, str]] = {
         "cut a conversation at the first reply that shares fewer content words with the "
         "turn it answers (0 keeps every reply; 1 keeps replies that take up the question)",
     ),
+    "min_answer_gain": (
+        float,
+        "cut a conversation at the first reply whose answer gain is below this: how much the turn it answers "
+        "raises its mean log-likelihood under the pretrained model, in nats per token (0: the parent must make "
+        "the reply likelier; a reply as likely after any post gains about 0). Scores every reply once, "
+        "batched, before training (default: off)",
+    ),
 }
 _SFT_FLAGS: dict[str, tuple[type, str]] = {
     "lr_frac": (float, "every learning rate is pretraining's times this"),

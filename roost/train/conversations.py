@@ -26,6 +26,15 @@ language. ``roost demo`` mines with 1; ``roost sft`` keeps every reply unless
 asked (0), since real replies share fewer words with their parent than the
 sample's do.
 
+The pretrained model can judge too (``min_answer_gain``, off unless given):
+each (user turn, assistant turn) pair is scored by how much the user turn
+raises the reply's likelihood under it (roost.train.answer_gain, nats per
+token) and a conversation is cut at the first assistant turn scoring below the
+threshold, after the shared-words cut. Shared words see only the surface; the
+model's gain also catches replies that share a word by chance yet would be as
+likely after any post, and works where no word is shared but the reply is about
+the same thing. The caller brings the scorer, so this module stays torch-free.
+
 The train/validation split is by thread (an xxh64 hash of the root id, as
 :class:`roost.tokenizer.ValSplit` does for posts): conversations of one
 thread share their first turns, so they must stay on one side. It is drawn
@@ -35,8 +44,10 @@ among the threads that kept a conversation, so a small network cut hard by
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,10 +80,22 @@ class MiningConfig:
     strip_reply_mentions: bool = True  # drop the @handles a reply starts with (the platform adds them, not the writer)
     val_fraction: float = 0.05  # threads held out for validation (by hash of the root id)
     min_shared_words: int = 0  # cut at the first reply sharing fewer content words with its user turn; 0: never
+    # cut at the first reply whose answer gain (nats/token the user turn adds to its log-likelihood under the
+    # pretrained model) is below this; None: never
+    min_answer_gain: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_shared_words < 0:
             raise UserError(f"--min-shared-words must be >= 0, got {self.min_shared_words}")
+        if self.min_answer_gain is not None and (
+            isinstance(self.min_answer_gain, bool)
+            or not isinstance(self.min_answer_gain, (int, float))
+            or not math.isfinite(self.min_answer_gain)
+        ):
+            raise UserError(
+                f"--min-answer-gain must be a finite number of nats per token (e.g. 0: the parent must make the "
+                f"reply likelier), got {self.min_answer_gain!r}"
+            )
         if not 0.0 <= self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.system_prompt is not None and not self.system_prompt.strip():
@@ -110,13 +133,25 @@ class _Post:
     order: str  # sorts replies in the order they were posted: time, then id
 
 
+# Scores (user turn, assistant turn) pairs: roost.train.answer_gain.answer_gains with the pretrained model.
+AnswerScorer = Callable[[list[tuple[str, str]]], Sequence[float]]
+
+
 def mine_conversations(
-    corpus_dir: str | Path, cfg: MiningConfig | None = None, progress: bool = False
+    corpus_dir: str | Path,
+    cfg: MiningConfig | None = None,
+    progress: bool = False,
+    scorer: AnswerScorer | None = None,
 ) -> MinedConversations:
-    """Conversations from every reply thread of the corpus, split into train and validation."""
+    """Conversations from every reply thread of the corpus, split into train and validation.
+
+    ``scorer`` is needed when ``cfg.min_answer_gain`` is set: it scores every distinct pair at once (batched).
+    """
     from tqdm import tqdm
 
     cfg = cfg or MiningConfig()
+    if cfg.min_answer_gain is not None and scorer is None:
+        raise ValueError("MiningConfig.min_answer_gain is set but no scorer was given to score the replies")
     corpus_dir = Path(corpus_dir)
     threads = schema.read_table(corpus_dir, "threads", columns=["thread_id", "post_id", "parent_id"])
     if threads.num_rows == 0:
@@ -132,11 +167,16 @@ def mine_conversations(
     for kids in children.values():
         kids.sort(key=lambda p: posts[p].order if p in posts else "")
     roots = sorted(set(threads.column("thread_id").to_pylist()))
-    by_root, n_paths = {}, 0
+    turns_by_root, n_paths = {}, 0
     for root in tqdm(roots, desc="sft: mining threads", unit="thread", disable=not progress):
         paths = _root_to_leaf_paths(root, children)
         n_paths += len(paths)
-        found = _drop_repeats([c for c in (_conversation(root, p, posts, cfg) for p in paths) if c is not None])
+        turns_by_root[root] = [_turns(p, posts, cfg) for p in paths]
+    if cfg.min_answer_gain is not None:
+        _cut_by_answer_gain(turns_by_root, scorer, cfg.min_answer_gain)
+    by_root = {}
+    for root, paths_turns in turns_by_root.items():
+        found = _drop_repeats([c for c in (_conversation(root, t, cfg) for t in paths_turns) if c is not None])
         if found:
             by_root[root] = found
     # chosen among the threads that kept a conversation, so cutting threads (min_shared_words) leaves some held out
@@ -184,9 +224,12 @@ def _root_to_leaf_paths(root: str, children: dict[str, list[str]]) -> list[list[
     return paths
 
 
-def _conversation(root: str, path: list[str], posts: dict[str, _Post], cfg: MiningConfig) -> Conversation | None:
-    """The path as alternating user/assistant turns, cut as the module docstring says; None if under two turns."""
-    turns: list[tuple[str, list[str], list[str]]] = []  # (author, texts, post ids)
+_Turn = tuple[str, list[str], list[str]]  # (author, texts, post ids)
+
+
+def _turns(path: list[str], posts: dict[str, _Post], cfg: MiningConfig) -> list[_Turn]:
+    """The path as turns, one per run of posts by one author, cut as the module docstring says."""
+    turns: list[_Turn] = []
     for post_id in path:
         post = posts.get(post_id)
         text = post.text if post is not None else ""
@@ -203,14 +246,41 @@ def _conversation(root: str, path: list[str], posts: dict[str, _Post], cfg: Mini
         turns.append((post.author, [text], [post_id]))
     if cfg.min_shared_words:
         turns = _answering_prefix(turns, cfg.min_shared_words)
+    return turns
+
+
+def _content(turn: _Turn) -> str:
+    """A turn's message: its posts' texts, a line each."""
+    return "\n".join(turn[1])
+
+
+def _cut_by_answer_gain(turns_by_root: dict[str, list[list[_Turn]]], scorer: AnswerScorer, threshold: float) -> None:
+    """Cut every path (in place) at its first assistant turn whose answer gain is below ``threshold``."""
+    pairs = sorted(
+        {
+            (_content(turns[i - 1]), _content(turns[i]))
+            for paths in turns_by_root.values()
+            for turns in paths
+            for i in range(1, len(turns), 2)
+        }
+    )
+    gains = dict(zip(pairs, scorer(pairs)))
+    for paths in turns_by_root.values():
+        for turns in paths:
+            for i in range(1, len(turns), 2):
+                if not gains[(_content(turns[i - 1]), _content(turns[i]))] >= threshold:  # a NaN gain fails too
+                    del turns[i:]
+                    break
+
+
+def _conversation(root: str, turns: list[_Turn], cfg: MiningConfig) -> Conversation | None:
+    """The turns as alternating user/assistant messages ending on an assistant turn; None if under two turns."""
     if len(turns) % 2:  # end on an assistant turn
-        turns.pop()
+        turns = turns[:-1]
     if len(turns) < MIN_TURNS:
         return None
     messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
-    messages += [
-        {"role": ("user", "assistant")[i % 2], "content": "\n".join(texts)} for i, (_, texts, _) in enumerate(turns)
-    ]
+    messages += [{"role": ("user", "assistant")[i % 2], "content": _content(turn)} for i, turn in enumerate(turns)]
     return Conversation(root, tuple(p for _, _, ids in turns for p in ids), messages)
 
 

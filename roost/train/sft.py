@@ -205,6 +205,24 @@ def weights_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def _answer_scorer(ws: Workspace, model: GPT | None, expected_hash: str, tok: RoostTokenizer, progress: bool):
+    """Answer gains (roost.train.answer_gain) under the pretrained model; on ``--resume`` (``model`` None) the
+    one the checkpoint started from, read again and checked, so the resumed run mines the same conversations."""
+    from functools import partial
+
+    from roost.train.answer_gain import answer_gains
+
+    if model is None:
+        pretrained = load_pretrained(ws)
+        if pretrained.weights_hash != expected_hash:
+            raise UserError(
+                f"--resume with --min-answer-gain: the pretrained model in {pretrained.source} is not the one this "
+                "fine-tuning started from, so its answer gains would mine other conversations; start over with --fresh"
+            )
+        model = pretrained.model
+    return partial(answer_gains, model, tok, progress=progress)
+
+
 def steps_per_epoch(loader: ChatLoader, grad_accum: int) -> int:
     return max(1, loader.batches_per_epoch // (grad_accum * loader.world_size))
 
@@ -272,9 +290,10 @@ def plan(ws: Workspace, cfg: SFTConfig, info: dist.DistInfo, *, resume: bool, fr
             raise UserError(f"--resume: the {' and '.join(changed)} changed since {ckpt}; start over with --fresh")
         pretrained_info = meta["pretrained"]
         model = GPT(GPTConfig.from_dict(meta["model_config"]))
+        pretrained_model = None  # read again only if mining scores replies with it
     else:
         pretrained = load_pretrained(ws)
-        model = pretrained.model
+        model = pretrained_model = pretrained.model
         pretrained_info = {
             "source": pretrained.source,
             "weights_hash": pretrained.weights_hash,
@@ -301,11 +320,19 @@ def plan(ws: Workspace, cfg: SFTConfig, info: dist.DistInfo, *, resume: bool, fr
     check_fits(model_cfg, train_cfg, info)
 
     # ---- data
-    mined = mine_conversations(ws.corpus, cfg.mining, progress=info.is_main)
+    scorer = None
+    if cfg.mining.min_answer_gain is not None:
+        scorer = _answer_scorer(ws, pretrained_model, pretrained_info["weights_hash"], tok, progress=info.is_main)
+    mined = mine_conversations(ws.corpus, cfg.mining, progress=info.is_main, scorer=scorer)
     if not mined.train:
         raise UserError(
             f"no training conversations in the {mined.threads} reply thread(s) of {ws.corpus} "
             "(each needs a reply and a post to reply to); ingest more threads with `roost ingest`"
+            + (
+                ""
+                if cfg.mining.min_answer_gain is None
+                else f", or lower --min-answer-gain {cfg.mining.min_answer_gain}"
+            )
         )
     shard_args = {"rank": info.rank, "world_size": info.world_size, "device": info.device}
     packed = pack_conversations(tok, mined.train, train_cfg.seq_len, progress=info.is_main)
