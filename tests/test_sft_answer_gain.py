@@ -137,3 +137,29 @@ def test_roost_sft_flag_scores_with_the_pretrained_model(tmp_path, capsys):
         assert "roost sft: error:" in err and re.search(message, err), err
     with pytest.raises(SystemExit):
         main(_sft_cli(tmp_path / "ws2", "--min-answer-gain", "high"))
+
+
+def test_resume_scores_with_the_same_pretrained_model_or_refuses(tmp_path, capsys):
+    from roost.train import checkpoint
+    from roost.train.dist import DistInfo
+    from roost.train.optim import build_optimizers
+
+    ws = make_sft_workspace(tmp_path / "ws", n_threads=40)
+    info = DistInfo(0, 0, 1, torch.device("cpu"))
+
+    def pretraining_checkpoint(step: int, seed: int) -> None:
+        torch.manual_seed(seed)
+        model = GPT(GPTConfig.from_depth(1, vocab_size=ws.read_manifest("tokenizer")["vocab_size"], max_seq_len=64))
+        opts = build_optimizers(model, "muon", model.config.n_embd, info.device)
+        checkpoint.save(ws.checkpoints, step, model, opts, {"model_config": model.config.to_dict()}, info, keep=1)
+
+    pretraining_checkpoint(7, seed=5)
+    assert main(_sft_cli(ws.root, "--steps", "1", "--min-answer-gain", "-1")) == 0
+    assert main(_sft_cli(ws.root, "--resume", "--steps", "2")) == 0  # scored again with the same weights
+    pretraining_checkpoint(8, seed=6)  # the pretraining checkpoint SFT would read now is another model
+    capsys.readouterr()
+    assert main(_sft_cli(ws.root, "--resume", "--steps", "3")) == 2
+    assert "is not the one this fine-tuning started from" in capsys.readouterr().err
+    shutil.rmtree(checkpoint.step_dir(ws.checkpoints, 8))  # keep=1 left only step 8; model/ is SFT's now
+    assert main(_sft_cli(ws.root, "--resume", "--steps", "3")) == 2
+    assert "--resume with --min-answer-gain scores the replies again" in capsys.readouterr().err

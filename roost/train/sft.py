@@ -213,7 +213,13 @@ def _answer_scorer(ws: Workspace, model: GPT | None, expected_hash: str, tok: Ro
     from roost.train.answer_gain import answer_gains
 
     if model is None:
-        pretrained = load_pretrained(ws)
+        try:
+            pretrained = load_pretrained(ws)
+        except StageMissing as e:
+            raise UserError(
+                f"--resume with --min-answer-gain scores the replies again with the pretrained model, and it is "
+                f"gone: {e}"
+            ) from None
         if pretrained.weights_hash != expected_hash:
             raise UserError(
                 f"--resume with --min-answer-gain: the pretrained model in {pretrained.source} is not the one this "
