@@ -32,6 +32,7 @@ fsync and synchronous_commit on) instead of a SQLite file.
     .venv/bin/python bench/ads.py --campaigns 100000 --requests 2000 --processes 2 3 --no-peer --ads-db sqlite postgresql
     .venv/bin/python bench/ads.py --campaigns 100000 --requests 1000 --durability power
     .venv/bin/python bench/ads.py --campaigns 10000 --embedder model --workspace workspace
+    .venv/bin/python bench/ads.py --campaigns 100000 --requests 200 --no-peer --profile 1000
 """
 
 from __future__ import annotations
@@ -198,6 +199,19 @@ def time_processes(
     return _totals(len(requests) / elapsed, results)
 
 
+def profile(service: AdService, requests: list[AdRequest], top: int = 30) -> None:
+    """Where one thread's decisions spend their time: cProfile over ``requests``, by cumulative time."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    for req in requests:
+        service.serve(req)
+    prof.disable()
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(top)
+
+
 def _totals(rate: float, results: list[tuple[list[float], list[float], int]]):
     lat = np.array([x for r in results for x in r[0]])
     cpu = np.array([x for r in results for x in r[1]])
@@ -241,6 +255,8 @@ def bench(n: int, ads_db: str, args, embed, space) -> list[dict]:
                 exact.__dict__.update(service.index.__dict__)  # the same vectors and graph, searched by a full scan
                 service.index = exact
             time_serving(service, make_requests(50, rng), 1)  # warm up
+            if args.profile:
+                profile(service, make_requests(args.profile, rng))
             workers = [(f"{k} thread{'s' if k > 1 else ''}", time_serving, k) for k in (1, 2)]
             workers += [(f"{k} processes", time_processes, k) for k in args.processes]
             for label, run, k in workers:
@@ -283,6 +299,7 @@ def main() -> None:
     p.add_argument(
         "--ads-db", choices=("sqlite", "postgresql"), nargs="+", default=["sqlite"], help="one or both, same run"
     )
+    p.add_argument("--profile", type=int, default=0, metavar="N", help="first print a cProfile of N decisions")
     p.add_argument("--no-safety", action="store_true", help="serve without brand safety (on by default)")
     p.add_argument("--no-peer", action="store_true", help="leave out the exact-scan peer rows")
     p.add_argument(
