@@ -1,6 +1,8 @@
-"""Learning at a fixed CPU time budget: AdamW against Muon (or bf16 against fp32) on real tweets (TweetEval).
+"""Learning at a fixed CPU time budget: AdamW against Muon (or bf16 against fp32, or roost against GPT-2) on tweets.
 
     .venv/bin/python bench/learning.py --minutes 20 --depth 2
+    .venv/bin/python bench/learning.py --minutes 15 --runs muon,gpt2 --depth 4 --seq-len 256 \
+        --device-batch 16 --vocab-size 8192   # roost train's defaults against nanoGPT's recipe
 
 Data: every TweetEval task's ``train_text.txt`` for training and ``val_text.txt``
 for validation (../shared/data/tweeteval; val tweets that also appear in
@@ -10,7 +12,13 @@ TweetEval's own train/val split. It trains roost's BPE tokenizer
 (``roost.tokenizer.train_bpe``) on the train tweets and writes the token shards
 with the tokens stage's own writer, then runs ``roost train --minutes M`` once
 per run (optimizer, optionally dtype), all at the same time with one thread each, and prints the
-validation loss and bits per byte each reached, with both curves in one plot.
+validation loss and bits per byte each reached, with the curves (validation bits per byte and
+training loss against training seconds) in one plot.
+
+The run ``gpt2`` is not ``roost train`` but nanoGPT's GPT-2 recipe (bench/nanogpt.py: model,
+AdamW, clipping; bench/nanogpt_train.py: its cosine, fitted to the time budget, and the loop) on
+the same shards, in the same order, at the same depth, batch and sequence length, for the same
+training seconds, evaluated by the same code: the peer roost's choices are measured against.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from paths import TWEETEVAL  # noqa: E402  (bench/paths.py: ../shared beside the repository)
 
 DATA = TWEETEVAL
+RECIPE = "gpt2"  # --runs name of nanoGPT's GPT-2 recipe (bench/nanogpt_train.py)
 
 
 def read_tweets(data: Path) -> tuple[list[str], list[str]]:
@@ -94,7 +103,8 @@ def main() -> None:
     p.add_argument(
         "--runs",
         default="adamw,muon",
-        help="runs side by side, each OPTIMIZER or OPTIMIZER:DTYPE (e.g. muon:bfloat16,muon:float32)",
+        help="runs side by side, each OPTIMIZER or OPTIMIZER:DTYPE (e.g. muon:bfloat16,muon:float32), "
+        "or gpt2 for nanoGPT's recipe",
     )
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--seq-len", type=int, default=128)
@@ -132,36 +142,7 @@ def train_all(args) -> None:
         ws = args.workdir / name
         shutil.rmtree(ws, ignore_errors=True)
         shutil.copytree(base, ws)
-        cmd = [
-            sys.executable,
-            "-m",
-            "roost",
-            "train",
-            "--workspace",
-            str(ws),
-            "--run",
-            name,
-            "--optimizer",
-            opt,
-            "--minutes",
-            str(args.minutes),
-            "--depth",
-            str(args.depth),
-            "--seq-len",
-            str(args.seq_len),
-            "--max-seq-len",
-            str(args.seq_len),
-            "--device-batch",
-            str(args.device_batch),
-            "--device",
-            "cpu",
-            "--eval-every",
-            str(args.eval_every),
-            "--ckpt-every",
-            "1000000",
-            *(["--dtype", dtype] if dtype else []),
-            *args.extra.split(),
-        ]
+        cmd = recipe_command(ws, name, args) if spec == RECIPE else roost_command(ws, name, opt, dtype, args)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         log = open(args.workdir / f"{name}.log", "w")
         print("$", " ".join(cmd))
@@ -172,8 +153,39 @@ def train_all(args) -> None:
         log.close()
 
 
+def roost_command(ws: Path, name: str, opt: str, dtype: str, args) -> list[str]:
+    """``roost train`` with this optimizer (and dtype) at this benchmark's shape and budget."""
+    where = ("--workspace", str(ws), "--run", name, "--minutes", str(args.minutes))
+    return [
+        *(sys.executable, "-m", "roost", "train", *where, *shape_flags(args), "--max-seq-len", str(args.seq_len)),
+        *("--optimizer", opt, "--device", "cpu", "--ckpt-every", "1000000"),
+        *(["--dtype", dtype] if dtype else []),
+        *args.extra.split(),
+    ]
+
+
+def recipe_command(ws: Path, name: str, args) -> list[str]:
+    """bench/nanogpt_train.py at this benchmark's shape and budget (its seed and eval slice are roost train's)."""
+    where = ("--workspace", str(ws), "--run", name, "--minutes", str(args.minutes))
+    return [sys.executable, str(ROOT / "bench" / "nanogpt_train.py"), *where, *shape_flags(args)]
+
+
+def shape_flags(args) -> list[str]:
+    """The flags both trainers take alike: model depth, batch shape, evaluation interval."""
+    return [
+        *("--depth", str(args.depth), "--seq-len", str(args.seq_len), "--device-batch", str(args.device_batch)),
+        *("--eval-every", str(args.eval_every)),
+    ]
+
+
 def final_fp32_val_loss(ws_root: Path, args) -> float:
-    """The exported model's validation loss in fp32 over the whole val split, so bf16 and fp32 runs are judged alike."""
+    """The exported model's validation loss in fp32 over the whole val split, so bf16 and fp32 runs are judged alike.
+
+    The recipe's run exports no roost model: its trainer measured the same (roost's Evaluator, whole split, fp32).
+    """
+    recipe = ws_root / "runs" / ws_root.name / "final_val.json"
+    if recipe.is_file():
+        return json.loads(recipe.read_text())["val_loss"]
     from roost.eval.lm import validation_loss
     from roost.tokens import TokenShards
     from roost.workspace import Workspace
@@ -199,7 +211,7 @@ def report(results: dict[str, list[dict]], args) -> None:
         "final model, fp32 val loss |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, (ax_bpb, ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, records in results.items():
         train = [r for r in records if "loss" in r]
         val = [r for r in records if "val_loss" in r]
@@ -211,20 +223,16 @@ def report(results: dict[str, list[dict]], args) -> None:
             f"{final_fp32_val_loss(args.workdir / name, args):.4f} |"
         )
         secs = {r["step"]: r["seconds"] for r in train}
-        ax.plot(
-            [r["seconds"] / 60 for r in train],
-            [r["loss"] for r in train],
-            linewidth=0.6,
-            alpha=0.5,
-            label=f"{name} train",
-        )
-        ax.plot([secs.get(r["step"], 0) / 60 for r in val], [r["val_loss"] for r in val], "o-", label=f"{name} val")
-    ax.set_xlabel("training minutes (1 CPU thread)")
-    ax.set_ylabel("loss (nats/token)")
+        ax.plot([r["seconds"] for r in train], [r["loss"] for r in train], linewidth=0.6, label=f"{name} train")
+        bpb = [r for r in val if "val_bpb" in r]
+        ax_bpb.plot([secs.get(r["step"], 0) for r in bpb], [r["val_bpb"] for r in bpb], "o-", label=f"{name} val")
+    for axis, label in ((ax_bpb, "validation bits per byte"), (ax, "training loss (nats/token)")):
+        axis.set_xlabel("training seconds (1 CPU thread)")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.legend()
     ax.set_ylim(top=min(8.5, ax.get_ylim()[1]))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(f"TweetEval, depth {args.depth}: {' vs '.join(results)} at equal CPU time")
+    fig.suptitle(f"TweetEval, depth {args.depth}: {' vs '.join(results)} at equal CPU time")
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
     print(f"\ncurves: {args.plot}")

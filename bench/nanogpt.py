@@ -84,13 +84,21 @@ class NanoGPT(nn.Module):
             elif "bias" in name:
                 torch.nn.init.zeros_(p)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor, loss_reduction: str = "mean"):
+        """The mean loss; with ``loss_reduction="none"``, ``(logits, per-token losses)`` as roost's ``GPT`` gives them.
+
+        Targets of -100 count for nothing: roost's loader marks ignored targets so (``roost.loss.IGNORE_INDEX``),
+        where nanoGPT's own data never has any (it passes -1).
+        """
         pos = torch.arange(idx.size(1), device=idx.device)
         x = self.wte(idx) + self.wpe(pos)
         for block in self.h:
             x = block(x)
         logits = self.lm_head(self.ln_f(x))
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        loss = F.cross_entropy(
+            logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction=loss_reduction
+        )
+        return loss if loss_reduction == "mean" else (logits, loss.view_as(targets))
 
 
 def adamw(model: nn.Module) -> torch.optim.AdamW:
