@@ -222,7 +222,7 @@ def open_bench_store(args, ads_db: str, tmp: str, stack: contextlib.ExitStack) -
     """An empty ads store: a SQLite file in ``tmp``, or a database on a throwaway PostgreSQL (``--ads-db``)."""
     if ads_db == "postgresql":
         pg = stack.enter_context(temporary_postgres(PgSettings(fsync=True)))
-        return AdStore(pg.create_database("bench"), migrate=True)
+        return AdStore(pg.create_database("bench"), synchronous=synchronous_for(args.durability), migrate=True)
     return AdStore(Path(tmp) / "ads.db", synchronous=synchronous_for(args.durability))
 
 
@@ -325,7 +325,7 @@ def main() -> None:
     print(
         f"\nembedder: {space}; {args.requests} decisions per row, 2 ads each asked; "
         f"impressions committed with durability={args.durability} (synchronous={synchronous_for(args.durability)}"
-        f" for SQLite; PostgreSQL: fsync and synchronous_commit on); brand safety {'off' if args.no_safety else 'on'}, "
+        f" for SQLite; PostgreSQL: fsync on, synchronous_commit {'off' if args.durability == 'process' else 'on'}); brand safety {'off' if args.no_safety else 'on'}, "
         f"frequency caps on; load average {os.getloadavg()}"
     )
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))

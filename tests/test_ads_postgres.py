@@ -89,6 +89,19 @@ def test_migrations_are_versioned_run_by_a_command_and_required(pg_server, capsy
     assert "nobody" in capsys.readouterr().err
 
 
+def test_durability_sets_synchronous_commit(pg_url):
+    """ROOST_ADS_DURABILITY's choice reaches PostgreSQL: "process" commits survive the replica, "power" the disk."""
+    from roost.ads.setup import open_store
+    from roost.workspace import Workspace
+
+    for durability, want in (("process", "off"), ("power", "on")):
+        store = open_store(Workspace("unused-ws"), durability=durability, ads_db=pg_url)
+        with store.backend.transaction() as db:
+            assert db.execute("SHOW synchronous_commit").fetchone()[0] == want, durability
+        store.close()
+    assert AdStore(pg_url).backend.synchronous_commit == "on"  # the class's own default is the safe one
+
+
 def test_catalog_listing_reports_and_embeddings_read_the_same_on_postgres(pg_url):
     store = AdStore(pg_url)
     store.add_campaigns(

@@ -7,7 +7,8 @@ saved creative index, and a ``manifest.json`` like every stage's (:func:`record_
 
 ``ROOST_ADS_DURABILITY`` picks what an acknowledged impression or click must
 survive (see :mod:`roost.ads.store`): ``process`` (default; a crash or SIGKILL
-of the server) or ``power`` (also an OS crash or power cut, one fsync per decision).
+of the server) or ``power`` (also an OS crash or power cut, one fsync per decision;
+on PostgreSQL, ``synchronous_commit=on``).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def record_artifact(
 def open_store(ws: Workspace, durability: str | None = None, ads_db: str | None = None) -> AdStore:
     """The ads db: ``ads_db`` (a path or a PostgreSQL URL), else the workspace's ads.db.
 
-    ``durability`` (SQLite only) defaults to ``$ROOST_ADS_DURABILITY``, else "process".
+    ``durability`` defaults to ``$ROOST_ADS_DURABILITY``, else "process".
     """
     durability = durability or os.environ.get("ROOST_ADS_DURABILITY", "process")
     return AdStore(ads_db or ws.ads_db, synchronous=synchronous_for(durability))

@@ -21,7 +21,10 @@ Why these choices:
   at one fsync per decision (~10 ms on our disks, half the latency budget), so
   the server uses ``NORMAL`` (durability "process") unless told "power"
   (``ROOST_ADS_DURABILITY=power``). This class keeps ``FULL`` as its default.
-  PostgreSQL's commit is durable as the server is configured (``synchronous_commit``).
+  PostgreSQL follows the same choice through ``synchronous_commit``: "process" (NORMAL) turns
+  it off for the replica's connections, so an acknowledged event survives the replica's death
+  (SIGKILL, OOM) and is lost only if the database server itself crashes within ~0.6 s of it;
+  "power" (FULL) waits for the server's disk, which was half of a decision's database time.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="Ad impressions and clicks are committed so they survive a SIGKILL of the server "
         "(SQLite WAL, synchronous=NORMAL); set ROOST_ADS_DURABILITY=power to also survive "
         "an OS crash or power cut (synchronous=FULL, one fsync per decision). With --ads-db postgresql://..., "
-        "durability is the database's (synchronous_commit) and replicas share the money "
+        "the same choice sets synchronous_commit (off, or on with power) and replicas share the money "
         "(docs/serving-replicas.md).",
     )
     add_workspace_arg(p)
