@@ -6,7 +6,8 @@ WS: a workspace on the sample network with a pretrained model (``roost demo``, o
 -> train). Mines the conversations as ``roost sft --min-shared-words M`` does, then again with the answer-gain cut
 at the first threshold (timed: that is what the cut adds to SFT's start), and for each threshold prints the
 conversations' first answers kept and dropped: how many, the share the eval's topic judge (roost.eval.chat) puts
-in the question's topic, the share the sample's truth calls an answer act, and the share in English.
+in the question's topic (all, and English answers only: the judge is trained on English posts), and the shares
+the sample's truth calls an answer act, in English, and in another language than the question.
 """
 
 from __future__ import annotations
@@ -83,17 +84,18 @@ def main() -> None:
     )
     is_answer = np.array([truth.get(p, {}).get("act") == "answer" for _, _, _, p in firsts])
     english = np.array([truth.get(p, {}).get("lang") == "en" for _, _, _, p in firsts])
+    switch = np.array([truth.get(p, {}).get("lang") != truth[r]["lang"] for _, _, r, p in firsts])
     print(
         "\n| min answer gain | first answers | count | topic judge on the question's topic | the same, English "
-        "answers only | answer act | English |"
+        "answers only | answer act | English | another language than the question |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     rows = [(f"{t:g}", name, sel) for t in args.thresholds for name, sel in (("kept", g >= t), ("dropped", ~(g >= t)))]
     for t, name, sel in [*rows, ("(all)", "all", np.ones(len(g), dtype=bool))]:
         shares = [
             f"{100 * x[s].mean():.1f}%" if s.any() else "-" for x, s in ((on_topic, sel), (on_topic, sel & english))
         ]
-        shares += [f"{100 * x[sel].mean():.1f}%" if sel.any() else "-" for x in (is_answer, english)]
+        shares += [f"{100 * x[sel].mean():.1f}%" if sel.any() else "-" for x in (is_answer, english, switch)]
         print(f"| {t} | {name} | {int(sel.sum()):,} | {' | '.join(shares)} |")
 
 

@@ -52,9 +52,11 @@ _MINING_FLAGS: dict[str, tuple[type, str]] = {
     "min_answer_gain": (
         float,
         "cut a conversation at the first reply whose answer gain is below this: how much the turn it answers "
-        "raises its mean log-likelihood under the pretrained model, in nats per token (0: the parent must make "
-        "the reply likelier; a reply as likely after any post gains about 0). Scores every reply once, "
-        "batched, before training (default: off)",
+        "raises the reply's mean log-likelihood under the pretrained model, in nats per token (a reply as likely "
+        "after any post gains about 0). Most replies score below 0 under a small model: with the demo's on the "
+        "sample network, -0.3 drops the least answering quarter and 0 keeps a fifth, mostly answers to "
+        "questions. Scores every reply once, batched, before training (default: off; it costs 5-10 ms a reply "
+        "on one loaded core there and did not raise the chat's on-topic share)",
     ),
 }
 _SFT_FLAGS: dict[str, tuple[type, str]] = {
