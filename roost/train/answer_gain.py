@@ -64,8 +64,8 @@ def answer_gains(
     for parent, reply in pairs:
         target = reply_ids[reply_index[reply]]
         context = parent_ids[parent]
-        keep = room - 1 - len(target)  # the parent's last tokens that fit before the reply
-        sequences.append((bos + context[max(len(context) - keep, 0) :] if keep else bos, target))
+        keep = room - 1 - len(target)  # the parent's last tokens that fit before the reply (at least the frame's)
+        sequences.append((bos + context[max(len(context) - keep, 0) :], target))
     sequences += [(empty, ids) for ids in reply_ids]
     logprobs = mean_logprobs(model, tok.pad_id, sequences, batch_tokens=batch_tokens, progress=progress)
     alone = logprobs[len(pairs) :]
