@@ -178,21 +178,22 @@ def shape_flags(args) -> list[str]:
     ]
 
 
-def final_fp32_val_loss(ws_root: Path, args) -> float:
-    """The exported model's validation loss in fp32 over the whole val split, so bf16 and fp32 runs are judged alike.
+def final_fp32_val(ws_root: Path, args) -> dict:
+    """The exported model's validation loss and bits per byte in fp32 over the whole val split, so bf16 and fp32 runs
+    are judged alike.
 
     The recipe's run exports no roost model: its trainer measured the same (roost's Evaluator, whole split, fp32).
     """
     recipe = ws_root / "runs" / ws_root.name / "final_val.json"
     if recipe.is_file():
-        return json.loads(recipe.read_text())["val_loss"]
+        return json.loads(recipe.read_text())
     from roost.eval.lm import validation_loss
     from roost.tokens import TokenShards
     from roost.workspace import Workspace
 
     ws = Workspace(ws_root)
     every_token = TokenShards(ws.tokens, "val").num_tokens
-    return validation_loss(ws, max_tokens=every_token, seq_len=args.seq_len, batch_size=args.device_batch)["val_loss"]
+    return validation_loss(ws, max_tokens=every_token, seq_len=args.seq_len, batch_size=args.device_batch)
 
 
 def report(results: dict[str, list[dict]], args) -> None:
@@ -208,19 +209,20 @@ def report(results: dict[str, list[dict]], args) -> None:
     )
     print(
         "| run | steps | train tokens | tokens/s | final val loss | final val bits/byte | best val loss | "
-        "final model, fp32 val loss |"
+        "final model, fp32 val loss | final model, fp32 val bits/byte |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     fig, (ax_bpb, ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, records in results.items():
         train = [r for r in records if "loss" in r]
         val = [r for r in records if "val_loss" in r]
         steps = train[-1]["step"]
         seconds = train[-1]["seconds"]
+        whole = final_fp32_val(args.workdir / name, args)
         print(
             f"| {name} | {steps:,} | {steps * tokens_per_step:,} | {steps * tokens_per_step / seconds:,.0f} | "
             f"{val[-1]['val_loss']:.4f} | {val[-1].get('val_bpb', float('nan')):.4f} | {min(r['val_loss'] for r in val):.4f} | "
-            f"{final_fp32_val_loss(args.workdir / name, args):.4f} |"
+            f"{whole['val_loss']:.4f} | {whole.get('val_bpb', float('nan')):.4f} |"
         )
         secs = {r["step"]: r["seconds"] for r in train}
         ax.plot([r["seconds"] for r in train], [r["loss"] for r in train], linewidth=0.6, label=f"{name} train")
