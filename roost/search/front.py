@@ -351,14 +351,16 @@ class PartitionedIndex:
 
 
 def _cut_short(found: dict[int, Candidates], n: int) -> set[int]:
-    """Partitions whose list was cut at the depth asked while its last score is still within the top ``n`` of
-    all partitions' lists (or the lists hold fewer than ``n``): more of the top ``n`` may lie past the cut."""
+    """Partitions whose list was cut at the depth asked while what lies past the cut could still be in the top
+    ``n`` of all partitions' lists: its last item ranks above the n-th. Lists merge by score, then key, then
+    partition (:meth:`PartitionedIndex._merge`), and past its cut a partition has only items ranking below its
+    last one (a lower score, or the same score and a larger key), so ties need no second ask."""
     short = set()
     for name in {name for c in found.values() for name in c.lists}:
-        scores = sorted((s for c in found.values() for _, s in c.lists.get(name, [])), reverse=True)
-        nth = scores[n - 1] if len(scores) >= n else -math.inf
+        merged = sorted((-s, k, i) for i, c in found.items() for k, s in c.lists.get(name, []))
+        nth = merged[n - 1] if len(merged) >= n else None
         for i, c in found.items():
             ranked = c.lists.get(name, [])
-            if c.truncated.get(name) and (not ranked or ranked[-1][1] >= nth):
+            if c.truncated.get(name) and (nth is None or not ranked or (-ranked[-1][1], ranked[-1][0], i) < nth):
                 short.add(i)
     return short
