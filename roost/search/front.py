@@ -153,7 +153,7 @@ class PartitionedIndex:
             raise QueryError("mode", f"mode={req.mode} needs the model, which this server has not loaded")
         qvec = self.model.queries([req.q])[0] if req.mode != "lexical" else None
         stats, missing = None, set()
-        if req.mode in ("lexical", "hybrid"):
+        if req.mode in ("lexical", "hybrid") and len(self.partitions) > 1:  # one partition's counts are all
             terms = LexicalIndex.query_terms(req.q)
             stats = self._terms.lookup(terms)
             if stats is None:  # a term the table does not know: ask every partition first
@@ -221,16 +221,17 @@ class PartitionedIndex:
         query hands nothing to other threads (each hand-off was a wake-up to wait for on a busy machine). A
         replica in this process, and a retry on another replica, run in the pool."""
         deadline = time.monotonic() + self.config.deadline_s
-        sent, pooled = {}, {}
+        sent, pooled, encoded = {}, {}, None
         for i, replicas in enumerate(self.partitions):
             if only is not None and i not in only:
                 continue
             r = next(self._turn) % len(replicas)
-            if (i, r) in self._stale or not hasattr(replicas[r], "begin"):
+            if (i, r) in self._stale or not hasattr(replicas[r], "send"):
                 pooled[i] = self._pool.submit(self._ask, i, call, args, r)
                 continue
             try:
-                sent[i] = (r, replicas[r].begin(call, *args))
+                encoded = encoded or replicas[r].encode(call, *args)  # the same bytes to every partition
+                sent[i] = (r, replicas[r].send(encoded))
             except PartitionError as e:
                 pooled[i] = self._pool.submit(self._ask, i, call, args, r + 1, f"replica {r}: {e}")
         answers, missing = {}, set()

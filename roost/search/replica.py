@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 import numpy as np
@@ -208,6 +209,14 @@ class Pending:
         self._exchange.abandon()
 
 
+class Encoded(NamedTuple):
+    """A query call as it goes on the wire: the route, the JSON body, and how to read the answer."""
+
+    path: str
+    body: bytes
+    decode: Callable[[dict], object]
+
+
 class RemotePartition:
     """A partition server (``roost serve-partition``) over HTTP."""
 
@@ -219,12 +228,12 @@ class RemotePartition:
     def __repr__(self) -> str:
         return f"RemotePartition({self.url})"
 
-    def _send(self, method: str, path: str, body: dict | None = None) -> Exchange:
+    def _send(self, method: str, path: str, body: bytes | None = None) -> Exchange:
         headers = dict(self._headers)
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
-            return self._http.send(method, path, None if body is None else dumps(body), headers)
+            return self._http.send(method, path, body, headers)
         except (OSError, http.client.HTTPException) as e:  # refused, reset, timed out
             raise PartitionError(f"{self.url}: {type(e).__name__}: {e}") from None
 
@@ -241,11 +250,19 @@ class RemotePartition:
         return loads(content)
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
-        return self.answer(path, self._send(method, path, body))
+        return self.answer(path, self._send(method, path, None if body is None else dumps(body)))
 
     def begin(self, call: str, *args) -> Pending:
         """Send a query call (``term_stats``, ``vocabulary`` or ``candidates``, with its arguments) and return
         without waiting for the answer."""
+        return self.send(self.encode(call, *args))
+
+    def send(self, encoded: Encoded) -> Pending:
+        """Send a call :meth:`encode` wrote (the front encodes a query's call once for all partitions)."""
+        return Pending(self, encoded.path, self._send("POST", encoded.path, encoded.body), encoded.decode)
+
+    @staticmethod
+    def encode(call: str, *args) -> Encoded:
         if call == "term_stats":
             path, body, decode = "/partition/stats", {"terms": args[0]}, TermStats.from_dict
         elif call == "vocabulary":
@@ -261,7 +278,7 @@ class RemotePartition:
             }
         else:
             raise ValueError(f"unknown partition call {call!r}")
-        return Pending(self, path, self._send("POST", path, body), decode)
+        return Encoded(path, dumps(body), decode)
 
     def term_stats(self, terms: list[str]) -> TermStats:
         return self.begin("term_stats", terms).result()
