@@ -196,6 +196,31 @@ def test_term_table_follows_writes(tmp_path, model_root, one):
     front.close()
 
 
+def test_partition_routes_need_the_key_and_refuse_bad_bodies(tmp_path, model_root):
+    """The query routes (plain Starlette routes, for speed) keep the key check and the 4xx error bodies."""
+    from fastapi.testclient import TestClient
+
+    from roost.server.partition import PartitionConfig, create_partition_app
+
+    ws = workspace_with_index(model_root, tmp_path / "ws", 2)
+    config = PartitionConfig(ws, 0, part_dir(Workspace(ws).index, 0), key="part-secret")
+    body = {"request": {"q": "pasta", "k": 5, "mode": "lexical"}, "qvec": None, "stats": None, "depth": 3}
+    with TestClient(create_partition_app(config)) as client:
+        for path in ("/partition/candidates", "/partition/stats", "/partition/vocabulary"):
+            r = client.post(path, json=body)
+            assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error", path
+        auth = {"Authorization": "Bearer part-secret"}
+        r = client.post("/partition/candidates", json=body, headers=auth)
+        assert r.status_code == 200 and len(r.json()["lists"]["bm25"]) <= 3
+        for bad, param in (({**body, "depth": 0}, "depth"), ({**body, "request": {"k": 5}}, "request")):
+            r = client.post("/partition/candidates", json=bad, headers=auth)
+            assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+        r = client.post("/partition/candidates", content=b"{not json", headers=auth)
+        assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
+        r = client.post("/partition/vocabulary", json={"limit": "all"}, headers=auth)
+        assert r.status_code == 400 and r.json()["error"]["param"] == "limit"
+
+
 # ---- real processes ---------------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
