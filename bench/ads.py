@@ -54,12 +54,13 @@ from tqdm import tqdm
 from roost.ads.brand_safety import SafetyProbes
 from roost.ads.campaign import CampaignSpec
 from roost.ads.clicks import ClickSigner
+from roost.ads.db import synchronous_for
 from roost.ads.embedder import resolve_embedder
 from roost.ads.pgtemp import PgSettings, temporary_postgres
 from roost.ads.retrieval import CreativeIndex
 from roost.ads.service import AdRequest, AdService
 from roost.ads.setup import settle_heap
-from roost.ads.store import AdStore, synchronous_for
+from roost.ads.store import AdStore
 from roost.sample.moderation import BANKS as UNSAFE_BANKS
 from roost.sample.topics import BANKS
 from roost.workspace import Workspace

@@ -16,7 +16,17 @@ a backend here supplies what differs:
   in id order, so two transactions never wait on each other in a cycle). Either
   way a budget check and the charge it allows happen under one lock, whichever
   process or replica runs them;
-- the schema, in :mod:`roost.ads.migrations` (DDL is where the dialects differ most).
+- the schema, in :mod:`roost.ads.migrations` (DDL is where the dialects differ most);
+- durability (:data:`DURABILITY`). With WAL, SQLite's ``synchronous=NORMAL`` already keeps
+  every acknowledged impression and click through a SIGKILL of the server: the commit is
+  in the OS page cache before the answer goes out; only an OS crash or power cut can lose
+  the last commits. ``FULL`` also survives those, at one fsync per decision (~10 ms on our
+  disks, half the latency budget), so the server uses ``NORMAL`` (durability "process")
+  unless told "power" (``ROOST_ADS_DURABILITY=power``). PostgreSQL follows the same choice
+  through ``synchronous_commit``: "process" turns it off for the replica's connections, so
+  an acknowledged event survives the replica's death (SIGKILL, OOM) and is lost only if the
+  database server itself crashes within ~0.6 s of it; "power" waits for the server's disk,
+  which was half of a decision's database time.
 """
 
 from __future__ import annotations
@@ -31,6 +41,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from roost.errors import UserError
+
+# what an acknowledged event must survive -> SQLite's synchronous mode (PostgreSQL's follows it, open_backend)
+DURABILITY = {"process": "NORMAL", "power": "FULL"}
+
+
+def synchronous_for(durability: str) -> str:
+    """``process``: acknowledged events survive a crash of the server; ``power``: also an OS crash or power cut."""
+    if durability not in DURABILITY:
+        raise UserError(f"ads durability must be one of {sorted(DURABILITY)}, got {durability!r}")
+    return DURABILITY[durability]
 
 
 def is_postgres_url(target: str | Path) -> bool:

@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from roost.ads.store import AdStore, LiveState
+from roost.ads.money import LiveState
+from roost.ads.store import AdStore
 
 _UNKNOWN = (False, 0.0, float("nan"))  # a campaign the database does not have: it never enters
 

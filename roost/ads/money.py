@@ -24,6 +24,7 @@ click is charged at most once (``clicks.impression_id`` is UNIQUE).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 MICROS = 1_000_000
@@ -76,3 +77,29 @@ def check_campaign_money(
 
 def _units(micros: int) -> str:
     return str(Decimal(micros) / MICROS)
+
+
+@dataclass
+class LiveState:
+    """What changes while serving: read fresh from the db for each decision."""
+
+    status: str
+    spend_micros: int
+    budget_micros: int
+    daily_budget_micros: int | None
+    day_spend_micros: int
+    bid_type: str = "cpc"
+
+    def remaining(self) -> int:
+        """Micros that may still be charged now (``roost.ads.money``)."""
+        return remaining_micros(self.spend_micros, self.budget_micros, self.day_spend_micros, self.daily_budget_micros)
+
+    def has_budget(self) -> bool:
+        return self.remaining() > 0
+
+    def charge(self, price_micros: int) -> int:
+        """Apply a charge of at most ``price_micros``, capped at what is left; returns the amount charged."""
+        amount = capped_charge(price_micros, self.remaining())
+        self.spend_micros += amount
+        self.day_spend_micros += amount
+        return amount

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 from roost.ads.brand_safety import SafetyProbes
 from roost.ads.clicks import ClickSigner, load_or_create_secret
 from roost.ads.context import UserHistory
+from roost.ads.db import synchronous_for
 from roost.ads.embedder import resolve_embedder
 from roost.ads.pctr import CTRModel
 from roost.ads.service import AdsConfig, AdService
-from roost.ads.store import AdStore, synchronous_for
+from roost.ads.store import AdStore
 from roost.workspace import Workspace, file_hash
 
 if TYPE_CHECKING:

@@ -14,17 +14,8 @@ Why these choices:
   is :mod:`roost.ads.money`'s rule: never more than what is left, so spend never
   exceeds the budget. A click is charged once whichever replica receives it:
   ``clicks.impression_id`` is UNIQUE and the click row and its charge commit together.
-- SQLite durability is a choice (:data:`DURABILITY`). With WAL, ``synchronous=NORMAL``
-  already keeps every acknowledged impression and click through a SIGKILL of the
-  server: the commit is in the OS page cache before the answer goes out. Only an
-  OS crash or power cut can lose the last commits. ``FULL`` also survives those,
-  at one fsync per decision (~10 ms on our disks, half the latency budget), so
-  the server uses ``NORMAL`` (durability "process") unless told "power"
-  (``ROOST_ADS_DURABILITY=power``). This class keeps ``FULL`` as its default.
-  PostgreSQL follows the same choice through ``synchronous_commit``: "process" (NORMAL) turns
-  it off for the replica's connections, so an acknowledged event survives the replica's death
-  (SIGKILL, OOM) and is lost only if the database server itself crashes within ~0.6 s of it;
-  "power" (FULL) waits for the server's disk, which was half of a decision's database time.
+- What an acknowledged event survives is a choice (:data:`roost.ads.db.DURABILITY`); this
+  class keeps the safest, ``FULL``, as its default.
 """
 
 from __future__ import annotations
@@ -42,7 +33,7 @@ from typing import Any
 from roost.ads.campaign import CampaignPatch, CampaignSpec, from_micros, to_micros
 from roost.ads.db import Backend, open_backend
 from roost.ads.migrations import check_current, migrate_schema
-from roost.ads.money import capped_charge, check_campaign_money, remaining_micros
+from roost.ads.money import LiveState, check_campaign_money
 from roost.errors import UserError
 
 _BUMP_DAY = """
@@ -54,45 +45,9 @@ ON CONFLICT (campaign_id, day) DO UPDATE SET
   pctr_sum = daily_stats.pctr_sum + excluded.pctr_sum
 """
 
-# what must survive -> SQLite synchronous mode
-DURABILITY = {"process": "NORMAL", "power": "FULL"}
-
-
-def synchronous_for(durability: str) -> str:
-    """``process``: acknowledged events survive a crash of the server; ``power``: also an OS crash or power cut."""
-    if durability not in DURABILITY:
-        raise UserError(f"ads durability must be one of {sorted(DURABILITY)}, got {durability!r}")
-    return DURABILITY[durability]
-
 
 def utc_day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
-
-
-@dataclass
-class LiveState:
-    """What changes while serving: read fresh from the db for each decision."""
-
-    status: str
-    spend_micros: int
-    budget_micros: int
-    daily_budget_micros: int | None
-    day_spend_micros: int
-    bid_type: str = "cpc"
-
-    def remaining(self) -> int:
-        """Micros that may still be charged now (``roost.ads.money``)."""
-        return remaining_micros(self.spend_micros, self.budget_micros, self.day_spend_micros, self.daily_budget_micros)
-
-    def has_budget(self) -> bool:
-        return self.remaining() > 0
-
-    def charge(self, price_micros: int) -> int:
-        """Apply a charge of at most ``price_micros``, capped at what is left; returns the amount charged."""
-        amount = capped_charge(price_micros, self.remaining())
-        self.spend_micros += amount
-        self.day_spend_micros += amount
-        return amount
 
 
 @dataclass
