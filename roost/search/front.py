@@ -133,7 +133,8 @@ class PartitionedIndex:
                 for r in range(len(replicas)):
                     self._stale.add((i, r))
                     self._catch_up(i, r)
-        self._terms.reload()  # at most deadline_s; a partition down now leaves the table to a later load
+        if len(partitions) > 1:  # one partition's own counts are the sums: no table (search_partial)
+            self._terms.reload()  # at most deadline_s; a partition down now leaves the table to a later load
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
