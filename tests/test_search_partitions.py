@@ -28,8 +28,9 @@ from roost.search.embed import load_search_model
 from roost.search.engine import SearchIndex, SearchRequest
 from roost.search.front import FrontConfig, PartitionedIndex
 from roost.search.lexical import LexicalIndex
-from roost.search.partition import build_partitioned_index, part_dir, partition_of
+from roost.search.partition import build_partitioned_index, part_dir, partition_of, partition_vector_config
 from roost.search.replica import LocalPartition, RemotePartition
+from roost.search.vector import VectorConfig
 from roost.workspace import Workspace
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
@@ -73,6 +74,12 @@ def test_partition_of_is_stable_and_spreads():
     assert [partition_of(i, 3) for i in ids] == [partition_of(i, 3) for i in ids]
     counts = [sum(partition_of(i, 3) == p for i in ids) for p in range(3)]
     assert min(counts) > 900, counts
+
+
+def test_partition_ef_falls_with_the_partition_count():
+    efs = [partition_vector_config(p).expansion_search for p in (1, 2, 4, 16, 10_000)]
+    assert efs[0] == VectorConfig().expansion_search  # one partition searches as one index
+    assert efs == sorted(efs, reverse=True) and len(set(efs)) == len(efs) and efs[-1] >= 16
 
 
 def test_fieldnorm_matches_tantivys_stored_lengths(tmp_path):
@@ -205,7 +212,11 @@ def test_partition_routes_need_the_key_and_refuse_bad_bodies(tmp_path, model_roo
     ws = workspace_with_index(model_root, tmp_path / "ws", 2)
     config = PartitionConfig(ws, 0, part_dir(Workspace(ws).index, 0), key="part-secret")
     body = {"request": {"q": "pasta", "k": 5, "mode": "lexical"}, "qvec": None, "stats": None, "depth": 3}
-    with TestClient(create_partition_app(config)) as client:
+    app = create_partition_app(config)
+    # one partition of two searches its vectors with less ef than one index (the same recall at half the posts)
+    ef = app.state.roost.partition.index.vectors.config.expansion_search
+    assert ef == partition_vector_config(2).expansion_search < VectorConfig().expansion_search
+    with TestClient(app) as client:
         for path in ("/partition/candidates", "/partition/stats", "/partition/vocabulary"):
             r = client.post(path, json=body)
             assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error", path

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from roost.search.dfs import TermStats
 from roost.search.engine import QueryError, SearchIndex
 from roost.search.lexical import MAX_QUERY_TERMS
+from roost.search.partition import partition_vector_config, partitions_in
 from roost.search.replica import LocalPartition
 from roost.search.wire import candidates_to_dict, dumps, loads, request_from_dict
 from roost.server.auth import bearer, keys_match
@@ -85,7 +86,7 @@ def create_partition_app(config: PartitionConfig) -> FastAPI:
     ws = Workspace(config.workspace)
     manifest = ws.read_manifest("index") or {}
     model = load_search_model(ws.model) if manifest.get("semantic") else None
-    index = SearchIndex(config.index_dir, model)
+    index = SearchIndex(config.index_dir, model, vector_config=partition_vector_config(partitions_in(manifest)))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):

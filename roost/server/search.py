@@ -65,7 +65,7 @@ def open_index(state: ServerState, manifest: dict, embed) -> SearchIndex | Parti
     """The workspace's index; a partitioned one through its partition servers (``--search-partition``) or,
     without them, with every partition opened in this process."""
     from roost.search.front import FrontConfig
-    from roost.search.partition import part_dir, partitions_in
+    from roost.search.partition import part_dir, partition_vector_config, partitions_in
     from roost.search.replica import LocalPartition, RemotePartition
 
     config = state.config
@@ -83,7 +83,11 @@ def open_index(state: ServerState, manifest: dict, embed) -> SearchIndex | Parti
     parts = partitions_in(manifest)
     if parts == 0:
         return SearchIndex(state.workspace.index, embed)
-    local = [[LocalPartition(SearchIndex(part_dir(state.workspace.index, i), embed))] for i in range(parts)]
+    vectors = partition_vector_config(parts)
+    local = [
+        [LocalPartition(SearchIndex(part_dir(state.workspace.index, i), embed, vector_config=vectors))]
+        for i in range(parts)
+    ]
     return PartitionedIndex(local, embed, config=front)
 
 
