@@ -85,20 +85,31 @@ class LocalPartition:
             return {"applied": self.applied(), "added": [], "deleted": False, "stats": None, **result}
 
 
-class _NoDelay:
-    """http.client sends a request's headers and body in two writes; without TCP_NODELAY the body could wait
-    for the server's acknowledgement of the headers (in the front's tail latency: p90 2.6 against 1.0 ms)."""
+class _OneWrite:
+    """A request in one write, sent at once.
+
+    http.client writes a request's headers and its body apart: without TCP_NODELAY the body could wait for the
+    server's acknowledgement of the headers (in the front's tail latency: p90 2.6 against 1.0 ms), and with it
+    the partition server woke twice for every call, once for the headers and once for the body."""
 
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
 
+    def _send_output(self, message_body=None, encode_chunked: bool = False) -> None:
+        if not isinstance(message_body, bytes) or encode_chunked:
+            return super()._send_output(message_body, encode_chunked)  # type: ignore[misc]
+        self._buffer.extend((b"", b""))  # type: ignore[attr-defined]
+        head = b"\r\n".join(self._buffer)  # type: ignore[attr-defined]
+        del self._buffer[:]  # type: ignore[attr-defined]
+        self.send(head + message_body)  # type: ignore[attr-defined]
 
-class _HTTP(_NoDelay, http.client.HTTPConnection):
+
+class _HTTP(_OneWrite, http.client.HTTPConnection):
     pass
 
 
-class _HTTPS(_NoDelay, http.client.HTTPSConnection):
+class _HTTPS(_OneWrite, http.client.HTTPSConnection):
     pass
 
 
