@@ -72,7 +72,7 @@ class CreativeIndex:
         index = Index.restore(str(self.path))
         if index is None or meta.get("space") != self.space:
             return None
-        saved = {int(k) for k in index.keys}
+        saved = set(_keys(index))
         by_id = {c.id: c for c in creatives}
         if not saved.issubset(by_id) or fingerprint([by_id[k] for k in saved]) != meta.get("fingerprint"):
             return None  # the database changed under it (e.g. recreated): rebuild
@@ -111,7 +111,7 @@ class CreativeIndex:
         )
 
     def _indexed(self) -> list[Creative]:
-        ids = {int(k) for k in self.index.keys}
+        ids = set(_keys(self.index))
         return [
             Creative(r["id"], r["campaign_id"], r["text"], r["landing_url"])
             for r in self.store.creative_rows()
@@ -134,6 +134,12 @@ class CreativeIndex:
         if rows.min() < 0:
             raise KeyError(f"creatives not in the index: {np.asarray(creative_ids)[rows < 0].tolist()}")
         return self.matrix[rows] @ query
+
+
+def _keys(index: Index) -> list[int]:
+    """Every key of the index in one call (iterating ``index.keys`` fetches one key per call and took 3 minutes
+    at 133k creatives: most of a 100k-campaign start)."""
+    return np.asarray(index.keys, np.int64).tolist()
 
 
 def _progress(n: int):
