@@ -39,6 +39,13 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "steps": (int, "optimizer steps to train"),
     "tokens": (int, "training tokens (rounded up to whole steps)"),
     "minutes": (float, "training time budget in minutes (the schedule follows the clock)"),
+    "clock": (
+        str,
+        (
+            "what --minutes and the logged seconds count: wall (elapsed time) or cpu (this process's CPU time, "
+            "all threads; a fair budget for runs sharing a busy machine)"
+        ),
+    ),
     "optimizer": (str, "muon (Muon for block matrices, AdamW for the rest) or adamw"),
     "lr": (
         float,

@@ -18,6 +18,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "bfloat16", "float32")  # roost.precision.compute_dtype
 PARALLEL = ("ddp", "fsdp")  # roost.train.dist.wrap_model
 INITS = ("scratch", "model")  # random weights, or workspace/model/ (roost.train.pretrain.initial_model)
+CLOCKS = ("wall", "cpu")  # what --minutes counts (roost.train.loop.budget_clock)
 
 # Fields that fix the model and the data order: a resumed run may not change them.
 FROZEN_ON_RESUME = (
@@ -55,6 +56,9 @@ class TrainConfig:
     steps: int | None = None
     tokens: int | None = None
     minutes: float | None = None
+    # what --minutes (and each step's seconds) counts: wall = elapsed time; cpu = this process's CPU time, so runs
+    # sharing a loaded machine get the same compute for the same budget
+    clock: str = "wall"
     # optimisation
     optimizer: str = "muon"
     lr: float | None = None  # the matrix learning rate; None derives it from the width (roost.train.optim)
@@ -113,6 +117,7 @@ class TrainConfig:
             ("dtype", DTYPES),
             ("parallel", PARALLEL),
             ("init", INITS),
+            ("clock", CLOCKS),
         ):
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import torch
 
+from roost.errors import UserError
 from roost.model import GPT, GPTConfig, describe
 from roost.train import checkpoint, dist
 from roost.train.config import TrainConfig
@@ -95,6 +96,7 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
     grad_accum, step_tokens = cfg.grad_accum(info.world_size), cfg.step_tokens(info.world_size)
     total_steps, optimizers, step, train_seconds = run.total_steps, run.optimizers, run.step, run.train_seconds
     budget_s = cfg.minutes * 60 if cfg.minutes else None
+    clock = budget_clock(cfg.clock, info.world_size)
 
     def progress(step: int, seconds: float) -> float:
         return step / total_steps if total_steps else seconds / budget_s
@@ -153,7 +155,7 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
         if done:
             break
 
-        t0 = time.perf_counter()
+        t0 = clock()
         lr_mult = lr_factor(
             step,
             progress(step, train_seconds),
@@ -166,7 +168,7 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
         train_loss, grad_norm, rank_seconds = train_step(
             run.wrapped, model, optimizers, loader, grad_accum, cfg.grad_clip, run.autocast, info
         )
-        dt = time.perf_counter() - t0  # train_step's all_gather waited for every rank
+        dt = clock() - t0  # train_step's all_gather waited for every rank
         train_seconds += dt
         step += 1
 
@@ -213,6 +215,22 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
         None,
         run_dir,
     )
+
+
+def budget_clock(name: str, world_size: int = 1) -> Callable[[], float]:
+    """The clock a run's seconds (its ``--minutes`` budget, schedule and tokens/s) are measured on.
+
+    ``wall`` is elapsed time. ``cpu`` is this process's CPU time over all its
+    threads: on a machine shared with other work, a wall-clock budget gives a
+    run whatever CPU the others leave it, so two runs of the same budget may do
+    very different amounts of work; CPU time gives each the same compute. It is
+    one process's alone: ranks would spend their budgets at different steps and
+    stop apart, the others left waiting in a collective, so many processes keep
+    the wall clock.
+    """
+    if name == "cpu" and world_size > 1:
+        raise UserError(f"--clock cpu counts one process's CPU time; with {world_size} processes use --clock wall")
+    return {"wall": time.perf_counter, "cpu": time.process_time}[name]  # TrainConfig checked the name
 
 
 def train_step(

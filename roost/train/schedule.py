@@ -3,7 +3,8 @@
 The schedule is a pure function of the step and the run's progress, so it has
 no state to checkpoint beyond the step. Progress is ``step / total_steps``, or
 the fraction of the time budget spent for ``--minutes`` runs (which therefore
-decay on the wall clock and are not bitwise reproducible).
+decay on the clock, wall or CPU time as ``--clock`` says, and are not bitwise
+reproducible).
 """
 
 from __future__ import annotations
