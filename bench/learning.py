@@ -10,15 +10,23 @@ train are dropped). The path is direct, not ``roost ingest``: the corpus stage
 picks validation posts by a hash of the post id, and this benchmark needs
 TweetEval's own train/val split. It trains roost's BPE tokenizer
 (``roost.tokenizer.train_bpe``) on the train tweets and writes the token shards
-with the tokens stage's own writer, then runs ``roost train --minutes M`` once
-per run (optimizer, optionally dtype), all at the same time with one thread each, and prints the
-validation loss and bits per byte each reached, with the curves (validation bits per byte and
-training loss against training seconds) in one plot.
+with the tokens stage's own writer, then runs each of ``--runs`` (a kind of
+``KINDS``, optionally ``:DTYPE``) for ``--minutes``, all at the same time with
+one thread each, and prints the validation loss and bits per byte each
+reached, with the curves (validation bits per byte and training loss against
+training seconds) in one plot.
+
+The budget is each process's CPU time by default (``--clock cpu``, ``roost
+train --clock cpu``): on this shared 2-core machine the wall clock gives a run
+whatever CPU other work leaves it, so equal wall minutes are not equal work.
+``--clock wall`` reproduces the runs recorded before the option existed.
 
 The run ``gpt2`` is not ``roost train`` but nanoGPT's GPT-2 recipe (bench/nanogpt.py: model,
 AdamW, clipping; bench/nanogpt_train.py: its cosine, fitted to the time budget, and the loop) on
 the same shards, in the same order, at the same depth, batch and sequence length, for the same
 training seconds, evaluated by the same code: the peer roost's choices are measured against.
+The other kinds change one of roost's choices at a time (see ``KINDS``): ``adamw`` (no Muon),
+``muon-cosine`` (cosine instead of WSD) and ``gpt2-roost-arch`` (the recipe on roost's model).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,12 +108,18 @@ def prepare(ws_root: Path, data: Path, vocab_size: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--minutes", type=float, default=20.0, help="training time per optimizer (default: 20)")
+    p.add_argument("--minutes", type=float, default=20.0, help="training time per run (default: 20)")
     p.add_argument(
         "--runs",
         default="adamw,muon",
-        help="runs side by side, each OPTIMIZER or OPTIMIZER:DTYPE (e.g. muon:bfloat16,muon:float32), "
-        "or gpt2 for nanoGPT's recipe",
+        help=f"runs side by side, each KIND or KIND:DTYPE (e.g. muon:bfloat16,muon:float32); kinds: {', '.join(KINDS)}",
+    )
+    p.add_argument(
+        "--clock",
+        default="cpu",
+        choices=("cpu", "wall"),
+        help="what --minutes counts in every run: each process's CPU time (default; fair on a shared machine) or "
+        "elapsed time (as the runs recorded before this option were)",
     )
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--seq-len", type=int, default=128)
@@ -127,9 +142,48 @@ def main() -> None:
     report(results, args)
 
 
+@dataclass(frozen=True)
+class RunKind:
+    """One run of the comparison: which trainer, with which flags beyond the shared shape and budget."""
+
+    trainer: str  # "roost" (roost train) or "recipe" (bench/nanogpt_train.py)
+    flags: tuple[str, ...] = ()
+
+
+# The ablation between roost train's defaults (muon) and nanoGPT's recipe (gpt2), one choice changed per run:
+# muon vs adamw isolates Muon, muon vs muon-cosine the schedule, gpt2 vs gpt2-roost-arch the architecture.
+KINDS = {
+    "muon": RunKind("roost", ("--optimizer", "muon")),  # roost train's defaults: Muon, WSD, roost's GPT
+    "adamw": RunKind("roost", ("--optimizer", "adamw")),  # roost's AdamW (its per-group rates) instead of Muon
+    "muon-cosine": RunKind("roost", ("--optimizer", "muon", "--schedule", "cosine")),  # cosine instead of WSD
+    RECIPE: RunKind("recipe", ("--arch", "gpt2")),  # nanoGPT's GPT-2 recipe
+    "gpt2-roost-arch": RunKind("recipe", ("--arch", "roost")),  # the recipe's training on roost's architecture
+}
+
+
 def run_name(spec: str) -> str:
     """A run's folder and label: ``muon:bfloat16`` -> ``muon-bfloat16``."""
     return spec.replace(":", "-")
+
+
+def run_command(spec: str, ws: Path, args) -> list[str]:
+    """The command of one ``--runs`` entry, ``KIND`` or ``KIND:DTYPE`` (roost train runs only)."""
+    kind_name, _, dtype = spec.partition(":")
+    if kind_name not in KINDS:
+        raise SystemExit(f"--runs: unknown run {kind_name!r}; use one of {', '.join(KINDS)}")
+    kind, name = KINDS[kind_name], run_name(spec)
+    where = ("--workspace", str(ws), "--run", name, "--minutes", str(args.minutes), "--clock", args.clock)
+    if kind.trainer == "recipe":
+        if dtype:
+            raise SystemExit(f"--runs {spec}: the recipe trains in fp32 only")
+        return [sys.executable, str(ROOT / "bench" / "nanogpt_train.py"), *where, *shape_flags(args), *kind.flags]
+    return [
+        *(sys.executable, "-m", "roost", "train", *where, *shape_flags(args), "--max-seq-len", str(args.seq_len)),
+        *kind.flags,
+        *("--device", "cpu", "--ckpt-every", "1000000"),
+        *(["--dtype", dtype] if dtype else []),
+        *args.extra.split(),
+    ]
 
 
 def train_all(args) -> None:
@@ -137,12 +191,11 @@ def train_all(args) -> None:
     prepare(base, args.data, args.vocab_size)
     procs = {}
     for spec in args.runs.split(","):
-        opt, _, dtype = spec.partition(":")
         name = run_name(spec)
         ws = args.workdir / name
+        cmd = run_command(spec, ws, args)
         shutil.rmtree(ws, ignore_errors=True)
         shutil.copytree(base, ws)
-        cmd = recipe_command(ws, name, args) if spec == RECIPE else roost_command(ws, name, opt, dtype, args)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         log = open(args.workdir / f"{name}.log", "w")
         print("$", " ".join(cmd))
@@ -151,23 +204,6 @@ def train_all(args) -> None:
         if proc.wait() != 0:
             raise SystemExit(f"{name} run failed (exit {proc.returncode}); see {args.workdir / f'{name}.log'}")
         log.close()
-
-
-def roost_command(ws: Path, name: str, opt: str, dtype: str, args) -> list[str]:
-    """``roost train`` with this optimizer (and dtype) at this benchmark's shape and budget."""
-    where = ("--workspace", str(ws), "--run", name, "--minutes", str(args.minutes))
-    return [
-        *(sys.executable, "-m", "roost", "train", *where, *shape_flags(args), "--max-seq-len", str(args.seq_len)),
-        *("--optimizer", opt, "--device", "cpu", "--ckpt-every", "1000000"),
-        *(["--dtype", dtype] if dtype else []),
-        *args.extra.split(),
-    ]
-
-
-def recipe_command(ws: Path, name: str, args) -> list[str]:
-    """bench/nanogpt_train.py at this benchmark's shape and budget (its seed and eval slice are roost train's)."""
-    where = ("--workspace", str(ws), "--run", name, "--minutes", str(args.minutes))
-    return [sys.executable, str(ROOT / "bench" / "nanogpt_train.py"), *where, *shape_flags(args)]
 
 
 def shape_flags(args) -> list[str]:
@@ -196,6 +232,21 @@ def final_fp32_val(ws_root: Path, args) -> dict:
     return validation_loss(ws, max_tokens=every_token, seq_len=args.seq_len, batch_size=args.device_batch)
 
 
+def summary(records: list[dict], whole: dict) -> dict[str, float]:
+    """A run's figures: steps and training seconds, last and best validation on the slice, the whole split."""
+    train = [r for r in records if "loss" in r]
+    val = [r for r in records if "val_loss" in r]
+    return {
+        "steps": train[-1]["step"],
+        "seconds": train[-1]["seconds"],
+        "val_loss": val[-1]["val_loss"],
+        "val_bpb": val[-1].get("val_bpb", float("nan")),
+        "best_val_loss": min(r["val_loss"] for r in val),
+        "whole_loss": whole["val_loss"],
+        "whole_bpb": whole.get("val_bpb", float("nan")),
+    }
+
+
 def report(results: dict[str, list[dict]], args) -> None:
     import matplotlib
 
@@ -205,36 +256,41 @@ def report(results: dict[str, list[dict]], args) -> None:
     tokens_per_step = args.device_batch * args.seq_len
     print(
         f"\ndepth {args.depth}, seq_len {args.seq_len}, {tokens_per_step} tokens/step, vocab {args.vocab_size}, "
-        f"{args.minutes:g} min each, 1 thread each, all at once\n"
+        f"{args.minutes:g} min ({args.clock} clock) each, 1 thread each, all at once\n"
     )
+    rows = {name: summary(records, final_fp32_val(args.workdir / name, args)) for name, records in results.items()}
+    recipe = rows.get(RECIPE)
+
+    def versus(name: str, key: str) -> str:
+        """This run's bits per byte against the recipe's: negative is fewer (better)."""
+        return f"{rows[name][key] / recipe[key] - 1:+.1%}" if recipe and name != RECIPE else ""
+
     print(
-        "| run | steps | train tokens | tokens/s | final val loss | final val bits/byte | best val loss | "
-        "final model, fp32 val loss | final model, fp32 val bits/byte |"
+        "| run | steps | train tokens | tokens/s | final val loss | final val bits/byte | vs gpt2 | best val loss | "
+        "final model, fp32 val loss (whole split) | bits/byte (whole split) | vs gpt2 |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     fig, (ax_bpb, ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, records in results.items():
-        train = [r for r in records if "loss" in r]
-        val = [r for r in records if "val_loss" in r]
-        steps = train[-1]["step"]
-        seconds = train[-1]["seconds"]
-        whole = final_fp32_val(args.workdir / name, args)
+        r = rows[name]
         print(
-            f"| {name} | {steps:,} | {steps * tokens_per_step:,} | {steps * tokens_per_step / seconds:,.0f} | "
-            f"{val[-1]['val_loss']:.4f} | {val[-1].get('val_bpb', float('nan')):.4f} | {min(r['val_loss'] for r in val):.4f} | "
-            f"{whole['val_loss']:.4f} | {whole.get('val_bpb', float('nan')):.4f} |"
+            f"| {name} | {r['steps']:,} | {r['steps'] * tokens_per_step:,} | "
+            f"{r['steps'] * tokens_per_step / r['seconds']:,.0f} | {r['val_loss']:.4f} | {r['val_bpb']:.4f} | "
+            f"{versus(name, 'val_bpb')} | {r['best_val_loss']:.4f} | {r['whole_loss']:.4f} | {r['whole_bpb']:.4f} | "
+            f"{versus(name, 'whole_bpb')} |"
         )
+        train = [r for r in records if "loss" in r]
         secs = {r["step"]: r["seconds"] for r in train}
         ax.plot([r["seconds"] for r in train], [r["loss"] for r in train], linewidth=0.6, label=f"{name} train")
-        bpb = [r for r in val if "val_bpb" in r]
-        ax_bpb.plot([secs.get(r["step"], 0) for r in bpb], [r["val_bpb"] for r in bpb], "o-", label=f"{name} val")
+        bpb = [r for r in records if "val_bpb" in r]
+        ax_bpb.plot([secs.get(r["step"], 0) for r in bpb], [r["val_bpb"] for r in bpb], "o-", ms=3, label=name)
     for axis, label in ((ax_bpb, "validation bits per byte"), (ax, "training loss (nats/token)")):
-        axis.set_xlabel("training seconds (1 CPU thread)")
+        axis.set_xlabel(f"training seconds ({'CPU time' if args.clock == 'cpu' else 'wall clock'}, 1 thread)")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.legend()
     ax.set_ylim(top=min(8.5, ax.get_ylim()[1]))
-    fig.suptitle(f"TweetEval, depth {args.depth}: {' vs '.join(results)} at equal CPU time")
+    fig.suptitle(f"TweetEval, depth {args.depth}: {', '.join(results)} at equal CPU time")
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
     print(f"\ncurves: {args.plot}")

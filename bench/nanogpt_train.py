@@ -26,7 +26,13 @@ first comparison unfair to the recipe (issue 21). It is also how ``roost
 train --minutes`` schedules its own decay, so the two runs are scheduled
 alike. The warmup is counted in steps (``--warmup``, default 20, ``roost
 train``'s), as nanoGPT counts it. The price: a time-scheduled run is not
-bitwise reproducible.
+bitwise reproducible. ``--clock cpu`` counts the budget in this process's CPU
+time, as ``roost train --clock cpu`` does: on a shared, loaded machine the
+wall clock gives each run whatever CPU the other work leaves it.
+
+``--arch roost`` trains roost's ``GPT`` (RMSNorm, SwiGLU, rotary positions,
+untied embeddings) with this same recipe: against the recipe on GPT-2 blocks
+it measures what roost's architecture alone contributes.
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -62,11 +67,29 @@ def loaders(ws, seq_len: int, batch: int, seed: int):
     return train_loader, val_loader, train.vocab_size
 
 
+def build_model(arch: str, vocab: int, seq_len: int, depth: int) -> torch.nn.Module:
+    """GPT-2 blocks at roost's width for the depth, or roost's own ``GPT`` as ``roost train`` builds it."""
+    if arch == "roost":
+        from roost.model import GPT, GPTConfig
+
+        return GPT(GPTConfig.from_depth(depth, vocab_size=vocab, max_seq_len=seq_len))
+    width = 64 * depth
+    return NanoGPT(NanoConfig(vocab, seq_len, depth, width // 64, width))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workspace", type=Path, required=True, help="a workspace with tokenizer/ and tokens/")
     p.add_argument("--run", default="gpt2", help="runs/RUN/ gets metrics.jsonl and final_val.json")
     p.add_argument("--minutes", type=float, required=True, help="training seconds budget / 60 (evaluation not counted)")
+    p.add_argument("--clock", default="wall", choices=("wall", "cpu"), help="what --minutes counts, as roost train's")
+    p.add_argument(
+        "--arch",
+        default="gpt2",
+        choices=("gpt2", "roost"),
+        help="the model: GPT-2 blocks (the recipe) or roost's GPT at the same depth (the recipe's training on roost's "
+        "architecture, to isolate what the architecture contributes)",
+    )
     p.add_argument("--depth", type=int, default=4, help="layers; width 64 x depth, as roost's --depth")
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--device-batch", type=int, default=16)
@@ -77,6 +100,7 @@ def main() -> None:
     args = p.parse_args()
 
     from roost.train.evaluate import Evaluator
+    from roost.train.loop import budget_clock
     from roost.train.schedule import lr_factor
     from roost.workspace import Workspace
 
@@ -85,7 +109,8 @@ def main() -> None:
     train_loader, val_loader, vocab = loaders(ws, args.seq_len, args.device_batch, args.seed)
     torch.manual_seed(args.seed)
     width = 64 * args.depth
-    model = NanoGPT(NanoConfig(vocab, args.seq_len, args.depth, width // 64, width)).train()
+    model = build_model(args.arch, vocab, args.seq_len, args.depth).train()
+    clock = budget_clock(args.clock)
     opt = adamw(model)
     batch_tokens = args.device_batch * args.seq_len
     evaluator = Evaluator(val_loader, math.ceil(args.eval_tokens / batch_tokens), ws.tokenizer)
@@ -93,7 +118,10 @@ def main() -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     budget_s = args.minutes * 60
     params = sum(t.numel() for t in model.parameters())
-    print(f"GPT-2 recipe: {args.depth} layers, width {width}, {params / 1e6:.2f}M parameters, {args.minutes:g} min")
+    print(
+        f"GPT-2 recipe on {args.arch} blocks: {args.depth} layers, width {width}, {params / 1e6:.2f}M parameters, "
+        f"{args.minutes:g} min ({args.clock} clock)"
+    )
 
     step, seconds = 0, 0.0
     with open(run_dir / "metrics.jsonl", "w") as log:
@@ -108,18 +136,20 @@ def main() -> None:
                 )
             if progress >= 1.0:
                 break
-            t0 = time.perf_counter()
+            t0 = clock()
             mult = lr_factor(step, progress, warmup=args.warmup, schedule="cosine", cooldown=0.0, min_lr=MIN_LR)
             for group in opt.param_groups:
                 group["lr"] = PEAK_LR * mult
             x, y = train_loader.next_batch()
             loss = model(x, y)
+            if isinstance(loss, tuple):  # roost's GPT gives (logits, loss)
+                loss = loss[1]
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
             opt.step()
             opt.zero_grad(set_to_none=True)
             loss_value = loss.item()
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             seconds += dt
             step += 1
             record = {"step": step, "loss": loss_value, "lr": PEAK_LR * mult, "lr_mult": mult}
