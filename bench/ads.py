@@ -128,13 +128,13 @@ def train_safety(embed, space: str, rng: random.Random, n: int = 300) -> SafetyP
 class ExactIndex(CreativeIndex):
     """The peer: score every creative vector for every query (a full scan)."""
 
-    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if not hasattr(self, "_keys"):
             self._keys = np.array(sorted(self.rows, key=self.rows.get), dtype=np.int64)
         sims = self.matrix @ query
         top = np.argpartition(-sims, min(k, len(sims) - 1))[:k]
         top = top[np.argsort(-sims[top])]
-        return [(int(self._keys[i]), float(sims[i])) for i in top]
+        return self._keys[top], sims[top]
 
 
 def _serve_all(service: AdService, part: list[AdRequest]) -> tuple[list[float], list[float], int]:

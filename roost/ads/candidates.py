@@ -11,20 +11,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from roost.ads.catalog import Catalog, Creative
+from roost.ads.catalog import Catalog
 
 
 @dataclass
 class Candidates:
     """A decision's candidate campaigns as arrays: one entry each, with the creative it would show.
 
-    Why arrays: there are a hundred and more per decision at 100k campaigns, and eligibility, pacing,
-    features, pCTR and the auction each make one numpy pass over them (BENCHMARKS.md, Ads).
+    Why arrays of catalog rows (campaign ids only for the few the auction reaches): there are a hundred and
+    more per decision at 100k campaigns, and eligibility, pacing, features, pCTR and the auction each make
+    one numpy pass over them (BENCHMARKS.md, Ads).
     """
 
-    ids: list[str]
     rows: np.ndarray  # rows of the catalog's arrays
-    creatives: list[Creative]
+    creative_ids: np.ndarray  # the creative each would show
     similarity: np.ndarray  # cosine to the context (0 without an embedding)
     term_share: np.ndarray  # how much the context's texts are on its topics or name its terms (0..1)
 
@@ -32,14 +32,7 @@ class Candidates:
         """The candidates where ``keep`` is True (this object itself when all are kept: most decisions)."""
         if keep.all():
             return self
-        at = np.flatnonzero(keep).tolist()
-        return Candidates(
-            [self.ids[k] for k in at],
-            self.rows[at],
-            [self.creatives[k] for k in at],
-            self.similarity[at],
-            self.term_share[at],
-        )
+        return Candidates(self.rows[keep], self.creative_ids[keep], self.similarity[keep], self.term_share[keep])
 
 
 @dataclass
@@ -60,16 +53,17 @@ class Context:
     unsafe: float = 0.0  # the highest brand-safety score over the texts
     on_topic_cache: dict[frozenset[str], np.ndarray] = field(default_factory=dict)  # topic set -> per-text share
 
-    def term_shares(self, catalog: Catalog, ids: list[str], rows: np.ndarray | None = None) -> np.ndarray:
-        """Per campaign: mean over the texts of how much each is on its topics (1 when it names one of its terms).
+    def term_shares(self, catalog: Catalog, ids: list[str] | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+        """Per campaign (``ids``, or their catalog ``rows``): mean over the texts of how much each is on its
+        topics (1 when it names one of its terms).
 
         Each text's on-topic share is computed once per distinct topic set (campaigns share a handful),
         then spread over the campaigns with one index, and the texts naming a campaign's term count 1.
         """
-        if not self.word_sets or not ids:
-            return np.zeros(len(ids))
         arrays = catalog.arrays
-        rows = np.array([arrays.row[cid] for cid in ids]) if rows is None else rows
+        rows = np.array([arrays.row[cid] for cid in ids], np.int64) if rows is None else rows
+        if not self.word_sets or not len(rows):
+            return np.zeros(len(rows))
         sets, at = np.unique(arrays.topic_set[rows], return_inverse=True)
         shares = np.stack([self._on_topic(arrays.topic_sets[k]) for k in sets.tolist()], axis=1)[:, at.reshape(-1)]
         for t, ws in enumerate(self.word_sets):

@@ -85,6 +85,12 @@ class CampaignArrays:
     term_ids: np.ndarray
     terms_by_word: dict[str, list[tuple[tuple[str, ...], int]]]  # first word -> (term, term id)
     term_count: int
+    # first word -> term -> [(rank by bid, row)], highest bid first: keyword retrieval (match_terms)
+    postings: dict[str, dict[tuple[str, ...], list[tuple[int, int]]]]
+    topic_rows: dict[str, np.ndarray]  # topic -> rows of the campaigns targeting it, highest bid first
+    creative_ptr: np.ndarray  # row r's creatives are creative_ids[creative_ptr[r]:creative_ptr[r + 1]], first shown
+    creative_ids: np.ndarray
+    creative_row: np.ndarray  # creative id -> its campaign's row (-1: no such creative)
 
     @classmethod
     def of(cls, campaigns: list[CampaignInfo]) -> CampaignArrays:
@@ -95,6 +101,16 @@ class CampaignArrays:
         by_word: dict[str, list[tuple[tuple[str, ...], int]]] = defaultdict(list)
         for term, i in term_of.items():
             by_word[term[0]].append((term, i))
+        postings: dict[str, dict[tuple[str, ...], list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+        topic_rows: dict[str, list[int]] = defaultdict(list)
+        for rank, row in enumerate(sorted(range(len(campaigns)), key=lambda r: -campaigns[r].bid_micros)):
+            for term in campaigns[row].terms:
+                postings[term[0]][term].append((rank, row))
+            for topic in campaigns[row].topics:
+                topic_rows[topic].append(row)
+        creative_ids = np.array([cr.id for c in campaigns for cr in c.creatives], np.int64)
+        creative_row = np.full(int(creative_ids.max(initial=0)) + 1, -1, np.int64)
+        creative_row[creative_ids] = np.repeat(np.arange(len(campaigns)), [len(c.creatives) for c in campaigns])
         return cls(
             ids=[c.id for c in campaigns],
             row={c.id: i for i, c in enumerate(campaigns)},
@@ -114,7 +130,30 @@ class CampaignArrays:
             term_ids=np.array([i for t in ids for i in t], np.int64),
             terms_by_word=dict(by_word),
             term_count=len(term_of),
+            postings={word: dict(terms) for word, terms in postings.items()},
+            topic_rows={topic: np.array(rows, np.int64) for topic, rows in topic_rows.items()},
+            creative_ptr=np.cumsum([0] + [len(c.creatives) for c in campaigns]),
+            creative_ids=creative_ids,
+            creative_row=creative_row,
         )
+
+    def match_terms(self, context_words: list[str] | set[str], limit: int) -> set[int]:
+        """Rows of campaigns with a keyword or topic whose words all occur in the context (at most ``limit``).
+
+        Per word, the terms that match are found first and only their campaigns walked, merged by bid:
+        a word that starts a long posting list of terms the context does not complete costs nothing.
+        """
+        present = set(context_words)
+        found: set[int] = set()
+        for word in present:
+            matched = [
+                rows for term, rows in self.postings.get(word, {}).items() if all(w in present for w in term[1:])
+            ]
+            for _, row in matched[0] if len(matched) == 1 else heapq.merge(*matched):
+                if len(found) >= limit:
+                    return found
+                found.add(row)
+        return found
 
     def targeted(self, rows: np.ndarray, present: frozenset[str] | set[str]) -> np.ndarray:
         """Per row: does one of the campaign's keywords or topics occur in these words?
@@ -164,8 +203,6 @@ class Catalog:
         self.store = store
         self.campaigns: dict[str, CampaignInfo] = {}
         self.creatives: dict[int, Creative] = {}
-        # first word -> term -> [(rank by bid, campaign id)], highest bid first
-        self._terms: dict[str, dict[tuple[str, ...], list[tuple[int, str]]]] = {}
         self._topic_terms: dict[str, list[tuple[tuple[str, ...], str]]] = {}  # first word -> (term, topic)
         self.by_topic: dict[str, list[str]] = {}  # topic -> campaign ids, highest bid first
         self.arrays = CampaignArrays.of([])
@@ -194,17 +231,13 @@ class Catalog:
         return loaded
 
     def _index_terms(self) -> None:
-        """Posting lists per first word and term, highest bid first, so capped lookups keep the best."""
-        index: dict[str, dict[tuple[str, ...], list[tuple[int, str]]]] = defaultdict(lambda: defaultdict(list))
+        """Each topic's pooled vocabulary by first word, and its campaigns highest bid first."""
         vocab: dict[str, set[tuple[str, ...]]] = defaultdict(set)
         by_topic: dict[str, list[str]] = defaultdict(list)
-        for rank, info in enumerate(sorted(self.campaigns.values(), key=lambda c: -c.bid_micros)):
-            for term in info.terms:
-                index[term[0]][term].append((rank, info.id))
+        for info in sorted(self.campaigns.values(), key=lambda c: -c.bid_micros):
             for topic in info.topics:
                 vocab[topic].update(info.terms)
                 by_topic[topic].append(info.id)
-        self._terms = {word: dict(terms) for word, terms in index.items()}
         topic_index: dict[str, list[tuple[tuple[str, ...], str]]] = defaultdict(list)
         for topic, terms in vocab.items():
             for term in terms:
@@ -219,19 +252,3 @@ class Catalog:
             for term, topic in self._topic_terms.get(word, ())
             if all(w in present for w in term[1:])
         }
-
-    def match_terms(self, context_words: list[str], limit: int) -> set[str]:
-        """Campaigns with a keyword or topic whose words all occur in the context (at most ``limit``).
-
-        Per word, the terms that match are found first and only their campaigns walked, merged by bid:
-        a word that starts a long posting list of terms the context does not complete costs nothing.
-        """
-        present = set(context_words)
-        found: set[str] = set()
-        for word in present:
-            matched = [ids for term, ids in self._terms.get(word, {}).items() if all(w in present for w in term[1:])]
-            for _, cid in matched[0] if len(matched) == 1 else heapq.merge(*matched):
-                if len(found) >= limit:
-                    return found
-                found.add(cid)
-        return found

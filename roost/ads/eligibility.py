@@ -36,13 +36,12 @@ def frequency_cap(info: CampaignInfo, default: int | None) -> int | None:
 def eligible(
     arrays: CampaignArrays,
     campaigns: dict[str, CampaignInfo],
-    ids: list[str],
     rows: np.ndarray,
     ctx: RequestContext,
     default_safety_threshold: float,
     default_frequency_cap: int | None = None,
 ) -> np.ndarray:
-    """True where campaign ``ids[k]`` (catalog row ``rows[k]``) may be shown, as far as the catalog knows."""
+    """True where the campaign at catalog row ``rows[k]`` may be shown, as far as the catalog knows."""
     ok = (arrays.start[rows] <= ctx.now) & (ctx.now < arrays.end[rows])
     ok &= (arrays.hours[rows] >> time.gmtime(ctx.now).tm_hour) & 1 == 1
     threshold = arrays.safety_threshold[rows]
@@ -50,10 +49,21 @@ def eligible(
     if ctx.user_id is not None and ctx.seen_today:
         cap = arrays.frequency_cap[rows]
         cap = np.where(np.isnan(cap), np.inf if default_frequency_cap is None else default_frequency_cap, cap)
-        ok &= np.array([ctx.seen_today.get(cid, 0) for cid in ids]) < cap
+        ok &= _per_row(arrays, ctx.seen_today, rows) < cap
     if ctx.exclude:
-        ok &= np.array([cid not in ctx.exclude for cid in ids], bool)
+        ok &= _per_row(arrays, dict.fromkeys(ctx.exclude, 1), rows) == 0
     if ctx.lang not in (None, "und"):
         for k in np.flatnonzero(ok & arrays.has_languages[rows]).tolist():
-            ok[k] = ctx.lang in campaigns[ids[k]].languages
+            ok[k] = ctx.lang in campaigns[arrays.ids[rows[k]]].languages
     return ok
+
+
+def _per_row(arrays: CampaignArrays, by_id: dict[str, int], rows: np.ndarray) -> np.ndarray:
+    """``by_id``'s value for each row's campaign, 0 where it has none: a few campaigns (a user's day, a page)
+    looked up among a decision's hundred and more candidates by sorted search, not a dict lookup per candidate."""
+    known = [(arrays.row[cid], n) for cid, n in by_id.items() if cid in arrays.row]
+    if not known:
+        return np.zeros(len(rows), np.int64)
+    keys, values = np.array(sorted(known), np.int64).T
+    at = np.minimum(np.searchsorted(keys, rows), len(keys) - 1)
+    return np.where(keys[at] == rows, values[at], 0)

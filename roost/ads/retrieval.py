@@ -118,13 +118,13 @@ class CreativeIndex:
             if r["id"] in ids
         ]
 
-    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The k creatives most similar to ``query``: (creative id, cosine similarity)."""
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k creatives most similar to ``query``, nearest first: (creative ids, cosine similarities)."""
         if self.index is None or len(self.index) == 0:
-            return []
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         found = self.index.search(query.astype(np.float32), min(k, len(self.index)))
         ids = np.asarray(found.keys, np.int64)
-        return list(zip(ids.tolist(), self.similarity(query, ids).tolist()))  # exact, as for every other candidate
+        return ids, self.similarity(query, ids)  # exact, as for every other candidate
 
     def similarity(self, query: np.ndarray, creative_ids: list[int] | np.ndarray) -> np.ndarray:
         """Exact cosine of each creative (all indexed) to ``query``: one gather of matrix rows, one product."""

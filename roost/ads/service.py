@@ -20,7 +20,7 @@ import numpy as np
 from roost.ads.auction import run_auction, scores
 from roost.ads.brand_safety import SafetyProbes
 from roost.ads.candidates import Candidates, Context
-from roost.ads.catalog import Catalog, Creative, words
+from roost.ads.catalog import CampaignArrays, Catalog, words
 from roost.ads.clicks import ClickSigner
 from roost.ads.context import UserHistory
 from roost.ads.eligibility import RequestContext, eligible, frequency_cap
@@ -29,6 +29,7 @@ from roost.ads.live import LiveStates
 from roost.ads.pacing import PacingConfig, admitted, participations
 from roost.ads.pctr import FEATURES, CTRModel, smoothed_ctr
 from roost.ads.retrieval import CreativeIndex
+from roost.ads.served_counts import CLICKS, IMPRESSIONS, ServedCounts
 from roost.ads.store import AdStore, Click, Impression, utc_day
 from roost.ads.topics import TopicModel
 from roost.errors import UserError
@@ -134,7 +135,8 @@ class AdService:
             self.index.save()  # the next start loads it instead of building the graph again
         self._campaign_ids = list(self.catalog.campaigns)
         self._min_similarity = self._calibrate_similarity()
-        self.counts = {cid: list(v) for cid, v in store.click_counts().items()}
+        self.counts = ServedCounts(store.click_counts())
+        self.counts.of(self.catalog.arrays, np.zeros(0, np.int64))  # its table built now, not in a decision
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> embedding, oldest first
         self._sync = None  # follow_catalog's poller
         self._fit_topics()
@@ -235,73 +237,94 @@ class AdService:
         """Run-of-network: a random sample of campaigns, each with a random creative."""
         cat = self.catalog
         ids = self.rng.sample(self._campaign_ids, min(self.config.term_candidates, len(self._campaign_ids)))
-        return self._gathered(ctx, {cid: (self.rng.choice(cat.campaigns[cid].creatives), None) for cid in ids})
+        creatives = [self.rng.choice(cat.campaigns[cid].creatives).id for cid in ids]
+        arrays = cat.arrays
+        rows = np.array([arrays.row[cid] for cid in ids], np.int64)
+        return self._gathered(ctx, arrays, rows, np.array(creatives, np.int64), np.full(len(ids), np.nan))
 
     def _candidates(self, ctx: Context) -> Candidates:
         """Candidate campaigns, each with one creative, its similarity and its term share.
 
         Both features are filled in whatever the retrieval, so every policy logs the same features.
         """
-        cfg, cat = self.config, self.catalog
+        cfg, arrays = self.config, self.catalog.arrays
         if cfg.retrieval == "random":
             return self._random_candidates(ctx)
-        # campaign id -> (creative, its similarity or None until computed)
-        found = {
-            cid: (cat.campaigns[cid].creatives[0], None)
-            for cid in cat.match_terms(list(ctx.present), cfg.term_candidates)
-        }
+        # catalog row -> its best ANN hit (index into keys; -1: found by keyword or topic, similarity to compute)
+        found = dict.fromkeys(arrays.match_terms(list(ctx.present), cfg.term_candidates), -1)
         if cfg.retrieval == "model":
-            self._topic_candidates(ctx, found)
+            self._topic_candidates(ctx, arrays, found)
+        keys, sims = np.zeros(0, np.int64), np.zeros(0, np.float32)
         if cfg.retrieval == "model" and ctx.vec is not None:
-            for creative_id, sim in self.index.search(ctx.vec, cfg.ann_candidates):
-                creative = cat.creatives.get(creative_id)
-                if creative is None:
+            keys, sims = self.index.search(ctx.vec, cfg.ann_candidates)
+            known = keys < len(arrays.creative_row)  # the index may hold creatives the catalog has not loaded
+            hit_rows = np.where(known, arrays.creative_row[np.where(known, keys, 0)], -1).tolist()
+            sim = sims.tolist()
+            for i, row in enumerate(hit_rows):
+                if row < 0:
                     continue
-                had = found.get(creative.campaign_id)
-                if had is None or had[1] is None or sim > had[1]:
-                    found[creative.campaign_id] = (creative, sim)
-        cands = self._gathered(ctx, found)
+                had = found.get(row)
+                if had is None or had < 0 or sim[i] > sim[had]:
+                    found[row] = i
+        rows = np.fromiter(found, np.int64, len(found))
+        hit = np.fromiter(found.values(), np.int64, len(found))
+        by_ann = hit >= 0
+        at = np.where(by_ann, hit, 0)
+        first = arrays.creative_ids[arrays.creative_ptr[rows]]
+        creative_ids = np.where(by_ann, keys[at], first) if len(keys) else first
+        similarity = np.where(by_ann, sims[at], np.nan) if len(keys) else np.full(len(rows), np.nan)
+        cands = self._gathered(ctx, arrays, rows, creative_ids, similarity)
         floor = self._min_similarity
         if cfg.retrieval == "model" and floor is not None:
             cands = cands.subset((cands.term_share >= cfg.min_topic_weight) | (cands.similarity >= floor))
         return cands
 
-    def _topic_candidates(self, ctx: Context, found: dict[str, tuple[Creative, float | None]]) -> None:
+    def _topic_candidates(self, ctx: Context, arrays: CampaignArrays, found: dict[int, int]) -> None:
         """Add the highest bidders of the topics the context is most about (up to ``term_candidates`` in all)."""
-        cat, limit = self.catalog, self.config.term_candidates
+        limit = self.config.term_candidates
         weights = ctx.topic_weights()
         for topic in sorted(
             (t for t, w in weights.items() if w >= self.config.min_topic_weight), key=weights.get, reverse=True
         ):
-            for cid in cat.by_topic.get(topic, ()):
+            # of a topic's first ``limit`` campaigns at most len(found) are found already: enough to fill up
+            for row in arrays.topic_rows.get(topic, np.zeros(0, np.int64))[:limit].tolist():
                 if len(found) >= limit:
                     return
-                if cid not in found:
-                    found[cid] = (cat.campaigns[cid].creatives[0], None)
+                if row not in found:
+                    found[row] = -1
 
-    def _gathered(self, ctx: Context, found: dict[str, tuple[Creative, float | None]]) -> Candidates:
-        """The found campaigns as arrays, with term shares, and similarity filled in (one matrix product).
+    def _gathered(
+        self, ctx: Context, arrays: CampaignArrays, rows: np.ndarray, creative_ids: np.ndarray, sims: np.ndarray
+    ) -> Candidates:
+        """The campaigns at ``rows`` as candidates, with term shares, and similarity filled in where ``sims`` is
+        NaN (one matrix product).
 
         Similarity is filled in whatever the retrieval, so every policy logs the same features. A keyword
-        or topic match shows its creative most similar to the context.
+        or topic match shows its creative most similar to the context (the first of the best, on a tie).
         """
-        ids = list(found)
-        arrays = self.catalog.arrays
-        rows = np.array([arrays.row[cid] for cid in ids], np.int64)
-        creatives = [creative for creative, _ in found.values()]
-        shares = ctx.term_shares(self.catalog, ids, rows)
-        sims = np.array([0.0 if sim is None else sim for _, sim in found.values()])
-        todo = [k for k, (_, sim) in enumerate(found.values()) if sim is None]
-        if ctx.vec is not None and todo:
-            campaigns = self.catalog.campaigns
-            options = [campaigns[ids[k]].creatives if shares[k] else [creatives[k]] for k in todo]
-            scored = self.index.similarity(ctx.vec, [cr.id for opts in options for cr in opts]).tolist()
-            at = 0
-            for k, opts in zip(todo, options):
-                best = max(range(len(opts)), key=lambda i: scored[at + i])
-                creatives[k], sims[k] = opts[best], scored[at + best]
-                at += len(opts)
-        return Candidates(ids, rows, creatives, sims, shares)
+        shares = ctx.term_shares(self.catalog, rows=rows)
+        todo = np.flatnonzero(np.isnan(sims))
+        sims = np.where(np.isnan(sims), 0.0, sims)
+        if ctx.vec is not None and len(todo):
+            # each one's options: all its creatives when the context is on its topics, else the one given
+            r = rows[todo]
+            every = shares[todo] > 0
+            ptr = arrays.creative_ptr
+            lens = np.where(every, ptr[r + 1] - ptr[r], 1)
+            starts = np.cumsum(lens) - lens
+            within = np.arange(int(lens.sum())) - np.repeat(starts, lens)
+            options = np.where(
+                np.repeat(every, lens),
+                arrays.creative_ids[np.repeat(ptr[r], lens) + within],
+                np.repeat(creative_ids[todo], lens),
+            )
+            scored = self.index.similarity(ctx.vec, options)
+            best = np.maximum.reduceat(scored, starts)
+            place = np.arange(len(scored))
+            pick = np.minimum.reduceat(np.where(scored == np.repeat(best, lens), place, len(scored)), starts)
+            creative_ids = creative_ids.copy()
+            creative_ids[todo], sims[todo] = options[pick], scored[pick]
+        return Candidates(rows, creative_ids, sims, shares)
 
     def serve(self, req: AdRequest) -> list[ServedAd]:
         cfg = self.config
@@ -326,8 +349,7 @@ class AdService:
         placed = self._auction(cands, ctx, req.slots, 0, activity)
         if cfg.fill and len(placed) < req.slots:
             extra = self._random_candidates(context)
-            taken = set(cands.ids)
-            extra = extra.subset(np.array([cid not in taken for cid in extra.ids], bool))
+            extra = extra.subset(~np.isin(extra.rows, cands.rows))
             placed += self._auction(extra, ctx, req.slots - len(placed), len(placed), activity)
         if not placed:
             return []
@@ -337,7 +359,7 @@ class AdService:
         impressions = [
             Impression(
                 cid,
-                creative.id,
+                creative_id,
                 req.user_id,
                 position,
                 price,
@@ -346,7 +368,7 @@ class AdService:
                 now,
                 frequency_cap=frequency_cap(self.catalog.campaigns[cid], cfg.default_frequency_cap),
             )
-            for (cid, creative, position, price, features), p in zip(placed, pctr)
+            for (cid, creative_id, position, price, features), p in zip(placed, pctr)
         ]
         kept = self.store.record_impressions(impressions)
         # what this write changed (a CPM charge) or found changed (an ad dropped): read it again next time
@@ -356,9 +378,8 @@ class AdService:
             for imp in impressions
             if id(imp) not in kept_ids or self.catalog.campaigns[imp.campaign_id].bid_type == "cpm"
         )
-        with self._lock:
-            for imp in kept:
-                self.counts.setdefault(imp.campaign_id, [0, 0])[0] += 1
+        for imp in kept:
+            self.counts.add(imp.campaign_id, IMPRESSIONS)
         return [
             ServedAd(
                 imp.id,
@@ -384,10 +405,10 @@ class AdService:
 
     def _auction(
         self, cands: Candidates, ctx: RequestContext, slots: int, first_position: int, activity: int
-    ) -> list[tuple[str, Creative, int, int, list[float]]]:
+    ) -> list[tuple[str, int, int, int, list[float]]]:
         """Eligibility, pCTR and ranking in numpy over the candidates, then live state and pacing from the top.
 
-        Returns (campaign id, creative, position, price, logged features) for the winners. Why the top first:
+        Returns (campaign id, creative id, position, price, logged features) for the winners. Why the top first:
         the features and the catalog's rules need no database, and GSP's outcome depends only on the best
         ``slots + 1`` candidates that may enter; so live state (status, budget, spend) is read for the best
         ranked few, more only when some of them may not enter, instead of for every candidate (most of a
@@ -398,17 +419,16 @@ class AdService:
         ok = eligible(
             arrays,
             self.catalog.campaigns,
-            cands.ids,
             cands.rows,
             ctx,
             cfg.default_safety_threshold,
             cfg.default_frequency_cap,
         )
         cands = cands.subset(ok)
-        if not cands.ids:
+        n = len(cands.rows)
+        if not n:
             return []
-        counts = np.array([self.counts.get(cid, (0, 0)) for cid in cands.ids], np.float64).reshape(-1, 2)
-        n = len(cands.ids)
+        counts = self.counts.of(arrays, cands.rows)
         raw = np.column_stack(
             [
                 cands.similarity,
@@ -423,26 +443,36 @@ class AdService:
         score = scores(bid, cpc, pctr)
         ranked = np.flatnonzero(score >= cfg.reserve_cpm_micros / 1000)
         ranked = ranked[np.argsort(-score[ranked], kind="stable")]
-        entrants = self._entrants(cands.ids, ranked, slots + 1, ctx.now)
+        entrants = self._entrants(arrays, cands.rows, ranked, slots + 1, ctx.now)
         wins = run_auction(bid[entrants], cpc[entrants], pctr[entrants], slots, cfg.reserve_cpm_micros / 1000)
         placed = []
         for w in wins:
             k = int(entrants[w.index])
             features = raw[k].tolist()
             features[2] = float(first_position + w.position)  # the slot it won, as logged and predicted
-            placed.append((cands.ids[k], cands.creatives[k], first_position + w.position, w.price_micros, features))
+            placed.append(
+                (
+                    arrays.ids[cands.rows[k]],
+                    int(cands.creative_ids[k]),
+                    first_position + w.position,
+                    w.price_micros,
+                    features,
+                )
+            )
         return placed
 
-    def _entrants(self, ids: list[str], ranked: np.ndarray, want: int, now: float) -> np.ndarray:
-        """The first ``want`` of ``ranked`` (indexes into ``ids``, best first) whose live state and pacing let
-        them in, read a batch at a time (twice as many as still wanted, then double)."""
+    def _entrants(
+        self, arrays: CampaignArrays, rows: np.ndarray, ranked: np.ndarray, want: int, now: float
+    ) -> np.ndarray:
+        """The first ``want`` of ``ranked`` (indexes into the candidates' catalog ``rows``, best first) whose live
+        state and pacing let them in, read a batch at a time (twice as many as still wanted, then double)."""
         day, found, at = utc_day(now), [], 0
         batch = 2 * want
         while len(found) < want and at < len(ranked):
             part = ranked[at : at + batch]
             at += len(part)
             batch *= 2
-            enters, day_spend, daily_budget = self.live.arrays([ids[k] for k in part.tolist()], day)
+            enters, day_spend, daily_budget = self.live.arrays([arrays.ids[r] for r in rows[part].tolist()], day)
             enters &= admitted(participations(day_spend, daily_budget, now, self.config.pacing), self.np_rng)
             found.extend(part[enters].tolist())
         return np.array(found[:want], np.int64)
@@ -454,6 +484,5 @@ class AdService:
         if click is not None and not click.duplicate:
             if click.charged_micros:
                 self.live.forget([click.campaign_id])
-            with self._lock:
-                self.counts.setdefault(click.campaign_id, [0, 0])[1] += 1
+            self.counts.add(click.campaign_id, CLICKS)
         return click
