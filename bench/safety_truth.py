@@ -3,8 +3,9 @@
 The probe is the one ``roost ads train-safety`` trains from the workspace's own
 moderation signals (``roost.ads.brand_safety.train_from_signals``: removed,
 withheld and sensitive posts against a sample of the rest), with the hashing
-embedder. Each kept post is scored whole (as the server scores a context
-text) and as the maximum over its sentences; the table gives, per threshold,
+embedder. Each kept post is scored whole, and as the server scores a context
+text: the maximum over the post and its sentences, each sentence with the
+post's embedding (``SafetyProbes.scores``); the table gives, per threshold,
 the share of ground-truth unsafe posts above it (recall) and of safe posts
 above it (what brand safety costs strict advertisers on safe contexts). Strict
 campaigns' thresholds in the sample run from 0.2 to 0.5.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +26,6 @@ from roost.ads.embedder import HashingEmbedder
 from roost.ads.retrieval import embed_in_batches
 from roost.corpus.schema import read_table
 from roost.workspace import Workspace
-
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def max_over_sentences(probes, embed, texts: list[str]) -> np.ndarray:
-    parts = [[s for s in SENTENCE_END.split(t) if s.strip()] or [t] for t in texts]
-    flat = [s for ps in parts for s in ps]
-    scores = probes.scores(flat, embed_in_batches(embed, flat))
-    at = np.cumsum([0] + [len(ps) for ps in parts])
-    return np.array([scores[at[k] : at[k + 1]].max() for k in range(len(texts))])
 
 
 def main() -> None:
@@ -54,9 +44,10 @@ def main() -> None:
     posts = read_table(corpus, "posts", ["id", "text"])
     texts = posts.column("text").to_pylist()
     unsafe = np.array([truth.get(i, False) for i in posts.column("id").to_pylist()])
+    vecs = embed_in_batches(embed, texts)
     scored = {
-        "whole post": probes.scores(texts, embed_in_batches(embed, texts)),
-        "max over sentences": max_over_sentences(probes, embed, texts),
+        "whole post": probes.scores(texts, vecs, sentences=False),
+        "post and its sentences (served)": probes.scores(texts, vecs),
     }
     print(f"{len(texts)} kept posts, {int(unsafe.sum())} unsafe by the ground truth; held-out: {probes.metrics}")
     print("| scored | threshold | unsafe recall (truth) | safe posts above |\n|---|---:|---:|---:|")

@@ -9,13 +9,15 @@ and the probe (:mod:`roost.ads.safety_model`) is weighted for its rare positives
 "safe" always. Probes can also be trained from labelled files in the TweetEval
 format (a text file with one example per line and a label file with one integer
 label per line). A context's unsafe score is the highest probability any probe
-gives; no ad is served next to context scoring above the campaign's
+gives to any of its texts or their sentences (:meth:`SafetyProbes.scores`); no
+ad is served next to context scoring above the campaign's
 ``brand_safety_threshold``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,12 @@ from roost.errors import UserError
 from roost.workspace import atomic_write_json
 
 FORMAT = 2  # 1 (no "format" key): logistic regression on the embeddings alone
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def sentence_split(text: str) -> list[str]:
+    """The text's sentences (split after . ! or ? and a space), without empty ones."""
+    return [s for s in SENTENCE_END.split(text) if s.strip()]
 
 
 @dataclass
@@ -63,10 +71,23 @@ class SafetyProbes:
             raise RuntimeError("SafetyProbes.bind(embed) first: scoring needs the tokens the probes were trained on")
         return self._tokenize
 
-    def scores(self, texts: list[str], vecs: np.ndarray) -> np.ndarray:
-        """Unsafe probability per text (``vecs``: their embeddings, one row each): the max over the probes."""
+    def scores(self, texts: list[str], vecs: np.ndarray, sentences: bool = True) -> np.ndarray:
+        """Unsafe probability per text (``vecs``: their embeddings, one row each): the max over the probes and,
+        with ``sentences`` (as a context is served), over the text and each of its sentences.
+
+        Why sentences: an abusive clause at the head of an ordinary post ("tonight i will kill that ref. My
+        two cents: ...") is diluted in the whole post's TF-IDF: two such threats scored 0.06 and 0.14 whole,
+        below every strict advertiser's threshold, and above 0.99 alone (BENCHMARKS.md, Ads). Each sentence
+        is scored with its post's embedding, so this costs token lookups, not another embedding per decision.
+        """
         self._bound()
-        return np.max([score(texts, vecs) for score in self._scorers], axis=0)
+        if not sentences or not texts:
+            return np.max([score(texts, vecs) for score in self._scorers], axis=0)
+        parts = [[text, *split] if len(split := sentence_split(text)) > 1 else [text] for text in texts]
+        flat = [part for ps in parts for part in ps]
+        owner = np.repeat(np.arange(len(texts)), [len(ps) for ps in parts])
+        scored = self.scores(flat, np.atleast_2d(vecs)[owner], sentences=False)
+        return np.maximum.reduceat(scored, np.cumsum([0] + [len(ps) for ps in parts[:-1]]))
 
     def add(self, name: str, texts: list[str], vecs: np.ndarray, labels: np.ndarray, unsafe: set[int]) -> None:
         """Train probe ``name`` (C and the embedding weight chosen by cross-validation on these examples)."""
