@@ -101,12 +101,14 @@ def run_policy(
     ctr: CTRModel | None = None,
     safety: SafetyProbes | None = None,
     unsafe_posts: frozenset[str] = frozenset(),
+    config: AdsConfig | None = None,
 ) -> dict:
-    """Serve ``cfg.requests`` requests with policy ``name``; ``unsafe_posts`` (ground truth) are the post ids
-    next to which a strict advertiser's ad is counted: one whose own brand-safety threshold is at or below the
-    default (an advertiser who set 0.9 asked for less care than one who set nothing)."""
+    """Serve ``cfg.requests`` requests with policy ``name`` (``config``, else ``POLICIES[name]``); ``unsafe_posts``
+    (ground truth) are the post ids next to which a strict advertiser's ad is counted: one whose own brand-safety
+    threshold is at or below the default (an advertiser who set 0.9 asked for less care than one who set nothing)."""
+    config = config or POLICIES[name]
     store.add_campaigns(campaigns, now=cfg.start)
-    default = POLICIES[name].default_safety_threshold
+    default = config.default_safety_threshold
     strict = {c.id for c in campaigns if c.brand_safety_threshold is not None and c.brand_safety_threshold <= default}
     now = [cfg.start]
     service = AdService(
@@ -117,7 +119,7 @@ def run_policy(
         history=history,
         ctr=ctr,
         safety=safety,
-        config=POLICIES[name],
+        config=config,
         clock=_clock(now),
         seed=cfg.seed,
     )
@@ -175,9 +177,12 @@ def simulate(
     policies: tuple[str, ...] = tuple(POLICIES),
     safety: SafetyProbes | None = None,
     unsafe_posts: frozenset[str] = frozenset(),
+    configs: dict[str, AdsConfig] | None = None,
 ) -> list[dict]:
     """One result row per policy (see :func:`run_policy` for the columns), random first; every policy serves
-    with the same brand-safety probes (``safety``; None: none, as a server without a safety model)."""
+    with the same brand-safety probes (``safety``; None: none, as a server without a safety model). ``configs``
+    replaces some policies' serving settings (else :data:`POLICIES`; e.g. another ``ctr_exponent``)."""
+    configs = {**POLICIES, **(configs or {})}
     cfg = cfg or SimConfig()
     if any(c.id is None for c in campaigns):
         raise UserError("simulated campaigns need ids: the truth model knows campaigns by id")
@@ -194,7 +199,9 @@ def simulate(
         for name in sorted(policies, key=lambda p: p != "random"):
             store = AdStore(Path(tmp) / f"{name}.db", synchronous="NORMAL")  # throwaway: no fsync per event
             rows.append(
-                run_policy(name, campaigns, history, truth, embed, space, cfg, store, ctr, safety, unsafe_posts)
+                run_policy(
+                    name, campaigns, history, truth, embed, space, cfg, store, ctr, safety, unsafe_posts, configs[name]
+                )
             )
             if name == "random":
                 ctr = train(*events_to_arrays(store.events()))
