@@ -2,18 +2,13 @@
 
 import numpy as np
 import pytest
+from test_ads_service import service as make_service
+from test_ads_service import spec
 
 from roost.ads.auction import ctr_weights, rank_scores, run_auction
-from roost.ads.campaign import CampaignSpec
-from roost.ads.clicks import ClickSigner
-from roost.ads.embedder import HashingEmbedder
-from roost.ads.pacing import DAY_S
 from roost.ads.pctr import CTRModel
 from roost.ads.service import AdRequest, AdsConfig, AdService
-from roost.ads.store import AdStore
 from roost.errors import UserError
-
-NOON = 1_767_225_600 + DAY_S / 2
 
 
 def test_exponent_one_is_plain_gsp_and_equal_pctrs_ignore_the_exponent():
@@ -63,38 +58,15 @@ def test_every_price_is_the_least_that_keeps_the_position_and_at_most_the_bid(ex
 
 
 def service(tmp_path, exponent: float, use_pctr: bool = True) -> AdService:
-    def spec(cid, text, bid, keywords):
-        body = {
-            "id": cid,
-            "advertiser": "Acme",
-            "name": cid,
-            "budget": 100,
-            "bid_type": "cpc",
-            "bid": bid,
-            "targeting": {"keywords": keywords},
-            "creatives": [{"text": text, "landing_url": f"https://{cid}.example/"}],
-        }
-        return CampaignSpec.model_validate(body)
-
-    store = AdStore(tmp_path / f"ads-{exponent}-{use_pctr}.db", synchronous="NORMAL")
-    store.add_campaigns(
-        [spec("shoes", "running shoes for your run", 1.0, ["running shoes"]), spec("socks", "running socks", 1.5, [])],
-        now=NOON - DAY_S,
-    )
-    h = HashingEmbedder()
+    folder = tmp_path / f"{exponent}-{use_pctr}"
+    folder.mkdir()
+    specs = [
+        spec("shoes", "running shoes for your run", ["running shoes"], bid=1.0),
+        spec("socks", "running socks", bid=1.5),
+    ]
     cfg = AdsConfig(ctr_exponent=exponent, use_pctr=use_pctr, default_frequency_cap=None, no_match_quantile=None)
     # clicks follow the interest share (1 for the campaign whose keyword the query names, 0 for the other)
-    ctr = CTRModel(weights=[0.0, 2.0, -0.4, 0.0, 0.0], bias=-2.5)
-    return AdService(
-        store,
-        ClickSigner(b"0123456789abcdef0123456789abcdef"),
-        embed=h,
-        space=h.space,
-        ctr=ctr,
-        config=cfg,
-        clock=lambda: NOON,
-        seed=0,
-    )
+    return make_service(folder, specs, ctr=CTRModel(weights=[0.0, 2.0, -0.4, 0.0, 0.0], bias=-2.5), config=cfg)
 
 
 def test_service_squashes_pctr_and_keyword_serving_is_unchanged(tmp_path):
