@@ -71,18 +71,25 @@ def counting_reads(store: AdStore, max_age_s: float) -> tuple[AdService, list[li
 
 
 def test_a_decision_sees_its_own_charges_and_edits_at_once(tmp_path):
-    """The service forgets what it wrote (a CPM charge) or edited: those are read again, the rest is not."""
+    """The states the impressions' write settled (a CPM charge) are cached as read; what the service edited is
+    read again; the rest is not read."""
     store = AdStore(tmp_path / "ads.db", synchronous="NORMAL")
-    store.add_campaigns([spec("cpm", "cpm", budget=1000.0), spec("cpc")])  # 400.00 CPM outbids 0.50 a click
+    # 400.00 CPM outbids 399.00 CPM and 0.50 a click, paying 0.399 an impression; at noon, 0.798 of a 1.00
+    # daily budget is ahead of pace (pacing stops it)
+    cpm = spec("cpm", "cpm", budget=1000.0).model_copy(update={"daily_budget": 1.0})
+    store.add_campaigns([cpm, spec("cpm2", "cpm", budget=1000.0).model_copy(update={"bid": 399.0}), spec("cpc")])
     service, reads = counting_reads(store, max_age_s=3600)
     request = AdRequest(query="shoes", slots=1)
-    assert [ad.campaign_id for ad in service.serve(request)] == ["cpm"] and reads[-1] == ["cpc", "cpm"]
-    before = len(reads)
+    assert [ad.campaign_id for ad in service.serve(request)] == ["cpm"] and reads[-1] == ["cpc", "cpm", "cpm2"]
+    reads.clear()
     assert [ad.campaign_id for ad in service.serve(request)] == ["cpm"]
-    assert reads[before:] == [["cpm"]]  # charged by the impression: read again; the CPC one was not charged
+    assert reads == []  # its charge came back from the write, not from another read
+    assert service.live.get(["cpm"], DAY)["cpm"] == store.live_states(["cpm"], DAY)["cpm"]  # as the database says
+    reads.clear()
+    assert [ad.campaign_id for ad in service.serve(request)] == ["cpm2"] and reads == []  # paced out at once
     store.update_campaign("cpm", CampaignPatch(status="paused"))
     service.refresh(["cpm"])  # what the admin API and the catalog poller call after an edit
-    assert [ad.campaign_id for ad in service.serve(request)] == ["cpc"]
+    assert [ad.campaign_id for ad in service.serve(request)] == ["cpm2"] and reads == [["cpm"]]
 
 
 def test_live_state_is_read_for_the_best_ranked_first_and_further_down_only_when_they_cannot_enter(tmp_path):

@@ -13,8 +13,9 @@ charge capped at what is left). A stale entry can at worst let a campaign that
 ran out a moment ago win a slot that is then dropped, not shown; it never
 charges a cent more.
 
-What a decision sees: this process's own writes at once (the service drops the
-entries it writes, :meth:`LiveStates.forget`), and other replicas' writes within
+What a decision sees: this process's own writes at once (the service puts the
+states its impressions' write settled, :meth:`LiveStates.put`, and drops the entries
+of campaigns it edits, :meth:`LiveStates.forget`), and other replicas' writes within
 ``max_age_s`` (pausing a campaign through another replica, spend it made there):
 entries older than that are read again. Pacing reads today's spend through the
 same cache, so its throttle lags another replica's spend by at most as long.
@@ -83,6 +84,16 @@ class LiveStates:
                     self._entries.update(fresh)
             found.update(fresh)
         return found
+
+    def put(self, day: str, states: dict[str, LiveState]) -> None:
+        """Entries for states this process just settled under the database's lock (its own charges, an ad it
+        dropped): as fresh as a read, so the next decision does not read them again (a CPM campaign is charged
+        at every impression it wins, and would otherwise be read again after each)."""
+        now = self.clock()
+        with self._lock:
+            self._forgotten += 1  # a read that overlapped this write must not replace these
+            if day == self._day:
+                self._entries.update((cid, (state, now, summary(state))) for cid, state in states.items())
 
     def forget(self, ids: Iterable[str]) -> None:
         """Drop these campaigns' entries: this process just changed them (a charge, an edit), read them again."""

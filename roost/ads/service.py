@@ -26,6 +26,7 @@ from roost.ads.context import UserHistory
 from roost.ads.eligibility import RequestContext, eligible, frequency_cap
 from roost.ads.embedder import EmbedFn
 from roost.ads.live import LiveStates
+from roost.ads.money import LiveState
 from roost.ads.pacing import PacingConfig, admitted, participations
 from roost.ads.pctr import FEATURES, CTRModel, smoothed_ctr
 from roost.ads.retrieval import CreativeIndex
@@ -376,14 +377,13 @@ class AdService:
             )
             for (cid, creative_id, position, price, features), p in zip(placed, pctr)
         ]
-        kept = self.store.record_impressions(impressions)
-        # what this write changed (a CPM charge) or found changed (an ad dropped): read it again next time
-        kept_ids = {id(imp) for imp in kept}
-        self.live.forget(
-            imp.campaign_id
-            for imp in impressions
-            if id(imp) not in kept_ids or self.catalog.campaigns[imp.campaign_id].bid_type == "cpm"
-        )
+        settled: dict[str, dict[str, LiveState]] = {}
+        kept = self.store.record_impressions(impressions, settled)
+        # what this write changed (a CPM charge) or found changed (an ad dropped): the states it settled under
+        # the database's lock are the fresh ones; a campaign the database no longer has is read again
+        states = settled.get(day, {})
+        self.live.put(day, states)
+        self.live.forget(imp.campaign_id for imp in impressions if imp.campaign_id not in states)
         for imp in kept:
             self.counts.add(imp.campaign_id, IMPRESSIONS)
         return [

@@ -314,7 +314,9 @@ class AdStore:
         )
         return {r[0]: r[1] for r in rows}
 
-    def record_impressions(self, impressions: list[Impression]) -> list[Impression]:
+    def record_impressions(
+        self, impressions: list[Impression], settled: dict[str, dict[str, LiveState]] | None = None
+    ) -> list[Impression]:
         """Log served ads and charge CPM ones, re-checking budget under the write lock.
 
         Returns the impressions that were recorded (with ids); an ad whose campaign
@@ -323,6 +325,9 @@ class AdStore:
         two decisions for the same user at once both read the count before either
         wrote, so the cap is settled here, under the write lock, from the
         impressions table (which is why it holds across restarts too).
+
+        ``settled``, when given, receives each campaign's live state as committed (UTC day -> campaign id ->
+        state, after this write's charges): what a read right after the commit would give.
         """
         kept, rows, spends, bumps = [], [], [], []
         with self.transaction() as db:
@@ -376,6 +381,8 @@ class AdStore:
                 db.executemany(_BUMP_DAY, bumps)
             if spends:
                 db.executemany("UPDATE campaigns SET spend_micros = spend_micros + ? WHERE id = ?", spends)
+        if settled is not None:
+            settled.update(states)
         return kept
 
     def record_click(self, impression_id: str, ts: float | None = None) -> Click | None:
