@@ -98,19 +98,25 @@ def make_campaigns(n: int, rng: random.Random) -> list[CampaignSpec]:
     return specs
 
 
-def make_requests(n: int, rng: random.Random) -> list[AdRequest]:
+def make_requests(n: int, rng: random.Random, contexts: int = 0) -> list[AdRequest]:
+    """``n`` requests of random users; ``contexts`` > 0: their queries drawn from that many distinct texts (as
+    the posts of timelines and pages come back), 0: every query new."""
     topics = sorted(BANKS)
+
+    def query(bank) -> str:
+        # a random number makes each query new, so the service's per-text cache never helps
+        return f"{rng.choice(bank.subjects)} {rng.choice(bank.claims)} {rng.randrange(10**6)}"
+
+    pool = [query(BANKS[rng.choice(topics)]) for _ in range(contexts)]
     out = []
     for _ in range(n):
-        bank = BANKS[rng.choice(topics)]
-        # a random number makes each query new, so the query-embedding cache never helps
-        out.append(
-            AdRequest(
-                user_id=f"u{rng.randrange(10_000)}",
-                slots=2,
-                query=f"{rng.choice(bank.subjects)} {rng.choice(bank.claims)} {rng.randrange(10**6)}",
-            )
-        )
+        if pool:
+            user, text = rng.randrange(10_000), rng.choice(pool)
+        else:
+            bank = BANKS[rng.choice(topics)]
+            user = rng.randrange(10_000)
+            text = query(bank)
+        out.append(AdRequest(user_id=f"u{user}", slots=2, query=text))
     return out
 
 
@@ -261,7 +267,7 @@ def bench(n: int, ads_db: str, args, embed, space) -> list[dict]:
             workers = [(f"{k} thread{'s' if k > 1 else ''}", time_serving, k) for k in (1, 2)]
             workers += [(f"{k} processes", time_processes, k) for k in args.processes]
             for label, run, k in workers:
-                rate, lat, cpu, ads = run(service, make_requests(args.requests, rng), k)
+                rate, lat, cpu, ads = run(service, make_requests(args.requests, rng, args.contexts), k)
                 rows.append(
                     {
                         "campaigns": n,
@@ -302,6 +308,13 @@ def main() -> None:
     )
     p.add_argument("--profile", type=int, default=0, metavar="N", help="first print a cProfile of N decisions")
     p.add_argument("--no-safety", action="store_true", help="serve without brand safety (on by default)")
+    p.add_argument(
+        "--contexts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="draw each row's queries from N distinct texts (repeated contexts; default 0: every query new)",
+    )
     p.add_argument("--no-peer", action="store_true", help="leave out the exact-scan peer rows")
     p.add_argument(
         "--index-dir", default=None, help="keep the built creative index here and load it on the next run (faster)"
@@ -327,7 +340,8 @@ def main() -> None:
         f"\nembedder: {space}; {args.requests} decisions per row, 2 ads each asked; "
         f"impressions committed with durability={args.durability} (synchronous={synchronous_for(args.durability)}"
         f" for SQLite; PostgreSQL: fsync on, synchronous_commit {'off' if args.durability == 'process' else 'on'}); brand safety {'off' if args.no_safety else 'on'}, "
-        f"frequency caps on; load average {os.getloadavg()}"
+        f"frequency caps on; {f'queries drawn from {args.contexts} distinct texts' if args.contexts else 'every query new'}"
+        f"; load average {os.getloadavg()}"
     )
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:

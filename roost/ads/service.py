@@ -144,7 +144,8 @@ class AdService:
         self._min_similarity = self._calibrate_similarity()
         self.counts = ServedCounts(store.click_counts())
         self.counts.of(self.catalog.arrays, np.zeros(0, np.int64))  # its table built now, not in a decision
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> embedding, oldest first
+        # text -> (embedding, brand-safety score), oldest first
+        self._vectors: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()
         self._sync = None  # follow_catalog's poller
         self._fit_topics()
 
@@ -177,18 +178,26 @@ class AdService:
         off = [sims[i, j] for i in range(len(cands)) for j in range(i + 1, len(cands)) if not topics[i] & topics[j]]
         return float(np.quantile(off, q)) if len(off) >= 20 else None
 
-    def _embed_texts(self, texts: list[str], keep: int = 16_384) -> np.ndarray:
-        """Embeddings of ``texts``, the ones not seen lately in one batch (one forward for a user's posts)."""
+    def _embed_and_score(self, texts: list[str], keep: int = 16_384) -> tuple[np.ndarray, float]:
+        """Embeddings of ``texts`` and their highest brand-safety score (0 without probes), the texts not seen
+        lately computed in one batch (one forward for a user's posts).
+
+        Why the score is kept with the vector: a text's score depends only on the text and its vector, and the
+        texts of timelines and pages come back (a user's recent posts, a post's context), so a text seen lately
+        costs neither an embedding nor a scoring (BENCHMARKS.md, Ads: repeated contexts).
+        """
         with self._lock:
             known = {t: self._vectors[t] for t in texts if t in self._vectors}
         missing = [t for t in dict.fromkeys(texts) if t not in known]
         if missing:
-            known.update(zip(missing, np.asarray(self.embed(missing), dtype=np.float32)))
+            vecs = np.asarray(self.embed(missing), dtype=np.float32)
+            unsafe = self.safety.scores(missing, vecs).tolist() if self.safety is not None else [0.0] * len(missing)
+            known.update(zip(missing, zip(vecs, unsafe)))
             with self._lock:
                 self._vectors.update((t, known[t]) for t in missing)
                 while len(self._vectors) > keep:
                     self._vectors.popitem(last=False)
-        return np.stack([known[t] for t in texts])
+        return np.stack([known[t][0] for t in texts]), max(known[t][1] for t in texts)
 
     def follow_catalog(self, every_s: float = 2.0) -> None:
         """Pick up campaigns other replicas create or edit in the shared database (roost.ads.catalog_sync)."""
@@ -232,10 +241,8 @@ class AdService:
         word_sets = [frozenset(words(t)) for t in texts]
         vec, unsafe = None, 0.0
         if self.embed is not None and texts:
-            vecs = self._embed_texts(texts)
+            vecs, unsafe = self._embed_and_score(texts)
             vec = vecs.mean(axis=0)
-            if self.safety is not None:
-                unsafe = float(self.safety.scores(texts, vecs).max())
         model, topic_at, posterior = self._topics
         topic_mix = np.array([posterior(t) for t in texts]).reshape(len(texts), len(model.topics))
         return Context(texts, word_sets, topic_mix, topic_at, set().union(*word_sets), vec, unsafe)
