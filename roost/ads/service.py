@@ -43,8 +43,8 @@ class AdsConfig:
     retrieval: str = "model"  # model: ANN over creative embeddings + keyword/topic match; keyword; random
     use_pctr: bool = True  # False: every ad gets the base rate (rank by bid)
     # the auction ranks by expected value per impression x pCTR ** (ctr_exponent - 1) (roost.ads.auction): 1 is
-    # plain bid x pCTR; 0.5 keeps part of a well-matched ad's pCTR lead in its price (simulator revenue +4%,
-    # CTR -2%: BENCHMARKS.md, Ads); no effect when every candidate has one pCTR (use_pctr False)
+    # plain bid x pCTR; 0.5 keeps part of a well-matched ad's pCTR lead in its price (simulator revenue +2-5%,
+    # CTR -2-4%: BENCHMARKS.md, Ads); no effect when every candidate has one pCTR (use_pctr False)
     ctr_exponent: float = 0.5
     ann_candidates: int = 100  # creatives fetched from the ANN index
     term_candidates: int = 200  # campaigns fetched by keyword/topic match
