@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -214,15 +215,17 @@ def shape_flags(args) -> list[str]:
     ]
 
 
-def final_fp32_val(ws_root: Path, args) -> dict:
+def final_fp32_val(ws_root: Path, args) -> dict | None:
     """The exported model's validation loss and bits per byte in fp32 over the whole val split, so bf16 and fp32 runs
-    are judged alike.
+    are judged alike; None for a run stopped before its end (no final model).
 
     The recipe's run exports no roost model: its trainer measured the same (roost's Evaluator, whole split, fp32).
     """
     recipe = ws_root / "runs" / ws_root.name / "final_val.json"
     if recipe.is_file():
         return json.loads(recipe.read_text())
+    if not (ws_root / "model").is_dir():
+        return None
     from roost.eval.lm import validation_loss
     from roost.tokens import TokenShards
     from roost.workspace import Workspace
@@ -232,8 +235,10 @@ def final_fp32_val(ws_root: Path, args) -> dict:
     return validation_loss(ws, max_tokens=every_token, seq_len=args.seq_len, batch_size=args.device_batch)
 
 
-def summary(records: list[dict], whole: dict) -> dict[str, float]:
-    """A run's figures: steps and training seconds, last and best validation on the slice, the whole split."""
+def summary(records: list[dict], whole: dict | None) -> dict[str, float]:
+    """A run's figures: steps and training seconds, last and best validation on the slice, the whole split (NaN
+    for an unfinished run)."""
+    whole = whole or {"val_loss": float("nan")}
     train = [r for r in records if "loss" in r]
     val = [r for r in records if "val_loss" in r]
     return {
@@ -245,6 +250,25 @@ def summary(records: list[dict], whole: dict) -> dict[str, float]:
         "whole_loss": whole["val_loss"],
         "whole_bpb": whole.get("val_bpb", float("nan")),
     }
+
+
+def at_equal_seconds(results: dict[str, list[dict]]) -> None:
+    """Every run's validation bits per byte on the slice at the training seconds all of them reached, interpolated
+    linearly between evaluations: the comparison that holds when some runs were stopped before their budget's end."""
+    import numpy as np
+
+    curves = {}
+    for name, records in results.items():
+        secs = {r["step"]: r["seconds"] for r in records if "loss" in r}
+        val = [(secs.get(r["step"], 0.0), r["val_bpb"]) for r in records if "val_bpb" in r]
+        curves[name] = np.array(val).T
+    reached = min(c[0][-1] for c in curves.values())
+    print(f"\nvalidation bits/byte (slice) at {reached:.0f} training seconds, the most every run reached:\n")
+    print("| run | bits/byte | vs " + RECIPE + " |\n|---|---:|---:|")
+    at = {name: float(np.interp(reached, *c)) for name, c in curves.items()}
+    for name, bpb in at.items():
+        vs = f"{bpb / at[RECIPE] - 1:+.1%}" if RECIPE in at and name != RECIPE else ""
+        print(f"| {name} | {bpb:.4f} | {vs} |")
 
 
 def report(results: dict[str, list[dict]], args) -> None:
@@ -262,8 +286,9 @@ def report(results: dict[str, list[dict]], args) -> None:
     recipe = rows.get(RECIPE)
 
     def versus(name: str, key: str) -> str:
-        """This run's bits per byte against the recipe's: negative is fewer (better)."""
-        return f"{rows[name][key] / recipe[key] - 1:+.1%}" if recipe and name != RECIPE else ""
+        """This run's bits per byte against the recipe's at both their ends: negative is fewer (better)."""
+        finished = all(not math.isnan(r["whole_loss"]) for r in (rows[name], recipe or {"whole_loss": math.nan}))
+        return f"{rows[name][key] / recipe[key] - 1:+.1%}" if finished and name != RECIPE else ""
 
     print(
         "| run | steps | train tokens | tokens/s | final val loss | final val bits/byte | vs gpt2 | best val loss | "
@@ -274,7 +299,7 @@ def report(results: dict[str, list[dict]], args) -> None:
     for name, records in results.items():
         r = rows[name]
         print(
-            f"| {name} | {r['steps']:,} | {r['steps'] * tokens_per_step:,} | "
+            f"| {name}{'' if math.isfinite(r['whole_loss']) else ' (unfinished)'} | {r['steps']:,} | {r['steps'] * tokens_per_step:,} | "
             f"{r['steps'] * tokens_per_step / r['seconds']:,.0f} | {r['val_loss']:.4f} | {r['val_bpb']:.4f} | "
             f"{versus(name, 'val_bpb')} | {r['best_val_loss']:.4f} | {r['whole_loss']:.4f} | {r['whole_bpb']:.4f} | "
             f"{versus(name, 'whole_bpb')} |"
@@ -290,6 +315,7 @@ def report(results: dict[str, list[dict]], args) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     ax.set_ylim(top=min(8.5, ax.get_ylim()[1]))
+    at_equal_seconds(results)
     fig.suptitle(f"TweetEval, depth {args.depth}: {', '.join(results)} at equal CPU time")
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
