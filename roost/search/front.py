@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import math
+import select
 import sqlite3
 import threading
 import time
@@ -38,7 +39,7 @@ from roost.search.engine import Candidates, Hit, QueryError, SearchAnswer, Searc
 from roost.search.lexical import LexicalIndex
 from roost.search.partition import partition_of
 from roost.search.ranking import RankingConfig
-from roost.search.replica import PartitionError
+from roost.search.replica import PartitionError, Pending
 from roost.search.term_table import TermTable, Vocabulary
 from roost.search.wire import post_from_dict, post_to_dict
 
@@ -238,7 +239,8 @@ class PartitionedIndex:
         answers, missing = {}, set()
         try:
             while sent:
-                i, (r, pending) = sent.popitem()
+                i = _first_ready(sent, deadline)
+                r, pending = sent.pop(i)
                 try:
                     answers[i] = pending.result(max(deadline - time.monotonic(), 0.001))
                 except PartitionError as e:
@@ -350,6 +352,23 @@ class PartitionedIndex:
                 return False
             self._stale.discard((i, r))
             return True
+
+
+def _first_ready(sent: dict[int, tuple[int, Pending]], deadline: float) -> int:
+    """The partition whose answer arrives first (any of them at the deadline), so each answer is read and decoded
+    while the slower partitions still work, not all after the slowest."""
+    if len(sent) > 1:
+        poll, by_fd = select.poll(), {}
+        for i, (_, pending) in sent.items():
+            fd = pending.fileno()
+            if fd < 0:
+                return i  # closed: reading it fails at once
+            poll.register(fd, select.POLLIN)
+            by_fd[fd] = i
+        ready = poll.poll(max(deadline - time.monotonic(), 0.0) * 1000)
+        if ready:
+            return by_fd[ready[0][0]]
+    return next(iter(sent))
 
 
 def _cut_short(found: dict[int, Candidates], n: int) -> set[int]:

@@ -206,6 +206,10 @@ class Exchange:
         """Not read after all: the connection is closed, so its next request does not read this answer."""
         self._conns.drop(self._conn)
 
+    def fileno(self) -> int:
+        """The connection's socket, to wait on until the answer arrives (-1 if it is closed)."""
+        return self._conn.sock.fileno() if self._conn.sock is not None else -1
+
 
 class Pending:
     """A call sent to a partition server; :meth:`result` reads and decodes its answer."""
@@ -218,6 +222,9 @@ class Pending:
 
     def abandon(self) -> None:
         self._exchange.abandon()
+
+    def fileno(self) -> int:
+        return self._exchange.fileno()
 
 
 class Encoded(NamedTuple):
