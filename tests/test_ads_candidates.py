@@ -128,6 +128,6 @@ def test_served_counts_carry_over_to_a_new_catalog_version(tmp_path):
     svc.refresh(["c5"])
     arrays = svc.catalog.arrays
     rows = np.array([arrays.row["c3"], arrays.row["c5"], arrays.row["c0"]])
-    assert svc.counts.of(arrays, rows).tolist() == [[2.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
+    assert svc.counts.of(arrays, rows)[:, :2].tolist() == [[2.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
     svc.counts.add("c5", IMPRESSIONS)  # counted in the table the decisions read now
-    assert svc.counts.of(arrays, rows).tolist() == [[2.0, 1.0], [1.0, 0.0], [0.0, 0.0]]
+    assert svc.counts.of(arrays, rows)[:, :2].tolist() == [[2.0, 1.0], [1.0, 0.0], [0.0, 0.0]]

@@ -40,6 +40,27 @@ def smoothed_ctr(impressions: int, clicks: int, prior: float = 0.02, strength: f
     return (clicks + prior * strength) / (impressions + strength)
 
 
+def campaign_propensity(clicks: np.ndarray, expected: np.ndarray, prior_clicks: float = 3.0) -> np.ndarray:
+    """Each campaign's clicks over the clicks the model expected of its impressions, shrunk towards 1.
+
+    Why: campaigns differ in how clickable they are whoever sees them (the sample network's campaigns by 2
+    logits), and the features cannot say so: ``hist_ctr`` counts who was shown the ad as much as the ad, and
+    from an exploration log (20 impressions a campaign) it is noise and gets no weight. The ratio of observed
+    to expected clicks (COEC) of the served impressions is the campaign's own share; ``prior_clicks`` pseudo
+    clicks on both sides keep a campaign with little history near 1. The simulator's revenue rose 4-6% with it
+    (BENCHMARKS.md, Ads).
+    """
+    return (np.asarray(clicks, np.float64) + prior_clicks) / (np.asarray(expected, np.float64) + prior_clicks)
+
+
+def with_propensity(p: np.ndarray, counts: np.ndarray, prior_clicks: float | None) -> np.ndarray:
+    """``p`` times each campaign's :func:`campaign_propensity` (``counts``: its served impressions, clicks and
+    expected clicks, one row per entry of ``p``), kept inside (0, 1); ``p`` itself when ``prior_clicks`` is None."""
+    if prior_clicks is None:
+        return p
+    return np.clip(p * campaign_propensity(counts[:, 1], counts[:, 2], prior_clicks), 1e-6, 0.99)
+
+
 def transform(raw: np.ndarray) -> np.ndarray:
     """Raw logged features (n, 5) -> model inputs: logits for rates, log for counts."""
     sim, kw, pos, ctr, act = raw.T

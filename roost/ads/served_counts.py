@@ -1,5 +1,5 @@
-"""Each campaign's impressions and clicks so far, for the pCTR's historical-CTR feature, as an array over the
-catalog's rows.
+"""Each campaign's impressions, clicks and expected clicks so far, for the pCTR's historical-CTR feature and
+the campaign's click propensity (:func:`roost.ads.pctr.campaign_propensity`), as an array over the catalog's rows.
 
 Why an array: every candidate of a decision (a hundred and more at 100k campaigns) needs its counts, and one
 gather by catalog row costs less than a dict lookup per candidate. The counts are kept by campaign id too, so
@@ -15,24 +15,26 @@ import numpy as np
 
 from roost.ads.catalog import CampaignArrays
 
-IMPRESSIONS, CLICKS = 0, 1
+IMPRESSIONS, CLICKS, EXPECTED = 0, 1, 2  # EXPECTED: the sum of the click model's pCTR of the impressions
 
 
 class ServedCounts:
     def __init__(self, counts: dict[str, tuple[int, int]]):
+        """``counts``: campaign id -> (impressions, clicks) from the database. Expected clicks are not stored,
+        so they start equal to the clicks: no evidence either way about a campaign's propensity after a start."""
         self._lock = threading.Lock()
-        self._by_id = {cid: [float(n) for n in v] for cid, v in counts.items()}
+        self._by_id = {cid: [float(imps), float(clicks), float(clicks)] for cid, (imps, clicks) in counts.items()}
         self._arrays: CampaignArrays | None = None
-        self._table = np.zeros((0, 2))
+        self._table = np.zeros((0, 3))
 
     def of(self, arrays: CampaignArrays, rows: np.ndarray) -> np.ndarray:
-        """(impressions, clicks) of the campaigns at these rows of ``arrays``, one row each."""
+        """(impressions, clicks, expected clicks) of the campaigns at these rows of ``arrays``, one row each."""
         table = self._table if arrays is self._arrays else self._rebuild(arrays)
         return table[rows]
 
     def _rebuild(self, arrays: CampaignArrays) -> np.ndarray:
         with self._lock:
-            table = np.zeros((len(arrays.ids), 2))
+            table = np.zeros((len(arrays.ids), 3))
             for cid, counts in self._by_id.items():
                 row = arrays.row.get(cid)
                 if row is not None:
@@ -40,10 +42,11 @@ class ServedCounts:
             self._arrays, self._table = arrays, table
         return table
 
-    def add(self, campaign_id: str, column: int) -> None:
-        """One more impression (``IMPRESSIONS``) or click (``CLICKS``) of this campaign."""
+    def add(self, campaign_id: str, column: int, amount: float = 1.0) -> None:
+        """One more impression (``IMPRESSIONS``) or click (``CLICKS``) of this campaign, or ``amount`` more
+        expected clicks (``EXPECTED``)."""
         with self._lock:
-            self._by_id.setdefault(campaign_id, [0.0, 0.0])[column] += 1
+            self._by_id.setdefault(campaign_id, [0.0, 0.0, 0.0])[column] += amount
             row = self._arrays.row.get(campaign_id) if self._arrays is not None else None
             if row is not None:
-                self._table[row, column] += 1
+                self._table[row, column] += amount

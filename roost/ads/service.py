@@ -28,9 +28,9 @@ from roost.ads.embedder import EmbedFn
 from roost.ads.live import LiveStates
 from roost.ads.money import LiveState
 from roost.ads.pacing import PacingConfig, admitted, participations
-from roost.ads.pctr import FEATURES, CTRModel, smoothed_ctr
+from roost.ads.pctr import FEATURES, CTRModel, smoothed_ctr, with_propensity
 from roost.ads.retrieval import CreativeIndex
-from roost.ads.served_counts import CLICKS, IMPRESSIONS, ServedCounts
+from roost.ads.served_counts import CLICKS, EXPECTED, IMPRESSIONS, ServedCounts
 from roost.ads.store import AdStore, Click, Impression, utc_day
 from roost.ads.topics import TopicModel
 from roost.errors import UserError
@@ -46,6 +46,9 @@ class AdsConfig:
     # plain bid x pCTR; 0.5 keeps part of a well-matched ad's pCTR lead in its price (simulator revenue +2-5%,
     # CTR -2-4%: BENCHMARKS.md, Ads); no effect when every candidate has one pCTR (use_pctr False)
     ctr_exponent: float = 0.5
+    # pCTR is the click model's times the campaign's clicks over its expected clicks so far, with this many
+    # pseudo clicks on both sides (roost.ads.pctr.campaign_propensity); None: the click model's alone
+    propensity_prior_clicks: float | None = 3.0
     ann_candidates: int = 100  # creatives fetched from the ANN index
     term_candidates: int = 200  # campaigns fetched by keyword/topic match
     min_topic_weight: float = 0.1  # topics the context is at least this much about bring their top bidders
@@ -369,7 +372,12 @@ class AdService:
             return []
         # logged with the slot each ad won (the auction predicted them all at the first slot)
         feats = np.array([features for *_, features in placed])
-        pctr = self.ctr.predict(feats).tolist() if cfg.use_pctr else [self.ctr.base_rate] * len(placed)
+        pctr, expected = [self.ctr.base_rate] * len(placed), {}
+        if cfg.use_pctr:  # the click model's own pCTR is what each impression adds to its campaign's expected clicks
+            model_p = self.ctr.predict(feats)
+            counts = self.counts.of(self.catalog.arrays, np.array([self.catalog.arrays.row[c] for c, *_ in placed]))
+            pctr = with_propensity(model_p, counts, cfg.propensity_prior_clicks).tolist()
+            expected = dict(zip((cid for cid, *_ in placed), model_p.tolist()))
         impressions = [
             Impression(
                 cid,
@@ -393,6 +401,8 @@ class AdService:
         self.live.forget(imp.campaign_id for imp in impressions if imp.campaign_id not in states)
         for imp in kept:
             self.counts.add(imp.campaign_id, IMPRESSIONS)
+            if imp.campaign_id in expected:
+                self.counts.add(imp.campaign_id, EXPECTED, expected[imp.campaign_id])
         return [
             ServedAd(
                 imp.id,
@@ -451,7 +461,9 @@ class AdService:
                 np.full(n, float(activity)),
             ]
         )
-        pctr = self.ctr.predict(raw) if cfg.use_pctr else np.full(n, self.ctr.base_rate)
+        pctr = np.full(n, self.ctr.base_rate)
+        if cfg.use_pctr:
+            pctr = with_propensity(self.ctr.predict(raw), counts, cfg.propensity_prior_clicks)
         bid, cpc = arrays.bid_micros[cands.rows], arrays.cpc[cands.rows]
         rank = rank_scores(bid, cpc, pctr, cfg.ctr_exponent)
         ranked = np.flatnonzero(scores(bid, cpc, pctr) >= cfg.reserve_cpm_micros / 1000)
