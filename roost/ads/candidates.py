@@ -7,11 +7,12 @@ per candidate (BENCHMARKS.md, Ads: "Decision speed at 100k campaigns").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from roost.ads.catalog import Catalog
+from roost.ads.catalog import CampaignArrays, Catalog
 
 
 @dataclass
@@ -33,6 +34,32 @@ class Candidates:
         if keep.all():
             return self
         return Candidates(self.rows[keep], self.creative_ids[keep], self.similarity[keep], self.term_share[keep])
+
+
+def most_similar_creatives(
+    arrays: CampaignArrays,
+    similarity: Callable[[np.ndarray], np.ndarray],
+    rows: np.ndarray,
+    given: np.ndarray,
+    every: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per campaign at ``rows``: the creative most similar to the context (the first of the best, on a tie)
+    among all of its creatives where ``every``, else the ``given`` one; as (creative ids, similarities).
+
+    ``similarity`` scores creative ids against the context; it is called once for all the options (one
+    matrix product), which are laid out campaign after campaign and reduced per campaign in numpy.
+    """
+    ptr = arrays.creative_ptr
+    lens = np.where(every, ptr[rows + 1] - ptr[rows], 1)
+    starts = np.cumsum(lens) - lens
+    within = np.arange(int(lens.sum())) - np.repeat(starts, lens)
+    options = np.where(
+        np.repeat(every, lens), arrays.creative_ids[np.repeat(ptr[rows], lens) + within], np.repeat(given, lens)
+    )
+    scored = similarity(options)
+    best = np.maximum.reduceat(scored, starts)
+    pick = np.minimum.reduceat(np.where(scored == np.repeat(best, lens), np.arange(len(scored)), len(scored)), starts)
+    return options[pick], scored[pick]
 
 
 @dataclass

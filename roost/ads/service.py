@@ -19,7 +19,7 @@ import numpy as np
 
 from roost.ads.auction import rank_scores, run_auction, scores
 from roost.ads.brand_safety import SafetyProbes
-from roost.ads.candidates import Candidates, Context
+from roost.ads.candidates import Candidates, Context, most_similar_creatives
 from roost.ads.catalog import CampaignArrays, Catalog, words
 from roost.ads.clicks import ClickSigner
 from roost.ads.context import UserHistory
@@ -324,23 +324,14 @@ class AdService:
         sims = np.where(np.isnan(sims), 0.0, sims)
         if ctx.vec is not None and len(todo):
             # each one's options: all its creatives when the context is on its topics, else the one given
-            r = rows[todo]
-            every = shares[todo] > 0
-            ptr = arrays.creative_ptr
-            lens = np.where(every, ptr[r + 1] - ptr[r], 1)
-            starts = np.cumsum(lens) - lens
-            within = np.arange(int(lens.sum())) - np.repeat(starts, lens)
-            options = np.where(
-                np.repeat(every, lens),
-                arrays.creative_ids[np.repeat(ptr[r], lens) + within],
-                np.repeat(creative_ids[todo], lens),
-            )
-            scored = self.index.similarity(ctx.vec, options)
-            best = np.maximum.reduceat(scored, starts)
-            place = np.arange(len(scored))
-            pick = np.minimum.reduceat(np.where(scored == np.repeat(best, lens), place, len(scored)), starts)
             creative_ids = creative_ids.copy()
-            creative_ids[todo], sims[todo] = options[pick], scored[pick]
+            creative_ids[todo], sims[todo] = most_similar_creatives(
+                arrays,
+                lambda ids: self.index.similarity(ctx.vec, ids),
+                rows[todo],
+                creative_ids[todo],
+                shares[todo] > 0,
+            )
         return Candidates(rows, creative_ids, sims, shares)
 
     def serve(self, req: AdRequest) -> list[ServedAd]:
