@@ -10,7 +10,7 @@ threshold is at or below the default in requests whose context holds a ground-tr
 
 ``--ceiling`` adds, per run, model+pctr with the truth's click probability as its pCTR: it peeks at the
 simulator's ground truth, so it is no policy, only the most this auction could earn on model+pctr's
-candidates with perfect click prediction.
+candidates with perfect click prediction (without the campaign propensity, which the truth does not need).
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/ads_revenue.py --workspace WS --sample WS/sample \\
         --runs 2000x1 10000x5 --seeds 0 1 --probes off on --exponents 1 0.5 [--ceiling]
@@ -115,6 +115,10 @@ def main() -> None:
                     cfg = SimConfig(requests=requests, days=days, seed=seed)
                     kinds = [("model+pctr", None)] + ([("truth as pCTR", truth_service(truth))] if args.ceiling else [])
                     for label, service_class in kinds:
+                        if service_class:  # the truth needs no per-campaign correction
+                            configs["model+pctr"] = dataclasses.replace(
+                                configs["model+pctr"], propensity_prior_clicks=None
+                            )
                         with serving_with(service_class) if service_class else contextlib.nullcontext():
                             res = {r["policy"]: r for r in simulate(
                                 specs, history, truth, embed, space, cfg, safety=probes[probe],
