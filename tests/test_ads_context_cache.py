@@ -1,9 +1,9 @@
 """A context text seen lately costs neither an embedding nor a brand-safety scoring, and scores the same."""
 
 import numpy as np
+from test_ads_service import spec
 
 from roost.ads.brand_safety import SafetyProbes
-from roost.ads.campaign import CampaignSpec
 from roost.ads.clicks import ClickSigner
 from roost.ads.embedder import HashingEmbedder
 from roost.ads.service import AdRequest, AdService
@@ -15,22 +15,7 @@ UNSAFE = ["what a zorblax morning run", "sunny zorblax in the park", "calm zorbl
 
 def test_repeated_context_texts_are_embedded_and_scored_once(tmp_path):
     store = AdStore(tmp_path / "ads.db", synchronous="NORMAL")
-    store.add_campaigns(
-        [
-            CampaignSpec.model_validate(
-                {
-                    "id": "shoes",
-                    "advertiser": "Acme",
-                    "name": "shoes",
-                    "budget": 100,
-                    "bid_type": "cpc",
-                    "bid": 0.5,
-                    "targeting": {"keywords": ["park"]},
-                    "creatives": [{"text": "running shoes for the park", "landing_url": "https://a.example/"}],
-                }
-            )
-        ]
-    )
+    store.add_campaigns([spec("shoes", "running shoes for the park", ["park"])])
     h = HashingEmbedder()
     texts = SAFE * 5 + UNSAFE * 5
     probes = SafetyProbes(space=h.space).bind(h)
