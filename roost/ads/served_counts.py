@@ -24,13 +24,14 @@ class ServedCounts:
         so they start equal to the clicks: no evidence either way about a campaign's propensity after a start."""
         self._lock = threading.Lock()
         self._by_id = {cid: [float(imps), float(clicks), float(clicks)] for cid, (imps, clicks) in counts.items()}
-        self._arrays: CampaignArrays | None = None
-        self._table = np.zeros((0, 3))
+        # (catalog version, its table): one attribute, swapped whole, so a decision never pairs a new version's
+        # rows with the old table
+        self._current: tuple[CampaignArrays | None, np.ndarray] = (None, np.zeros((0, 3)))
 
     def of(self, arrays: CampaignArrays, rows: np.ndarray) -> np.ndarray:
         """(impressions, clicks, expected clicks) of the campaigns at these rows of ``arrays``, one row each."""
-        table = self._table if arrays is self._arrays else self._rebuild(arrays)
-        return table[rows]
+        known, table = self._current
+        return (table if arrays is known else self._rebuild(arrays))[rows]
 
     def _rebuild(self, arrays: CampaignArrays) -> np.ndarray:
         with self._lock:
@@ -39,7 +40,7 @@ class ServedCounts:
                 row = arrays.row.get(cid)
                 if row is not None:
                     table[row] = counts
-            self._arrays, self._table = arrays, table
+            self._current = (arrays, table)
         return table
 
     def add(self, campaign_id: str, column: int, amount: float = 1.0) -> None:
@@ -47,6 +48,7 @@ class ServedCounts:
         expected clicks (``EXPECTED``)."""
         with self._lock:
             self._by_id.setdefault(campaign_id, [0.0, 0.0, 0.0])[column] += amount
-            row = self._arrays.row.get(campaign_id) if self._arrays is not None else None
+            known, table = self._current
+            row = known.row.get(campaign_id) if known is not None else None
             if row is not None:
-                self._table[row, column] += amount
+                table[row, column] += amount
