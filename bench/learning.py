@@ -131,6 +131,11 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--workdir", type=Path, default=Path("/tmp/roost-bench-learning"))
     p.add_argument("--plot", type=Path, default=ROOT / "bench" / "learning_curves.png")
+    p.add_argument(
+        "--baseline",
+        default=RECIPE,
+        help=f"the run the others are compared with, as named in the table (default: {RECIPE}; e.g. gpt2-bfloat16)",
+    )
     p.add_argument("--report-only", action="store_true", help="report the runs already in --workdir, train nothing")
     args = p.parse_args()
 
@@ -168,16 +173,15 @@ def run_name(spec: str) -> str:
 
 
 def run_command(spec: str, ws: Path, args) -> list[str]:
-    """The command of one ``--runs`` entry, ``KIND`` or ``KIND:DTYPE`` (roost train runs only)."""
+    """The command of one ``--runs`` entry, ``KIND`` or ``KIND:DTYPE``."""
     kind_name, _, dtype = spec.partition(":")
     if kind_name not in KINDS:
         raise SystemExit(f"--runs: unknown run {kind_name!r}; use one of {', '.join(KINDS)}")
     kind, name = KINDS[kind_name], run_name(spec)
     where = ("--workspace", str(ws), "--run", name, "--minutes", str(args.minutes), "--clock", args.clock)
     if kind.trainer == "recipe":
-        if dtype:
-            raise SystemExit(f"--runs {spec}: the recipe trains in fp32 only")
-        return [sys.executable, str(ROOT / "bench" / "nanogpt_train.py"), *where, *shape_flags(args), *kind.flags]
+        recipe = [sys.executable, str(ROOT / "bench" / "nanogpt_train.py"), *where, *shape_flags(args), *kind.flags]
+        return [*recipe, *(["--dtype", dtype] if dtype else [])]
     return [
         *(sys.executable, "-m", "roost", "train", *where, *shape_flags(args), "--max-seq-len", str(args.seq_len)),
         *kind.flags,
@@ -252,7 +256,7 @@ def summary(records: list[dict], whole: dict | None) -> dict[str, float]:
     }
 
 
-def at_equal_seconds(results: dict[str, list[dict]]) -> None:
+def at_equal_seconds(results: dict[str, list[dict]], baseline: str) -> None:
     """Every run's validation bits per byte on the slice at the training seconds all of them reached, interpolated
     linearly between evaluations: the comparison that holds when some runs were stopped before their budget's end."""
     import numpy as np
@@ -264,10 +268,10 @@ def at_equal_seconds(results: dict[str, list[dict]]) -> None:
         curves[name] = np.array(val).T
     reached = min(c[0][-1] for c in curves.values())
     print(f"\nvalidation bits/byte (slice) at {reached:.0f} training seconds, the most every run reached:\n")
-    print("| run | bits/byte | vs " + RECIPE + " |\n|---|---:|---:|")
+    print(f"| run | bits/byte | vs {baseline} |\n|---|---:|---:|")
     at = {name: float(np.interp(reached, *c)) for name, c in curves.items()}
     for name, bpb in at.items():
-        vs = f"{bpb / at[RECIPE] - 1:+.1%}" if RECIPE in at and name != RECIPE else ""
+        vs = f"{bpb / at[baseline] - 1:+.1%}" if baseline in at and name != baseline else ""
         print(f"| {name} | {bpb:.4f} | {vs} |")
 
 
@@ -283,16 +287,16 @@ def report(results: dict[str, list[dict]], args) -> None:
         f"{args.minutes:g} min ({args.clock} clock) each, 1 thread each, all at once\n"
     )
     rows = {name: summary(records, final_fp32_val(args.workdir / name, args)) for name, records in results.items()}
-    recipe = rows.get(RECIPE)
+    recipe = rows.get(args.baseline)
 
     def versus(name: str, key: str) -> str:
         """This run's bits per byte against the recipe's at both their ends: negative is fewer (better)."""
         finished = all(not math.isnan(r["whole_loss"]) for r in (rows[name], recipe or {"whole_loss": math.nan}))
-        return f"{rows[name][key] / recipe[key] - 1:+.1%}" if finished and name != RECIPE else ""
+        return f"{rows[name][key] / recipe[key] - 1:+.1%}" if finished and name != args.baseline else ""
 
     print(
-        "| run | steps | train tokens | tokens/s | final val loss | final val bits/byte | vs gpt2 | best val loss | "
-        "final model, fp32 val loss (whole split) | bits/byte (whole split) | vs gpt2 |"
+        f"| run | steps | train tokens | tokens/s | final val loss | final val bits/byte | vs {args.baseline} | "
+        f"best val loss | final model, fp32 val loss (whole split) | bits/byte (whole split) | vs {args.baseline} |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     fig, (ax_bpb, ax) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -315,7 +319,7 @@ def report(results: dict[str, list[dict]], args) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     ax.set_ylim(top=min(8.5, ax.get_ylim()[1]))
-    at_equal_seconds(results)
+    at_equal_seconds(results, args.baseline)
     fig.suptitle(f"TweetEval, depth {args.depth}: {', '.join(results)} at equal CPU time")
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)

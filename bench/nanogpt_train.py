@@ -30,6 +30,11 @@ bitwise reproducible. ``--clock cpu`` counts the budget in this process's CPU
 time, as ``roost train --clock cpu`` does: on a shared, loaded machine the
 wall clock gives each run whatever CPU the other work leaves it.
 
+``--dtype bfloat16`` runs forward and loss under bf16 autocast (fp32 master
+weights), as nanoGPT's train.py does on a GPU with bf16 and ``roost train
+--dtype auto`` does on a CPU with AMX or AVX512-BF16; on a CPU nanoGPT itself
+trains in fp32 (the default here).
+
 ``--arch roost`` trains roost's ``GPT`` (RMSNorm, SwiGLU, rotary positions,
 untied embeddings) with this same recipe: against the recipe on GPT-2 blocks
 it measures what roost's architecture alone contributes.
@@ -90,6 +95,12 @@ def main() -> None:
         help="the model: GPT-2 blocks (the recipe) or roost's GPT at the same depth (the recipe's training on roost's "
         "architecture, to isolate what the architecture contributes)",
     )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="compute dtype: fp32, or bf16 autocast with fp32 master weights",
+    )
     p.add_argument("--depth", type=int, default=4, help="layers; width 64 x depth, as roost's --depth")
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--device-batch", type=int, default=16)
@@ -99,6 +110,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1337, help="data order and weights (roost train's default seed)")
     args = p.parse_args()
 
+    from roost.precision import autocast_for
     from roost.train.evaluate import Evaluator
     from roost.train.loop import budget_clock
     from roost.train.schedule import lr_factor
@@ -113,14 +125,15 @@ def main() -> None:
     clock = budget_clock(args.clock)
     opt = adamw(model)
     batch_tokens = args.device_batch * args.seq_len
-    evaluator = Evaluator(val_loader, math.ceil(args.eval_tokens / batch_tokens), ws.tokenizer)
+    autocast = autocast_for(torch.device("cpu"), getattr(torch, args.dtype))
+    evaluator = Evaluator(val_loader, math.ceil(args.eval_tokens / batch_tokens), ws.tokenizer, autocast)
     run_dir = ws.run_dir(args.run)
     run_dir.mkdir(parents=True, exist_ok=True)
     budget_s = args.minutes * 60
     params = sum(t.numel() for t in model.parameters())
     print(
         f"GPT-2 recipe on {args.arch} blocks: {args.depth} layers, width {width}, {params / 1e6:.2f}M parameters, "
-        f"{args.minutes:g} min ({args.clock} clock)"
+        f"{args.minutes:g} min ({args.clock} clock), {args.dtype}"
     )
 
     step, seconds = 0, 0.0
@@ -141,7 +154,8 @@ def main() -> None:
             for group in opt.param_groups:
                 group["lr"] = PEAK_LR * mult
             x, y = train_loader.next_batch()
-            loss = model(x, y)
+            with autocast():
+                loss = model(x, y)
             if isinstance(loss, tuple):  # roost's GPT gives (logits, loss)
                 loss = loss[1]
             loss.backward()
