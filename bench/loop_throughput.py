@@ -14,7 +14,7 @@ steps. Between rounds, in the same thread, nanoGPT's bare step is timed
 loading, evaluation, checkpoints or logging) on fixed batches, in fp32 and
 under bf16 autocast, with ``torch.use_deterministic_algorithms`` off as
 nanoGPT runs (``roost train`` turns it on for itself). Everything runs in the main
-thread, as ``roost train`` does: from a worker thread, glibc serves the big
+thread, as ``roost train`` does: from a worker thread, glibc (most likely) serves the big
 tensors from a thread arena that cannot hold them, so they come from fresh
 ``mmap`` pages every step. This bench once ran the loop in a worker thread and
 measured 7,353-7,541 tokens/s for it, against 10,756 for ``roost train`` itself
