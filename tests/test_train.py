@@ -11,6 +11,7 @@ import torch
 from test_train_fixtures import make_token_workspace
 
 from roost.cli import main
+from roost.errors import UserError
 from roost.model import GPT, GPTConfig
 from roost.tokens import TokenShards
 from roost.train import checkpoint
@@ -134,6 +135,30 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest():
     assert derive_lrs(3072, "muon").embedding == pytest.approx(derive_lrs(768, "muon").embedding / 2)
     assert derive_lrs(3072, "muon").matrix == derive_lrs(768, "muon").matrix
     assert derive_lrs(768, "adamw", matrix_lr=0.5).matrix == 0.5
+
+
+def test_weight_decay_reaches_the_block_matrices_only():
+    model = GPT(GPTConfig.tiny(vocab_size=64))
+    decays = lambda opts: [(len(g["params"]), g["weight_decay"]) for o in opts for g in o.param_groups]  # noqa: E731
+    matrices = len(param_groups(model)["matrix"])
+    # defaults: AdamW decays the matrices by ADAMW_MATRIX_WEIGHT_DECAY, Muon not at all, nothing else decays
+    assert decays(build_optimizers(model, "muon", 64, torch.device("cpu")))[-1] == (matrices, 0.0)
+    assert decays(build_optimizers(model, "adamw", 64, torch.device("cpu")))[-1] == (matrices, 0.1)
+    adamw, muon = build_optimizers(model, "muon", 64, torch.device("cpu"), matrix_weight_decay=0.05)
+    assert decays([muon]) == [(matrices, 0.05)] and all(wd == 0.0 for _, wd in decays([adamw]))
+    assert decays(build_optimizers(model, "adamw", 64, torch.device("cpu"), matrix_weight_decay=0.0))[-1] == (
+        matrices,
+        0.0,
+    )
+    # a decaying Muon step shrinks a matrix whose gradient is zero (its update is then zero): decoupled decay
+    w = param_groups(model)["matrix"][0]
+    before = w.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    muon.step()
+    assert torch.allclose(w, before * (1 - muon.param_groups[0]["lr"] * 0.05))
+    with pytest.raises(UserError, match="--weight-decay must be in"):
+        TrainConfig(weight_decay=1.5)
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,10 @@ _FLAGS: dict[str, tuple[type, str]] = {
         float,
         "peak learning rate of the block matrices (default: derived from the width, see roost/train/optim.py)",
     ),
+    "weight_decay": (
+        float,
+        "decoupled weight decay of the block matrices (default: 0.1 with adamw, 0 with muon)",
+    ),
     "schedule": (str, "cosine or wsd (warmup-stable-decay)"),
     "warmup": (int, "linear warmup steps"),
     "cooldown": (float, "wsd: fraction of the run spent decaying"),

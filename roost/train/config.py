@@ -28,6 +28,7 @@ FROZEN_ON_RESUME = (
     "device_batch",
     "optimizer",
     "lr",
+    "weight_decay",  # a resumed optimizer keeps its saved groups' decay
     "seed",
     "tie_embeddings",
     "init",
@@ -62,6 +63,7 @@ class TrainConfig:
     # optimisation
     optimizer: str = "muon"
     lr: float | None = None  # the matrix learning rate; None derives it from the width (roost.train.optim)
+    weight_decay: float | None = None  # the matrices' decoupled weight decay; None: the optimizer's default
     schedule: str = "wsd"
     warmup: int = 20  # steps of linear warmup
     cooldown: float = 0.4  # wsd: fraction of the run spent decaying to min_lr
@@ -108,6 +110,8 @@ class TrainConfig:
             raise UserError(f"--cooldown must be a fraction in [0, 1], got {self.cooldown}")
         if not 0 <= self.min_lr <= 1:
             raise UserError(f"--min-lr must be a fraction of the peak in [0, 1], got {self.min_lr}")
+        if self.weight_decay is not None and not 0 <= self.weight_decay < 1:
+            raise UserError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         if self.grad_clip < 0:
             raise UserError(f"--grad-clip must be >= 0 (0 disables clipping), got {self.grad_clip}")
         for name, allowed in (

@@ -88,9 +88,17 @@ def _adamw(groups: list[dict], device: torch.device) -> torch.optim.AdamW:
 
 
 def build_optimizers(
-    model: torch.nn.Module, optimizer: str, width: int, device: torch.device, matrix_lr: float | None = None
+    model: torch.nn.Module,
+    optimizer: str,
+    width: int,
+    device: torch.device,
+    matrix_lr: float | None = None,
+    matrix_weight_decay: float | None = None,
 ) -> list[torch.optim.Optimizer]:
-    """One AdamW for the embedding, lm_head and norms (and the matrices under ``adamw``), plus Muon under ``muon``."""
+    """One AdamW for the embedding, lm_head and norms (and the matrices under ``adamw``), plus Muon under ``muon``.
+
+    ``matrix_weight_decay`` (``--weight-decay``) is the block matrices' decoupled decay, by default
+    ``ADAMW_MATRIX_WEIGHT_DECAY`` under AdamW and none under Muon; the other groups never decay."""
     lrs = derive_lrs(width, optimizer, matrix_lr)
     params = param_groups(model)
     adam_groups = [
@@ -104,7 +112,7 @@ def build_optimizers(
                 "params": params["matrix"],
                 "lr": lrs.matrix,
                 "base_lr": lrs.matrix,
-                "weight_decay": ADAMW_MATRIX_WEIGHT_DECAY,
+                "weight_decay": ADAMW_MATRIX_WEIGHT_DECAY if matrix_weight_decay is None else matrix_weight_decay,
             }
         )
         return [_adamw(adam_groups, device)]
@@ -113,7 +121,7 @@ def build_optimizers(
     muon = Muon(
         [{"params": params["matrix"], "lr": lrs.matrix, "base_lr": lrs.matrix}],
         lr=lrs.matrix,
-        weight_decay=0.0,
+        weight_decay=matrix_weight_decay or 0.0,
         momentum=MUON_MOMENTUM,
         nesterov=True,
         adjust_lr_fn="original",
