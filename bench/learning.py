@@ -287,12 +287,12 @@ def report(results: dict[str, list[dict]], args) -> None:
         f"{args.minutes:g} min ({args.clock} clock) each, 1 thread each, all at once\n"
     )
     rows = {name: summary(records, final_fp32_val(args.workdir / name, args)) for name, records in results.items()}
-    recipe = rows.get(args.baseline)
+    base = rows.get(args.baseline)
 
     def versus(name: str, key: str) -> str:
-        """This run's bits per byte against the recipe's at both their ends: negative is fewer (better)."""
-        finished = all(not math.isnan(r["whole_loss"]) for r in (rows[name], recipe or {"whole_loss": math.nan}))
-        return f"{rows[name][key] / recipe[key] - 1:+.1%}" if finished and name != args.baseline else ""
+        """This run's bits per byte against the baseline's at both their ends: negative is fewer (better)."""
+        finished = all(not math.isnan(r["whole_loss"]) for r in (rows[name], base or {"whole_loss": math.nan}))
+        return f"{rows[name][key] / base[key] - 1:+.1%}" if finished and name != args.baseline else ""
 
     print(
         f"| run | steps | train tokens | tokens/s | final val loss | final val bits/byte | vs {args.baseline} | "

@@ -139,7 +139,10 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest():
 
 def test_weight_decay_reaches_the_block_matrices_only():
     model = GPT(GPTConfig.tiny(vocab_size=64))
-    decays = lambda opts: [(len(g["params"]), g["weight_decay"]) for o in opts for g in o.param_groups]  # noqa: E731
+
+    def decays(opts: list[torch.optim.Optimizer]) -> list[tuple[int, float]]:
+        return [(len(g["params"]), g["weight_decay"]) for o in opts for g in o.param_groups]
+
     matrices = len(param_groups(model)["matrix"])
     # defaults: AdamW decays the matrices by ADAMW_MATRIX_WEIGHT_DECAY, Muon not at all, nothing else decays
     assert decays(build_optimizers(model, "muon", 64, torch.device("cpu")))[-1] == (matrices, 0.0)
