@@ -93,6 +93,19 @@ def test_an_older_ads_db_gets_its_predicted_clicks_filled_in(tmp_path):
     assert campaign_money(reopened, "a", now=NOON)["predicted_ctr"] == pytest.approx(0.2)
 
 
+def test_an_ads_db_at_version_2_gets_expected_clicks_as_many_as_its_clicks(tmp_path):
+    """Days logged before expected clicks were kept carry no evidence of a campaign's propensity (ratio 1)."""
+    store = store_with(tmp_path, [spec("a", "x")])
+    show(store, "a", 5, pctr=0.2, clicks=2)
+    store.close()
+    db = sqlite3.connect(tmp_path / "ads.db")
+    db.execute("ALTER TABLE daily_stats DROP COLUMN expected_clicks")  # as a file at version 2 was
+    db.execute("DELETE FROM schema_migrations WHERE version = 3")
+    db.commit()
+    db.close()
+    assert AdStore(tmp_path / "ads.db").click_counts() == {"a": (5, 2, 2.0)}
+
+
 def test_admin_and_dashboard_listings_over_http(tmp_path):
     with live_server(tmp_path / "ws", admin_key="admin-secret") as (url, _), httpx.Client(base_url=url) as http:
         ids = [

@@ -126,7 +126,7 @@ def test_catalog_listing_reports_and_embeddings_read_the_same_on_postgres(pg_url
     assert view["budget"] == 3000.0 and view["impressions"] == 0 and view["creatives"][0]["text"] == "b shoes"
     [row] = store.report(campaign_id="a")
     assert row["clicks"] == 1 and row["spend_micros"] == 300_000 and row["day"] == "2026-01-01"
-    assert store.click_counts() == {"a": (1, 1)}
+    assert store.click_counts() == {"a": (1, 1, 0.0)}
     [event] = store.events()
     assert event["id"] == kept.id and event["clicked"]
     store.save_embeddings("s", [(1, b"\x00\x01"), (2, b"\xff")])

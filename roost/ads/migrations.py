@@ -157,15 +157,26 @@ _POSTGRES_V1 = [
 ]
 
 
-def _sqlite_pctr_sum(db) -> None:
-    """Files made before daily_stats.pctr_sum existed: add it and fill it from the impressions they logged."""
-    if "pctr_sum" in {r[1] for r in db.execute("PRAGMA table_info(daily_stats)")}:
-        return
-    db.execute("ALTER TABLE daily_stats ADD COLUMN pctr_sum REAL NOT NULL DEFAULT 0")
-    db.execute(
-        "UPDATE daily_stats SET pctr_sum = (SELECT COALESCE(SUM(i.pctr), 0) FROM impressions i"
-        " WHERE i.campaign_id = daily_stats.campaign_id AND i.day = daily_stats.day)"
-    )
+def _sqlite_stats_column(column: str, ddl: str, fill: str) -> Callable[[object], None]:
+    """A step that adds ``column`` to daily_stats and fills it with ``fill`` (an UPDATE's SET expression),
+    unless the file has it: SQLite files made before migrations were versioned run every migration again."""
+
+    def step(db) -> None:
+        if column in {r[1] for r in db.execute("PRAGMA table_info(daily_stats)")}:
+            return
+        db.execute(f"ALTER TABLE daily_stats ADD COLUMN {column} {ddl}")
+        db.execute(f"UPDATE daily_stats SET {column} = {fill}")
+
+    return step
+
+
+# files made before daily_stats.pctr_sum existed: fill it from the impressions they logged
+_sqlite_pctr_sum = _sqlite_stats_column(
+    "pctr_sum",
+    "REAL NOT NULL DEFAULT 0",
+    "(SELECT COALESCE(SUM(i.pctr), 0) FROM impressions i"
+    " WHERE i.campaign_id = daily_stats.campaign_id AND i.day = daily_stats.day)",
+)
 
 
 Step = str | Callable[[object], None]
@@ -196,6 +207,17 @@ MIGRATIONS = [
         "index campaigns by updated_at",
         sqlite=["CREATE INDEX IF NOT EXISTS campaigns_updated_at ON campaigns(updated_at)"],
         postgres=["CREATE INDEX campaigns_updated_at ON campaigns(updated_at)"],
+    ),
+    # a campaign's click propensity (roost.ads.pctr.campaign_propensity) survives a restart: its expected clicks
+    # are kept beside its clicks; days logged before this count as many expected clicks as clicks (no evidence)
+    Migration(
+        3,
+        "daily_stats.expected_clicks: the click model's expected clicks of each campaign and day",
+        sqlite=[_sqlite_stats_column("expected_clicks", "REAL NOT NULL DEFAULT 0", "clicks")],
+        postgres=[
+            "ALTER TABLE daily_stats ADD COLUMN expected_clicks DOUBLE PRECISION NOT NULL DEFAULT 0",
+            "UPDATE daily_stats SET expected_clicks = clicks",
+        ],
     ),
 ]
 

@@ -19,11 +19,11 @@ IMPRESSIONS, CLICKS, EXPECTED = 0, 1, 2  # EXPECTED: the sum of the click model'
 
 
 class ServedCounts:
-    def __init__(self, counts: dict[str, tuple[int, int]]):
-        """``counts``: campaign id -> (impressions, clicks) from the database. Expected clicks are not stored,
-        so they start equal to the clicks: no evidence either way about a campaign's propensity after a start."""
+    def __init__(self, counts: dict[str, tuple[int, int, float]]):
+        """``counts``: campaign id -> (impressions, clicks, expected clicks) from the database
+        (:meth:`roost.ads.store.AdStore.click_counts`), so a campaign's propensity survives a restart."""
         self._lock = threading.Lock()
-        self._by_id = {cid: [float(imps), float(clicks), float(clicks)] for cid, (imps, clicks) in counts.items()}
+        self._by_id = {cid: [float(n) for n in row] for cid, row in counts.items()}
         # (catalog version, its table): one attribute, swapped whole, so a decision never pairs a new version's
         # rows with the old table
         self._current: tuple[CampaignArrays | None, np.ndarray] = (None, np.zeros((0, 3)))

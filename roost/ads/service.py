@@ -363,12 +363,12 @@ class AdService:
             return []
         # logged with the slot each ad won (the auction predicted them all at the first slot)
         feats = np.array([features for *_, features in placed])
-        pctr, expected = [self.ctr.base_rate] * len(placed), {}
+        pctr, expected = [self.ctr.base_rate] * len(placed), [0.0] * len(placed)
         if cfg.use_pctr:  # the click model's own pCTR is what each impression adds to its campaign's expected clicks
             model_p = self.ctr.predict(feats)
             counts = self.counts.of(self.catalog.arrays, np.array([self.catalog.arrays.row[c] for c, *_ in placed]))
             pctr = with_propensity(model_p, counts, cfg.propensity_prior_clicks).tolist()
-            expected = dict(zip((cid for cid, *_ in placed), model_p.tolist()))
+            expected = model_p.tolist()
         impressions = [
             Impression(
                 cid,
@@ -380,8 +380,9 @@ class AdService:
                 dict(zip(FEATURES, features)),
                 now,
                 frequency_cap=frequency_cap(self.catalog.campaigns[cid], cfg.default_frequency_cap),
+                expected_clicks=e,
             )
-            for (cid, creative_id, position, price, features), p in zip(placed, pctr)
+            for (cid, creative_id, position, price, features), p, e in zip(placed, pctr, expected)
         ]
         settled: dict[str, dict[str, LiveState]] = {}
         kept = self.store.record_impressions(impressions, settled)
@@ -392,8 +393,7 @@ class AdService:
         self.live.forget(imp.campaign_id for imp in impressions if imp.campaign_id not in states)
         for imp in kept:
             self.counts.add(imp.campaign_id, IMPRESSIONS)
-            if imp.campaign_id in expected:
-                self.counts.add(imp.campaign_id, EXPECTED, expected[imp.campaign_id])
+            self.counts.add(imp.campaign_id, EXPECTED, imp.expected_clicks)
         return [
             ServedAd(
                 imp.id,

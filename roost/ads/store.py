@@ -37,12 +37,14 @@ from roost.ads.money import LiveState, check_campaign_money
 from roost.errors import UserError
 
 _BUMP_DAY = """
-INSERT INTO daily_stats (campaign_id, day, impressions, clicks, spend_micros, pctr_sum) VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO daily_stats (campaign_id, day, impressions, clicks, spend_micros, pctr_sum, expected_clicks)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (campaign_id, day) DO UPDATE SET
   impressions = daily_stats.impressions + excluded.impressions,
   clicks = daily_stats.clicks + excluded.clicks,
   spend_micros = daily_stats.spend_micros + excluded.spend_micros,
-  pctr_sum = daily_stats.pctr_sum + excluded.pctr_sum
+  pctr_sum = daily_stats.pctr_sum + excluded.pctr_sum,
+  expected_clicks = daily_stats.expected_clicks + excluded.expected_clicks
 """
 
 
@@ -62,6 +64,9 @@ class Impression:
     ts: float
     id: str = ""
     frequency_cap: int | None = None  # this user's impressions of the campaign per UTC day, checked again on write
+    # the click model's own pCTR (before the campaign's propensity): what this impression adds to its campaign's
+    # expected clicks; 0 when it was served without a click model
+    expected_clicks: float = 0.0
 
 
 @dataclass
@@ -370,7 +375,7 @@ class AdStore:
                 )
                 if charge:
                     spends.append((charge, imp.campaign_id))
-                bumps.append((imp.campaign_id, day, 1, 0, charge, imp.pctr))
+                bumps.append((imp.campaign_id, day, 1, 0, charge, imp.pctr, imp.expected_clicks))
                 kept.append(imp)
             if rows:
                 db.executemany(
@@ -418,7 +423,7 @@ class AdStore:
             if charge:
                 db.execute("UPDATE clicks SET charged_micros = ? WHERE impression_id = ?", (charge, impression_id))
                 db.execute("UPDATE campaigns SET spend_micros = spend_micros + ? WHERE id = ?", (charge, cid))
-            db.execute(_BUMP_DAY, (cid, day, 0, 1, charge, 0.0))
+            db.execute(_BUMP_DAY, (cid, day, 0, 1, charge, 0.0, 0.0))
         return Click(impression_id, cid, imp["landing_url"], charge, duplicate=False)
 
     # --- reports and training data ---------------------------------------------------------
@@ -459,17 +464,17 @@ class AdStore:
             .fetchall()
         )
 
-    def click_counts(self) -> dict[str, tuple[int, int]]:
-        """campaign id -> (impressions, clicks), all time."""
+    def click_counts(self) -> dict[str, tuple[int, int, float]]:
+        """campaign id -> (impressions, clicks, expected clicks), all time."""
         rows = (
             self._conn()
             .execute(
-                "SELECT campaign_id, CAST(SUM(impressions) AS BIGINT), CAST(SUM(clicks) AS BIGINT) FROM daily_stats"
-                " GROUP BY campaign_id"
+                "SELECT campaign_id, CAST(SUM(impressions) AS BIGINT), CAST(SUM(clicks) AS BIGINT),"
+                " SUM(expected_clicks) FROM daily_stats GROUP BY campaign_id"
             )
             .fetchall()
         )
-        return {r[0]: (r[1], r[2]) for r in rows}
+        return {r[0]: (r[1], r[2], float(r[3])) for r in rows}
 
     # --- creative embedding cache ----------------------------------------------------------
 

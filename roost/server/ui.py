@@ -255,8 +255,8 @@ def ads_summary(service, top: int = 10) -> dict:
         "active": totals[1],
         "spend": totals[2] / 1e6,
         "budget": totals[3] / 1e6,
-        "impressions": sum(i for i, _ in counts),
-        "clicks": sum(c for _, c in counts),
+        "impressions": sum(row[0] for row in counts),
+        "clicks": sum(row[1] for row in counts),
         "top": list_campaigns(service.store, ListQuery(limit=top), pacing=service.config.pacing)["data"],
     }
 
