@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ import xxhash
 from tqdm import tqdm
 from usearch.index import Index
 
-from roost.ads.catalog import Creative
+from roost.ads.catalog import Catalog, Creative
 from roost.ads.embedder import EmbedFn
 from roost.ads.store import AdStore
 from roost.workspace import atomic_write_json
@@ -157,3 +158,25 @@ def _progress(n: int):
     # usearch checks the callback's annotations as types; `from __future__ import annotations` made them strings
     update.__annotations__ = {"done": int, "total": int, "return": bool}
     return update
+
+
+def no_match_floor(
+    catalog: Catalog, index: CreativeIndex | None, quantile: float | None, sample: int = 400
+) -> float | None:
+    """The similarity a match needs: the ``quantile`` of creative pairs on disjoint topics
+    (``AdsConfig.no_match_quantile``).
+
+    Why the catalog: every embedding space has its own floor (a small model's
+    vectors are all alike, cosines of 0.6 between anything), and pairs of
+    creatives that target different topics show what unrelated texts score in
+    this space. None (no threshold) without an index or two topics to compare.
+    """
+    if quantile is None or index is None:
+        return None
+    cands = [c for c in catalog.creatives.values() if catalog.campaigns[c.campaign_id].topics and c.id in index.rows]
+    cands = random.Random(0).sample(cands, min(sample, len(cands)))
+    topics = [catalog.campaigns[c.campaign_id].topics for c in cands]
+    vecs = index.matrix[[index.rows[c.id] for c in cands]]
+    sims = vecs @ vecs.T
+    off = [sims[i, j] for i in range(len(cands)) for j in range(i + 1, len(cands)) if not topics[i] & topics[j]]
+    return float(np.quantile(off, quantile)) if len(off) >= 20 else None

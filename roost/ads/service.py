@@ -29,7 +29,7 @@ from roost.ads.live import LiveStates
 from roost.ads.money import LiveState
 from roost.ads.pacing import PacingConfig, admitted, participations
 from roost.ads.pctr import FEATURES, CTRModel, smoothed_ctr, with_propensity
-from roost.ads.retrieval import CreativeIndex
+from roost.ads.retrieval import CreativeIndex, no_match_floor
 from roost.ads.served_counts import CLICKS, EXPECTED, IMPRESSIONS, ServedCounts
 from roost.ads.store import AdStore, Click, Impression, utc_day
 from roost.ads.topics import TopicModel
@@ -144,7 +144,7 @@ class AdService:
         if self.index is not None and self.index.add(list(self.catalog.creatives.values())):
             self.index.save()  # the next start loads it instead of building the graph again
         self._campaign_ids = list(self.catalog.campaigns)
-        self._min_similarity = self._calibrate_similarity()
+        self._min_similarity = no_match_floor(self.catalog, self.index, self.config.no_match_quantile)
         self.counts = ServedCounts(store.click_counts())
         self.counts.of(self.catalog.arrays, np.zeros(0, np.int64))  # its table built now, not in a decision
         # text -> (embedding, brand-safety score), oldest first
@@ -156,30 +156,6 @@ class AdService:
         """(Re)learn the topics' words; one attribute, swapped whole, so a decision never sees half of a refit."""
         model = TopicModel.fit(([text for _, text in posts] for posts in self.history.recent.values()), self.catalog)
         self._topics = (model, {t: i for i, t in enumerate(model.topics)}, lru_cache(maxsize=16384)(model.posterior))
-
-    def _calibrate_similarity(self, sample: int = 400) -> float | None:
-        """The similarity a match needs: the ``no_match_quantile`` of creative pairs on disjoint topics.
-
-        Why the catalog: every embedding space has its own floor (a small model's
-        vectors are all alike, cosines of 0.6 between anything), and pairs of
-        creatives that target different topics show what unrelated texts score in
-        this space. None (no threshold) without an index or two topics to compare.
-        """
-        q = self.config.no_match_quantile
-        if q is None or self.index is None:
-            return None
-        rng = random.Random(0)
-        cands = [
-            c
-            for c in self.catalog.creatives.values()
-            if self.catalog.campaigns[c.campaign_id].topics and c.id in self.index.rows
-        ]
-        cands = rng.sample(cands, min(sample, len(cands)))
-        topics = [self.catalog.campaigns[c.campaign_id].topics for c in cands]
-        vecs = self.index.matrix[[self.index.rows[c.id] for c in cands]]
-        sims = vecs @ vecs.T
-        off = [sims[i, j] for i in range(len(cands)) for j in range(i + 1, len(cands)) if not topics[i] & topics[j]]
-        return float(np.quantile(off, q)) if len(off) >= 20 else None
 
     def _embed_and_score(self, texts: list[str], keep: int = 16_384) -> tuple[np.ndarray, float]:
         """Embeddings of ``texts`` and their highest brand-safety score (0 without probes), the texts not seen
@@ -222,7 +198,7 @@ class AdService:
             if self.index is not None:
                 self.index.add(loaded)
             self._campaign_ids = list(self.catalog.campaigns)
-            self._min_similarity = self._calibrate_similarity()
+            self._min_similarity = no_match_floor(self.catalog, self.index, self.config.no_match_quantile)
             self._fit_topics()
         self.live.forget(campaign_ids)
 
