@@ -8,6 +8,9 @@ pCTR for all candidates, so it changes only model+pctr). ``--probes`` runs witho
 brand-safety probes (``roost ads train-safety`` first). "strict" counts impressions of advertisers whose own
 threshold is at or below the default in requests whose context holds a ground-truth unsafe post (target 0).
 
+``--true-topics`` adds model+pctr with a perfect per-post topic classifier (each post's ground-truth topic as
+its topic mix; it peeks too): how much better topic inference could add.
+
 ``--ceiling`` adds, per run, model+pctr with the truth's click probability as its pCTR: it peeks at the
 simulator's ground truth, so it is no policy, only the most this auction could earn on model+pctr's
 candidates with perfect click prediction (without the campaign propensity, which the truth does not need).
@@ -61,6 +64,40 @@ def truth_service(truth):
     return TruthService
 
 
+def true_topics_service(text_topic: dict[str, str]):
+    """An ``AdService`` whose topic model gives each post its ground-truth topic, one-hot (bound only): what a
+    perfect per-post topic classifier would give the interest share and the topic candidates."""
+    from roost.ads.service import AdService
+
+    class TrueTopics(AdService):
+        def _fit_topics(self) -> None:
+            super()._fit_topics()
+            model, topic_at, _ = self._topics
+
+            def posterior(text: str) -> np.ndarray:
+                mix = np.zeros(len(model.topics))
+                if text_topic.get(text) in topic_at:
+                    mix[topic_at[text_topic[text]]] = 1.0
+                return mix
+
+            self._topics = (model, topic_at, posterior)
+
+    return TrueTopics
+
+
+def post_topics_by_text(corpus, sample: Path) -> dict[str, str]:
+    """Each corpus post's text -> its ground-truth topic (posts without one are left out)."""
+    from roost.corpus.schema import iter_batches
+
+    rows = map(json.loads, (sample / "truth" / "post_topics.jsonl").read_text().splitlines())
+    topic = {r["id"]: r["topic"] for r in rows if r.get("topic")}
+    out = {}
+    for batch in iter_batches(corpus, "posts", columns=["id", "text"]):
+        cols = batch.to_pydict()
+        out.update((text, topic[pid]) for pid, text in zip(cols["id"], cols["text"]) if pid in topic)
+    return out
+
+
 @contextlib.contextmanager
 def serving_with(service_class):
     """Run the simulator's policies with ``service_class`` in place of ``AdService``."""
@@ -84,6 +121,11 @@ def main() -> None:
     p.add_argument("--probes", nargs="+", choices=["off", "on"], default=["off", "on"])
     p.add_argument("--exponents", type=float, nargs="+", default=[0.5])
     p.add_argument("--ceiling", action="store_true", help="add model+pctr with the truth as pCTR (peeks; a bound)")
+    p.add_argument(
+        "--true-topics",
+        action="store_true",
+        help="add model+pctr with each post's ground-truth topic as its topic mix (peeks; a bound)",
+    )
     args = p.parse_args()
 
     from roost.ads.brand_safety import SafetyProbes
@@ -102,6 +144,7 @@ def main() -> None:
     history = UserHistory.from_corpus(ws.corpus)
     rows = map(json.loads, (args.sample / "truth" / "post_topics.jsonl").read_text().splitlines())
     unsafe_posts = frozenset(r["id"] for r in rows if r.get("unsafe"))
+    text_topic = post_topics_by_text(ws.corpus, args.sample) if args.true_topics else {}
     probes = {"off": None}
     if "on" in args.probes:
         probes["on"] = SafetyProbes.load(safety_path(ws), embed)
@@ -114,15 +157,18 @@ def main() -> None:
                     configs = {k: dataclasses.replace(c, ctr_exponent=exponent) for k, c in POLICIES.items()}
                     cfg = SimConfig(requests=requests, days=days, seed=seed)
                     kinds = [("model+pctr", None)] + ([("truth as pCTR", truth_service(truth))] if args.ceiling else [])
+                    if args.true_topics:
+                        kinds.append(("true topics", true_topics_service(text_topic)))
                     for label, service_class in kinds:
-                        if service_class:  # the truth needs no per-campaign correction
-                            configs["model+pctr"] = dataclasses.replace(
+                        kind_configs = dict(configs)
+                        if label == "truth as pCTR":  # the truth needs no per-campaign correction
+                            kind_configs["model+pctr"] = dataclasses.replace(
                                 configs["model+pctr"], propensity_prior_clicks=None
                             )
                         with serving_with(service_class) if service_class else contextlib.nullcontext():
                             res = {r["policy"]: r for r in simulate(
                                 specs, history, truth, embed, space, cfg, safety=probes[probe],
-                                unsafe_posts=unsafe_posts, configs=configs,
+                                unsafe_posts=unsafe_posts, configs=kind_configs,
                             )}  # fmt: skip
                         k, m = res["keyword"], res["model+pctr"]
                         out.append(
