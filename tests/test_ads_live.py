@@ -54,7 +54,7 @@ def test_entries_are_read_once_then_again_when_old_forgotten_or_the_day_turns(tm
     assert reads[-1] == ["a"]  # a new UTC day starts empty
 
 
-def counting_reads(store: AdStore, max_age_s: float) -> tuple[AdService, list[list[str]]]:
+def counting_reads(store: AdStore, max_age_s: float, clock=lambda: NOON) -> tuple[AdService, list[list[str]]]:
     """A keyword-matching service on ``store`` and the list of the live-state reads its decisions make (the
     impression's write re-reads under its lock, with ``db`` given: not counted)."""
     reads: list[list[str]] = []
@@ -64,7 +64,7 @@ def counting_reads(store: AdStore, max_age_s: float) -> tuple[AdService, list[li
         store,
         ClickSigner(b"0123456789abcdef0123456789abcdef"),
         config=AdsConfig(retrieval="keyword", reserve_cpm_micros=0, live_state_max_age_s=max_age_s),
-        clock=lambda: NOON,
+        clock=clock,
         seed=0,
     )
     return service, reads
@@ -107,3 +107,15 @@ def test_live_state_is_read_for_the_best_ranked_first_and_further_down_only_when
     [ad] = service.serve(request)
     assert ad.campaign_id == "c5" and ad.price_micros == 4_000_000  # second price: c6's 4.00 CPM
     assert reads == [[f"c{k}" for k in range(4)], [f"c{k}" for k in range(4, 10)]]
+
+
+def test_no_max_age_reads_every_decision_whatever_the_clock(tmp_path):
+    """live_state_max_age_s = 0 (the simulator's) reads the states for every decision, even on a clock that does
+    not move between two of them."""
+    store = AdStore(tmp_path / "ads.db", synchronous="NORMAL")
+    store.add_campaigns([spec("a")])
+    clock = Clock()
+    live = LiveStates(store, max_age_s=0.0, clock=clock)
+    live.get(["a"], DAY)
+    store.update_campaign("a", CampaignPatch(status="paused"))
+    assert live.get(["a"], DAY)["a"].status == "paused"

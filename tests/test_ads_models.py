@@ -170,6 +170,15 @@ def test_cli_load_train_ctr_and_train_safety(tmp_path, capsys):
                 svc.click(ad.click_token)
     assert main(["ads", "train-ctr", "-w", str(ws)]) == 0
     assert "AUC" in capsys.readouterr().out and (ws / "ads" / "ctr_model.json").exists()
+    # the expected clicks in ads.db are now the new model's, which the next server start reads
+    from roost.ads.pctr import CTRModel, events_to_arrays
+
+    events = svc.store.events()
+    new_model_p = CTRModel.load(ws / "ads" / "ctr_model.json").predict(events_to_arrays(events)[0])
+    stored = svc.store.click_counts()
+    for cid in {e["campaign_id"] for e in events}:
+        mine = [p for e, p in zip(events, new_model_p) if e["campaign_id"] == cid]
+        assert stored[cid][2] == pytest.approx(sum(mine))
 
     texts = [f"i hate you, you {w} trash" for w in ["vile", "filthy", "stupid", "ugly", "rotten"]] * 4 + [
         f"what a {w} morning run" for w in ["lovely", "sunny", "calm", "crisp", "happy"]

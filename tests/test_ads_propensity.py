@@ -64,3 +64,16 @@ def test_the_propensity_survives_a_restart(tmp_path):
     again = clicked_pctrs(restarted, times=2)
     assert again[0] == pytest.approx(0.1 * (3 + 3) / (0.3 + 3))  # three clicks against 0.3 expected
     assert before + again == pytest.approx(clicked_pctrs(shoes_service(tmp_path / "one run", 3.0)))
+
+
+def test_a_new_click_model_restates_the_expected_clicks(tmp_path):
+    """After a switch of click model, a campaign's propensity compares its clicks with what the new model expects
+    of its logged impressions, in memory and in ads.db; the clicks stay as they were."""
+    svc = shoes_service(tmp_path, 3.0)
+    clicked_pctrs(svc, times=4)  # four clicks against 0.4 expected: the propensity is up
+    higher = CTRModel(weights=[0.0] * 5, bias=float(np.log(0.5 / 0.5)))  # expects 0.5 of every impression
+    svc.use_click_model(higher)
+    assert svc.store.click_counts() == {"a": (4, 4, pytest.approx(2.0))}
+    (ad,) = svc.serve(AdRequest(query="running shoes"))
+    assert ad.pctr == pytest.approx(0.5 * (4 + 3) / (2.0 + 3))
+    assert svc.counts._by_id["a"] == pytest.approx([5.0, 4.0, 2.5])

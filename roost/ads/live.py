@@ -73,7 +73,7 @@ class LiveStates:
             missing: list[str] = []
             for cid in ids:
                 entry = entries.get(cid)
-                if entry is not None and entry[1] >= oldest:
+                if entry is not None and entry[1] > oldest:  # younger than max_age_s: with 0, never
                     found[cid] = entry
                 else:
                     missing.append(cid)

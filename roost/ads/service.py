@@ -28,7 +28,7 @@ from roost.ads.embedder import EmbedFn
 from roost.ads.live import LiveStates
 from roost.ads.money import LiveState
 from roost.ads.pacing import PacingConfig, admitted, participations
-from roost.ads.pctr import FEATURES, CTRModel, smoothed_ctr, with_propensity
+from roost.ads.pctr import FEATURES, CTRModel, expected_clicks, smoothed_ctr, with_propensity
 from roost.ads.retrieval import CreativeIndex, no_match_floor
 from roost.ads.served_counts import CLICKS, EXPECTED, IMPRESSIONS, ServedCounts
 from roost.ads.store import AdStore, Click, Impression, utc_day
@@ -190,6 +190,14 @@ class AdService:
         if self._sync is not None:
             self._sync.close()
             self._sync = None
+
+    def use_click_model(self, ctr: CTRModel) -> None:
+        """Serve with ``ctr`` from now on, each campaign's expected clicks restated under it over the whole log
+        (:func:`roost.ads.pctr.expected_clicks`), so its propensity compares its clicks with what this model
+        expects, not the last one."""
+        self.store.restate_expected_clicks(expected_clicks(ctr, self.store.events()))
+        self.counts = ServedCounts(self.store.click_counts())
+        self.ctr = ctr
 
     def refresh(self, campaign_ids: list[str]) -> None:
         """Pick up campaigns created or edited since start (the admin API calls this)."""

@@ -12,8 +12,9 @@ see well-matched ads (every impression has high similarity), could not learn
 what similarity is worth, and would lean on the campaign's past CTR instead.
 Serving then shows ads where that log is thin (high interest), so after the
 first ``recalibrate_after`` of its requests model-matched serving recalibrates
-the click model on its own served impressions (``CTRModel.calibrated``), and
-the calibration table is measured on the requests after that.
+the click model on its own served impressions (``CTRModel.calibrated``) and
+restates each campaign's expected clicks under it (``AdService.use_click_model``),
+and the calibration table is measured on the requests after that.
 
 Brand safety: every policy serves with the same probes, and each row counts the
 impressions of strict advertisers in requests whose context holds a
@@ -22,6 +23,7 @@ ground-truth unsafe post (``strict_next_to_unsafe``; the target is zero).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tempfile
 from dataclasses import dataclass
@@ -106,7 +108,10 @@ def run_policy(
     """Serve ``cfg.requests`` requests with policy ``name`` (``config``, else ``POLICIES[name]``); ``unsafe_posts``
     (ground truth) are the post ids next to which a strict advertiser's ad is counted: one whose own brand-safety
     threshold is at or below the default (an advertiser who set 0.9 asked for less care than one who set nothing)."""
-    config = config or POLICIES[name]
+    # simulated time runs thousands of times faster than real time: a live-state cache that ages in real time
+    # would keep a campaign's spend for many simulated decisions, as many as the machine's speed allows, so
+    # every decision reads it (results repeat on any machine)
+    config = dataclasses.replace(config or POLICIES[name], live_state_max_age_s=0.0)
     store.add_campaigns(campaigns, now=cfg.start)
     default = config.default_safety_threshold
     strict = {c.id for c in campaigns if c.brand_safety_threshold is not None and c.brand_safety_threshold <= default}
@@ -135,7 +140,7 @@ def run_policy(
             raw, y = events_to_arrays(store.events())
             calibrated_from = len(y)
             if cfg.recalibrate and 0 < y.sum() < len(y):  # a fit needs clicks and non-clicks
-                service.ctr = ctr.calibrated(raw, y)
+                service.use_click_model(ctr.calibrated(raw, y))
         now[0] = cfg.start + DAY_S * cfg.days * i / cfg.requests
         user = pick.choice(users)
         ads = service.serve(AdRequest(user_id=user, slots=cfg.slots))

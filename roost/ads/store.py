@@ -457,7 +457,7 @@ class AdStore:
         return (
             self._conn()
             .execute(
-                "SELECT i.id, i.campaign_id, i.ts, i.position, i.pctr, i.features,"
+                "SELECT i.id, i.campaign_id, i.ts, i.day, i.position, i.pctr, i.features,"
                 " (c.id IS NOT NULL) AS clicked FROM impressions i LEFT JOIN clicks c ON c.impression_id = i.id"
                 " ORDER BY i.ts, i.rowid"
             )
@@ -475,6 +475,16 @@ class AdStore:
             .fetchall()
         )
         return {r[0]: (r[1], r[2], float(r[3])) for r in rows}
+
+    def restate_expected_clicks(self, expected: dict[tuple[str, str], float]) -> None:
+        """Set every day's expected clicks of each campaign to ``expected[(campaign id, day)]`` (0 where absent):
+        what a new click model expects of the impressions already logged (:func:`roost.ads.pctr.expected_clicks`)."""
+        with self.transaction() as db:
+            db.execute("UPDATE daily_stats SET expected_clicks = 0")
+            db.executemany(
+                "UPDATE daily_stats SET expected_clicks = ? WHERE campaign_id = ? AND day = ?",
+                [(float(e), cid, day) for (cid, day), e in expected.items()],
+            )
 
     # --- creative embedding cache ----------------------------------------------------------
 

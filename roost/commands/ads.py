@@ -192,15 +192,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_train_ctr(args: argparse.Namespace) -> int:
-    from roost.ads.pctr import events_to_arrays, train
+    from roost.ads.pctr import events_to_arrays, expected_clicks, train
     from roost.ads.setup import ctr_path, record_artifact
 
     ws = _workspace(args)
     if args.ads_db is None and not ws.ads_db.exists():
         raise UserError(f"{ws.ads_db} does not exist: load campaigns and serve ads first")
-    model = train(*events_to_arrays(_store(args).events()), test_fraction=args.test_fraction)
+    store = _store(args)
+    events = store.events()
+    model = train(*events_to_arrays(events), test_fraction=args.test_fraction)
     model.save(ctr_path(ws))
     record_artifact(ws, ctr_path(ws).name, "roost ads train-ctr")
+    # the campaigns' propensities compare their clicks with what the model the server will load expects
+    store.restate_expected_clicks(expected_clicks(model, events))
     test = model.metrics["test"]
     print(
         f"click model: {test['n']} test impressions ({test['clicks']} clicks, later {args.test_fraction:.0%} "
