@@ -40,7 +40,7 @@ def smoothed_ctr(impressions: int, clicks: int, prior: float = 0.02, strength: f
     return (clicks + prior * strength) / (impressions + strength)
 
 
-def campaign_propensity(clicks: np.ndarray, expected: np.ndarray, prior_clicks: float = 3.0) -> np.ndarray:
+def campaign_propensity(clicks: np.ndarray, expected: np.ndarray, prior_clicks: float) -> np.ndarray:
     """Each campaign's clicks over the clicks the model expected of its impressions, shrunk towards 1.
 
     Why: campaigns differ in how clickable they are whoever sees them (the sample network's campaigns by 2

@@ -47,8 +47,9 @@ class AdsConfig:
     # CTR -2-4%: BENCHMARKS.md, Ads); no effect when every candidate has one pCTR (use_pctr False)
     ctr_exponent: float = 0.5
     # pCTR is the click model's times the campaign's clicks over its expected clicks so far, with this many
-    # pseudo clicks on both sides (roost.ads.pctr.campaign_propensity); None: the click model's alone
-    propensity_prior_clicks: float | None = 3.0
+    # pseudo clicks on both sides (roost.ads.pctr.campaign_propensity); None: the click model's alone. 10, not
+    # 3: the same revenue, and every simulator decile with 100+ clicks within 20% of its rate (BENCHMARKS.md, Ads)
+    propensity_prior_clicks: float | None = 10.0
     ann_candidates: int = 100  # creatives fetched from the ANN index
     term_candidates: int = 200  # campaigns fetched by keyword/topic match
     min_topic_weight: float = 0.1  # topics the context is at least this much about bring their top bidders
