@@ -169,7 +169,8 @@ def test_cli_load_train_ctr_and_train_safety(tmp_path, capsys):
             if rng.random() < truth.p_click(user, ad.campaign_id, ad.position):
                 svc.click(ad.click_token)
     assert main(["ads", "train-ctr", "-w", str(ws)]) == 0
-    assert "AUC" in capsys.readouterr().out and (ws / "ads" / "ctr_model.json").exists()
+    out = capsys.readouterr().out
+    assert "AUC" in out and (ws / "ads" / "ctr_model.json").exists() and "restated the expected clicks of" in out
     # the expected clicks in ads.db are now the new model's, which the next server start reads
     from roost.ads.pctr import CTRModel, events_to_arrays
 

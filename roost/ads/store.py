@@ -478,7 +478,11 @@ class AdStore:
 
     def restate_expected_clicks(self, expected: dict[tuple[str, str], float]) -> None:
         """Set every day's expected clicks of each campaign to ``expected[(campaign id, day)]`` (0 where absent):
-        what a new click model expects of the impressions already logged (:func:`roost.ads.pctr.expected_clicks`)."""
+        what a new click model expects of the impressions already logged (:func:`roost.ads.pctr.expected_clicks`).
+
+        Impressions a running server logs between the read of the log and this write lose their expected clicks
+        (seconds' worth, nudging those campaigns' propensities up a little); a server picks up the new model,
+        and these sums, when it restarts."""
         with self.transaction() as db:
             db.execute("UPDATE daily_stats SET expected_clicks = 0")
             db.executemany(

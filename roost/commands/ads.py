@@ -204,13 +204,15 @@ def cmd_train_ctr(args: argparse.Namespace) -> int:
     model.save(ctr_path(ws))
     record_artifact(ws, ctr_path(ws).name, "roost ads train-ctr")
     # the campaigns' propensities compare their clicks with what the model the server will load expects
-    store.restate_expected_clicks(expected_clicks(model, events))
+    restated = expected_clicks(model, events)
+    store.restate_expected_clicks(restated)
     test = model.metrics["test"]
     print(
         f"click model: {test['n']} test impressions ({test['clicks']} clicks, later {args.test_fraction:.0%} "
         f"of the log): AUC {test['auc']:.3f}  log loss {test['log_loss']:.4f}  RCE {test['rce']:.1f}%"
     )
     print(f"saved {ctr_path(ws)} (the server loads it on start)")
+    print(f"restated the expected clicks of {len({cid for cid, _ in restated})} campaigns under this model")
     return 0
 
 
