@@ -197,8 +197,9 @@ class AdService:
         (:func:`roost.ads.pctr.expected_clicks`), so its propensity compares its clicks with what this model
         expects, not the last one."""
         self.store.restate_expected_clicks(expected_clicks(ctr, self.store.events()))
-        self.counts = ServedCounts(self.store.click_counts())
-        self.ctr = ctr
+        counts = ServedCounts(self.store.click_counts())
+        counts.of(self.catalog.arrays, np.zeros(0, np.int64))  # its table built here, not in a decision
+        self.counts, self.ctr = counts, ctr
 
     def refresh(self, campaign_ids: list[str]) -> None:
         """Pick up campaigns created or edited since start (the admin API calls this)."""
