@@ -137,6 +137,25 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest():
     assert derive_lrs(768, "adamw", matrix_lr=0.5).matrix == 0.5
 
 
+def test_a_tied_table_learns_at_the_lm_heads_rate():
+    """The tied table is the output layer too: at the embedding's rate its loss blows up (it did, to ~50)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.tiny(vocab_size=64, tie_embeddings=True))
+    opts = build_optimizers(model, "muon", 64, torch.device("cpu"))
+    table = next(g for g in opts[0].param_groups if any(p is model.embed_tokens.weight for p in g["params"]))
+    assert table["lr"] == derive_lrs(64, "muon").unembedding
+    x = torch.randint(0, 64, (8, 33))
+    losses = []
+    for _ in range(30):
+        _, loss = model(x[:, :-1], x[:, 1:])
+        loss.backward()
+        for opt in opts:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.5 and max(losses) < losses[0] + 0.1
+
+
 def test_weight_decay_reaches_the_block_matrices_only():
     model = GPT(GPTConfig.tiny(vocab_size=64))
 

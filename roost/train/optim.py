@@ -7,7 +7,9 @@ Parameters fall in four groups:
   momentum, then Newton-Schulz orthogonalisation of the update) with
   ``--optimizer muon``, AdamW otherwise.
 * ``embedding``: the token table; AdamW.
-* ``unembedding``: the lm_head (absent when tied to the embedding); AdamW.
+* ``unembedding``: the lm_head; AdamW. With ``--tie-embeddings`` the lm_head *is*
+  the token table, which then takes the lm_head's rate: at the embedding's
+  (50x larger) a tied depth-4 model's loss rose to ~50 within 40 steps.
 * ``norm``: the RMSNorm gains (1-D); AdamW.
 
 Learning rates follow nanochat (``scripts/base_train.py``): the AdamW groups are
@@ -21,6 +23,7 @@ peak rate in ``base_lr`` and the loop sets ``lr = base_lr * schedule factor``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -101,6 +104,8 @@ def build_optimizers(
     ``ADAMW_MATRIX_WEIGHT_DECAY`` under AdamW and none under Muon; the other groups never decay."""
     lrs = derive_lrs(width, optimizer, matrix_lr)
     params = param_groups(model)
+    if params["embedding"] and not params["unembedding"]:  # tied: the table is the output layer too
+        lrs = dataclasses.replace(lrs, embedding=lrs.unembedding)
     adam_groups = [
         {"params": params[name], "lr": getattr(lrs, name), "base_lr": getattr(lrs, name), "weight_decay": 0.0}
         for name in ("embedding", "unembedding", "norm")
