@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import numpy as np
 import pytest
 import torch
-from test_train_fixtures import make_token_workspace
+from test_train_fixtures import WORDS, make_token_workspace
 
 from roost.cli import main
 from roost.errors import UserError
@@ -305,6 +306,7 @@ def test_loss_falls_and_the_run_writes_metrics_plot_and_model(token_ws, tmp_path
     shutil.copytree(token_ws.root, ws_root)
     ws = type(token_ws)(ws_root)
     result = train(ws, TrainConfig(**TINY, steps=40, eval_every=20, ckpt_every=20, run="t"))
+    assert "by heart" not in capsys.readouterr().out  # validation fell all the way
     records = [json.loads(line) for line in (ws.root / "runs/t/metrics.jsonl").read_text().splitlines()]
     val = [r["val_loss"] for r in records if "val_loss" in r]
     assert len(val) == 3 and val[-1] < 0.5 * val[0] and val[0] > math.log(300) - 1  # starts near uniform
@@ -325,6 +327,25 @@ def test_loss_falls_and_the_run_writes_metrics_plot_and_model(token_ws, tmp_path
         train(ws, TrainConfig(**TINY, steps=2))
     assert main(["train", "--workspace", str(ws.root), "--resume", "--depth", "2", "--steps", "50"]) == 2
     assert "--resume cannot change the model or data order: --depth 2 (checkpoint has 1)" in capsys.readouterr().err
+
+
+def test_a_run_that_learns_its_text_by_heart_says_so_once(tmp_path, capsys):
+    """Posts of random word order: after the word frequencies, all that is left to learn is the posts themselves."""
+
+    def shuffled(n: int, seed: int) -> list[str]:
+        rng = random.Random(seed)
+        return [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(n)]
+
+    posts = {"train": shuffled(40, 0), "val": shuffled(40, 1)}
+    ws = make_token_workspace(tmp_path / "workspace", vocab_size=300, posts=posts)
+    train(ws, TrainConfig(**TINY, steps=80, eval_every=10, run="o"))
+    records = [json.loads(line) for line in (ws.root / "runs/o/metrics.jsonl").read_text().splitlines()]
+    val = {r["step"]: r["val_loss"] for r in records if "val_loss" in r}
+    best_step = min(val, key=val.get)
+    assert val[80] > 1.1 * val[best_step]  # it did learn the posts by heart
+    out = capsys.readouterr().out
+    assert out.count("learning the training text by heart") == 1
+    assert f"above its best ({val[best_step]:.4f} at step {best_step})" in out
 
 
 def test_dtype_auto_picks_bf16_where_the_cpu_has_it_and_bf16_training_follows_fp32(token_ws, tmp_path):

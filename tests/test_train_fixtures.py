@@ -29,9 +29,13 @@ def tiny_posts(n: int, seed: int) -> list[str]:
     return posts
 
 
-def make_token_workspace(root, n_train: int = 400, n_val: int = 60, vocab_size: int = 320) -> Workspace:
+def make_token_workspace(
+    root, n_train: int = 400, n_val: int = 60, vocab_size: int = 320, posts: dict[str, list[str]] | None = None
+) -> Workspace:
+    """``posts``: the train and val posts to use instead of ``tiny_posts``."""
     ws = Workspace(root)
-    train_texts, val_texts = tiny_posts(n_train, 0), tiny_posts(n_val, 1)
+    posts = posts or {"train": tiny_posts(n_train, 0), "val": tiny_posts(n_val, 1)}
+    train_texts, val_texts = posts["train"], posts["val"]
     hf = train_bpe(train_texts, TokenizerConfig(vocab_size=vocab_size, min_frequency=1))
     ws.tokenizer.mkdir(parents=True)
     hf.save(str(ws.tokenizer / "tokenizer.json"))

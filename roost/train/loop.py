@@ -31,7 +31,7 @@ from roost.train import checkpoint, dist
 from roost.train.config import TrainConfig
 from roost.train.data import IGNORE_INDEX
 from roost.train.evaluate import Evaluator
-from roost.train.metrics import MetricsLog, peak_flops, plot_losses
+from roost.train.metrics import MetricsLog, OverfitWatch, peak_flops, plot_losses
 from roost.train.optim import matrix_lr, set_lr
 from roost.train.schedule import lr_factor
 from roost.workspace import Workspace, atomic_write_json
@@ -145,6 +145,7 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
     # ---- the loop: evaluate, step, log, checkpoint
     train_loss = val = None
     last_ckpt = run.resumed_from
+    overfit = OverfitWatch()
     while True:
         done = progress(step, train_seconds) >= 1.0
         if step % cfg.eval_every == 0 or done:
@@ -152,6 +153,8 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
             if log:
                 log.log({"step": step, **val})
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+                if warning := overfit.check(step, val["val_loss"], loader.state_dict().get("epoch", 0)):
+                    bar.write(warning)
         if done:
             break
 

@@ -8,6 +8,8 @@ FLOPs from the vendors' data sheets), never for CPUs.
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,6 +34,37 @@ PEAK_BF16_FLOPS: list[tuple[str, float]] = [
     ("MI300X", 1307e12),
     ("MI250X", 383e12),
 ]
+
+
+@dataclass
+class OverfitWatch:
+    """Says once when validation loss has risen clearly above its best after a pass over the training data.
+
+    Why: roost's rates learn a small corpus by heart from about its third pass. On half of TweetEval
+    (~0.94M tokens) validation loss was lowest at step 600 of 1,171 and rose through the rest of the run,
+    and the model it exported was worse than the GPT-2 recipe's (BENCHMARKS.md, "Training"). The run goes on
+    as asked; the user learns why its last model is not its best.
+    """
+
+    tolerance: float = 0.02  # relative rise over the best that counts; evaluation noise stays below it
+    best: float = math.inf
+    best_step: int = 0
+    said: bool = False
+
+    def check(self, step: int, val_loss: float, passes: int) -> str | None:
+        """The warning to print at this evaluation, if any; ``passes``: full passes over the training data so far."""
+        if val_loss < self.best:
+            self.best, self.best_step = val_loss, step
+            return None
+        if self.said or passes < 1 or val_loss <= self.best * (1 + self.tolerance):
+            return None
+        self.said = True
+        return (
+            f"warning: validation loss {val_loss:.4f} is {val_loss / self.best - 1:.0%} above its best "
+            f"({self.best:.4f} at step {self.best_step}) after {passes} pass(es) over the training data: the model "
+            "is learning the training text by heart, and the model exported at the end is the last step's. More "
+            "text or fewer steps (--steps, --minutes) would give a better one."
+        )
 
 
 def peak_flops(device: torch.device) -> float | None:
