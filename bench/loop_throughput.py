@@ -26,8 +26,9 @@ checkpoint after step 0 (at the defaults, every 100 and 500 steps): the loop's
 own evaluations (step 0 and the end) and checkpoint (the end) are timed where
 they run, and the table's last roost row charges them at ``--eval-every`` /
 ``--ckpt-every`` (the last evaluation: under ``--compile`` the first one also
-compiles the blocks for inference, once a run). ``--nano-compile`` adds nanoGPT's fp32 step with its model
-under ``torch.compile``, as nanoGPT's train.py runs by default.
+compiles the blocks for inference, once a run). ``--nano-compile`` adds
+nanoGPT's fp32 step with its model under ``torch.compile``, as nanoGPT's
+train.py runs by default.
 ``--optimizer-only`` times one optimizer step of Muon on the depth-4 matrices
 instead: torch.optim.Muon (bf16) against roost's (roost/train/muon.py).
 """
