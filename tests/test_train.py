@@ -138,6 +138,16 @@ def test_muon_takes_the_block_matrices_and_adamw_the_rest():
     assert derive_lrs(768, "adamw", matrix_lr=0.5).matrix == 0.5
 
 
+def test_small_batches_take_smaller_adamw_steps():
+    """Adam's square-root rule below 65,536 tokens a step: a quarter of the rate at 4,096; Muon's is orthogonalised."""
+    full, small = derive_lrs(256, "muon", batch_tokens=65_536), derive_lrs(256, "muon", batch_tokens=4_096)
+    for group in ("embedding", "unembedding", "norm"):
+        assert getattr(small, group) == pytest.approx(getattr(full, group) / 4)
+    assert small.matrix == full.matrix
+    assert derive_lrs(256, "muon", batch_tokens=2**19) == full  # nanochat's own batch: nanochat's rates
+    assert derive_lrs(256, "adamw", batch_tokens=4_096).matrix == derive_lrs(256, "adamw").matrix
+
+
 def test_a_tied_table_learns_at_the_lm_heads_rate():
     """The tied table is the output layer too: at the embedding's rate its loss blows up (it did, to ~50)."""
     torch.manual_seed(0)
@@ -164,11 +174,15 @@ def test_weight_decay_reaches_the_block_matrices_only():
         return [(len(g["params"]), g["weight_decay"]) for o in opts for g in o.param_groups]
 
     matrices = len(param_groups(model)["matrix"])
-    # defaults: AdamW decays the matrices by ADAMW_MATRIX_WEIGHT_DECAY, Muon not at all, nothing else decays
-    assert decays(build_optimizers(model, "muon", 64, torch.device("cpu")))[-1] == (matrices, 0.0)
+    # defaults: both optimizers decay the matrices by MATRIX_WEIGHT_DECAY, nothing else decays
+    assert decays(build_optimizers(model, "muon", 64, torch.device("cpu")))[-1] == (matrices, 0.1)
     assert decays(build_optimizers(model, "adamw", 64, torch.device("cpu")))[-1] == (matrices, 0.1)
     adamw, muon = build_optimizers(model, "muon", 64, torch.device("cpu"), matrix_weight_decay=0.05)
     assert decays([muon]) == [(matrices, 0.05)] and all(wd == 0.0 for _, wd in decays([adamw]))
+    assert decays(build_optimizers(model, "muon", 64, torch.device("cpu"), matrix_weight_decay=0.0))[-1] == (
+        matrices,
+        0.0,
+    )
     assert decays(build_optimizers(model, "adamw", 64, torch.device("cpu"), matrix_weight_decay=0.0))[-1] == (
         matrices,
         0.0,

@@ -53,7 +53,7 @@ _FLAGS: dict[str, tuple[type, str]] = {
     ),
     "weight_decay": (
         float,
-        "decoupled weight decay of the block matrices (default: 0.1 with adamw, 0 with muon)",
+        "decoupled weight decay of the block matrices (default: 0.1)",
     ),
     "schedule": (str, "cosine or wsd (warmup-stable-decay)"),
     "warmup": (int, "linear warmup steps"),

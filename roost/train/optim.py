@@ -14,7 +14,14 @@ Parameters fall in four groups:
 
 Learning rates follow nanochat (``scripts/base_train.py``): the AdamW groups are
 tuned at width 768 and scaled by ``(width / 768) ** -0.5``, since wider models
-need smaller Adam steps; Muon's rate needs no width scaling because its update
+need smaller Adam steps. They are also scaled by ``sqrt(batch / 65,536 tokens)``
+below 65,536 tokens a step (Adam's square-root rule: a smaller batch is a
+noisier gradient, which needs a smaller step). nanochat tuned its rates at
+~0.5M-token batches; at the 4,096 tokens of ``roost train``'s default step a
+quarter of them learnt more on TweetEval in 15 CPU minutes (2.070 against 2.098
+bits per byte; 2.335 against 2.604 on half the tweets, which full rates learn by
+heart), and the square root from 0.5M (x0.088) less (2.125): BENCHMARKS.md,
+issue 21. Muon's rate needs no width scaling because its update
 is orthogonalised (RMS ~1 per matrix, corrected for aspect ratio by
 ``adjust_lr_fn="original"``, Keller Jordan's ``sqrt(max(1, rows/cols))``).
 ``--lr`` sets the matrix rate; the others keep theirs. Each param group keeps its
@@ -33,6 +40,8 @@ from roost.precision import compute_dtype
 from roost.train.muon import Muon
 
 REFERENCE_WIDTH = 768
+# The step size (tokens) at and above which the AdamW groups take their full rates; below it, sqrt(batch / this).
+REFERENCE_BATCH_TOKENS = 65_536
 
 # Peak rates at width 768 (nanochat's defaults, and for AdamW-on-matrices a rate that holds up at small widths).
 EMBEDDING_LR = 0.2
@@ -42,7 +51,9 @@ MUON_MATRIX_LR = 0.02
 ADAMW_MATRIX_LR = 0.003
 ADAM_BETAS = (0.8, 0.95)
 ADAM_EPS = 1e-10
-ADAMW_MATRIX_WEIGHT_DECAY = 0.1
+# Both optimizers decay the block matrices. Under Muon it was 0 until a run on half of TweetEval learnt its text by
+# heart (2.604 bits per byte against 2.224 with 0.1 and the small-batch rates above; on all of it 2.070 -> 2.069).
+MATRIX_WEIGHT_DECAY = 0.1
 MUON_MOMENTUM = 0.95
 
 
@@ -54,13 +65,18 @@ class LearningRates:
     matrix: float
 
 
-def derive_lrs(width: int, optimizer: str, matrix_lr: float | None = None) -> LearningRates:
+def derive_lrs(
+    width: int, optimizer: str, matrix_lr: float | None = None, batch_tokens: int = REFERENCE_BATCH_TOKENS
+) -> LearningRates:
+    """Peak rates for a model ``width`` wide trained on ``batch_tokens`` a step (all ranks and micro-batches)."""
     scale = (width / REFERENCE_WIDTH) ** -0.5
+    # ADAMW_MATRIX_LR was chosen at CPU batch sizes, so only nanochat's rates take the batch into account
+    small_batch = min(1.0, batch_tokens / REFERENCE_BATCH_TOKENS) ** 0.5
     default_matrix = MUON_MATRIX_LR if optimizer == "muon" else ADAMW_MATRIX_LR * scale
     return LearningRates(
-        embedding=EMBEDDING_LR * scale,
-        unembedding=UNEMBEDDING_LR * scale,
-        norm=NORM_LR * scale,
+        embedding=EMBEDDING_LR * scale * small_batch,
+        unembedding=UNEMBEDDING_LR * scale * small_batch,
+        norm=NORM_LR * scale * small_batch,
         matrix=matrix_lr if matrix_lr is not None else default_matrix,
     )
 
@@ -97,12 +113,14 @@ def build_optimizers(
     device: torch.device,
     matrix_lr: float | None = None,
     matrix_weight_decay: float | None = None,
+    batch_tokens: int = REFERENCE_BATCH_TOKENS,
 ) -> list[torch.optim.Optimizer]:
     """One AdamW for the embedding, lm_head and norms (and the matrices under ``adamw``), plus Muon under ``muon``.
 
     ``matrix_weight_decay`` (``--weight-decay``) is the block matrices' decoupled decay, by default
-    ``ADAMW_MATRIX_WEIGHT_DECAY`` under AdamW and none under Muon; the other groups never decay."""
-    lrs = derive_lrs(width, optimizer, matrix_lr)
+    ``MATRIX_WEIGHT_DECAY``; the other groups never decay."""
+    decay = MATRIX_WEIGHT_DECAY if matrix_weight_decay is None else matrix_weight_decay
+    lrs = derive_lrs(width, optimizer, matrix_lr, batch_tokens)
     params = param_groups(model)
     if params["embedding"] and not params["unembedding"]:  # tied: the table is the output layer too
         lrs = dataclasses.replace(lrs, embedding=lrs.unembedding)
@@ -117,7 +135,7 @@ def build_optimizers(
                 "params": params["matrix"],
                 "lr": lrs.matrix,
                 "base_lr": lrs.matrix,
-                "weight_decay": ADAMW_MATRIX_WEIGHT_DECAY if matrix_weight_decay is None else matrix_weight_decay,
+                "weight_decay": decay,
             }
         )
         return [_adamw(adam_groups, device)]
@@ -126,7 +144,7 @@ def build_optimizers(
     muon = Muon(
         [{"params": params["matrix"], "lr": lrs.matrix, "base_lr": lrs.matrix}],
         lr=lrs.matrix,
-        weight_decay=matrix_weight_decay or 0.0,
+        weight_decay=decay,
         momentum=MUON_MOMENTUM,
         nesterov=True,
         adjust_lr_fn="original",

@@ -112,7 +112,15 @@ def run(ws: Workspace, plan: Plan, info: dist.DistInfo) -> TrainResult:
     torch.manual_seed(cfg.seed)
     model = plan.model().to(info.device).train()
     wrapped = prepare_model(model, cfg, info)  # FSDP shards `model` in place: build optimizers after
-    optimizers = build_optimizers(model, cfg.optimizer, plan.model_cfg.n_embd, info.device, cfg.lr, cfg.weight_decay)
+    optimizers = build_optimizers(
+        model,
+        cfg.optimizer,
+        plan.model_cfg.n_embd,
+        info.device,
+        cfg.lr,
+        cfg.weight_decay,
+        batch_tokens=cfg.step_tokens(info.world_size),
+    )
     scale_peak_lrs(optimizers, plan.lr_scale)
     autocast = training_autocast(cfg, info)
     eval_batches = math.ceil(cfg.eval_tokens / (cfg.device_batch * cfg.seq_len * info.world_size))
