@@ -15,13 +15,14 @@ Parameters fall in four groups:
 Learning rates follow nanochat (``scripts/base_train.py``): the AdamW groups are
 tuned at width 768 and scaled by ``(width / 768) ** -0.5``, since wider models
 need smaller Adam steps. They are also scaled by ``sqrt(batch / 65,536 tokens)``
-below 65,536 tokens a step (Adam's square-root rule: a smaller batch is a
-noisier gradient, which needs a smaller step). nanochat tuned its rates at
-~0.5M-token batches; at the 4,096 tokens of ``roost train``'s default step a
+between 2,048 and 65,536 tokens a step (Adam's square-root rule: a smaller batch
+is a noisier gradient, which needs a smaller step). nanochat tuned its rates at
+~0.5M-token batches. At the 4,096 tokens of ``roost train``'s default step a
 quarter of them learnt more on TweetEval in 15 CPU minutes (2.070 against 2.098
 bits per byte; 2.335 against 2.604 on half the tweets, which full rates learn by
-heart), and the square root from 0.5M (x0.088) less (2.125): BENCHMARKS.md,
-issue 21. Muon's rate needs no width scaling because its update
+heart), and the square root from 0.5M (x0.088) less (2.125); at the demo's 2,048
+tokens, x0.177 (with the matrices' weight decay) 2.150 against 2.202:
+BENCHMARKS.md, issue 21. Muon's rate needs no width scaling because its update
 is orthogonalised (RMS ~1 per matrix, corrected for aspect ratio by
 ``adjust_lr_fn="original"``, Keller Jordan's ``sqrt(max(1, rows/cols))``).
 ``--lr`` sets the matrix rate; the others keep theirs. Each param group keeps its
@@ -42,6 +43,8 @@ from roost.train.muon import Muon
 REFERENCE_WIDTH = 768
 # The step size (tokens) at and above which the AdamW groups take their full rates; below it, sqrt(batch / this).
 REFERENCE_BATCH_TOKENS = 65_536
+# The smallest step measured (the demo's); smaller ones (tests) keep its rates rather than a guess below it.
+SMALLEST_MEASURED_BATCH_TOKENS = 2_048
 
 # Peak rates at width 768 (nanochat's defaults, and for AdamW-on-matrices a rate that holds up at small widths).
 EMBEDDING_LR = 0.2
@@ -71,7 +74,7 @@ def derive_lrs(
     """Peak rates for a model ``width`` wide trained on ``batch_tokens`` a step (all ranks and micro-batches)."""
     scale = (width / REFERENCE_WIDTH) ** -0.5
     # ADAMW_MATRIX_LR was chosen at CPU batch sizes, so only nanochat's rates take the batch into account
-    small_batch = min(1.0, batch_tokens / REFERENCE_BATCH_TOKENS) ** 0.5
+    small_batch = min(1.0, max(batch_tokens, SMALLEST_MEASURED_BATCH_TOKENS) / REFERENCE_BATCH_TOKENS) ** 0.5
     default_matrix = MUON_MATRIX_LR if optimizer == "muon" else ADAMW_MATRIX_LR * scale
     return LearningRates(
         embedding=EMBEDDING_LR * scale * small_batch,
