@@ -63,7 +63,8 @@ class OverfitWatch:
             f"warning: validation loss {val_loss:.4f} is {val_loss / self.best - 1:.0%} above its best "
             f"({self.best:.4f} at step {self.best_step}) after {passes} pass(es) over the training data: the model "
             "is learning the training text by heart, and the model exported at the end is the last step's. More "
-            "text, fewer steps (--steps, --minutes) or --weight-decay 0.1 would give a better one."
+            "text, fewer steps (--steps, --minutes) or more weight decay (--weight-decay 0.4; the default is 0.1) "
+            "would give a better one."
         )
 
 
