@@ -339,6 +339,11 @@ def test_loss_falls_and_the_run_writes_metrics_plot_and_model(token_ws, tmp_path
     checkpoint.load_model(result.checkpoint, trained)
     assert all(torch.equal(served.state_dict()[k], v) for k, v in trained.state_dict().items())
     assert ws.read_manifest("model")["counts"]["steps"] == 40
+    # the run's AdamW groups took the rates of its own step (4 x 32 tokens), not nanochat's full ones
+    opts = build_optimizers(trained, "muon", trained.config.n_embd, torch.device("cpu"))
+    checkpoint.load(result.checkpoint, trained, opts, DistInfo(0, 0, 1, torch.device("cpu")))
+    step_rates = derive_lrs(trained.config.n_embd, "muon", batch_tokens=4 * 32)
+    assert opts[0].param_groups[0]["base_lr"] == pytest.approx(step_rates.embedding)
 
     # a second run without --resume or --fresh would mix runs: refused; --resume may not change the model
     with pytest.raises(ValueError, match="pass --resume to continue"):
