@@ -24,10 +24,11 @@ heart), and the square root from 0.5M (x0.088) less (2.125); at the demo's 2,048
 tokens, x0.177 (with the matrices' weight decay) 2.150 against 2.202, and at
 8,192 tokens x0.354 2.066 against 2.104 (BENCHMARKS.md, issue 21).
 
-Muon's rate needs no width scaling because its update is orthogonalised (RMS ~1 per matrix, corrected for aspect ratio by
-``adjust_lr_fn="original"``, Keller Jordan's ``sqrt(max(1, rows/cols))``).
-``--lr`` sets the matrix rate; the others keep theirs. Each param group keeps its
-peak rate in ``base_lr`` and the loop sets ``lr = base_lr * schedule factor``.
+Muon's rate needs no width scaling because its update is orthogonalised (RMS ~1
+per matrix, corrected for aspect ratio by ``adjust_lr_fn="original"``, Keller
+Jordan's ``sqrt(max(1, rows/cols))``). ``--lr`` sets the matrix rate; the others
+keep theirs. Each param group keeps its peak rate in ``base_lr`` and the loop
+sets ``lr = base_lr * schedule factor``.
 """
 
 from __future__ import annotations
