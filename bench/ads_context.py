@@ -9,7 +9,16 @@ counted over the contexts whose topic some campaign targets (an ad-less answer
 is a miss there). For the others the right answer is no targeted ad: the share
 that got none is reported too.
 
-    .venv/bin/python bench/ads_context.py --workspace WS --sample WS/sample [--embedder hashing] [--contexts 500]
+``--handwritten`` adds the texts of bench/data/ads_contexts.json: short contexts
+a person would type, written by hand without looking at the sample's posts
+(the generator's templates are what the first set shares with the corpus). Each
+has the topic a reader gives it; some fit no campaign, some are unsafe (no
+campaign with the default brand-safety threshold may answer them, and the
+workspace's safety probes are loaded for them) and some are harmless texts with
+the unsafe texts' words, which must still get ads. Every miss is printed.
+
+    .venv/bin/python bench/ads_context.py --workspace WS --sample WS/sample [--embedder hashing] [--contexts 500] \
+        [--handwritten]
 """
 
 from __future__ import annotations
@@ -43,13 +52,16 @@ def main() -> None:
     ap.add_argument("--sample", type=Path, required=True)
     ap.add_argument("--embedder", default="auto", choices=("auto", "model", "hashing"))
     ap.add_argument("--contexts", type=int, default=500)
+    ap.add_argument("--handwritten", action="store_true", help="also the hand-written contexts (see above)")
     args = ap.parse_args()
 
+    from roost.ads.brand_safety import SafetyProbes
     from roost.ads.campaign import parse_campaigns
     from roost.ads.clicks import ClickSigner
     from roost.ads.context import UserHistory
     from roost.ads.embedder import resolve_embedder
     from roost.ads.service import AdRequest, AdsConfig, AdService
+    from roost.ads.setup import safety_path
     from roost.ads.store import AdStore
     from roost.corpus.schema import read_table
     from roost.workspace import Workspace
@@ -65,15 +77,20 @@ def main() -> None:
         store = AdStore(Path(tmp) / "ads.db", synchronous="NORMAL")
         store.add_campaigns(specs)
         for retrieval in ("keyword", "model"):
-            svc = AdService(
-                store,
-                ClickSigner(b"bench-secret-0123456789abcdef0123"),
-                embed=embed,
-                space=space,
-                history=history,
-                config=AdsConfig(retrieval=retrieval, default_frequency_cap=None),
-                seed=0,
-            )
+
+            def service(safety=None, retrieval=retrieval):
+                return AdService(
+                    store,
+                    ClickSigner(b"bench-secret-0123456789abcdef0123"),
+                    embed=embed,
+                    space=space,
+                    history=history,
+                    safety=safety,
+                    config=AdsConfig(retrieval=retrieval, default_frequency_cap=None),
+                    seed=0,
+                )
+
+            svc = service()
             covered = {t for ts in topics.values() for t in ts}
             hits = abstained = 0
             for text, topic in contexts:
@@ -89,6 +106,51 @@ def main() -> None:
                 f"no ad where no campaign fits {abstained / max(len(contexts) - n_cov, 1):.1%}",
                 flush=True,
             )
+            if args.handwritten:
+                probes = SafetyProbes.load(safety_path(ws), embed) if safety_path(ws).is_file() else None
+                handwritten(service(probes), topics, retrieval, AdRequest)
+
+
+def handwritten(svc, topics: dict[str, list[str]], retrieval: str, AdRequest) -> None:
+    """Serve each hand-written context (1 slot, no user); print the shares and every miss."""
+    cases = json.loads((Path(__file__).parent / "data" / "ads_contexts.json").read_text())
+    strict = svc.config.default_safety_threshold
+    misses = []
+
+    def served(text: str) -> list:
+        return svc.serve(AdRequest(context_text=text))
+
+    def topic_of(ads) -> str:
+        return ",".join(topics.get(ads[0].campaign_id, [])) if ads else "no ad"
+
+    on_topic = total = 0
+    for topic, texts in cases["topics"].items():
+        for text in texts:
+            ads = served(text)
+            total += 1
+            hit = bool(ads) and topic in topics.get(ads[0].campaign_id, [])
+            on_topic += hit
+            if not hit:
+                misses.append(f"  {topic:<12} {text!r} -> {topic_of(ads)}")
+    none = [t for t in cases["none"] if not served(t)]
+    misses += [f"  {'none':<12} {t!r} -> {topic_of(served(t))}" for t in cases["none"] if t not in none]
+
+    def blocked(text: str) -> bool:  # no campaign with the default threshold (or a stricter one) answers it
+        return not any(
+            (svc.catalog.campaigns[a.campaign_id].safety_threshold or strict) <= strict for a in served(text)
+        )
+
+    unsafe = [t for t in cases["unsafe"] if blocked(t)]
+    misses += [f"  {'unsafe':<12} {t!r} -> {topic_of(served(t))}" for t in cases["unsafe"] if t not in unsafe]
+    lookalikes = [t for t in cases["safe_lookalikes"] if served(t)]
+    misses += [f"  {'lookalike':<12} {t!r} -> no ad" for t in cases["safe_lookalikes"] if t not in lookalikes]
+    print(
+        f"{retrieval:<8} hand-written ({'with' if svc.safety else 'without'} safety probes): "
+        f"top ad on topic {on_topic}/{total} ({on_topic / total:.0%})  no ad where none fits "
+        f"{len(none)}/{len(cases['none'])}  unsafe blocked {len(unsafe)}/{len(cases['unsafe'])}  "
+        f"harmless look-alikes served {len(lookalikes)}/{len(cases['safe_lookalikes'])}"
+    )
+    print("\n".join(misses), flush=True)
 
 
 if __name__ == "__main__":

@@ -82,3 +82,22 @@ def test_server_durability_survives_a_process_crash_by_default_and_power_loss_on
     monkeypatch.setenv("ROOST_ADS_DURABILITY", "disk")
     with pytest.raises(ValueError, match="durability must be one of"):
         open_store(ws)
+
+
+def test_em_moves_a_word_to_the_topic_of_its_posts_not_all_its_users_topics(tmp_path):
+    store = AdStore(tmp_path / "ads.db", synchronous="NORMAL")
+    store.add_campaigns(topic_specs(), now=NOON)
+    catalog = Catalog(store)
+    users = [
+        ["espresso before work", "thick crema, nutty beans"],  # coffee only
+        ["a wild gambit today", "rook endgame in blitz"],  # chess only
+        # both: the first fit labels each of these posts half coffee, half chess
+        ["espresso and a gambit", "nutty beans from the roaster", "rook endgame at the club"],
+    ] * 3
+    first = TopicModel.fit(users, catalog, rounds=0)
+    em = TopicModel.fit(users, catalog)
+    coffee, chess = em.topics.index("coffee"), em.topics.index("chess")
+    assert 0.4 < first.posterior("roaster")[coffee] < 0.6  # only ever in the two-topic user's posts
+    assert em.posterior("roaster")[coffee] > 0.9  # the post's other words are coffee's
+    assert em.posterior("club")[chess] > 0.9
+    assert em.posterior("thick nutty crema")[coffee] > first.posterior("thick nutty crema")[coffee] > 0.9

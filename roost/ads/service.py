@@ -30,6 +30,7 @@ from roost.ads.money import LiveState
 from roost.ads.pacing import PacingConfig, admitted, participations
 from roost.ads.pctr import FEATURES, CTRModel, expected_clicks, smoothed_ctr, with_propensity
 from roost.ads.retrieval import CreativeIndex, no_match_floor
+from roost.ads.sensitive import sensitive_score
 from roost.ads.served_counts import CLICKS, EXPECTED, IMPRESSIONS, ServedCounts
 from roost.ads.store import AdStore, Click, Impression, utc_day
 from roost.ads.topics import TopicModel
@@ -55,6 +56,7 @@ class AdsConfig:
     min_topic_weight: float = 0.1  # topics the context is at least this much about bring their top bidders
     reserve_cpm_micros: int = 100_000  # least eCPM an ad must reach (0.10 per 1000 impressions)
     default_safety_threshold: float = 0.5
+    sensitive_phrases: bool = True  # context naming a sensitive event scores 1.0 unsafe (roost.ads.sensitive)
     # impressions of one campaign per user per UTC day, for campaigns that set no frequency_cap of their own
     # (None: uncapped); counted from ads.db's impressions, so it holds across server restarts
     default_frequency_cap: int | None = 3
@@ -232,6 +234,8 @@ class AdService:
         if self.embed is not None and texts:
             vecs, unsafe = self._embed_and_score(texts)
             vec = vecs.mean(axis=0)
+        if self.config.sensitive_phrases:
+            unsafe = max(unsafe, sensitive_score(texts))
         model, topic_at, posterior = self._topics
         topic_mix = np.array([posterior(t) for t in texts]).reshape(len(texts), len(model.topics))
         return Context(texts, word_sets, topic_mix, topic_at, set().union(*word_sets), vec, unsafe)
