@@ -17,8 +17,10 @@ the list off.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from roost.ads.catalog import words
+from roost.errors import UserError
 
 PHRASES: dict[str, tuple[str, ...]] = {
     "death and injury": (
@@ -78,25 +80,46 @@ PHRASES: dict[str, tuple[str, ...]] = {
     "self-harm": ("suicide", "self harm", "killed himself", "killed herself", "overdosed"),
 }
 
-_BY_FIRST_WORD: dict[str, list[tuple[tuple[str, ...], str]]] = {}
-for _category, _phrases in PHRASES.items():
-    for _phrase in _phrases:
-        _words = tuple(words(_phrase))
-        _BY_FIRST_WORD.setdefault(_words[0], []).append((_words, _category))
 
+class SensitivePhrases:
+    """Finds the phrases of a phrase list (category -> phrases) in texts, word for word, case ignored."""
 
-@lru_cache(maxsize=16_384)
-def sensitive_categories(text: str) -> frozenset[str]:
-    """The categories of the sensitive phrases ``text`` contains (word for word, case ignored)."""
-    ws = words(text)
-    found = set()
-    for i, w in enumerate(ws):
-        for phrase, category in _BY_FIRST_WORD.get(w, ()):
-            if tuple(ws[i : i + len(phrase)]) == phrase:
-                found.add(category)
-    return frozenset(found)
+    def __init__(self, phrases: dict[str, tuple[str, ...] | list[str]] = PHRASES):
+        self.by_first_word: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        for category, listed in phrases.items():
+            for phrase in listed:
+                if ws := tuple(words(phrase)):
+                    self.by_first_word.setdefault(ws[0], []).append((ws, category))
+        self.categories = lru_cache(maxsize=16_384)(self._categories)
 
+    @classmethod
+    def with_file(cls, path: Path) -> SensitivePhrases:
+        """The built-in list plus ``path``'s phrases, if the file exists.
 
-def sensitive_score(texts: list[str]) -> float:
-    """1.0 when any of ``texts`` names a sensitive event, else 0.0 (a brand-safety score, as the probes give)."""
-    return 1.0 if any(sensitive_categories(t) for t in texts) else 0.0
+        One ``category: phrase`` a line (a network's own events, its other
+        languages); blank lines and lines starting with ``#`` are skipped.
+        """
+        phrases = {k: list(v) for k, v in PHRASES.items()}
+        if path.is_file():
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                category, sep, phrase = line.partition(":")
+                if not sep or not category.strip() or not words(phrase):
+                    raise UserError(f"{path}:{n}: expected 'category: phrase', got {line!r}")
+                phrases.setdefault(category.strip(), []).append(phrase)
+        return cls(phrases)
+
+    def _categories(self, text: str) -> frozenset[str]:
+        ws = words(text)
+        return frozenset(
+            category
+            for i, w in enumerate(ws)
+            for phrase, category in self.by_first_word.get(w, ())
+            if tuple(ws[i : i + len(phrase)]) == phrase
+        )
+
+    def score(self, texts: list[str]) -> float:
+        """1.0 when any of ``texts`` names a sensitive event, else 0.0 (a brand-safety score, as the probes give)."""
+        return 1.0 if any(self.categories(t) for t in texts) else 0.0

@@ -30,7 +30,7 @@ from roost.ads.money import LiveState
 from roost.ads.pacing import PacingConfig, admitted, participations
 from roost.ads.pctr import FEATURES, CTRModel, expected_clicks, smoothed_ctr, with_propensity
 from roost.ads.retrieval import CreativeIndex, no_match_floor
-from roost.ads.sensitive import sensitive_score
+from roost.ads.sensitive import SensitivePhrases
 from roost.ads.served_counts import CLICKS, EXPECTED, IMPRESSIONS, ServedCounts
 from roost.ads.store import AdStore, Click, Impression, utc_day
 from roost.ads.topics import TopicModel
@@ -119,6 +119,7 @@ class AdService:
         history: UserHistory | None = None,
         ctr: CTRModel | None = None,
         safety: SafetyProbes | None = None,
+        sensitive: SensitivePhrases | None = None,
         config: AdsConfig | None = None,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
@@ -136,7 +137,7 @@ class AdService:
         self.embed, self.space = embed, space
         self.history = history or UserHistory()
         self.ctr = ctr or CTRModel()
-        self.safety = safety
+        self.safety, self.sensitive = safety, sensitive or SensitivePhrases()
         self.clock = clock
         self.rng = random.Random(seed)
         self.np_rng = np.random.default_rng(seed)  # pacing's draws, one per throttled candidate
@@ -235,7 +236,7 @@ class AdService:
             vecs, unsafe = self._embed_and_score(texts)
             vec = vecs.mean(axis=0)
         if self.config.sensitive_phrases:
-            unsafe = max(unsafe, sensitive_score(texts))
+            unsafe = max(unsafe, self.sensitive.score(texts))
         model, topic_at, posterior = self._topics
         topic_mix = np.array([posterior(t) for t in texts]).reshape(len(texts), len(model.topics))
         return Context(texts, word_sets, topic_mix, topic_at, set().union(*word_sets), vec, unsafe)

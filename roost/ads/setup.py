@@ -2,8 +2,10 @@
 
 ``workspace/ads.db`` holds the campaigns and events, unless ``--ads-db`` names
 another file or a ``postgresql://`` database (which many replicas share); ``workspace/ads/`` holds
-the click secret, the trained click model, the brand-safety probes and the
-saved creative index, and a ``manifest.json`` like every stage's (:func:`record_artifact`).
+the click secret, the trained click model, the brand-safety probes, the
+saved creative index, the network's own sensitive phrases if it writes any
+(``sensitive_phrases.txt``, :mod:`roost.ads.sensitive`) and a ``manifest.json``
+like every stage's (:func:`record_artifact`).
 
 ``ROOST_ADS_DURABILITY`` picks what an acknowledged impression or click must
 survive (see :mod:`roost.ads.store`): ``process`` (default; a crash or SIGKILL
@@ -25,6 +27,7 @@ from roost.ads.context import UserHistory
 from roost.ads.db import synchronous_for
 from roost.ads.embedder import resolve_embedder
 from roost.ads.pctr import CTRModel
+from roost.ads.sensitive import SensitivePhrases
 from roost.ads.service import AdsConfig, AdService
 from roost.ads.store import AdStore
 from roost.workspace import Workspace, file_hash
@@ -96,6 +99,7 @@ def open_service(
     history = UserHistory.from_corpus(ws.corpus) if ws.read_manifest("corpus") else None
     ctr = CTRModel.load(ctr_path(ws)) if ctr_path(ws).exists() else None
     safety = SafetyProbes.load(safety_path(ws), embed) if safety_path(ws).exists() else None
+    sensitive = SensitivePhrases.with_file(ads_dir(ws) / "sensitive_phrases.txt")
     signer = ClickSigner(load_or_create_secret(ads_dir(ws) / "click_secret"))
     service = AdService(
         open_store(ws, ads_db=ads_db),
@@ -105,6 +109,7 @@ def open_service(
         history=history,
         ctr=ctr,
         safety=safety,
+        sensitive=sensitive,
         config=config,
         index_path=ads_dir(ws) / f"creatives-{space}.usearch",
         **kwargs,
