@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_ads_money import NOON, SECRET, Traffic, campaigns, check_money, ops
-from test_pg_fixtures import fresh_database, pg_server, pg_template, pg_url  # noqa: F401 (fixtures)
+from test_pg_fixtures import closes_pools, fresh_database, pg_server, pg_template, pg_url  # noqa: F401 (fixtures)
 
 from roost.ads.campaign import CampaignPatch, CampaignSpec
 from roost.ads.clicks import ClickSigner
@@ -30,6 +30,8 @@ from roost.ads.service import AdRequest, AdsConfig, AdService
 from roost.ads.store import AdStore, Impression
 from roost.cli import main
 from roost.server.ui import ads_summary
+
+pytestmark = pytest.mark.usefixtures("closes_pools")  # no pool left to the garbage collector
 
 
 def spec(cid: str, budget: float = 1.0, bid: float = 0.3, **over) -> CampaignSpec:

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from roost.ads.db import open_backend
+from roost.ads.db import PostgresBackend, open_backend
 from roost.ads.migrations import migrate_schema
 from roost.ads.pgtemp import PgServer, PostgresMissing, find_bin_dir, temporary_postgres
 
@@ -64,3 +64,25 @@ def fresh_database(server: PgServer, template: str | None = None) -> str:
 def pg_url(pg_server: PgServer, pg_template: str) -> str:
     """A fresh, migrated database for one test."""
     return fresh_database(pg_server, pg_template)
+
+
+@pytest.fixture
+def closes_pools(monkeypatch):
+    """Close every PostgreSQL connection pool the test opened when it ends.
+
+    A pool left to the garbage collector may be collected on one of its own
+    worker threads, where psycopg_pool's ``__del__`` fails with "cannot join
+    current thread", printed into whichever test runs then (a test reading its
+    stderr fails).
+    """
+    opened: dict[int, PostgresBackend] = {}
+    the_pool = PostgresBackend._the_pool
+
+    def tracked(self):
+        opened[id(self)] = self
+        return the_pool(self)
+
+    monkeypatch.setattr(PostgresBackend, "_the_pool", tracked)
+    yield
+    for backend in opened.values():
+        backend.close()

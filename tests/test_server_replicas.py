@@ -35,11 +35,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from test_engine_fixtures import live_server
-from test_pg_fixtures import fresh_database, pg_server, pg_template, require_postgres  # noqa: F401
+from test_pg_fixtures import closes_pools, fresh_database, pg_server, pg_template, require_postgres  # noqa: F401
 
 from roost.ads.campaign import CampaignSpec
 from roost.ads.pgtemp import free_port, temporary_postgres
 from roost.ads.store import AdStore
+
+pytestmark = pytest.mark.usefixtures("closes_pools")  # no pool left to the garbage collector
 
 ADMIN = "admin-secret"
 REPLICAS = 3

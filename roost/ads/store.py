@@ -91,10 +91,14 @@ class AdStore:
         self, target: str | Path, synchronous: str = "FULL", busy_timeout_ms: int = 30_000, migrate: bool | None = None
     ):
         self.backend: Backend = open_backend(target, synchronous, busy_timeout_ms)
-        if self.backend.embedded if migrate is None else migrate:
-            migrate_schema(self.backend)
-        else:
-            check_current(self.backend)
+        try:
+            if self.backend.embedded if migrate is None else migrate:
+                migrate_schema(self.backend)
+            else:
+                check_current(self.backend)
+        except BaseException:
+            self.backend.close()  # a PostgreSQL pool left to the garbage collector may be collected on its own thread
+            raise
 
     @property
     def path(self) -> str:

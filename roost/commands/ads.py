@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from roost.cli import UserError, add_workspace_arg
@@ -132,8 +132,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     from roost.ads.campaign import parse_campaigns
 
     specs = parse_campaigns(read_json(args.file), str(args.file))
-    store = _store(args)
-    ids = store.add_campaigns(specs)
+    with closing(_store(args)) as store:
+        ids = store.add_campaigns(specs)
     print(f"loaded {len(ids)} campaigns ({sum(len(s.creatives) for s in specs)} creatives) into {store.path}")
     return 0
 
@@ -176,8 +176,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from roost.ads.migrations import current_version, head, migrate_schema
 
     target = _ads_target(args)
-    with _db_errors(target):
-        backend = open_backend(str(target))
+    with _db_errors(target), closing(open_backend(str(target))) as backend:
         before = current_version(backend)
         applied = migrate_schema(backend)
     for m in applied:
@@ -187,7 +186,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         if applied
         else f"ads database {backend.describe()}: schema already at version {before} (current)"
     )
-    backend.close()
     return 0
 
 
@@ -198,14 +196,14 @@ def cmd_train_ctr(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     if args.ads_db is None and not ws.ads_db.exists():
         raise UserError(f"{ws.ads_db} does not exist: load campaigns and serve ads first")
-    store = _store(args)
-    events = store.events()
-    model = train(*events_to_arrays(events), test_fraction=args.test_fraction)
-    model.save(ctr_path(ws))
-    record_artifact(ws, ctr_path(ws).name, "roost ads train-ctr")
-    # the campaigns' propensities compare their clicks with what the model the server will load expects
-    restated = expected_clicks(model, events)
-    store.restate_expected_clicks(restated)
+    with closing(_store(args)) as store:
+        events = store.events()
+        model = train(*events_to_arrays(events), test_fraction=args.test_fraction)
+        model.save(ctr_path(ws))
+        record_artifact(ws, ctr_path(ws).name, "roost ads train-ctr")
+        # the campaigns' propensities compare their clicks with what the model the server will load expects
+        restated = expected_clicks(model, events)
+        store.restate_expected_clicks(restated)
     test = model.metrics["test"]
     print(
         f"click model: {test['n']} test impressions ({test['clicks']} clicks, later {args.test_fraction:.0%} "
