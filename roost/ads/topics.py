@@ -51,8 +51,10 @@ class TopicModel:
         music, for users who care about both). Each of ``rounds`` of EM then
         labels a post with its own topic given its words and its user's mix
         (one topic a post, the user's mix as the prior) and fits again: the
-        words sharpen onto the topics of the posts they occur in, and a post
-        whose words say little (another language, few words) keeps its user's mix.
+        words sharpen onto the topics of the posts they occur in. English posts
+        gain (90% -> 99.9% on their true topic in the sample), posts in other
+        languages lose (es 34% -> 13%): their function words are no stopwords
+        here and pull a language's posts together (BENCHMARKS.md, Ads).
         """
         topics = sorted(catalog.by_topic)
         at = {t: i for i, t in enumerate(topics)}
