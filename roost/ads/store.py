@@ -91,11 +91,9 @@ class AdStore:
         self, target: str | Path, synchronous: str = "FULL", busy_timeout_ms: int = 30_000, migrate: bool | None = None
     ):
         self.backend: Backend = open_backend(target, synchronous, busy_timeout_ms)
+        bring_up_to_date = migrate_schema if (self.backend.embedded if migrate is None else migrate) else check_current
         try:
-            if self.backend.embedded if migrate is None else migrate:
-                migrate_schema(self.backend)
-            else:
-                check_current(self.backend)
+            bring_up_to_date(self.backend)
         except BaseException:
             self.backend.close()  # a PostgreSQL pool left to the garbage collector may be collected on its own thread
             raise
