@@ -183,6 +183,7 @@ class Demo:
             eval_tokens=c.eval_tokens,
             run=PRETRAIN_RUN,
             warmup=min(20, c.train_steps or 20),
+            threads="auto",  # a first run on a laptop shares it with other work (roost.train.threads)
         )
 
     def train(self) -> tuple[bool, str]:
@@ -215,6 +216,7 @@ class Demo:
                 "minutes": c.sft_minutes,
                 "steps": c.sft_steps,
                 "eval_tokens": c.eval_tokens,
+                "threads": "auto",
             },
             {"min_shared_words": c.sft_min_shared_words},
         )

@@ -27,6 +27,7 @@ _TRAIN_FLAGS: dict[str, tuple[type, str]] = {
         "device",
         "dtype",
         "parallel",
+        "threads",
         "seed",
     )
 }

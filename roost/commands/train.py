@@ -46,6 +46,13 @@ _FLAGS: dict[str, tuple[type, str]] = {
             "all threads; a fair budget for runs sharing a busy machine)"
         ),
     ),
+    "threads": (
+        str,
+        (
+            "fixed (torch's count: one a core, or OMP_NUM_THREADS; bitwise repeatable) or auto (fewer while other "
+            "work keeps the cores busy, rechecked every 100 steps: much faster on a shared machine, not repeatable)"
+        ),
+    ),
     "optimizer": (str, "muon (Muon for block matrices, AdamW for the rest) or adamw"),
     "lr": (
         float,

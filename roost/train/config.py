@@ -19,6 +19,7 @@ DTYPES = ("auto", "bfloat16", "float32")  # roost.precision.compute_dtype
 PARALLEL = ("ddp", "fsdp")  # roost.train.dist.wrap_model
 INITS = ("scratch", "model")  # random weights, or workspace/model/ (roost.train.pretrain.initial_model)
 CLOCKS = ("wall", "cpu")  # what --minutes counts (roost.train.loop.budget_clock)
+THREADS = ("fixed", "auto")  # a CPU step's threads (roost.train.threads)
 
 # Fields that fix the model and the data order: a resumed run may not change them.
 FROZEN_ON_RESUME = (
@@ -81,6 +82,9 @@ class TrainConfig:
     parallel: str = "ddp"  # with many processes: DistributedDataParallel or FSDP2 (roost.train.dist)
     activation_checkpointing: bool = False  # recompute each block's activations in backward (less memory)
     compile: bool = False
+    # a CPU step's threads: fixed = torch's count all run (one a core, or OMP_NUM_THREADS), bitwise repeatable;
+    # auto = fewer while other work keeps the cores busy (roost.train.threads): faster there, not repeatable
+    threads: str = "fixed"
     seed: int = 1337
 
     def __post_init__(self) -> None:
@@ -122,6 +126,7 @@ class TrainConfig:
             ("parallel", PARALLEL),
             ("init", INITS),
             ("clock", CLOCKS),
+            ("threads", THREADS),
         ):
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

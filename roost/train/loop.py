@@ -34,6 +34,7 @@ from roost.train.evaluate import Evaluator
 from roost.train.metrics import MetricsLog, OverfitWatch, peak_flops, plot_losses
 from roost.train.optim import matrix_lr, set_lr
 from roost.train.schedule import lr_factor
+from roost.train.threads import ThreadTuner
 from roost.workspace import Workspace, atomic_write_json
 
 
@@ -146,6 +147,7 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
     train_loss = val = None
     last_ckpt = run.resumed_from
     overfit = OverfitWatch()
+    threads = ThreadTuner.for_run(info.device, info.world_size) if cfg.threads == "auto" else None
     while True:
         done = progress(step, train_seconds) >= 1.0
         if step % cfg.eval_every == 0 or done:
@@ -168,10 +170,15 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
             min_lr=cfg.min_lr,
         )
         set_lr(optimizers, lr_mult)
+        if threads:
+            threads.before_step()
         train_loss, grad_norm, rank_seconds = train_step(
             run.wrapped, model, optimizers, loader, grad_accum, cfg.grad_clip, run.autocast, info
         )
         dt = clock() - t0  # train_step's all_gather waited for every rank
+        step_threads = torch.get_num_threads()
+        if threads:
+            threads.after_step(rank_seconds[0])  # wall time: under --clock cpu, dt is blind to waiting for a core
         train_seconds += dt
         step += 1
 
@@ -192,6 +199,13 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
             }
             if peak:
                 record["mfu"] = flops_per_token * tokens_per_s / (peak * info.world_size)
+            if threads:
+                record["threads"] = step_threads
+                while threads.changes:
+                    was, now, faster = threads.changes.pop(0)
+                    bar.write(
+                        f"step {step}: {now} threads instead of {was}, {faster:.1f}x the steps/s on this machine now"
+                    )
             log.log(record)
             if total_steps is None:  # time budget: the step count is an estimate
                 bar.total = max(step, round(step / max(progress(step, train_seconds), 1e-9)))
@@ -201,6 +215,8 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
             last_ckpt = save_checkpoint(step)
 
     # ---- the end: final checkpoint and plot
+    if threads:
+        threads.restore()
     if last_ckpt is None or checkpoint.read_meta(last_ckpt)["step"] != step:
         last_ckpt = save_checkpoint(step)
     if info.is_main:

@@ -1,0 +1,67 @@
+"""How many threads a CPU training step uses: as many as help now, fewer on a machine shared with other work.
+
+torch runs a step on one thread per core. Beside other busy work that is often
+several times slower than fewer threads: every parallel region waits for its
+slowest thread, and the operating system keeps descheduling one of them for the
+other work. On 2 cores beside one busy process, a depth-2 model stepped at 5,019
+tokens/s on 2 threads and 22,444 on 1; on the quiet machine, 40,790 and 22,311
+(BENCHMARKS.md, Training). So a single CPU process can time a few steps at each
+candidate count every ``every`` steps and keep the fastest until the next
+check. It is ``roost train --threads auto`` (the demo's choice), not the
+default: the thread count changes the order of a GEMM's sums, so the same steps
+on 1 and 2 threads differ in their last bits, and a run that switches counts by
+the machine's load is not bitwise repeatable, as ``--threads fixed`` runs are.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+
+
+class ThreadTuner:
+    """Call :meth:`before_step` and :meth:`after_step` around each training step."""
+
+    def __init__(self, threads: int, every: int = 100, trial_steps: int = 3, first_trial: int = 20):
+        self.candidates = sorted({threads, threads - 1, threads // 2} - {0}, reverse=True)
+        self.every, self.trial_steps = every, trial_steps
+        self.threads = self.best = threads
+        self.next_trial = first_trial  # steps before the first trial: the first ones are slow anyway
+        self.trial: list[int] = []  # the thread count of each step of the trial under way
+        self.times: dict[int, list[float]] = {}
+        self.changes: list[tuple[int, int, float]] = []  # (from, to, speed-up measured), for the log
+
+    @classmethod
+    def for_run(cls, device: torch.device, world_size: int) -> ThreadTuner | None:
+        """A tuner for one process on a CPU with more than one thread (None elsewhere)."""
+        threads = torch.get_num_threads()
+        if device.type != "cpu" or world_size > 1 or threads < 2:
+            return None
+        return cls(threads)
+
+    def before_step(self) -> None:
+        if not self.trial:
+            if self.next_trial > 0:
+                self.next_trial -= 1
+                return
+            self.trial = [c for c in self.candidates for _ in range(self.trial_steps)]
+            self.times = {c: [] for c in self.candidates}
+        torch.set_num_threads(self.trial[0])
+
+    def after_step(self, seconds: float) -> None:
+        if not self.trial:
+            return
+        self.times[self.trial.pop(0)].append(seconds)
+        if self.trial:
+            return
+        speed = {c: 1 / statistics.median(t) for c, t in self.times.items()}
+        best = max(speed, key=speed.__getitem__)
+        if best != self.best:
+            self.changes.append((self.best, best, speed[best] / speed[self.best]))
+        self.best, self.next_trial = best, self.every
+        torch.set_num_threads(best)
+
+    def restore(self) -> None:
+        """Back to the count the run started with, for whatever the process does next."""
+        torch.set_num_threads(self.threads)
