@@ -204,7 +204,8 @@ def fit(ws: Workspace, run: Fit) -> TrainResult:
                 while threads.changes:
                     was, now, faster = threads.changes.pop(0)
                     bar.write(
-                        f"step {step}: {now} threads instead of {was}, {faster:.1f}x the steps/s on this machine now"
+                        f"step {step}: training on {now} thread{'s' * (now > 1)} instead of {was} "
+                        f"({faster:.1f}x the steps/s on this machine now)"
                     )
             log.log(record)
             if total_steps is None:  # time budget: the step count is an estimate
