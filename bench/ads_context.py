@@ -112,45 +112,47 @@ def main() -> None:
 
 
 def handwritten(svc, topics: dict[str, list[str]], retrieval: str, AdRequest) -> None:
-    """Serve each hand-written context (1 slot, no user); print the shares and every miss."""
+    """Serve each hand-written context once (1 slot, no user); print the shares and every miss."""
     cases = json.loads((Path(__file__).parent / "data" / "ads_contexts.json").read_text())
     strict = svc.config.default_safety_threshold
-    misses = []
+    answers = {
+        t: svc.serve(AdRequest(context_text=t))
+        for t in [*(t for ts in cases["topics"].values() for t in ts), *cases["none"], *cases["unsafe"]]
+        + cases["safe_lookalikes"]
+    }
 
-    def served(text: str) -> list:
-        return svc.serve(AdRequest(context_text=text))
-
-    def topic_of(ads) -> str:
+    def topic_of(text: str) -> str:
+        ads = answers[text]
         return ",".join(topics.get(ads[0].campaign_id, [])) if ads else "no ad"
 
-    on_topic = total = 0
-    for topic, texts in cases["topics"].items():
-        for text in texts:
-            ads = served(text)
-            total += 1
-            hit = bool(ads) and topic in topics.get(ads[0].campaign_id, [])
-            on_topic += hit
-            if not hit:
-                misses.append(f"  {topic:<12} {text!r} -> {topic_of(ads)}")
-    none = [t for t in cases["none"] if not served(t)]
-    misses += [f"  {'none':<12} {t!r} -> {topic_of(served(t))}" for t in cases["none"] if t not in none]
+    def on_topic(text: str, topic: str) -> bool:
+        ads = answers[text]
+        return bool(ads) and topic in topics.get(ads[0].campaign_id, [])
 
     def blocked(text: str) -> bool:  # no campaign with the default threshold (or a stricter one) answers it
         return not any(
-            (svc.catalog.campaigns[a.campaign_id].safety_threshold or strict) <= strict for a in served(text)
+            (svc.catalog.campaigns[a.campaign_id].safety_threshold or strict) <= strict for a in answers[text]
         )
 
-    unsafe = [t for t in cases["unsafe"] if blocked(t)]
-    misses += [f"  {'unsafe':<12} {t!r} -> {topic_of(served(t))}" for t in cases["unsafe"] if t not in unsafe]
-    lookalikes = [t for t in cases["safe_lookalikes"] if served(t)]
-    misses += [f"  {'lookalike':<12} {t!r} -> no ad" for t in cases["safe_lookalikes"] if t not in lookalikes]
+    checks = [  # (kind, text, right?)
+        *((topic, t, on_topic(t, topic)) for topic, ts in cases["topics"].items() for t in ts),
+        *(("none", t, not answers[t]) for t in cases["none"]),
+        *(("unsafe", t, blocked(t)) for t in cases["unsafe"]),
+        *(("lookalike", t, bool(answers[t])) for t in cases["safe_lookalikes"]),
+    ]
+
+    def share(kind: str) -> str:
+        mine = [ok for k, _, ok in checks if k == kind]
+        return f"{sum(mine)}/{len(mine)}"
+
+    n_topic = sum(len(ts) for ts in cases["topics"].values())
+    right = sum(ok for kind, _, ok in checks if kind in cases["topics"])
     print(
         f"{retrieval:<8} hand-written ({'with' if svc.safety else 'without'} safety probes): "
-        f"top ad on topic {on_topic}/{total} ({on_topic / total:.0%})  no ad where none fits "
-        f"{len(none)}/{len(cases['none'])}  unsafe blocked {len(unsafe)}/{len(cases['unsafe'])}  "
-        f"harmless look-alikes served {len(lookalikes)}/{len(cases['safe_lookalikes'])}"
+        f"top ad on topic {right}/{n_topic} ({right / n_topic:.0%})  no ad where none fits {share('none')}  "
+        f"unsafe blocked {share('unsafe')}  harmless look-alikes served {share('lookalike')}"
     )
-    print("\n".join(misses), flush=True)
+    print("\n".join(f"  {kind:<12} {t!r} -> {topic_of(t)}" for kind, t, ok in checks if not ok), flush=True)
 
 
 if __name__ == "__main__":
