@@ -261,6 +261,7 @@ class Demo:
                     steps=self.cfg.retriever_steps,
                     query_steps=self.cfg.retriever_query_steps,
                     max_pairs=self.cfg.retriever_pairs,
+                    threads="auto",  # as the training stages (roost.train.threads)
                 ),
             )
         except ValueError as e:  # e.g. no pairs to mine in a tiny corpus
@@ -323,7 +324,7 @@ class Demo:
         if old is not None and old.space == space and old.inputs == inputs:
             return False, f"probes {', '.join(old.names)} in {path}"
         try:
-            probes = train_from_signals(ws.corpus, embed, space)
+            probes = train_from_signals(ws.corpus, embed, space, threads="auto")
         except ValueError as e:  # a corpus without moderation signals: serve without, and say so
             return False, f"skipped: {e}"
         probes.inputs = inputs

@@ -168,6 +168,7 @@ def test_cli_trains_a_retriever_search_loads(tmp_path, tokenizer):  # noqa: F811
     ws = Workspace(root)
     write_corpus(ws, make_posts(60))
     texts = ["goal striker", "pasta garlic"]
+    threads = torch.get_num_threads()
     plain = load_search_model(ws.model).embed(texts)
     assert (
         main(
@@ -183,10 +184,13 @@ def test_cli_trains_a_retriever_search_loads(tmp_path, tokenizer):  # noqa: F811
                 "32",
                 "--query-steps",
                 "5",
+                "--threads",
+                "auto",
             ]
         )
         == 0
     )
+    assert torch.get_num_threads() == threads  # auto hands the process's own count back
     assert (ws.model / RETRIEVER_FILE).is_file()
     model = load_search_model(ws.model)
     assert isinstance(model.embed, Retriever) and model.embed.dim == 32 and model.embed.query_encoder is not None
@@ -198,7 +202,7 @@ def test_cli_trains_a_retriever_search_loads(tmp_path, tokenizer):  # noqa: F811
     assert q.shape == (2, 32) and np.allclose(np.linalg.norm(q, axis=1), 1, atol=1e-5)
     assert model.expand is not None and "worldcup" in model.expand.tags
     report = json.loads((root / "runs" / "retriever" / "report.json").read_text())
-    assert report["config"]["lr"] == 1e-2 and report["held_out_posts"] > 0
+    assert report["config"]["lr"] == 1e-2 and report["held_out_posts"] > 0 and report["config"]["threads"] == "auto"
     assert model.ranking.min_similarity == report["tuning"]["chosen"]["min_similarity"] > -1.0
 
     # the calibrated threshold: a query nothing matches returns nothing, in every mode

@@ -1,8 +1,10 @@
 """The CPU thread count of training steps (roost.train.threads, --threads auto): fewer when they step faster."""
 
 import json
+import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from test_train_fixtures import make_token_workspace
@@ -10,7 +12,7 @@ from test_train_fixtures import make_token_workspace
 from roost.errors import UserError
 from roost.train.config import TrainConfig
 from roost.train.pretrain import train
-from roost.train.threads import ThreadTuner
+from roost.train.threads import ThreadTuner, tuned_steps
 
 
 @pytest.fixture
@@ -70,3 +72,45 @@ def test_a_threads_auto_run_logs_its_threads_and_hands_the_count_back(tmp_path, 
     assert not any("threads" in r for r in records)
     with pytest.raises(UserError, match="--threads must be one of fixed, auto"):
         TrainConfig(threads="all")
+
+
+def test_tuned_steps_time_the_callers_work_and_hand_the_count_back_however_the_loop_ends(restore_threads):
+    torch.set_num_threads(2)
+    used = []
+    for _ in tuned_steps(range(14), auto=True):
+        used.append(torch.get_num_threads())
+        time.sleep(0.03 if used[-1] == 2 else 0.005)  # the caller's work, 6x slower on 2 threads here
+    # 3 steps before the first trial, 3 at each count, then the faster count
+    assert used == [2, 2, 2] + [2, 2, 2, 1, 1, 1] + [1] * 5
+    assert torch.get_num_threads() == 2
+    for i in tuned_steps(range(14), auto=True):
+        if i == 7:  # mid-trial or after it: the caller leaves early
+            break
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
+    assert list(tuned_steps(range(5), auto=True)) == list(range(5))  # one thread: nothing to tune
+    torch.set_num_threads(2)
+    seen = []
+    for _ in tuned_steps(range(12), auto=False):
+        seen.append(torch.get_num_threads())
+    assert seen == [2] * 12
+
+
+def test_embedding_on_tuned_threads_gives_the_same_vectors(restore_threads):
+    from roost.ads.embedder import HashingEmbedder
+    from roost.ads.retrieval import embed_in_batches
+
+    torch.set_num_threads(2)
+    embed = HashingEmbedder()
+    texts = [f"post {i} about {'football' if i % 2 else 'pasta'}" for i in range(40)]
+    fixed = embed_in_batches(embed, texts, batch_size=4)
+    auto = embed_in_batches(embed, texts, batch_size=4, threads="auto")
+    assert fixed.shape == (40, fixed.shape[1]) and np.array_equal(fixed, auto)
+    assert torch.get_num_threads() == 2
+
+
+def test_the_retrievers_threads_are_checked():
+    from roost.search.retriever import RetrieverConfig
+
+    with pytest.raises(UserError, match="--threads must be one of fixed, auto, got 'all'"):
+        RetrieverConfig(threads="all")

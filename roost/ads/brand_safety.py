@@ -160,7 +160,13 @@ def workspace_examples(
 
 
 def train_from_signals(
-    corpus_dir: str | Path, embed, space: str, limit: int | None = None, held_out: float = 0.2, seed: int = 0
+    corpus_dir: str | Path,
+    embed,
+    space: str,
+    limit: int | None = None,
+    held_out: float = 0.2,
+    seed: int = 0,
+    threads: str = "fixed",
 ) -> SafetyProbes:
     """The ``moderation`` probe from the corpus's own signals, with AUC and macro-F1 on a held-out share.
 
@@ -174,7 +180,7 @@ def train_from_signals(
     order = np.random.default_rng(seed).permutation(len(texts))[:limit]
     cut = max(1, int(len(order) * (1 - held_out)))
     shuffled = [texts[i] for i in order]
-    vecs = embed_in_batches(embed, shuffled, desc="embedding moderated posts")
+    vecs = embed_in_batches(embed, shuffled, desc="embedding moderated posts", threads=threads)
     probes = SafetyProbes(space=space).bind(embed)
     probes.add("moderation", shuffled[:cut], vecs[:cut], labels[order[:cut]], {1})
     if len(set(labels[order[cut:]].tolist())) == 2:

@@ -76,6 +76,13 @@ def register(subparsers) -> None:
         default="auto",
         help="embedding: the workspace model (auto when present) or a hashed bag of words",
     )
+    p.add_argument(
+        "--threads",
+        choices=("fixed", "auto"),
+        default="fixed",
+        help="CPU threads while embedding: fixed (torch's count) or auto (fewer while other work keeps the cores "
+        "busy, as `roost train --threads auto`)",
+    )
     add_workspace_arg(p)
     p.set_defaults(func=cmd_train_safety)
 
@@ -240,7 +247,7 @@ def cmd_train_safety(args: argparse.Namespace) -> int:
         if not ws.read_manifest("corpus"):
             raise UserError(f"no corpus in {ws.root}: run `roost ingest` first, or give labelled files with --train")
         try:
-            probes = train_from_signals(ws.corpus, embed, space, limit=args.limit)
+            probes = train_from_signals(ws.corpus, embed, space, limit=args.limit, threads=args.threads)
         except ValueError as e:
             raise UserError(str(e)) from None
         m = probes.metrics.get("moderation")
@@ -252,10 +259,18 @@ def cmd_train_safety(args: argparse.Namespace) -> int:
     for name, texts_file, labels_file in args.train:
         texts, labels = read_labelled(texts_file, labels_file)
         texts, labels = texts[: args.limit], labels[: args.limit]
-        probes.add(name, texts, embed_in_batches(embed, texts, desc=f"embedding {name}"), labels, unsafe)
+        probes.add(
+            name, texts, embed_in_batches(embed, texts, desc=f"embedding {name}", threads=args.threads), labels, unsafe
+        )
     for name, texts_file, labels_file in args.val:
         texts, labels = read_labelled(texts_file, labels_file)
-        m = probes.evaluate(name, texts, embed_in_batches(embed, texts, desc=f"embedding {name} val"), labels, unsafe)
+        m = probes.evaluate(
+            name,
+            texts,
+            embed_in_batches(embed, texts, desc=f"embedding {name} val", threads=args.threads),
+            labels,
+            unsafe,
+        )
         print(f"{name}: {m['n']} held-out examples: AUC {m['auc']:.3f}  macro-F1 {m['macro_f1']:.3f}")
     probes.save(safety_path(ws))
     record_artifact(

@@ -6,6 +6,7 @@ import argparse
 
 from roost.cli import add_workspace_arg
 from roost.errors import UserError
+from roost.train.config import THREADS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,6 +76,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--dim", type=int, default=None, help="vector size (default: the model width)")
     t.add_argument("--max-pairs", type=int, default=None, help="at most this many mined pairs (default 100000)")
     t.add_argument("--seed", type=int, default=None)
+    t.add_argument(
+        "--threads",
+        choices=THREADS,
+        default=None,
+        help="fixed (torch's count; bitwise repeatable) or auto (fewer while other work keeps the cores busy, "
+        "as `roost train --threads auto`)",
+    )
     t.set_defaults(func=run_train_retriever)
 
 
@@ -125,7 +133,7 @@ def run_train_retriever(args: argparse.Namespace) -> int:
 
     given = {
         k: getattr(args, k)
-        for k in ("steps", "query_steps", "holdout_fraction", "batch_size", "lr", "dim", "max_pairs", "seed")
+        for k in ("steps", "query_steps", "holdout_fraction", "batch_size", "lr", "dim", "max_pairs", "seed", "threads")
     }
     cfg = RetrieverConfig(**{k: v for k, v in given.items() if v is not None})
     report = train_workspace_retriever(Workspace(args.workspace), cfg)

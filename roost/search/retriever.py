@@ -36,6 +36,8 @@ from roost.corpus import schema
 from roost.errors import UserError
 from roost.search.expand import ExpansionConfig
 from roost.search.text import hashtag_words, word_counts
+from roost.train.config import THREADS
+from roost.train.threads import tuned_steps
 from roost.workspace import Workspace, atomic_write_json
 
 if TYPE_CHECKING:
@@ -63,6 +65,12 @@ class RetrieverConfig:
     expansion: ExpansionConfig = field(default_factory=ExpansionConfig)
     val_fraction: float = 0.05
     seed: int = 0
+    # the training loops' CPU threads, as `roost train --threads` (roost.train.threads): fixed or auto
+    threads: str = "fixed"
+
+    def __post_init__(self) -> None:
+        if self.threads not in THREADS:
+            raise UserError(f"--threads must be one of {', '.join(THREADS)}, got {self.threads!r}")
 
 
 @dataclass
@@ -176,7 +184,7 @@ def train_retriever(table: torch.Tensor, ids: list[list[int]], pairs: Pairs, cfg
     before = recall_at_1(encoder, ids, *val) if n_val else None
     g = torch.Generator().manual_seed(cfg.seed)
     losses = []
-    for _ in tqdm(range(cfg.steps), desc="train-retriever", unit="step"):
+    for _ in tuned_steps(tqdm(range(cfg.steps), desc="train-retriever", unit="step"), cfg.threads == "auto"):
         b = torch.randint(len(anchor), (min(cfg.batch_size, len(anchor)),), generator=g)
         ai, pi = anchor[b], positive[b]
         a, p = encoder([ids[i] for i in ai.tolist()]), encoder([ids[i] for i in pi.tolist()])
@@ -234,7 +242,8 @@ def train_query_encoder(query: QueryEncoder, ids: list[list[int]], pairs: Pairs,
     )
     g = torch.Generator().manual_seed(cfg.seed + 1)
     losses = []
-    for _ in tqdm(range(cfg.query_steps), desc="train-retriever queries", unit="step"):
+    steps = tqdm(range(cfg.query_steps), desc="train-retriever queries", unit="step")
+    for _ in tuned_steps(steps, cfg.threads == "auto"):
         b = torch.randint(len(anchor), (min(cfg.query_batch_size, len(anchor)),), generator=g)
         ai, pi = anchor[b], positive[b]
         loss = info_nce(query([ids[i] for i in ai.tolist()]), F.normalize(docs[pi], dim=-1), ai, pi, cfg.temperature)

@@ -16,8 +16,13 @@ the machine's load is not bitwise repeatable, as ``--threads fixed`` runs are.
 from __future__ import annotations
 
 import statistics
+import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 
 class ThreadTuner:
@@ -65,3 +70,25 @@ class ThreadTuner:
     def restore(self) -> None:
         """Back to the count the run started with, for whatever the process does next."""
         torch.set_num_threads(self.threads)
+
+
+def tuned_steps(steps: Iterable[T], auto: bool, first_trial: int = 3) -> Iterator[T]:
+    """Yield each of ``steps``, with a :class:`ThreadTuner` timing the work the caller does on each, when ``auto``.
+
+    For the training loops outside ``roost train`` (the retriever's): the first trial comes after
+    ``first_trial`` steps, since a loop of a few dozen steps cannot wait 20. The process's count is restored
+    at the end, however the loop ends.
+    """
+    tuner = ThreadTuner.for_run(torch.device("cpu"), 1) if auto else None
+    if tuner is None:
+        yield from steps
+        return
+    tuner.next_trial = first_trial
+    try:
+        for step in steps:
+            tuner.before_step()
+            t0 = time.perf_counter()
+            yield step
+            tuner.after_step(time.perf_counter() - t0)
+    finally:
+        tuner.restore()
