@@ -183,7 +183,7 @@ class Demo:
             eval_tokens=c.eval_tokens,
             run=PRETRAIN_RUN,
             warmup=min(20, c.train_steps or 20),
-            threads="auto",  # a first run on a laptop shares it with other work (roost.train.threads)
+            threads="auto",  # a first run on a laptop shares it with other work (roost.threads)
         )
 
     def train(self) -> tuple[bool, str]:
@@ -261,7 +261,7 @@ class Demo:
                     steps=self.cfg.retriever_steps,
                     query_steps=self.cfg.retriever_query_steps,
                     max_pairs=self.cfg.retriever_pairs,
-                    threads="auto",  # as the training stages (roost.train.threads)
+                    threads="auto",  # as the training stages (roost.threads)
                 ),
             )
         except ValueError as e:  # e.g. no pairs to mine in a tiny corpus

@@ -1,4 +1,4 @@
-"""The CPU thread count of training steps (roost.train.threads, --threads auto): fewer when they step faster."""
+"""The CPU thread count of training steps (roost.threads, --threads auto): fewer when they step faster."""
 
 import json
 import time
@@ -10,9 +10,9 @@ import torch
 from test_train_fixtures import make_token_workspace
 
 from roost.errors import UserError
+from roost.threads import ThreadTuner, tuned_steps
 from roost.train.config import TrainConfig
 from roost.train.pretrain import train
-from roost.train.threads import ThreadTuner, tuned_steps
 
 
 @pytest.fixture
@@ -109,8 +109,10 @@ def test_embedding_on_tuned_threads_gives_the_same_vectors(restore_threads):
     assert torch.get_num_threads() == 2
 
 
-def test_the_retrievers_threads_are_checked():
-    from roost.search.retriever import RetrieverConfig
+def test_the_commands_refuse_an_unknown_thread_mode(tmp_path, capsys):
+    from roost.cli import main
 
-    with pytest.raises(UserError, match="--threads must be one of fixed, auto, got 'all'"):
-        RetrieverConfig(threads="all")
+    assert main(["train-retriever", "--workspace", str(tmp_path), "--threads", "all"]) == 2
+    assert "--threads must be one of fixed, auto, got 'all'" in capsys.readouterr().err
+    assert main(["ads", "train-safety", "--workspace", str(tmp_path), "--threads", "all"]) == 2
+    assert "--threads must be one of fixed, auto, got 'all'" in capsys.readouterr().err

@@ -36,11 +36,11 @@ def embed_in_batches(
     embed: EmbedFn, texts: list[str], batch_size: int = 256, desc: str = "embedding", threads: str = "fixed"
 ) -> np.ndarray:
     """The texts' vectors, a batch at a time; ``threads="auto"`` tunes the CPU threads per batch
-    (roost.train.threads: several times faster beside other busy work)."""
+    (roost.threads: several times faster beside other busy work)."""
     out = []
     batches = tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=len(texts) <= batch_size)
     if threads == "auto":  # torch only then: the hashing embedder's serving path does without it
-        from roost.train.threads import tuned_steps
+        from roost.threads import tuned_steps
 
         batches = tuned_steps(batches, auto=True)
     for i in batches:

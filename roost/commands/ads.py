@@ -78,7 +78,6 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--threads",
-        choices=("fixed", "auto"),
         default="fixed",
         help="CPU threads while embedding: fixed (torch's count) or auto (fewer while other work keeps the cores "
         "busy, as `roost train --threads auto`)",
@@ -234,7 +233,9 @@ def cmd_train_safety(args: argparse.Namespace) -> int:
     from roost.ads.retrieval import embed_in_batches
     from roost.ads.setup import record_artifact, safety_path
     from roost.labelled import read_labelled
+    from roost.threads import check_mode
 
+    check_mode(args.threads)
     ws = _workspace(args)
     unsafe = _parse_labels(args.unsafe_labels)
     names = [name for name, _, _ in args.train]

@@ -6,7 +6,6 @@ import argparse
 
 from roost.cli import add_workspace_arg
 from roost.errors import UserError
-from roost.train.config import THREADS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,9 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=None)
     t.add_argument(
         "--threads",
-        choices=THREADS,
         default=None,
-        help="fixed (torch's count; bitwise repeatable) or auto (fewer while other work keeps the cores busy, "
+        help="fixed (torch's count, the default) or auto (fewer while other work keeps the cores busy, "
         "as `roost train --threads auto`)",
     )
     t.set_defaults(func=run_train_retriever)

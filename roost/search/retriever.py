@@ -36,8 +36,7 @@ from roost.corpus import schema
 from roost.errors import UserError
 from roost.search.expand import ExpansionConfig
 from roost.search.text import hashtag_words, word_counts
-from roost.train.config import THREADS
-from roost.train.threads import tuned_steps
+from roost.threads import check_mode, tuned_steps
 from roost.workspace import Workspace, atomic_write_json
 
 if TYPE_CHECKING:
@@ -65,12 +64,11 @@ class RetrieverConfig:
     expansion: ExpansionConfig = field(default_factory=ExpansionConfig)
     val_fraction: float = 0.05
     seed: int = 0
-    # the training loops' CPU threads, as `roost train --threads` (roost.train.threads): fixed or auto
+    # the training loops' CPU threads, as `roost train --threads` (roost.threads): fixed or auto
     threads: str = "fixed"
 
     def __post_init__(self) -> None:
-        if self.threads not in THREADS:
-            raise UserError(f"--threads must be one of {', '.join(THREADS)}, got {self.threads!r}")
+        check_mode(self.threads)
 
 
 @dataclass

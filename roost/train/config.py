@@ -19,7 +19,6 @@ DTYPES = ("auto", "bfloat16", "float32")  # roost.precision.compute_dtype
 PARALLEL = ("ddp", "fsdp")  # roost.train.dist.wrap_model
 INITS = ("scratch", "model")  # random weights, or workspace/model/ (roost.train.pretrain.initial_model)
 CLOCKS = ("wall", "cpu")  # what --minutes counts (roost.train.loop.budget_clock)
-THREADS = ("fixed", "auto")  # a CPU step's threads (roost.train.threads)
 
 # Fields that fix the model and the data order: a resumed run may not change them.
 FROZEN_ON_RESUME = (
@@ -83,7 +82,7 @@ class TrainConfig:
     activation_checkpointing: bool = False  # recompute each block's activations in backward (less memory)
     compile: bool = False
     # a CPU step's threads: fixed = torch's count all run (one a core, or OMP_NUM_THREADS), bitwise repeatable;
-    # auto = fewer while other work keeps the cores busy (roost.train.threads): faster there, not repeatable
+    # auto = fewer while other work keeps the cores busy (roost.threads): faster there, not repeatable
     threads: str = "fixed"
     seed: int = 1337
 
@@ -126,10 +125,12 @@ class TrainConfig:
             ("parallel", PARALLEL),
             ("init", INITS),
             ("clock", CLOCKS),
-            ("threads", THREADS),
         ):
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        from roost.threads import check_mode  # here, not at the top: the CLI's flags need no torch
+
+        check_mode(self.threads)
         given = [f"--{n}" for n in ("steps", "tokens", "minutes") if getattr(self, n) is not None]
         if len(given) > 1:
             raise UserError(f"give at most one of --steps, --tokens, --minutes (got {' and '.join(given)})")

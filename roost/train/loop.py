@@ -27,6 +27,7 @@ import torch
 
 from roost.errors import UserError
 from roost.model import GPT, GPTConfig, describe
+from roost.threads import ThreadTuner
 from roost.train import checkpoint, dist
 from roost.train.config import TrainConfig
 from roost.train.data import IGNORE_INDEX
@@ -34,7 +35,6 @@ from roost.train.evaluate import Evaluator
 from roost.train.metrics import MetricsLog, OverfitWatch, peak_flops, plot_losses
 from roost.train.optim import matrix_lr, set_lr
 from roost.train.schedule import lr_factor
-from roost.train.threads import ThreadTuner
 from roost.workspace import Workspace, atomic_write_json
 
 

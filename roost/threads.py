@@ -1,4 +1,6 @@
-"""How many threads a CPU training step uses: as many as help now, fewer on a machine shared with other work.
+"""How many threads a CPU loop uses: as many as help now, fewer on a machine shared with other work.
+
+The loops: ``roost train`` and ``roost sft``'s steps, the retriever's training steps, embedding batches.
 
 torch runs a step on one thread per core. Beside other busy work that is often
 several times slower than fewer threads: every parallel region waits for its
@@ -7,8 +9,7 @@ other work. On 2 cores beside one busy process, a depth-2 model stepped at 5,019
 tokens/s on 2 threads and 22,444 on 1; on the quiet machine, 40,790 and 22,311
 (BENCHMARKS.md, Training). So a single CPU process can time a few steps at each
 candidate count every ``every`` steps and keep the fastest until the next
-check. It is ``roost train --threads auto`` (the demo's choice), not the
-default: the thread count changes the order of a GEMM's sums, so the same steps
+check. It is ``--threads auto`` (the demo's choice), not the default: the thread count changes the order of a GEMM's sums, so the same steps
 on 1 and 2 threads differ in their last bits, and a run that switches counts by
 the machine's load is not bitwise repeatable, as ``--threads fixed`` runs are.
 """
@@ -22,7 +23,18 @@ from typing import TypeVar
 
 import torch
 
+from roost.errors import UserError
+
 T = TypeVar("T")
+# --threads of the CPU loops: fixed = torch's count all run (one a core, or OMP_NUM_THREADS), bitwise repeatable;
+# auto = fewer while other work keeps the cores busy (ThreadTuner)
+MODES = ("fixed", "auto")
+
+
+def check_mode(threads: str) -> str:
+    if threads not in MODES:
+        raise UserError(f"--threads must be one of {', '.join(MODES)}, got {threads!r}")
+    return threads
 
 
 class ThreadTuner:
