@@ -40,11 +40,17 @@ def check_mode(threads: str) -> str:
 class ThreadTuner:
     """Call :meth:`before_step` and :meth:`after_step` around each training step."""
 
-    def __init__(self, threads: int, every: int = 100, trial_steps: int = 3, first_trial: int = 20):
+    def __init__(
+        self, threads: int, every: int = 100, trial_steps: int = 3, first_trial: int = 20, first_seconds: float = 10.0
+    ):
         self.candidates = sorted({threads, threads - 1, threads // 2} - {0}, reverse=True)
         self.every, self.trial_steps = every, trial_steps
         self.threads = self.best = threads
         self.next_trial = first_trial  # steps before the first trial: the first ones are slow anyway
+        # ... or fewer, once they took this long: beside a busy process 20 SFT steps on 2 threads took ~50 s of a
+        # one-minute demo stage, and the trial then found 1 thread 19x faster
+        self.first_seconds: float | None = first_seconds
+        self.waited = 0.0
         self.trial: list[int] = []  # the thread count of each step of the trial under way
         self.times: dict[int, list[float]] = {}
         self.changes: list[tuple[int, int, float]] = []  # (from, to, speed-up measured), for the log
@@ -68,7 +74,12 @@ class ThreadTuner:
 
     def after_step(self, seconds: float) -> None:
         if not self.trial:
+            if self.first_seconds is not None:
+                self.waited += seconds
+                if self.waited >= self.first_seconds:
+                    self.next_trial = 0
             return
+        self.first_seconds = None  # the first trial is under way: from here on, every ``every`` steps
         self.times[self.trial.pop(0)].append(seconds)
         if self.trial:
             return

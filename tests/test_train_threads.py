@@ -116,3 +116,16 @@ def test_the_commands_refuse_an_unknown_thread_mode(tmp_path, capsys):
     assert "--threads must be one of fixed, auto, got 'all'" in capsys.readouterr().err
     assert main(["ads", "train-safety", "--workspace", str(tmp_path), "--threads", "all"]) == 2
     assert "--threads must be one of fixed, auto, got 'all'" in capsys.readouterr().err
+
+
+def test_slow_first_steps_bring_the_first_trial_forward(restore_threads):
+    torch.set_num_threads(2)
+    tuner = ThreadTuner(2, every=4, trial_steps=1, first_trial=20, first_seconds=10.0)
+    used = []
+    for _ in range(12):
+        tuner.before_step()
+        used.append(torch.get_num_threads())
+        tuner.after_step(6.0 if used[-1] == 2 else 1.0)  # 6 s a step on 2 threads: the trial after 2 steps
+    # 2 steps (12 s), the trial (2, then 1), then 1 thread; the next trial every 4 steps, not every 10 s
+    assert used == [2, 2] + [2, 1] + [1, 1, 1, 1] + [2, 1] + [1, 1]
+    assert tuner.best == 1
