@@ -9,8 +9,9 @@ other work. On 2 cores beside one busy process, a depth-2 model stepped at 5,019
 tokens/s on 2 threads and 22,444 on 1; on the quiet machine, 40,790 and 22,311
 (BENCHMARKS.md, Training). So a single CPU process can time a few steps at each
 candidate count every ``every`` steps and keep the fastest until the next
-check. It is ``--threads auto`` (the demo's choice), not the default: the thread count changes the order of a GEMM's sums, so the same steps
-on 1 and 2 threads differ in their last bits, and a run that switches counts by
+check. It is ``--threads auto`` (the demo's choice), not the default: the
+thread count changes the order of a GEMM's sums, so the same steps on 1 and 2
+threads differ in their last bits, and a training run that switches counts by
 the machine's load is not bitwise repeatable, as ``--threads fixed`` runs are.
 """
 
@@ -31,10 +32,10 @@ T = TypeVar("T")
 MODES = ("fixed", "auto")
 
 
-def check_mode(threads: str) -> str:
+def check_mode(threads: str) -> None:
+    """A clear error for a --threads value that is not one of MODES."""
     if threads not in MODES:
         raise UserError(f"--threads must be one of {', '.join(MODES)}, got {threads!r}")
-    return threads
 
 
 class ThreadTuner:
