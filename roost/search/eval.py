@@ -60,14 +60,16 @@ def reciprocal_rank(ranked: list[str], relevant: set[str]) -> float:
     return next((1.0 / (i + 1) for i, pid in enumerate(ranked) if pid in relevant), 0.0)
 
 
-def evaluate(index: SearchIndex, queries: list[Query], modes: tuple[str, ...] = MODES) -> dict[str, dict[str, float]]:
-    """Mean metrics per mode over the queries."""
+def evaluate(
+    index: SearchIndex, queries: list[Query], modes: tuple[str, ...] = MODES, progress: bool = True
+) -> dict[str, dict[str, float]]:
+    """Mean metrics per mode over the queries (a progress bar per mode unless ``progress`` is False)."""
     if not queries:
         raise UserError("no queries to evaluate: none of the task's relevant posts are in the index")
     results: dict[str, dict[str, float]] = {}
     for mode in modes:
         sums = Counter()
-        for q in tqdm(queries, desc=f"eval {mode}", unit="query", leave=False):
+        for q in tqdm(queries, desc=f"eval {mode}", unit="query", leave=False, disable=not progress):
             ranked = [h.post.id for h in index.search(SearchRequest(q=q.text, k=MAX_K, mode=mode))]
             sums["ndcg@10"] += ndcg_at(ranked, q.relevant, 10)
             sums["recall@100"] += recall_at(ranked, q.relevant, 100)

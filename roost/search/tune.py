@@ -29,6 +29,7 @@ from dataclasses import asdict, replace
 
 import numpy as np
 import xxhash
+from tqdm import tqdm
 
 from roost.search.build import build_index
 from roost.search.engine import SearchIndex, SearchModel
@@ -76,7 +77,7 @@ def semantic_quality(models: dict[str, SearchModel], task: EvalTask) -> dict[str
             out = {}
             for name, model in models.items():
                 index.model = model
-                out[name] = evaluate(index, task.queries, ("semantic",))["semantic"]
+                out[name] = evaluate(index, task.queries, ("semantic",), progress=False)["semantic"]
         finally:
             index.close()
     return out
@@ -142,25 +143,26 @@ def tune_ranking(
             build_index([kept.posts], tmp_kept, model, total=len(kept.posts))
             tasks.append((SearchIndex(tmp_kept, model, ranking=base), kept.queries))
         try:
-            lexical = evaluate(index, task.queries, ("lexical",))["lexical"]
-            semantic = evaluate(index, task.queries, ("semantic",))["semantic"]
+            lexical = evaluate(index, task.queries, ("lexical",), progress=False)["lexical"]
+            semantic = evaluate(index, task.queries, ("semantic",), progress=False)["semantic"]
             best_exp, best_lex = 0.0, lexical
             for w in EXPANSION_WEIGHTS[1:]:
                 index.ranking = replace(base, w_expansion=w)
-                r = evaluate(index, task.queries, ("lexical",))["lexical"]
+                r = evaluate(index, task.queries, ("lexical",), progress=False)["lexical"]
                 if r["ndcg@10"] > best_lex["ndcg@10"]:
                     best_exp, best_lex = w, r
             parts = [{"lexical": best_lex, "semantic": semantic}]  # the hybrid's parts, per query set
             for ix, queries in tasks[1:]:
                 ix.ranking = replace(base, w_expansion=best_exp)
-                parts.append(evaluate(ix, queries, ("lexical", "semantic")))
+                parts.append(evaluate(ix, queries, ("lexical", "semantic"), progress=False))
             results = []
-            for fusion, w_lex, w_vec in FUSION_GRID:
+            # one bar for the whole grid: a bar an evaluation printed dozens of lines into a piped log
+            for fusion, w_lex, w_vec in tqdm(FUSION_GRID, desc="tune ranking", unit="setting", leave=False):
                 cfg = replace(base, w_expansion=best_exp, fusion=fusion, w_lexical=w_lex, w_vector=w_vec)
                 per_task = []
                 for ix, queries in tasks:
                     ix.ranking = cfg
-                    per_task.append(evaluate(ix, queries, ("hybrid",))["hybrid"])
+                    per_task.append(evaluate(ix, queries, ("hybrid",), progress=False)["hybrid"])
                 results.append((per_task, cfg))
         finally:
             for ix, _ in tasks:
