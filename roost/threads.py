@@ -57,12 +57,12 @@ class ThreadTuner:
         self.changes: list[tuple[int, int, float]] = []  # (from, to, speed-up measured), for the log
 
     @classmethod
-    def for_run(cls, device: torch.device, world_size: int) -> ThreadTuner | None:
+    def for_run(cls, device: torch.device, world_size: int, first_trial: int = 20) -> ThreadTuner | None:
         """A tuner for one process on a CPU with more than one thread (None elsewhere)."""
         threads = torch.get_num_threads()
         if device.type != "cpu" or world_size > 1 or threads < 2:
             return None
-        return cls(threads)
+        return cls(threads, first_trial=first_trial)
 
     def before_step(self) -> None:
         if not self.trial:
@@ -99,15 +99,14 @@ class ThreadTuner:
 def tuned_steps(steps: Iterable[T], auto: bool, first_trial: int = 3) -> Iterator[T]:
     """Yield each of ``steps``, with a :class:`ThreadTuner` timing the work the caller does on each, when ``auto``.
 
-    For the training loops outside ``roost train`` (the retriever's): the first trial comes after
-    ``first_trial`` steps, since a loop of a few dozen steps cannot wait 20. The process's count is restored
-    at the end, however the loop ends.
+    For the loops outside ``roost train`` (the retriever's steps, embedding batches): the first trial comes
+    after ``first_trial`` steps, since a loop of a few dozen steps cannot wait 20. The process's count is
+    restored at the end, however the loop ends.
     """
-    tuner = ThreadTuner.for_run(torch.device("cpu"), 1) if auto else None
+    tuner = ThreadTuner.for_run(torch.device("cpu"), 1, first_trial=first_trial) if auto else None
     if tuner is None:
         yield from steps
         return
-    tuner.next_trial = first_trial
     try:
         for step in steps:
             tuner.before_step()
